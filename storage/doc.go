@@ -1,0 +1,46 @@
+// Package storage is the persistence contract of taskfleet: the Store
+// interface, its record types and its sentinel errors.
+//
+// # Concepts
+//
+// The task package does every validation, default, authorization and
+// diff once, and hands a Store complete records: a TaskRecord carries the
+// columns a backend indexes (ids, names, application, kind, group, device,
+// revision) and the full task as JSON in Body. A Store only persists and
+// queries; it never interprets Body. This keeps backends thin and lets the
+// task model grow without schema migrations.
+//
+// Per-device results are one current row per (task, device), replaced
+// only by a newer (RunID, Seq) pair, so retried and reordered deliveries
+// are idempotent. Events carry an optional de-duplication Key.
+//
+// # Backends
+//
+//   - storage/memstore: in memory, safe for concurrent use; for tests,
+//     simulations and single-process hosts.
+//   - storage/sqlstore: SQLite (embedded default) and PostgreSQL.
+//
+// # Implementing a Store
+//
+// Implement Store, map your errors to ErrNotFound, ErrConflict and
+// ErrRetryable in one function, and run the conformance suite from
+// storage/storagetest in a test:
+//
+//	func TestConformance(t *testing.T) {
+//		storagetest.Run(t, storagetest.Harness{
+//			New: func(t *testing.T) storage.Store { return mystore.Open(t.TempDir()) },
+//		})
+//	}
+//
+// # Errors
+//
+// Every method documents which sentinel its errors match: ErrNotFound,
+// ErrConflict, ErrRetryable, ErrClosed, ErrInvalid. These are the same
+// values as the task package's, so errors.Is works across layers.
+//
+// # Time
+//
+// Times are stored and returned in UTC with microsecond precision (UTC
+// truncates them so); stores never read the clock themselves: every time
+// is in the records the core passes.
+package storage

@@ -1,0 +1,567 @@
+// Package memstore is a complete in-memory storage.Store, safe for
+// concurrent use. It keeps per-task result counters up to date on every
+// write, so statistics are O(number of states).
+//
+// Use it for tests, simulations and single-process hosts that do not need
+// durability; use storage/sqlstore for anything that must survive a
+// restart.
+package memstore
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/taskfleet/taskfleet/storage"
+)
+
+var _ storage.Store = (*Store)(nil)
+
+// Store is the in-memory storage.Store. The zero value is not usable; call
+// New.
+type Store struct {
+	// mu guards everything below. Result writes take it for the whole
+	// batch; reads share it.
+	mu     sync.RWMutex
+	closed bool
+
+	tasks   map[string]*storage.TaskRecord
+	unique  map[string]string // UniqueName -> task ID
+	revs    map[string][]storage.RevisionRecord
+	runIDs  map[string]int64
+	results map[string]*taskResults
+	events  map[string]*taskEvents
+	eventID int64
+}
+
+type taskResults struct {
+	byDevice map[string]*storage.ResultRecord
+	counts   map[string]int
+	restart  int
+}
+
+type taskEvents struct {
+	list []storage.EventRecord // ascending ID
+	keys map[string]struct{}
+}
+
+// New returns an empty Store.
+func New() *Store {
+	return &Store{
+		tasks:   map[string]*storage.TaskRecord{},
+		unique:  map[string]string{},
+		revs:    map[string][]storage.RevisionRecord{},
+		runIDs:  map[string]int64{},
+		results: map[string]*taskResults{},
+		events:  map[string]*taskEvents{},
+	}
+}
+
+func errClosed() error { return fmt.Errorf("memstore: %w", storage.ErrClosed) }
+
+func cloneTask(t *storage.TaskRecord) storage.TaskRecord {
+	c := *t
+	c.Body = bytes.Clone(t.Body)
+	return c
+}
+
+func cloneRev(r storage.RevisionRecord) storage.RevisionRecord {
+	r.Body = bytes.Clone(r.Body)
+	r.Diff = bytes.Clone(r.Diff)
+	return r
+}
+
+// Close implements storage.Store.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	return nil
+}
+
+// CreateTask implements storage.TaskStore.
+func (s *Store) CreateTask(ctx context.Context, p storage.CreateTaskParams) error {
+	if p.Task.ID == "" {
+		return fmt.Errorf("memstore: create task: empty id: %w", storage.ErrInvalid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed()
+	}
+	if _, ok := s.tasks[p.Task.ID]; ok {
+		return fmt.Errorf("memstore: task %q exists: %w", p.Task.ID, storage.ErrConflict)
+	}
+	if u := p.Task.UniqueName; u != "" {
+		if _, ok := s.unique[u]; ok {
+			return fmt.Errorf("memstore: task name %q is taken: %w", p.Task.Name, storage.ErrConflict)
+		}
+		s.unique[u] = p.Task.ID
+	}
+	t := cloneTask(&p.Task)
+	s.tasks[t.ID] = &t
+	r := cloneRev(p.Revision)
+	r.TaskID = t.ID
+	s.revs[t.ID] = []storage.RevisionRecord{r}
+	return nil
+}
+
+// GetTask implements storage.TaskStore.
+func (s *Store) GetTask(ctx context.Context, id string) (storage.TaskRecord, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return storage.TaskRecord{}, errClosed()
+	}
+	t, ok := s.tasks[id]
+	if !ok {
+		return storage.TaskRecord{}, fmt.Errorf("memstore: task %q: %w", id, storage.ErrNotFound)
+	}
+	return cloneTask(t), nil
+}
+
+// UpdateTask implements storage.TaskStore.
+func (s *Store) UpdateTask(ctx context.Context, p storage.UpdateTaskParams) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed()
+	}
+	old, ok := s.tasks[p.Task.ID]
+	if !ok {
+		return fmt.Errorf("memstore: task %q: %w", p.Task.ID, storage.ErrNotFound)
+	}
+	if old.Revision != p.ExpectRevision {
+		return fmt.Errorf("memstore: task %q is at revision %d, not %d: %w", p.Task.ID, old.Revision, p.ExpectRevision, storage.ErrConflict)
+	}
+	if u := p.Task.UniqueName; u != "" && u != old.UniqueName {
+		if _, taken := s.unique[u]; taken {
+			return fmt.Errorf("memstore: task name %q is taken: %w", p.Task.Name, storage.ErrConflict)
+		}
+	}
+	if old.UniqueName != "" && old.UniqueName != p.Task.UniqueName {
+		delete(s.unique, old.UniqueName)
+	}
+	if p.Task.UniqueName != "" {
+		s.unique[p.Task.UniqueName] = p.Task.ID
+	}
+	t := cloneTask(&p.Task)
+	s.tasks[t.ID] = &t
+	r := cloneRev(p.Revision)
+	r.TaskID = t.ID
+	s.revs[t.ID] = append(s.revs[t.ID], r)
+	return nil
+}
+
+// DeleteTask implements storage.TaskStore.
+func (s *Store) DeleteTask(ctx context.Context, p storage.DeleteTaskParams) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed()
+	}
+	t, ok := s.tasks[p.ID]
+	if !ok {
+		return fmt.Errorf("memstore: task %q: %w", p.ID, storage.ErrNotFound)
+	}
+	if p.ExpectRevision != 0 && t.Revision != p.ExpectRevision {
+		return fmt.Errorf("memstore: task %q is at revision %d, not %d: %w", p.ID, t.Revision, p.ExpectRevision, storage.ErrConflict)
+	}
+	if t.UniqueName != "" {
+		delete(s.unique, t.UniqueName)
+	}
+	delete(s.tasks, p.ID)
+	delete(s.revs, p.ID)
+	delete(s.runIDs, p.ID)
+	delete(s.results, p.ID)
+	delete(s.events, p.ID)
+	return nil
+}
+
+// ListTasks implements storage.TaskStore.
+func (s *Store) ListTasks(ctx context.Context, p storage.ListTasksParams) (storage.TaskPage, error) {
+	if !storage.ValidOrder(p.Order) {
+		return storage.TaskPage{}, fmt.Errorf("memstore: unknown order %q: %w", p.Order, storage.ErrInvalid)
+	}
+	var afterKey, afterID string
+	if p.After != "" {
+		var err error
+		if afterKey, afterID, err = storage.DecodeCursor(p.After); err != nil {
+			return storage.TaskPage{}, err
+		}
+	}
+	limit := p.Limit
+	if limit <= 0 {
+		limit = storage.DefaultListLimit
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return storage.TaskPage{}, errClosed()
+	}
+	type keyed struct {
+		key string
+		t   *storage.TaskRecord
+	}
+	less := func(ak, aid, bk, bid string) bool {
+		if ak != bk {
+			return ak < bk
+		}
+		return aid < bid
+	}
+	var match []keyed
+	for _, t := range s.tasks {
+		if (p.Application != "" && t.Application != p.Application) ||
+			(p.TaskType != "" && t.TaskType != p.TaskType) ||
+			(p.Kind != "" && t.Kind != p.Kind) ||
+			(p.GroupID != "" && t.GroupID != p.GroupID) ||
+			(p.DeviceID != "" && t.DeviceID != p.DeviceID) ||
+			(p.NameContains != "" && !strings.Contains(t.SearchName, p.NameContains)) {
+			continue
+		}
+		k := storage.OrderKey(t, p.Order)
+		if p.After != "" {
+			if p.Descending {
+				if !less(k, t.ID, afterKey, afterID) {
+					continue
+				}
+			} else if !less(afterKey, afterID, k, t.ID) {
+				continue
+			}
+		}
+		match = append(match, keyed{k, t})
+	}
+	sort.Slice(match, func(i, j int) bool {
+		if p.Descending {
+			return less(match[j].key, match[j].t.ID, match[i].key, match[i].t.ID)
+		}
+		return less(match[i].key, match[i].t.ID, match[j].key, match[j].t.ID)
+	})
+	var page storage.TaskPage
+	n := min(limit, len(match))
+	page.Tasks = make([]storage.TaskRecord, n)
+	for i := range n {
+		page.Tasks[i] = cloneTask(match[i].t)
+	}
+	if len(match) > n {
+		last := match[n-1]
+		page.Next = storage.EncodeCursor(last.key, last.t.ID)
+	}
+	return page, nil
+}
+
+// ListRevisions implements storage.TaskStore.
+func (s *Store) ListRevisions(ctx context.Context, p storage.ListRevisionsParams) ([]storage.RevisionRecord, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = storage.DefaultListLimit
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, errClosed()
+	}
+	var out []storage.RevisionRecord
+	for _, r := range s.revs[p.TaskID] {
+		if r.Number <= p.AfterNumber {
+			continue
+		}
+		out = append(out, cloneRev(r))
+		if len(out) == limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+// GetRevision implements storage.TaskStore.
+func (s *Store) GetRevision(ctx context.Context, taskID string, n int64) (storage.RevisionRecord, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return storage.RevisionRecord{}, errClosed()
+	}
+	revs := s.revs[taskID]
+	i, ok := slices.BinarySearchFunc(revs, n, func(r storage.RevisionRecord, n int64) int {
+		switch {
+		case r.Number < n:
+			return -1
+		case r.Number > n:
+			return 1
+		}
+		return 0
+	})
+	if !ok {
+		return storage.RevisionRecord{}, fmt.Errorf("memstore: task %q revision %d: %w", taskID, n, storage.ErrNotFound)
+	}
+	return cloneRev(revs[i]), nil
+}
+
+// AllocateRunID implements storage.TaskStore.
+func (s *Store) AllocateRunID(ctx context.Context, taskID string) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, errClosed()
+	}
+	if _, ok := s.tasks[taskID]; !ok {
+		return 0, fmt.Errorf("memstore: task %q: %w", taskID, storage.ErrNotFound)
+	}
+	s.runIDs[taskID]++
+	return s.runIDs[taskID], nil
+}
+
+// UpsertResults implements storage.ResultStore.
+func (s *Store) UpsertResults(ctx context.Context, p storage.UpsertResultsParams) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, errClosed()
+	}
+	n := 0
+	var tr *taskResults
+	lastTask := ""
+	for i := range p.Results {
+		r := &p.Results[i]
+		if tr == nil || r.TaskID != lastTask {
+			if _, ok := s.tasks[r.TaskID]; !ok {
+				tr, lastTask = nil, ""
+				continue
+			}
+			tr = s.results[r.TaskID]
+			if tr == nil {
+				tr = &taskResults{byDevice: map[string]*storage.ResultRecord{}, counts: map[string]int{}}
+				s.results[r.TaskID] = tr
+			}
+			lastTask = r.TaskID
+		}
+		cur, ok := tr.byDevice[r.DeviceID]
+		if ok {
+			if r.RunID < cur.RunID || (r.RunID == cur.RunID && r.Seq <= cur.Seq) {
+				continue
+			}
+			tr.counts[cur.State]--
+			if cur.RestartRequired {
+				tr.restart--
+			}
+			*cur = *r
+		} else {
+			c := *r
+			tr.byDevice[r.DeviceID] = &c
+		}
+		tr.counts[r.State]++
+		if r.RestartRequired {
+			tr.restart++
+		}
+		n++
+	}
+	return n, nil
+}
+
+// GetResult implements storage.ResultStore.
+func (s *Store) GetResult(ctx context.Context, taskID, deviceID string) (storage.ResultRecord, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return storage.ResultRecord{}, errClosed()
+	}
+	if tr := s.results[taskID]; tr != nil {
+		if r, ok := tr.byDevice[deviceID]; ok {
+			return *r, nil
+		}
+	}
+	return storage.ResultRecord{}, fmt.Errorf("memstore: result of task %q device %q: %w", taskID, deviceID, storage.ErrNotFound)
+}
+
+// ListResults implements storage.ResultStore.
+func (s *Store) ListResults(ctx context.Context, p storage.ListResultsParams) ([]storage.ResultRecord, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = storage.DefaultListLimit
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, errClosed()
+	}
+	tr := s.results[p.TaskID]
+	if tr == nil {
+		return nil, nil
+	}
+	var out []storage.ResultRecord
+	for _, r := range tr.byDevice {
+		if r.DeviceID <= p.AfterDevice && p.AfterDevice != "" {
+			continue
+		}
+		if len(p.States) > 0 && !slices.Contains(p.States, r.State) {
+			continue
+		}
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].DeviceID < out[j].DeviceID })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// DueResults implements storage.ResultStore.
+func (s *Store) DueResults(ctx context.Context, p storage.DueResultsParams) ([]storage.ResultRecord, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = storage.DefaultListLimit
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, errClosed()
+	}
+	var out []storage.ResultRecord
+	for _, tr := range s.results {
+		if tr.counts[p.State] == 0 {
+			continue
+		}
+		for _, r := range tr.byDevice {
+			if r.State == p.State && !r.DueAt.After(p.Before) {
+				out = append(out, *r)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := &out[i], &out[j]
+		if !a.DueAt.Equal(b.DueAt) {
+			return a.DueAt.Before(b.DueAt)
+		}
+		if a.TaskID != b.TaskID {
+			return a.TaskID < b.TaskID
+		}
+		return a.DeviceID < b.DeviceID
+	})
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// TaskStatistics implements storage.ResultStore.
+func (s *Store) TaskStatistics(ctx context.Context, taskID string) (storage.Statistics, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return storage.Statistics{}, errClosed()
+	}
+	st := storage.Statistics{ByState: map[string]int{}}
+	tr := s.results[taskID]
+	if tr == nil {
+		return st, nil
+	}
+	for k, v := range tr.counts {
+		if v != 0 {
+			st.ByState[k] = v
+			st.Total += v
+		}
+	}
+	st.RestartRequired = tr.restart
+	return st, nil
+}
+
+// AppendEvents implements storage.EventStore.
+func (s *Store) AppendEvents(ctx context.Context, p storage.AppendEventsParams) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, errClosed()
+	}
+	n := 0
+	for _, e := range p.Events {
+		if _, ok := s.tasks[e.TaskID]; !ok {
+			continue
+		}
+		te := s.events[e.TaskID]
+		if te == nil {
+			te = &taskEvents{keys: map[string]struct{}{}}
+			s.events[e.TaskID] = te
+		}
+		if e.Key != "" {
+			if _, dup := te.keys[e.Key]; dup {
+				continue
+			}
+			te.keys[e.Key] = struct{}{}
+		}
+		s.eventID++
+		e.ID = s.eventID
+		te.list = append(te.list, e)
+		n++
+	}
+	return n, nil
+}
+
+// ListEvents implements storage.EventStore.
+func (s *Store) ListEvents(ctx context.Context, p storage.ListEventsParams) ([]storage.EventRecord, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = storage.DefaultListLimit
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, errClosed()
+	}
+	te := s.events[p.TaskID]
+	if te == nil {
+		return nil, nil
+	}
+	start, _ := slices.BinarySearchFunc(te.list, p.AfterID+1, func(e storage.EventRecord, id int64) int {
+		switch {
+		case e.ID < id:
+			return -1
+		case e.ID > id:
+			return 1
+		}
+		return 0
+	})
+	var out []storage.EventRecord
+	for _, e := range te.list[start:] {
+		if (p.DeviceID != "" && e.DeviceID != p.DeviceID) ||
+			(!p.From.IsZero() && e.At.Before(p.From)) ||
+			(!p.To.IsZero() && !e.At.Before(p.To)) {
+			continue
+		}
+		out = append(out, e)
+		if len(out) == limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+// PurgeEvents implements storage.EventStore.
+func (s *Store) PurgeEvents(ctx context.Context, p storage.PurgeEventsParams) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, errClosed()
+	}
+	te := s.events[p.TaskID]
+	if te == nil {
+		return 0, nil
+	}
+	kept := te.list[:0]
+	var n int64
+	for _, e := range te.list {
+		// A purged event's Key stays reserved, so a late duplicate
+		// delivery cannot bring it back into history.
+		if e.At.Before(p.Before) {
+			n++
+			continue
+		}
+		kept = append(kept, e)
+	}
+	clear(te.list[len(kept):])
+	te.list = kept
+	return n, nil
+}
