@@ -1,0 +1,173 @@
+package scope
+
+import (
+	"context"
+	"iter"
+	"net/netip"
+	"time"
+)
+
+// DeviceID identifies a device in the inventory. It is opaque to this
+// package; resolution orders devices by comparing IDs as byte strings.
+type DeviceID string
+
+// GroupID identifies an administration group.
+type GroupID string
+
+// Device is what the inventory knows about one managed (or discovered but
+// unassigned) device.
+//
+// # Unknown facts
+//
+// A fact the Administration Server has not collected yet is left at its
+// zero value, and the zero value means "unknown", never "none":
+//
+//   - NetBIOSName, DNSName, TimeZone: "" is unknown.
+//   - IPs, Tags, Software: nil is unknown; a non-nil empty slice means "none".
+//   - Applications: nil is unknown; a non-nil map lists every application
+//     the device reported, and an application missing from it is not
+//     installed.
+//   - OS: nil is unknown; inside it, "" fields are unknown.
+//   - LastSeen: the zero time means the device was never seen.
+//   - Server.Role: "" is unknown.
+//
+// GroupID "" is not unknown: it is a discovered device that is not assigned
+// to any administration group. Connected is always known (the server knows
+// whether a device holds a connection).
+//
+// Scopes never silently include or exclude a device because one of its facts
+// is unknown: resolution reports such a device as Unknown, with the fact
+// that was missing.
+//
+// An inventory hands out *Device values that the caller must not modify;
+// an implementation replaces a device rather than mutating one it has
+// handed out.
+type Device struct {
+	ID          DeviceID
+	NetBIOSName string
+	DNSName     string
+	IPs         []netip.Addr
+	// GroupID is the administration group the device belongs to, or "" for
+	// an unassigned device.
+	GroupID  GroupID
+	Tags     []string
+	Software []Software
+	OS       *OS
+	// TimeZone is the device's IANA time zone name, for example
+	// "Europe/Berlin".
+	TimeZone string
+	// Applications maps an application name (the application a task type
+	// belongs to, for example "Kaspersky Endpoint Security for Windows") to
+	// its state on the device.
+	Applications map[string]AppState
+	// LastSeen is the last time the device contacted the Administration
+	// Server (UTC).
+	LastSeen  time.Time
+	Connected bool
+	// Server is the Administration Server that manages the device.
+	Server ServerRef
+}
+
+// Software is one installed program.
+type Software struct {
+	Name    string
+	Version string
+	Vendor  string
+}
+
+// OS describes the operating system of a device. Empty fields are unknown.
+type OS struct {
+	// Name is the product name, for example "Windows 11 Pro" or "Ubuntu".
+	Name string
+	// Version, for example "23H2" or "24.04".
+	Version string
+	// Build, for example "22631.3880".
+	Build string
+	// Platform is the family: "windows", "linux" or "macos".
+	Platform string
+}
+
+// AppState is the state of one application on a device. A task is started
+// on a device only if the application it belongs to is running.
+type AppState struct {
+	Installed bool
+	Running   bool
+}
+
+// ServerRole says whether the Administration Server that manages a device is
+// the primary server, a secondary server, or a virtual server.
+type ServerRole string
+
+// Server roles. The empty role is unknown.
+const (
+	Primary   ServerRole = "primary"
+	Secondary ServerRole = "secondary"
+	Virtual   ServerRole = "virtual"
+)
+
+// ServerRef names the Administration Server that manages a device.
+type ServerRef struct {
+	ID   string
+	Role ServerRole
+}
+
+// AdminGroup is one administration group. Groups form a tree: Parent is ""
+// for a root group. (The name Group is taken by the scope Kind.)
+type AdminGroup struct {
+	ID     GroupID
+	Parent GroupID
+	Name   string
+}
+
+// Inventory is the host's device inventory, read by Resolve, Explain,
+// ValidateWith and ImportAddressList.
+//
+// Implementations must be safe for concurrent use. Every method takes the
+// caller's context and should return its error when it is done. Errors other
+// than the documented ones are returned to the caller wrapped.
+//
+// The interface is deliberately small. An implementation can offer faster
+// paths by also implementing the optional interfaces GroupDeviceLister and
+// NameResolver; this package detects them with a type assertion, so new
+// capabilities are added as new optional interfaces, never as new methods
+// here.
+type Inventory interface {
+	// Device returns the device with the given id. It must return an error
+	// matching ErrNotFound (errors.Is) if there is none.
+	Device(ctx context.Context, id DeviceID) (*Device, error)
+
+	// Group returns the administration group with the given id. It must
+	// return an error matching ErrNotFound if there is none.
+	Group(ctx context.Context, id GroupID) (*AdminGroup, error)
+
+	// Groups returns every administration group, in any order. The
+	// inventory guarantees that every device's GroupID is "" or the id of
+	// one of these groups, and that parents exist.
+	Groups(ctx context.Context) ([]AdminGroup, error)
+
+	// Devices yields every device, including unassigned ones, in ascending
+	// ID order (byte-wise string comparison), each exactly once. After
+	// yielding a non-nil error it must stop. The consumer may stop early.
+	Devices(ctx context.Context) iter.Seq2[*Device, error]
+}
+
+// GroupDeviceLister is an optional interface for an Inventory that can list
+// the devices of a set of groups faster than a scan of every device (an
+// index on the group column).
+type GroupDeviceLister interface {
+	// DevicesInGroups yields the devices whose GroupID is in groups, in
+	// ascending ID order, each exactly once. groups holds no duplicates and
+	// may be long (thousands of ids). Same error contract as
+	// Inventory.Devices.
+	DevicesInGroups(ctx context.Context, groups []GroupID) iter.Seq2[*Device, error]
+}
+
+// NameResolver is an optional interface for an Inventory that can find
+// devices by name without a scan of every device.
+type NameResolver interface {
+	// DevicesByName returns the ids of the devices whose NetBIOS name (for
+	// an Address of kind NetBIOSName) or DNS name (kind DNSName) equals
+	// name.Name, compared case-insensitively, in ascending order. It
+	// returns an empty slice and no error when no device has the name.
+	DevicesByName(ctx context.Context, name Address) ([]DeviceID, error)
+}

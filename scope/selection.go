@@ -1,0 +1,403 @@
+package scope
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/ext"
+	"cel.dev/cel-go/interpreter"
+)
+
+// Limits on device selections, so a host can accept selections from
+// administrators safely.
+const (
+	// MaxSelectionLength is the longest selection expression, in bytes.
+	MaxSelectionLength = 4096
+	// MaxSelectionCost is the CEL runtime cost limit of one evaluation
+	// against one device (cost units are roughly one per operation and
+	// per list element visited). A device whose evaluation exceeds it is
+	// reported as Unknown with the reason.
+	MaxSelectionCost = 100_000
+	// MaxSelectionNesting is the parser's recursion limit.
+	MaxSelectionNesting = 32
+)
+
+// CEL type names of the device schema.
+const (
+	celDevice      = "taskfleet.Device"
+	celSoftware    = "taskfleet.Software"
+	celOS          = "taskfleet.OS"
+	celApplication = "taskfleet.Application"
+	celServer      = "taskfleet.Server"
+)
+
+var (
+	deviceType      = types.NewObjectType(celDevice)
+	softwareType    = types.NewObjectType(celSoftware)
+	osType          = types.NewObjectType(celOS)
+	applicationType = types.NewObjectType(celApplication)
+	serverType      = types.NewObjectType(celServer)
+)
+
+// unknownFact is the evaluation error for a fact the inventory does not
+// have; CEL's && and || absorb it like an unknown (false && x is false).
+type unknownFact string
+
+func (u unknownFact) Error() string { return unknownPrefix + string(u) }
+
+const unknownPrefix = "unknown fact "
+
+type field struct {
+	name string
+	typ  *types.Type
+	get  func(any) (any, error)
+	set  func(any) bool
+}
+
+func dev(v any) *Device { return v.(*Device) }
+
+func str(path, s string) (any, error) {
+	if s == "" {
+		return nil, unknownFact(path)
+	}
+	return s, nil
+}
+
+// schema is the documented device schema (see doc.go, "Device selections").
+var schema = map[string][]field{
+	celDevice: {
+		{"id", types.StringType, func(v any) (any, error) { return string(dev(v).ID), nil }, nil},
+		{"netbios_name", types.StringType, func(v any) (any, error) { return str("device.netbios_name", dev(v).NetBIOSName) }, func(v any) bool { return dev(v).NetBIOSName != "" }},
+		{"dns_name", types.StringType, func(v any) (any, error) { return str("device.dns_name", dev(v).DNSName) }, func(v any) bool { return dev(v).DNSName != "" }},
+		{"ips", types.NewListType(types.StringType), func(v any) (any, error) {
+			d := dev(v)
+			if d.IPs == nil {
+				return nil, unknownFact("device.ips")
+			}
+			out := make([]string, len(d.IPs))
+			for i, ip := range d.IPs {
+				out[i] = ip.String()
+			}
+			return out, nil
+		}, func(v any) bool { return dev(v).IPs != nil }},
+		{"group", types.StringType, func(v any) (any, error) { return string(dev(v).GroupID), nil }, nil},
+		{"tags", types.NewListType(types.StringType), func(v any) (any, error) {
+			if t := dev(v).Tags; t != nil {
+				return t, nil
+			}
+			return nil, unknownFact("device.tags")
+		}, func(v any) bool { return dev(v).Tags != nil }},
+		{"software", types.NewListType(softwareType), func(v any) (any, error) {
+			if s := dev(v).Software; s != nil {
+				return s, nil
+			}
+			return nil, unknownFact("device.software")
+		}, func(v any) bool { return dev(v).Software != nil }},
+		{"os", osType, func(v any) (any, error) {
+			if o := dev(v).OS; o != nil {
+				return o, nil
+			}
+			return nil, unknownFact("device.os")
+		}, func(v any) bool { return dev(v).OS != nil }},
+		{"time_zone", types.StringType, func(v any) (any, error) { return str("device.time_zone", dev(v).TimeZone) }, func(v any) bool { return dev(v).TimeZone != "" }},
+		{"applications", types.NewMapType(types.StringType, applicationType), func(v any) (any, error) {
+			if a := dev(v).Applications; a != nil {
+				return a, nil
+			}
+			return nil, unknownFact("device.applications")
+		}, func(v any) bool { return dev(v).Applications != nil }},
+		{"last_seen", types.TimestampType, func(v any) (any, error) {
+			if t := dev(v).LastSeen; !t.IsZero() {
+				return t.UTC(), nil
+			}
+			return nil, unknownFact("device.last_seen")
+		}, func(v any) bool { return !dev(v).LastSeen.IsZero() }},
+		{"connected", types.BoolType, func(v any) (any, error) { return dev(v).Connected, nil }, nil},
+		{"server", serverType, func(v any) (any, error) { return dev(v).Server, nil }, nil},
+	},
+	celSoftware: {
+		{"name", types.StringType, func(v any) (any, error) { return v.(Software).Name, nil }, nil},
+		{"version", types.StringType, func(v any) (any, error) { return v.(Software).Version, nil }, nil},
+		{"vendor", types.StringType, func(v any) (any, error) { return v.(Software).Vendor, nil }, nil},
+	},
+	celOS: {
+		{"name", types.StringType, func(v any) (any, error) { return str("device.os.name", v.(*OS).Name) }, func(v any) bool { return v.(*OS).Name != "" }},
+		{"version", types.StringType, func(v any) (any, error) { return str("device.os.version", v.(*OS).Version) }, func(v any) bool { return v.(*OS).Version != "" }},
+		{"build", types.StringType, func(v any) (any, error) { return str("device.os.build", v.(*OS).Build) }, func(v any) bool { return v.(*OS).Build != "" }},
+		{"platform", types.StringType, func(v any) (any, error) { return str("device.os.platform", v.(*OS).Platform) }, func(v any) bool { return v.(*OS).Platform != "" }},
+	},
+	celApplication: {
+		{"installed", types.BoolType, func(v any) (any, error) { return v.(AppState).Installed, nil }, nil},
+		{"running", types.BoolType, func(v any) (any, error) { return v.(AppState).Running, nil }, nil},
+	},
+	celServer: {
+		{"id", types.StringType, func(v any) (any, error) { return str("device.server.id", v.(ServerRef).ID) }, func(v any) bool { return v.(ServerRef).ID != "" }},
+		{"role", types.StringType, func(v any) (any, error) { return str("device.server.role", string(v.(ServerRef).Role)) }, func(v any) bool { return v.(ServerRef).Role != "" }},
+	},
+}
+
+// celTypes is the CEL type provider and adapter for the device schema.
+type celTypes struct {
+	*types.Registry
+	fields map[string]map[string]*types.FieldType
+	names  map[string][]string
+	objs   map[string]*types.Type
+}
+
+func newCELTypes() (*celTypes, error) {
+	reg, err := types.NewRegistry()
+	if err != nil {
+		return nil, err
+	}
+	p := &celTypes{Registry: reg, fields: map[string]map[string]*types.FieldType{}, names: map[string][]string{},
+		objs: map[string]*types.Type{celDevice: deviceType, celSoftware: softwareType, celOS: osType, celApplication: applicationType, celServer: serverType}}
+	for tn, fs := range schema {
+		p.fields[tn] = map[string]*types.FieldType{}
+		for _, f := range fs {
+			set := f.set
+			if set == nil {
+				set = func(any) bool { return true }
+			}
+			get := f.get
+			p.fields[tn][f.name] = &types.FieldType{Type: f.typ, IsSet: set, GetFrom: get}
+			p.names[tn] = append(p.names[tn], f.name)
+		}
+	}
+	return p, nil
+}
+
+func (p *celTypes) FindStructType(name string) (*types.Type, bool) {
+	if t, ok := p.objs[name]; ok {
+		return types.NewTypeTypeWithParam(t), true
+	}
+	return p.Registry.FindStructType(name)
+}
+
+func (p *celTypes) FindStructFieldNames(name string) ([]string, bool) {
+	if n, ok := p.names[name]; ok {
+		return n, true
+	}
+	return p.Registry.FindStructFieldNames(name)
+}
+
+func (p *celTypes) FindStructFieldType(name, field string) (*types.FieldType, bool) {
+	if fs, ok := p.fields[name]; ok {
+		f, ok := fs[field]
+		return f, ok
+	}
+	return p.Registry.FindStructFieldType(name, field)
+}
+
+func (p *celTypes) NativeToValue(v any) ref.Val {
+	switch v := v.(type) {
+	case *Device:
+		return objVal{v, deviceType}
+	case *OS:
+		return objVal{v, osType}
+	case Software:
+		return objVal{v, softwareType}
+	case AppState:
+		return objVal{v, applicationType}
+	case ServerRef:
+		return objVal{v, serverType}
+	case []Software:
+		return types.NewDynamicList(p, v)
+	case map[string]AppState:
+		return types.NewDynamicMap(p, v)
+	case []string:
+		return types.NewStringList(p, v)
+	}
+	return p.Registry.NativeToValue(v)
+}
+
+// objVal is a device-schema object inside a CEL evaluation.
+type objVal struct {
+	v any
+	t *types.Type
+}
+
+func (o objVal) ConvertToNative(t reflect.Type) (any, error) {
+	if reflect.TypeOf(o.v).AssignableTo(t) {
+		return o.v, nil
+	}
+	return nil, fmt.Errorf("cannot convert %s to %v", o.t.TypeName(), t)
+}
+
+func (o objVal) ConvertToType(t ref.Type) ref.Val {
+	switch {
+	case t == types.TypeType:
+		return o.t
+	case t.TypeName() == o.t.TypeName():
+		return o
+	}
+	return types.NewErr("type conversion error from %s to %s", o.t.TypeName(), t.TypeName())
+}
+
+func (o objVal) Equal(other ref.Val) ref.Val {
+	ov, ok := other.(objVal)
+	if !ok || ov.t.TypeName() != o.t.TypeName() {
+		return types.False
+	}
+	switch a := o.v.(type) {
+	case *OS:
+		return types.Bool(*a == *ov.v.(*OS))
+	case *Device:
+		return types.Bool(a == ov.v.(*Device))
+	}
+	return types.Bool(o.v == ov.v)
+}
+
+func (o objVal) Type() ref.Type { return o.t }
+func (o objVal) Value() any     { return o.v }
+
+var celEnv = sync.OnceValues(func() (*cel.Env, error) {
+	p, err := newCELTypes()
+	if err != nil {
+		return nil, err
+	}
+	return cel.NewEnv(
+		cel.CustomTypeProvider(p),
+		cel.CustomTypeAdapter(p),
+		cel.Variable("device", deviceType),
+		ext.Strings(),
+		cel.ParserRecursionLimit(MaxSelectionNesting),
+		cel.ParserExpressionSizeLimit(MaxSelectionLength),
+	)
+})
+
+// Program is a compiled device selection. It is safe for concurrent use;
+// compile once with CompileSelection and evaluate per device.
+type Program struct {
+	expr string
+	prg  cel.Program
+}
+
+// String returns the source expression.
+func (p *Program) String() string { return p.expr }
+
+// CompileSelection compiles a device selection: a CEL expression of type
+// bool over the variable `device` (the schema is documented in the package
+// documentation, "Device selections").
+//
+// It returns ValidationErrors (matching ErrInvalid) with Field "selection"
+// and the 1-based Column of each syntax or type error (and the 1-based Line
+// when the expression has several lines); an expression longer
+// than MaxSelectionLength, nested deeper than MaxSelectionNesting, or not
+// of type bool is rejected.
+func CompileSelection(expr string) (*Program, error) {
+	if strings.TrimSpace(expr) == "" {
+		return nil, &ValidationError{Field: "selection", Reason: "is required: a CEL expression of type bool"}
+	}
+	if len(expr) > MaxSelectionLength {
+		return nil, &ValidationError{Field: "selection", Value: clip(expr), Reason: fmt.Sprintf("must be at most %d bytes", MaxSelectionLength)}
+	}
+	if !utf8.ValidString(expr) {
+		return nil, &ValidationError{Field: "selection", Value: clip(expr), Reason: "must be valid UTF-8"}
+	}
+	env, err := celEnv()
+	if err != nil {
+		return nil, fmt.Errorf("scope: CEL environment: %w", err)
+	}
+	ast, iss := env.Compile(expr)
+	if iss != nil && len(iss.Errors()) > 0 {
+		var bad ValidationErrors
+		for _, e := range iss.Errors() {
+			ve := &ValidationError{Field: "selection", Value: clip(expr), Reason: e.Message}
+			if c := e.Location.Column(); c >= 0 && e.Location.Line() >= 1 {
+				ve.Column = c + 1
+				if strings.Contains(expr, "\n") {
+					ve.Line = e.Location.Line()
+				}
+			}
+			bad = append(bad, ve)
+		}
+		return nil, bad.Err()
+	}
+	if !ast.OutputType().IsExactType(types.BoolType) {
+		return nil, &ValidationError{Field: "selection", Value: clip(expr), Reason: "must evaluate to bool, not " + ast.OutputType().String()}
+	}
+	prg, err := env.Program(ast, cel.CostLimit(MaxSelectionCost), cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return nil, &ValidationError{Field: "selection", Value: clip(expr), Reason: err.Error()}
+	}
+	return &Program{expr: expr, prg: prg}, nil
+}
+
+type deviceActivation struct{ d *Device }
+
+func (a deviceActivation) ResolveName(name string) (any, bool) {
+	if name == "device" {
+		return a.d, true
+	}
+	return nil, false
+}
+
+func (a deviceActivation) Parent() interpreter.Activation { return nil }
+
+// Evaluate reports whether d is selected: In, Out, or Unknown when the
+// answer depends on a fact d does not have (reason names it, for example
+// "unknown fact device.os") or the evaluation failed (reason says why, for
+// example the cost limit). CEL's logic absorbs unknowns where it can:
+// `device.connected && device.os.name == "x"` is Out for a disconnected
+// device with no OS facts.
+func (p *Program) Evaluate(d *Device) (Membership, string) {
+	val, _, err := p.prg.Eval(deviceActivation{d})
+	if err != nil {
+		return Unknown, evalReason(err)
+	}
+	switch v := val.(type) {
+	case types.Bool:
+		if v {
+			return In, ""
+		}
+		return Out, ""
+	case *types.Err:
+		return Unknown, evalReason(v)
+	}
+	return Unknown, "evaluation error: result is " + val.Type().TypeName()
+}
+
+func evalReason(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, unknownPrefix); i >= 0 {
+		return msg[i:]
+	}
+	var u unknownFact
+	if errors.As(err, &u) {
+		return u.Error()
+	}
+	return "evaluation error: " + msg
+}
+
+// NamedSelection is a ready-made device selection.
+type NamedSelection struct {
+	Name string
+	Expr string
+}
+
+// ExampleSelections returns named example selections that hosts can offer
+// as templates. Every one compiles.
+func ExampleSelections() []NamedSelection {
+	return []NamedSelection{
+		{"Windows 11 devices without application X",
+			`device.os.name.startsWith("Windows 11") && !("X" in device.applications)`},
+		{"tag = accounting", `"accounting" in device.tags`},
+		{"Devices with Firefox older than 128",
+			`device.software.exists(s, s.name == "Mozilla Firefox" && int(s.version.split(".")[0]) < 128)`},
+		{"Linux servers in group g-servers",
+			`device.os.platform == "linux" && device.group == "g-servers"`},
+		{"Devices where Kaspersky Endpoint Security is installed but not running",
+			`"Kaspersky Endpoint Security" in device.applications && !device.applications["Kaspersky Endpoint Security"].running`},
+		{"Devices not seen since 2026-01-01",
+			`device.last_seen < timestamp("2026-01-01T00:00:00Z")`},
+		{"Devices managed by a secondary or virtual Administration Server",
+			`device.server.role in ["secondary", "virtual"]`},
+	}
+}
