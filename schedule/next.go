@@ -167,6 +167,16 @@ func zoneAt(loc *time.Location, u int64) (off, start, end int64) {
 	if !en.IsZero() {
 		end = en.Unix()
 	}
+	if end <= u {
+		// The time package derives periods after a zone's last listed
+		// transition from its TZ rule and reports the period that runs
+		// over New Year as ending 365 days after the UTC year start, which
+		// is December 31 in leap years, before u. The period really runs
+		// into the next year; the next UTC New Year is a safe (if
+		// premature) bound, as walking on from it finds the same offset.
+		y, _, _ := civilFromDays(floorDiv(u, secondsPerDay))
+		end = daysFromCivil(y+1, 1, 1) * secondsPerDay
+	}
 	return int64(o), start, end
 }
 
