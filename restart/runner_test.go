@@ -189,10 +189,10 @@ func TestRunTimeline(t *testing.T) {
 				"30 locked? true"},
 		},
 		{
-			name: "locked session, force-close on: close applications then restart",
-			p:    with(func(p *Policy) { p.ForceCloseLocked = true; p.RepeatPrompt.Minutes = 15 }),
-			dev:  &fakeDevice{lockedFrom: 0},
-			want: Outcome{Result: Restarted, Reason: ReasonRestartAfter, RequiredAt: t0, Prompts: at(0, 15), ClosedApplications: true, RestartAt: at(30)[0]},
+			name:      "locked session, force-close on: close applications then restart",
+			p:         with(func(p *Policy) { p.ForceCloseLocked = true; p.RepeatPrompt.Minutes = 15 }),
+			dev:       &fakeDevice{lockedFrom: 0},
+			want:      Outcome{Result: Restarted, Reason: ReasonRestartAfter, RequiredAt: t0, Prompts: at(0, 15), ClosedApplications: true, RestartAt: at(30)[0]},
 			wantCalls: []string{"0 prompt ", "15 prompt ", "30 locked? true", "30 close applications", "30 restart"},
 		},
 		{
@@ -273,10 +273,10 @@ func TestRunTimeline(t *testing.T) {
 			wantCalls: []string{"2 prompt ", "6 locked? false", "6 restart"},
 		},
 		{
-			name: "prompt failures are counted, the timeline goes on",
-			p:    with(func(p *Policy) { p.RepeatPrompt.Minutes = 10 }),
-			dev:  &fakeDevice{lockedFrom: -1, promptErr: errors.New("no user session")},
-			want: Outcome{Result: Restarted, Reason: ReasonRestartAfter, RequiredAt: t0, PromptFailures: 3, RestartAt: at(30)[0]},
+			name:      "prompt failures are counted, the timeline goes on",
+			p:         with(func(p *Policy) { p.RepeatPrompt.Minutes = 10 }),
+			dev:       &fakeDevice{lockedFrom: -1, promptErr: errors.New("no user session")},
+			want:      Outcome{Result: Restarted, Reason: ReasonRestartAfter, RequiredAt: t0, PromptFailures: 3, RestartAt: at(30)[0]},
 			wantCalls: []string{"0 prompt ", "10 prompt ", "20 prompt ", "30 locked? false", "30 restart"},
 		},
 		{
