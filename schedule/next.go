@@ -67,22 +67,22 @@ func (s Schedule) Next(after time.Time, loc *time.Location) (time.Time, bool) {
 		if s.Every < MinEveryDays || s.Every > MaxEveryDays || !s.StartDate.Valid() {
 			return time.Time{}, false
 		}
-		u, ok = s.nextWall(a, loc)
+		u, _, ok = s.nextWall(a, loc)
 	case Weekly:
 		if s.Weekdays&AllWeekdays == 0 {
 			return time.Time{}, false
 		}
-		u, ok = s.nextWall(a, loc)
+		u, _, ok = s.nextWall(a, loc)
 	case Monthly:
 		if s.Day < MinMonthDay || s.Day > MaxMonthDay {
 			return time.Time{}, false
 		}
-		u, ok = s.nextWall(a, loc)
+		u, _, ok = s.nextWall(a, loc)
 	case NthWeekday:
 		if s.Weekdays&AllWeekdays == 0 || s.Weeks&AllWeeks == 0 {
 			return time.Time{}, false
 		}
-		u, ok = s.nextWall(a, loc)
+		u, _, ok = s.nextWall(a, loc)
 	default:
 		return time.Time{}, false
 	}
@@ -97,6 +97,9 @@ func (s Schedule) Next(after time.Time, loc *time.Location) (time.Time, bool) {
 // twice. The engine uses it for missed runs: the activations between the
 // last time a device was seen and now.
 func (s Schedule) Between(from, to time.Time, loc *time.Location) iter.Seq[time.Time] {
+	if s.UsesLocalTime() {
+		return s.betweenWall(from, to, loc)
+	}
 	return func(yield func(time.Time) bool) {
 		t := from
 		for {
@@ -105,6 +108,47 @@ func (s Schedule) Between(from, to time.Time, loc *time.Location) iter.Seq[time.
 				return
 			}
 			t = n
+		}
+	}
+}
+
+// betweenWall is Between for wall-clock kinds. It yields exactly what
+// successive Next calls would, but keeps the zone period of the previous
+// activation, so a step that stays inside it costs no zone lookup.
+func (s Schedule) betweenWall(from, to time.Time, loc *time.Location) iter.Seq[time.Time] {
+	return func(yield func(time.Time) bool) {
+		if loc == nil {
+			loc = time.UTC
+		}
+		first, ok := s.Next(from, loc) // validates the parameters
+		if !ok || first.After(to) || !yield(first) {
+			return
+		}
+		T := int64(s.Time)
+		prev := first.Unix()
+		_, D, _ := s.nextWall(prev-1, loc)
+		off, zs, ze := zoneAt(loc, prev)
+		end := to.Unix()
+		for {
+			var u int64
+			nd, ok := s.nextDate(D + 1)
+			if !ok {
+				return
+			}
+			u = nd*secondsPerDay + T - off
+			if !(u > prev && u < ze && zs <= u-fastSlack) {
+				off, zs, ze = zoneAt(loc, prev)
+				u = nd*secondsPerDay + T - off
+				if !(u > prev && u < ze && zs <= u-fastSlack) {
+					if u, nd, ok = s.nextWall(prev, loc); !ok {
+						return
+					}
+				}
+			}
+			if u > end || u > maxUnix || !yield(time.Unix(u, 0).In(loc)) {
+				return
+			}
+			prev, D = u, nd
 		}
 	}
 }
@@ -181,11 +225,11 @@ func zoneAt(loc *time.Location, u int64) (off, start, end int64) {
 }
 
 // nextWall returns the first activation of a wall-clock schedule strictly
-// after unix second a.
-func (s Schedule) nextWall(a int64, loc *time.Location) (int64, bool) {
+// after unix second a, and the local date (day number) it belongs to.
+func (s Schedule) nextWall(a int64, loc *time.Location) (int64, int64, bool) {
 	T := int64(s.Time)
 	if T < 0 || T >= secondsPerDay {
-		return 0, false
+		return 0, 0, false
 	}
 	off, zs, ze := zoneAt(loc, a)
 	L := a + off
@@ -201,7 +245,7 @@ func (s Schedule) nextWall(a int64, loc *time.Location) (int64, bool) {
 		}
 		if D, ok := s.nextDate(d); ok {
 			if u := D*secondsPerDay + T - off; u < ze {
-				return u, true
+				return u, D, true
 			}
 		}
 	}
@@ -211,11 +255,11 @@ func (s Schedule) nextWall(a int64, loc *time.Location) (int64, bool) {
 	for i := 0; ok && i < 1000; i++ {
 		u := firstLocalAtOrAfter(loc, D*secondsPerDay+T)
 		if u > a {
-			return u, true
+			return u, D, true
 		}
 		D, ok = s.nextDate(D + 1)
 	}
-	return 0, false
+	return 0, 0, false
 }
 
 // firstLocalAtOrAfter returns the first instant whose local date-time

@@ -10,6 +10,8 @@ import (
 	"time"
 	_ "time/tzdata"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/taskfleet/taskfleet/schedule"
 )
 
@@ -313,4 +315,37 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// TestBetweenMatchesNext checks that Between (which caches zone periods)
+// yields exactly the successive Next activations, over random wall-clock
+// schedules and year-long windows in every property zone.
+func TestBetweenMatchesNext(t *testing.T) {
+	t.Parallel()
+	for zi, name := range propertyZones {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			loc := mustLoad(t, name)
+			r := rand.New(rand.NewPCG(99, uint64(zi)))
+			for i := 0; i < 40; i++ {
+				c := randomCase(r, loc)
+				if name == "Pacific/Apia" && i < 10 {
+					c.after = time.Date(2011, 6, 1, 0, 0, 0, 0, loc)
+				}
+				to := c.after.AddDate(1, 0, 0)
+				var want []time.Time
+				for a, ok := c.s.Next(c.after, loc); ok && !a.After(to); a, ok = c.s.Next(a, loc) {
+					want = append(want, a)
+				}
+				var got []time.Time
+				for a := range c.s.Between(c.after, to, loc) {
+					got = append(got, a)
+				}
+				if diff := cmp.Diff(want, got, cmp.Comparer(time.Time.Equal)); diff != "" {
+					j, _ := c.s.MarshalJSON()
+					t.Fatalf("Between(%v, %v) for %s (-Next +Between):\n%s", c.after, to, j, diff)
+				}
+			}
+		})
+	}
 }
