@@ -4,12 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"unicode/utf8"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/cost"
 	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/traits"
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/ext"
 	"cel.dev/cel-go/interpreter"
@@ -20,11 +23,25 @@ import (
 const (
 	// MaxSelectionLength is the longest selection expression, in bytes.
 	MaxSelectionLength = 4096
-	// MaxSelectionCost is the CEL runtime cost limit of one evaluation
-	// against one device (cost units are roughly one per operation and
-	// per list element visited). A device whose evaluation exceeds it is
-	// reported as Unknown with the reason.
-	MaxSelectionCost = 100_000
+	// MaxSelectionCost is the largest worst-case CEL cost of one
+	// evaluation against one device that CompileSelection accepts (cost
+	// units are roughly one per operation, per list element visited and per
+	// 10 bytes of string compared). The worst case is estimated statically
+	// at compile time with every device list (tags, software, ips,
+	// applications) at MaxSelectionListFacts entries and every string at
+	// MaxSelectionFactLength bytes, so a quadratic expression such as
+	// `device.software.all(a, device.software.all(b, a.name != b.name))`
+	// is rejected before it ever runs, and evaluation needs no per-device
+	// cost tracking.
+	MaxSelectionCost = 1_000_000
+	// MaxSelectionListFacts is the list size the cost estimate assumes. A
+	// device with a longer tags, software, ips or applications list is
+	// reported as Unknown by selections that read that list, since its
+	// evaluation could exceed MaxSelectionCost.
+	MaxSelectionListFacts = 10_000
+	// MaxSelectionFactLength is the string length, in bytes, the cost
+	// estimate assumes.
+	MaxSelectionFactLength = 1024
 	// MaxSelectionNesting is the parser's recursion limit.
 	MaxSelectionNesting = 32
 )
@@ -54,6 +71,10 @@ func (u unknownFact) Error() string { return unknownPrefix + string(u) }
 
 const unknownPrefix = "unknown fact "
 
+func tooLong(path string, n int) error {
+	return fmt.Errorf("%s has %d entries, more than the %d a selection may visit (MaxSelectionListFacts)", path, n, MaxSelectionListFacts)
+}
+
 type field struct {
 	name string
 	typ  *types.Type
@@ -62,6 +83,14 @@ type field struct {
 }
 
 func dev(v any) *Device { return v.(*Device) }
+
+func sw(v any) *Software {
+	if p, ok := v.(*Software); ok {
+		return p
+	}
+	s := v.(Software)
+	return &s
+}
 
 func str(path, s string) (any, error) {
 	if s == "" {
@@ -81,6 +110,9 @@ var schema = map[string][]field{
 			if d.IPs == nil {
 				return nil, unknownFact("device.ips")
 			}
+			if len(d.IPs) > MaxSelectionListFacts {
+				return nil, tooLong("device.ips", len(d.IPs))
+			}
 			out := make([]string, len(d.IPs))
 			for i, ip := range d.IPs {
 				out[i] = ip.String()
@@ -90,13 +122,25 @@ var schema = map[string][]field{
 		{"group", types.StringType, func(v any) (any, error) { return string(dev(v).GroupID), nil }, nil},
 		{"tags", types.NewListType(types.StringType), func(v any) (any, error) {
 			if t := dev(v).Tags; t != nil {
+				if len(t) > MaxSelectionListFacts {
+					return nil, tooLong("device.tags", len(t))
+				}
 				return t, nil
 			}
 			return nil, unknownFact("device.tags")
 		}, func(v any) bool { return dev(v).Tags != nil }},
 		{"software", types.NewListType(softwareType), func(v any) (any, error) {
 			if s := dev(v).Software; s != nil {
-				return s, nil
+				if len(s) > MaxSelectionListFacts {
+					return nil, tooLong("device.software", len(s))
+				}
+				// One allocation per device: the elements point into the
+				// device's own slice.
+				vals := make([]ref.Val, len(s))
+				for i := range s {
+					vals[i] = objVal{&s[i], softwareType}
+				}
+				return types.NewRefValList(types.DefaultTypeAdapter, vals), nil
 			}
 			return nil, unknownFact("device.software")
 		}, func(v any) bool { return dev(v).Software != nil }},
@@ -109,6 +153,9 @@ var schema = map[string][]field{
 		{"time_zone", types.StringType, func(v any) (any, error) { return str("device.time_zone", dev(v).TimeZone) }, func(v any) bool { return dev(v).TimeZone != "" }},
 		{"applications", types.NewMapType(types.StringType, applicationType), func(v any) (any, error) {
 			if a := dev(v).Applications; a != nil {
+				if len(a) > MaxSelectionListFacts {
+					return nil, tooLong("device.applications", len(a))
+				}
 				return a, nil
 			}
 			return nil, unknownFact("device.applications")
@@ -123,9 +170,9 @@ var schema = map[string][]field{
 		{"server", serverType, func(v any) (any, error) { return dev(v).Server, nil }, nil},
 	},
 	celSoftware: {
-		{"name", types.StringType, func(v any) (any, error) { return v.(Software).Name, nil }, nil},
-		{"version", types.StringType, func(v any) (any, error) { return v.(Software).Version, nil }, nil},
-		{"vendor", types.StringType, func(v any) (any, error) { return v.(Software).Vendor, nil }, nil},
+		{"name", types.StringType, func(v any) (any, error) { return sw(v).Name, nil }, nil},
+		{"version", types.StringType, func(v any) (any, error) { return sw(v).Version, nil }, nil},
+		{"vendor", types.StringType, func(v any) (any, error) { return sw(v).Vendor, nil }, nil},
 	},
 	celOS: {
 		{"name", types.StringType, func(v any) (any, error) { return str("device.os.name", v.(*OS).Name) }, func(v any) bool { return v.(*OS).Name != "" }},
@@ -202,6 +249,8 @@ func (p *celTypes) NativeToValue(v any) ref.Val {
 	case *OS:
 		return objVal{v, osType}
 	case Software:
+		return objVal{&v, softwareType}
+	case *Software:
 		return objVal{v, softwareType}
 	case AppState:
 		return objVal{v, applicationType}
@@ -210,7 +259,7 @@ func (p *celTypes) NativeToValue(v any) ref.Val {
 	case []Software:
 		return types.NewDynamicList(p, v)
 	case map[string]AppState:
-		return types.NewDynamicMap(p, v)
+		return appMap{m: v, p: p}
 	case []string:
 		return types.NewStringList(p, v)
 	}
@@ -250,6 +299,8 @@ func (o objVal) Equal(other ref.Val) ref.Val {
 		return types.Bool(*a == *ov.v.(*OS))
 	case *Device:
 		return types.Bool(a == ov.v.(*Device))
+	case *Software:
+		return types.Bool(*a == *sw(ov.v))
 	}
 	return types.Bool(o.v == ov.v)
 }
@@ -323,11 +374,118 @@ func CompileSelection(expr string) (*Program, error) {
 	if !ast.OutputType().IsExactType(types.BoolType) {
 		return nil, &ValidationError{Field: "selection", Value: clip(expr), Reason: "must evaluate to bool, not " + ast.OutputType().String()}
 	}
-	prg, err := env.Program(ast, cel.CostLimit(MaxSelectionCost), cel.EvalOptions(cel.OptOptimize))
+	est, err := env.EstimateCost(ast, sizeBounds{})
+	if err != nil {
+		return nil, &ValidationError{Field: "selection", Value: clip(expr), Reason: "cannot estimate cost: " + err.Error()}
+	}
+	if est.Max > MaxSelectionCost {
+		return nil, &ValidationError{Field: "selection", Value: clip(expr), Reason: fmt.Sprintf("worst-case cost %d per device exceeds the limit %d (MaxSelectionCost); avoid nested loops over device lists", est.Max, MaxSelectionCost)}
+	}
+	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
 	if err != nil {
 		return nil, &ValidationError{Field: "selection", Value: clip(expr), Reason: err.Error()}
 	}
 	return &Program{expr: expr, prg: prg}, nil
+}
+
+// sizeBounds gives the static cost estimate its assumptions about device
+// facts.
+type sizeBounds struct{}
+
+func (sizeBounds) EstimateCallCost(string, string, *cost.AstNode, []cost.AstNode) *cost.CallEstimate {
+	return nil
+}
+
+func (sizeBounds) EstimateSize(n cost.AstNode) *cost.SizeEstimate {
+	if n.ComputedSize() != nil {
+		return nil
+	}
+	switch n.Type().Kind() {
+	case types.StringKind, types.BytesKind:
+		return &cost.SizeEstimate{Min: 0, Max: MaxSelectionFactLength}
+	case types.ListKind, types.MapKind:
+		return &cost.SizeEstimate{Min: 0, Max: MaxSelectionListFacts}
+	}
+	return nil
+}
+
+// appMap is device.applications inside a CEL evaluation, without the
+// reflection of a generic map.
+type appMap struct {
+	m map[string]AppState
+	p *celTypes
+}
+
+func (a appMap) ConvertToNative(t reflect.Type) (any, error) {
+	if reflect.TypeOf(a.m).AssignableTo(t) {
+		return a.m, nil
+	}
+	return nil, fmt.Errorf("cannot convert device.applications to %v", t)
+}
+
+func (a appMap) ConvertToType(t ref.Type) ref.Val {
+	switch {
+	case t == types.TypeType:
+		return types.MapType
+	case t.TypeName() == types.MapType.TypeName():
+		return a
+	}
+	return types.NewErr("type conversion error from map to %s", t.TypeName())
+}
+
+func (a appMap) Equal(other ref.Val) ref.Val {
+	o, ok := other.(appMap)
+	if !ok {
+		return types.False
+	}
+	if len(o.m) != len(a.m) {
+		return types.False
+	}
+	for k, v := range a.m {
+		if w, ok := o.m[k]; !ok || w != v {
+			return types.False
+		}
+	}
+	return types.True
+}
+
+func (a appMap) Type() ref.Type { return types.MapType }
+func (a appMap) Value() any     { return a.m }
+
+func (a appMap) Contains(key ref.Val) ref.Val {
+	_, found := a.Find(key)
+	return types.Bool(found)
+}
+
+func (a appMap) Get(key ref.Val) ref.Val {
+	v, found := a.Find(key)
+	if !found {
+		return types.ValOrErr(v, "no such key: %v", key)
+	}
+	return v
+}
+
+func (a appMap) Find(key ref.Val) (ref.Val, bool) {
+	k, ok := key.(types.String)
+	if !ok {
+		return types.MaybeNoSuchOverloadErr(key), false
+	}
+	v, ok := a.m[string(k)]
+	if !ok {
+		return nil, false
+	}
+	return objVal{v, applicationType}, true
+}
+
+func (a appMap) Size() ref.Val { return types.Int(len(a.m)) }
+
+func (a appMap) Iterator() traits.Iterator {
+	keys := make([]string, 0, len(a.m))
+	for k := range a.m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return types.NewStringList(a.p, keys).Iterator()
 }
 
 type deviceActivation struct{ d *Device }
