@@ -344,12 +344,12 @@ func unknownGroupReason(g GroupID) string {
 // collector gathers results and sorts them only if the inventory did not
 // yield devices in ascending order.
 type collector struct {
-	devices          chunked[DeviceID]
-	offline          []DeviceID
-	unknowns         []UnknownDevice
-	last             DeviceID
-	unsorted         bool
-	any              bool
+	devices  chunked[DeviceID]
+	offline  []DeviceID
+	unknowns []UnknownDevice
+	last     DeviceID
+	unsorted bool
+	any      bool
 }
 
 func (c *collector) saw(id DeviceID) {
