@@ -1,0 +1,38 @@
+package sqlstore_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/taskfleet/taskfleet/storage"
+	"github.com/taskfleet/taskfleet/storage/sqlstore"
+	"github.com/taskfleet/taskfleet/storage/storagetest"
+)
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	t.Run("SQLiteFile", func(t *testing.T) {
+		t.Parallel()
+		storagetest.Run(t, storagetest.Harness{
+			New: func(t *testing.T) storage.Store { return openSQLiteFile(t) },
+		})
+	})
+	t.Run("SQLiteMemory", func(t *testing.T) {
+		t.Parallel()
+		storagetest.Run(t, storagetest.Harness{
+			New: func(t *testing.T) storage.Store {
+				s, err := sqlstore.OpenSQLite(context.Background(), ":memory:")
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			},
+		})
+	})
+	t.Run("Postgres", func(t *testing.T) {
+		t.Parallel()
+		storagetest.Run(t, storagetest.Harness{
+			New: func(t *testing.T) storage.Store { return openPG(t) },
+		})
+	})
+}

@@ -1,0 +1,358 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/taskfleet/taskfleet/storage"
+)
+
+// upsertSet is the replace rule shared by both dialects: a stored result is
+// replaced only by a newer (run_id, seq) pair. Rows whose WHERE fails are
+// not counted by RowsAffected, on both engines.
+const upsertSet = ` ON CONFLICT (task_id, device_id) DO UPDATE SET
+ run_id = excluded.run_id, seq = excluded.seq, state = excluded.state, due_at = excluded.due_at,
+ started_at = excluded.started_at, finished_at = excluded.finished_at, updated_at = excluded.updated_at,
+ progress = excluded.progress, message = excluded.message, restart_required = excluded.restart_required
+ WHERE (excluded.run_id, excluded.seq) > (results.run_id, results.seq)`
+
+// pgUpsert writes a whole round in one statement and one round trip: one
+// array parameter per column, expanded by unnest.
+const pgUpsert = `INSERT INTO results (` + resultCols + `)
+ SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::timestamptz[],
+  $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::int[], $11::text[], $12::bool[])` + upsertSet
+
+// sqliteChunk is the number of rows per multi-row INSERT on SQLite (12
+// parameters each, far below SQLite's 32766-parameter limit). Fewer,
+// larger statements cost less than one statement per row.
+const sqliteChunk = 256
+
+var sqliteUpsertSQL sync.Map // rows (int) -> statement text
+
+func sqliteUpsert(rows int) string {
+	if q, ok := sqliteUpsertSQL.Load(rows); ok {
+		return q.(string)
+	}
+	var b strings.Builder
+	b.WriteString("INSERT INTO results (" + resultCols + ") VALUES ")
+	for i := range rows {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
+	}
+	b.WriteString(upsertSet)
+	q := b.String()
+	sqliteUpsertSQL.Store(rows, q)
+	return q
+}
+
+// existingTasks returns which of ids name existing tasks. On PostgreSQL it
+// takes FOR KEY SHARE locks, so a concurrent DeleteTask waits for the
+// caller's transaction instead of breaking its foreign keys; on SQLite the
+// caller already holds the only write lock.
+func (s *Store) existingTasks(ctx context.Context, tx *sqlx.Tx, ids []string) (map[string]bool, error) {
+	found := make(map[string]bool, len(ids))
+	const chunk = 500
+	for len(ids) > 0 {
+		part := ids[:min(chunk, len(ids))]
+		ids = ids[len(part):]
+		var q string
+		var args []any
+		if s.dialect == Postgres {
+			q, args = `SELECT id FROM tasks WHERE id = ANY($1) FOR KEY SHARE`, []any{part}
+		} else {
+			q = `SELECT id FROM tasks WHERE id IN (?` + strings.Repeat(",?", len(part)-1) + `)`
+			args = make([]any, len(part))
+			for i, id := range part {
+				args[i] = id
+			}
+		}
+		rows, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			found[id] = true
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return found, nil
+}
+
+// knownOnly keeps the items whose task exists, in order.
+func knownOnly[T any](ctx context.Context, s *Store, tx *sqlx.Tx, items []T, taskOf func(*T) string) ([]T, error) {
+	var ids []string
+	seen := map[string]bool{}
+	for i := range items {
+		if id := taskOf(&items[i]); !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	found, err := s.existingTasks(ctx, tx, ids)
+	if err != nil {
+		return nil, err
+	}
+	if len(found) == len(ids) {
+		return items, nil
+	}
+	kept := make([]T, 0, len(items))
+	for i := range items {
+		if found[taskOf(&items[i])] {
+			kept = append(kept, items[i])
+		}
+	}
+	return kept, nil
+}
+
+// rounds splits a batch so that no round names the same (task, device)
+// twice, keeping each device's records in batch order: round k holds every
+// device's k-th record. Applying the rounds in order gives exactly the
+// result (and count) of applying the records one by one, and PostgreSQL's
+// ON CONFLICT never touches a row twice in one statement.
+func rounds(rs []storage.ResultRecord) [][]storage.ResultRecord {
+	type key struct{ task, dev string }
+	seen := make(map[key]int, len(rs))
+	var out [][]storage.ResultRecord
+	dup := false
+	for i := range rs {
+		k := key{rs[i].TaskID, rs[i].DeviceID}
+		n := seen[k]
+		seen[k] = n + 1
+		if n > 0 {
+			dup = true
+		}
+	}
+	if !dup {
+		return [][]storage.ResultRecord{rs}
+	}
+	clear(seen)
+	for i := range rs {
+		k := key{rs[i].TaskID, rs[i].DeviceID}
+		n := seen[k]
+		seen[k] = n + 1
+		if n == len(out) {
+			out = append(out, nil)
+		}
+		out[n] = append(out[n], rs[i])
+	}
+	return out
+}
+
+// UpsertResults implements storage.ResultStore: one transaction per call;
+// on SQLite multi-row INSERT ... ON CONFLICT statements, on PostgreSQL one
+// unnest-based INSERT ... ON CONFLICT per round.
+func (s *Store) UpsertResults(ctx context.Context, p storage.UpsertResultsParams) (int, error) {
+	if err := s.checkOpen(); err != nil {
+		return 0, err
+	}
+	if len(p.Results) == 0 {
+		return 0, nil
+	}
+	total := 0
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		total = 0
+		kept, err := knownOnly(ctx, s, tx, p.Results, func(r *storage.ResultRecord) string { return r.TaskID })
+		if err != nil {
+			return err
+		}
+		for _, round := range rounds(kept) {
+			var n int64
+			if s.dialect == Postgres {
+				n, err = s.upsertPostgres(ctx, tx, round)
+			} else {
+				n, err = s.upsertSQLite(ctx, tx, round)
+			}
+			if err != nil {
+				return err
+			}
+			total += int(n)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlstore: upsert results: %w", err)
+	}
+	return total, nil
+}
+
+func (s *Store) upsertSQLite(ctx context.Context, tx *sqlx.Tx, rs []storage.ResultRecord) (int64, error) {
+	var total int64
+	args := make([]any, 0, 12*min(len(rs), sqliteChunk))
+	for len(rs) > 0 {
+		part := rs[:min(sqliteChunk, len(rs))]
+		rs = rs[len(part):]
+		args = args[:0]
+		for i := range part {
+			r := &part[i]
+			args = append(args, r.TaskID, r.DeviceID, r.RunID, r.Seq, r.State,
+				microsOf(r.DueAt), microsOf(r.StartedAt), microsOf(r.FinishedAt), microsOf(r.UpdatedAt),
+				int64(r.Progress), r.Message, r.RestartRequired)
+		}
+		res, err := tx.ExecContext(ctx, sqliteUpsert(len(part)), args...)
+		if err != nil {
+			return 0, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+func (s *Store) upsertPostgres(ctx context.Context, tx *sqlx.Tx, rs []storage.ResultRecord) (int64, error) {
+	n := len(rs)
+	tasks, devs, states, msgs := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	runs, seqs := make([]int64, n), make([]int64, n)
+	due, started, finished, updated := make([]time.Time, n), make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
+	progress := make([]int32, n)
+	restart := make([]bool, n)
+	for i := range rs {
+		r := &rs[i]
+		tasks[i], devs[i], states[i], msgs[i] = r.TaskID, r.DeviceID, r.State, r.Message
+		runs[i], seqs[i] = r.RunID, r.Seq
+		due[i], started[i], finished[i], updated[i] = pgTime(r.DueAt), pgTime(r.StartedAt), pgTime(r.FinishedAt), pgTime(r.UpdatedAt)
+		progress[i] = int32(r.Progress)
+		restart[i] = r.RestartRequired
+	}
+	res, err := tx.ExecContext(ctx, pgUpsert, tasks, devs, runs, seqs, states, due, started, finished, updated, progress, msgs, restart)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// pgTime is a time as PostgreSQL stores it: UTC, microseconds.
+func pgTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+func scanResult(sc scanner) (storage.ResultRecord, error) {
+	var r storage.ResultRecord
+	var due, started, finished, updated dbTime
+	var progress int64
+	err := sc.Scan(&r.TaskID, &r.DeviceID, &r.RunID, &r.Seq, &r.State, &due, &started, &finished, &updated, &progress, &r.Message, &r.RestartRequired)
+	r.DueAt, r.StartedAt, r.FinishedAt, r.UpdatedAt, r.Progress = due.T, started.T, finished.T, updated.T, int(progress)
+	return r, err
+}
+
+func (s *Store) queryResults(ctx context.Context, q string, args ...any) ([]storage.ResultRecord, error) {
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	var out []storage.ResultRecord
+	for rows.Next() {
+		r, err := scanResult(rows)
+		if err != nil {
+			return nil, mapErr(err)
+		}
+		out = append(out, r)
+	}
+	return out, mapErr(rows.Err())
+}
+
+// GetResult implements storage.ResultStore.
+func (s *Store) GetResult(ctx context.Context, taskID, deviceID string) (storage.ResultRecord, error) {
+	if err := s.checkOpen(); err != nil {
+		return storage.ResultRecord{}, err
+	}
+	r, err := scanResult(s.r.QueryRowContext(ctx, s.q.getResult, taskID, deviceID))
+	if err != nil {
+		return storage.ResultRecord{}, fmt.Errorf("sqlstore: result of task %q device %q: %w", taskID, deviceID, mapErr(err))
+	}
+	return r, nil
+}
+
+// ListResults implements storage.ResultStore.
+func (s *Store) ListResults(ctx context.Context, p storage.ListResultsParams) ([]storage.ResultRecord, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	limit := p.Limit
+	if limit <= 0 {
+		limit = storage.DefaultListLimit
+	}
+	var b strings.Builder
+	args := []any{p.TaskID}
+	b.WriteString("SELECT " + resultCols + " FROM results WHERE task_id = ?")
+	if len(p.States) > 0 {
+		b.WriteString(" AND state IN (?" + strings.Repeat(",?", len(p.States)-1) + ")")
+		for _, st := range p.States {
+			args = append(args, st)
+		}
+	}
+	if p.AfterDevice != "" {
+		b.WriteString(" AND device_id > ?")
+		args = append(args, p.AfterDevice)
+	}
+	b.WriteString(" ORDER BY device_id LIMIT ?")
+	args = append(args, limit)
+	out, err := s.queryResults(ctx, s.r.Rebind(b.String()), args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: list results of task %q: %w", p.TaskID, err)
+	}
+	return out, nil
+}
+
+// DueResults implements storage.ResultStore (an index range scan on
+// (state, due_at, task_id, device_id)).
+func (s *Store) DueResults(ctx context.Context, p storage.DueResultsParams) ([]storage.ResultRecord, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	limit := p.Limit
+	if limit <= 0 {
+		limit = storage.DefaultListLimit
+	}
+	out, err := s.queryResults(ctx, s.q.dueResults, p.State, s.tv(p.Before), limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: due results: %w", err)
+	}
+	return out, nil
+}
+
+// TaskStatistics implements storage.ResultStore (an index-only scan of
+// (task_id, state) on PostgreSQL, a covering index on SQLite).
+func (s *Store) TaskStatistics(ctx context.Context, taskID string) (storage.Statistics, error) {
+	if err := s.checkOpen(); err != nil {
+		return storage.Statistics{}, err
+	}
+	rows, err := s.r.QueryContext(ctx, s.q.statistics, taskID)
+	if err != nil {
+		return storage.Statistics{}, fmt.Errorf("sqlstore: statistics of task %q: %w", taskID, mapErr(err))
+	}
+	defer rows.Close()
+	st := storage.Statistics{ByState: map[string]int{}}
+	for rows.Next() {
+		var state string
+		var n, restart int64
+		if err := rows.Scan(&state, &n, &restart); err != nil {
+			return storage.Statistics{}, fmt.Errorf("sqlstore: statistics of task %q: %w", taskID, mapErr(err))
+		}
+		st.ByState[state] = int(n)
+		st.Total += int(n)
+		st.RestartRequired += int(restart)
+	}
+	if err := rows.Err(); err != nil {
+		return storage.Statistics{}, fmt.Errorf("sqlstore: statistics of task %q: %w", taskID, mapErr(err))
+	}
+	return st, nil
+}
