@@ -213,7 +213,7 @@ func (s Scope) Validate() error {
 		}
 	case Selection:
 		if _, err := CompileSelection(s.Selection); err != nil {
-			bad = append(bad, prefixAll("selection", err)...)
+			bad = append(bad, flatten(err)...)
 		}
 		if len(s.SelectionName) > MaxSelectionLength {
 			add("selection_name", "", fmt.Sprintf("must be at most %d bytes", MaxSelectionLength))
@@ -236,14 +236,14 @@ func checkID(field, id string) *ValidationError {
 	return nil
 }
 
-// prefixAll sets field on errors that have none and returns them as a list.
-func prefixAll(field string, err error) ValidationErrors {
-	switch e := errs.Prefix(field, err).(type) {
+// flatten returns the ValidationErrors in err as a list.
+func flatten(err error) ValidationErrors {
+	switch e := err.(type) {
 	case *ValidationError:
 		return ValidationErrors{e}
 	case ValidationErrors:
 		return e
 	default:
-		return ValidationErrors{errs.Invalid(field, "", err.Error())}
+		return ValidationErrors{errs.Invalid("selection", "", err.Error())}
 	}
 }
