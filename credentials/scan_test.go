@@ -18,10 +18,10 @@ type installSettings struct {
 	Env           map[string]string `json:"env"`
 	Ignored       string            `json:"-"`
 	NoTag         string
-	RunAs         Account           `json:"run_as"`
-	Extra         json.RawMessage   `json:"extra"`
-	Plain         Secret            `json:"plain"`
-	Nested        *nested           `json:"nested,omitempty"`
+	RunAs         Account         `json:"run_as"`
+	Extra         json.RawMessage `json:"extra"`
+	Plain         Secret          `json:"plain"`
+	Nested        *nested         `json:"nested,omitempty"`
 	embeddedPart
 	unexported string
 }
