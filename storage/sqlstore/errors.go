@@ -95,9 +95,9 @@ func classify(err error) error {
 		case pe.Code == "23503": // foreign_key_violation: the parent is gone
 			return ErrNotFound
 		case pe.Code == "40001", // serialization_failure
-			pe.Code == "40P01", // deadlock_detected
-			pe.Code == "55P03", // lock_not_available
-			pe.Code == "57P01", // admin_shutdown
+			pe.Code == "40P01",               // deadlock_detected
+			pe.Code == "55P03",               // lock_not_available
+			pe.Code == "57P01",               // admin_shutdown
 			strings.HasPrefix(pe.Code, "08"): // connection exception
 			return ErrRetryable
 		}

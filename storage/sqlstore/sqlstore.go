@@ -137,7 +137,7 @@ func (c Config) withDefaults() Config {
 	if c.MaxOpenConns == 0 {
 		c.MaxOpenConns = DefaultMaxOpenConns
 	}
-	if c.MaxIdleConns == 0 {
+	if c.MaxIdleConns == 0 && c.MaxOpenConns > 0 {
 		c.MaxIdleConns = min(DefaultMaxIdleConns, c.MaxOpenConns)
 	}
 	if c.ConnMaxLifetime == 0 {
@@ -173,7 +173,7 @@ func (c Config) validate() error {
 	if c.MaxOpenConns < 0 || c.MaxOpenConns > 10000 {
 		es = append(es, errs.Range("max_open_conns", c.MaxOpenConns, 0, 10000))
 	}
-	if c.MaxIdleConns < 0 || c.MaxIdleConns > c.MaxOpenConns {
+	if c.MaxOpenConns > 0 && (c.MaxIdleConns < 0 || c.MaxIdleConns > c.MaxOpenConns) {
 		es = append(es, &ValidationError{Field: "max_idle_conns", Value: strconv.Itoa(c.MaxIdleConns), Reason: "must be between 0 and max_open_conns"})
 	}
 	return es.Err()
