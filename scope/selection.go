@@ -33,7 +33,7 @@ const (
 	// `device.software.all(a, device.software.all(b, a.name != b.name))`
 	// is rejected before it ever runs, and evaluation needs no per-device
 	// cost tracking.
-	MaxSelectionCost = 1_000_000
+	MaxSelectionCost = 10_000_000
 	// MaxSelectionListFacts is the list size the cost estimate assumes. A
 	// device with a longer tags, software, ips or applications list is
 	// reported as Unknown by selections that read that list, since its
@@ -41,7 +41,7 @@ const (
 	MaxSelectionListFacts = 10_000
 	// MaxSelectionFactLength is the string length, in bytes, the cost
 	// estimate assumes.
-	MaxSelectionFactLength = 1024
+	MaxSelectionFactLength = 256
 	// MaxSelectionNesting is the parser's recursion limit.
 	MaxSelectionNesting = 32
 )
