@@ -182,22 +182,28 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
+// eraShift moves day and year numbers by 25 eras (10,000 years) so the
+// arithmetic below runs on non-negative values, where dividing by a
+// constant compiles to a multiplication. Valid for years > -10000.
+const eraShift = 25
+
 func daysFromCivil(y int64, m, d int) int64 {
 	if m <= 2 {
 		y--
 	}
-	era := floorDiv(y, 400)
-	yoe := y - era*400 // [0, 399]
-	mp := int64(m+9) % 12
-	doy := (153*mp+2)/5 + int64(d) - 1 // [0, 365]
+	yy := uint64(y + eraShift*400)
+	era := yy / 400
+	yoe := yy - era*400 // [0, 399]
+	mp := uint64(m+9) % 12
+	doy := (153*mp+2)/5 + uint64(d) - 1 // [0, 365]
 	doe := yoe*365 + yoe/4 - yoe/100 + doy
-	return era*146097 + doe - 719468
+	return int64(era*146097+doe) - 719468 - eraShift*146097
 }
 
 func civilFromDays(z int64) (y int64, m, d int) {
-	z += 719468
-	era := floorDiv(z, 146097)
-	doe := z - era*146097                                  // [0, 146096]
+	zz := uint64(z + 719468 + eraShift*146097)
+	era := zz / 146097
+	doe := zz - era*146097                                 // [0, 146096]
 	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365 // [0, 399]
 	doy := doe - (365*yoe + yoe/4 - yoe/100)               // [0, 365]
 	mp := (5*doy + 2) / 153                                // [0, 11], March-based
@@ -207,7 +213,7 @@ func civilFromDays(z int64) (y int64, m, d int) {
 	} else {
 		m = int(mp - 9)
 	}
-	y = yoe + era*400
+	y = int64(yoe+era*400) - eraShift*400
 	if m <= 2 {
 		y++
 	}

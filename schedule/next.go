@@ -2,7 +2,6 @@ package schedule
 
 import (
 	"iter"
-	"math"
 	"math/bits"
 	"time"
 )
@@ -197,33 +196,6 @@ func (s Schedule) nextPeriodic(after time.Time, unit int64, maxEvery int, loc *t
 	return time.Unix(sec, int64(s.Start.Nanosecond())).In(loc), true
 }
 
-// zoneAt returns the UTC offset in effect at unix second u in loc and the
-// bounds [start, end) of that zone period (math.MinInt64 / math.MaxInt64
-// when unbounded).
-func zoneAt(loc *time.Location, u int64) (off, start, end int64) {
-	t := time.Unix(u, 0).In(loc)
-	_, o := t.Zone()
-	st, en := t.ZoneBounds()
-	start, end = math.MinInt64, math.MaxInt64
-	if !st.IsZero() {
-		start = st.Unix()
-	}
-	if !en.IsZero() {
-		end = en.Unix()
-	}
-	if end <= u {
-		// The time package derives periods after a zone's last listed
-		// transition from its TZ rule and reports the period that runs
-		// over New Year as ending 365 days after the UTC year start, which
-		// is December 31 in leap years, before u. The period really runs
-		// into the next year; the next UTC New Year is a safe (if
-		// premature) bound, as walking on from it finds the same offset.
-		y, _, _ := civilFromDays(floorDiv(u, secondsPerDay))
-		end = daysFromCivil(y+1, 1, 1) * secondsPerDay
-	}
-	return int64(o), start, end
-}
-
 // nextWall returns the first activation of a wall-clock schedule strictly
 // after unix second a, and the local date (day number) it belongs to.
 func (s Schedule) nextWall(a int64, loc *time.Location) (int64, int64, bool) {
@@ -303,45 +275,44 @@ func (s Schedule) nextDate(d int64) (int64, bool) {
 		return d + int64(bits.TrailingZeros16(r)), true
 	case Monthly:
 		y, m, dd := civilFromDays(d)
-		for i := 0; i < 2; i++ {
-			dim := daysIn(y, m)
-			target := min(s.Day, dim)
-			if dd <= target {
-				return daysFromCivil(y, m, target), true
-			}
-			y, m, dd = nextMonth(y, m)
+		first := d - int64(dd) + 1
+		dim := daysIn(y, m)
+		if target := min(s.Day, dim); dd <= target {
+			return first + int64(target) - 1, true
 		}
+		first += int64(dim)
+		y, m = nextMonth(y, m)
+		return first + int64(min(s.Day, daysIn(y, m))) - 1, true
 	case NthWeekday:
 		y, m, dd := civilFromDays(d)
+		first := d - int64(dd) + 1
 		for i := 0; i < 3; i++ {
-			mask := s.monthMask(y, m) >> uint(dd)
-			if mask != 0 {
-				return daysFromCivil(y, m, dd) + int64(bits.TrailingZeros32(mask)), true
+			dim := daysIn(y, m)
+			if mask := s.monthMask(weekdayOf(first), dim) >> uint(dd); mask != 0 {
+				return first + int64(dd-1+bits.TrailingZeros32(mask)), true
 			}
-			y, m, dd = nextMonth(y, m)
+			first += int64(dim)
+			y, m = nextMonth(y, m)
+			dd = 1
 		}
 	}
 	return 0, false
 }
 
-func nextMonth(y int64, m int) (int64, int, int) {
+func nextMonth(y int64, m int) (int64, int) {
 	if m == 12 {
-		return y + 1, 1, 1
+		return y + 1, 1
 	}
-	return y, m + 1, 1
+	return y, m + 1
 }
 
-// monthMask returns bit d set for each day d of month (y, m) on which an
-// NthWeekday schedule fires.
-func (s Schedule) monthMask(y int64, m int) uint32 {
-	first := weekdayOf(daysFromCivil(y, m, 1))
-	dim := daysIn(y, m)
+// monthMask returns bit d set for each day d of a month that starts on
+// weekday first and has dim days on which an NthWeekday schedule fires.
+func (s Schedule) monthMask(first time.Weekday, dim int) uint32 {
 	var mask uint32
-	for w := time.Sunday; w <= time.Saturday; w++ {
-		if !s.Weekdays.Has(w) {
-			continue
-		}
-		day := 1 + (int(w)-int(first)+7)%7 // first occurrence
+	for days := uint(s.Weekdays & AllWeekdays); days != 0; days &= days - 1 {
+		w := bits.TrailingZeros(days)
+		day := 1 + (w-int(first)+7)%7 // first occurrence
 		for n := 0; n < 4; n++ {
 			if s.Weeks&(FirstWeek<<uint(n)) != 0 {
 				mask |= 1 << uint(day+7*n)
