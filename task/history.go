@@ -1,0 +1,192 @@
+package task
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/taskfleet/taskfleet/internal/errs"
+	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/storage"
+)
+
+// appendEvents stores events of one task, honouring its history
+// settings. Failures are logged: history never fails the operation that
+// produced it.
+func (m *Manager) appendEvents(ctx context.Context, t *Task, evs []storage.EventRecord) {
+	m.appendEventsFor(ctx, map[string]*Task{t.ID: t}, evs)
+}
+
+// appendEventsFor stores events of several tasks, dropping those their
+// task's history level or "store in the server database" setting excludes.
+func (m *Manager) appendEventsFor(ctx context.Context, tasks map[string]*Task, evs []storage.EventRecord) {
+	keep := evs[:0:0]
+	for _, e := range evs {
+		t := tasks[e.TaskID]
+		if t == nil {
+			continue
+		}
+		if _, stored := t.Notifications.Retention(); !stored || !t.Notifications.Level().keeps(EventLevel(e.Level)) {
+			continue
+		}
+		keep = append(keep, e)
+	}
+	if len(keep) == 0 {
+		return
+	}
+	if _, err := m.store.AppendEvents(ctx, storage.AppendEventsParams{Events: keep}); err != nil {
+		m.log.Error().Err(err).Int("events", len(keep)).Msg("task history events were not stored")
+	}
+}
+
+// RecordEvents stores task events reported by devices or the engine
+// (progress, information, warnings). Events whose level the task's history
+// setting excludes are dropped; a non-empty key de-duplicates redelivered
+// events. It returns how many were stored.
+//
+// Errors: ErrInvalid (naming the index of each bad event).
+func (m *Manager) RecordEvents(ctx context.Context, events []EventInput) (int, error) {
+	var bad ValidationErrors
+	now := m.now()
+	recs := make([]storage.EventRecord, 0, len(events))
+	for i, e := range events {
+		f := fmt.Sprintf("events[%d]", i)
+		switch {
+		case e.TaskID == "":
+			bad = append(bad, errs.Invalid(f+".task_id", "", "is required"))
+		case e.Level != EventResult && e.Level != EventProgress && e.Level != EventInfo:
+			bad = append(bad, errs.Invalid(f+".level", string(e.Level), "must be one of: result, progress, info"))
+		case e.Severity != SeverityInfo && e.Severity != SeverityWarning && e.Severity != SeverityError:
+			bad = append(bad, errs.Invalid(f+".severity", string(e.Severity), "must be one of: info, warning, error"))
+		case len(e.Message) > MaxResultMessage:
+			bad = append(bad, errs.Invalid(f+".message", "", fmt.Sprintf("must be at most %d bytes", MaxResultMessage)))
+		}
+		at := e.At
+		if at.IsZero() {
+			at = now
+		}
+		recs = append(recs, storage.EventRecord{TaskID: e.TaskID, DeviceID: string(e.DeviceID), RunID: e.RunID, At: storage.UTC(at), Level: string(e.Level), Severity: string(e.Severity), Message: e.Message, Key: e.Key})
+	}
+	if err := bad.Err(); err != nil {
+		return 0, err
+	}
+	tasks := map[string]*Task{}
+	for _, r := range recs {
+		if _, ok := tasks[r.TaskID]; !ok {
+			t, err := m.load(ctx, r.TaskID)
+			if err != nil {
+				t = nil
+			}
+			tasks[r.TaskID] = t
+		}
+	}
+	keep := recs[:0]
+	for _, r := range recs {
+		t := tasks[r.TaskID]
+		if t == nil {
+			continue
+		}
+		if _, stored := t.Notifications.Retention(); stored && t.Notifications.Level().keeps(EventLevel(r.Level)) {
+			keep = append(keep, r)
+		}
+	}
+	if len(keep) == 0 {
+		return 0, nil
+	}
+	n, err := m.store.AppendEvents(ctx, storage.AppendEventsParams{Events: keep})
+	if err != nil {
+		return n, m.storeErr(err, "record events")
+	}
+	return n, nil
+}
+
+// EventInput is an event reported to RecordEvents.
+type EventInput struct {
+	TaskID   string
+	DeviceID scope.DeviceID
+	RunID    int64
+	// At is when it happened (default: now).
+	At       time.Time
+	Level    EventLevel
+	Severity Severity
+	Message  string
+	// Key de-duplicates redelivered events (empty: no de-duplication).
+	Key string
+}
+
+// HistoryParams filter and page task history.
+type HistoryParams struct {
+	Device   scope.DeviceID
+	From, To time.Time
+	// After is the ID of the last event of the previous page.
+	After int64
+	Limit int
+}
+
+// History returns a task's events in the order they were stored.
+//
+// Errors: ErrNotFound, ErrPermission, ErrInvalid.
+func (m *Manager) History(ctx context.Context, actor Actor, id string, p HistoryParams) ([]Event, error) {
+	if _, err := m.Get(ctx, actor, id); err != nil {
+		return nil, err
+	}
+	if p.Limit < 0 || p.Limit > storage.MaxListLimit {
+		return nil, errs.Range("limit", p.Limit, 0, storage.MaxListLimit)
+	}
+	recs, err := m.store.ListEvents(ctx, storage.ListEventsParams{TaskID: id, DeviceID: string(p.Device), From: storage.UTC(p.From), To: storage.UTC(p.To), AfterID: p.After, Limit: p.Limit})
+	if err != nil {
+		return nil, m.storeErr(err, "history of task %q", id)
+	}
+	out := make([]Event, len(recs))
+	for i, r := range recs {
+		out[i] = Event{ID: r.ID, TaskID: r.TaskID, DeviceID: scope.DeviceID(r.DeviceID), RunID: r.RunID, At: r.At, Level: EventLevel(r.Level), Severity: Severity(r.Severity), Message: r.Message}
+	}
+	return out, nil
+}
+
+// PurgeReport says what PurgeHistory deleted.
+type PurgeReport struct {
+	Tasks  int
+	Events int64
+}
+
+// PurgeHistory deletes every task's events older than the task's own
+// retention ("Store in the Administration Server database for N days"),
+// and all events of tasks that do not store history on the server. The
+// engine calls it on a schedule; hosts without the engine call it
+// themselves (daily is enough).
+func (m *Manager) PurgeHistory(ctx context.Context) (PurgeReport, error) {
+	now := m.now()
+	var rep PurgeReport
+	p := storage.ListTasksParams{Order: storage.OrderByID, Limit: 1000}
+	for {
+		page, err := m.store.ListTasks(ctx, p)
+		if err != nil {
+			return rep, m.storeErr(err, "purge history")
+		}
+		for _, rec := range page.Tasks {
+			t, err := m.decode(rec.Body)
+			if err != nil {
+				return rep, err
+			}
+			cutoff := now.Add(time.Nanosecond) // no server history: everything
+			if keep, stored := t.Notifications.Retention(); stored {
+				cutoff = now.Add(-keep)
+			}
+			n, err := m.store.PurgeEvents(ctx, storage.PurgeEventsParams{TaskID: t.ID, Before: cutoff})
+			if err != nil {
+				return rep, m.storeErr(err, "purge history of task %q", t.ID)
+			}
+			rep.Tasks++
+			rep.Events += n
+		}
+		if page.Next == "" {
+			break
+		}
+		p.After = page.Next
+	}
+	if rep.Events > 0 {
+		m.log.Info().Int64("events", rep.Events).Int("tasks", rep.Tasks).Msg("task history purged")
+	}
+	return rep, nil
+}

@@ -1,0 +1,67 @@
+package task
+
+import (
+	"context"
+	"time"
+
+	"github.com/taskfleet/taskfleet/scope"
+)
+
+// Notification tells the administrator about a task result on a device.
+type Notification struct {
+	TaskID   string
+	TaskName string
+	DeviceID scope.DeviceID
+	RunID    int64
+	State    State
+	Message  string
+	At       time.Time
+	// Email are the task's e-mail recipients ("Notify by email"); empty
+	// when the task has none.
+	Email []string
+}
+
+// Notifier delivers notifications (e-mail, the host's console, SIEM). The
+// Manager calls it for final results: for every final state, or only for
+// errors when the task's Notifications.ErrorsOnly is set. Errors are
+// logged, never returned to the caller that recorded the result. It must be
+// safe for concurrent use.
+type Notifier interface {
+	Notify(ctx context.Context, n Notification) error
+}
+
+// Run is one start of a task.
+type Run struct {
+	TaskID string
+	ID     int64
+	// Manual is true for a start by an administrator (Start, StartFor).
+	Manual bool
+	At     time.Time
+	// Devices are the devices the run was started on.
+	Devices []scope.DeviceID
+	// Skipped are devices in scope the run did not start on, with their
+	// recorded state (missed: not connected for a task the server runs).
+	Skipped []scope.DeviceID
+	// Unknown are devices whose membership could not be decided; they are
+	// neither started nor skipped (see scope.Resolution).
+	Unknown []scope.UnknownDevice
+	// Missing are scope entries that name no device.
+	Missing []scope.MissingRef
+}
+
+// Dispatcher is the engine that delivers tasks to devices and runs them.
+// The Manager calls it after the change is stored; an error is logged and
+// does not undo the change (the engine re-reads tasks on start-up). All
+// methods must be safe for concurrent use.
+type Dispatcher interface {
+	// TaskSaved is called after a task was created or updated (including
+	// suspend, resume, rollback, merge).
+	TaskSaved(ctx context.Context, t *Task) error
+	// TaskDeleted is called after a task was deleted.
+	TaskDeleted(ctx context.Context, id string) error
+	// Start starts a run on the run's devices; their results are already
+	// recorded as pending.
+	Start(ctx context.Context, t *Task, run Run) error
+	// Stop stops the task's runs in progress.
+	Stop(ctx context.Context, t *Task) error
+}
