@@ -9,7 +9,7 @@ import (
 )
 
 // TestCivilRoundTrip checks the day-number arithmetic against the time
-// package for every day from 1600 to 2400 and a sample of distant years.
+// package for every day from 1890 to 2210 and a sample of distant years.
 func TestCivilRoundTrip(t *testing.T) {
 	t.Parallel()
 	check := func(day int64) {
@@ -28,12 +28,12 @@ func TestCivilRoundTrip(t *testing.T) {
 			t.Fatalf("daysIn(%d, %d) = %d, want %d", y, m, daysIn(y, m), dim)
 		}
 	}
-	lo := time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC).Unix() / 86400
-	hi := time.Date(2400, 12, 31, 0, 0, 0, 0, time.UTC).Unix() / 86400
+	lo := time.Date(1890, 1, 1, 0, 0, 0, 0, time.UTC).Unix() / 86400
+	hi := time.Date(2210, 12, 31, 0, 0, 0, 0, time.UTC).Unix() / 86400
 	for day := lo; day <= hi; day++ {
 		check(day)
 	}
-	for _, y := range []int{1, 2, 100, 400, 9999} {
+	for _, y := range []int{1, 2, 100, 400, 1600, 2400, 9999} {
 		check(time.Date(y, 12, 31, 0, 0, 0, 0, time.UTC).Unix() / 86400)
 		check(time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC).Unix() / 86400)
 	}
@@ -50,7 +50,7 @@ func TestZoneTable(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i := 0; i < 20000; i++ {
+		for i := 0; i < 5000; i++ {
 			u := tableLo - 86400*400 + r.Int64N(tableHi-tableLo+2*86400*400)
 			off, start, end := zoneAt(loc, u)
 			_, want := time.Unix(u, 0).In(loc).Zone()

@@ -135,6 +135,17 @@ func oracleNextWall(s schedule.Schedule, after time.Time, loc *time.Location) ti
 	}
 	limit := a + 500*86400
 	for u < limit {
+		// Whole days with no matching date near them and one offset
+		// throughout cannot fire: step over them.
+		if !matches(cur.day) && !matches(cur.day+1) && !matches(cur.day+2) {
+			v := u + 86400
+			o := offsetOf(u, loc)
+			if o == offsetOf(u+21600, loc) && o == offsetOf(u+43200, loc) && o == offsetOf(u+64800, loc) && o == offsetOf(v, loc) {
+				visit(v)
+				u = v
+				continue
+			}
+		}
 		v := u + 3600
 		lv := localOf(v, loc)
 		refine := offsetOf(u, loc) != offsetOf(v, loc) ||
