@@ -286,6 +286,9 @@ func parseName(s string) (Address, error) {
 		return Address{Kind: NetBIOSName, Name: strings.ToUpper(s)}, nil
 	}
 	name := strings.TrimSuffix(s, ".")
+	if name != "" && !strings.Contains(name, ".") {
+		return Address{}, addrErr(s, 0, "a DNS name needs at least two labels; write a single-label name without the dot (a NetBIOS name)")
+	}
 	if len(name) > MaxDNSNameLength {
 		return Address{}, addrErr(s, 0, "DNS name is longer than %d bytes", MaxDNSNameLength)
 	}

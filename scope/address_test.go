@@ -98,6 +98,7 @@ func TestParseAddressInvalid(t *testing.T) {
 		{"a." + strings.Repeat("b", 64) + ".example", "longer than 63", 3},
 		{strings.Repeat("abcdefghi.", 26) + "com", "longer than 253", 0},
 		{"host.123", "all-numeric top-level", 0},
+		{"0A0.", "at least two labels", 0},
 		{strings.Repeat("x", 2000), "longer than 1024", 0},
 	}
 	for _, tt := range tests {

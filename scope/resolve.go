@@ -668,7 +668,7 @@ func unresolvedNames(ctx context.Context, inv Inventory, addrs []Address) ([]int
 const selectionChunk = 1024
 
 func resolveSelection(ctx context.Context, s Scope, inv Inventory, r *Resolution) error {
-	prg, err := CompileSelection(s.Selection)
+	prg, err := compileCached(s.Selection)
 	if err != nil {
 		return err
 	}
@@ -773,7 +773,7 @@ func Explain(ctx context.Context, s Scope, inv Inventory, id DeviceID) (Explanat
 	case Addresses:
 		explainAddresses(s, d, set)
 	case Selection:
-		prg, err := CompileSelection(s.Selection)
+		prg, err := compileCached(s.Selection)
 		if err != nil {
 			return Explanation{}, err
 		}

@@ -212,7 +212,7 @@ func (s Scope) Validate() error {
 			}
 		}
 	case Selection:
-		if _, err := CompileSelection(s.Selection); err != nil {
+		if _, err := compileCached(s.Selection); err != nil {
 			bad = append(bad, flatten(err)...)
 		}
 		if len(s.SelectionName) > MaxSelectionLength {

@@ -488,6 +488,37 @@ func (a appMap) Iterator() traits.Iterator {
 	return types.NewStringList(a.p, keys).Iterator()
 }
 
+// programCache keeps recently compiled selections, so Resolve and Explain
+// (called once per device by a UI) do not recompile the same expression.
+var programCache struct {
+	sync.Mutex
+	m map[string]*Program
+}
+
+// maxCachedPrograms bounds programCache; it is emptied when full.
+const maxCachedPrograms = 256
+
+// compileCached is CompileSelection with a cache of successes.
+func compileCached(expr string) (*Program, error) {
+	programCache.Lock()
+	p, ok := programCache.m[expr]
+	programCache.Unlock()
+	if ok {
+		return p, nil
+	}
+	p, err := CompileSelection(expr)
+	if err != nil {
+		return nil, err
+	}
+	programCache.Lock()
+	if programCache.m == nil || len(programCache.m) >= maxCachedPrograms {
+		programCache.m = make(map[string]*Program)
+	}
+	programCache.m[expr] = p
+	programCache.Unlock()
+	return p, nil
+}
+
 type deviceActivation struct{ d *Device }
 
 func (a deviceActivation) ResolveName(name string) (any, bool) {
