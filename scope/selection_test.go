@@ -205,8 +205,8 @@ func TestExampleSelectionsCompile(t *testing.T) {
 	}
 	// The examples decide the reference device as documented.
 	want := map[string]scope.Membership{
-		"Windows 11 devices without application X": scope.Out, // it has X
-		"tag = accounting": scope.In,
+		"Windows 11 devices without application X":                               scope.Out, // it has X
+		"tag = accounting":                                                       scope.In,
 		"Devices with Firefox older than 128":                                    scope.In,
 		"Devices where Kaspersky Endpoint Security is installed but not running": scope.In,
 		"Devices managed by a secondary or virtual Administration Server":        scope.Out,
