@@ -277,6 +277,7 @@ type Change struct {
 	tasks   map[string]TaskAccount // pending tasks' state as last seen
 	step2   map[string]TaskResult
 	matches map[string]match // open-and-compare cache by ciphertext
+	keyBuf  []byte
 }
 
 // match caches the comparison of one ciphertext with the passwords.
@@ -344,10 +345,11 @@ func (w *Wizard) Start(ctx context.Context, c NewCredentials) (*Change, error) {
 }
 
 func (ch *Change) compare(s Sealed) match {
-	key := s.keyID + "\x00" + string(s.nonce) + string(s.ct)
-	if m, ok := ch.matches[key]; ok {
+	ch.keyBuf = append(append(append(append(ch.keyBuf[:0], s.keyID...), 0), s.nonce...), s.ct...)
+	if m, ok := ch.matches[string(ch.keyBuf)]; ok { // no allocation for the lookup
 		return m
 	}
+	key := string(ch.keyBuf)
 	var m match
 	pw, err := ch.w.cfg.Sealer.Open(s)
 	if err != nil {

@@ -19,7 +19,9 @@ type MemTaskAccounts struct {
 	mu     sync.Mutex
 	tasks  map[string]credentials.TaskAccount
 	byName map[string]map[string]struct{} // FoldAccountName -> non-local task ids
-	sorted map[string][]string            // cache of byName, sorted
+	// sorted caches byName's ids in order; it may hold ids removed since
+	// (ListTasksByAccount skips them) and is rebuilt when an id is added.
+	sorted map[string][]string
 	writes int
 
 	// BeforeSet, when set, runs at the start of SetTaskAccount without the
@@ -75,8 +77,10 @@ func (m *MemTaskAccounts) index(t credentials.TaskAccount) {
 	if m.byName[k] == nil {
 		m.byName[k] = map[string]struct{}{}
 	}
-	m.byName[k][t.TaskID] = struct{}{}
-	delete(m.sorted, k)
+	if _, ok := m.byName[k][t.TaskID]; !ok {
+		m.byName[k][t.TaskID] = struct{}{}
+		delete(m.sorted, k)
+	}
 }
 
 func (m *MemTaskAccounts) unindex(id string) {
@@ -84,9 +88,7 @@ func (m *MemTaskAccounts) unindex(id string) {
 	if !ok || old.Local || old.Account.Name == "" {
 		return
 	}
-	k := credentials.FoldAccountName(old.Account.Name)
-	delete(m.byName[k], id)
-	delete(m.sorted, k)
+	delete(m.byName[credentials.FoldAccountName(old.Account.Name)], id)
 }
 
 // ListTasksByAccount implements credentials.TaskAccounts.
@@ -114,7 +116,9 @@ func (m *MemTaskAccounts) ListTasksByAccount(ctx context.Context, p credentials.
 	}
 	out := make([]credentials.TaskAccount, 0, min(p.Limit, len(ids)-i))
 	for ; i < len(ids) && len(out) < p.Limit; i++ {
-		out = append(out, m.tasks[ids[i]])
+		if _, ok := m.byName[k][ids[i]]; ok {
+			out = append(out, m.tasks[ids[i]])
+		}
 	}
 	return out, nil
 }
@@ -157,11 +161,16 @@ func (m *MemTaskAccounts) SetTaskAccount(ctx context.Context, p credentials.SetT
 	case t.Revision != p.ExpectedRevision:
 		return 0, fmt.Errorf("credentialstest: task %q is at revision %d, not %d: %w", p.TaskID, t.Revision, p.ExpectedRevision, credentials.ErrConflict)
 	}
-	m.unindex(t.TaskID)
+	reindex := credentials.FoldAccountName(t.Account.Name) != credentials.FoldAccountName(p.Account.Name)
+	if reindex {
+		m.unindex(t.TaskID)
+	}
 	t.Account = p.Account
 	t.Revision++
 	m.tasks[t.TaskID] = t
-	m.index(t)
+	if reindex {
+		m.index(t)
+	}
 	m.writes++
 	return t.Revision, nil
 }
