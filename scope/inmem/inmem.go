@@ -12,8 +12,10 @@
 // PutDevices call (or several calls before the first read).
 //
 // Devices handed out by the inventory are shared, read-only values: the
-// inventory stores its own copy of every device you put, and the caller
-// must not modify a device it reads.
+// inventory stores its own copy of every Device struct you put (a shallow
+// copy: do not modify the slices, maps and OS you passed in afterwards;
+// put a new device instead), and the caller must not modify a device it
+// reads.
 package inmem
 
 import (
@@ -155,7 +157,7 @@ func (inv *Inventory) DeleteGroup(id scope.GroupID) error {
 // be "" (unassigned) or an existing group, and IDs must be non-empty and
 // unique within the call; otherwise nothing is stored and ValidationErrors
 // name the offending entries ("devices[3].group_id"). The inventory keeps
-// its own copies.
+// shallow copies (see the package documentation).
 func (inv *Inventory) PutDevices(devices ...scope.Device) error {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
