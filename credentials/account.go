@@ -180,7 +180,11 @@ func (a *Account) UnmarshalJSON(data []byte) error {
 		var ute *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &ute):
-			return errs.Invalid(ute.Field, "", "must be a JSON string, got "+ute.Value)
+			want := "a JSON string"
+			if ute.Field == "" {
+				want = "a JSON object"
+			}
+			return errs.Invalid(ute.Field, "", "must be "+want+", got "+ute.Value)
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			return errs.Invalid(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "", "unknown field; allowed: name, password")
 		case errors.Is(err, ErrMalformed):

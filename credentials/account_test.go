@@ -128,7 +128,7 @@ func TestAccountJSON(t *testing.T) {
 		{`{"password":"` + string(text) + `"}`, []fieldErr{{"name", "", "is required when a password is set"}}},
 		{`{"name":"svc","pasword":"x"}`, []fieldErr{{"pasword", "", "unknown field; allowed: name, password"}}},
 		{`{"name":1}`, []fieldErr{{"name", "", "must be a JSON string, got number"}}},
-		{`[]`, []fieldErr{{"", "", "must be a JSON string, got array"}}},
+		{`[]`, []fieldErr{{"", "", "must be a JSON object, got array"}}},
 		{`{"name":"svc","password":"plaintext-password"}`, nil}, // checked below: rejected without echo
 	}
 	for _, tt := range bad {

@@ -164,3 +164,16 @@ func TestPolicyJSONInsideStruct(t *testing.T) {
 		t.Fatalf("err = %#v, want a *ValidationError for restart_after.minutes", err)
 	}
 }
+
+func TestOutcomeJSON(t *testing.T) {
+	t.Parallel()
+	out := Outcome{Result: RestartRequired, Reason: ReasonSessionLocked, RequiredAt: t0, Prompts: at(0, 5)}
+	js, err := json.Marshal(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"result":"restart_required","reason":"session_locked","required_at":"2026-03-29T00:50:00Z","prompts":["2026-03-29T00:50:00Z","2026-03-29T00:55:00Z"]}`
+	if string(js) != want {
+		t.Fatalf("Outcome JSON:\n got %s\nwant %s", js, want)
+	}
+}

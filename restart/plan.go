@@ -24,7 +24,7 @@ type Timeline struct {
 	// toggle on. Zero when no automatic restart is planned. A device whose
 	// session is then locked and whose policy does not force-close
 	// applications is not restarted (the result is RestartRequired).
-	RestartAt time.Time `json:"restart_at,omitempty"`
+	RestartAt time.Time `json:"restart_at,omitzero"`
 	// Truncated is true when more prompts follow after the horizon (or
 	// after MaxPlannedPrompts).
 	Truncated bool `json:"truncated,omitempty"`

@@ -84,7 +84,7 @@ type Outcome struct {
 	// ClosedApplications is true when CloseApplications succeeded.
 	ClosedApplications bool `json:"closed_applications,omitempty"`
 	// RestartAt is when Device.Restart was called (zero if it was not).
-	RestartAt time.Time `json:"restart_at,omitempty"`
+	RestartAt time.Time `json:"restart_at,omitzero"`
 }
 
 // RestartPending reports whether the device still needs a restart after
