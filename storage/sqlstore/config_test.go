@@ -74,7 +74,6 @@ func TestPostgresDSNNeverInErrors(t *testing.T) {
 	}
 }
 
-
 func TestSQLitePragmas(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

@@ -1,0 +1,103 @@
+// Package sqlstore is the SQL storage.Store of taskfleet, on
+// github.com/jmoiron/sqlx with two dialects: SQLite through
+// modernc.org/sqlite (pure Go, no cgo) as the embedded default, and
+// PostgreSQL through github.com/jackc/pgx/v5/stdlib for scale-out.
+//
+//	s, err := sqlstore.OpenSQLite(ctx, "/var/lib/taskfleet/taskfleet.db")
+//	// or
+//	s, err := sqlstore.Open(ctx, sqlstore.Config{
+//		Dialect: sqlstore.Postgres,
+//		DSN:     "postgres://taskfleet@db:5432/taskfleet?sslmode=verify-full",
+//	})
+//	defer s.Close()
+//
+// Both pass the conformance suite in storage/storagetest, so everything
+// the storage package documents holds here; this page lists what is
+// specific to SQL.
+//
+// # Schema and migrations
+//
+// The schema is embedded (migrations/<dialect>/<version>_<name>.sql) and
+// applied by Open inside one transaction: on PostgreSQL under a
+// transaction-scoped advisory lock (keyed by the current schema), on
+// SQLite under the write lock that BEGIN IMMEDIATE takes. Several
+// processes may open one database at once; one migrates, the others find
+// the schema current. The applied versions are in the table
+// taskfleet_schema. A database migrated by a newer taskfleet is refused
+// with *SchemaTooNewError. Migrations are additive, so the schema can
+// grow (lease and epoch columns for multi-replica dispatch) without
+// rewriting data.
+//
+// Tables: tasks (indexed columns plus the JSON body, and the run counter
+// of AllocateRunID), revisions (task, number), results (one row per task
+// and device; indexes for the due-run query on (state, due_at), for
+// listing and statistics on (task, state)), events (indexes on (task, id)
+// for listing and (task, at) for retention purges) and event_keys (the
+// de-duplication keys, kept after a purge so a late duplicate stays
+// refused). Deleting a task cascades to all of them in one transaction.
+//
+// PostgreSQL text keys use COLLATE "C": listings are in byte order, the
+// same as every other backend, whatever the database's locale.
+//
+// # Time semantics
+//
+// The store never reads the clock: every time comes in the records. Times
+// are stored in UTC with microsecond precision — timestamptz on
+// PostgreSQL, INTEGER microseconds since the Unix epoch on SQLite — and
+// come back as UTC time.Time values; the zero time.Time is stored as its
+// own instant and comes back zero.
+//
+// # Result ingest
+//
+// UpsertResults writes one batch in one transaction. A result replaces
+// the stored one only when its (RunID, Seq) is greater, so retried and
+// reordered deliveries never duplicate or regress a result. A batch is
+// split into rounds in which each (task, device) appears once (round k
+// holds each device's k-th record), which keeps the count identical to
+// processing the records one by one. SQLite writes each round with
+// multi-row INSERT ... ON CONFLICT statements; PostgreSQL with one
+// INSERT ... SELECT FROM unnest(...) ON CONFLICT per round: one round
+// trip, one array per column. Results for unknown tasks are dropped
+// before the write (on PostgreSQL under FOR KEY SHARE, so a concurrent
+// DeleteTask waits instead of failing).
+//
+// # SQLite
+//
+// The database runs in WAL mode with foreign keys on and a busy timeout
+// (Config.BusyTimeout, default 5s). Writes go through one dedicated
+// connection whose transactions begin IMMEDIATE; reads use a pool of
+// Config.SQLiteReaders connections that WAL lets run beside the writer.
+// ":memory:" is one private connection for everything.
+//
+// Durability: synchronous=FULL by default (SyncFull): every commit is
+// synced, so nothing committed is lost — neither when the process is
+// killed nor on power loss. SyncNormal syncs only at checkpoints: a killed
+// process still loses nothing, but a power loss or OS crash may roll back
+// the last commits. The crash-safety test kills a writer process with
+// SIGKILL in the middle of batches and checks that every reported commit
+// is present and no batch is half-written, on both engines.
+//
+// # PostgreSQL
+//
+// Config.MaxOpenConns, MaxIdleConns and ConnMaxLifetime size the pool.
+// Runtime parameters in the DSN (search_path, application_name) are passed
+// to the server, so a host can keep taskfleet in its own schema.
+//
+// # Errors
+//
+// Driver errors are mapped in one function: a unique violation matches
+// ErrConflict, a missing row ErrNotFound, a serialization failure,
+// deadlock, lock timeout or busy SQLite database ErrRetryable (retry the
+// call), a closed store ErrClosed. The driver error stays in the chain for
+// errors.As. A Config outside its documented ranges is rejected by Open
+// with ValidationErrors (ErrInvalid) naming each field. The DSN, which may
+// hold a password, never appears in errors or logs.
+//
+// # Tests
+//
+// The PostgreSQL tests run when TASKFLEET_TEST_POSTGRES holds a DSN (for
+// example postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable);
+// each test works in its own freshly created schema and drops it. Without
+// the variable they skip with a message saying so. .ci/run starts a
+// PostgreSQL 15 and sets it.
+package sqlstore
