@@ -198,10 +198,8 @@ func (m *Manager) create(ctx context.Context, actor Actor, t Task, action string
 	if err != nil {
 		return nil, err
 	}
-	diff, err := m.revisionDiff(nil, body, nil)
-	if err != nil {
-		return nil, err
-	}
+	// The first revision's body is the whole task: it needs no diff.
+	diff := []byte(`{"changes":[]}`)
 	rec := toRecord(&t, body)
 	err = m.store.CreateTask(ctx, storage.CreateTaskParams{Task: rec, Revision: storage.RevisionRecord{
 		TaskID: t.ID, Number: 1, Author: actor.ID, At: now, Action: action, Body: body, Diff: diff,
@@ -344,18 +342,15 @@ func (m *Manager) update(ctx context.Context, actor Actor, t Task, action string
 	return &t, nil
 }
 
-// revisionDiff computes the stored diff between two bodies (old nil for a
-// created task).
+// revisionDiff computes the stored diff between two bodies.
 func (m *Manager) revisionDiff(oldBody, newBody []byte, extra *revisionDiff) ([]byte, error) {
 	nf, err := flatten(newBody)
 	if err != nil {
 		return nil, err
 	}
-	of := flat{}
-	if oldBody != nil {
-		if of, err = flatten(oldBody); err != nil {
-			return nil, err
-		}
+	of, err := flatten(oldBody)
+	if err != nil {
+		return nil, err
 	}
 	secrets := m.secretPaths(oldBody, newBody)
 	d := revisionDiff{Changes: diffFlat(of, nf, secrets)}

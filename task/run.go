@@ -326,20 +326,20 @@ func (m *Manager) RecordResults(ctx context.Context, results []Result) (int, err
 	recs := make([]storage.ResultRecord, len(results))
 	now := m.now()
 	for i, r := range results {
-		f := fmt.Sprintf("results[%d]", i)
+		f := resultField(i)
 		switch {
 		case r.TaskID == "":
-			bad = append(bad, errs.Invalid(f+".task_id", "", "is required"))
+			bad = append(bad, errs.Invalid(f.String()+".task_id", "", "is required"))
 		case r.DeviceID == "":
-			bad = append(bad, errs.Invalid(f+".device_id", "", "is required"))
+			bad = append(bad, errs.Invalid(f.String()+".device_id", "", "is required"))
 		case !r.State.Valid():
-			bad = append(bad, errs.Invalid(f+".state", string(r.State), "is not a result state"))
+			bad = append(bad, errs.Invalid(f.String()+".state", string(r.State), "is not a result state"))
 		case r.Progress < 0 || r.Progress > 100:
-			bad = append(bad, errs.Range(f+".progress", r.Progress, 0, 100))
+			bad = append(bad, errs.Range(f.String()+".progress", r.Progress, 0, 100))
 		case r.RunID < 0 || r.Seq < 0:
-			bad = append(bad, errs.Invalid(f+".run_id", fmt.Sprint(r.RunID), "run id and seq must not be negative"))
+			bad = append(bad, errs.Invalid(f.String()+".run_id", fmt.Sprint(r.RunID), "run id and seq must not be negative"))
 		case len(r.Message) > MaxResultMessage:
-			bad = append(bad, errs.Invalid(f+".message", "", fmt.Sprintf("must be at most %d bytes", MaxResultMessage)))
+			bad = append(bad, errs.Invalid(f.String()+".message", "", fmt.Sprintf("must be at most %d bytes", MaxResultMessage)))
 		}
 		upd := r.UpdatedAt
 		if upd.IsZero() {
@@ -397,6 +397,12 @@ func (m *Manager) RecordResults(ctx context.Context, results []Result) (int, err
 	}
 	return applied, nil
 }
+
+// resultField names results[i] in errors; it formats only when called
+// from an error path's string concatenation.
+type resultField int
+
+func (i resultField) String() string { return fmt.Sprintf("results[%d]", int(i)) }
 
 // loadTasks loads the tasks the results belong to (nil for deleted ones).
 func (m *Manager) loadTasks(ctx context.Context, recs []storage.ResultRecord) map[string]*Task {

@@ -29,8 +29,11 @@ type Store struct {
 	mu     sync.RWMutex
 	closed bool
 
-	tasks   map[string]*storage.TaskRecord
-	unique  map[string]string // UniqueName -> task ID
+	tasks  map[string]*storage.TaskRecord
+	unique map[string]string // UniqueName -> task ID
+	// order holds, per TaskOrder, the tasks sorted by (OrderKey, ID), so a
+	// page costs O(log n + page) rather than a sort of every task.
+	order   map[storage.TaskOrder][]indexEntry
 	revs    map[string][]storage.RevisionRecord
 	runIDs  map[string]int64
 	results map[string]*taskResults
@@ -38,10 +41,47 @@ type Store struct {
 	eventID int64
 }
 
+type indexEntry struct {
+	key, id string
+}
+
+func (e indexEntry) cmp(o indexEntry) int {
+	if c := strings.Compare(e.key, o.key); c != 0 {
+		return c
+	}
+	return strings.Compare(e.id, o.id)
+}
+
+var orders = []storage.TaskOrder{storage.OrderByName, storage.OrderByCreatedAt, storage.OrderByID}
+
+func (s *Store) indexAdd(t *storage.TaskRecord) {
+	for _, o := range orders {
+		e := indexEntry{storage.OrderKey(t, o), t.ID}
+		idx := s.order[o]
+		i, _ := slices.BinarySearchFunc(idx, e, indexEntry.cmp)
+		s.order[o] = slices.Insert(idx, i, e)
+	}
+}
+
+func (s *Store) indexRemove(t *storage.TaskRecord) {
+	for _, o := range orders {
+		e := indexEntry{storage.OrderKey(t, o), t.ID}
+		idx := s.order[o]
+		if i, ok := slices.BinarySearchFunc(idx, e, indexEntry.cmp); ok {
+			s.order[o] = slices.Delete(idx, i, i+1)
+		}
+	}
+}
+
 type taskResults struct {
-	byDevice map[string]*storage.ResultRecord
+	// byDevice holds values, not pointers: no allocation per device and
+	// nothing for the garbage collector to chase in a million-device task.
+	byDevice map[string]storage.ResultRecord
 	counts   map[string]int
 	restart  int
+	// sorted caches the device ids in order for ListResults; nil after a
+	// new device was added.
+	sorted []string
 }
 
 type taskEvents struct {
@@ -54,6 +94,7 @@ func New() *Store {
 	return &Store{
 		tasks:   map[string]*storage.TaskRecord{},
 		unique:  map[string]string{},
+		order:   map[storage.TaskOrder][]indexEntry{},
 		revs:    map[string][]storage.RevisionRecord{},
 		runIDs:  map[string]int64{},
 		results: map[string]*taskResults{},
@@ -104,6 +145,7 @@ func (s *Store) CreateTask(ctx context.Context, p storage.CreateTaskParams) erro
 	}
 	t := cloneTask(&p.Task)
 	s.tasks[t.ID] = &t
+	s.indexAdd(&t)
 	r := cloneRev(p.Revision)
 	r.TaskID = t.ID
 	s.revs[t.ID] = []storage.RevisionRecord{r}
@@ -150,7 +192,9 @@ func (s *Store) UpdateTask(ctx context.Context, p storage.UpdateTaskParams) erro
 		s.unique[p.Task.UniqueName] = p.Task.ID
 	}
 	t := cloneTask(&p.Task)
+	s.indexRemove(old)
 	s.tasks[t.ID] = &t
+	s.indexAdd(&t)
 	r := cloneRev(p.Revision)
 	r.TaskID = t.ID
 	s.revs[t.ID] = append(s.revs[t.ID], r)
@@ -174,6 +218,7 @@ func (s *Store) DeleteTask(ctx context.Context, p storage.DeleteTaskParams) erro
 	if t.UniqueName != "" {
 		delete(s.unique, t.UniqueName)
 	}
+	s.indexRemove(t)
 	delete(s.tasks, p.ID)
 	delete(s.revs, p.ID)
 	delete(s.runIDs, p.ID)
@@ -187,10 +232,14 @@ func (s *Store) ListTasks(ctx context.Context, p storage.ListTasksParams) (stora
 	if !storage.ValidOrder(p.Order) {
 		return storage.TaskPage{}, fmt.Errorf("memstore: unknown order %q: %w", p.Order, storage.ErrInvalid)
 	}
-	var afterKey, afterID string
+	order := p.Order
+	if order == "" {
+		order = storage.OrderByName
+	}
+	var after indexEntry
 	if p.After != "" {
 		var err error
-		if afterKey, afterID, err = storage.DecodeCursor(p.After); err != nil {
+		if after.key, after.id, err = storage.DecodeCursor(p.After); err != nil {
 			return storage.TaskPage{}, err
 		}
 	}
@@ -203,53 +252,48 @@ func (s *Store) ListTasks(ctx context.Context, p storage.ListTasksParams) (stora
 	if s.closed {
 		return storage.TaskPage{}, errClosed()
 	}
-	type keyed struct {
-		key string
-		t   *storage.TaskRecord
+	idx := s.order[order]
+	match := func(t *storage.TaskRecord) bool {
+		return (p.Application == "" || t.Application == p.Application) &&
+			(p.TaskType == "" || t.TaskType == p.TaskType) &&
+			(p.Kind == "" || t.Kind == p.Kind) &&
+			(p.GroupID == "" || t.GroupID == p.GroupID) &&
+			(p.DeviceID == "" || t.DeviceID == p.DeviceID) &&
+			(p.NameContains == "" || strings.Contains(t.SearchName, p.NameContains))
 	}
-	less := func(ak, aid, bk, bid string) bool {
-		if ak != bk {
-			return ak < bk
+	var page storage.TaskPage
+	var last indexEntry
+	take := func(e indexEntry) bool { // false: the page is full and another match exists
+		t := s.tasks[e.id]
+		if !match(t) {
+			return true
 		}
-		return aid < bid
+		if len(page.Tasks) == limit {
+			page.Next = storage.EncodeCursor(last.key, last.id)
+			return false
+		}
+		page.Tasks = append(page.Tasks, cloneTask(t))
+		last = e
+		return true
 	}
-	var match []keyed
-	for _, t := range s.tasks {
-		if (p.Application != "" && t.Application != p.Application) ||
-			(p.TaskType != "" && t.TaskType != p.TaskType) ||
-			(p.Kind != "" && t.Kind != p.Kind) ||
-			(p.GroupID != "" && t.GroupID != p.GroupID) ||
-			(p.DeviceID != "" && t.DeviceID != p.DeviceID) ||
-			(p.NameContains != "" && !strings.Contains(t.SearchName, p.NameContains)) {
-			continue
-		}
-		k := storage.OrderKey(t, p.Order)
+	if p.Descending {
+		i := len(idx)
 		if p.After != "" {
-			if p.Descending {
-				if !less(k, t.ID, afterKey, afterID) {
-					continue
-				}
-			} else if !less(afterKey, afterID, k, t.ID) {
-				continue
+			i, _ = slices.BinarySearchFunc(idx, after, indexEntry.cmp)
+		}
+		for i--; i >= 0 && take(idx[i]); i-- {
+		}
+	} else {
+		i := 0
+		if p.After != "" {
+			var found bool
+			i, found = slices.BinarySearchFunc(idx, after, indexEntry.cmp)
+			if found {
+				i++
 			}
 		}
-		match = append(match, keyed{k, t})
-	}
-	sort.Slice(match, func(i, j int) bool {
-		if p.Descending {
-			return less(match[j].key, match[j].t.ID, match[i].key, match[i].t.ID)
+		for ; i < len(idx) && take(idx[i]); i++ {
 		}
-		return less(match[i].key, match[i].t.ID, match[j].key, match[j].t.ID)
-	})
-	var page storage.TaskPage
-	n := min(limit, len(match))
-	page.Tasks = make([]storage.TaskRecord, n)
-	for i := range n {
-		page.Tasks[i] = cloneTask(match[i].t)
-	}
-	if len(match) > n {
-		last := match[n-1]
-		page.Next = storage.EncodeCursor(last.key, last.t.ID)
 	}
 	return page, nil
 }
@@ -334,13 +378,12 @@ func (s *Store) UpsertResults(ctx context.Context, p storage.UpsertResultsParams
 			}
 			tr = s.results[r.TaskID]
 			if tr == nil {
-				tr = &taskResults{byDevice: map[string]*storage.ResultRecord{}, counts: map[string]int{}}
+				tr = &taskResults{byDevice: map[string]storage.ResultRecord{}, counts: map[string]int{}}
 				s.results[r.TaskID] = tr
 			}
 			lastTask = r.TaskID
 		}
-		cur, ok := tr.byDevice[r.DeviceID]
-		if ok {
+		if cur, ok := tr.byDevice[r.DeviceID]; ok {
 			if r.RunID < cur.RunID || (r.RunID == cur.RunID && r.Seq <= cur.Seq) {
 				continue
 			}
@@ -348,11 +391,10 @@ func (s *Store) UpsertResults(ctx context.Context, p storage.UpsertResultsParams
 			if cur.RestartRequired {
 				tr.restart--
 			}
-			*cur = *r
 		} else {
-			c := *r
-			tr.byDevice[r.DeviceID] = &c
+			tr.sorted = nil
 		}
+		tr.byDevice[r.DeviceID] = *r
 		tr.counts[r.State]++
 		if r.RestartRequired {
 			tr.restart++
@@ -371,7 +413,7 @@ func (s *Store) GetResult(ctx context.Context, taskID, deviceID string) (storage
 	}
 	if tr := s.results[taskID]; tr != nil {
 		if r, ok := tr.byDevice[deviceID]; ok {
-			return *r, nil
+			return r, nil
 		}
 	}
 	return storage.ResultRecord{}, fmt.Errorf("memstore: result of task %q device %q: %w", taskID, deviceID, storage.ErrNotFound)
@@ -384,27 +426,52 @@ func (s *Store) ListResults(ctx context.Context, p storage.ListResultsParams) ([
 		limit = storage.DefaultListLimit
 	}
 	s.mu.RLock()
+	tr := s.results[p.TaskID]
+	if !s.closed && tr != nil && tr.sorted == nil {
+		// Build the device order under the write lock, once per new device.
+		s.mu.RUnlock()
+		s.mu.Lock()
+		if tr = s.results[p.TaskID]; tr != nil && tr.sorted == nil {
+			ids := make([]string, 0, len(tr.byDevice))
+			for id := range tr.byDevice {
+				ids = append(ids, id)
+			}
+			slices.Sort(ids)
+			tr.sorted = ids
+		}
+		s.mu.Unlock()
+		s.mu.RLock()
+		tr = s.results[p.TaskID]
+	}
 	defer s.mu.RUnlock()
 	if s.closed {
 		return nil, errClosed()
 	}
-	tr := s.results[p.TaskID]
 	if tr == nil {
 		return nil, nil
 	}
-	var out []storage.ResultRecord
-	for _, r := range tr.byDevice {
-		if r.DeviceID <= p.AfterDevice && p.AfterDevice != "" {
-			continue
+	ids := tr.sorted
+	if ids == nil { // a new device arrived between the locks: fall back
+		for id := range tr.byDevice {
+			ids = append(ids, id)
 		}
+		slices.Sort(ids)
+	}
+	i := 0
+	if p.AfterDevice != "" {
+		var found bool
+		i, found = slices.BinarySearch(ids, p.AfterDevice)
+		if found {
+			i++
+		}
+	}
+	var out []storage.ResultRecord
+	for ; i < len(ids) && len(out) < limit; i++ {
+		r := tr.byDevice[ids[i]]
 		if len(p.States) > 0 && !slices.Contains(p.States, r.State) {
 			continue
 		}
-		out = append(out, *r)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].DeviceID < out[j].DeviceID })
-	if len(out) > limit {
-		out = out[:limit]
+		out = append(out, r)
 	}
 	return out, nil
 }
@@ -427,7 +494,7 @@ func (s *Store) DueResults(ctx context.Context, p storage.DueResultsParams) ([]s
 		}
 		for _, r := range tr.byDevice {
 			if r.State == p.State && !r.DueAt.After(p.Before) {
-				out = append(out, *r)
+				out = append(out, r)
 			}
 		}
 	}
