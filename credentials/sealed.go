@@ -213,6 +213,13 @@ func ParseSealed(text string) (Sealed, error) {
 	if err := checkKeyID(id); err != nil {
 		return Sealed{}, malformed("bad key id")
 	}
+	// The base64 decoder skips '\r' and '\n'; accept only the canonical
+	// alphabet so every value has exactly one text form.
+	for i := 0; i < len(body); i++ {
+		if c := body[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return Sealed{}, malformed("bad base64 ciphertext")
+		}
+	}
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(body)
 	if err != nil {
 		return Sealed{}, malformed("bad base64 ciphertext")

@@ -126,6 +126,7 @@ func TestSealedDecodeErrors(t *testing.T) {
 		"too long":         ts + strings.Repeat("A", MaxSealedTextLength),
 		"too long payload": "tfsealed:v1:k1:" + strings.Repeat("A", 1500),
 		"whitespace":       " " + ts,
+		"newline in body":  ts[:len(ts)-4] + "\n\r" + ts[len(ts)-4:],
 	}
 	for name, in := range textCases {
 		if _, err := ParseSealed(in); !errors.Is(err, ErrMalformed) {
