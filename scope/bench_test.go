@@ -109,6 +109,17 @@ func benchFleet(tb testing.TB) *inmem.Inventory {
 	return theFleet.inv
 }
 
+// reportCPU reports the process CPU time per operation as cpu-ms/op; call
+// as `defer reportCPU(b)()` right before the loop.
+func reportCPU(b *testing.B) func() {
+	start := processCPU()
+	return func() {
+		if b.N > 0 {
+			b.ReportMetric(float64(processCPU()-start)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
+		}
+	}
+}
+
 // BenchmarkInventoryMemory reports the heap the in-memory inventory holds
 // per device of the benchmark fleet (runtime.MemStats before and after).
 func BenchmarkInventoryMemory(b *testing.B) {
@@ -127,6 +138,7 @@ func BenchmarkResolveGroup1MWith100Exclusions(b *testing.B) {
 	}
 	ctx := context.Background()
 	var n int
+	defer reportCPU(b)()
 	for b.Loop() {
 		r, err := scope.Resolve(ctx, s, inv)
 		if err != nil {
@@ -157,6 +169,7 @@ func BenchmarkResolveAddresses1000Rules1M(b *testing.B) {
 	}
 	ctx := context.Background()
 	var n int
+	defer reportCPU(b)()
 	for b.Loop() {
 		r, err := scope.Resolve(ctx, s, inv)
 		if err != nil {
@@ -173,6 +186,7 @@ func BenchmarkResolveSelection1M(b *testing.B) {
 	s := scope.Scope{Kind: scope.Selection, Selection: `device.os.name.startsWith("Windows 11") && !("X" in device.applications) && "accounting" in device.tags`}
 	ctx := context.Background()
 	var n, u int
+	defer reportCPU(b)()
 	for b.Loop() {
 		r, err := scope.Resolve(ctx, s, inv)
 		if err != nil {
@@ -189,6 +203,7 @@ func BenchmarkResolveSelectionSoftware1M(b *testing.B) {
 	s := scope.Scope{Kind: scope.Selection, Selection: `device.software.exists(s, s.name == "Mozilla Firefox" && s.version.startsWith("115."))`}
 	ctx := context.Background()
 	var n int
+	defer reportCPU(b)()
 	for b.Loop() {
 		r, err := scope.Resolve(ctx, s, inv)
 		if err != nil {

@@ -52,6 +52,8 @@ type snapshot struct {
 	ngroups int
 	gidx    map[scope.GroupID]int32
 
+	groups []scope.AdminGroup // sorted by ID
+
 	namesOnce sync.Once
 	netbios   map[string][]scope.DeviceID
 	dns       map[string][]scope.DeviceID
@@ -242,6 +244,11 @@ func (inv *Inventory) view() *snapshot {
 	for k, v := range inv.gidx {
 		s.gidx[k] = v
 	}
+	s.groups = make([]scope.AdminGroup, 0, len(inv.groups))
+	for _, g := range inv.groups {
+		s.groups = append(s.groups, *g)
+	}
+	slices.SortFunc(s.groups, func(a, b scope.AdminGroup) int { return cmp.Compare(a.ID, b.ID) })
 	inv.snap = s
 	return s
 }
@@ -280,14 +287,7 @@ func (inv *Inventory) Groups(ctx context.Context) ([]scope.AdminGroup, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	inv.mu.Lock()
-	out := make([]scope.AdminGroup, 0, len(inv.groups))
-	for _, g := range inv.groups {
-		out = append(out, *g)
-	}
-	inv.mu.Unlock()
-	slices.SortFunc(out, func(a, b scope.AdminGroup) int { return cmp.Compare(a.ID, b.ID) })
-	return out, nil
+	return slices.Clone(inv.view().groups), nil
 }
 
 // ctxCheckEvery is how many devices an iterator yields between checks of
