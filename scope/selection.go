@@ -134,13 +134,9 @@ var schema = map[string][]field{
 				if len(s) > MaxSelectionListFacts {
 					return nil, tooLong("device.software", len(s))
 				}
-				// One allocation per device: the elements point into the
-				// device's own slice.
-				vals := make([]ref.Val, len(s))
-				for i := range s {
-					vals[i] = objVal{&s[i], softwareType}
-				}
-				return types.NewRefValList(types.DefaultTypeAdapter, vals), nil
+				// No allocation per element: the list and its elements
+				// point into the device.
+				return swList{&dev(v).Software}, nil
 			}
 			return nil, unknownFact("device.software")
 		}, func(v any) bool { return dev(v).Software != nil }},
@@ -249,9 +245,9 @@ func (p *celTypes) NativeToValue(v any) ref.Val {
 	case *OS:
 		return objVal{v, osType}
 	case Software:
-		return objVal{&v, softwareType}
+		return swVal{&v}
 	case *Software:
-		return objVal{v, softwareType}
+		return swVal{v}
 	case AppState:
 		return objVal{v, applicationType}
 	case ServerRef:
@@ -259,7 +255,7 @@ func (p *celTypes) NativeToValue(v any) ref.Val {
 	case []Software:
 		return types.NewDynamicList(p, v)
 	case map[string]AppState:
-		return appMap{m: v, p: p}
+		return appMap{v}
 	case []string:
 		return types.NewStringList(p, v)
 	}
@@ -299,14 +295,87 @@ func (o objVal) Equal(other ref.Val) ref.Val {
 		return types.Bool(*a == *ov.v.(*OS))
 	case *Device:
 		return types.Bool(a == ov.v.(*Device))
-	case *Software:
-		return types.Bool(*a == *sw(ov.v))
 	}
 	return types.Bool(o.v == ov.v)
 }
 
 func (o objVal) Type() ref.Type { return o.t }
-func (o objVal) Value() any     { return o.v }
+
+// swVal is one installed program inside a CEL evaluation. It holds a
+// single pointer, so storing it in an interface does not allocate.
+type swVal struct{ p *Software }
+
+func (v swVal) ConvertToNative(t reflect.Type) (any, error) {
+	switch {
+	case reflect.TypeOf(v.p).AssignableTo(t):
+		return v.p, nil
+	case reflect.TypeOf(*v.p).AssignableTo(t):
+		return *v.p, nil
+	}
+	return nil, fmt.Errorf("cannot convert %s to %v", celSoftware, t)
+}
+
+func (v swVal) ConvertToType(t ref.Type) ref.Val {
+	switch {
+	case t == types.TypeType:
+		return softwareType
+	case t.TypeName() == celSoftware:
+		return v
+	}
+	return types.NewErr("type conversion error from %s to %s", celSoftware, t.TypeName())
+}
+
+func (v swVal) Equal(other ref.Val) ref.Val {
+	o, ok := other.(swVal)
+	return types.Bool(ok && *o.p == *v.p)
+}
+
+func (v swVal) Type() ref.Type { return softwareType }
+func (v swVal) Value() any     { return v.p }
+
+// swList is device.software inside a CEL evaluation: comprehensions fold
+// over the device's own slice without allocating; the rarely used list
+// operations work on a materialized copy.
+type swList struct{ p *[]Software }
+
+func (l swList) list() traits.Lister {
+	vals := make([]ref.Val, len(*l.p))
+	for i := range *l.p {
+		vals[i] = swVal{&(*l.p)[i]}
+	}
+	return types.NewRefValList(types.DefaultTypeAdapter, vals)
+}
+
+func (l swList) ConvertToNative(t reflect.Type) (any, error) { return l.list().ConvertToNative(t) }
+func (l swList) ConvertToType(t ref.Type) ref.Val            { return l.list().ConvertToType(t) }
+func (l swList) Equal(other ref.Val) ref.Val                 { return l.list().Equal(other) }
+func (l swList) Type() ref.Type                              { return types.ListType }
+func (l swList) Value() any                                  { return *l.p }
+func (l swList) Add(other ref.Val) ref.Val                   { return l.list().Add(other) }
+func (l swList) Contains(v ref.Val) ref.Val                  { return l.list().Contains(v) }
+func (l swList) Iterator() traits.Iterator                   { return l.list().Iterator() }
+func (l swList) Size() ref.Val                               { return types.Int(len(*l.p)) }
+
+func (l swList) Get(i ref.Val) ref.Val {
+	idx, ok := i.(types.Int)
+	if !ok {
+		return l.list().Get(i)
+	}
+	if idx < 0 || int64(idx) >= int64(len(*l.p)) {
+		return types.NewErr("index out of range: %d", idx)
+	}
+	return swVal{&(*l.p)[idx]}
+}
+
+func (l swList) Fold(f traits.Folder) {
+	s := *l.p
+	for i := range s {
+		if !f.FoldEntry(i, swVal{&s[i]}) {
+			return
+		}
+	}
+}
+func (o objVal) Value() any { return o.v }
 
 var celEnv = sync.OnceValues(func() (*cel.Env, error) {
 	p, err := newCELTypes()
@@ -412,8 +481,7 @@ func (sizeBounds) EstimateSize(n cost.AstNode) *cost.SizeEstimate {
 // appMap is device.applications inside a CEL evaluation, without the
 // reflection of a generic map.
 type appMap struct {
-	m map[string]AppState
-	p *celTypes
+	m map[string]AppState // the only field: an appMap fits in an interface without allocating
 }
 
 func (a appMap) ConvertToNative(t reflect.Type) (any, error) {
@@ -485,7 +553,7 @@ func (a appMap) Iterator() traits.Iterator {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	return types.NewStringList(a.p, keys).Iterator()
+	return types.NewStringList(types.DefaultTypeAdapter, keys).Iterator()
 }
 
 // programCache keeps recently compiled selections, so Resolve and Explain
