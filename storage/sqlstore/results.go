@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -27,17 +26,14 @@ const pgUpsert = `INSERT INTO results (` + resultCols + `)
  SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::timestamptz[],
   $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::int[], $11::text[], $12::bool[])` + upsertSet
 
-// sqliteChunk is the number of rows per multi-row INSERT on SQLite (12
-// parameters each, far below SQLite's 32766-parameter limit). Fewer,
-// larger statements cost less than one statement per row.
+// sqliteChunk is the largest number of rows per multi-row INSERT on SQLite
+// (12 parameters each, far below SQLite's 32766-parameter limit). Fewer,
+// larger statements cost less than one statement per row, and a prepared
+// statement skips SQLite's parser, which otherwise dominates.
 const sqliteChunk = 256
 
-var sqliteUpsertSQL sync.Map // rows (int) -> statement text
-
+// sqliteUpsert returns the multi-row upsert of rows rows.
 func sqliteUpsert(rows int) string {
-	if q, ok := sqliteUpsertSQL.Load(rows); ok {
-		return q.(string)
-	}
 	var b strings.Builder
 	b.WriteString("INSERT INTO results (" + resultCols + ") VALUES ")
 	for i := range rows {
@@ -47,9 +43,22 @@ func sqliteUpsert(rows int) string {
 		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
 	}
 	b.WriteString(upsertSet)
-	q := b.String()
-	sqliteUpsertSQL.Store(rows, q)
-	return q
+	return b.String()
+}
+
+// prepareSQLite prepares the multi-row upserts of sqliteChunk, sqliteChunk/2,
+// ..., 1 rows on the writer connection, once at Open (preparing later
+// would wait for the connection a transaction holds). Any batch is a sum
+// of these sizes.
+func (s *Store) prepareSQLite(ctx context.Context) error {
+	for rows := sqliteChunk; rows >= 1; rows /= 2 {
+		st, err := s.w.PrepareContext(ctx, sqliteUpsert(rows))
+		if err != nil {
+			return fmt.Errorf("sqlstore: prepare: %w", mapErr(err))
+		}
+		s.upserts = append(s.upserts, st)
+	}
+	return nil
 }
 
 // existingTasks returns which of ids name existing tasks. On PostgreSQL it
@@ -196,8 +205,14 @@ func (s *Store) upsertSQLite(ctx context.Context, tx *sqlx.Tx, rs []storage.Resu
 	var total int64
 	args := make([]any, 0, 12*min(len(rs), sqliteChunk))
 	for len(rs) > 0 {
-		part := rs[:min(sqliteChunk, len(rs))]
-		rs = rs[len(part):]
+		// The largest prepared size that fits: s.upserts[k] has
+		// sqliteChunk>>k rows.
+		k, rows := 0, sqliteChunk
+		for rows > len(rs) {
+			k, rows = k+1, rows/2
+		}
+		part := rs[:rows]
+		rs = rs[rows:]
 		args = args[:0]
 		for i := range part {
 			r := &part[i]
@@ -205,7 +220,7 @@ func (s *Store) upsertSQLite(ctx context.Context, tx *sqlx.Tx, rs []storage.Resu
 				microsOf(r.DueAt), microsOf(r.StartedAt), microsOf(r.FinishedAt), microsOf(r.UpdatedAt),
 				int64(r.Progress), r.Message, r.RestartRequired)
 		}
-		res, err := tx.ExecContext(ctx, sqliteUpsert(len(part)), args...)
+		res, err := tx.StmtContext(ctx, s.upserts[k]).ExecContext(ctx, args...)
 		if err != nil {
 			return 0, err
 		}

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strconv"
 	"strings"
@@ -195,6 +196,9 @@ type Store struct {
 	log    zerolog.Logger
 	closed atomic.Bool
 	q      queries
+	// upserts (SQLite) are the prepared multi-row result upserts of
+	// sqliteChunk>>k rows at index k.
+	upserts []*sql.Stmt
 }
 
 // OpenSQLite opens (creating when missing) the SQLite database at path with
@@ -232,6 +236,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := s.migrate(ctx); err != nil {
 		s.closeDBs()
 		return nil, err
+	}
+	if s.dialect == SQLite {
+		if err := s.prepareSQLite(ctx); err != nil {
+			s.closeDBs()
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -319,6 +329,11 @@ func (s *Store) Close() error {
 
 func (s *Store) closeDBs() error {
 	var err error
+	for _, st := range s.upserts {
+		if e := st.Close(); e != nil && err == nil {
+			err = e
+		}
+	}
 	if s.r != s.w {
 		err = s.r.Close()
 	}

@@ -15,10 +15,10 @@ import (
 // queries are the static statements, rebound to the dialect's placeholders
 // once at Open.
 type queries struct {
-	insertTask, getTask, updateTask, taskRevision, deleteTask, allocateRunID string
-	insertRevision, getRevision, listRevisions                               string
-	getResult, dueResults, statistics                                        string
-	insertEventKey, insertEvent, purgeEvents                                 string
+	insertTask, getTask, updateTask, taskRevision, deleteTask, deleteResults, allocateRunID string
+	insertRevision, getRevision, listRevisions                                              string
+	getResult, dueResults, statistics                                                       string
+	insertEventKey, insertEvent, purgeEvents                                                string
 }
 
 const taskCols = `id, name, search_name, unique_name, application, task_type, kind, group_id, device_id, revision, suspended, created_at, updated_at, body`
@@ -37,6 +37,7 @@ func buildQueries(db *sqlx.DB) queries {
 		updateTask:     rb(`UPDATE tasks SET name = ?, search_name = ?, unique_name = ?, application = ?, task_type = ?, kind = ?, group_id = ?, device_id = ?, revision = ?, suspended = ?, created_at = ?, updated_at = ?, body = ? WHERE id = ? AND revision = ?`),
 		taskRevision:   rb(`SELECT revision FROM tasks WHERE id = ?`),
 		deleteTask:     rb(`DELETE FROM tasks WHERE id = ? AND (? = 0 OR revision = ?)`),
+		deleteResults:  rb(`DELETE FROM results WHERE task_id = ?`),
 		allocateRunID:  rb(`UPDATE tasks SET last_run_id = last_run_id + 1 WHERE id = ? RETURNING last_run_id`),
 		insertRevision: rb(`INSERT INTO revisions (` + revisionCols + `) VALUES (?, ?, ?, ?, ?, ?, ?)`),
 		getRevision:    rb(`SELECT ` + revisionCols + ` FROM revisions WHERE task_id = ? AND number = ?`),
@@ -156,9 +157,9 @@ func (s *Store) UpdateTask(ctx context.Context, p storage.UpdateTaskParams) erro
 	return nil
 }
 
-// DeleteTask implements storage.TaskStore. Revisions, results, events,
-// event keys and the run counter go with the task (ON DELETE CASCADE, in
-// the same transaction).
+// DeleteTask implements storage.TaskStore. Revisions, events, event keys
+// and the run counter go with the task (ON DELETE CASCADE), results by an
+// explicit delete, all in one transaction.
 func (s *Store) DeleteTask(ctx context.Context, p storage.DeleteTaskParams) error {
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
 		res, err := tx.ExecContext(ctx, s.q.deleteTask, p.ID, p.ExpectRevision, p.ExpectRevision)
@@ -174,7 +175,11 @@ func (s *Store) DeleteTask(ctx context.Context, p storage.DeleteTaskParams) erro
 			}
 			return fmt.Errorf("stored revision is %d, not %d: %w", rev, p.ExpectRevision, ErrConflict)
 		}
-		return nil
+		// After the task row: on PostgreSQL its delete waited for
+		// every UpsertResults holding FOR KEY SHARE on it, so this
+		// statement's snapshot sees their results.
+		_, err = tx.ExecContext(ctx, s.q.deleteResults, p.ID)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("sqlstore: delete task %q: %w", p.ID, err)
