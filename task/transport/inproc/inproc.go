@@ -1,0 +1,322 @@
+// Package inproc is an in-process transport.ServerEndpoint and
+// DeviceEndpoint pair, for tests, examples, simulations and single-binary
+// hosts, with fault injection: drop, delay, duplicate and reorder messages,
+// and disconnect devices.
+//
+// # Delivery
+//
+// Send only queues a message. Messages are delivered by Pump, which hands
+// every queued message whose delivery time has come (by the network's
+// clock) to its receiver, including messages sent while pumping, until the
+// queues are empty. Tests drive Pump explicitly, so a simulation on a
+// clock.Mock is deterministic; Run pumps on a ticker for real hosts.
+//
+// # Faults
+//
+// Faults are drawn from a seeded generator, so a run with the same seed and
+// the same sends is reproducible. A disconnected device's Send, and the
+// server's Send to it, return transport.ErrUnreachable; messages already
+// queued for or from it when it disconnects are lost.
+package inproc
+
+import (
+	"context"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/benbjohnson/clock"
+
+	"github.com/taskfleet/taskfleet/internal/errs"
+	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/task/transport"
+)
+
+// Faults configures fault injection. Rates are probabilities in [0, 1].
+type Faults struct {
+	// Drop loses a message.
+	Drop float64
+	// Duplicate delivers a message twice.
+	Duplicate float64
+	// Reorder delivers a message after the ones queued behind it.
+	Reorder float64
+	// Delay delays every message by a random duration in [0, Delay).
+	Delay time.Duration
+	// Filter, when set, decides the fate of each message before the
+	// random faults; it returns Pass to apply them normally.
+	Filter func(m transport.Message, toServer bool) Fate
+}
+
+// Fate is what Filter decides for one message.
+type Fate int
+
+// Fates.
+const (
+	Pass Fate = iota
+	DropIt
+	DuplicateIt
+)
+
+// Stats counts what the network did.
+type Stats struct {
+	Sent, Delivered, Dropped, Duplicated, Reordered int64
+}
+
+// Config configures a Network.
+type Config struct {
+	// Clock decides when delayed messages are due (default: wall clock).
+	Clock clock.Clock
+	// Faults are applied to every message.
+	Faults Faults
+	// Seed seeds the fault generator.
+	Seed uint64
+}
+
+type envelope struct {
+	m        transport.Message
+	toServer bool
+	at       time.Time
+	order    int64
+}
+
+// Network connects one server with many devices.
+type Network struct {
+	mu      sync.Mutex
+	clk     clock.Clock
+	faults  Faults
+	rng     *rand.Rand
+	server  transport.Handler
+	devices map[scope.DeviceID]transport.Handler
+	down    map[scope.DeviceID]bool
+	queue   []envelope
+	order   int64
+	stats   Stats
+	pumpMu  sync.Mutex
+	closed  bool
+}
+
+// New returns an empty network.
+func New(cfg Config) *Network {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.New()
+	}
+	return &Network{
+		clk: cfg.Clock, faults: cfg.Faults,
+		rng:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		devices: map[scope.DeviceID]transport.Handler{}, down: map[scope.DeviceID]bool{},
+	}
+}
+
+// SetFaults replaces the fault configuration.
+func (n *Network) SetFaults(f Faults) {
+	n.mu.Lock()
+	n.faults = f
+	n.mu.Unlock()
+}
+
+// Stats returns the counters.
+func (n *Network) Stats() Stats {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.stats
+}
+
+// Server attaches the server's handler and returns its endpoint.
+func (n *Network) Server(h transport.Handler) transport.ServerEndpoint {
+	n.mu.Lock()
+	n.server = h
+	n.mu.Unlock()
+	return serverEnd{n}
+}
+
+// Device attaches (or replaces, after an agent restart) a device's handler
+// and returns its endpoint. A new device starts connected.
+func (n *Network) Device(id scope.DeviceID, h transport.Handler) transport.DeviceEndpoint {
+	n.mu.Lock()
+	n.devices[id] = h
+	n.mu.Unlock()
+	return deviceEnd{n, id}
+}
+
+// Disconnect cuts a device off: its queued messages are lost and sends to
+// or from it fail with transport.ErrUnreachable until Connect.
+func (n *Network) Disconnect(id scope.DeviceID) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.down[id] = true
+	keep := n.queue[:0]
+	for _, e := range n.queue {
+		if e.m.Device == id {
+			n.stats.Dropped++
+			continue
+		}
+		keep = append(keep, e)
+	}
+	n.queue = keep
+}
+
+// Connect reconnects a device.
+func (n *Network) Connect(id scope.DeviceID) {
+	n.mu.Lock()
+	delete(n.down, id)
+	n.mu.Unlock()
+}
+
+// Connected reports whether a device is connected.
+func (n *Network) Connected(id scope.DeviceID) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	_, known := n.devices[id]
+	return known && !n.down[id]
+}
+
+// Close makes every later Send fail with ErrClosed.
+func (n *Network) Close() error {
+	n.mu.Lock()
+	n.closed = true
+	n.queue = nil
+	n.mu.Unlock()
+	return nil
+}
+
+func (n *Network) send(m transport.Message, toServer bool) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return errs.ErrClosed
+	}
+	if n.down[m.Device] {
+		return transport.ErrUnreachable
+	}
+	if !toServer {
+		if _, ok := n.devices[m.Device]; !ok {
+			return transport.ErrUnreachable
+		}
+	}
+	n.stats.Sent++
+	copies := 1
+	fate := Pass
+	if n.faults.Filter != nil {
+		fate = n.faults.Filter(m, toServer)
+	}
+	switch {
+	case fate == DropIt:
+		n.stats.Dropped++
+		return nil
+	case fate == DuplicateIt:
+		copies = 2
+	case n.faults.Drop > 0 && n.rng.Float64() < n.faults.Drop:
+		n.stats.Dropped++
+		return nil
+	case n.faults.Duplicate > 0 && n.rng.Float64() < n.faults.Duplicate:
+		copies = 2
+	}
+	if copies == 2 {
+		n.stats.Duplicated++
+	}
+	now := n.clk.Now()
+	for range copies {
+		at := now
+		if n.faults.Delay > 0 {
+			at = at.Add(time.Duration(n.rng.Int64N(int64(n.faults.Delay))))
+		}
+		n.order++
+		e := envelope{m: m, toServer: toServer, at: at, order: n.order}
+		if n.faults.Reorder > 0 && n.rng.Float64() < n.faults.Reorder {
+			n.stats.Reordered++
+			e.order += 1 + n.rng.Int64N(8) // overtaken by the next few messages
+		}
+		n.queue = append(n.queue, e)
+	}
+	return nil
+}
+
+// Pending returns how many messages are queued.
+func (n *Network) Pending() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.queue)
+}
+
+// Pump delivers every queued message that is due, and the messages those
+// deliveries send, until nothing due is left (or ctx is done). It returns
+// how many messages it delivered. Concurrent Pumps are serialized.
+func (n *Network) Pump(ctx context.Context) int {
+	n.pumpMu.Lock()
+	defer n.pumpMu.Unlock()
+	delivered := 0
+	for ctx.Err() == nil {
+		n.mu.Lock()
+		now := n.clk.Now()
+		var due, later []envelope
+		for _, e := range n.queue {
+			if e.at.After(now) {
+				later = append(later, e)
+			} else {
+				due = append(due, e)
+			}
+		}
+		n.queue = later
+		n.mu.Unlock()
+		if len(due) == 0 {
+			return delivered
+		}
+		sort.SliceStable(due, func(i, j int) bool { return due[i].order < due[j].order })
+		for _, e := range due {
+			n.mu.Lock()
+			var h transport.Handler
+			if e.toServer {
+				h = n.server
+			} else {
+				h = n.devices[e.m.Device]
+			}
+			down := n.down[e.m.Device]
+			if h != nil && !down {
+				n.stats.Delivered++
+			} else {
+				n.stats.Dropped++
+			}
+			n.mu.Unlock()
+			if h != nil && !down {
+				h.Handle(ctx, e.m)
+				delivered++
+			}
+		}
+	}
+	return delivered
+}
+
+// Run pumps every interval until ctx is done (goroutine mode for hosts on
+// the real clock).
+func (n *Network) Run(ctx context.Context, interval time.Duration) {
+	t := n.clk.Ticker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n.Pump(ctx)
+		}
+	}
+}
+
+type serverEnd struct{ n *Network }
+
+func (s serverEnd) Send(_ context.Context, m transport.Message) error { return s.n.send(m, false) }
+
+type deviceEnd struct {
+	n  *Network
+	id scope.DeviceID
+}
+
+func (d deviceEnd) Send(_ context.Context, m transport.Message) error {
+	m.Device = d.id
+	return d.n.send(m, true)
+}
+
+var (
+	_ transport.ServerEndpoint = serverEnd{}
+	_ transport.DeviceEndpoint = deviceEnd{}
+)
