@@ -291,6 +291,15 @@ func resolveIDs(ctx context.Context, inv Inventory, ids []DeviceID, field func(i
 
 const roleUnknown = unknownPrefix + "device.server.role"
 
+// roleReason is the Unknown reason for a device whose server role is
+// missing or not one of the documented roles.
+func roleReason(r ServerRole) string {
+	if r == "" {
+		return roleUnknown
+	}
+	return fmt.Sprintf("%s: unrecognized role %q", roleUnknown, r)
+}
+
 func resolveGroup(ctx context.Context, s Scope, inv Inventory, r *Resolution) error {
 	t, err := groupTree(ctx, s, inv)
 	if err != nil {
@@ -329,8 +338,10 @@ func resolveGroup(ctx context.Context, s Scope, inv Inventory, r *Resolution) er
 		switch {
 		case s.DistributeToServers || d.Server.Role == Primary:
 			c.in(d.ID)
-		case d.Server.Role == "":
-			c.unknown(d.ID, roleUnknown)
+		case d.Server.Role == Secondary || d.Server.Role == Virtual:
+			// out: not distributed to secondary and virtual servers
+		default:
+			c.unknown(d.ID, roleReason(d.Server.Role))
 		}
 	}
 	c.finish(r)
@@ -828,10 +839,10 @@ func explainGroup(s Scope, t *tree, d *Device, set func(Membership, string, stri
 		}
 	}
 	if !s.DistributeToServers && d.Server.Role != Primary {
-		if d.Server.Role == "" {
-			set(Unknown, "unknown_fact", "distribute_to_servers", "%s: the device's group is in scope, but whether a secondary or virtual Administration Server manages it is not known, and the task is not distributed to those servers", roleUnknown)
-		} else {
+		if d.Server.Role == Secondary || d.Server.Role == Virtual {
 			set(Out, "server_role", "distribute_to_servers", "the device is managed by a %s Administration Server (%s), and the task is not distributed to secondary and virtual servers", d.Server.Role, d.Server.ID)
+		} else {
+			set(Unknown, "unknown_fact", "distribute_to_servers", "%s: the device's group is in scope, but whether a secondary or virtual Administration Server manages it is not known, and the task is not distributed to those servers", roleReason(d.Server.Role))
 		}
 		return
 	}

@@ -392,7 +392,7 @@ func TestResolveAgreesWithExplain(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		roles := []scope.ServerRole{scope.Primary, scope.Primary, scope.Primary, scope.Secondary, scope.Virtual, ""}
+		roles := []scope.ServerRole{scope.Primary, scope.Primary, scope.Primary, scope.Secondary, scope.Virtual, "", "tertiary"}
 		for i := range ndevices {
 			d := scope.Device{ID: scope.DeviceID(fmt.Sprintf("d%03d", r.IntN(1000))), Connected: r.IntN(3) > 0,
 				Server: scope.ServerRef{ID: "s", Role: roles[r.IntN(len(roles))]}}
@@ -562,4 +562,31 @@ func (failing) Group(context.Context, scope.GroupID) (*scope.AdminGroup, error) 
 func (failing) Groups(context.Context) ([]scope.AdminGroup, error) { return nil, errBackend }
 func (failing) Devices(context.Context) iter.Seq2[*scope.Device, error] {
 	return func(yield func(*scope.Device, error) bool) { yield(nil, errBackend) }
+}
+
+func TestUnrecognizedServerRoleIsUnknown(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	if err := b.inv.PutDevices(scope.Device{ID: "d-11", GroupID: "g-lab", Server: scope.ServerRef{ID: "x", Role: "tertiary"}}); err != nil {
+		t.Fatal(err)
+	}
+	s := scope.Scope{Kind: scope.Group, Group: "g-lab"}
+	res, err := scope.Resolve(b.ctx, s, b.inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := scope.Resolution{Kind: scope.Group, Devices: ids("d-04"),
+		Unknown: []scope.UnknownDevice{{ID: "d-11", Reason: `unknown fact device.server.role: unrecognized role "tertiary"`}}}
+	if diff := cmp.Diff(want, res); diff != "" {
+		t.Fatalf("Resolve (-want +got):\n%s", diff)
+	}
+	e, err := scope.Explain(b.ctx, s, b.inv, "d-11")
+	if err != nil || e.Membership != scope.Unknown || !strings.Contains(e.Reason, `unrecognized role "tertiary"`) {
+		t.Fatalf("Explain = %v, %v", e, err)
+	}
+	// Distributed to all servers, the role does not matter.
+	s.DistributeToServers = true
+	if res, _ = scope.Resolve(b.ctx, s, b.inv); !cmp.Equal(res.Devices, ids("d-04", "d-11")) || res.Unknown != nil {
+		t.Fatalf("with distribute_to_servers: %+v", res)
+	}
 }

@@ -470,7 +470,8 @@ func (sizeBounds) EstimateSize(n cost.AstNode) *cost.SizeEstimate {
 		return nil
 	}
 	switch n.Type().Kind() {
-	case types.StringKind, types.BytesKind:
+	case types.StringKind, types.BytesKind, types.StructKind:
+		// A struct's size bounds the cost of comparing two of them.
 		return &cost.SizeEstimate{Min: 0, Max: MaxSelectionFactLength}
 	case types.ListKind, types.MapKind:
 		return &cost.SizeEstimate{Min: 0, Max: MaxSelectionListFacts}

@@ -257,3 +257,47 @@ func TestProgramConcurrentUse(t *testing.T) {
 		t.Errorf("concurrent Evaluate = %s", e)
 	}
 }
+
+// TestSelectionObjectOperations exercises the CEL operations on the
+// device schema's lists, maps and objects beyond field access.
+func TestSelectionObjectOperations(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		expr string
+		want scope.Membership
+	}{
+		{`device.software.size() == 2`, scope.In},
+		{`device.software[0].name == "Mozilla Firefox" && device.software[1].vendor == "Igor Pavlov"`, scope.In},
+		{`device.software[0] == device.software[0]`, scope.In},
+		{`device.software[0] != device.software[1]`, scope.In},
+		{`device.software == device.software`, scope.In},
+		{`device.software.map(s, s.name).exists(n, n == "7-Zip")`, scope.In},
+		{`device.software.filter(s, s.vendor == "Mozilla").size() == 1`, scope.In},
+		{`size(device.software + device.software) == 4`, scope.In},
+		{`device.software[0] in device.software`, scope.In},
+		{`device.software.exists_one(s, s.name.startsWith("7"))`, scope.In},
+		{`device.software[5].name == "x"`, scope.Unknown},
+		{`device.os == device.os`, scope.In},
+		{`type(device.os) == type(device.os) && type(device.software[0]) != type(device.os)`, scope.In},
+		{`device.applications.size() == 2`, scope.In},
+		{`device.applications.exists(k, k == "X")`, scope.In},
+		{`device.applications.all(k, device.applications[k].installed)`, scope.In},
+		{`device.applications == device.applications`, scope.In},
+		{`device.applications["X"] == device.applications["X"]`, scope.In},
+		{`device.applications["X"] != device.applications["Kaspersky Endpoint Security"]`, scope.In},
+		{`device.server == device.server`, scope.In},
+		{`device.tags.exists(t, t.lowerAscii() == "berlin")`, scope.In},
+	}
+	for _, tt := range tests {
+		t.Run(tt.expr, func(t *testing.T) {
+			t.Parallel()
+			p, err := scope.CompileSelection(tt.expr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, reason := p.Evaluate(fullDevice()); got != tt.want {
+				t.Errorf("= %s (%s), want %s", got, reason, tt.want)
+			}
+		})
+	}
+}
