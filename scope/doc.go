@@ -45,7 +45,12 @@
 // for a missing device or group). An implementation can add fast paths by
 // implementing the optional interfaces GroupDeviceLister and NameResolver,
 // detected with a type assertion, in the style of database/sql/driver.
-// Package scope/inmem is a concurrent-safe, indexed in-memory inventory.
+// Package scope/inmem is a concurrent-safe, indexed in-memory inventory,
+// and package scope/inventorytest is the conformance suite every
+// implementation (a host's inventory, a SQL backend) runs with
+// inventorytest.Run: it checks ErrNotFound, ascending order, that unknown
+// (nil) facts stay distinct from empty ones, the optional interfaces, and
+// that Resolve and Explain agree with the in-memory reference.
 //
 // # Unknown facts
 //
