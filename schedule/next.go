@@ -42,7 +42,7 @@ const (
 // activation is the first instant after D, so no matching date is ever
 // skipped; if that coincides with the next date's activation they fire once.
 //
-// Next does not allocate.
+// Next does not allocate (after the first use of loc; see the package doc).
 func (s Schedule) Next(after time.Time, loc *time.Location) (time.Time, bool) {
 	if loc == nil {
 		loc = time.UTC
