@@ -876,7 +876,11 @@ func explainAddresses(s Scope, d *Device, set func(Membership, string, string, s
 			hasIPRules = true
 			for _, ip := range d.IPs {
 				if a.Contains(ip) {
-					set(In, "address", f, "%s %s %s the device's IP address %s", f, a, map[bool]string{true: "is", false: "contains"}[a.Kind == IP], ip.Unmap())
+					verb := "contains"
+					if a.Kind == IP {
+						verb = "is"
+					}
+					set(In, "address", f, "%s %s %s the device's IP address %s", f, a, verb, ip.Unmap())
 					return
 				}
 			}
