@@ -29,7 +29,7 @@
 //	res, err := scope.Resolve(ctx, s, inv)     // res.Devices, res.Unknown, res.Missing
 //	why, err := scope.Explain(ctx, s, inv, "d-17") // why.Membership, why.Rule, why.Reason
 //
-// # Who runs the task, and when
+// # Time semantics
 //
 // Scope.RunsOnServer is true for Selection and Server scopes: the
 // Administration Server runs such tasks on its own schedule, in the
@@ -39,7 +39,7 @@
 // local time (Device.TimeZone) and also while disconnected. The engine
 // reads this property; this package never reads the clock.
 //
-// # Inventory
+// # Backends
 //
 // The host implements Inventory (four methods, context first, ErrNotFound
 // for a missing device or group). An implementation can add fast paths by

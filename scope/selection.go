@@ -406,7 +406,8 @@ func (p *Program) String() string { return p.expr }
 // bool over the variable `device` (the schema is documented in the package
 // documentation, "Device selections").
 //
-// It returns ValidationErrors (matching ErrInvalid) with Field "selection"
+// It returns a *ValidationError or ValidationErrors (both match
+// ErrInvalid) with Field "selection"
 // and the 1-based Column of each syntax or type error (and the 1-based Line
 // when the expression has several lines); an expression longer
 // than MaxSelectionLength, nested deeper than MaxSelectionNesting, or not
