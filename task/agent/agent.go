@@ -1,0 +1,361 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/benbjohnson/clock"
+	"github.com/rs/zerolog"
+
+	"github.com/taskfleet/taskfleet/credentials"
+	"github.com/taskfleet/taskfleet/internal/errs"
+	"github.com/taskfleet/taskfleet/restart"
+	"github.com/taskfleet/taskfleet/schedule"
+	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/task"
+	"github.com/taskfleet/taskfleet/task/transport"
+)
+
+// Errors, shared with every taskfleet package.
+var (
+	ErrInvalid = errs.ErrInvalid
+	ErrClosed  = errs.ErrClosed
+)
+
+// ValidationError is the shared validation error type.
+type ValidationError = errs.ValidationError
+
+// Defaults.
+const (
+	DefaultHeartbeat     = 5 * time.Minute
+	DefaultRetryInterval = time.Minute
+	// UpdatesOverdue is how long without new updates before "when new
+	// updates are downloaded" tasks run hourly (the seeds: 25 hours).
+	UpdatesOverdue = 25 * time.Hour
+	// UpdatesFallbackEvery is how often they then run (every hour).
+	UpdatesFallbackEvery = time.Hour
+	maxDone              = 64
+)
+
+// Run is one run handed to the Executor.
+type Run struct {
+	TaskID      string
+	RunID       int64
+	Application string
+	Type        string
+	// Settings are the task's type-specific settings as JSON.
+	Settings json.RawMessage
+	// Account is the run-as account; Password its opened password (empty
+	// for the default account or without a Sealer). Never log it.
+	Account  credentials.Account
+	Password credentials.Secret
+	Manual   bool
+	// At is the nominal start (the activation), StartedAt the actual one.
+	At, StartedAt time.Time
+}
+
+// Outcome is how a run ended.
+type Outcome struct {
+	// State is final: Completed, CompletedWithWarnings, Failed, Stopped.
+	State   task.State
+	Message string
+	// RestartRequired: the operation needs an OS restart to complete; the
+	// agent applies the task's restart policy.
+	RestartRequired bool
+}
+
+// Executor runs tasks: the security application. The host implements it.
+type Executor interface {
+	// AppRunning reports whether the application is running; a task is
+	// started only when it is (otherwise the result is
+	// application_not_running).
+	AppRunning(ctx context.Context, application string) bool
+	// Start begins r and returns promptly. The run reports its end exactly
+	// once through done, from any goroutine (also before Start returns).
+	// An error means the run did not start (result: failed).
+	Start(ctx context.Context, r Run, done func(Outcome)) error
+	// Stop asks the run to stop; its done is then called (or ignored).
+	Stop(ctx context.Context, taskID string, runID int64) error
+}
+
+// Power is the device's power control (optional).
+type Power interface {
+	// Shutdown shuts the device down ("shut down the devices after
+	// completing the task").
+	Shutdown(ctx context.Context) error
+}
+
+// Config configures an Agent. Device, Transport-side wiring (Attach),
+// Store and Executor are required.
+type Config struct {
+	Device   scope.DeviceID
+	Store    Store
+	Executor Executor
+	// Location is the device's zone (default UTC): device tasks follow
+	// it.
+	Location *time.Location
+	Clock    clock.Clock
+	Logger   zerolog.Logger
+	// Restarter carries out restart policies (optional: without it a run
+	// that needs a restart ends restart_required).
+	Restarter restart.Device
+	// Power shuts the device down after tasks that ask for it (optional).
+	Power Power
+	// Sealer opens run-as passwords (optional).
+	Sealer credentials.Sealer
+	// Heartbeat is the synchronization interval (default 5 minutes).
+	Heartbeat time.Duration
+	// RetryInterval is how often unacknowledged outbox messages are
+	// resent (default 1 minute).
+	RetryInterval time.Duration
+}
+
+// Agent is the device runtime. Drive it with Tick (deterministic, for
+// simulations) or Run (a goroutine on the configured clock); deliver
+// messages with Handle.
+type Agent struct {
+	mu        sync.Mutex
+	cfg       Config
+	clk       clock.Clock
+	loc       *time.Location
+	log       zerolog.Logger
+	ep        transport.DeviceEndpoint
+	tasks     map[string]*LocalTask
+	bootAt    time.Time
+	nextBeat  time.Time
+	nextFlush time.Time
+	flushNow  bool
+	updGen    int64
+	updAt     time.Time
+	lastFall  time.Time
+	dpDown    bool
+	closed    bool
+
+	cmu   sync.Mutex
+	compl []completion
+}
+
+type completion struct {
+	taskID string
+	runID  int64
+	out    Outcome
+}
+
+// New loads the agent's state from its store. The time of New is the
+// agent's boot: activations that came due while it was not running are
+// missed (run once at boot when the task runs missed tasks, recorded
+// missed otherwise). Call Attach before Tick.
+func New(ctx context.Context, cfg Config) (*Agent, error) {
+	var bad errs.ValidationErrors
+	if cfg.Device == "" {
+		bad = append(bad, errs.Invalid("Device", "", "is required"))
+	}
+	if cfg.Store == nil {
+		bad = append(bad, errs.Invalid("Store", "", "is required"))
+	}
+	if cfg.Executor == nil {
+		bad = append(bad, errs.Invalid("Executor", "", "is required"))
+	}
+	if cfg.Heartbeat < 0 {
+		bad = append(bad, errs.Invalid("Heartbeat", cfg.Heartbeat.String(), "must not be negative"))
+	}
+	if cfg.RetryInterval < 0 {
+		bad = append(bad, errs.Invalid("RetryInterval", cfg.RetryInterval.String(), "must not be negative"))
+	}
+	if err := bad.Err(); err != nil {
+		return nil, err
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.New()
+	}
+	if cfg.Location == nil {
+		cfg.Location = time.UTC
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
+	if cfg.RetryInterval == 0 {
+		cfg.RetryInterval = DefaultRetryInterval
+	}
+	a := &Agent{cfg: cfg, clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger, tasks: map[string]*LocalTask{}}
+	a.bootAt = a.clk.Now()
+	ts, err := cfg.Store.Tasks(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("agent: load tasks: %w", err)
+	}
+	for i := range ts {
+		t := ts[i]
+		a.tasks[t.Def.Task.ID] = &t
+	}
+	if a.updAt, a.updGen, err = cfg.Store.Meta(ctx, "updates"); err != nil {
+		return nil, fmt.Errorf("agent: load update state: %w", err)
+	}
+	if a.updAt.IsZero() {
+		a.updAt = a.bootAt
+		if err := cfg.Store.SetMeta(ctx, "updates", a.updAt, a.updGen); err != nil {
+			return nil, err
+		}
+	}
+	if a.lastFall, _, err = cfg.Store.Meta(ctx, "fallback"); err != nil {
+		return nil, err
+	}
+	// A run that was in progress when the agent stopped cannot be
+	// resumed: it ended with the agent. Report it once.
+	for _, t := range a.sorted() {
+		if r := t.Running; r != nil && r.Executing {
+			a.finish(ctx, t, Outcome{State: task.Failed, Message: "the agent stopped during the run"})
+		}
+	}
+	return a, nil
+}
+
+// Attach connects the agent to its endpoint (returned by the host's
+// transport for this agent as its Handler).
+func (a *Agent) Attach(ep transport.DeviceEndpoint) {
+	a.mu.Lock()
+	a.ep = ep
+	a.mu.Unlock()
+}
+
+// Device returns the agent's device id.
+func (a *Agent) Device() scope.DeviceID { return a.cfg.Device }
+
+func (a *Agent) sorted() []*LocalTask {
+	out := make([]*LocalTask, 0, len(a.tasks))
+	for _, t := range a.tasks {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Def.Task.ID < out[j].Def.Task.ID })
+	return out
+}
+
+// Run ticks every interval until ctx is done (goroutine mode).
+func (a *Agent) Run(ctx context.Context, interval time.Duration) error {
+	tk := a.clk.Ticker(interval)
+	defer tk.Stop()
+	for {
+		if err := a.Tick(ctx); err != nil {
+			a.log.Error().Err(err).Msg("agent tick")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tk.C:
+		}
+	}
+}
+
+// Close stops the agent (its store is the host's to close). Runs in
+// progress are left to the executor; a new Agent on the same store reports
+// them failed.
+func (a *Agent) Close() error {
+	a.mu.Lock()
+	a.closed = true
+	a.mu.Unlock()
+	return nil
+}
+
+// SetDistributionPointReachable tells the agent whether the distribution
+// point that downloads updates is reachable. While it is not, "when new
+// updates are downloaded" tasks run every hour.
+func (a *Agent) SetDistributionPointReachable(ok bool) {
+	a.mu.Lock()
+	a.dpDown = !ok
+	a.mu.Unlock()
+}
+
+// ReportUpdatesDownloaded tells the server that this device (a
+// distribution point) downloaded new updates.
+func (a *Agent) ReportUpdatesDownloaded(ctx context.Context, key string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.enqueue(ctx, transport.Message{Key: "u/" + string(a.cfg.Device) + "/" + key, Kind: transport.UpdatesDownloaded})
+}
+
+// ReportVirusOutbreak reports a virus outbreak detected by an application
+// of type appType. key makes the report idempotent.
+func (a *Agent) ReportVirusOutbreak(ctx context.Context, key string, appType schedule.AppTypes) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.enqueue(ctx, transport.Message{Key: "v/" + string(a.cfg.Device) + "/" + key, Kind: transport.VirusOutbreak,
+		Outbreak: &transport.Outbreak{AppType: uint8(appType), At: a.clk.Now().UTC()}})
+}
+
+// EditLocalTask sends the device user's edit of a local task to the
+// server, which merges it with administrator priority and delivers the
+// merged revision back.
+func (a *Agent) EditLocalTask(ctx context.Context, user string, edited task.Task) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t := a.tasks[edited.ID]
+	if t == nil || t.Def.Task.Kind() != task.Local {
+		return errs.Invalid("id", edited.ID, "is not a local task of this device")
+	}
+	key := fmt.Sprintf("e/%s/%s/%d/%d", a.cfg.Device, edited.ID, t.Def.Task.Revision, a.clk.Now().UnixNano())
+	return a.enqueue(ctx, transport.Message{Key: key, Kind: transport.LocalEdit, Edit: &transport.Edit{User: user, BaseRevision: t.Def.Task.Revision, Task: edited}})
+}
+
+// AcceptRestart records that the user accepted the restart prompt of a
+// task's run; the device restarts at the next Tick.
+func (a *Agent) AcceptRestart(taskID string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t := a.tasks[taskID]
+	if t == nil || t.Running == nil || t.Running.RequiredAt.IsZero() {
+		return false
+	}
+	t.Running.RestartAt = a.clk.Now()
+	return true
+}
+
+// Tasks returns the task definitions the agent holds (not the transient
+// ones), ordered by id.
+func (a *Agent) Tasks() []transport.Definition {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []transport.Definition
+	for _, t := range a.sorted() {
+		if !t.Transient {
+			out = append(out, t.Def)
+		}
+	}
+	return out
+}
+
+// OutboxLen returns how many messages wait for acknowledgement.
+func (a *Agent) OutboxLen(ctx context.Context) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ms, _ := a.cfg.Store.Outbox(ctx)
+	return len(ms)
+}
+
+func (a *Agent) enqueue(ctx context.Context, m transport.Message) error {
+	m.Device = a.cfg.Device
+	m.SentAt = a.clk.Now().UTC()
+	if err := a.cfg.Store.Enqueue(ctx, m); err != nil {
+		return fmt.Errorf("agent: outbox: %w", err)
+	}
+	a.flushNow = true
+	return nil
+}
+
+func (a *Agent) save(ctx context.Context, t *LocalTask) {
+	if err := a.cfg.Store.PutTask(ctx, *t); err != nil {
+		a.log.Error().Err(err).Str("task", t.Def.Task.ID).Msg("agent: save task")
+	}
+}
+
+func (a *Agent) report(ctx context.Context, t *LocalTask, r task.Result) {
+	r.TaskID = t.Def.Task.ID
+	r.DeviceID = a.cfg.Device
+	r.UpdatedAt = a.clk.Now().UTC()
+	key := fmt.Sprintf("r/%s/%s/%d/%d", a.cfg.Device, r.TaskID, r.RunID, r.Seq)
+	if err := a.enqueue(ctx, transport.Message{Key: key, Kind: transport.Results, Results: []task.Result{r}}); err != nil {
+		a.log.Error().Err(err).Msg("agent: result not queued")
+	}
+}

@@ -1,0 +1,234 @@
+package agent
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/taskfleet/taskfleet/internal/errs"
+	"github.com/taskfleet/taskfleet/task/transport"
+)
+
+// LocalTask is a task as the agent keeps it, with its local schedule state.
+type LocalTask struct {
+	Def transport.Definition
+	// Transient marks a task the server runs (device selections, started
+	// by StartRun): it is kept only until its runs end.
+	Transient bool
+	// ReceivedAt is when this agent first received the task.
+	ReceivedAt time.Time
+	// Cursor: every activation at or before it has been handled.
+	Cursor time.Time
+	// LastManualDone is the newest manual run id handled.
+	LastManualDone int64
+	// Done lists recent run ids handled (newest last, bounded), so a
+	// repeated StartRun is not run twice.
+	Done []int64
+	// Queue holds starts received but not begun.
+	Queue []transport.Start
+	// Running is the run in progress, if any.
+	Running *RunState
+}
+
+// RunState is a run in progress.
+type RunState struct {
+	RunID     int64
+	At        time.Time
+	Due       time.Time
+	StartedAt time.Time
+	Manual    bool
+	// Seq is the last result seq sent for the run.
+	Seq int64
+	// RestartAt is the pending forced restart (restart policy), and
+	// RequiredAt when it became required; Prompts counts prompts shown.
+	RequiredAt time.Time
+	RestartAt  time.Time
+	NextPrompt time.Time
+	Prompts    int
+	Executing  bool
+}
+
+// Store is the agent's local store: the tasks delivered to its device and
+// the durable outbox. Implementations must be safe for concurrent use; the
+// agent calls them with its own lock held. MemStore keeps everything in
+// memory; SQLiteStore (NewSQLite) survives agent restarts.
+type Store interface {
+	// Tasks returns every stored task, in any order.
+	Tasks(ctx context.Context) ([]LocalTask, error)
+	// PutTask inserts or replaces a task by Def.Task.ID.
+	PutTask(ctx context.Context, t LocalTask) error
+	// DeleteTask removes a task; a missing task is not an error.
+	DeleteTask(ctx context.Context, id string) error
+	// Enqueue appends m to the outbox. A message whose Key is already in
+	// the outbox is ignored.
+	Enqueue(ctx context.Context, m transport.Message) error
+	// Outbox returns the queued messages in the order they were queued.
+	Outbox(ctx context.Context) ([]transport.Message, error)
+	// Remove deletes acknowledged messages by key; unknown keys are
+	// ignored.
+	Remove(ctx context.Context, keys []string) error
+	// Meta and SetMeta keep small named values (update state).
+	Meta(ctx context.Context, name string) (time.Time, int64, error)
+	SetMeta(ctx context.Context, name string, t time.Time, n int64) error
+	// Close releases the store; later calls fail with ErrClosed.
+	Close() error
+}
+
+// MemStore is an in-memory Store. It survives an Agent being replaced
+// (simulating a restart) but not the process.
+type MemStore struct {
+	mu     sync.Mutex
+	tasks  map[string]LocalTask
+	outbox map[string]outboxEntry
+	order  int64
+	meta   map[string]metaValue
+	closed bool
+}
+
+type outboxEntry struct {
+	m     transport.Message
+	order int64
+}
+
+type metaValue struct {
+	t time.Time
+	n int64
+}
+
+// NewMemStore returns an empty MemStore.
+func NewMemStore() *MemStore {
+	return &MemStore{tasks: map[string]LocalTask{}, outbox: map[string]outboxEntry{}, meta: map[string]metaValue{}}
+}
+
+func (s *MemStore) check() error {
+	if s.closed {
+		return errs.ErrClosed
+	}
+	return nil
+}
+
+// Tasks implements Store.
+func (s *MemStore) Tasks(context.Context) ([]LocalTask, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	out := make([]LocalTask, 0, len(s.tasks))
+	for _, t := range s.tasks {
+		out = append(out, cloneTask(t))
+	}
+	return out, nil
+}
+
+func cloneTask(t LocalTask) LocalTask {
+	t.Done = append([]int64(nil), t.Done...)
+	t.Queue = append([]transport.Start(nil), t.Queue...)
+	if t.Running != nil {
+		r := *t.Running
+		t.Running = &r
+	}
+	return t
+}
+
+// PutTask implements Store.
+func (s *MemStore) PutTask(_ context.Context, t LocalTask) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(); err != nil {
+		return err
+	}
+	s.tasks[t.Def.Task.ID] = cloneTask(t)
+	return nil
+}
+
+// DeleteTask implements Store.
+func (s *MemStore) DeleteTask(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(); err != nil {
+		return err
+	}
+	delete(s.tasks, id)
+	return nil
+}
+
+// Enqueue implements Store.
+func (s *MemStore) Enqueue(_ context.Context, m transport.Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(); err != nil {
+		return err
+	}
+	if _, ok := s.outbox[m.Key]; ok {
+		return nil
+	}
+	s.order++
+	s.outbox[m.Key] = outboxEntry{m, s.order}
+	return nil
+}
+
+// Outbox implements Store.
+func (s *MemStore) Outbox(context.Context) ([]transport.Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	es := make([]outboxEntry, 0, len(s.outbox))
+	for _, e := range s.outbox {
+		es = append(es, e)
+	}
+	sort.Slice(es, func(i, j int) bool { return es[i].order < es[j].order })
+	out := make([]transport.Message, len(es))
+	for i, e := range es {
+		out[i] = e.m
+	}
+	return out, nil
+}
+
+// Remove implements Store.
+func (s *MemStore) Remove(_ context.Context, keys []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		delete(s.outbox, k)
+	}
+	return nil
+}
+
+// Meta implements Store.
+func (s *MemStore) Meta(_ context.Context, name string) (time.Time, int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(); err != nil {
+		return time.Time{}, 0, err
+	}
+	v := s.meta[name]
+	return v.t, v.n, nil
+}
+
+// SetMeta implements Store.
+func (s *MemStore) SetMeta(_ context.Context, name string, t time.Time, n int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(); err != nil {
+		return err
+	}
+	s.meta[name] = metaValue{t, n}
+	return nil
+}
+
+// Close implements Store.
+func (s *MemStore) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	return nil
+}
+
+var _ Store = (*MemStore)(nil)

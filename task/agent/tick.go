@@ -1,0 +1,476 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"time"
+
+	"github.com/taskfleet/taskfleet/restart"
+	"github.com/taskfleet/taskfleet/schedule"
+	"github.com/taskfleet/taskfleet/task"
+	"github.com/taskfleet/taskfleet/task/transport"
+)
+
+// Tick does everything due at the clock's current time: collects finished
+// runs, starts due activations and queued starts, stops runs over their
+// maximum time, follows restart timelines, sends the heartbeat and flushes
+// the outbox. Simulations call it after each clock step; it is cheap when
+// nothing is due.
+func (a *Agent) Tick(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return ErrClosed
+	}
+	now := a.clk.Now()
+	a.collect(ctx)
+	for _, t := range a.sorted() {
+		a.tickTask(ctx, t, now)
+	}
+	a.updatesFallback(ctx, now)
+	a.collect(ctx) // synchronous executors finish inside Start
+	if a.ep != nil && !now.Before(a.nextBeat) {
+		a.nextBeat = now.Add(a.cfg.Heartbeat)
+		a.heartbeat(ctx)
+	}
+	if a.ep != nil && (a.flushNow || !now.Before(a.nextFlush)) {
+		a.flush(ctx, now)
+	}
+	return nil
+}
+
+func (a *Agent) heartbeat(ctx context.Context) {
+	hb := &transport.HeartbeatInfo{UpdatesGeneration: a.updGen}
+	for _, t := range a.sorted() {
+		if !t.Transient {
+			hb.Held = append(hb.Held, transport.HeldTask{TaskID: t.Def.Task.ID, Revision: t.Def.Task.Revision})
+		}
+	}
+	_ = a.ep.Send(ctx, transport.Message{Kind: transport.Heartbeat, Device: a.cfg.Device, SentAt: a.clk.Now().UTC(), Heartbeat: hb})
+}
+
+// flush sends every unacknowledged outbox message; they stay queued until
+// the server acknowledges them, and are resent every RetryInterval.
+func (a *Agent) flush(ctx context.Context, now time.Time) {
+	a.flushNow = false
+	a.nextFlush = now.Add(a.cfg.RetryInterval)
+	ms, err := a.cfg.Store.Outbox(ctx)
+	if err != nil {
+		a.log.Error().Err(err).Msg("agent: read outbox")
+		return
+	}
+	for _, m := range ms {
+		if err := a.ep.Send(ctx, m); err != nil {
+			return // unreachable: retried later
+		}
+	}
+}
+
+func (a *Agent) collect(ctx context.Context) {
+	for {
+		a.cmu.Lock()
+		cs := a.compl
+		a.compl = nil
+		a.cmu.Unlock()
+		if len(cs) == 0 {
+			return
+		}
+		for _, c := range cs {
+			t := a.tasks[c.taskID]
+			if t == nil || t.Running == nil || t.Running.RunID != c.runID || !t.Running.Executing {
+				continue // stopped or timed out meanwhile
+			}
+			a.finish(ctx, t, c.out)
+		}
+	}
+}
+
+// tickTask handles one task at now.
+func (a *Agent) tickTask(ctx context.Context, t *LocalTask, now time.Time) {
+	if r := t.Running; r != nil {
+		if r.Executing {
+			if max, ok := t.Def.Task.Schedule.MaxRunDuration(); ok && !now.Before(r.StartedAt.Add(max)) {
+				_ = a.cfg.Executor.Stop(ctx, t.Def.Task.ID, r.RunID)
+				a.finish(ctx, t, Outcome{State: task.FailedTimeout, Message: "stopped: the run exceeded its maximum time of " + max.String()})
+			}
+		} else if !r.RequiredAt.IsZero() {
+			a.followRestart(ctx, t, now)
+		}
+		if t.Running != nil {
+			return // one run per task at a time; due starts wait
+		}
+	}
+	if !t.Transient && !t.Def.Task.Suspended {
+		a.dueActivations(ctx, t, now)
+	}
+	if t.Running == nil && !t.Def.Task.Suspended {
+		for i, s := range t.Queue {
+			if s.Due.After(now) {
+				continue
+			}
+			t.Queue = slices.Delete(t.Queue, i, i+1)
+			a.begin(ctx, t, s, now)
+			break
+		}
+	}
+	if t.Transient && t.Running == nil && len(t.Queue) == 0 {
+		delete(a.tasks, t.Def.Task.ID)
+		_ = a.cfg.Store.DeleteTask(ctx, t.Def.Task.ID)
+	}
+}
+
+func (a *Agent) offset(t *LocalTask) time.Duration {
+	s := t.Def.Task.Schedule
+	return schedule.RandomOffset(s.DelayWindow(t.Def.Devices), t.Def.Task.ID, string(a.cfg.Device), t.Def.Task.SettingsRevision)
+}
+
+// dueActivations starts the task's scheduled activations that are due.
+// Activations whose start fell before the agent was running (or before it
+// had the task) are missed: with "run missed tasks" the latest runs once
+// now, otherwise it is recorded missed.
+func (a *Agent) dueActivations(ctx context.Context, t *LocalTask, now time.Time) {
+	s := t.Def.Task.Schedule
+	if !s.Timed() {
+		return
+	}
+	off := a.offset(t)
+	missedBefore := a.bootAt
+	if t.ReceivedAt.After(missedBefore) {
+		missedBefore = t.ReceivedAt
+	}
+	var missed time.Time
+	changed := false
+	for act := range s.Between(t.Cursor, now, a.loc) {
+		due := act.Add(off)
+		if due.After(now) {
+			break
+		}
+		changed = true
+		t.Cursor = act
+		if due.Before(missedBefore) {
+			missed = act
+			continue
+		}
+		if !missed.IsZero() {
+			a.missed(ctx, t, missed, now)
+			missed = time.Time{}
+		}
+		t.Queue = append(t.Queue, transport.Start{TaskID: t.Def.Task.ID, RunID: transport.RunID(act, transport.Scheduled), At: act, Due: due})
+	}
+	if !missed.IsZero() {
+		a.missed(ctx, t, missed, now)
+	}
+	if changed {
+		a.save(ctx, t)
+	}
+}
+
+func (a *Agent) missed(ctx context.Context, t *LocalTask, act, now time.Time) {
+	id := transport.RunID(act, transport.Scheduled)
+	if t.Def.Task.Schedule.RunMissed {
+		t.Queue = append(t.Queue, transport.Start{TaskID: t.Def.Task.ID, RunID: id, At: act, Due: now})
+		return
+	}
+	t.Done = appendDone(t.Done, id)
+	a.report(ctx, t, task.Result{RunID: id, Seq: transport.SeqDevice, State: task.Missed, DueAt: act.UTC(), FinishedAt: now.UTC(),
+		Message: "the device was not running when the task was due"})
+}
+
+func appendDone(d []int64, id int64) []int64 {
+	d = append(d, id)
+	if len(d) > maxDone {
+		d = d[len(d)-maxDone:]
+	}
+	return d
+}
+
+// begin starts one run.
+func (a *Agent) begin(ctx context.Context, t *LocalTask, s transport.Start, now time.Time) {
+	if slices.Contains(t.Done, s.RunID) {
+		a.save(ctx, t)
+		return
+	}
+	t.Done = appendDone(t.Done, s.RunID)
+	if s.Manual && s.RunID > t.LastManualDone {
+		t.LastManualDone = s.RunID
+	}
+	def := &t.Def.Task
+	if !a.cfg.Executor.AppRunning(ctx, def.Application) {
+		a.save(ctx, t)
+		a.report(ctx, t, task.Result{RunID: s.RunID, Seq: transport.SeqDevice, State: task.AppNotRunning, DueAt: s.At.UTC(), FinishedAt: now.UTC(),
+			Message: "the application " + def.Application + " is not running"})
+		return
+	}
+	t.Running = &RunState{RunID: s.RunID, At: s.At, Due: s.Due, StartedAt: now, Manual: s.Manual, Seq: transport.SeqDevice, Executing: true}
+	a.save(ctx, t) // write-ahead: a restart reports this run, never reruns it
+	a.report(ctx, t, task.Result{RunID: s.RunID, Seq: transport.SeqDevice, State: task.Running, DueAt: s.At.UTC(), StartedAt: now.UTC()})
+	run := Run{TaskID: def.ID, RunID: s.RunID, Application: def.Application, Type: def.Type, Account: def.Account, Manual: s.Manual, At: s.At, StartedAt: now}
+	switch v := def.Settings.(type) {
+	case json.RawMessage:
+		run.Settings = v
+	case nil:
+	default:
+		run.Settings, _ = json.Marshal(v)
+	}
+	if !def.Account.IsDefault() && a.cfg.Sealer != nil {
+		pw, err := a.cfg.Sealer.Open(def.Account.Password)
+		if err != nil {
+			a.finish(ctx, t, Outcome{State: task.Failed, Message: "the run-as account's password cannot be opened"})
+			return
+		}
+		run.Password = pw
+	}
+	id, runID := def.ID, s.RunID
+	done := func(o Outcome) {
+		a.cmu.Lock()
+		a.compl = append(a.compl, completion{id, runID, o})
+		a.cmu.Unlock()
+	}
+	if err := a.cfg.Executor.Start(ctx, run, done); err != nil {
+		a.finish(ctx, t, Outcome{State: task.Failed, Message: "the run did not start: " + err.Error()})
+	}
+}
+
+// finish records the end of the running run (or of its execution, when a
+// restart timeline follows).
+func (a *Agent) finish(ctx context.Context, t *LocalTask, o Outcome) {
+	r := t.Running
+	now := a.clk.Now()
+	r.Executing = false
+	if o.RestartRequired && (o.State == task.Completed || o.State == task.CompletedWithWarnings) {
+		p := t.Def.Task.Restart
+		if p.IsZero() {
+			p = restart.Default()
+		}
+		if a.cfg.Restarter != nil && p.Action != restart.DoNotRestart {
+			tl, err := restart.Plan(p, now, now)
+			if err == nil {
+				r.RequiredAt, r.RestartAt = now, tl.RestartAt
+				if p.Action == restart.Prompt {
+					r.NextPrompt = now
+				}
+				a.save(ctx, t)
+				a.followRestart(ctx, t, now)
+				return
+			}
+		}
+		o.State = task.RestartRequired
+		if o.Message == "" {
+			o.Message = "an operating system restart is required to complete the operation"
+		}
+	}
+	a.end(ctx, t, o, now)
+}
+
+func (a *Agent) end(ctx context.Context, t *LocalTask, o Outcome, now time.Time) {
+	r := t.Running
+	r.Seq++
+	t.Running = nil
+	a.save(ctx, t)
+	a.report(ctx, t, task.Result{RunID: r.RunID, Seq: r.Seq, State: o.State, DueAt: r.At.UTC(), StartedAt: r.StartedAt.UTC(), FinishedAt: now.UTC(),
+		Progress: 100, Message: o.Message, RestartRequired: o.State == task.RestartRequired})
+	if t.Def.Task.Schedule.ShutdownAfter && a.cfg.Power != nil && o.State != task.Stopped {
+		if err := a.cfg.Power.Shutdown(ctx); err != nil {
+			a.log.Error().Err(err).Msg("agent: shutdown after task")
+		}
+	}
+}
+
+// followRestart advances a run's restart timeline (restart.Plan's
+// semantics): prompts every repeat interval, the forced restart at
+// RestartAt unless the session is locked and applications may not be
+// closed.
+func (a *Agent) followRestart(ctx context.Context, t *LocalTask, now time.Time) {
+	r := t.Running
+	p := t.Def.Task.Restart
+	if p.IsZero() {
+		p = restart.Default()
+	}
+	dev := a.cfg.Restarter
+	if !r.RestartAt.IsZero() && !now.Before(r.RestartAt) {
+		locked, err := dev.SessionLocked(ctx)
+		switch {
+		case err != nil:
+			a.end(ctx, t, Outcome{State: task.RestartRequired, Message: "the session state could not be read"}, now)
+		case locked && !p.ForceCloseLocked:
+			a.end(ctx, t, Outcome{State: task.RestartRequired, Message: "the session is locked; restart the device to complete the operation"}, now)
+		default:
+			if locked {
+				if err := dev.CloseApplications(ctx); err != nil {
+					a.end(ctx, t, Outcome{State: task.RestartRequired, Message: "applications of the locked session could not be closed"}, now)
+					return
+				}
+			}
+			if err := dev.Restart(ctx); err != nil {
+				a.end(ctx, t, Outcome{State: task.RestartRequired, Message: "the restart failed"}, now)
+				return
+			}
+			a.end(ctx, t, Outcome{State: task.Completed, Message: "completed after a restart"}, now)
+		}
+		return
+	}
+	if p.Action == restart.Prompt && !r.NextPrompt.IsZero() && !now.Before(r.NextPrompt) {
+		_ = dev.ShowPrompt(ctx, p.Message)
+		r.Prompts++
+		r.NextPrompt = time.Time{}
+		if p.RepeatPrompt.Enabled {
+			r.NextPrompt = now.Add(time.Duration(p.RepeatPrompt.Minutes) * time.Minute)
+			if !r.RestartAt.IsZero() && !r.NextPrompt.Before(r.RestartAt) {
+				r.NextPrompt = time.Time{}
+			}
+		}
+		a.save(ctx, t)
+	}
+}
+
+// updatesFallback runs "when new updates are downloaded" tasks every hour
+// while no updates arrived for UpdatesOverdue or the distribution point is
+// unreachable.
+func (a *Agent) updatesFallback(ctx context.Context, now time.Time) {
+	due := a.updAt.Add(UpdatesOverdue)
+	if a.dpDown {
+		due = now
+	}
+	if !a.lastFall.IsZero() && a.lastFall.Add(UpdatesFallbackEvery).After(due) {
+		due = a.lastFall.Add(UpdatesFallbackEvery)
+	}
+	if due.After(now) {
+		return
+	}
+	any := false
+	for _, t := range a.sorted() {
+		if t.Transient || t.Def.Task.Schedule.Kind != schedule.OnUpdates || t.Def.Task.Suspended {
+			continue
+		}
+		any = true
+		t.Queue = append(t.Queue, transport.Start{TaskID: t.Def.Task.ID, RunID: transport.RunID(due, transport.Scheduled), At: due, Due: due})
+		a.save(ctx, t)
+	}
+	if !any {
+		return
+	}
+	a.lastFall = due
+	_ = a.cfg.Store.SetMeta(ctx, "fallback", due, 0)
+	for _, t := range a.sorted() {
+		if t.Running == nil {
+			a.tickTask(ctx, t, now)
+		}
+	}
+}
+
+// Handle receives a message from the server.
+func (a *Agent) Handle(ctx context.Context, m transport.Message) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return
+	}
+	now := a.clk.Now()
+	switch m.Kind {
+	case transport.Ack:
+		if err := a.cfg.Store.Remove(ctx, m.Acks); err != nil {
+			a.log.Error().Err(err).Msg("agent: outbox ack")
+		}
+	case transport.Deliver:
+		if m.Definition != nil {
+			a.deliver(ctx, *m.Definition, false, now)
+		}
+	case transport.Withdraw:
+		if t := a.tasks[m.TaskID]; t != nil && !t.Transient {
+			if t.Running != nil && t.Running.Executing {
+				_ = a.cfg.Executor.Stop(ctx, t.Def.Task.ID, t.Running.RunID)
+				a.end(ctx, t, Outcome{State: task.Stopped, Message: "the task was withdrawn from the device"}, now)
+			}
+			delete(a.tasks, m.TaskID)
+			_ = a.cfg.Store.DeleteTask(ctx, m.TaskID)
+		}
+	case transport.StartRun:
+		if m.Start == nil {
+			return
+		}
+		t := a.tasks[m.Start.TaskID]
+		if m.Definition != nil && (t == nil || t.Transient) {
+			t = a.deliver(ctx, *m.Definition, true, now)
+		}
+		if t == nil {
+			return // the definition arrives with the next heartbeat; the server resends
+		}
+		s := *m.Start
+		if slices.Contains(t.Done, s.RunID) || (t.Running != nil && t.Running.RunID == s.RunID) || slices.ContainsFunc(t.Queue, func(q transport.Start) bool { return q.RunID == s.RunID }) {
+			return
+		}
+		t.Queue = append(t.Queue, s)
+		a.save(ctx, t)
+	case transport.StopRun:
+		if t := a.tasks[m.TaskID]; t != nil {
+			t.Queue = nil
+			if t.Running != nil {
+				if t.Running.Executing {
+					_ = a.cfg.Executor.Stop(ctx, t.Def.Task.ID, t.Running.RunID)
+				}
+				a.end(ctx, t, Outcome{State: task.Stopped, Message: "stopped by the administrator"}, now)
+			} else {
+				a.save(ctx, t)
+			}
+		}
+	case transport.Sync:
+		if m.SyncInfo != nil && m.SyncInfo.UpdatesGeneration > a.updGen {
+			a.updGen = m.SyncInfo.UpdatesGeneration
+			a.updAt = now
+			a.lastFall = time.Time{}
+			_ = a.cfg.Store.SetMeta(ctx, "updates", a.updAt, a.updGen)
+			for _, t := range a.sorted() {
+				if t.Transient || t.Def.Task.Schedule.Kind != schedule.OnUpdates || t.Def.Task.Suspended {
+					continue
+				}
+				at := m.SyncInfo.UpdatesAt
+				t.Queue = append(t.Queue, transport.Start{TaskID: t.Def.Task.ID, RunID: transport.RunID(at, transport.Triggered), At: at})
+				a.save(ctx, t)
+			}
+		}
+		a.flushNow = true // the server is reachable: send what waits
+	case transport.Shutdown:
+		if a.cfg.Power != nil {
+			_ = a.cfg.Power.Shutdown(ctx)
+		}
+	}
+}
+
+// deliver stores a definition, keeping the local schedule state of a task
+// already held.
+func (a *Agent) deliver(ctx context.Context, d transport.Definition, transient bool, now time.Time) *LocalTask {
+	if _, ok := d.Task.Settings.(json.RawMessage); !ok && d.Task.Settings != nil {
+		b, err := json.Marshal(d.Task.Settings)
+		if err == nil {
+			d.Task.Settings = json.RawMessage(b)
+		}
+	}
+	t := a.tasks[d.Task.ID]
+	if t != nil {
+		if !transient && t.Def.Task.Revision > d.Task.Revision && !t.Transient {
+			return t // a reordered older revision
+		}
+		t.Def = d
+		t.Transient = transient && t.Transient
+	} else {
+		t = &LocalTask{Def: d, Transient: transient, ReceivedAt: now, Cursor: now}
+		s := d.Task.Schedule
+		if (s.Kind == schedule.Once || s.Kind == schedule.Immediately) && !d.Since.IsZero() && d.Since.Before(now) {
+			t.Cursor = d.Since.Add(-time.Nanosecond)
+		}
+		if lm := d.LastManual; lm != nil && !s.RunMissed {
+			t.LastManualDone = lm.RunID
+		}
+		a.tasks[d.Task.ID] = t
+	}
+	if lm := d.LastManual; lm != nil && !transient && d.Task.Schedule.RunMissed && lm.RunID > t.LastManualDone && !slices.Contains(t.Done, lm.RunID) &&
+		!slices.ContainsFunc(t.Queue, func(q transport.Start) bool { return q.RunID == lm.RunID }) {
+		st := *lm
+		st.Due = now
+		t.Queue = append(t.Queue, st)
+		t.LastManualDone = lm.RunID
+	}
+	a.save(ctx, t)
+	return t
+}
