@@ -91,6 +91,13 @@ func FuzzCompileSelection(f *testing.F) {
 		`device.`,
 		`[1,2,3].map(x, x * 2).size() > 1`,
 		strings.Repeat("!", 50) + "true",
+		`device.software[-1].name == ""`,
+		`device.software + [device.software[0]] == []`,
+		`dyn(device.software)[0] == 1`,
+		`dyn(device.os) == dyn(device.software[0])`,
+		`dyn(device.applications) == {}`,
+		`device.applications.map(k, device.applications[k]).size() == 2`,
+		`dyn(device.software) in [device.software]`,
 	} {
 		f.Add(s)
 	}
