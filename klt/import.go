@@ -1,0 +1,767 @@
+package klt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/go-playground/validator/v10"
+
+	"github.com/taskfleet/taskfleet/credentials"
+	"github.com/taskfleet/taskfleet/internal/errs"
+	"github.com/taskfleet/taskfleet/restart"
+	"github.com/taskfleet/taskfleet/schedule"
+	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/task"
+)
+
+// ParseOptions bound what Parse accepts. Zero fields take the documented
+// defaults; negative values are refused.
+type ParseOptions struct {
+	// MaxSize is the largest document in bytes (default DefaultMaxSize).
+	MaxSize int64
+	// MaxDepth is the deepest nesting (default DefaultMaxDepth).
+	MaxDepth int
+	// MaxValues is the most JSON values (default DefaultMaxValues).
+	MaxValues int
+}
+
+func (o ParseOptions) limits() (limits, error) {
+	var bad ValidationErrors
+	if o.MaxSize < 0 {
+		bad = append(bad, errs.Invalid("MaxSize", fmt.Sprint(o.MaxSize), "must be 0 (the default) or positive"))
+	}
+	if o.MaxDepth < 0 {
+		bad = append(bad, errs.Invalid("MaxDepth", fmt.Sprint(o.MaxDepth), "must be 0 (the default) or positive"))
+	}
+	if o.MaxValues < 0 {
+		bad = append(bad, errs.Invalid("MaxValues", fmt.Sprint(o.MaxValues), "must be 0 (the default) or positive"))
+	}
+	l := defaultLimits()
+	if o.MaxSize > 0 {
+		l.size = o.MaxSize
+	}
+	if o.MaxDepth > 0 {
+		l.depth = o.MaxDepth
+	}
+	if o.MaxValues > 0 {
+		l.values = o.MaxValues
+	}
+	return l, bad.Err()
+}
+
+// Header is a document's header. A PxgRetVal object has none: its
+// Format is "" and FromOpenAPI is set on the Import.
+type Header struct {
+	Format         string
+	FormatVersion  string
+	LibraryVersion string
+	ExportedAt     time.Time
+}
+
+// WarningCode classifies a Warning.
+type WarningCode string
+
+// Warning codes.
+const (
+	// WarnCredentials: the task runs under a specified account whose
+	// password was not exported; enter it again (set Import.Task.Account)
+	// or the task runs under the default account.
+	WarnCredentials WarningCode = "credentials_required"
+	// WarnUnknownField: a field this version does not know; it is kept in
+	// Import.Extra and written back by an export with those fields.
+	WarnUnknownField WarningCode = "unknown_field"
+	// WarnUpgraded: the document was written in an older format version
+	// and was upgraded.
+	WarnUpgraded WarningCode = "upgraded"
+	// WarnNewerMinor: the document was written by a newer minor version;
+	// the fields it adds are unknown fields.
+	WarnNewerMinor WarningCode = "newer_minor_version"
+	// WarnPrivateData: a settings value looks like private data
+	// (credentials.ScanSettings).
+	WarnPrivateData WarningCode = "private_data"
+	// WarnScheduleNotConverted: a PxgRetVal's schedule (TASKSCH_TYPE and
+	// the TASKSCH_* fields) has no TF_SCHEDULE; the task is imported with
+	// a manual start, and the schedule fields are kept as unknown fields.
+	WarnScheduleNotConverted WarningCode = "schedule_not_converted"
+	// WarnIgnored: a field outside the task that is not kept (the other
+	// output values of an Open API response).
+	WarnIgnored WarningCode = "ignored"
+)
+
+// Warning is something the administrator should know before committing
+// an import. Path is the dotted path in the document; Message never holds
+// a secret.
+type Warning struct {
+	Path    string
+	Code    WarningCode
+	Message string
+}
+
+func (w Warning) String() string {
+	if w.Path == "" {
+		return string(w.Code) + ": " + w.Message
+	}
+	return string(w.Code) + " at " + w.Path + ": " + w.Message
+}
+
+// Import is a parsed and validated document: what will be imported. It
+// is step 1 of the seeds' import; Commit is step 2.
+type Import struct {
+	// Task is the task to create: every setting of the file, with no ID,
+	// scope, timestamps or revisions, and the default account (set
+	// Account to re-enter the credentials of AccountName before Commit).
+	// A caller may change it before Commit.
+	Task task.Task
+	// SourceScope is the scope recorded in the file (TF_SCOPE, or the
+	// group of PRTS_TASK_GROUPID), for a console to propose; nil when the
+	// file has none. Commit uses the scope the caller chooses.
+	SourceScope *scope.Scope
+	// AccountName is the run-as account the exported task used ("" for
+	// the default account). Its password is never in a file.
+	AccountName string
+	// Header is the document's header.
+	Header Header
+	// FromOpenAPI is set for a PxgRetVal object (an Open API task read).
+	FromOpenAPI bool
+	// Extra are the fields this version does not know, in document order,
+	// kept verbatim. Pass them to ExportOptions.Extra to write them back.
+	Extra []Field
+	// Warnings are what the administrator should see before Commit.
+	Warnings []Warning
+}
+
+// Parse reads a KLT document (or a PxgRetVal object returned by the Open
+// API's task-reading calls) and validates it against reg: step 1 of an
+// import. Nothing is stored.
+//
+// The input is read as a stream and refused, before it is held in memory,
+// when it is larger than MaxSize, is not UTF-8, repeats a key in an
+// object, nests deeper than MaxDepth or holds more than MaxValues values.
+//
+// Errors: ErrInvalid (*ValidationError or ValidationErrors) naming the
+// dotted path in the document ("task.TF_SCHEDULE.every",
+// "task.TASK_INFO_PARAMS.DisplayName", "task.TASK_ADDITIONAL_PARAMS.max_file_size_mb");
+// a *VersionError for a newer major format version; a *NotExportableError
+// for an Administration Server task type.
+func Parse(r io.Reader, reg *task.Registry, opts ParseOptions) (*Import, error) {
+	if reg == nil {
+		return nil, errs.Invalid("registry", "", "is required")
+	}
+	lim, err := opts.limits()
+	if err != nil {
+		return nil, err
+	}
+	root, err := decodeTree(r, lim)
+	if err != nil {
+		return nil, err
+	}
+	if root.kind != kObject {
+		return nil, errs.Invalid("", "", "must be a JSON object")
+	}
+	imp := &Import{}
+	p := &parser{imp: imp, reg: reg}
+	var tp *node
+	var base string
+	if root.get(keyFormat) == nil && root.get(keyPxgRetVal) != nil {
+		imp.FromOpenAPI = true
+		base = keyPxgRetVal
+		if tp, err = paramsObject(root.get(keyPxgRetVal), base, true); err != nil {
+			return nil, err
+		}
+		if tp.kind != kObject {
+			return nil, errs.Invalid(base, "", "must be a params object")
+		}
+		for _, k := range root.keys {
+			if k != keyPxgRetVal {
+				p.warn(k, WarnIgnored, "not part of the task; not kept")
+			}
+		}
+	} else {
+		base = keyTask
+		if tp, err = p.header(root); err != nil {
+			return nil, err
+		}
+	}
+	p.base = base
+	if err := p.task(tp); err != nil {
+		return nil, err
+	}
+	return imp, nil
+}
+
+type parser struct {
+	imp  *Import
+	reg  *task.Registry
+	base string
+	bad  ValidationErrors
+}
+
+func (p *parser) warn(path string, code WarningCode, msg string) {
+	p.imp.Warnings = append(p.imp.Warnings, Warning{Path: path, Code: code, Message: msg})
+}
+
+func (p *parser) fail(err error) {
+	switch e := err.(type) {
+	case nil:
+	case *ValidationError:
+		p.bad = append(p.bad, e)
+	case ValidationErrors:
+		p.bad = append(p.bad, e...)
+	default:
+		p.bad = append(p.bad, errs.Invalid("", "", err.Error()))
+	}
+}
+
+func (p *parser) extra(srcPath string, path []string, v *node) {
+	p.imp.Extra = append(p.imp.Extra, Field{Path: path, Value: compact(v)})
+	p.warn(srcPath, WarnUnknownField, "not known to this version; kept verbatim")
+}
+
+// header checks the header and upgrades older versions; it returns the
+// task's params.
+func (p *parser) header(root *node) (*node, error) {
+	h := &p.imp.Header
+	var bad ValidationErrors
+	str := func(key string) string {
+		n := root.get(key)
+		if n == nil {
+			bad = append(bad, errs.Invalid(key, "", "is required"))
+			return ""
+		}
+		if n.kind != kString {
+			bad = append(bad, errs.Invalid(key, "", "must be a string"))
+			return ""
+		}
+		return n.s
+	}
+	h.Format = str(keyFormat)
+	if err := bad.Err(); err != nil {
+		return nil, errs.Invalid(keyFormat, "", `is required: the document is neither a taskfleet KLT file nor an Open API {"PxgRetVal": …} object`)
+	}
+	if h.Format != Format {
+		return nil, errs.Invalid(keyFormat, h.Format, fmt.Sprintf("must be %q", Format))
+	}
+	h.FormatVersion = str(keyFormatVersion)
+	if err := bad.Err(); err != nil {
+		return nil, err
+	}
+	major, minor, ok := splitVersion(h.FormatVersion)
+	if !ok {
+		return nil, errs.Invalid(keyFormatVersion, h.FormatVersion, `must be "MAJOR.MINOR", for example "1.0"`)
+	}
+	if major > FormatMajor {
+		return nil, &VersionError{Found: h.FormatVersion, Supported: FormatVersion}
+	}
+	_, ourMinor, _ := splitVersion(FormatVersion)
+	if major == FormatMajor && minor > ourMinor {
+		p.warn(keyFormatVersion, WarnNewerMinor, fmt.Sprintf("written by a newer version (%s); fields it added are kept as unknown fields", h.FormatVersion))
+	}
+	h.LibraryVersion = str(keyLibraryVersion)
+	at := str(keyExportedAt)
+	if at != "" {
+		t, err := time.Parse(time.RFC3339, at)
+		if err != nil || !strings.HasSuffix(at, "Z") {
+			bad = append(bad, errs.Invalid(keyExportedAt, at, `must be a UTC time "YYYY-MM-DDTHH:MM:SSZ"`))
+		}
+		h.ExportedAt = t.UTC()
+	}
+	tn := root.get(keyTask)
+	if tn == nil {
+		bad = append(bad, errs.Invalid(keyTask, "", "is required"))
+	}
+	if err := bad.Err(); err != nil {
+		return nil, err
+	}
+	tp, err := paramsObject(tn, keyTask, false)
+	if err != nil {
+		return nil, err
+	}
+	if major < FormatMajor {
+		upgradeV0(tp)
+		p.warn(keyFormatVersion, WarnUpgraded, fmt.Sprintf("written in format %s; upgraded to %s", h.FormatVersion, FormatVersion))
+	}
+	for i, k := range root.keys {
+		if !contains(knownRoot, k) {
+			p.extra(k, []string{k}, root.kids[i])
+		}
+	}
+	return tp, nil
+}
+
+// upgradeV0 rewrites a format 0.x task: 0.x kept the description in a
+// top-level TF_COMMENT string instead of TASK_INFO_PARAMS.TF_DESCRIPTION.
+func upgradeV0(tp *node) {
+	c := tp.get(keyV0Comment)
+	if c == nil {
+		return
+	}
+	tp.del(keyV0Comment)
+	info, err := paramsObject(tp.get(keyInfo), "", false)
+	if err != nil || info == nil {
+		info = newObject()
+		tp.set(keyInfo, paramsNode(info))
+	}
+	if info.get(keyTFDescription) == nil {
+		info.set(keyTFDescription, c)
+	}
+}
+
+func splitVersion(v string) (int, int, bool) {
+	a, b, ok := strings.Cut(v, ".")
+	if !ok {
+		return 0, 0, false
+	}
+	major, err1 := strconv.ParseUint(a, 10, 16)
+	minor, err2 := strconv.ParseUint(b, 10, 16)
+	if err1 != nil || err2 != nil || strconv.FormatUint(major, 10) != a || strconv.FormatUint(minor, 10) != b {
+		return 0, 0, false
+	}
+	return int(major), int(minor), true
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *parser) path(keys ...string) string {
+	return strings.Join(append([]string{p.base}, keys...), ".")
+}
+
+// str reads an optional string member.
+func (p *parser) str(obj *node, key string, path string, required bool) (string, bool) {
+	n := obj.get(key)
+	if n == nil {
+		if required {
+			p.fail(errs.Invalid(path, "", "is required"))
+		}
+		return "", false
+	}
+	if n.kind != kString {
+		p.fail(errs.Invalid(path, "", "must be a string"))
+		return "", false
+	}
+	return n.s, true
+}
+
+func (p *parser) boolean(obj *node, key, path string) (bool, bool) {
+	n := obj.get(key)
+	if n == nil {
+		return false, false
+	}
+	if n.kind != kBool {
+		p.fail(errs.Invalid(path, "", "must be a boolean"))
+		return false, false
+	}
+	return n.b, true
+}
+
+// part decodes a TF_ container holding one of our packages' JSON
+// encodings into v, strictly.
+func (p *parser) part(obj *node, key string, v any) bool {
+	n := obj.get(key)
+	if n == nil {
+		return false
+	}
+	path := p.path(key)
+	if _, err := paramsObject(n, path, false); err != nil {
+		p.fail(err)
+		return false
+	}
+	plain, err := paramsToPlain(n, path)
+	if err != nil {
+		p.fail(err)
+		return false
+	}
+	if err := unmarshalPlain(plain, v, true); err != nil {
+		var ve *ValidationError
+		var ves ValidationErrors
+		switch {
+		case errors.As(err, &ves):
+			p.fail(errs.Prefix(path, ves))
+		case errors.As(err, &ve):
+			p.fail(errs.Prefix(path, ve))
+		default:
+			p.fail(errs.Invalid(path, "", "cannot be decoded: "+err.Error()))
+		}
+		return false
+	}
+	return true
+}
+
+func (p *parser) task(tp *node) error {
+	imp := p.imp
+	t := &imp.Task
+	for i, k := range tp.keys {
+		if !contains(knownTask, k) {
+			p.extra(p.path(k), []string{keyTask, k}, tp.kids[i])
+		}
+	}
+	t.Type, _ = p.str(tp, keyTaskName, p.path(keyTaskName), true)
+	t.Application, _ = p.str(tp, keyProductName, p.path(keyProductName), true)
+	t.ApplicationVersion, _ = p.str(tp, keyProductVersion, p.path(keyProductVersion), false)
+
+	info, err := paramsObject(tp.get(keyInfo), p.path(keyInfo), false)
+	if err != nil {
+		p.fail(err)
+	}
+	if info == nil {
+		info = newObject()
+		if err == nil {
+			p.fail(errs.Invalid(p.path(keyInfo), "", "is required"))
+		}
+	}
+	for i, k := range info.keys {
+		if !contains(knownInfo, k) {
+			p.extra(p.path(keyInfo, k), []string{keyTask, keyInfo, k}, info.kids[i])
+		}
+	}
+	namePath := p.path(keyInfo, keyDisplayName)
+	if name, ok := p.str(info, keyDisplayName, namePath, true); ok {
+		t.Name = name
+		p.fail(checkText(namePath, name, task.MaxNameLength, true))
+	}
+	descPath := p.path(keyInfo, keyTFDescription)
+	if d, ok := p.str(info, keyTFDescription, descPath, false); ok {
+		t.Description = d
+		p.fail(checkText(descPath, d, task.MaxDescriptionLength, false))
+	}
+	t.Suspended, _ = p.boolean(info, keyTFSuspended, p.path(keyInfo, keyTFSuspended))
+
+	p.schedule(tp, info)
+	p.scope(tp, info)
+
+	if p.part(tp, keyTFRestart, &t.Restart) {
+		// decoded strictly and validated by restart.Policy
+	} else if tp.get(keyTFRestart) == nil {
+		t.Restart = restart.Default()
+	}
+	if p.part(tp, keyTFNotifications, &t.Notifications) {
+		p.fail(errs.Prefix(p.path(keyTFNotifications), checkNotifications(t.Notifications)))
+	}
+	p.part(tp, keyTFSecurity, &t.Security)
+
+	accPath := p.path(keyTFAccountName)
+	if name, ok := p.str(tp, keyTFAccountName, accPath, false); ok {
+		if err := checkText(accPath, name, credentials.MaxAccountNameLength, true); err != nil {
+			p.fail(err)
+		} else {
+			imp.AccountName = name
+			p.warn(accPath, WarnCredentials, "the task runs under a specified account whose password is not exported; enter the password again, or the task runs under the default account")
+		}
+	}
+
+	if t.Type != "" && t.Application != "" {
+		p.settings(tp)
+	}
+	if err := p.bad.Err(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (p *parser) schedule(tp, info *node) {
+	t := &p.imp.Task
+	runMissed, hasRunMissed := p.boolean(tp, keyRunMissed, p.path(keyRunMissed))
+	autoRand, hasAutoRand := p.boolean(info, keyAutoRandom, p.path(keyInfo, keyAutoRandom))
+	schType, hasSchType := int64(0), false
+	if n := tp.get(keyScheduleType); n != nil {
+		v, ok, isInt := integer(n.s)
+		if n.kind != kNumber || !ok || !isInt {
+			p.fail(errs.Invalid(p.path(keyScheduleType), "", "must be an integer schedule type id"))
+		} else {
+			schType, hasSchType = v, true
+		}
+	}
+	if tp.get(keyTFSchedule) == nil {
+		s := schedule.Default(schedule.Manual, time.Time{}, nil)
+		s.RunMissed = runMissed
+		if autoRand {
+			s.RandomDelay.Mode = schedule.DelayAutomatic
+		}
+		t.Schedule = s
+		if hasSchType && schType != schEmpty {
+			p.warn(p.path(keyScheduleType), WarnScheduleNotConverted, fmt.Sprintf("the Open API schedule type %d is not converted; the task is imported with a manual start", schType))
+		}
+		return
+	}
+	if !p.part(tp, keyTFSchedule, &t.Schedule) {
+		return
+	}
+	s := t.Schedule
+	mirror := func(key, path string, ok bool, reason string) {
+		if !ok {
+			p.fail(errs.Invalid(path, "", "disagrees with "+p.path(keyTFSchedule)+": "+reason))
+		}
+	}
+	if hasSchType {
+		mirror(keyScheduleType, p.path(keyScheduleType), schType == int64(ScheduleType(s.Kind)), fmt.Sprintf("a %s schedule has type %d", s.Kind, ScheduleType(s.Kind)))
+	}
+	if hasRunMissed {
+		mirror(keyRunMissed, p.path(keyRunMissed), runMissed == s.RunMissed, "run_missed is "+strconv.FormatBool(s.RunMissed))
+	}
+	if hasAutoRand {
+		mirror(keyAutoRandom, p.path(keyInfo, keyAutoRandom), autoRand == (s.RandomDelay.Mode == schedule.DelayAutomatic), "random_delay.mode is "+string(s.RandomDelay.Mode))
+	}
+}
+
+func (p *parser) scope(tp, info *node) {
+	var group *scope.GroupID
+	var except []scope.GroupID
+	gpath := p.path(keyInfo, keyGroupID)
+	if n := info.get(keyGroupID); n != nil {
+		if g, ok := p.groupID(n, gpath); ok && g != "-1" {
+			group = &g
+		}
+	}
+	epath := p.path(keyInfo, keyExceptGroups)
+	if n := info.get(keyExceptGroups); n != nil {
+		if n.kind != kArray {
+			p.fail(errs.Invalid(epath, "", "must be an array of group ids"))
+		} else {
+			for i, k := range n.kids {
+				if g, ok := p.groupID(k, fmt.Sprintf("%s[%d]", epath, i)); ok {
+					except = append(except, g)
+				}
+			}
+		}
+	}
+	var sc scope.Scope
+	if p.part(tp, keyTFScope, &sc) {
+		if err := sc.Validate(); err != nil {
+			p.fail(errs.Prefix(p.path(keyTFScope), err))
+			return
+		}
+		if group != nil && (sc.Kind != scope.Group || sc.Group != *group) {
+			p.fail(errs.Invalid(gpath, string(*group), "disagrees with "+p.path(keyTFScope)))
+		}
+		if info.get(keyExceptGroups) != nil && !equalGroups(except, sc.ExcludedGroups) {
+			p.fail(errs.Invalid(epath, "", "disagrees with "+p.path(keyTFScope, "excluded_groups")))
+		}
+		p.imp.SourceScope = &sc
+		return
+	}
+	if tp.get(keyTFScope) == nil && group != nil {
+		sc = scope.Scope{Kind: scope.Group, Group: *group, ExcludedGroups: except}
+		if err := sc.Validate(); err != nil {
+			p.fail(errs.Prefix(p.path(keyInfo), err))
+			return
+		}
+		p.imp.SourceScope = &sc
+	}
+}
+
+func equalGroups(a, b []scope.GroupID) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// groupID reads a group id written as paramInt or as a string.
+func (p *parser) groupID(n *node, path string) (scope.GroupID, bool) {
+	switch n.kind {
+	case kString:
+		return scope.GroupID(n.s), true
+	case kNumber:
+		if v, ok, isInt := integer(n.s); ok && isInt {
+			return scope.GroupID(strconv.FormatInt(v, 10)), true
+		}
+	}
+	p.fail(errs.Invalid(path, "", "must be a group id (an integer or a string)"))
+	return "", false
+}
+
+// settings decodes TASK_ADDITIONAL_PARAMS into the registered type.
+func (p *parser) settings(tp *node) {
+	t := &p.imp.Task
+	tt, ok := p.reg.Lookup(t.Application, t.Type)
+	if !ok {
+		p.fail(errs.Invalid(p.path(keyTaskName), t.Type, fmt.Sprintf("no task type %q is registered for application %q", t.Type, t.Application)))
+		return
+	}
+	if tt.ServerTask || tt.NotExportable {
+		p.fail(&NotExportableError{Application: tt.Application, Type: tt.Name, Reason: "Administration Server tasks and non-exportable types cannot be imported"})
+		return
+	}
+	n := tp.get(keyAdditional)
+	if n == nil {
+		return // the type's default settings
+	}
+	path := p.path(keyAdditional)
+	if _, err := paramsObject(n, path, false); err != nil {
+		p.fail(err)
+		return
+	}
+	plain, err := paramsToPlain(n, path)
+	if err != nil {
+		p.fail(err)
+		return
+	}
+	var known map[string]bool
+	if tt.Settings != nil {
+		known = jsonFieldNames(reflect.TypeOf(tt.Settings))
+	}
+	own := newObject()
+	for i, k := range plain.keys {
+		if known[k] {
+			own.set(k, plain.kids[i])
+			continue
+		}
+		raw := tp.get(keyAdditional).get("value").kids[i]
+		p.extra(p.path(keyAdditional, k), []string{keyTask, keyAdditional, k}, raw)
+	}
+	if tt.Settings == nil {
+		return
+	}
+	st := reflect.TypeOf(tt.Settings)
+	ptr := st.Kind() == reflect.Pointer
+	if ptr {
+		st = st.Elem()
+	}
+	v := reflect.New(st)
+	if err := unmarshalPlain(own, v.Interface(), true); err != nil {
+		p.fail(errs.Invalid(path, "", "cannot be decoded as "+st.String()+": "+err.Error()))
+		return
+	}
+	if err := settingsValidator.Struct(v.Interface()); err != nil {
+		var verrs validator.ValidationErrors
+		if errors.As(err, &verrs) {
+			for _, fe := range verrs {
+				f := fe.Namespace()
+				if _, rest, ok := strings.Cut(f, "."); ok {
+					f = rest
+				}
+				p.fail(&ValidationError{Field: path + "." + f, Value: fmt.Sprint(fe.Value()), Reason: reasonFor(fe)})
+			}
+		} else {
+			p.fail(errs.Invalid(path, "", err.Error()))
+		}
+		return
+	}
+	if ptr {
+		t.Settings = v.Interface()
+	} else {
+		t.Settings = v.Elem().Interface()
+	}
+	for _, f := range credentials.ScanSettings(t.Settings) {
+		fp := strings.TrimSuffix(path+"."+strings.TrimPrefix(f.Path, "$."), ".")
+		p.warn(fp, WarnPrivateData, "looks like private data ("+string(f.Reason)+"); the seeds advise against private data in task settings")
+	}
+}
+
+// settingsValidator checks the `validate` tags of settings types, naming
+// fields by their JSON names like the task package.
+var settingsValidator = func() *validator.Validate {
+	v := validator.New(validator.WithRequiredStructEnabled())
+	v.RegisterTagNameFunc(func(f reflect.StructField) string {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch name {
+		case "-":
+			return ""
+		case "":
+			return f.Name
+		}
+		return name
+	})
+	return v
+}()
+
+func reasonFor(fe validator.FieldError) string {
+	p := fe.Param()
+	switch fe.Tag() {
+	case "required":
+		return "is required"
+	case "min", "gte":
+		return "must be at least " + p
+	case "max", "lte":
+		return "must be at most " + p
+	case "oneof":
+		return "must be one of: " + strings.ReplaceAll(p, " ", ", ")
+	}
+	if p != "" {
+		return fmt.Sprintf("fails the %q check (%s)", fe.Tag(), p)
+	}
+	return fmt.Sprintf("fails the %q check", fe.Tag())
+}
+
+// checkText applies the task package's rules for names and descriptions.
+func checkText(field, v string, max int, required bool) error {
+	switch {
+	case required && strings.TrimSpace(v) == "":
+		return errs.Invalid(field, "", "is required")
+	case utf8.RuneCountInString(v) > max:
+		return errs.Invalid(field, "", fmt.Sprintf("must be at most %d characters", max))
+	case required && v != strings.TrimSpace(v):
+		return errs.Invalid(field, v, "must not begin or end with spaces")
+	}
+	for _, r := range v {
+		if unicode.IsControl(r) && (required || (r != '\n' && r != '\r' && r != '\t')) {
+			return errs.Invalid(field, "", fmt.Sprintf("must not contain the control character %U", r))
+		}
+	}
+	return nil
+}
+
+func checkNotifications(n task.Notifications) error {
+	var bad ValidationErrors
+	switch n.History {
+	case "", task.HistoryAll, task.HistoryProgress, task.HistoryResults:
+	default:
+		bad = append(bad, errs.Invalid("history", string(n.History), "must be one of: all, progress, results"))
+	}
+	if n.RetentionDays != 0 && (n.RetentionDays < task.MinRetentionDays || n.RetentionDays > task.MaxRetentionDays) {
+		bad = append(bad, errs.Range("retention_days", n.RetentionDays, task.MinRetentionDays, task.MaxRetentionDays))
+	}
+	if len(n.Email) > task.MaxEmailRecipients {
+		bad = append(bad, errs.Invalid("email", "", fmt.Sprintf("must have at most %d recipients", task.MaxEmailRecipients)))
+	}
+	return bad.Err()
+}
+
+// Commit creates the imported task in the scope the caller chose (a
+// group, device addresses, devices, or a device selection): step 2 of the
+// seeds' import. A name that is taken gets the next free " (n)" index,
+// also when several imports of the same name race (task.Manager's
+// CreateWithFreeName). The task starts by its schedule. Commit may be
+// called again (each call creates a task).
+//
+// Errors: ErrInvalid for a local or server scope and for everything
+// task.Manager.Create refuses (paths of the task model: "scope.group",
+// "settings.max_file_size_mb"); ErrPermission, ErrConflict as Create.
+func (imp *Import) Commit(ctx context.Context, m *task.Manager, actor task.Actor, sc scope.Scope) (*task.Task, error) {
+	if imp == nil {
+		return nil, errs.Invalid("import", "", "is required")
+	}
+	if m == nil {
+		return nil, errs.Invalid("manager", "", "is required")
+	}
+	switch sc.Kind {
+	case scope.Group, scope.Devices, scope.Addresses, scope.Selection:
+	default:
+		return nil, errs.Invalid("scope.kind", string(sc.Kind), "an imported task is assigned to a group, devices, addresses or a device selection")
+	}
+	t := imp.Task
+	t.Scope = sc
+	t.ID, t.Revision, t.SettingsRevision = "", 0, 0
+	t.CreatedAt, t.UpdatedAt = time.Time{}, time.Time{}
+	t.CreatedBy, t.UpdatedBy = "", ""
+	return m.CreateWithFreeName(ctx, actor, t, "import")
+}

@@ -1,0 +1,540 @@
+package klt
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/benbjohnson/clock"
+
+	"github.com/taskfleet/taskfleet/credentials"
+	"github.com/taskfleet/taskfleet/internal/errs"
+	"github.com/taskfleet/taskfleet/restart"
+	"github.com/taskfleet/taskfleet/schedule"
+	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/task"
+)
+
+// The shared error vocabulary of taskfleet (errors.Is works across
+// packages).
+var (
+	ErrInvalid  = errs.ErrInvalid
+	ErrConflict = errs.ErrConflict
+)
+
+// ValidationError and ValidationErrors report rejected input with the
+// dotted path of the field in the document ("task.TF_SCHEDULE.every") and
+// what is allowed.
+type (
+	ValidationError  = errs.ValidationError
+	ValidationErrors = errs.ValidationErrors
+)
+
+// Format identification, written in every document's header.
+const (
+	// Format is the value of the header's "format" field.
+	Format = "taskfleet-klt"
+	// FormatVersion is the version of the format this package writes,
+	// "MAJOR.MINOR". Parse refuses a newer major version and upgrades
+	// older ones; a newer minor version only adds fields, which are kept
+	// as unknown fields.
+	FormatVersion = "1.0"
+	// FormatMajor is the major part of FormatVersion.
+	FormatMajor = 1
+	// LibraryVersion is the taskfleet version written to the header's
+	// "library_version".
+	LibraryVersion = "0.1.0"
+)
+
+// Limits Parse applies by default (ParseOptions overrides them). Each is
+// checked while reading, before the document is held in memory.
+const (
+	// DefaultMaxSize is the largest document accepted, in bytes (16 MiB).
+	DefaultMaxSize = 16 << 20
+	// DefaultMaxDepth is the deepest nesting of arrays and objects.
+	DefaultMaxDepth = 64
+	// DefaultMaxValues is the most JSON values (scalars, arrays and
+	// objects) a document may hold: enough for a scope list of
+	// scope.MaxListLength entries with room to spare.
+	DefaultMaxValues = 250_000
+)
+
+// Field names of the document. The public ones are the KSC Open API's
+// "Task settings format"; the TF_ ones are taskfleet's own, for settings
+// the public format has no name for (see the package documentation).
+const (
+	keyFormat         = "format"
+	keyFormatVersion  = "format_version"
+	keyLibraryVersion = "library_version"
+	keyExportedAt     = "exported_at"
+	keyTask           = "task"
+	keyPxgRetVal      = "PxgRetVal"
+
+	keyTaskName        = "TASK_NAME"
+	keyProductName     = "TASKID_PRODUCT_NAME"
+	keyProductVersion  = "TASKID_VERSION"
+	keyScheduleType    = "TASKSCH_TYPE"
+	keyRunMissed       = "TASKSCH_RUN_MISSED_FLAG"
+	keyAdditional      = "TASK_ADDITIONAL_PARAMS"
+	keyInfo            = "TASK_INFO_PARAMS"
+	keyDisplayName     = "DisplayName"
+	keyAutoRandom      = "KLTSK_ALLOW_AUTO_RANDOMIZATION"
+	keyGroupID         = "PRTS_TASK_GROUPID"
+	keyExceptGroups    = "PRTS_EXCEPT_GROUPIDS"
+	keyTFDescription   = "TF_DESCRIPTION"
+	keyTFSuspended     = "TF_SUSPENDED"
+	keyTFSchedule      = "TF_SCHEDULE"
+	keyTFScope         = "TF_SCOPE"
+	keyTFRestart       = "TF_RESTART"
+	keyTFNotifications = "TF_NOTIFICATIONS"
+	keyTFSecurity      = "TF_SECURITY"
+	keyTFAccountName   = "TF_ACCOUNT_NAME"
+
+	// keyV0Comment is where format 0.x kept the description.
+	keyV0Comment = "TF_COMMENT"
+)
+
+// knownRoot, knownTask and knownInfo are the fields this version writes
+// and reads; anything else is an unknown field, kept verbatim.
+var (
+	knownRoot = []string{keyExportedAt, keyFormat, keyFormatVersion, keyLibraryVersion, keyTask}
+	knownTask = []string{keyAdditional, keyInfo, keyProductName, keyProductVersion, keyTaskName, keyScheduleType,
+		keyRunMissed, keyTFAccountName, keyTFNotifications, keyTFRestart, keyTFSchedule, keyTFScope, keyTFSecurity}
+	knownInfo = []string{keyDisplayName, keyAutoRandom, keyGroupID, keyExceptGroups, keyTFDescription, keyTFSuspended}
+)
+
+// Open API schedule type ids (KSC Open API, "Schedule types").
+const (
+	schEmpty     = 0 // never run by the scheduler
+	schEveryDay  = 2
+	schMonth     = 4
+	schSeconds   = 5 // periodic, period in seconds
+	schWeekDays  = 6
+	schMonthDays = 7
+)
+
+// ScheduleType returns the Open API schedule type id (TASKSCH_TYPE)
+// written for a schedule kind: 5 (periodic) for every N minutes and every
+// N hours, 2 for every N days, 6 for days of the week, 4 for monthly, 7
+// for the N-th weekday, and 0 (the empty schedule, never started by the
+// server's scheduler) for manual, once, immediately and the event kinds,
+// whose start TF_SCHEDULE describes.
+func ScheduleType(k schedule.Kind) int {
+	switch k {
+	case schedule.EveryMinutes, schedule.EveryHours:
+		return schSeconds
+	case schedule.EveryDays:
+		return schEveryDay
+	case schedule.Weekly:
+		return schWeekDays
+	case schedule.Monthly:
+		return schMonth
+	case schedule.NthWeekday:
+		return schMonthDays
+	}
+	return schEmpty
+}
+
+// ErrNotExportable matches a *NotExportableError.
+var ErrNotExportable = errors.New("klt: the task cannot be exported or imported")
+
+// NotExportableError refuses an Administration Server task or a task type
+// marked NotExportable (the seeds: "Administration Server tasks are also
+// unavailable for export"). It matches ErrNotExportable and ErrInvalid.
+type NotExportableError struct {
+	Application string
+	Type        string
+	Reason      string
+}
+
+func (e *NotExportableError) Error() string {
+	return fmt.Sprintf("klt: task type %q of %q cannot be exported or imported: %s", e.Type, e.Application, e.Reason)
+}
+
+// Is matches ErrNotExportable and ErrInvalid.
+func (e *NotExportableError) Is(target error) bool {
+	return target == ErrNotExportable || target == ErrInvalid
+}
+
+// ErrUnsupportedVersion matches a *VersionError.
+var ErrUnsupportedVersion = errors.New("klt: unsupported format version")
+
+// VersionError refuses a document of a newer major format version (or a
+// malformed version). It matches ErrUnsupportedVersion and ErrInvalid.
+type VersionError struct {
+	// Found is the document's format_version; Supported is FormatVersion.
+	Found, Supported string
+}
+
+func (e *VersionError) Error() string {
+	return fmt.Sprintf("klt: format version %q is not supported: this library reads versions up to %d.x (it writes %s); upgrade taskfleet to import this file", e.Found, FormatMajor, e.Supported)
+}
+
+// Is matches ErrUnsupportedVersion and ErrInvalid.
+func (e *VersionError) Is(target error) bool {
+	return target == ErrUnsupportedVersion || target == ErrInvalid
+}
+
+// Field is one field of a document that this version does not know,
+// kept verbatim so that exporting the imported task writes it back.
+type Field struct {
+	// Path names the field from the document's root, one element per
+	// key, in export coordinates: ["task", "TASK_DEL_AFTER_RUN_FLAG"],
+	// ["task", "TASK_INFO_PARAMS", "KLPRSS_EVPNotifications"],
+	// ["task", "TASK_ADDITIONAL_PARAMS", "legacy_option"] or
+	// ["signature"] for a header field.
+	Path []string
+	// Value is the field's value as it appears in the document
+	// (canonical JSON: keys in byte order, no insignificant space).
+	Value json.RawMessage
+}
+
+// PathString returns the dotted form of the path.
+func (f Field) PathString() string { return strings.Join(f.Path, ".") }
+
+// ExportOptions configure Export. The zero value exports at the time of
+// the wall clock with no unknown fields.
+type ExportOptions struct {
+	// Time is the export time written to the header (UTC, whole seconds).
+	// When zero, Clock is read.
+	Time time.Time
+	// Clock is read when Time is zero (default: the wall clock).
+	Clock clock.Clock
+	// Extra are fields to write besides the task's own: the unknown
+	// fields of an Import (Import.Extra), so a task imported from a newer
+	// or foreign file keeps them. A path must be a header field
+	// (one element), or a field of "task", "task.TASK_INFO_PARAMS" or
+	// "task.TASK_ADDITIONAL_PARAMS" that this version does not write.
+	Extra []Field
+}
+
+// ExportReport tells what Export left out or found.
+type ExportReport struct {
+	// AccountName is the run-as account name written to the file ("" for
+	// the default account).
+	AccountName string
+	// PasswordDropped is true when the task had a password: it is never
+	// exported, and whoever imports the file must enter it again.
+	PasswordDropped bool
+	// PrivateData lists the settings values that look like private data
+	// (credentials.ScanSettings), with paths in document coordinates
+	// ("task.TASK_ADDITIONAL_PARAMS.proxy_url"). They are exported as they
+	// are: the seeds ask administrators not to put private data in task
+	// settings, and the report lets a console warn before saving.
+	PrivateData []credentials.Finding
+}
+
+// Export writes t as a KLT document. tt is t's registered type (the
+// Registry's Lookup). The password of the run-as account is never
+// written; the account name is.
+//
+// Errors: a *NotExportableError for Administration Server tasks and types
+// marked NotExportable; ErrInvalid (*ValidationError or ValidationErrors)
+// for a task whose type does not match tt, whose schedule, scope or restart
+// policy is invalid, or for a bad ExportOptions.Extra entry.
+func Export(t *task.Task, tt task.TaskType, opts ExportOptions) ([]byte, ExportReport, error) {
+	var rep ExportReport
+	if t == nil {
+		return nil, rep, errs.Invalid("task", "", "is required")
+	}
+	if tt.Application != t.Application || tt.Name != t.Type {
+		return nil, rep, errs.Invalid("type", t.Type, fmt.Sprintf("the task type %q of %q does not match the task's type %q of %q", tt.Name, tt.Application, t.Type, t.Application))
+	}
+	if tt.ServerTask || t.Scope.Kind == scope.Server {
+		return nil, rep, &NotExportableError{Application: t.Application, Type: t.Type, Reason: "Administration Server tasks cannot be exported"}
+	}
+	if tt.NotExportable {
+		return nil, rep, &NotExportableError{Application: t.Application, Type: t.Type, Reason: "the task type is marked not exportable"}
+	}
+	when := opts.Time
+	if when.IsZero() {
+		clk := opts.Clock
+		if clk == nil {
+			clk = clock.New()
+		}
+		when = clk.Now()
+	}
+	when = when.UTC().Truncate(time.Second)
+
+	tp, settingsKeys, err := taskParams(t)
+	if err != nil {
+		return nil, rep, err
+	}
+	if !t.Account.IsDefault() {
+		rep.AccountName = t.Account.Name
+		rep.PasswordDropped = !t.Account.Password.IsZero()
+	}
+	for _, f := range credentials.ScanSettings(settingsValue(t.Settings)) {
+		f.Path = strings.TrimSuffix(keyTask+"."+keyAdditional+"."+strings.TrimPrefix(f.Path, "$."), ".")
+		rep.PrivateData = append(rep.PrivateData, f)
+	}
+
+	doc := newObject()
+	doc.set(keyFormat, strNode(Format))
+	doc.set(keyFormatVersion, strNode(FormatVersion))
+	doc.set(keyLibraryVersion, strNode(LibraryVersion))
+	doc.set(keyExportedAt, strNode(when.Format(time.RFC3339)))
+	doc.set(keyTask, paramsNode(tp))
+	if err := addExtra(doc, tp, settingsKeys, opts.Extra); err != nil {
+		return nil, rep, err
+	}
+	var buf bytes.Buffer
+	buf.Grow(2048)
+	encodeTree(&buf, doc, 0, true)
+	buf.WriteByte('\n')
+	return buf.Bytes(), rep, nil
+}
+
+func settingsValue(s any) any {
+	if s == nil {
+		return struct{}{}
+	}
+	return s
+}
+
+// taskParams builds the task's params container. It returns the members
+// and the set of TASK_ADDITIONAL_PARAMS keys the settings type owns.
+func taskParams(t *task.Task) (*node, map[string]bool, error) {
+	var bad ValidationErrors
+	add := func(prefix string, err error) {
+		if err == nil {
+			return
+		}
+		switch e := errs.Prefix(prefix, err).(type) {
+		case *ValidationError:
+			bad = append(bad, e)
+		case ValidationErrors:
+			bad = append(bad, e...)
+		default:
+			bad = append(bad, errs.Invalid(prefix, "", err.Error()))
+		}
+	}
+	add("schedule", t.Schedule.Validate())
+	add("scope", t.Scope.Validate())
+	pol := t.Restart
+	if pol.IsZero() {
+		pol = restart.Default()
+	}
+	add("restart", pol.Validate())
+	if err := bad.Err(); err != nil {
+		return nil, nil, err
+	}
+
+	tp := newObject()
+	tp.set(keyTaskName, strNode(t.Type))
+	tp.set(keyProductName, strNode(t.Application))
+	tp.set(keyProductVersion, strNode(t.ApplicationVersion))
+	tp.set(keyScheduleType, intNode(int64(ScheduleType(t.Schedule.Kind))))
+	tp.set(keyRunMissed, boolNode(t.Schedule.RunMissed))
+
+	info := newObject()
+	info.set(keyDisplayName, strNode(t.Name))
+	info.set(keyAutoRandom, boolNode(t.Schedule.RandomDelay.Mode == schedule.DelayAutomatic))
+	if t.Scope.Kind == scope.Group {
+		info.set(keyGroupID, groupNode(t.Scope.Group))
+		if len(t.Scope.ExcludedGroups) > 0 {
+			arr := &node{kind: kArray}
+			for _, g := range t.Scope.ExcludedGroups {
+				arr.kids = append(arr.kids, groupNode(g))
+			}
+			info.set(keyExceptGroups, arr)
+		}
+	}
+	if t.Description != "" {
+		info.set(keyTFDescription, strNode(t.Description))
+	}
+	if t.Suspended {
+		info.set(keyTFSuspended, boolNode(true))
+	}
+	tp.set(keyInfo, paramsNode(info))
+
+	settings, err := settingsTree(t.Settings)
+	if err != nil {
+		return nil, nil, err
+	}
+	keys := make(map[string]bool, len(settings.keys))
+	for _, k := range settings.keys {
+		keys[k] = true
+	}
+	if t.Settings != nil {
+		for k := range jsonFieldNames(reflect.TypeOf(t.Settings)) {
+			keys[k] = true
+		}
+	}
+	tp.set(keyAdditional, plainToParams(settings))
+
+	for _, part := range []struct {
+		key string
+		v   any
+	}{
+		{keyTFSchedule, t.Schedule},
+		{keyTFScope, t.Scope},
+		{keyTFRestart, pol},
+		{keyTFNotifications, t.Notifications},
+		{keyTFSecurity, t.Security},
+	} {
+		b, err := json.Marshal(part.v)
+		if err != nil {
+			return nil, nil, fmt.Errorf("klt: encode %s: %w", part.key, err)
+		}
+		n, err := plainTree(b)
+		if err != nil {
+			return nil, nil, fmt.Errorf("klt: encode %s: %w", part.key, err)
+		}
+		tp.set(part.key, plainToParams(n))
+	}
+	if !t.Account.IsDefault() {
+		tp.set(keyTFAccountName, strNode(t.Account.Name))
+	}
+	return tp, keys, nil
+}
+
+// settingsTree returns the type-specific settings as a plain JSON object
+// (empty for a type without settings).
+func settingsTree(s any) (*node, error) {
+	var b []byte
+	switch v := s.(type) {
+	case nil:
+		return newObject(), nil
+	case json.RawMessage:
+		b = v
+	default:
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			return nil, errs.Invalid("settings", fmt.Sprintf("%T", s), "cannot be encoded as JSON: "+err.Error())
+		}
+	}
+	n, err := plainTree(b)
+	if err != nil {
+		return nil, errs.Invalid("settings", "", "is not valid JSON")
+	}
+	switch n.kind {
+	case kNull:
+		return newObject(), nil
+	case kObject:
+		return n, nil
+	}
+	return nil, errs.Invalid("settings", "", "must encode to a JSON object")
+}
+
+// groupNode writes a group id as paramInt when it is the canonical
+// decimal form of a 32-bit integer (the Open API's group ids), and as a
+// string otherwise, so both read back unchanged.
+func groupNode(g scope.GroupID) *node {
+	if v, err := strconv.ParseInt(string(g), 10, 32); err == nil && strconv.FormatInt(v, 10) == string(g) {
+		return numNode(string(g))
+	}
+	return strNode(string(g))
+}
+
+// addExtra inserts ExportOptions.Extra into the document.
+func addExtra(doc, tp *node, settingsKeys map[string]bool, extra []Field) error {
+	var bad ValidationErrors
+	seen := map[string]bool{}
+	info, _ := paramsObject(tp.get(keyInfo), "", false)
+	add, _ := paramsObject(tp.get(keyAdditional), "", false)
+	for i, f := range extra {
+		field := fmt.Sprintf("extra[%d]", i)
+		var dst *node
+		var known []string
+		var ownKeys map[string]bool
+		switch {
+		case len(f.Path) == 1:
+			dst, known = doc, knownRoot
+		case len(f.Path) == 2 && f.Path[0] == keyTask:
+			dst, known = tp, knownTask
+		case len(f.Path) == 3 && f.Path[0] == keyTask && f.Path[1] == keyInfo:
+			dst, known = info, knownInfo
+		case len(f.Path) == 3 && f.Path[0] == keyTask && f.Path[1] == keyAdditional:
+			dst, ownKeys = add, settingsKeys
+		default:
+			bad = append(bad, errs.Invalid(field+".path", f.PathString(), `must be a header field, or a field of "task", "task.TASK_INFO_PARAMS" or "task.TASK_ADDITIONAL_PARAMS"`))
+			continue
+		}
+		key := f.Path[len(f.Path)-1]
+		p := f.PathString()
+		switch {
+		case slices.Contains(known, key) || ownKeys[key]:
+			bad = append(bad, errs.Invalid(field+".path", p, "is a field taskfleet writes itself"))
+			continue
+		case seen[p]:
+			bad = append(bad, errs.Invalid(field+".path", p, "is given twice"))
+			continue
+		}
+		seen[p] = true
+		v, err := decodeTree(bytes.NewReader(f.Value), limits{size: DefaultMaxSize, depth: DefaultMaxDepth, values: DefaultMaxValues})
+		if err == nil {
+			_, err = paramsToPlain(v, p)
+		}
+		if err != nil {
+			bad = append(bad, errs.Invalid(field+".value", "", "is not a valid Open API params value: "+err.Error()))
+			continue
+		}
+		dst.set(key, v)
+	}
+	return bad.Err()
+}
+
+// jsonFieldNames returns the JSON names of a struct type's fields (through
+// pointers and embedded structs), as encoding/json writes them.
+func jsonFieldNames(t reflect.Type) map[string]bool {
+	out := map[string]bool{}
+	var walk func(t reflect.Type, depth int)
+	walk = func(t reflect.Type, depth int) {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct || depth > 8 {
+			return
+		}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			tag := f.Tag.Get("json")
+			if tag == "-" {
+				continue
+			}
+			name, _, _ := strings.Cut(tag, ",")
+			if f.Anonymous && name == "" {
+				walk(f.Type, depth+1)
+				continue
+			}
+			if !f.IsExported() {
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			out[name] = true
+		}
+	}
+	walk(t, 0)
+	return out
+}
+
+// Normalize returns the canonical form of a KLT document, used to compare
+// documents: object keys in byte order, two-space indentation, the
+// header's exported_at removed. It refuses what Parse refuses at the JSON
+// level (size, UTF-8, duplicate keys, depth), with the default limits.
+func Normalize(data []byte) ([]byte, error) {
+	n, err := decodeTree(bytes.NewReader(data), defaultLimits())
+	if err != nil {
+		return nil, err
+	}
+	if n.kind == kObject {
+		n.del(keyExportedAt)
+	}
+	var buf bytes.Buffer
+	encodeTree(&buf, n, 0, true)
+	buf.WriteByte('\n')
+	return buf.Bytes(), nil
+}
+
+func defaultLimits() limits {
+	return limits{size: DefaultMaxSize, depth: DefaultMaxDepth, values: DefaultMaxValues}
+}
