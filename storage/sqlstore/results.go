@@ -198,6 +198,15 @@ func (s *Store) UpsertResults(ctx context.Context, p storage.UpsertResultsParams
 	if err != nil {
 		return 0, fmt.Errorf("sqlstore: upsert results: %w", err)
 	}
+	if s.dialect == Postgres && s.upsertCalls.Add(1)%compactEvery == 0 {
+		seen := map[string]bool{}
+		for i := range p.Results {
+			if id := p.Results[i].TaskID; !seen[id] {
+				seen[id] = true
+				s.compact(ctx, id)
+			}
+		}
+	}
 	return total, nil
 }
 
@@ -344,8 +353,28 @@ func (s *Store) DueResults(ctx context.Context, p storage.DueResultsParams) ([]s
 	return out, nil
 }
 
-// TaskStatistics implements storage.ResultStore (an index-only scan of
-// (task_id, state) on PostgreSQL, a covering index on SQLite).
+// compactAfter is the number of a task's delta rows (PostgreSQL) above
+// which TaskStatistics folds them into one row per state.
+const compactAfter = 256
+
+// compactEvery: every compactEvery-th UpsertResults call (PostgreSQL)
+// also compacts the deltas of the tasks it wrote, so they stay small even
+// when nobody reads statistics.
+const compactEvery = 64
+
+// compact folds a task's result deltas into one row per state. It is safe
+// beside writers and other compactions: under READ COMMITTED a concurrent
+// compaction deletes only rows still present and re-inserts their sum.
+// Failures are logged, never returned: compaction only saves work.
+func (s *Store) compact(ctx context.Context, taskID string) {
+	if _, err := s.w.ExecContext(ctx, s.q.compactDeltas, taskID); err != nil {
+		s.log.Warn().Err(err).Str("task_id", taskID).Msg("compacting result counters failed")
+	}
+}
+
+// TaskStatistics implements storage.ResultStore. PostgreSQL sums the
+// task's delta rows (maintained by statement triggers, O(states)); SQLite
+// scans the covering index (task_id, state, restart_required).
 func (s *Store) TaskStatistics(ctx context.Context, taskID string) (storage.Statistics, error) {
 	if err := s.checkOpen(); err != nil {
 		return storage.Statistics{}, err
@@ -356,18 +385,25 @@ func (s *Store) TaskStatistics(ctx context.Context, taskID string) (storage.Stat
 	}
 	defer rows.Close()
 	st := storage.Statistics{ByState: map[string]int{}}
+	deltas := int64(0)
 	for rows.Next() {
 		var state string
-		var n, restart int64
-		if err := rows.Scan(&state, &n, &restart); err != nil {
+		var n, restart, parts int64
+		if err := rows.Scan(&state, &n, &restart, &parts); err != nil {
 			return storage.Statistics{}, fmt.Errorf("sqlstore: statistics of task %q: %w", taskID, mapErr(err))
 		}
-		st.ByState[state] = int(n)
-		st.Total += int(n)
+		deltas += parts
+		if n != 0 {
+			st.ByState[state] = int(n)
+			st.Total += int(n)
+		}
 		st.RestartRequired += int(restart)
 	}
 	if err := rows.Err(); err != nil {
 		return storage.Statistics{}, fmt.Errorf("sqlstore: statistics of task %q: %w", taskID, mapErr(err))
+	}
+	if deltas > compactAfter {
+		s.compact(ctx, taskID)
 	}
 	return st, nil
 }

@@ -199,6 +199,9 @@ type Store struct {
 	// upserts (SQLite) are the prepared multi-row result upserts of
 	// sqliteChunk>>k rows at index k.
 	upserts []*sql.Stmt
+	// upsertCalls counts UpsertResults calls, to compact PostgreSQL's
+	// result counters now and then.
+	upsertCalls atomic.Uint64
 }
 
 // OpenSQLite opens (creating when missing) the SQLite database at path with

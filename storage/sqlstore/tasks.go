@@ -19,6 +19,8 @@ type queries struct {
 	insertRevision, getRevision, listRevisions                                              string
 	getResult, dueResults, statistics                                                       string
 	insertEventKey, insertEvent, purgeEvents                                                string
+	// PostgreSQL only.
+	deleteDeltas, compactDeltas string
 }
 
 const taskCols = `id, name, search_name, unique_name, application, task_type, kind, group_id, device_id, revision, suspended, created_at, updated_at, body`
@@ -31,7 +33,7 @@ const eventCols = `id, task_id, device_id, run_id, at, level, severity, message,
 
 func buildQueries(db *sqlx.DB) queries {
 	rb := db.Rebind
-	return queries{
+	q := queries{
 		insertTask:     rb(`INSERT INTO tasks (` + taskCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		getTask:        rb(`SELECT ` + taskCols + ` FROM tasks WHERE id = ?`),
 		updateTask:     rb(`UPDATE tasks SET name = ?, search_name = ?, unique_name = ?, application = ?, task_type = ?, kind = ?, group_id = ?, device_id = ?, revision = ?, suspended = ?, created_at = ?, updated_at = ?, body = ? WHERE id = ? AND revision = ?`),
@@ -44,11 +46,22 @@ func buildQueries(db *sqlx.DB) queries {
 		listRevisions:  rb(`SELECT ` + revisionCols + ` FROM revisions WHERE task_id = ? AND number > ? ORDER BY number LIMIT ?`),
 		getResult:      rb(`SELECT ` + resultCols + ` FROM results WHERE task_id = ? AND device_id = ?`),
 		dueResults:     rb(`SELECT ` + resultCols + ` FROM results WHERE state = ? AND due_at <= ? ORDER BY due_at, task_id, device_id LIMIT ?`),
-		statistics:     rb(`SELECT state, COUNT(*), SUM(CASE WHEN restart_required THEN 1 ELSE 0 END) FROM results WHERE task_id = ? GROUP BY state`),
+		statistics:     rb(`SELECT state, COUNT(*), SUM(CASE WHEN restart_required THEN 1 ELSE 0 END), 0 FROM results WHERE task_id = ? GROUP BY state`),
 		insertEventKey: rb(`INSERT INTO event_keys (task_id, key) VALUES (?, ?) ON CONFLICT DO NOTHING`),
 		insertEvent:    rb(`INSERT INTO events (task_id, device_id, run_id, at, level, severity, message, key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
 		purgeEvents:    rb(`DELETE FROM events WHERE task_id = ? AND at < ?`),
 	}
+	if db.DriverName() == "pgx" {
+		// PostgreSQL keeps per-task counters (result_deltas, see the
+		// schema): statistics sum a handful of delta rows instead of
+		// scanning the task's results.
+		q.statistics = `SELECT state, SUM(n), SUM(restart), COUNT(*) FROM result_deltas WHERE task_id = $1 GROUP BY state`
+		q.deleteDeltas = `DELETE FROM result_deltas WHERE task_id = $1`
+		q.compactDeltas = `WITH gone AS (DELETE FROM result_deltas WHERE task_id = $1 RETURNING state, n, restart)
+INSERT INTO result_deltas (task_id, state, n, restart)
+SELECT $1, state, SUM(n), SUM(restart) FROM gone GROUP BY state HAVING SUM(n) <> 0 OR SUM(restart) <> 0`
+	}
+	return q
 }
 
 // inTx runs fn in a write transaction and commits it; any error rolls it
@@ -178,7 +191,12 @@ func (s *Store) DeleteTask(ctx context.Context, p storage.DeleteTaskParams) erro
 		// After the task row: on PostgreSQL its delete waited for
 		// every UpsertResults holding FOR KEY SHARE on it, so this
 		// statement's snapshot sees their results.
-		_, err = tx.ExecContext(ctx, s.q.deleteResults, p.ID)
+		if _, err = tx.ExecContext(ctx, s.q.deleteResults, p.ID); err != nil {
+			return err
+		}
+		if s.dialect == Postgres {
+			_, err = tx.ExecContext(ctx, s.q.deleteDeltas, p.ID)
+		}
 		return err
 	})
 	if err != nil {

@@ -57,10 +57,59 @@ CREATE TABLE results (
     restart_required boolean     NOT NULL,
     PRIMARY KEY (task_id, device_id)
 );
--- ListResults by state and TaskStatistics (index-only scans).
-CREATE INDEX results_task_state ON results (task_id, state) INCLUDE (restart_required);
+-- ListResults filtered by state, in device order.
+CREATE INDEX results_task_state ON results (task_id, state, device_id);
 -- DueResults: the engine's due-run query.
 CREATE INDEX results_due ON results (state, due_at, task_id, device_id);
+
+-- TaskStatistics must not scan a million-device task. Statement-level
+-- triggers append one delta row per (task, state) per statement, built
+-- from the transition tables; statistics sum a task's deltas, and
+-- compaction folds them back into one row per state. Deltas are
+-- insert-only, so concurrent writers never wait for each other on a
+-- counter row.
+CREATE TABLE result_deltas (
+    task_id text COLLATE "C" NOT NULL,
+    state   text COLLATE "C" NOT NULL,
+    n       bigint NOT NULL,  -- results in the state
+    restart bigint NOT NULL   -- of which restart_required
+);
+CREATE INDEX result_deltas_task ON result_deltas (task_id);
+
+CREATE FUNCTION taskfleet_results_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO result_deltas (task_id, state, n, restart)
+    SELECT task_id, state, COUNT(*), COUNT(*) FILTER (WHERE restart_required)
+    FROM new_rows GROUP BY task_id, state;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION taskfleet_results_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO result_deltas (task_id, state, n, restart)
+    SELECT task_id, state, SUM(n), SUM(r) FROM (
+        SELECT task_id, state, 1 AS n, CASE WHEN restart_required THEN 1 ELSE 0 END AS r FROM new_rows
+        UNION ALL
+        SELECT task_id, state, -1, CASE WHEN restart_required THEN -1 ELSE 0 END FROM old_rows
+    ) d
+    GROUP BY task_id, state HAVING SUM(n) <> 0 OR SUM(r) <> 0;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION taskfleet_results_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO result_deltas (task_id, state, n, restart)
+    SELECT task_id, state, -COUNT(*), -COUNT(*) FILTER (WHERE restart_required)
+    FROM old_rows GROUP BY task_id, state;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER results_inserted AFTER INSERT ON results
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION taskfleet_results_inserted();
+CREATE TRIGGER results_updated AFTER UPDATE ON results
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION taskfleet_results_updated();
+CREATE TRIGGER results_deleted AFTER DELETE ON results
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION taskfleet_results_deleted();
 
 CREATE TABLE events (
     id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
