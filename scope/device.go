@@ -127,8 +127,8 @@ type AdminGroup struct {
 // than the documented ones are returned to the caller wrapped.
 //
 // The interface is deliberately small. An implementation can offer faster
-// paths by also implementing the optional interfaces GroupDeviceLister and
-// NameResolver; this package detects them with a type assertion, so new
+// paths by also implementing the optional interfaces GroupDeviceLister,
+// NameResolver and DeviceChecker; this package detects them with a type assertion, so new
 // capabilities are added as new optional interfaces, never as new methods
 // here.
 type Inventory interface {
@@ -170,4 +170,14 @@ type NameResolver interface {
 	// name.Name, compared case-insensitively, in ascending order. It
 	// returns an empty slice and no error when no device has the name.
 	DevicesByName(ctx context.Context, name Address) ([]DeviceID, error)
+}
+
+// DeviceChecker is an optional interface for an Inventory that can check
+// many device ids at once (one query instead of one per id), used for
+// Devices scopes of up to MaxListLength ids.
+type DeviceChecker interface {
+	// ExistingDevices returns the ids from ids that name a device in the
+	// inventory, in ascending order, without duplicates. ids may hold
+	// duplicates and ids of missing devices; neither is an error.
+	ExistingDevices(ctx context.Context, ids []DeviceID) ([]DeviceID, error)
 }

@@ -98,10 +98,11 @@ func (s Scope) ValidateWith(ctx context.Context, inv Inventory) error {
 	var bad ValidationErrors
 	switch s.Kind {
 	case Local:
-		if _, err := inv.Device(ctx, s.Device); err != nil {
-			if !errors.Is(err, ErrNotFound) {
-				return fmt.Errorf("scope: device %q: %w", s.Device, err)
-			}
+		missing, err := missingIDs(ctx, inv, []DeviceID{s.Device})
+		if err != nil {
+			return err
+		}
+		if len(missing) > 0 {
 			bad = append(bad, errs.Invalid("device", string(s.Device), "no such device in the inventory"))
 		}
 	case Group:
@@ -110,13 +111,12 @@ func (s Scope) ValidateWith(ctx context.Context, inv Inventory) error {
 			return err
 		}
 	case Devices:
-		for i, id := range s.Devices {
-			if _, err := inv.Device(ctx, id); err != nil {
-				if !errors.Is(err, ErrNotFound) {
-					return fmt.Errorf("scope: device %q: %w", id, err)
-				}
-				bad = append(bad, errs.Invalid(fmt.Sprintf("devices[%d]", i), string(id), "no such device in the inventory"))
-			}
+		missing, err := missingIDs(ctx, inv, s.Devices)
+		if err != nil {
+			return err
+		}
+		for _, i := range missing {
+			bad = append(bad, errs.Invalid(fmt.Sprintf("devices[%d]", i), string(s.Devices[i]), "no such device in the inventory"))
 		}
 	case Addresses:
 		missing, err := unresolvedNames(ctx, inv, s.Addresses)
@@ -271,22 +271,52 @@ func Resolve(ctx context.Context, s Scope, inv Inventory) (Resolution, error) {
 	return r, nil
 }
 
-func resolveIDs(ctx context.Context, inv Inventory, ids []DeviceID, field func(int) string, r *Resolution) error {
+// missingIDs returns the indexes of the ids that name no device in inv.
+func missingIDs(ctx context.Context, inv Inventory, ids []DeviceID) ([]int, error) {
+	var missing []int
+	if dc, ok := inv.(DeviceChecker); ok {
+		exist, err := dc.ExistingDevices(ctx, ids)
+		if err != nil {
+			return nil, fmt.Errorf("scope: check devices: %w", err)
+		}
+		for i, id := range ids {
+			if _, found := slices.BinarySearch(exist, id); !found {
+				missing = append(missing, i)
+			}
+		}
+		return missing, nil
+	}
 	for i, id := range ids {
 		if err := ctx.Err(); err != nil {
-			return err
+			return nil, err
 		}
 		if _, err := inv.Device(ctx, id); err != nil {
 			if !errors.Is(err, ErrNotFound) {
-				return fmt.Errorf("scope: device %q: %w", id, err)
+				return nil, fmt.Errorf("scope: device %q: %w", id, err)
 			}
-			r.Missing = append(r.Missing, MissingRef{Field: field(i), Value: string(id)})
+			missing = append(missing, i)
+		}
+	}
+	return missing, nil
+}
+
+func resolveIDs(ctx context.Context, inv Inventory, ids []DeviceID, field func(int) string, r *Resolution) error {
+	missing, err := missingIDs(ctx, inv, ids)
+	if err != nil {
+		return err
+	}
+	for _, i := range missing {
+		r.Missing = append(r.Missing, MissingRef{Field: field(i), Value: string(ids[i])})
+	}
+	for i, id := range ids {
+		if len(missing) > 0 && missing[0] == i {
+			missing = missing[1:]
 			continue
 		}
 		r.Devices = append(r.Devices, id)
 	}
 	slices.Sort(r.Devices)
-	return nil
+	return ctx.Err()
 }
 
 const roleUnknown = unknownPrefix + "device.server.role"

@@ -5,7 +5,8 @@
 // devices are kept sorted by id with a dense group index per device, so a
 // group scope over a million devices is a scan of a bitset, and names are
 // indexed for address scopes. It implements the optional
-// scope.GroupDeviceLister and scope.NameResolver interfaces.
+// scope.GroupDeviceLister, scope.NameResolver and scope.DeviceChecker
+// interfaces.
 //
 // Writes are cheap (a map update); the sorted snapshot that reads use is
 // rebuilt on the first read after a write, so load many devices with one
@@ -63,6 +64,7 @@ var (
 	_ scope.Inventory         = (*Inventory)(nil)
 	_ scope.GroupDeviceLister = (*Inventory)(nil)
 	_ scope.NameResolver      = (*Inventory)(nil)
+	_ scope.DeviceChecker     = (*Inventory)(nil)
 )
 
 // New returns an empty inventory.
@@ -365,4 +367,21 @@ func (inv *Inventory) DevicesByName(ctx context.Context, name scope.Address) ([]
 		return nil, errs.Invalid("name", name.String(), "must be a NetBIOS or DNS name")
 	}
 	return slices.Clone(ids), nil
+}
+
+// ExistingDevices implements scope.DeviceChecker.
+func (inv *Inventory) ExistingDevices(ctx context.Context, ids []scope.DeviceID) ([]scope.DeviceID, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]scope.DeviceID, 0, len(ids))
+	inv.mu.Lock()
+	for _, id := range ids {
+		if _, ok := inv.devices[id]; ok {
+			out = append(out, id)
+		}
+	}
+	inv.mu.Unlock()
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }

@@ -244,6 +244,25 @@ func Run(t *testing.T, h Harness) {
 			}
 		}
 	})
+	t.Run("DeviceChecker", func(t *testing.T) {
+		t.Parallel()
+		inv := load(t)
+		dc, ok := inv.(scope.DeviceChecker)
+		if !ok {
+			t.Log("scope.DeviceChecker not implemented: nothing to check")
+			return
+		}
+		got, err := dc.ExistingDevices(ctx, []scope.DeviceID{"d-09", "gone", "d-01", "d-09", "d-10"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]scope.DeviceID{"d-01", "d-09", "d-10"}, got); diff != "" {
+			t.Errorf("ExistingDevices (-want +got):\n%s", diff)
+		}
+		if got, err := dc.ExistingDevices(ctx, nil); err != nil || len(got) != 0 {
+			t.Errorf("ExistingDevices(nil) = %v, %v", got, err)
+		}
+	})
 	t.Run("ResolveMatchesReference", func(t *testing.T) {
 		t.Parallel()
 		inv := load(t)
