@@ -43,8 +43,9 @@
 //
 // The host implements Inventory (four methods, context first, ErrNotFound
 // for a missing device or group). An implementation can add fast paths by
-// implementing the optional interfaces GroupDeviceLister and NameResolver,
-// detected with a type assertion, in the style of database/sql/driver.
+// implementing the optional interfaces GroupDeviceLister, NameResolver and
+// DeviceChecker, detected with a type assertion, in the style of
+// database/sql/driver.
 // Package scope/inmem is a concurrent-safe, indexed in-memory inventory,
 // and package scope/inventorytest is the conformance suite every
 // implementation (a host's inventory, a SQL backend) runs with
