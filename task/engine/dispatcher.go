@@ -1,0 +1,323 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/taskfleet/taskfleet/internal/errs"
+	"github.com/taskfleet/taskfleet/schedule"
+	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/storage"
+	"github.com/taskfleet/taskfleet/task"
+	"github.com/taskfleet/taskfleet/task/transport"
+)
+
+var _ task.Dispatcher = (*Server)(nil)
+var _ transport.Handler = (*Server)(nil)
+
+// TaskSaved implements task.Dispatcher: the task's scope is resolved
+// again, device tasks are delivered to the connected devices of the scope
+// (and withdrawn from devices that left it; heartbeats repair any loss),
+// and a server-run schedule restarts from the saved settings (an
+// Immediately schedule fires at once).
+func (s *Server) TaskSaved(ctx context.Context, t *task.Task) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.opened {
+		return nil // Open loads every task
+	}
+	now := s.clk.Now()
+	var before []scope.DeviceID
+	if old := s.tasks[t.ID]; old != nil {
+		before = old.devices
+	}
+	ts := s.load(ctx, t, now)
+	s.rebuildByDevice()
+	if ts.onServer {
+		return nil
+	}
+	for _, d := range before {
+		if !ts.inScope[d] {
+			_ = s.send(ctx, transport.Message{Kind: transport.Withdraw, Device: d, TaskID: t.ID})
+		}
+	}
+	def := s.definition(ts)
+	for _, d := range ts.devices {
+		if s.connected(ctx, d) {
+			if s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: def}) == nil {
+				s.stats.Delivered++
+			}
+		}
+	}
+	return nil
+}
+
+// TaskDeleted implements task.Dispatcher.
+func (s *Server) TaskDeleted(ctx context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ts := s.tasks[id]
+	if ts == nil {
+		return nil
+	}
+	delete(s.tasks, id)
+	for k := range s.pending {
+		if k.task == id {
+			delete(s.pending, k)
+		}
+	}
+	s.rebuildByDevice()
+	if !ts.onServer {
+		for _, d := range ts.devices {
+			_ = s.send(ctx, transport.Message{Kind: transport.Withdraw, Device: d, TaskID: id})
+		}
+	}
+	return nil
+}
+
+// Start implements task.Dispatcher (a manual start): every device of the
+// run gets it at its randomized start; devices not connected get it when
+// they become visible if the task runs missed tasks, and are recorded
+// missed otherwise. A manual start changes the randomized offsets.
+func (s *Server) Start(ctx context.Context, t *task.Task, run task.Run) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.clk.Now()
+	ts := s.load(ctx, t, now)
+	at := run.At
+	if at.IsZero() {
+		at = now
+	}
+	st := transport.Start{TaskID: t.ID, RunID: transport.RunID(at, transport.Manual), At: at, Manual: true}
+	devices := append(append([]scope.DeviceID(nil), run.Devices...), run.Skipped...)
+	if !ts.onServer {
+		ts.manual = &st
+	} else {
+		ts.lastFire = &st
+	}
+	s.startOn(ctx, ts, st, devices, st.RunID, now)
+	return nil
+}
+
+// Stop implements task.Dispatcher: starts not yet begun are recorded
+// stopped; devices running the task are told to stop (they report
+// stopped). StopRun is sent once per device; a device that misses it
+// finishes the run.
+func (s *Server) Stop(ctx context.Context, t *task.Task) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.clk.Now()
+	after := ""
+	for {
+		page, err := s.cfg.Store.ListResults(ctx, storage.ListResultsParams{TaskID: t.ID, States: []string{string(task.Scheduled), string(task.Pending), string(task.Running), string(task.Paused)}, AfterDevice: after, Limit: storage.MaxListLimit})
+		if err != nil {
+			return fmt.Errorf("engine: stop %q: %w", t.ID, err)
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		var stopped []task.Result
+		for _, r := range page {
+			d := scope.DeviceID(r.DeviceID)
+			k := dkey{t.ID, d}
+			dp := s.pending[k]
+			delete(s.pending, k)
+			if r.State == string(task.Scheduled) || (r.State == string(task.Pending) && (dp == nil || dp.sent == 0)) {
+				stopped = append(stopped, task.Result{TaskID: t.ID, DeviceID: d, RunID: r.RunID, Seq: r.Seq + 1, State: task.Stopped, DueAt: r.DueAt, FinishedAt: now, UpdatedAt: now, Message: "stopped before it started"})
+				continue
+			}
+			_ = s.send(ctx, transport.Message{Key: fmt.Sprintf("x/%s/%d", t.ID, r.RunID), Kind: transport.StopRun, Device: d, TaskID: t.ID})
+		}
+		s.record(ctx, stopped)
+		after = page[len(page)-1].DeviceID
+	}
+}
+
+// Handle implements transport.Handler for messages from devices.
+func (s *Server) Handle(ctx context.Context, m transport.Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.opened {
+		return
+	}
+	now := s.clk.Now()
+	ack := true
+	switch m.Kind {
+	case transport.Heartbeat:
+		s.heartbeat(ctx, m, now)
+		return
+	case transport.Results:
+		n, err := s.m.RecordResults(ctx, m.Results)
+		if err != nil && !errors.Is(err, task.ErrInvalid) {
+			ack = false // storage failed: the device retries
+			break
+		}
+		s.stats.ResultsApplied += int64(n)
+		for _, r := range m.Results {
+			s.afterResult(ctx, r, now)
+		}
+	case transport.Events:
+		if _, err := s.m.RecordEvents(ctx, m.Events); err != nil && !errors.Is(err, task.ErrInvalid) {
+			ack = false
+		}
+	case transport.UpdatesDownloaded:
+		s.updatesDownloaded(ctx, m.Key, now)
+	case transport.VirusOutbreak:
+		if m.Outbreak != nil {
+			s.virusOutbreak(ctx, schedule.AppTypes(m.Outbreak.AppType), m.Outbreak.At, now)
+		}
+	case transport.LocalEdit:
+		if m.Edit != nil {
+			s.mu.Unlock() // the Manager calls TaskSaved
+			_, err := s.m.MergeDeviceEdit(ctx, task.Actor{ID: m.Edit.User}, m.Edit.Task.ID, m.Edit.BaseRevision, m.Edit.Task)
+			s.mu.Lock()
+			if err != nil {
+				s.log.Error().Err(err).Str("task", m.Edit.Task.ID).Msg("engine: local edit not merged")
+				ack = !errors.Is(err, errs.ErrRetryable)
+			}
+		}
+	default:
+		return
+	}
+	if ack && m.Key != "" {
+		_ = s.send(ctx, transport.Message{Kind: transport.Ack, Device: m.Device, Acks: []string{m.Key}})
+	}
+}
+
+// afterResult settles the dispatch of a reported run and fires "on
+// completing another task" tasks.
+func (s *Server) afterResult(ctx context.Context, r task.Result, now time.Time) {
+	k := dkey{r.TaskID, r.DeviceID}
+	if dp := s.pending[k]; dp != nil && r.Seq >= transport.SeqDevice && r.RunID >= dp.start.RunID {
+		delete(s.pending, k)
+	}
+	var status schedule.CompletionStatus
+	switch r.State {
+	case task.Completed, task.CompletedWithWarnings:
+		status = schedule.Completed
+	case task.Failed, task.FailedTimeout:
+		status = schedule.Failed
+	default:
+		return
+	}
+	at := r.FinishedAt
+	if at.IsZero() {
+		at = r.UpdatedAt
+	}
+	for _, id := range s.sortedIDs() {
+		ts := s.tasks[id]
+		sch := ts.t.Schedule
+		if sch.Kind != schedule.OnTaskCompletion || sch.TaskID != r.TaskID || sch.Status != status || ts.t.Suspended || !ts.inScope[r.DeviceID] {
+			continue
+		}
+		if trig := s.tasks[r.TaskID]; trig == nil || !trig.inScope[r.DeviceID] {
+			continue // both tasks must be assigned to the device
+		}
+		st := transport.Start{TaskID: id, RunID: transport.RunID(at, transport.Triggered), At: at}
+		s.startOn(ctx, ts, st, []scope.DeviceID{r.DeviceID}, ts.t.SettingsRevision, now)
+	}
+}
+
+// heartbeat makes the device visible, brings its task definitions up to
+// date and answers with the repository state.
+func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Time) {
+	s.stats.Heartbeats++
+	d := m.Device
+	wasVisible := s.visible(d, now)
+	s.seen[d] = now
+	held := map[string]int64{}
+	if m.Heartbeat != nil {
+		for _, h := range m.Heartbeat.Held {
+			held[h.TaskID] = h.Revision
+		}
+	}
+	for _, id := range s.byDevice[d] {
+		ts := s.tasks[id]
+		if rev, ok := held[id]; !ok || rev < ts.t.Revision {
+			if s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: s.definition(ts)}) == nil {
+				s.stats.Delivered++
+			}
+		}
+		delete(held, id)
+	}
+	for id := range held {
+		_ = s.send(ctx, transport.Message{Kind: transport.Withdraw, Device: d, TaskID: id})
+	}
+	_ = s.send(ctx, transport.Message{Kind: transport.Sync, Device: d, SyncInfo: &transport.SyncInfo{UpdatesGeneration: s.updGen, UpdatesAt: s.updAt}})
+	if !wasVisible {
+		// Became visible: starts waiting for it go out now.
+		for k, dp := range s.pending {
+			if k.device == d && dp.sent > 0 {
+				dp.next = now
+				s.nextDisp = now
+			}
+		}
+		s.dispatchDue(ctx, now)
+	}
+}
+
+// UpdatesDownloaded records that the repository received new updates
+// (key de-duplicates repeated reports): "when new updates are downloaded"
+// tasks run on the server's devices now and on device tasks' devices at
+// their next synchronization.
+func (s *Server) UpdatesDownloaded(ctx context.Context, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.updatesDownloaded(ctx, key, s.clk.Now())
+	return nil
+}
+
+func (s *Server) updatesDownloaded(ctx context.Context, key string, now time.Time) {
+	if key != "" {
+		if s.updKeys[key] {
+			return
+		}
+		s.updKeys[key] = true
+	}
+	s.updAt = now.UTC()
+	gen := now.UnixMilli()
+	if gen <= s.updGen {
+		gen = s.updGen + 1
+	}
+	s.updGen = gen
+	for _, id := range s.sortedIDs() {
+		ts := s.tasks[id]
+		if ts.onServer && ts.t.Schedule.Kind == schedule.OnUpdates && !ts.t.Suspended {
+			s.fire(ctx, ts, now, now, transport.Triggered)
+		}
+	}
+	sync := &transport.SyncInfo{UpdatesGeneration: s.updGen, UpdatesAt: s.updAt}
+	for d := range s.byDevice {
+		if s.visible(d, now) {
+			_ = s.send(ctx, transport.Message{Kind: transport.Sync, Device: d, SyncInfo: sync})
+		}
+	}
+}
+
+// VirusOutbreak starts the "on virus outbreak" tasks whose application
+// types include appType, on the devices of their scopes. Reports of the
+// same outbreak (same at) start each task once.
+func (s *Server) VirusOutbreak(ctx context.Context, appType schedule.AppTypes, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.virusOutbreak(ctx, appType, at, s.clk.Now())
+	return nil
+}
+
+func (s *Server) virusOutbreak(ctx context.Context, appType schedule.AppTypes, at, now time.Time) {
+	for _, id := range s.sortedIDs() {
+		ts := s.tasks[id]
+		sch := ts.t.Schedule
+		if sch.Kind != schedule.OnVirusOutbreak || !sch.AppTypes.Has(appType) || ts.t.Suspended {
+			continue
+		}
+		if ts.onServer {
+			s.fire(ctx, ts, at, now, transport.Triggered)
+			continue
+		}
+		st := transport.Start{TaskID: id, RunID: transport.RunID(at, transport.Triggered), At: at}
+		s.startOn(ctx, ts, st, ts.devices, ts.t.SettingsRevision, now)
+	}
+}

@@ -1,0 +1,255 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/taskfleet/taskfleet/schedule"
+	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/storage"
+	"github.com/taskfleet/taskfleet/task"
+	"github.com/taskfleet/taskfleet/task/transport"
+)
+
+func (s *Server) addDispatch(st transport.Start, d scope.DeviceID, at time.Time) {
+	k := dkey{st.TaskID, d}
+	if cur := s.pending[k]; cur != nil && cur.start.RunID > st.RunID {
+		return
+	}
+	dp := &dispatch{start: st, device: d, next: at}
+	if ts := s.tasks[st.TaskID]; ts != nil {
+		if lead, ok := ts.t.Schedule.WakeLead(); ok {
+			dp.wakeAt = at.Add(-lead)
+			if dp.wakeAt.Before(dp.next) {
+				dp.next = dp.wakeAt
+			}
+		}
+	}
+	s.pending[k] = dp
+	if s.nextDisp.IsZero() || dp.next.Before(s.nextDisp) {
+		s.nextDisp = dp.next
+	}
+}
+
+// record writes per-device results through the Manager and returns how
+// many were applied.
+func (s *Server) record(ctx context.Context, rs []task.Result) int {
+	if len(rs) == 0 {
+		return 0
+	}
+	n, err := s.m.RecordResults(ctx, rs)
+	if err != nil {
+		s.log.Error().Err(err).Msg("engine: record results")
+	}
+	return n
+}
+
+// startOn starts run st of ts on devices: connected devices (or, with run
+// missed tasks on, every device) get a scheduled result and a dispatch at
+// their randomized start; the others are recorded missed. revision is
+// the randomized-offset revision.
+func (s *Server) startOn(ctx context.Context, ts *taskState, st transport.Start, devices []scope.DeviceID, revision int64, now time.Time) {
+	sch := ts.t.Schedule
+	var conn, off []scope.DeviceID
+	for _, d := range devices {
+		if s.connected(ctx, d) {
+			conn = append(conn, d)
+		} else {
+			off = append(off, d)
+		}
+	}
+	window := sch.DelayWindow(len(conn))
+	rows := make([]task.Result, 0, len(devices))
+	type due struct {
+		d  scope.DeviceID
+		at time.Time
+	}
+	dues := make([]due, 0, len(devices))
+	for _, d := range conn {
+		at := st.At.Add(schedule.RandomOffset(window, ts.t.ID, string(d), revision))
+		rows = append(rows, task.Result{TaskID: ts.t.ID, DeviceID: d, RunID: st.RunID, Seq: transport.SeqScheduled, State: task.Scheduled, DueAt: at, UpdatedAt: now})
+		dues = append(dues, due{d, at})
+	}
+	for _, d := range off {
+		if sch.RunMissed {
+			rows = append(rows, task.Result{TaskID: ts.t.ID, DeviceID: d, RunID: st.RunID, Seq: transport.SeqScheduled, State: task.Pending, DueAt: st.At, UpdatedAt: now,
+				Message: "waiting for the device to become visible"})
+			dues = append(dues, due{d, st.At})
+			continue
+		}
+		rows = append(rows, task.Result{TaskID: ts.t.ID, DeviceID: d, RunID: st.RunID, Seq: transport.SeqScheduled, State: task.Missed, DueAt: st.At, FinishedAt: now, UpdatedAt: now,
+			Message: "the device was not connected when the task started"})
+	}
+	// Write first, dispatch second: a server that stops in between finds
+	// the scheduled results on Open and dispatches them.
+	if len(dues) == 1 && len(rows) == 1 {
+		if s.record(ctx, rows) == 0 {
+			return // this run is already known for the device
+		}
+	} else {
+		s.record(ctx, rows)
+	}
+	for _, x := range dues {
+		d := st
+		d.Due = x.at
+		s.addDispatch(d, x.d, x.at)
+	}
+}
+
+// fire runs an activation of a server-run task on the devices of its
+// scope that are connected now (the selection is resolved at fire time).
+func (s *Server) fire(ctx context.Context, ts *taskState, act, now time.Time, kind transport.RunKind) {
+	st := transport.Start{TaskID: ts.t.ID, RunID: transport.RunID(act, kind), At: act}
+	n, err := s.cfg.Store.AppendEvents(ctx, storage.AppendEventsParams{Events: []storage.EventRecord{{
+		TaskID: ts.t.ID, RunID: st.RunID, At: storage.UTC(now), Level: string(task.EventProgress), Severity: string(task.SeverityInfo),
+		Message: fmt.Sprintf("scheduled start at %s", act.UTC().Format(time.RFC3339)), Key: fmt.Sprintf("fire/%d", st.RunID),
+	}}})
+	if err != nil {
+		s.log.Error().Err(err).Str("task", ts.t.ID).Msg("engine: fire marker")
+		return
+	}
+	if n == 0 {
+		return // fired before (a server restart): its starts are recovered from storage
+	}
+	s.stats.Fired++
+	s.resolve(ctx, ts)
+	ts.lastFire = &st
+	s.startOn(ctx, ts, st, ts.devices, ts.t.SettingsRevision, now)
+}
+
+// Tick does everything due now: fires server-run activations, sends due
+// and retried starts and Wake-on-LAN, refreshes scopes, purges history.
+func (s *Server) Tick(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.opened {
+		return fmt.Errorf("engine: Tick before Open: %w", ErrClosed)
+	}
+	now := s.clk.Now()
+	if !now.Before(s.nextScope) {
+		s.nextScope = now.Add(s.cfg.ScopeRefresh)
+		s.refresh(ctx, now)
+	}
+	for _, id := range s.sortedIDs() {
+		ts := s.tasks[id]
+		if !ts.onServer || !ts.t.Schedule.Timed() {
+			continue
+		}
+		if ts.next.IsZero() || !ts.next.After(ts.cursor) {
+			nx, ok := ts.t.Schedule.Next(ts.cursor, s.loc)
+			if !ok {
+				nx = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+			}
+			ts.next = nx
+		}
+		if ts.next.After(now) {
+			continue
+		}
+		for act := range ts.t.Schedule.Between(ts.cursor, now, s.loc) {
+			ts.cursor = act
+			if !ts.t.Suspended {
+				s.fire(ctx, ts, act, now, transport.Scheduled)
+			}
+		}
+		ts.next = time.Time{}
+	}
+	s.dispatchDue(ctx, now)
+	if !now.Before(s.nextPurge) {
+		s.nextPurge = now.Add(s.cfg.PurgeEvery)
+		if _, err := s.m.PurgeHistory(ctx); err != nil {
+			s.log.Error().Err(err).Msg("engine: purge history")
+		}
+	}
+	return nil
+}
+
+// Run ticks every interval until ctx is done (goroutine mode).
+func (s *Server) Run(ctx context.Context, interval time.Duration) error {
+	tk := s.clk.Ticker(interval)
+	defer tk.Stop()
+	for {
+		if err := s.Tick(ctx); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tk.C:
+		}
+	}
+}
+
+func (s *Server) sortedIDs() []string {
+	ids := make([]string, 0, len(s.tasks))
+	for id := range s.tasks {
+		ids = append(ids, id)
+	}
+	sortStrings(ids)
+	return ids
+}
+
+// dispatchDue sends starts whose time has come and resends unanswered
+// ones every RetryInterval.
+func (s *Server) dispatchDue(ctx context.Context, now time.Time) {
+	if s.nextDisp.IsZero() || s.nextDisp.After(now) {
+		return
+	}
+	var next time.Time
+	keys := make([]dkey, 0)
+	for k, dp := range s.pending {
+		if !dp.next.After(now) {
+			keys = append(keys, k)
+		} else if next.IsZero() || dp.next.Before(next) {
+			next = dp.next
+		}
+	}
+	sortKeys(keys)
+	for _, k := range keys {
+		dp := s.pending[k]
+		ts := s.tasks[k.task]
+		if ts == nil || ts.t.Suspended {
+			if ts == nil {
+				delete(s.pending, k)
+				continue
+			}
+			dp.next = now.Add(s.cfg.RetryInterval)
+		} else if !dp.wakeAt.IsZero() && !dp.woke && now.Before(dp.start.Due) {
+			dp.woke = true
+			_ = s.send(ctx, transport.Message{Kind: transport.Wake, Device: k.device})
+			dp.next = dp.start.Due
+		} else {
+			if dp.sent == 0 {
+				s.record(ctx, []task.Result{{TaskID: k.task, DeviceID: k.device, RunID: dp.start.RunID, Seq: transport.SeqDispatched, State: task.Pending, DueAt: dp.start.Due, UpdatedAt: now}})
+				s.stats.Dispatched++
+			} else {
+				s.stats.Resent++
+			}
+			dp.sent++
+			_ = s.send(ctx, transport.Message{Key: fmt.Sprintf("s/%s/%d", k.task, dp.start.RunID), Kind: transport.StartRun, Device: k.device, Start: &dp.start, Definition: s.definition(ts)})
+			dp.next = now.Add(s.cfg.RetryInterval)
+		}
+		if next.IsZero() || dp.next.Before(next) {
+			next = dp.next
+		}
+	}
+	s.nextDisp = next
+}
+
+// refresh re-resolves every scope: devices that joined a device task's
+// scope get it with their next heartbeat; devices joining a server-run
+// Manually/Once/Immediately task with "run missed tasks" get its last
+// start.
+func (s *Server) refresh(ctx context.Context, now time.Time) {
+	for _, id := range s.sortedIDs() {
+		ts := s.tasks[id]
+		added := s.resolve(ctx, ts)
+		k := ts.t.Schedule.Kind
+		if ts.onServer && ts.t.Schedule.RunMissed && ts.lastFire != nil && (k == schedule.Manual || k == schedule.Once || k == schedule.Immediately) {
+			for _, d := range added {
+				s.startOn(ctx, ts, *ts.lastFire, []scope.DeviceID{d}, ts.t.SettingsRevision, now)
+			}
+		}
+	}
+	s.rebuildByDevice()
+}

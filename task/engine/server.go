@@ -1,0 +1,317 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/benbjohnson/clock"
+	"github.com/rs/zerolog"
+
+	"github.com/taskfleet/taskfleet/internal/errs"
+	"github.com/taskfleet/taskfleet/schedule"
+	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/storage"
+	"github.com/taskfleet/taskfleet/task"
+	"github.com/taskfleet/taskfleet/task/transport"
+)
+
+// Errors, shared with every taskfleet package.
+var (
+	ErrInvalid = errs.ErrInvalid
+	ErrClosed  = errs.ErrClosed
+)
+
+// ValidationError is the shared validation error type.
+type ValidationError = errs.ValidationError
+
+// Defaults.
+const (
+	DefaultRetryInterval     = time.Minute
+	DefaultScopeRefresh      = 15 * time.Minute
+	DefaultPurgeEvery        = 24 * time.Hour
+	DefaultVisibilityTimeout = 15 * time.Minute
+	DefaultRecoveryWindow    = 10 * time.Minute
+)
+
+// Config configures a Server. Store and Inventory are required.
+type Config struct {
+	// Store is the Manager's store (the engine reads due results from it
+	// and keeps its fire markers in task history).
+	Store storage.Store
+	// Inventory is the device inventory (scopes, connection state, zones).
+	Inventory scope.Inventory
+	// Location is the Administration Server's zone (default UTC).
+	Location *time.Location
+	Clock    clock.Clock
+	Logger   zerolog.Logger
+	// RetryInterval: how often unanswered starts are resent (1 minute).
+	RetryInterval time.Duration
+	// ScopeRefresh: how often scopes are re-resolved (15 minutes).
+	ScopeRefresh time.Duration
+	// PurgeEvery: how often history is purged (daily).
+	PurgeEvery time.Duration
+	// VisibilityTimeout: a device not heard from for this long is not
+	// visible; its next heartbeat makes it visible again (15 minutes).
+	VisibilityTimeout time.Duration
+	// RecoveryWindow: on Open, activations of server-run tasks this far
+	// back that were not fired (the server stopped mid-dispatch) are fired
+	// (10 minutes).
+	RecoveryWindow time.Duration
+}
+
+type taskState struct {
+	t        *task.Task
+	onServer bool
+	devices  []scope.DeviceID
+	inScope  map[scope.DeviceID]bool
+	cursor   time.Time
+	next     time.Time
+	since    time.Time
+	manual   *transport.Start
+	lastFire *transport.Start
+}
+
+type dispatch struct {
+	start  transport.Start
+	device scope.DeviceID
+	next   time.Time
+	sent   int
+	wakeAt time.Time
+	woke   bool
+}
+
+type dkey struct {
+	task   string
+	device scope.DeviceID
+}
+
+// Server is the Administration Server runtime: it implements
+// task.Dispatcher, runs device-selection and Administration Server tasks
+// on the server's time, delivers every other task to the devices, and
+// takes their results. Drive it with Tick (deterministic) or Run.
+type Server struct {
+	mu        sync.Mutex
+	cfg       Config
+	clk       clock.Clock
+	loc       *time.Location
+	log       zerolog.Logger
+	m         *task.Manager
+	ep        transport.ServerEndpoint
+	tasks     map[string]*taskState
+	byDevice  map[scope.DeviceID][]string
+	pending   map[dkey]*dispatch
+	nextDisp  time.Time
+	seen      map[scope.DeviceID]time.Time
+	updGen    int64
+	updAt     time.Time
+	updKeys   map[string]bool
+	nextScope time.Time
+	nextPurge time.Time
+	stats     Stats
+	opened    bool
+}
+
+// Stats counts what the server did.
+type Stats struct {
+	Fired, Dispatched, Resent, Heartbeats, ResultsApplied, Delivered int64
+}
+
+// New returns a Server; call Open before use.
+func New(cfg Config) (*Server, error) {
+	var bad errs.ValidationErrors
+	if cfg.Store == nil {
+		bad = append(bad, errs.Invalid("Store", "", "is required"))
+	}
+	if cfg.Inventory == nil {
+		bad = append(bad, errs.Invalid("Inventory", "", "is required"))
+	}
+	for name, d := range map[string]time.Duration{"RetryInterval": cfg.RetryInterval, "ScopeRefresh": cfg.ScopeRefresh, "PurgeEvery": cfg.PurgeEvery, "VisibilityTimeout": cfg.VisibilityTimeout, "RecoveryWindow": cfg.RecoveryWindow} {
+		if d < 0 {
+			bad = append(bad, errs.Invalid(name, d.String(), "must not be negative"))
+		}
+	}
+	if err := bad.Err(); err != nil {
+		return nil, err
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.New()
+	}
+	if cfg.Location == nil {
+		cfg.Location = time.UTC
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&cfg.RetryInterval, DefaultRetryInterval)
+	def(&cfg.ScopeRefresh, DefaultScopeRefresh)
+	def(&cfg.PurgeEvery, DefaultPurgeEvery)
+	def(&cfg.VisibilityTimeout, DefaultVisibilityTimeout)
+	def(&cfg.RecoveryWindow, DefaultRecoveryWindow)
+	return &Server{cfg: cfg, clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger,
+		tasks: map[string]*taskState{}, byDevice: map[scope.DeviceID][]string{}, pending: map[dkey]*dispatch{}, seen: map[scope.DeviceID]time.Time{}, updKeys: map[string]bool{}}, nil
+}
+
+// Open binds the server to its Manager (whose Config.Dispatcher is this
+// server) and transport endpoint, loads every task, and recovers what a
+// previous server left: scheduled and pending starts are dispatched again,
+// and server-run activations of the last RecoveryWindow that were not
+// fired are fired.
+func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerEndpoint) error {
+	if m == nil || ep == nil {
+		return errs.Invalid("manager", "", "Open needs the Manager and the transport endpoint")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m, s.ep = m, ep
+	now := s.clk.Now()
+	p := task.ListParams{Order: storage.OrderByID, Limit: 1000}
+	for {
+		page, err := m.List(ctx, task.System, p)
+		if err != nil {
+			return fmt.Errorf("engine: load tasks: %w", err)
+		}
+		for _, app := range page.Applications {
+			for _, t := range app.Tasks {
+				ts := s.load(ctx, t, now)
+				if ts.onServer {
+					ts.cursor = now.Add(-s.cfg.RecoveryWindow)
+					ts.next = time.Time{}
+				}
+			}
+		}
+		if page.Next == "" {
+			break
+		}
+		p.After = page.Next
+	}
+	s.rebuildByDevice()
+	for _, st := range []task.State{task.Scheduled, task.Pending} {
+		recs, err := s.cfg.Store.DueResults(ctx, storage.DueResultsParams{State: string(st), Before: now.Add(366 * 24 * time.Hour), Limit: storage.MaxListLimit})
+		if err != nil {
+			return fmt.Errorf("engine: recover starts: %w", err)
+		}
+		for _, r := range recs {
+			if s.tasks[r.TaskID] == nil {
+				continue
+			}
+			at := r.DueAt
+			s.addDispatch(transport.Start{TaskID: r.TaskID, RunID: r.RunID, At: at, Due: at}, scope.DeviceID(r.DeviceID), at)
+		}
+	}
+	s.nextScope = now.Add(s.cfg.ScopeRefresh)
+	s.nextPurge = now
+	s.opened = true
+	return nil
+}
+
+// Stats returns the counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// load (re)computes a task's state; it does not send anything.
+func (s *Server) load(ctx context.Context, t *task.Task, now time.Time) *taskState {
+	ts := s.tasks[t.ID]
+	settingsChanged := ts == nil || ts.t.SettingsRevision != t.SettingsRevision
+	if ts == nil {
+		ts = &taskState{}
+		s.tasks[t.ID] = ts
+	}
+	ts.t = t
+	ts.onServer = t.RunsOnServer()
+	if settingsChanged {
+		ts.since = t.UpdatedAt
+		ts.cursor = now
+		if t.Schedule.Kind == schedule.Immediately || t.Schedule.Kind == schedule.Once {
+			ts.cursor = t.UpdatedAt.Add(-time.Nanosecond)
+			if t.Schedule.Kind == schedule.Once && t.Schedule.At.Before(ts.cursor) {
+				ts.cursor = now
+			}
+		}
+		ts.next = time.Time{}
+	}
+	s.resolve(ctx, ts)
+	return ts
+}
+
+// resolve refreshes a task's device list.
+func (s *Server) resolve(ctx context.Context, ts *taskState) []scope.DeviceID {
+	var devs []scope.DeviceID
+	if ts.t.Scope.Kind == scope.Server {
+		devs = []scope.DeviceID{task.ServerDevice}
+	} else {
+		res, err := scope.Resolve(ctx, ts.t.Scope, s.cfg.Inventory)
+		if err != nil {
+			s.log.Error().Err(err).Str("task", ts.t.ID).Msg("engine: resolve scope")
+			return nil
+		}
+		devs = res.Devices
+		if ts.onServer {
+			devs = append(slices.Clone(res.Devices), res.Offline...)
+			slices.Sort(devs)
+		}
+	}
+	var added []scope.DeviceID
+	in := make(map[scope.DeviceID]bool, len(devs))
+	for _, d := range devs {
+		in[d] = true
+		if ts.inScope != nil && !ts.inScope[d] {
+			added = append(added, d)
+		}
+	}
+	ts.devices, ts.inScope = devs, in
+	return added
+}
+
+func (s *Server) rebuildByDevice() {
+	s.byDevice = map[scope.DeviceID][]string{}
+	ids := make([]string, 0, len(s.tasks))
+	for id := range s.tasks {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		ts := s.tasks[id]
+		if ts.onServer {
+			continue
+		}
+		for _, d := range ts.devices {
+			s.byDevice[d] = append(s.byDevice[d], id)
+		}
+	}
+}
+
+func (s *Server) definition(ts *taskState) *transport.Definition {
+	return &transport.Definition{Task: *ts.t, Since: ts.since, Devices: len(ts.devices), LastManual: ts.manual}
+}
+
+func (s *Server) connected(ctx context.Context, d scope.DeviceID) bool {
+	if d == task.ServerDevice {
+		return true
+	}
+	dev, err := s.cfg.Inventory.Device(ctx, d)
+	return err == nil && dev.Connected
+}
+
+func (s *Server) visible(d scope.DeviceID, now time.Time) bool {
+	t, ok := s.seen[d]
+	return ok && now.Sub(t) <= s.cfg.VisibilityTimeout
+}
+
+func (s *Server) send(ctx context.Context, m transport.Message) error {
+	m.SentAt = s.clk.Now().UTC()
+	err := s.ep.Send(ctx, m)
+	if err != nil && !errors.Is(err, transport.ErrUnreachable) {
+		s.log.Error().Err(err).Str("device", string(m.Device)).Str("kind", string(m.Kind)).Msg("engine: send")
+	}
+	return err
+}
