@@ -198,10 +198,11 @@ func Parse(r io.Reader, reg *task.Registry, opts ParseOptions) (*Import, error) 
 }
 
 type parser struct {
-	imp  *Import
-	reg  *task.Registry
-	base string
-	bad  ValidationErrors
+	imp   *Import
+	reg   *task.Registry
+	base  string
+	bad   ValidationErrors
+	fatal error // a refusal that is not about a field
 }
 
 func (p *parser) warn(path string, code WarningCode, msg string) {
@@ -466,10 +467,10 @@ func (p *parser) task(tp *node) error {
 	if t.Type != "" && t.Application != "" {
 		p.settings(tp)
 	}
-	if err := p.bad.Err(); err != nil {
-		return err
+	if p.fatal != nil {
+		return p.fatal
 	}
-	return nil
+	return p.bad.Err()
 }
 
 func (p *parser) schedule(tp, info *node) {
@@ -598,7 +599,7 @@ func (p *parser) settings(tp *node) {
 		return
 	}
 	if tt.ServerTask || tt.NotExportable {
-		p.fail(&NotExportableError{Application: tt.Application, Type: tt.Name, Reason: "Administration Server tasks and non-exportable types cannot be imported"})
+		p.fatal = &NotExportableError{Application: tt.Application, Type: tt.Name, Reason: "Administration Server tasks and non-exportable types cannot be imported"}
 		return
 	}
 	n := tp.get(keyAdditional)

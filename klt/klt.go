@@ -387,7 +387,11 @@ func taskParams(t *task.Task) (*node, map[string]bool, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("klt: encode %s: %w", part.key, err)
 		}
-		tp.set(part.key, plainToParams(n))
+		pn := plainToParams(n)
+		if part.key == keyTFSchedule {
+			datetimes(pn.get("value"), "at", "saved_at", "start")
+		}
+		tp.set(part.key, pn)
 	}
 	if !t.Account.IsDefault() {
 		tp.set(keyTFAccountName, strNode(t.Account.Name))
@@ -537,4 +541,20 @@ func Normalize(data []byte) ([]byte, error) {
 
 func defaultLimits() limits {
 	return limits{size: DefaultMaxSize, depth: DefaultMaxDepth, values: DefaultMaxValues}
+}
+
+// datetimes rewrites the instants at keys of a params object as Open API
+// datetime values when they are whole UTC seconds (the datetime format,
+// "YYYY-MM-DDTHH:MM:SSZ"); instants with fractions of a second stay
+// RFC 3339 strings, so nothing is lost.
+func datetimes(obj *node, keys ...string) {
+	for _, k := range keys {
+		v := obj.get(k)
+		if v == nil || v.kind != kString || len(v.s) != len("2006-01-02T15:04:05Z") || v.s[len(v.s)-1] != 'Z' {
+			continue
+		}
+		if _, err := time.Parse(time.RFC3339, v.s); err == nil {
+			obj.set(k, typed(typeDateTime, v))
+		}
+	}
 }

@@ -168,7 +168,7 @@ func decodeTree(r io.Reader, lim limits) (*node, error) {
 	dec := json.NewDecoder(g)
 	dec.UseNumber()
 	p := &treeParser{dec: dec, lim: lim}
-	root, err := p.value("", 0)
+	root, err := p.value("", 1)
 	if err != nil {
 		return nil, p.wrap(err, g)
 	}
