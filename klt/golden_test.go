@@ -2,8 +2,8 @@ package klt_test
 
 import (
 	"bytes"
-	"net/netip"
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
