@@ -125,7 +125,7 @@ var schema = map[string][]field{
 				if len(t) > MaxSelectionListFacts {
 					return nil, tooLong("device.tags", len(t))
 				}
-				return t, nil
+				return strList{&dev(v).Tags}, nil
 			}
 			return nil, unknownFact("device.tags")
 		}, func(v any) bool { return dev(v).Tags != nil }},
@@ -365,6 +365,38 @@ func (l swList) Get(i ref.Val) ref.Val {
 		return types.NewErr("index out of range: %d", idx)
 	}
 	return swVal{&(*l.p)[idx]}
+}
+
+// strList is device.tags inside a CEL evaluation: `"x" in device.tags`
+// and comprehensions read the device's own slice without copying it.
+type strList struct{ p *[]string }
+
+func (l strList) list() traits.Lister { return types.NewStringList(types.DefaultTypeAdapter, *l.p) }
+
+func (l strList) ConvertToNative(t reflect.Type) (any, error) { return l.list().ConvertToNative(t) }
+func (l strList) ConvertToType(t ref.Type) ref.Val            { return l.list().ConvertToType(t) }
+func (l strList) Equal(other ref.Val) ref.Val                 { return l.list().Equal(other) }
+func (l strList) Type() ref.Type                              { return types.ListType }
+func (l strList) Value() any                                  { return *l.p }
+func (l strList) Add(other ref.Val) ref.Val                   { return l.list().Add(other) }
+func (l strList) Iterator() traits.Iterator                   { return l.list().Iterator() }
+func (l strList) Get(i ref.Val) ref.Val                       { return l.list().Get(i) }
+func (l strList) Size() ref.Val                               { return types.Int(len(*l.p)) }
+
+func (l strList) Contains(v ref.Val) ref.Val {
+	s, ok := v.(types.String)
+	if !ok {
+		return l.list().Contains(v)
+	}
+	return types.Bool(slices.Contains(*l.p, string(s)))
+}
+
+func (l strList) Fold(f traits.Folder) {
+	for i, s := range *l.p {
+		if !f.FoldEntry(i, types.String(s)) {
+			return
+		}
+	}
 }
 
 func (l swList) Fold(f traits.Folder) {
