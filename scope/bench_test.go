@@ -213,3 +213,49 @@ func BenchmarkResolveSelectionSoftware1M(b *testing.B) {
 	}
 	b.ReportMetric(float64(n), "devices")
 }
+
+// BenchmarkInventoryMemoryUniqueFacts reports the heap per device when no
+// facts are shared: every device of a 100,000-device inventory has its own
+// 20-entry software list, tags, OS and application map (the benchmark
+// fleet above shares them from pools, as an inventory that interns facts
+// would).
+func BenchmarkInventoryMemoryUniqueFacts(b *testing.B) {
+	const n = 100_000
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	inv := inmem.New()
+	if err := inv.PutGroups(scope.AdminGroup{ID: "g"}); err != nil {
+		b.Fatal(err)
+	}
+	devs := make([]scope.Device, n)
+	for i := range devs {
+		sw := make([]scope.Software, 20)
+		for j := range sw {
+			sw[j] = scope.Software{Name: fmt.Sprintf("Product %d", (i+j)%500), Version: fmt.Sprintf("%d.%d", j, i%10), Vendor: fmt.Sprintf("Vendor %d", j)}
+		}
+		devs[i] = scope.Device{
+			ID: scope.DeviceID(fmt.Sprintf("d%07d", i)), NetBIOSName: fmt.Sprintf("PC%07d", i), DNSName: fmt.Sprintf("pc%07d.corp.example", i),
+			IPs: []netip.Addr{netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})}, GroupID: "g",
+			Tags: []string{fmt.Sprintf("tag-%d", i%50)}, Software: sw,
+			OS:           &scope.OS{Name: "Windows 11 Pro", Version: "23H2", Build: "22631", Platform: "windows"},
+			TimeZone:     "Europe/Berlin",
+			Applications: map[string]scope.AppState{"Kaspersky Endpoint Security": {Installed: true, Running: true}},
+			LastSeen:     time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Connected: true,
+			Server: scope.ServerRef{ID: "ksc-1", Role: scope.Primary},
+		}
+	}
+	if err := inv.PutDevices(devs...); err != nil {
+		b.Fatal(err)
+	}
+	devs = nil
+	for range inv.Devices(context.Background()) {
+		break
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(inv)
+	for b.Loop() {
+	}
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/device")
+}
