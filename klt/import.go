@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -131,8 +132,8 @@ type Import struct {
 	Header Header
 	// FromOpenAPI is set for a PxgRetVal object (an Open API task read).
 	FromOpenAPI bool
-	// Extra are the fields this version does not know, in document order,
-	// kept verbatim. Pass them to ExportOptions.Extra to write them back.
+	// Extra are the fields this version does not know, kept verbatim,
+	// ordered by path. Pass them to ExportOptions.Extra to write them back.
 	Extra []Field
 	// Warnings are what the administrator should see before Commit.
 	Warnings []Warning
@@ -194,6 +195,7 @@ func Parse(r io.Reader, reg *task.Registry, opts ParseOptions) (*Import, error) 
 	if err := p.task(tp); err != nil {
 		return nil, err
 	}
+	slices.SortFunc(imp.Extra, func(a, b Field) int { return slices.Compare(a.Path, b.Path) })
 	return imp, nil
 }
 

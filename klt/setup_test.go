@@ -153,3 +153,5 @@ func fullTask(t testing.TB, sealer credentials.Sealer) *task.Task {
 		Revision: 3, SettingsRevision: 2, CreatedAt: start, UpdatedAt: start.Add(time.Hour), CreatedBy: "admin", UpdatedBy: "admin",
 	}
 }
+
+func restartDefault() restart.Policy { return restart.Default() }
