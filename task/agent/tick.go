@@ -101,8 +101,12 @@ func (a *Agent) tickTask(ctx context.Context, t *LocalTask, now time.Time) {
 			return // one run per task at a time; due starts wait
 		}
 	}
-	if !t.Transient && !t.Def.Task.Suspended {
-		a.dueActivations(ctx, t, now)
+	if !t.Transient {
+		if t.Def.Task.Suspended {
+			a.skipActivations(ctx, t, now)
+		} else {
+			a.dueActivations(ctx, t, now)
+		}
 	}
 	if t.Running == nil && !t.Def.Task.Suspended {
 		for i, s := range t.Queue {
@@ -160,6 +164,21 @@ func (a *Agent) dueActivations(ctx context.Context, t *LocalTask, now time.Time)
 	}
 	if !missed.IsZero() {
 		a.missed(ctx, t, missed, now)
+	}
+	if changed {
+		a.save(ctx, t)
+	}
+}
+
+// skipActivations passes over the activations of a suspended task: they
+// are not run later.
+func (a *Agent) skipActivations(ctx context.Context, t *LocalTask, now time.Time) {
+	if !t.Def.Task.Schedule.Timed() {
+		return
+	}
+	changed := false
+	for act := range t.Def.Task.Schedule.Between(t.Cursor, now, a.loc) {
+		t.Cursor, changed = act, true
 	}
 	if changed {
 		a.save(ctx, t)
@@ -456,7 +475,7 @@ func (a *Agent) deliver(ctx context.Context, d transport.Definition, transient b
 	} else {
 		t = &LocalTask{Def: d, Transient: transient, ReceivedAt: now, Cursor: now}
 		s := d.Task.Schedule
-		if (s.Kind == schedule.Once || s.Kind == schedule.Immediately) && !d.Since.IsZero() && d.Since.Before(now) {
+		if (s.Kind == schedule.Once || s.Kind == schedule.Immediately) && !d.Since.IsZero() && !d.Since.After(now) {
 			t.Cursor = d.Since.Add(-time.Nanosecond)
 		}
 		if lm := d.LastManual; lm != nil && !s.RunMissed {

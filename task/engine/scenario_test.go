@@ -7,6 +7,8 @@ import (
 	"github.com/taskfleet/taskfleet/schedule"
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/task"
+	"github.com/taskfleet/taskfleet/task/agent"
+	"github.com/taskfleet/taskfleet/task/engine/enginetest"
 )
 
 // "Tasks whose scope is specified by using other methods are run on the
@@ -52,4 +54,182 @@ func pad5(i int) string {
 		i /= 10
 	}
 	return string(s)
+}
+
+func winSelection() scope.Scope {
+	return scope.Scope{Kind: scope.Selection, Selection: `device.os.name.startsWith("Windows")`}
+}
+
+// "Tasks for device selections are always run on a schedule by the
+// Administration Server. These tasks cannot be run on devices that lack
+// connection to the Administration Server" and "are run on the local time
+// of the Administration Server".
+func TestSelectionTaskRunsOnServerLocalTimeOnlyOnConnectedDevices(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 12, nil)
+	s := sched(schedule.Weekly, func(s *schedule.Schedule) {
+		s.Weekdays = schedule.AllWeekdays
+		s.Time = schedule.Clock(10, 0, 0)
+	})
+	tk := b.create(t, task.Task{Scope: winSelection(), Schedule: s})
+	b.sim.Disconnect("d00003")
+	from := b.sim.Clock.Now()
+	b.step(t, 3*24*time.Hour)
+	berlin := loc(t, "Europe/Berlin")
+	want := expect(s, from, b.sim.Clock.Now(), berlin)
+	for i := range 12 {
+		d := scope.DeviceID(fmtID(i))
+		runs := b.sim.Exec.Runs(tk.ID, d)
+		if d == "d00003" {
+			if len(runs) != 0 {
+				t.Errorf("disconnected device ran %d times", len(runs))
+			}
+			if st := b.result(t, tk.ID, d).State; st != task.Missed {
+				t.Errorf("disconnected device: state %s, want missed", st)
+			}
+			continue
+		}
+		if len(runs) != want {
+			t.Errorf("%s: %d runs, want %d", d, len(runs), want)
+		}
+		for _, r := range runs {
+			if lt := r.At.In(berlin); lt.Hour() != 10 || lt.Minute() != 0 {
+				t.Errorf("%s: activation %s, want 10:00 server time", d, lt)
+			}
+		}
+	}
+}
+
+// "You can start a task manually at any time from the task list."
+func TestStartTaskManually(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 6, nil)
+	tk := b.create(t, task.Task{Scope: groupScope("g-all")})
+	run, err := b.sim.Manager.Start(b.ctx, task.System, tk.ID)
+	must(t, err)
+	b.step(t, 10*time.Minute)
+	for _, d := range run.Devices {
+		if runs := b.sim.Exec.Runs(tk.ID, d); len(runs) != 1 || !runs[0].Manual {
+			t.Errorf("%s: runs %+v, want one manual run", d, runs)
+		}
+		if st := b.result(t, tk.ID, d).State; st != task.Completed {
+			t.Errorf("%s: state %s", d, st)
+		}
+	}
+	if len(run.Devices) != 6 {
+		t.Fatalf("run on %d devices, want 6", len(run.Devices))
+	}
+}
+
+// "The selected task is immediately started for the selected devices. The
+// scheduled start settings in the task are not changed."
+func TestStartTaskForSelectedDevices(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 6, nil)
+	tk := b.create(t, task.Task{Scope: scope.Scope{Kind: scope.Devices, Devices: []scope.DeviceID{"d00000", "d00001", "d00002"}}})
+	_, err := b.sim.Manager.StartFor(b.ctx, task.System, tk.ID, tk.Revision, []scope.DeviceID{"d00001", "d00004"})
+	must(t, err)
+	b.step(t, 10*time.Minute)
+	for i := range 6 {
+		d := scope.DeviceID(fmtID(i))
+		want := 0
+		if d == "d00001" || d == "d00004" {
+			want = 1
+		}
+		if got := len(b.sim.Exec.Runs(tk.ID, d)); got != want {
+			t.Errorf("%s: %d runs, want %d", d, got, want)
+		}
+	}
+}
+
+// "After the specified time period expires, the task is stopped
+// automatically, whether it is completed or not" (failed by timeout).
+func TestStopTaskWhenItRunsLongerThanMaxTime(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2, func(c *enginetest.Config) {
+		c.Behavior = func(agent.Run, scope.DeviceID) enginetest.Behavior { return enginetest.Behavior{Duration: 3 * time.Hour} }
+	})
+	s := sched(schedule.Manual, func(s *schedule.Schedule) { s.StopAfter = schedule.Limit{Enabled: true, Minutes: 60} })
+	tk := b.create(t, task.Task{Scope: groupScope("g-all"), Schedule: s})
+	_, err := b.sim.Manager.Start(b.ctx, task.System, tk.ID)
+	must(t, err)
+	b.step(t, 50*time.Minute)
+	if st := b.result(t, tk.ID, "d00000").State; st != task.Running {
+		t.Fatalf("after 50 min: %s, want running", st)
+	}
+	b.step(t, 20*time.Minute)
+	r := b.result(t, tk.ID, "d00000")
+	if r.State != task.FailedTimeout {
+		t.Fatalf("after 70 min: %s, want failed_timeout", r.State)
+	}
+	if runs := b.sim.Exec.Runs(tk.ID, "d00000"); len(runs) != 1 || !runs[0].Stopped {
+		t.Errorf("runs %+v, want one stopped run", runs)
+	}
+}
+
+// "Stop": runs in progress are stopped and report stopped.
+func TestStopTask(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 3, func(c *enginetest.Config) {
+		c.Behavior = func(agent.Run, scope.DeviceID) enginetest.Behavior { return enginetest.Behavior{Duration: 3 * time.Hour} }
+	})
+	tk := b.create(t, task.Task{Scope: groupScope("g-all")})
+	_, err := b.sim.Manager.Start(b.ctx, task.System, tk.ID)
+	must(t, err)
+	b.step(t, 10*time.Minute)
+	must(t, b.sim.Manager.Stop(b.ctx, task.System, tk.ID))
+	b.step(t, 10*time.Minute)
+	for i := range 3 {
+		d := scope.DeviceID(fmtID(i))
+		if st := b.result(t, tk.ID, d).State; st != task.Stopped {
+			t.Errorf("%s: %s, want stopped", d, st)
+		}
+	}
+}
+
+// Suspend holds scheduled starts; resume restores them.
+func TestSuspendAndResumeTask(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2, nil)
+	s := sched(schedule.EveryHours, func(s *schedule.Schedule) { s.Every = 1; s.Start = t0.Add(30 * time.Minute) })
+	tk := b.create(t, task.Task{Scope: groupScope("g-all"), Schedule: s})
+	b.step(t, 2*time.Hour) // 00:30, 01:30
+	_, err := b.sim.Manager.Suspend(b.ctx, task.System, tk.ID)
+	must(t, err)
+	b.step(t, 3*time.Hour) // 02:30, 03:30, 04:30 held
+	_, err = b.sim.Manager.Resume(b.ctx, task.System, tk.ID)
+	must(t, err)
+	b.step(t, 2*time.Hour) // 05:30, 06:30
+	for i := range 2 {
+		d := scope.DeviceID(fmtID(i))
+		if got := len(b.sim.Exec.Runs(tk.ID, d)); got != 4 {
+			t.Errorf("%s: %d runs, want 4 (none while suspended)", d, got)
+		}
+	}
+}
+
+// "Immediately: The task runs immediately after its settings are saved."
+func TestImmediatelyRunsWhenSettingsAreSaved(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 3, nil)
+	tk := b.create(t, task.Task{Scope: groupScope("g-all"), Schedule: sched(schedule.Immediately, nil)})
+	b.step(t, 10*time.Minute)
+	for i := range 3 {
+		if got := len(b.sim.Exec.Runs(tk.ID, scope.DeviceID(fmtID(i)))); got != 1 {
+			t.Errorf("device %d: %d runs, want 1", i, got)
+		}
+	}
+	// Saving changed settings runs it again; a suspend does not.
+	tk.Description = "changed"
+	tk, err := b.sim.Manager.Update(b.ctx, task.System, *tk)
+	must(t, err)
+	b.step(t, 10*time.Minute)
+	_, err = b.sim.Manager.Suspend(b.ctx, task.System, tk.ID)
+	must(t, err)
+	_, err = b.sim.Manager.Resume(b.ctx, task.System, tk.ID)
+	must(t, err)
+	b.step(t, 10*time.Minute)
+	if got := len(b.sim.Exec.Runs(tk.ID, "d00000")); got != 2 {
+		t.Errorf("%d runs after an edit and a suspend/resume, want 2", got)
+	}
 }
