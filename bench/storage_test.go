@@ -37,6 +37,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
@@ -56,7 +57,7 @@ var storageBase = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 
 // storagePGDSN creates a fresh schema (dropped at cleanup) and returns a
 // DSN pointing into it; it skips without a server.
-func storagePGDSN(b *testing.B) string {
+func storagePGDSN(b testing.TB) string {
 	b.Helper()
 	base := os.Getenv(storagePGEnv)
 	if base == "" {
@@ -94,7 +95,7 @@ func storagePGDSN(b *testing.B) string {
 }
 
 // storageOpen opens a fresh database of the engine with one task "t".
-func storageOpen(b *testing.B, engine string) *sqlstore.Store {
+func storageOpen(b testing.TB, engine string) *sqlstore.Store {
 	b.Helper()
 	cfg := sqlstore.Config{Dialect: sqlstore.Dialect(engine)}
 	if engine == "sqlite" {
@@ -141,39 +142,41 @@ func storageArgs(engine string, r *storage.ResultRecord) []any {
 
 const storageResultCols = "task_id, device_id, run_id, seq, state, due_at, started_at, finished_at, updated_at, progress, message, restart_required"
 
+// storageWriter writes one batch as one transaction.
+type storageWriter struct {
+	name  string
+	write func(tb testing.TB, s *sqlstore.Store, batch []storage.ResultRecord)
+}
+
+// storageWriters are the ingest variants of an engine.
+func storageWriters(engine string) []storageWriter {
+	ws := []storageWriter{
+		{"sqlstore", func(tb testing.TB, s *sqlstore.Store, batch []storage.ResultRecord) {
+			n, err := s.UpsertResults(context.Background(), storage.UpsertResultsParams{Results: batch})
+			if err != nil || n != len(batch) {
+				tb.Fatalf("UpsertResults = %d, %v", n, err)
+			}
+		}},
+		{"raw_insert", func(tb testing.TB, s *sqlstore.Store, batch []storage.ResultRecord) {
+			storageRawInsert(tb, engine, s.DB().DB, batch)
+		}},
+	}
+	if engine == "postgres" {
+		ws = append(ws,
+			storageWriter{"raw_copy", func(tb testing.TB, s *sqlstore.Store, batch []storage.ResultRecord) {
+				storageCopy(tb, s.DB().DB, batch, false)
+			}},
+			storageWriter{"alt_copy_temp_upsert", func(tb testing.TB, s *sqlstore.Store, batch []storage.ResultRecord) {
+				storageCopy(tb, s.DB().DB, batch, true)
+			}},
+		)
+	}
+	return ws
+}
+
 func BenchmarkResultIngest(b *testing.B) {
 	for _, engine := range []string{"sqlite", "postgres"} {
-		variants := []struct {
-			name  string
-			write func(b *testing.B, s *sqlstore.Store, batch []storage.ResultRecord)
-		}{
-			{"sqlstore", func(b *testing.B, s *sqlstore.Store, batch []storage.ResultRecord) {
-				n, err := s.UpsertResults(context.Background(), storage.UpsertResultsParams{Results: batch})
-				if err != nil || n != len(batch) {
-					b.Fatalf("UpsertResults = %d, %v", n, err)
-				}
-			}},
-			{"raw_insert", func(b *testing.B, s *sqlstore.Store, batch []storage.ResultRecord) {
-				storageRawInsert(b, engine, s.DB().DB, batch)
-			}},
-		}
-		if engine == "postgres" {
-			variants = append(variants,
-				struct {
-					name  string
-					write func(b *testing.B, s *sqlstore.Store, batch []storage.ResultRecord)
-				}{"raw_copy", func(b *testing.B, s *sqlstore.Store, batch []storage.ResultRecord) {
-					storageCopy(b, s.DB().DB, batch, false)
-				}},
-				struct {
-					name  string
-					write func(b *testing.B, s *sqlstore.Store, batch []storage.ResultRecord)
-				}{"alt_copy_temp_upsert", func(b *testing.B, s *sqlstore.Store, batch []storage.ResultRecord) {
-					storageCopy(b, s.DB().DB, batch, true)
-				}},
-			)
-		}
-		for _, v := range variants {
+		for _, v := range storageWriters(engine) {
 			b.Run(engine+"/"+v.name, func(b *testing.B) {
 				s := storageOpen(b, engine)
 				b.ReportAllocs()
@@ -192,7 +195,45 @@ func BenchmarkResultIngest(b *testing.B) {
 	}
 }
 
-func storageRawInsert(b *testing.B, engine string, db *sql.DB, batch []storage.ResultRecord) {
+// TestStorageWritersAgree checks, before the ingest numbers count, that
+// every variant stores exactly the rows sqlstore stores: the same results
+// read back through the store, and the same statistics.
+func TestStorageWritersAgree(t *testing.T) {
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			ctx := context.Background()
+			rows := storageRows(0)[:storageIngestBatch]
+			var want []storage.ResultRecord
+			for _, v := range storageWriters(engine) {
+				s := storageOpen(t, engine)
+				v.write(t, s, rows)
+				got, err := s.ListResults(ctx, storage.ListResultsParams{TaskID: "t", Limit: storage.MaxListLimit})
+				if err != nil {
+					t.Fatal(err)
+				}
+				st, err := s.TaskStatistics(ctx, "t")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st.Total != len(rows) || st.ByState["completed"] != len(rows) {
+					t.Fatalf("%s: statistics %+v after writing %d completed results", v.name, st, len(rows))
+				}
+				if want == nil {
+					want = got
+					if len(want) != len(rows) {
+						t.Fatalf("%s stored %d of %d results", v.name, len(want), len(rows))
+					}
+					continue
+				}
+				if d := cmp.Diff(want, got); d != "" {
+					t.Fatalf("%s stores different rows than sqlstore (-sqlstore +%s):\n%s", v.name, v.name, d)
+				}
+			}
+		})
+	}
+}
+
+func storageRawInsert(b testing.TB, engine string, db *sql.DB, batch []storage.ResultRecord) {
 	ctx := context.Background()
 	q := "INSERT INTO results (" + storageResultCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 	if engine == "postgres" {
@@ -219,7 +260,7 @@ func storageRawInsert(b *testing.B, engine string, db *sql.DB, batch []storage.R
 
 // storageCopy COPYs a batch into results in one transaction, or (upsert)
 // into a temporary table and from there with INSERT ... ON CONFLICT.
-func storageCopy(b *testing.B, db *sql.DB, batch []storage.ResultRecord, upsert bool) {
+func storageCopy(b testing.TB, db *sql.DB, batch []storage.ResultRecord, upsert bool) {
 	ctx := context.Background()
 	conn, err := db.Conn(ctx)
 	if err != nil {
