@@ -18,14 +18,6 @@ func (s *Server) addDispatch(st transport.Start, d scope.DeviceID, at time.Time)
 		return
 	}
 	dp := &dispatch{start: st, device: d, next: at}
-	if ts := s.tasks[st.TaskID]; ts != nil {
-		if lead, ok := ts.t.Schedule.WakeLead(); ok {
-			dp.wakeAt = at.Add(-lead)
-			if dp.wakeAt.Before(dp.next) {
-				dp.next = dp.wakeAt
-			}
-		}
-	}
 	s.pending[k] = dp
 	if s.nextDisp.IsZero() || dp.next.Before(s.nextDisp) {
 		s.nextDisp = dp.next
@@ -154,6 +146,7 @@ func (s *Server) Tick(ctx context.Context) error {
 		}
 		ts.next = time.Time{}
 	}
+	s.wake(ctx, now)
 	s.dispatchDue(ctx, now)
 	if !now.Before(s.nextPurge) {
 		s.nextPurge = now.Add(s.cfg.PurgeEvery)
@@ -214,10 +207,6 @@ func (s *Server) dispatchDue(ctx context.Context, now time.Time) {
 				continue
 			}
 			dp.next = now.Add(s.cfg.RetryInterval)
-		} else if !dp.wakeAt.IsZero() && !dp.woke && now.Before(dp.start.Due) {
-			dp.woke = true
-			_ = s.send(ctx, transport.Message{Kind: transport.Wake, Device: k.device})
-			dp.next = dp.start.Due
 		} else {
 			if dp.sent == 0 {
 				s.record(ctx, []task.Result{{TaskID: k.task, DeviceID: k.device, RunID: dp.start.RunID, Seq: transport.SeqDispatched, State: task.Pending, DueAt: dp.start.Due, UpdatedAt: now}})
@@ -252,4 +241,78 @@ func (s *Server) refresh(ctx context.Context, now time.Time) {
 		}
 	}
 	s.rebuildByDevice()
+}
+
+// wake sends Wake-on-LAN requests the chosen minutes before each device's
+// start: for server-run tasks to every device of the scope (connected or
+// not: waking turned-off devices is the point), for device tasks before
+// the device's own local activation plus its randomized delay.
+func (s *Server) wake(ctx context.Context, now time.Time) {
+	for _, id := range s.sortedIDs() {
+		ts := s.tasks[id]
+		lead, ok := ts.t.Schedule.WakeLead()
+		if !ok || !ts.t.Schedule.Timed() || ts.t.Suspended {
+			continue
+		}
+		if ts.onServer {
+			nx, ok := ts.t.Schedule.Next(ts.cursor, s.loc)
+			if !ok || nx.Add(-lead).After(now) || ts.wokeFor.Equal(nx) {
+				continue
+			}
+			ts.wokeFor = nx
+			for _, d := range ts.devices {
+				_ = s.send(ctx, transport.Message{Kind: transport.Wake, Device: d})
+			}
+			continue
+		}
+		if !ts.nextWake.IsZero() && ts.nextWake.After(now) {
+			continue
+		}
+		if ts.wakes == nil {
+			ts.wakes = map[scope.DeviceID]time.Time{}
+		}
+		ts.nextWake = time.Time{}
+		window := ts.t.Schedule.DelayWindow(len(ts.devices))
+		for _, d := range ts.devices {
+			w, ok := ts.wakes[d]
+			if ok && w.After(now) {
+				if ts.nextWake.IsZero() || w.Before(ts.nextWake) {
+					ts.nextWake = w
+				}
+				continue
+			}
+			if ok {
+				_ = s.send(ctx, transport.Message{Kind: transport.Wake, Device: d})
+			}
+			l := s.deviceLoc(ctx, d)
+			off := schedule.RandomOffset(window, ts.t.ID, string(d), ts.t.SettingsRevision)
+			after := now.Add(lead - off)
+			nx, ok2 := ts.t.Schedule.Next(after, l)
+			if !ok2 {
+				delete(ts.wakes, d)
+				continue
+			}
+			w = nx.Add(off - lead)
+			ts.wakes[d] = w
+			if ts.nextWake.IsZero() || w.Before(ts.nextWake) {
+				ts.nextWake = w
+			}
+		}
+	}
+}
+
+func (s *Server) deviceLoc(ctx context.Context, d scope.DeviceID) *time.Location {
+	dev, err := s.cfg.Inventory.Device(ctx, d)
+	if err != nil || dev.TimeZone == "" {
+		return time.UTC
+	}
+	if l, ok := s.zones[dev.TimeZone]; ok {
+		return l
+	}
+	l, err := time.LoadLocation(dev.TimeZone)
+	if err != nil {
+		l = time.UTC
+	}
+	s.zones[dev.TimeZone] = l
+	return l
 }

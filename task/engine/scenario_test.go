@@ -147,7 +147,9 @@ func TestStartTaskForSelectedDevices(t *testing.T) {
 func TestStopTaskWhenItRunsLongerThanMaxTime(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 2, func(c *enginetest.Config) {
-		c.Behavior = func(agent.Run, scope.DeviceID) enginetest.Behavior { return enginetest.Behavior{Duration: 3 * time.Hour} }
+		c.Behavior = func(agent.Run, scope.DeviceID) enginetest.Behavior {
+			return enginetest.Behavior{Duration: 3 * time.Hour}
+		}
 	})
 	s := sched(schedule.Manual, func(s *schedule.Schedule) { s.StopAfter = schedule.Limit{Enabled: true, Minutes: 60} })
 	tk := b.create(t, task.Task{Scope: groupScope("g-all"), Schedule: s})
@@ -171,7 +173,9 @@ func TestStopTaskWhenItRunsLongerThanMaxTime(t *testing.T) {
 func TestStopTask(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 3, func(c *enginetest.Config) {
-		c.Behavior = func(agent.Run, scope.DeviceID) enginetest.Behavior { return enginetest.Behavior{Duration: 3 * time.Hour} }
+		c.Behavior = func(agent.Run, scope.DeviceID) enginetest.Behavior {
+			return enginetest.Behavior{Duration: 3 * time.Hour}
+		}
 	})
 	tk := b.create(t, task.Task{Scope: groupScope("g-all")})
 	_, err := b.sim.Manager.Start(b.ctx, task.System, tk.ID)

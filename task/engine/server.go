@@ -74,6 +74,9 @@ type taskState struct {
 	since    time.Time
 	manual   *transport.Start
 	lastFire *transport.Start
+	wokeFor  time.Time
+	wakes    map[scope.DeviceID]time.Time
+	nextWake time.Time
 }
 
 type dispatch struct {
@@ -114,6 +117,7 @@ type Server struct {
 	nextPurge time.Time
 	stats     Stats
 	opened    bool
+	zones     map[string]*time.Location
 }
 
 // Stats counts what the server did.
@@ -155,7 +159,7 @@ func New(cfg Config) (*Server, error) {
 	def(&cfg.VisibilityTimeout, DefaultVisibilityTimeout)
 	def(&cfg.RecoveryWindow, DefaultRecoveryWindow)
 	return &Server{cfg: cfg, clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger,
-		tasks: map[string]*taskState{}, byDevice: map[scope.DeviceID][]string{}, pending: map[dkey]*dispatch{}, seen: map[scope.DeviceID]time.Time{}, updKeys: map[string]bool{}}, nil
+		tasks: map[string]*taskState{}, byDevice: map[scope.DeviceID][]string{}, pending: map[dkey]*dispatch{}, seen: map[scope.DeviceID]time.Time{}, updKeys: map[string]bool{}, zones: map[string]*time.Location{}}, nil
 }
 
 // Open binds the server to its Manager (whose Config.Dispatcher is this

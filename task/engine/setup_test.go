@@ -69,6 +69,7 @@ func fleet(n int) ([]scope.AdminGroup, []scope.Device) {
 type bundle struct {
 	ctx context.Context
 	sim *enginetest.Sim
+	n   int
 }
 
 var t0 = time.Date(2026, 3, 23, 0, 0, 0, 0, time.UTC) // a Monday; DST in Europe on 2026-03-29
@@ -93,7 +94,8 @@ func (b *bundle) create(t testing.TB, tk task.Task) *task.Task {
 		tk.Application, tk.Type = appES, "virus_scan"
 	}
 	if tk.Name == "" {
-		tk.Name = fmt.Sprintf("task %d", b.sim.Clock.Now().UnixNano())
+		b.n++
+		tk.Name = fmt.Sprintf("task %d", b.n)
 	}
 	out, err := b.sim.Manager.Create(b.ctx, task.System, tk)
 	must(t, err)
