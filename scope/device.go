@@ -127,7 +127,7 @@ type AdminGroup struct {
 // than the documented ones are returned to the caller wrapped.
 //
 // The interface is deliberately small. An implementation can offer faster
-// paths by also implementing the optional interfaces GroupDeviceLister,
+// paths by also implementing the optional interfaces GroupMemberLister,
 // NameResolver and DeviceChecker; this package detects them with a type assertion, so new
 // capabilities are added as new optional interfaces, never as new methods
 // here.
@@ -151,15 +151,24 @@ type Inventory interface {
 	Devices(ctx context.Context) iter.Seq2[*Device, error]
 }
 
-// GroupDeviceLister is an optional interface for an Inventory that can list
-// the devices of a set of groups faster than a scan of every device (an
-// index on the group column).
-type GroupDeviceLister interface {
-	// DevicesInGroups yields the devices whose GroupID is in groups, in
+// Member is what a group scope needs to know about one device in a group:
+// its id and the role of the Administration Server that manages it
+// (Device.Server.Role).
+type Member struct {
+	ID   DeviceID
+	Role ServerRole
+}
+
+// GroupMemberLister is an optional interface for an Inventory that can list
+// the members of a set of groups faster than a scan of every device: an
+// index on the group column, reading only the id and server-role columns
+// instead of whole devices.
+type GroupMemberLister interface {
+	// GroupMembers yields the devices whose GroupID is in groups, in
 	// ascending ID order, each exactly once. groups holds no duplicates and
 	// may be long (thousands of ids). Same error contract as
 	// Inventory.Devices.
-	DevicesInGroups(ctx context.Context, groups []GroupID) iter.Seq2[*Device, error]
+	GroupMembers(ctx context.Context, groups []GroupID) iter.Seq2[Member, error]
 }
 
 // NameResolver is an optional interface for an Inventory that can find

@@ -43,7 +43,7 @@
 //
 // The host implements Inventory (four methods, context first, ErrNotFound
 // for a missing device or group). An implementation can add fast paths by
-// implementing the optional interfaces GroupDeviceLister, NameResolver and
+// implementing the optional interfaces GroupMemberLister, NameResolver and
 // DeviceChecker, detected with a type assertion, in the style of
 // database/sql/driver.
 // Package scope/inmem is a concurrent-safe, indexed in-memory inventory,

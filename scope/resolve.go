@@ -335,43 +335,51 @@ func resolveGroup(ctx context.Context, s Scope, inv Inventory, r *Resolution) er
 	if err != nil {
 		return err
 	}
-	var seq func(func(*Device, error) bool)
-	var member map[GroupID]struct{}
-	if gl, ok := inv.(GroupDeviceLister); ok {
-		seq = gl.DevicesInGroups(ctx, t.included)
+	var c collector
+	add := func(m Member) {
+		switch {
+		case s.DistributeToServers || m.Role == Primary:
+			c.in(m.ID)
+		case m.Role == Secondary || m.Role == Virtual:
+			// out: not distributed to secondary and virtual servers
+		default:
+			c.unknown(m.ID, roleReason(m.Role))
+		}
+	}
+	n := 0
+	if gl, ok := inv.(GroupMemberLister); ok {
+		for m, err := range gl.GroupMembers(ctx, t.included) {
+			if err != nil {
+				return fmt.Errorf("scope: list group members: %w", err)
+			}
+			if n++; n&4095 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			add(m)
+		}
 	} else {
-		seq = inv.Devices(ctx)
-		member = make(map[GroupID]struct{}, len(t.included))
+		member := make(map[GroupID]struct{}, len(t.included))
 		for _, g := range t.included {
 			member[g] = struct{}{}
 		}
-	}
-	var c collector
-	n := 0
-	for d, err := range seq {
-		if err != nil {
-			return fmt.Errorf("scope: list devices: %w", err)
-		}
-		if n++; n&4095 == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
+		for d, err := range inv.Devices(ctx) {
+			if err != nil {
+				return fmt.Errorf("scope: list devices: %w", err)
 			}
-		}
-		if member != nil {
+			if n++; n&4095 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
 			if _, ok := member[d.GroupID]; !ok {
 				if _, known := t.groups[d.GroupID]; !known && d.GroupID != "" {
 					c.unknown(d.ID, unknownGroupReason(d.GroupID))
 				}
 				continue
 			}
-		}
-		switch {
-		case s.DistributeToServers || d.Server.Role == Primary:
-			c.in(d.ID)
-		case d.Server.Role == Secondary || d.Server.Role == Virtual:
-			// out: not distributed to secondary and virtual servers
-		default:
-			c.unknown(d.ID, roleReason(d.Server.Role))
+			add(Member{ID: d.ID, Role: d.Server.Role})
 		}
 	}
 	c.finish(r)

@@ -5,7 +5,7 @@
 // devices are kept sorted by id with a dense group index per device, so a
 // group scope over a million devices is a scan of a bitset, and names are
 // indexed for address scopes. It implements the optional
-// scope.GroupDeviceLister, scope.NameResolver and scope.DeviceChecker
+// scope.GroupMemberLister, scope.NameResolver and scope.DeviceChecker
 // interfaces.
 //
 // Writes are cheap (a map update); the sorted snapshot that reads use is
@@ -49,7 +49,11 @@ type Inventory struct {
 // snapshot is an immutable, sorted view used by readers without locks.
 type snapshot struct {
 	devices []*scope.Device
+	// Compact columns for group scopes, so they read 36 bytes per device
+	// instead of whole devices.
 	group   []int32 // group index of devices[i]; -1 for unassigned
+	ids     []scope.DeviceID
+	roles   []scope.ServerRole
 	ngroups int
 	gidx    map[scope.GroupID]int32
 
@@ -62,7 +66,7 @@ type snapshot struct {
 
 var (
 	_ scope.Inventory         = (*Inventory)(nil)
-	_ scope.GroupDeviceLister = (*Inventory)(nil)
+	_ scope.GroupMemberLister = (*Inventory)(nil)
 	_ scope.NameResolver      = (*Inventory)(nil)
 	_ scope.DeviceChecker     = (*Inventory)(nil)
 )
@@ -234,7 +238,10 @@ func (inv *Inventory) view() *snapshot {
 	}
 	slices.SortFunc(s.devices, func(a, b *scope.Device) int { return cmp.Compare(a.ID, b.ID) })
 	s.group = make([]int32, len(s.devices))
+	s.ids = make([]scope.DeviceID, len(s.devices))
+	s.roles = make([]scope.ServerRole, len(s.devices))
 	for i, d := range s.devices {
+		s.ids[i], s.roles[i] = d.ID, d.Server.Role
 		s.group[i] = -1
 		if d.GroupID != "" {
 			s.group[i] = inv.gidx[d.GroupID]
@@ -312,10 +319,10 @@ func (inv *Inventory) Devices(ctx context.Context) iter.Seq2[*scope.Device, erro
 	}
 }
 
-// DevicesInGroups implements scope.GroupDeviceLister with a bitset over the
+// GroupMembers implements scope.GroupMemberLister with a bitset over the
 // dense group index.
-func (inv *Inventory) DevicesInGroups(ctx context.Context, groups []scope.GroupID) iter.Seq2[*scope.Device, error] {
-	return func(yield func(*scope.Device, error) bool) {
+func (inv *Inventory) GroupMembers(ctx context.Context, groups []scope.GroupID) iter.Seq2[scope.Member, error] {
+	return func(yield func(scope.Member, error) bool) {
 		s := inv.view()
 		bits := make([]uint64, (s.ngroups+63)/64)
 		for _, g := range groups {
@@ -325,13 +332,13 @@ func (inv *Inventory) DevicesInGroups(ctx context.Context, groups []scope.GroupI
 		}
 		for i, gi := range s.group {
 			if i%ctxCheckEvery == 0 && ctx.Err() != nil {
-				yield(nil, ctx.Err())
+				yield(scope.Member{}, ctx.Err())
 				return
 			}
 			if gi < 0 || bits[gi/64]&(1<<(gi%64)) == 0 {
 				continue
 			}
-			if !yield(s.devices[i], nil) {
+			if !yield(scope.Member{ID: s.ids[i], Role: s.roles[i]}, nil) {
 				return
 			}
 		}

@@ -36,6 +36,18 @@ func setup(t *testing.T) *inmem.Inventory {
 	return inv
 }
 
+func members(t *testing.T, seq func(func(scope.Member, error) bool)) []scope.DeviceID {
+	t.Helper()
+	var out []scope.DeviceID
+	for m, err := range seq {
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m.ID)
+	}
+	return out
+}
+
 func collect(t *testing.T, seq func(func(*scope.Device, error) bool)) []scope.DeviceID {
 	t.Helper()
 	var out []scope.DeviceID
@@ -55,8 +67,8 @@ func TestReads(t *testing.T) {
 	if diff := cmp.Diff([]scope.DeviceID{"d-0", "d-1", "d-2", "d-3"}, collect(t, inv.Devices(ctx))); diff != "" {
 		t.Errorf("Devices (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]scope.DeviceID{"d-1", "d-3"}, collect(t, inv.DevicesInGroups(ctx, []scope.GroupID{"g-c", "g-a", "g-missing"}))); diff != "" {
-		t.Errorf("DevicesInGroups (-want +got):\n%s", diff)
+	if diff := cmp.Diff([]scope.DeviceID{"d-1", "d-3"}, members(t, inv.GroupMembers(ctx, []scope.GroupID{"g-c", "g-a", "g-missing"}))); diff != "" {
+		t.Errorf("GroupMembers (-want +got):\n%s", diff)
 	}
 	groups, err := inv.Groups(ctx)
 	if err != nil {
@@ -185,8 +197,8 @@ func TestDeletes(t *testing.T) {
 	if err := inv.DeleteGroup("g-b"); err != nil {
 		t.Fatalf("DeleteGroup after its device left = %v", err)
 	}
-	if diff := cmp.Diff([]scope.DeviceID{"d-1", "d-3"}, collect(t, inv.DevicesInGroups(ctx, []scope.GroupID{"g-a", "g-b", "g-c"}))); diff != "" {
-		t.Errorf("DevicesInGroups after moves (-want +got):\n%s", diff)
+	if diff := cmp.Diff([]scope.DeviceID{"d-1", "d-3"}, members(t, inv.GroupMembers(ctx, []scope.GroupID{"g-a", "g-b", "g-c"}))); diff != "" {
+		t.Errorf("GroupMembers after moves (-want +got):\n%s", diff)
 	}
 }
 
@@ -195,17 +207,19 @@ func TestCancelledIteration(t *testing.T) {
 	inv := setup(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	for name, seq := range map[string]func(func(*scope.Device, error) bool){
-		"Devices":         inv.Devices(ctx),
-		"DevicesInGroups": inv.DevicesInGroups(ctx, []scope.GroupID{"g-a"}),
-	} {
-		var got error
-		for _, err := range seq {
-			got = err
-		}
-		if !errors.Is(got, context.Canceled) {
-			t.Errorf("%s with a cancelled context yielded %v", name, got)
-		}
+	var got error
+	for _, err := range inv.Devices(ctx) {
+		got = err
+	}
+	if !errors.Is(got, context.Canceled) {
+		t.Errorf("Devices with a cancelled context yielded %v", got)
+	}
+	got = nil
+	for _, err := range inv.GroupMembers(ctx, []scope.GroupID{"g-a"}) {
+		got = err
+	}
+	if !errors.Is(got, context.Canceled) {
+		t.Errorf("GroupMembers with a cancelled context yielded %v", got)
 	}
 	if _, err := inv.Device(ctx, "d-1"); !errors.Is(err, context.Canceled) {
 		t.Errorf("Device = %v", err)
@@ -244,15 +258,15 @@ func TestConcurrentReadersAndWriters(t *testing.T) {
 			defer wg.Done()
 			for range 100 {
 				var ids []scope.DeviceID
-				for d, err := range inv.DevicesInGroups(ctx, []scope.GroupID{"g-b"}) {
+				for m, err := range inv.GroupMembers(ctx, []scope.GroupID{"g-b"}) {
 					if err != nil {
 						t.Error(err)
 						return
 					}
-					ids = append(ids, d.ID)
+					ids = append(ids, m.ID)
 				}
 				if !slices.IsSorted(ids) {
-					t.Error("DevicesInGroups not sorted")
+					t.Error("GroupMembers not sorted")
 					return
 				}
 				if _, err := scope.Resolve(ctx, scope.Scope{Kind: scope.Group, Group: "g-a"}, inv); err != nil {

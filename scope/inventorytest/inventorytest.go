@@ -184,29 +184,29 @@ func Run(t *testing.T, h Harness) {
 			t.Errorf("Resolve with a cancelled context = %v, want context.Canceled", err)
 		}
 	})
-	t.Run("GroupDeviceLister", func(t *testing.T) {
+	t.Run("GroupMemberLister", func(t *testing.T) {
 		t.Parallel()
 		inv := load(t)
-		gl, ok := inv.(scope.GroupDeviceLister)
+		gl, ok := inv.(scope.GroupMemberLister)
 		if !ok {
-			t.Log("scope.GroupDeviceLister not implemented: nothing to check")
+			t.Log("scope.GroupMemberLister not implemented: nothing to check")
 			return
 		}
-		for _, set := range [][]scope.GroupID{{"g-a1"}, {"g-a", "g-a1", "g-a2"}, {"g-b", "g-root"}, {"g-missing"}, {}} {
-			var got, want []scope.DeviceID
-			for d, err := range gl.DevicesInGroups(ctx, set) {
+		for _, set := range [][]scope.GroupID{{"g-a1"}, {"g-a", "g-a1", "g-a2"}, {"g-b", "g-root", "g-b1"}, {"g-missing"}, {}} {
+			var got, want []scope.Member
+			for m, err := range gl.GroupMembers(ctx, set) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				got = append(got, d.ID)
+				got = append(got, m)
 			}
 			for _, d := range sorted {
 				if slices.Contains(set, d.GroupID) {
-					want = append(want, d.ID)
+					want = append(want, scope.Member{ID: d.ID, Role: d.Server.Role})
 				}
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
-				t.Errorf("DevicesInGroups(%v) (-want +got):\n%s", set, diff)
+				t.Errorf("GroupMembers(%v) (-want +got):\n%s", set, diff)
 			}
 		}
 	})
