@@ -33,6 +33,7 @@ type ValidationError = errs.ValidationError
 const (
 	DefaultHeartbeat     = 5 * time.Minute
 	DefaultRetryInterval = time.Minute
+	DefaultMissedGrace   = 5 * time.Minute
 	// UpdatesOverdue is how long without new updates before "when new
 	// updates are downloaded" tasks run hourly (the seeds: 25 hours).
 	UpdatesOverdue = 25 * time.Hour
@@ -112,6 +113,11 @@ type Config struct {
 	// RetryInterval is how often unacknowledged outbox messages are
 	// resent (default 1 minute).
 	RetryInterval time.Duration
+	// MissedGrace: an activation due less than this before the agent
+	// started (or received the task) is run normally rather than treated
+	// as missed (default 5 minutes), so a Once task set for "now" runs on
+	// devices that receive it a moment later.
+	MissedGrace time.Duration
 }
 
 // Agent is the device runtime. Drive it with Tick (deterministic, for
@@ -163,6 +169,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.Heartbeat < 0 {
 		bad = append(bad, errs.Invalid("Heartbeat", cfg.Heartbeat.String(), "must not be negative"))
 	}
+	if cfg.MissedGrace < 0 {
+		bad = append(bad, errs.Invalid("MissedGrace", cfg.MissedGrace.String(), "must not be negative"))
+	}
 	if cfg.RetryInterval < 0 {
 		bad = append(bad, errs.Invalid("RetryInterval", cfg.RetryInterval.String(), "must not be negative"))
 	}
@@ -180,6 +189,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	if cfg.RetryInterval == 0 {
 		cfg.RetryInterval = DefaultRetryInterval
+	}
+	if cfg.MissedGrace == 0 {
+		cfg.MissedGrace = DefaultMissedGrace
 	}
 	a := &Agent{cfg: cfg, clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger, tasks: map[string]*LocalTask{}}
 	a.bootAt = a.clk.Now()

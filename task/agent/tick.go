@@ -143,6 +143,7 @@ func (a *Agent) dueActivations(ctx context.Context, t *LocalTask, now time.Time)
 	if t.ReceivedAt.After(missedBefore) {
 		missedBefore = t.ReceivedAt
 	}
+	missedBefore = missedBefore.Add(-a.cfg.MissedGrace)
 	var missed time.Time
 	changed := false
 	for act := range s.Between(t.Cursor, now, a.loc) {
@@ -475,7 +476,13 @@ func (a *Agent) deliver(ctx context.Context, d transport.Definition, transient b
 	} else {
 		t = &LocalTask{Def: d, Transient: transient, ReceivedAt: now, Cursor: now}
 		s := d.Task.Schedule
-		if (s.Kind == schedule.Once || s.Kind == schedule.Immediately) && !d.Since.IsZero() && !d.Since.After(now) {
+		// A Once or Immediately activation from before the device had the
+		// task (it was offline, or joined the scope later) is a missed
+		// activation: "run missed tasks" decides.
+		switch {
+		case s.Kind == schedule.Once && s.At.Before(now):
+			t.Cursor = s.At.Add(-time.Nanosecond)
+		case s.Kind == schedule.Immediately && !d.Since.IsZero() && !d.Since.After(now):
 			t.Cursor = d.Since.Add(-time.Nanosecond)
 		}
 		if lm := d.LastManual; lm != nil && !s.RunMissed {
