@@ -34,6 +34,7 @@ const (
 	DefaultHeartbeat     = 5 * time.Minute
 	DefaultRetryInterval = time.Minute
 	DefaultMissedGrace   = 5 * time.Minute
+	DefaultLateDelivery  = time.Hour
 	// UpdatesOverdue is how long without new updates before "when new
 	// updates are downloaded" tasks run hourly (the seeds: 25 hours).
 	UpdatesOverdue = 25 * time.Hour
@@ -118,6 +119,11 @@ type Config struct {
 	// as missed (default 5 minutes), so a Once task set for "now" runs on
 	// devices that receive it a moment later.
 	MissedGrace time.Duration
+	// LateDelivery: activations of a newly received task that fell at most
+	// this long before it arrived (and after its settings were saved) are
+	// run, late, rather than treated as missed: the definition was delayed
+	// by the channel (default 1 hour).
+	LateDelivery time.Duration
 }
 
 // Agent is the device runtime. Drive it with Tick (deterministic, for
@@ -169,6 +175,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.Heartbeat < 0 {
 		bad = append(bad, errs.Invalid("Heartbeat", cfg.Heartbeat.String(), "must not be negative"))
 	}
+	if cfg.LateDelivery < 0 {
+		bad = append(bad, errs.Invalid("LateDelivery", cfg.LateDelivery.String(), "must not be negative"))
+	}
 	if cfg.MissedGrace < 0 {
 		bad = append(bad, errs.Invalid("MissedGrace", cfg.MissedGrace.String(), "must not be negative"))
 	}
@@ -189,6 +198,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	if cfg.RetryInterval == 0 {
 		cfg.RetryInterval = DefaultRetryInterval
+	}
+	if cfg.LateDelivery == 0 {
+		cfg.LateDelivery = DefaultLateDelivery
 	}
 	if cfg.MissedGrace == 0 {
 		cfg.MissedGrace = DefaultMissedGrace

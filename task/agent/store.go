@@ -14,7 +14,8 @@ import (
 type LocalTask struct {
 	Def transport.Definition
 	// Transient marks a task the server runs (device selections, started
-	// by StartRun): it is kept only until its runs end.
+	// by StartRun): the agent keeps it, without evaluating its schedule,
+	// to remember which runs it did, until the server withdraws it.
 	Transient bool
 	// ReceivedAt is when this agent first received the task.
 	ReceivedAt time.Time

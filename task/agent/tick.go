@@ -118,10 +118,6 @@ func (a *Agent) tickTask(ctx context.Context, t *LocalTask, now time.Time) {
 			break
 		}
 	}
-	if t.Transient && t.Running == nil && len(t.Queue) == 0 {
-		delete(a.tasks, t.Def.Task.ID)
-		_ = a.cfg.Store.DeleteTask(ctx, t.Def.Task.ID)
-	}
 }
 
 func (a *Agent) offset(t *LocalTask) time.Duration {
@@ -139,11 +135,10 @@ func (a *Agent) dueActivations(ctx context.Context, t *LocalTask, now time.Time)
 		return
 	}
 	off := a.offset(t)
-	missedBefore := a.bootAt
-	if t.ReceivedAt.After(missedBefore) {
-		missedBefore = t.ReceivedAt
+	missedBefore := a.bootAt.Add(-a.cfg.MissedGrace)
+	if late := t.ReceivedAt.Add(-a.cfg.LateDelivery); late.After(missedBefore) {
+		missedBefore = late
 	}
-	missedBefore = missedBefore.Add(-a.cfg.MissedGrace)
 	var missed time.Time
 	changed := false
 	for act := range s.Between(t.Cursor, now, a.loc) {
@@ -397,7 +392,7 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 			a.deliver(ctx, *m.Definition, false, now)
 		}
 	case transport.Withdraw:
-		if t := a.tasks[m.TaskID]; t != nil && !t.Transient {
+		if t := a.tasks[m.TaskID]; t != nil {
 			if t.Running != nil && t.Running.Executing {
 				_ = a.cfg.Executor.Stop(ctx, t.Def.Task.ID, t.Running.RunID)
 				a.end(ctx, t, Outcome{State: task.Stopped, Message: "the task was withdrawn from the device"}, now)
@@ -474,7 +469,10 @@ func (a *Agent) deliver(ctx context.Context, d transport.Definition, transient b
 		t.Def = d
 		t.Transient = transient && t.Transient
 	} else {
-		t = &LocalTask{Def: d, Transient: transient, ReceivedAt: now, Cursor: now}
+		t = &LocalTask{Def: d, Transient: transient, ReceivedAt: now, Cursor: now.Add(-a.cfg.LateDelivery)}
+		if d.Since.After(t.Cursor) && !d.Since.After(now) {
+			t.Cursor = d.Since // activations strictly after the save
+		}
 		s := d.Task.Schedule
 		// A Once or Immediately activation from before the device had the
 		// task (it was offline, or joined the scope later) is a missed

@@ -69,10 +69,8 @@ func (s *Server) TaskDeleted(ctx context.Context, id string) error {
 		}
 	}
 	s.rebuildByDevice()
-	if !ts.onServer {
-		for _, d := range ts.devices {
-			_ = s.send(ctx, transport.Message{Kind: transport.Withdraw, Device: d, TaskID: id})
-		}
+	for _, d := range ts.devices {
+		_ = s.send(ctx, transport.Message{Kind: transport.Withdraw, Device: d, TaskID: id})
 	}
 	return nil
 }
