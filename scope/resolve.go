@@ -549,31 +549,33 @@ func (s *ipSet) contains(ip netip.Addr) bool {
 	ip = ip.Unmap()
 	if ip.Is4() {
 		x := to4(ip)
-		i, _ := slices.BinarySearchFunc(s.v4, x, func(sp span4, x uint32) int {
-			if sp.hi < x {
-				return -1
+		// First interval whose end is >= x (intervals are disjoint and
+		// sorted, so their ends are sorted too).
+		lo, hi := 0, len(s.v4)
+		for lo < hi {
+			m := int(uint(lo+hi) >> 1)
+			if s.v4[m].hi < x {
+				lo = m + 1
+			} else {
+				hi = m
 			}
-			if sp.lo > x {
-				return 1
-			}
-			return 0
-		})
-		return i < len(s.v4) && s.v4[i].lo <= x && x <= s.v4[i].hi
+		}
+		return lo < len(s.v4) && s.v4[lo].lo <= x
 	}
 	if !ip.Is6() {
 		return false
 	}
 	x := to6(ip)
-	i, _ := slices.BinarySearchFunc(s.v6, x, func(sp span6, x u128) int {
-		if sp.hi.cmp(x) < 0 {
-			return -1
+	lo, hi := 0, len(s.v6)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if s.v6[m].hi.cmp(x) < 0 {
+			lo = m + 1
+		} else {
+			hi = m
 		}
-		if sp.lo.cmp(x) > 0 {
-			return 1
-		}
-		return 0
-	})
-	return i < len(s.v6) && s.v6[i].lo.cmp(x) <= 0 && x.cmp(s.v6[i].hi) <= 0
+	}
+	return lo < len(s.v6) && s.v6[lo].lo.cmp(x) <= 0
 }
 
 // canonicalDNS and canonicalNetBIOS put a device's names into the form
