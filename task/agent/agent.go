@@ -26,8 +26,12 @@ var (
 	ErrClosed  = errs.ErrClosed
 )
 
-// ValidationError is the shared validation error type.
-type ValidationError = errs.ValidationError
+// ValidationError and ValidationErrors are the shared validation error
+// types.
+type (
+	ValidationError  = errs.ValidationError
+	ValidationErrors = errs.ValidationErrors
+)
 
 // Defaults.
 const (

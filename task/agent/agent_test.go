@@ -1,0 +1,225 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/benbjohnson/clock"
+
+	"github.com/taskfleet/taskfleet/restart"
+	"github.com/taskfleet/taskfleet/schedule"
+	"github.com/taskfleet/taskfleet/task"
+	"github.com/taskfleet/taskfleet/task/agent"
+	"github.com/taskfleet/taskfleet/task/transport"
+)
+
+type endpoint struct {
+	mu   sync.Mutex
+	sent []transport.Message
+	down bool
+}
+
+func (e *endpoint) Send(_ context.Context, m transport.Message) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.down {
+		return transport.ErrUnreachable
+	}
+	e.sent = append(e.sent, m)
+	return nil
+}
+
+// results returns the final states reported, in order, de-duplicated by
+// key (the server's view).
+func (e *endpoint) results() []task.Result {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	seen := map[string]bool{}
+	var out []task.Result
+	for _, m := range e.sent {
+		if m.Kind != transport.Results || seen[m.Key] {
+			continue
+		}
+		seen[m.Key] = true
+		for _, r := range m.Results {
+			if r.State.Final() {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+type exec struct {
+	out     agent.Outcome
+	running bool
+	starts  int
+}
+
+func (x *exec) AppRunning(context.Context, string) bool { return x.running }
+func (x *exec) Start(_ context.Context, _ agent.Run, done func(agent.Outcome)) error {
+	x.starts++
+	done(x.out)
+	return nil
+}
+func (x *exec) Stop(context.Context, string, int64) error { return nil }
+
+type restarter struct {
+	prompts  []time.Time
+	restarts int
+	locked   bool
+	clk      clock.Clock
+}
+
+func (r *restarter) ShowPrompt(context.Context, string) error {
+	r.prompts = append(r.prompts, r.clk.Now())
+	return nil
+}
+func (r *restarter) SessionLocked(context.Context) (bool, error) { return r.locked, nil }
+func (r *restarter) CloseApplications(context.Context) error     { return nil }
+func (r *restarter) Restart(context.Context) error               { r.restarts++; return nil }
+
+func newAgent(t *testing.T, x *exec, rs restart.Device) (*agent.Agent, *clock.Mock, *endpoint) {
+	t.Helper()
+	clk := clock.NewMock()
+	clk.Set(t0)
+	a, err := agent.New(context.Background(), agent.Config{Device: "d1", Store: agent.NewMemStore(), Executor: x, Clock: clk, Restarter: rs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := &endpoint{}
+	a.Attach(ep)
+	return a, clk, ep
+}
+
+func manualDef(p restart.Policy) *transport.Definition {
+	d := def("m")
+	d.Task.Schedule = schedule.Default(schedule.Manual, t0, time.UTC)
+	d.Task.Restart = p
+	d.LastManual = nil
+	return &d
+}
+
+func start(a *agent.Agent, d *transport.Definition, run int64) {
+	a.Handle(context.Background(), transport.Message{Kind: transport.StartRun, Definition: d, Start: &transport.Start{TaskID: d.Task.ID, RunID: run, At: t0}})
+}
+
+// "Operating system restart settings": a run that needs a restart follows
+// the task's policy.
+func TestRestartPolicyIsApplied(t *testing.T) {
+	t.Parallel()
+	prompt := restart.Default() // prompt every 5 min, force after 30
+	dont := restart.Default()
+	dont.Action = restart.DoNotRestart
+	now := restart.Default()
+	now.Action = restart.Restart
+	for _, c := range []struct {
+		name     string
+		policy   restart.Policy
+		locked   bool
+		state    task.State
+		restarts int
+		prompts  int
+	}{
+		{"prompt then forced restart", prompt, false, task.Completed, 1, 6},
+		{"locked session is not restarted", prompt, true, task.RestartRequired, 0, 6},
+		{"do not restart", dont, false, task.RestartRequired, 0, 0},
+		{"restart at once", now, false, task.Completed, 1, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			x := &exec{out: agent.Outcome{State: task.Completed, RestartRequired: true}, running: true}
+			rs := &restarter{locked: c.locked}
+			a, clk, ep := newAgent(t, x, rs)
+			rs.clk = clk
+			ctx := context.Background()
+			start(a, manualDef(c.policy), 1)
+			for range 40 {
+				if err := a.Tick(ctx); err != nil {
+					t.Fatal(err)
+				}
+				clk.Add(time.Minute)
+			}
+			res := ep.results()
+			if len(res) != 1 || res[0].State != c.state {
+				t.Fatalf("results %+v, want one %s", res, c.state)
+			}
+			if rs.restarts != c.restarts || len(rs.prompts) != c.prompts {
+				t.Errorf("restarts %d prompts %d, want %d and %d", rs.restarts, len(rs.prompts), c.restarts, c.prompts)
+			}
+		})
+	}
+}
+
+// A StartRun delivered twice (at-least-once) runs once.
+func TestDuplicateStartRunsOnce(t *testing.T) {
+	t.Parallel()
+	x := &exec{out: agent.Outcome{State: task.Completed}, running: true}
+	a, clk, ep := newAgent(t, x, nil)
+	ctx := context.Background()
+	d := manualDef(restart.Default())
+	start(a, d, 5)
+	_ = a.Tick(ctx)
+	start(a, d, 5)
+	clk.Add(time.Minute)
+	_ = a.Tick(ctx)
+	if x.starts != 1 || len(ep.results()) != 1 {
+		t.Fatalf("starts %d results %d, want 1 and 1", x.starts, len(ep.results()))
+	}
+}
+
+// The outbox keeps results while the server is unreachable and resends
+// them until acknowledged.
+func TestOutboxRetriesUntilAcknowledged(t *testing.T) {
+	t.Parallel()
+	x := &exec{out: agent.Outcome{State: task.Completed}, running: true}
+	a, clk, ep := newAgent(t, x, nil)
+	ctx := context.Background()
+	ep.down = true
+	start(a, manualDef(restart.Default()), 5)
+	_ = a.Tick(ctx)
+	if a.OutboxLen(ctx) != 2 { // running, completed
+		t.Fatalf("outbox %d, want 2", a.OutboxLen(ctx))
+	}
+	ep.down = false
+	clk.Add(time.Minute)
+	_ = a.Tick(ctx)
+	clk.Add(time.Minute)
+	_ = a.Tick(ctx)
+	ep.mu.Lock()
+	var keys []string
+	for _, m := range ep.sent {
+		if m.Kind == transport.Results {
+			keys = append(keys, m.Key)
+		}
+	}
+	ep.mu.Unlock()
+	if len(keys) != 4 { // sent twice: nothing was acknowledged
+		t.Fatalf("sent %d result messages, want 4", len(keys))
+	}
+	a.Handle(ctx, transport.Message{Kind: transport.Ack, Acks: keys[:2]})
+	if a.OutboxLen(ctx) != 0 {
+		t.Errorf("outbox %d after ack, want 0", a.OutboxLen(ctx))
+	}
+}
+
+func TestNewValidatesConfig(t *testing.T) {
+	t.Parallel()
+	_, err := agent.New(context.Background(), agent.Config{Heartbeat: -time.Second})
+	var ve agent.ValidationErrors
+	if !errors.As(err, &ve) || !errors.Is(err, agent.ErrInvalid) {
+		t.Fatalf("err %v", err)
+	}
+	fields := map[string]bool{}
+	for _, e := range ve {
+		fields[e.Field] = true
+	}
+	for _, f := range []string{"Device", "Store", "Executor", "Heartbeat"} {
+		if !fields[f] {
+			t.Errorf("no error for %s in %v", f, err)
+		}
+	}
+}
