@@ -123,7 +123,9 @@ func TestDeviceOfflineForDaysResultsStoredExactlyOnce(t *testing.T) {
 func TestAgentRestartMidRun(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 1, func(c *enginetest.Config) {
-		c.Behavior = func(agent.Run, scope.DeviceID) enginetest.Behavior { return enginetest.Behavior{Duration: 2 * time.Hour} }
+		c.Behavior = func(agent.Run, scope.DeviceID) enginetest.Behavior {
+			return enginetest.Behavior{Duration: 2 * time.Hour}
+		}
 	})
 	s := sched(schedule.EveryHours, func(s *schedule.Schedule) { s.Every = 6; s.Start = t0.Add(time.Hour) })
 	tk := b.create(t, task.Task{Scope: groupScope("g-all"), Schedule: s})

@@ -1,0 +1,58 @@
+// Package engine is the Administration Server runtime of taskfleet: it
+// schedules and dispatches tasks, takes device results into storage and
+// keeps the built-in duties (history purge). Its counterpart on devices is
+// package task/agent; they talk through package task/transport.
+//
+// # Concepts
+//
+// A Server implements task.Dispatcher: pass it in task.Config.Dispatcher,
+// then Open it with the Manager and the transport endpoint:
+//
+//	srv, _ := engine.New(engine.Config{Store: store, Inventory: inv, Location: serverZone})
+//	m, _ := task.New(task.Config{Store: store, Registry: reg, Inventory: inv, Dispatcher: srv})
+//	_ = srv.Open(ctx, m, network.Server(srv))
+//	go srv.Run(ctx, time.Minute) // or call srv.Tick(ctx) from a simulation
+//
+// Who runs a task follows the seeds: tasks for device selections and
+// Administration Server tasks are run by the server, on the server's local
+// time (Config.Location); the selection is resolved when the activation
+// fires and only devices connected then get the run (the others are
+// recorded missed, or get it when they become visible if the task runs
+// missed tasks). Server tasks run on the agent registered as device
+// task.ServerDevice. Every other task is delivered to the devices of its
+// scope and run by their agents on device-local time, also while they are
+// offline; their results arrive later through the agent's outbox.
+//
+// Manual starts, starts for selected devices, "on completing another task",
+// "on virus outbreak" and "when new updates are downloaded" are started by
+// the server; Wake-on-LAN requests go out the chosen minutes before each
+// start; randomized delays use schedule.RandomOffset with the settings
+// revision (and the run id for manual starts, so a manual start moves the
+// offsets).
+//
+// # Time semantics
+//
+// Everything runs on Config.Clock. Tick does what is due at the clock's
+// current time and returns: simulations advance a clock.Mock and call
+// Tick (see package enginetest); hosts call Run, which ticks on a ticker.
+// Run ids are derived from the activation instant (transport.RunID), so the
+// same activation has the same id in every process.
+//
+// # Exactly once
+//
+// Before a server-run activation is dispatched it is recorded twice: a fire
+// marker (a history event keyed by the run id; a second fire of the same
+// activation stores nothing and is skipped) and a scheduled result per
+// device. Open re-dispatches every scheduled or pending result it finds
+// and fires server activations of the last RecoveryWindow that have no
+// marker, so a server that stops mid-dispatch loses and duplicates
+// nothing. StartRun is resent every RetryInterval until the device reports
+// the run; agents run each (task, run id) once; storage keeps each
+// (task, device, run, seq) once.
+//
+// # Errors
+//
+// New returns ValidationErrors naming bad Config fields. Open returns
+// storage errors wrapped. Dispatcher methods log and continue where a
+// device is unreachable: the heartbeat and the retries repair it.
+package engine

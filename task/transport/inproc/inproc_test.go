@@ -1,0 +1,141 @@
+package inproc_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/benbjohnson/clock"
+
+	"github.com/taskfleet/taskfleet/task/transport"
+	"github.com/taskfleet/taskfleet/task/transport/inproc"
+)
+
+type sink struct{ got []string }
+
+func (s *sink) Handle(_ context.Context, m transport.Message) { s.got = append(s.got, m.Key) }
+
+func send(t *testing.T, ep transport.DeviceEndpoint, n int) {
+	t.Helper()
+	for i := range n {
+		if err := ep.Send(context.Background(), transport.Message{Key: fmt.Sprint(i), Kind: transport.Results}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestFaults(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name   string
+		faults inproc.Faults
+		check  func(t *testing.T, got []string, st inproc.Stats)
+	}{
+		{"none: in order, exactly once", inproc.Faults{}, func(t *testing.T, got []string, st inproc.Stats) {
+			for i, k := range got {
+				if k != fmt.Sprint(i) {
+					t.Fatalf("got[%d] = %s", i, k)
+				}
+			}
+			if len(got) != 1000 {
+				t.Fatalf("%d delivered", len(got))
+			}
+		}},
+		{"drop", inproc.Faults{Drop: 0.3}, func(t *testing.T, got []string, st inproc.Stats) {
+			if len(got) < 600 || len(got) > 800 || st.Dropped != int64(1000-len(got)) {
+				t.Fatalf("%d delivered, stats %+v", len(got), st)
+			}
+		}},
+		{"duplicate", inproc.Faults{Duplicate: 0.3}, func(t *testing.T, got []string, st inproc.Stats) {
+			if len(got) < 1200 || len(got) > 1400 || st.Duplicated != int64(len(got)-1000) {
+				t.Fatalf("%d delivered, stats %+v", len(got), st)
+			}
+		}},
+		{"reorder", inproc.Faults{Reorder: 0.3}, func(t *testing.T, got []string, st inproc.Stats) {
+			inversions := 0
+			for i := 1; i < len(got); i++ {
+				var a, b int
+				fmt.Sscan(got[i-1], &a)
+				fmt.Sscan(got[i], &b)
+				if b < a {
+					inversions++
+				}
+			}
+			if len(got) != 1000 || inversions == 0 {
+				t.Fatalf("%d delivered, %d inversions", len(got), inversions)
+			}
+		}},
+		{"filter", inproc.Faults{Filter: func(m transport.Message, toServer bool) inproc.Fate {
+			if m.Key == "7" {
+				return inproc.DropIt
+			}
+			return inproc.Pass
+		}}, func(t *testing.T, got []string, st inproc.Stats) {
+			for _, k := range got {
+				if k == "7" {
+					t.Fatal("filtered message delivered")
+				}
+			}
+			if len(got) != 999 {
+				t.Fatalf("%d delivered", len(got))
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			n := inproc.New(inproc.Config{Clock: clock.NewMock(), Faults: c.faults, Seed: 42})
+			s := &sink{}
+			n.Server(s)
+			ep := n.Device("d1", transport.HandlerFunc(func(context.Context, transport.Message) {}))
+			send(t, ep, 1000)
+			n.Pump(context.Background())
+			c.check(t, s.got, n.Stats())
+		})
+	}
+}
+
+func TestDelayDeliversWhenDue(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewMock()
+	n := inproc.New(inproc.Config{Clock: clk, Faults: inproc.Faults{Delay: time.Minute}, Seed: 1})
+	s := &sink{}
+	n.Server(s)
+	ep := n.Device("d1", transport.HandlerFunc(func(context.Context, transport.Message) {}))
+	send(t, ep, 100)
+	n.Pump(context.Background())
+	early := len(s.got)
+	clk.Add(time.Minute)
+	n.Pump(context.Background())
+	if early == 100 || len(s.got) != 100 {
+		t.Fatalf("delivered %d at once and %d after the delay", early, len(s.got))
+	}
+}
+
+func TestDisconnect(t *testing.T) {
+	t.Parallel()
+	n := inproc.New(inproc.Config{Clock: clock.NewMock()})
+	s := &sink{}
+	srv := n.Server(transport.HandlerFunc(func(context.Context, transport.Message) {}))
+	ep := n.Device("d1", s)
+	send(t, ep, 1) // queued toward the server, lost on disconnect
+	n.Disconnect("d1")
+	if err := ep.Send(context.Background(), transport.Message{Key: "x"}); !errors.Is(err, transport.ErrUnreachable) {
+		t.Fatalf("device send while disconnected: %v", err)
+	}
+	if err := srv.Send(context.Background(), transport.Message{Device: "d1"}); !errors.Is(err, transport.ErrUnreachable) {
+		t.Fatalf("server send while disconnected: %v", err)
+	}
+	if n.Connected("d1") || n.Pending() != 0 {
+		t.Fatal("still connected or messages kept")
+	}
+	n.Connect("d1")
+	if err := srv.Send(context.Background(), transport.Message{Device: "d1", Key: "back"}); err != nil {
+		t.Fatal(err)
+	}
+	n.Pump(context.Background())
+	if len(s.got) != 1 || s.got[0] != "back" {
+		t.Fatalf("got %v", s.got)
+	}
+}
