@@ -150,6 +150,11 @@ type Agent struct {
 	lastFall  time.Time
 	dpDown    bool
 	closed    bool
+	dirty     bool
+	wakeAt    time.Time
+	// outboxBusy: the outbox may hold messages (cleared when a flush finds
+	// it empty).
+	outboxBusy bool
 
 	cmu   sync.Mutex
 	compl []completion
@@ -209,7 +214,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.MissedGrace == 0 {
 		cfg.MissedGrace = DefaultMissedGrace
 	}
-	a := &Agent{cfg: cfg, clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger, tasks: map[string]*LocalTask{}}
+	a := &Agent{cfg: cfg, clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger, tasks: map[string]*LocalTask{}, dirty: true, outboxBusy: true}
 	a.bootAt = a.clk.Now()
 	ts, err := cfg.Store.Tasks(ctx)
 	if err != nil {
@@ -292,6 +297,7 @@ func (a *Agent) Close() error {
 // updates are downloaded" tasks run every hour.
 func (a *Agent) SetDistributionPointReachable(ok bool) {
 	a.mu.Lock()
+	a.dirty = true
 	a.dpDown = !ok
 	a.mu.Unlock()
 }
@@ -331,6 +337,7 @@ func (a *Agent) EditLocalTask(ctx context.Context, user string, edited task.Task
 // task's run; the device restarts at the next Tick.
 func (a *Agent) AcceptRestart(taskID string) bool {
 	a.mu.Lock()
+	a.dirty = true
 	defer a.mu.Unlock()
 	t := a.tasks[taskID]
 	if t == nil || t.Running == nil || t.Running.RequiredAt.IsZero() {
@@ -369,6 +376,7 @@ func (a *Agent) enqueue(ctx context.Context, m transport.Message) error {
 		return fmt.Errorf("agent: outbox: %w", err)
 	}
 	a.flushNow = true
+	a.outboxBusy = true
 	return nil
 }
 

@@ -30,6 +30,10 @@ type LocalTask struct {
 	Queue []transport.Start
 	// Running is the run in progress, if any.
 	Running *RunState
+
+	// nextDue caches the next activation's start (not stored).
+	nextDue time.Time
+	nextOK  bool
 }
 
 // RunState is a run in progress.

@@ -24,6 +24,13 @@ func (a *Agent) Tick(ctx context.Context) error {
 		return ErrClosed
 	}
 	now := a.clk.Now()
+	a.cmu.Lock()
+	completed := len(a.compl) > 0
+	a.cmu.Unlock()
+	if !a.dirty && !a.flushNow && !completed && now.Before(a.wakeAt) {
+		return nil // nothing is due: the fast path of simulations
+	}
+	a.dirty = false
 	a.collect(ctx)
 	for _, t := range a.sorted() {
 		a.tickTask(ctx, t, now)
@@ -34,10 +41,74 @@ func (a *Agent) Tick(ctx context.Context) error {
 		a.nextBeat = now.Add(a.cfg.Heartbeat)
 		a.heartbeat(ctx)
 	}
-	if a.ep != nil && (a.flushNow || !now.Before(a.nextFlush)) {
+	if a.ep != nil && (a.flushNow || (a.outboxBusy && !now.Before(a.nextFlush))) {
 		a.flush(ctx, now)
 	}
+	a.wakeAt = a.nextWake(now)
 	return nil
+}
+
+// nextWake returns the earliest instant at which Tick has something to do.
+func (a *Agent) nextWake(now time.Time) time.Time {
+	w := a.nextBeat
+	if a.ep == nil {
+		w = now.Add(a.cfg.Heartbeat)
+	}
+	min := func(t time.Time) {
+		if !t.IsZero() && t.Before(w) {
+			w = t
+		}
+	}
+	if a.outboxBusy {
+		min(a.nextFlush)
+	}
+	updates := false
+	for _, t := range a.tasks {
+		if r := t.Running; r != nil {
+			if r.Executing {
+				if max, ok := t.Def.Task.Schedule.MaxRunDuration(); ok {
+					min(r.StartedAt.Add(max))
+				}
+			} else {
+				min(r.NextPrompt)
+				min(r.RestartAt)
+			}
+			continue
+		}
+		for _, q := range t.Queue {
+			if q.Due.IsZero() {
+				return now
+			}
+			min(q.Due)
+		}
+		if t.Transient {
+			continue
+		}
+		if t.Def.Task.Schedule.Kind == schedule.OnUpdates {
+			updates = true
+		}
+		if !t.nextOK {
+			t.nextDue, t.nextOK = time.Time{}, true
+			if nx, ok := t.Def.Task.Schedule.Next(t.Cursor, a.loc); ok {
+				t.nextDue = nx.Add(a.offset(t))
+			}
+		}
+		min(t.nextDue)
+	}
+	if updates {
+		due := a.updAt.Add(UpdatesOverdue)
+		if a.dpDown {
+			due = now
+		}
+		if !a.lastFall.IsZero() && a.lastFall.Add(UpdatesFallbackEvery).After(due) {
+			due = a.lastFall.Add(UpdatesFallbackEvery)
+		}
+		min(due)
+	}
+	if !w.After(now) {
+		w = now.Add(time.Nanosecond)
+	}
+	return w
 }
 
 func (a *Agent) heartbeat(ctx context.Context) {
@@ -60,6 +131,7 @@ func (a *Agent) flush(ctx context.Context, now time.Time) {
 		a.log.Error().Err(err).Msg("agent: read outbox")
 		return
 	}
+	a.outboxBusy = len(ms) > 0
 	for _, m := range ms {
 		if err := a.ep.Send(ctx, m); err != nil {
 			return // unreachable: retried later
@@ -162,6 +234,7 @@ func (a *Agent) dueActivations(ctx context.Context, t *LocalTask, now time.Time)
 		a.missed(ctx, t, missed, now)
 	}
 	if changed {
+		t.nextOK = false
 		a.save(ctx, t)
 	}
 }
@@ -177,6 +250,7 @@ func (a *Agent) skipActivations(ctx context.Context, t *LocalTask, now time.Time
 		t.Cursor, changed = act, true
 	}
 	if changed {
+		t.nextOK = false
 		a.save(ctx, t)
 	}
 }
@@ -382,6 +456,7 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 		return
 	}
 	now := a.clk.Now()
+	a.dirty = true
 	switch m.Kind {
 	case transport.Ack:
 		if err := a.cfg.Store.Remove(ctx, m.Acks); err != nil {
@@ -467,6 +542,7 @@ func (a *Agent) deliver(ctx context.Context, d transport.Definition, transient b
 			return t // a reordered older revision
 		}
 		t.Def = d
+		t.nextOK = false
 		t.Transient = transient && t.Transient
 	} else {
 		t = &LocalTask{Def: d, Transient: transient, ReceivedAt: now, Cursor: now.Add(-a.cfg.LateDelivery)}
