@@ -250,7 +250,7 @@ func (p *parser) header(root *node) (*node, error) {
 		return nil, errs.Invalid(keyFormat, "", `is required: the document is neither a taskfleet KLT file nor an Open API {"PxgRetVal": …} object`)
 	}
 	if h.Format != Format {
-		return nil, errs.Invalid(keyFormat, h.Format, fmt.Sprintf("must be %q", Format))
+		return nil, errs.Invalid(keyFormat, short(h.Format), fmt.Sprintf("must be %q", Format))
 	}
 	h.FormatVersion = str(keyFormatVersion)
 	if err := bad.Err(); err != nil {
@@ -258,10 +258,10 @@ func (p *parser) header(root *node) (*node, error) {
 	}
 	major, minor, ok := splitVersion(h.FormatVersion)
 	if !ok {
-		return nil, errs.Invalid(keyFormatVersion, h.FormatVersion, `must be "MAJOR.MINOR", for example "1.0"`)
+		return nil, errs.Invalid(keyFormatVersion, short(h.FormatVersion), `must be "MAJOR.MINOR", for example "1.0"`)
 	}
 	if major > FormatMajor {
-		return nil, &VersionError{Found: h.FormatVersion, Supported: FormatVersion}
+		return nil, &VersionError{Found: short(h.FormatVersion), Supported: FormatVersion}
 	}
 	_, ourMinor, _ := splitVersion(FormatVersion)
 	if major == FormatMajor && minor > ourMinor {
@@ -272,7 +272,7 @@ func (p *parser) header(root *node) (*node, error) {
 	if at != "" {
 		t, err := time.Parse(time.RFC3339, at)
 		if err != nil || !strings.HasSuffix(at, "Z") {
-			bad = append(bad, errs.Invalid(keyExportedAt, at, `must be a UTC time "YYYY-MM-DDTHH:MM:SSZ"`))
+			bad = append(bad, errs.Invalid(keyExportedAt, short(at), `must be a UTC time "YYYY-MM-DDTHH:MM:SSZ"`))
 		}
 		h.ExportedAt = t.UTC()
 	}
@@ -412,8 +412,15 @@ func (p *parser) task(tp *node) error {
 			p.extra(p.path(k), []string{keyTask, k}, tp.kids[i])
 		}
 	}
-	t.Type, _ = p.str(tp, keyTaskName, p.path(keyTaskName), true)
-	t.Application, _ = p.str(tp, keyProductName, p.path(keyProductName), true)
+	var hasType, hasApp bool
+	t.Type, hasType = p.str(tp, keyTaskName, p.path(keyTaskName), true)
+	t.Application, hasApp = p.str(tp, keyProductName, p.path(keyProductName), true)
+	if hasType && t.Type == "" {
+		p.fail(errs.Invalid(p.path(keyTaskName), "", "is required"))
+	}
+	if hasApp && t.Application == "" {
+		p.fail(errs.Invalid(p.path(keyProductName), "", "is required"))
+	}
 	t.ApplicationVersion, _ = p.str(tp, keyProductVersion, p.path(keyProductVersion), false)
 
 	info, err := paramsObject(tp.get(keyInfo), p.path(keyInfo), false)
@@ -548,7 +555,7 @@ func (p *parser) scope(tp, info *node) {
 			return
 		}
 		if group != nil && (sc.Kind != scope.Group || sc.Group != *group) {
-			p.fail(errs.Invalid(gpath, string(*group), "disagrees with "+p.path(keyTFScope)))
+			p.fail(errs.Invalid(gpath, short(string(*group)), "disagrees with "+p.path(keyTFScope)))
 		}
 		if info.get(keyExceptGroups) != nil && !equalGroups(except, sc.ExcludedGroups) {
 			p.fail(errs.Invalid(epath, "", "disagrees with "+p.path(keyTFScope, "excluded_groups")))
@@ -597,39 +604,45 @@ func (p *parser) settings(tp *node) {
 	t := &p.imp.Task
 	tt, ok := p.reg.Lookup(t.Application, t.Type)
 	if !ok {
-		p.fail(errs.Invalid(p.path(keyTaskName), t.Type, fmt.Sprintf("no task type %q is registered for application %q", t.Type, t.Application)))
+		p.fail(errs.Invalid(p.path(keyTaskName), short(t.Type), fmt.Sprintf("no task type %q is registered for application %q", short(t.Type), short(t.Application))))
 		return
 	}
 	if tt.ServerTask || tt.NotExportable {
 		p.fatal = &NotExportableError{Application: tt.Application, Type: tt.Name, Reason: "Administration Server tasks and non-exportable types cannot be imported"}
 		return
 	}
-	n := tp.get(keyAdditional)
-	if n == nil {
-		return // the type's default settings
-	}
 	path := p.path(keyAdditional)
-	if _, err := paramsObject(n, path, false); err != nil {
-		p.fail(err)
-		return
-	}
-	plain, err := paramsToPlain(n, path)
-	if err != nil {
-		p.fail(err)
-		return
-	}
 	var known map[string]bool
 	if tt.Settings != nil {
 		known = jsonFieldNames(reflect.TypeOf(tt.Settings))
 	}
 	own := newObject()
-	for i, k := range plain.keys {
-		if known[k] {
-			own.set(k, plain.kids[i])
-			continue
+	if n := tp.get(keyAdditional); n != nil {
+		if _, err := paramsObject(n, path, false); err != nil {
+			p.fail(err)
+			return
 		}
-		raw := tp.get(keyAdditional).get("value").kids[i]
-		p.extra(p.path(keyAdditional, k), []string{keyTask, keyAdditional, k}, raw)
+		plain, err := paramsToPlain(n, path)
+		if err != nil {
+			p.fail(err)
+			return
+		}
+		for i, k := range plain.keys {
+			if known[k] {
+				own.set(k, plain.kids[i])
+				continue
+			}
+			raw := n.get("value").kids[i]
+			p.extra(p.path(keyAdditional, k), []string{keyTask, keyAdditional, k}, raw)
+		}
+	} else if tt.Settings != nil {
+		// No settings in the file: the type's defaults, as a task created
+		// without settings gets.
+		var err error
+		if own, err = settingsTree(tt.Settings); err != nil {
+			p.fail(errs.Prefix(path, err))
+			return
+		}
 	}
 	if tt.Settings == nil {
 		return
@@ -713,7 +726,7 @@ func checkText(field, v string, max int, required bool) error {
 	case utf8.RuneCountInString(v) > max:
 		return errs.Invalid(field, "", fmt.Sprintf("must be at most %d characters", max))
 	case required && v != strings.TrimSpace(v):
-		return errs.Invalid(field, v, "must not begin or end with spaces")
+		return errs.Invalid(field, short(v), "must not begin or end with spaces")
 	}
 	for _, r := range v {
 		if unicode.IsControl(r) && (required || (r != '\n' && r != '\r' && r != '\t')) {
@@ -767,4 +780,19 @@ func (imp *Import) Commit(ctx context.Context, m *task.Manager, actor task.Actor
 	t.CreatedAt, t.UpdatedAt = time.Time{}, time.Time{}
 	t.CreatedBy, t.UpdatedBy = "", ""
 	return m.CreateWithFreeName(ctx, actor, t, "import")
+}
+
+// maxErrorValue bounds the document text quoted in an error.
+const maxErrorValue = 64
+
+// short truncates document text for an error message.
+func short(s string) string {
+	if len(s) <= maxErrorValue {
+		return s
+	}
+	i := maxErrorValue
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
 }

@@ -2,6 +2,7 @@ package klt_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -326,5 +327,25 @@ func TestExportTimeFromClock(t *testing.T) {
 		ExportedAt: time.Date(2027, 1, 2, 2, 4, 5, 0, time.UTC)}
 	if d := cmp.Diff(want, imp.Header); d != "" {
 		t.Fatalf("header (-want +got):\n%s", d)
+	}
+}
+
+// The decoder reads strings and numbers as encoding/json does.
+func TestDecoderMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
+	for _, doc := range []string{
+		`{"a":"\ud83d\ude00 \ud800 x \udc00\ud800 \u00e9 \/ \b\f\n\r\t \"\\"}`,
+		`{"n":[0,-0,1.5e-3,-12E+2,123456789012345678901234567890,1e400]}`,
+		" \t\r\n{ \"a\" : [ true , false , null , { } , [ ] ] } \n",
+		`{"ünï":"日本語🙂","k":"\u2028\u2029<>&"}`,
+	} {
+		n, err := klt.Normalize([]byte(doc))
+		must(t, err)
+		var want, got any
+		must(t, json.Unmarshal([]byte(doc), &want))
+		must(t, json.Unmarshal(n, &got))
+		if d := cmp.Diff(want, got); d != "" {
+			t.Fatalf("%s: (-encoding/json +klt):\n%s", doc, d)
+		}
 	}
 }

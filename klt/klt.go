@@ -262,6 +262,12 @@ func Export(t *task.Task, tt task.TaskType, opts ExportOptions) ([]byte, ExportR
 	}
 	when = when.UTC().Truncate(time.Second)
 
+	if t.Settings == nil && tt.Settings != nil {
+		// Nil settings are the type's defaults (as in task.Manager).
+		c := *t
+		c.Settings = tt.Settings
+		t = &c
+	}
 	tp, settingsKeys, err := taskParams(t)
 	if err != nil {
 		return nil, rep, err

@@ -1,13 +1,16 @@
 package klt
 
 import (
+	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/taskfleet/taskfleet/internal/errs"
@@ -161,133 +164,406 @@ func (g *guard) check(b []byte) (int, bool) {
 
 // decodeTree reads one JSON document from r within lim. Every refusal is
 // a *ValidationError (Field "" for the document as a whole, or the dotted
-// path of a duplicate key). It reads the input as a stream of tokens, so
-// the memory it uses grows only with the values it accepts.
+// JSON path of the offending value). It scans the input byte by byte
+// through a small buffer, so what it holds grows only with the values it
+// has accepted, never with white space or read-ahead.
 func decodeTree(r io.Reader, lim limits) (*node, error) {
 	g := &guard{r: r, limit: lim.size}
-	dec := json.NewDecoder(g)
-	dec.UseNumber()
-	p := &treeParser{dec: dec, lim: lim}
-	root, err := p.value("", 1)
-	if err != nil {
-		return nil, p.wrap(err, g)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		if err == nil {
-			return nil, errs.Invalid("", "", "the document has data after its end")
+	p := &treeParser{r: bufio.NewReaderSize(g, 16<<10), lim: lim}
+	c, err := p.skipSpace()
+	if err == nil {
+		var root *node
+		if root, err = p.value(c, 1); err == nil {
+			if c, err = p.skipSpace(); err == io.EOF {
+				return root, nil
+			} else if err == nil {
+				err = p.syntax(fmt.Sprintf("data after the end of the document (%q)", c))
+			}
 		}
-		return nil, p.wrap(err, g)
 	}
-	return root, nil
-}
-
-type treeParser struct {
-	dec    *json.Decoder
-	lim    limits
-	values int
-}
-
-func (p *treeParser) wrap(err error, g *guard) error {
 	var le *limitError
-	if errors.As(err, &le) {
-		return errs.Invalid(le.field, "", le.reason)
+	switch {
+	case errors.As(err, &le):
+		return nil, errs.Invalid(le.field, "", le.reason)
+	case err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF):
+		return nil, errs.Invalid(p.path(), "", "the document ends early")
 	}
 	var ve *ValidationError
 	if errors.As(err, &ve) {
-		return ve
+		return nil, ve
 	}
-	if g.err != nil {
-		var le *limitError
-		if errors.As(g.err, &le) {
-			return errs.Invalid("", "", le.reason)
+	return nil, errs.Invalid(p.path(), "", err.Error())
+}
+
+// pathElem is one step of the path to the value being read.
+type pathElem struct {
+	key   string
+	index int // -1 for a key
+}
+
+type treeParser struct {
+	r      *bufio.Reader
+	lim    limits
+	off    int64 // bytes consumed
+	values int
+	stack  []pathElem
+	buf    []byte
+}
+
+// path returns the dotted path of the value being read.
+func (p *treeParser) path() string {
+	var b strings.Builder
+	for _, e := range p.stack {
+		if e.index >= 0 {
+			fmt.Fprintf(&b, "[%d]", e.index)
+			continue
 		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(e.key)
 	}
-	if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
-		return errs.Invalid("", "", "the document ends early")
-	}
-	return errs.Invalid("", "", fmt.Sprintf("is not valid JSON (near byte offset %d): %v", p.dec.InputOffset(), err))
+	return b.String()
 }
 
-func join(path, key string) string {
-	if path == "" {
-		return key
-	}
-	return path + "." + key
+func (p *treeParser) syntax(msg string) error {
+	return errs.Invalid(p.path(), "", fmt.Sprintf("is not valid JSON at byte offset %d: %s", p.off, msg))
 }
 
-func (p *treeParser) value(path string, depth int) (*node, error) {
+func (p *treeParser) next() (byte, error) {
+	c, err := p.r.ReadByte()
+	if err == nil {
+		p.off++
+	}
+	return c, err
+}
+
+func (p *treeParser) skipSpace() (byte, error) {
+	for {
+		c, err := p.next()
+		if err != nil {
+			return 0, err
+		}
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		}
+		return c, nil
+	}
+}
+
+func (p *treeParser) value(c byte, depth int) (*node, error) {
 	if depth > p.lim.depth {
-		return nil, &limitError{field: path, reason: fmt.Sprintf("is nested deeper than the limit of %d levels", p.lim.depth)}
+		return nil, &limitError{field: p.path(), reason: fmt.Sprintf("is nested deeper than the limit of %d levels", p.lim.depth)}
 	}
 	p.values++
 	if p.values > p.lim.values {
-		return nil, &limitError{field: path, reason: fmt.Sprintf("the document holds more than the limit of %d values", p.lim.values)}
+		return nil, &limitError{field: p.path(), reason: fmt.Sprintf("the document holds more than the limit of %d values", p.lim.values)}
 	}
-	tok, err := p.dec.Token()
+	switch {
+	case c == '{':
+		return p.object(depth)
+	case c == '[':
+		return p.array(depth)
+	case c == '"':
+		s, err := p.str()
+		if err != nil {
+			return nil, err
+		}
+		return strNode(s), nil
+	case c == 't':
+		return boolNode(true), p.literal("rue")
+	case c == 'f':
+		return boolNode(false), p.literal("alse")
+	case c == 'n':
+		return &node{kind: kNull}, p.literal("ull")
+	case c == '-' || c >= '0' && c <= '9':
+		return p.number(c)
+	}
+	return nil, p.syntax(fmt.Sprintf("unexpected %q", c))
+}
+
+func (p *treeParser) literal(rest string) error {
+	for i := 0; i < len(rest); i++ {
+		c, err := p.next()
+		if err != nil {
+			return err
+		}
+		if c != rest[i] {
+			return p.syntax(fmt.Sprintf("unexpected %q in a literal", c))
+		}
+	}
+	return nil
+}
+
+func (p *treeParser) object(depth int) (*node, error) {
+	n := newObject()
+	var seen map[string]bool
+	c, err := p.skipSpace()
 	if err != nil {
 		return nil, err
 	}
-	switch t := tok.(type) {
-	case nil:
-		return &node{kind: kNull}, nil
-	case bool:
-		return boolNode(t), nil
-	case json.Number:
-		return numNode(string(t)), nil
-	case string:
-		return strNode(t), nil
-	case json.Delim:
-		switch t {
-		case '[':
-			n := &node{kind: kArray}
-			for i := 0; p.dec.More(); i++ {
-				v, err := p.value(fmt.Sprintf("%s[%d]", path, i), depth+1)
-				if err != nil {
-					return nil, err
+	if c == '}' {
+		return n, nil
+	}
+	for {
+		if c != '"' {
+			return nil, p.syntax(fmt.Sprintf("expected a key, found %q", c))
+		}
+		k, err := p.str()
+		if err != nil {
+			return nil, err
+		}
+		dup := false
+		if seen != nil {
+			dup = seen[k]
+		} else {
+			dup = slices.Contains(n.keys, k)
+			if len(n.keys) >= 16 {
+				seen = make(map[string]bool, 2*len(n.keys))
+				for _, x := range n.keys {
+					seen[x] = true
 				}
-				n.kids = append(n.kids, v)
 			}
-			_, err := p.dec.Token() // ']'
-			return n, err
-		case '{':
-			n := newObject()
-			var seen map[string]bool
-			for p.dec.More() {
-				kt, err := p.dec.Token()
-				if err != nil {
-					return nil, err
-				}
-				k := kt.(string) // the decoder only yields string keys
-				dup := false
-				if seen != nil {
-					dup = seen[k]
-				} else {
-					dup = slices.Contains(n.keys, k)
-					if len(n.keys) >= 16 {
-						seen = make(map[string]bool, 2*len(n.keys))
-						for _, x := range n.keys {
-							seen[x] = true
+		}
+		p.stack = append(p.stack, pathElem{key: k, index: -1})
+		if dup {
+			return nil, errs.Invalid(p.path(), "", "is a duplicate key")
+		}
+		if seen != nil {
+			seen[k] = true
+		}
+		if c, err = p.skipSpace(); err != nil {
+			return nil, err
+		}
+		if c != ':' {
+			return nil, p.syntax(fmt.Sprintf("expected ':', found %q", c))
+		}
+		if c, err = p.skipSpace(); err != nil {
+			return nil, err
+		}
+		v, err := p.value(c, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		p.stack = p.stack[:len(p.stack)-1]
+		n.keys = append(n.keys, k)
+		n.kids = append(n.kids, v)
+		if c, err = p.skipSpace(); err != nil {
+			return nil, err
+		}
+		switch c {
+		case '}':
+			return n, nil
+		case ',':
+			if c, err = p.skipSpace(); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, p.syntax(fmt.Sprintf("expected ',' or '}', found %q", c))
+		}
+	}
+}
+
+func (p *treeParser) array(depth int) (*node, error) {
+	n := &node{kind: kArray}
+	c, err := p.skipSpace()
+	if err != nil {
+		return nil, err
+	}
+	if c == ']' {
+		return n, nil
+	}
+	for i := 0; ; i++ {
+		p.stack = append(p.stack, pathElem{index: i})
+		v, err := p.value(c, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		p.stack = p.stack[:len(p.stack)-1]
+		n.kids = append(n.kids, v)
+		if c, err = p.skipSpace(); err != nil {
+			return nil, err
+		}
+		switch c {
+		case ']':
+			return n, nil
+		case ',':
+			if c, err = p.skipSpace(); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, p.syntax(fmt.Sprintf("expected ',' or ']', found %q", c))
+		}
+	}
+}
+
+// number reads a JSON number whose first byte is c, keeping its text.
+func (p *treeParser) number(c byte) (*node, error) {
+	b := p.buf[:0]
+	digits := func() (int, error) {
+		n := 0
+		for {
+			c, err := p.r.ReadByte()
+			if err == io.EOF {
+				return n, nil
+			}
+			if err != nil {
+				return n, err
+			}
+			if c < '0' || c > '9' {
+				_ = p.r.UnreadByte()
+				return n, nil
+			}
+			p.off++
+			b = append(b, c)
+			n++
+		}
+	}
+	peek := func() byte {
+		c, err := p.r.ReadByte()
+		if err != nil {
+			return 0
+		}
+		_ = p.r.UnreadByte()
+		return c
+	}
+	b = append(b, c)
+	if c == '-' {
+		c2, err := p.next()
+		if err != nil {
+			return nil, err
+		}
+		if c2 < '0' || c2 > '9' {
+			return nil, p.syntax("a number needs digits")
+		}
+		b = append(b, c2)
+		c = c2
+	}
+	if c != '0' {
+		if _, err := digits(); err != nil {
+			return nil, err
+		}
+	} else if d := peek(); d >= '0' && d <= '9' {
+		return nil, p.syntax("a number must not start with 0")
+	}
+	if peek() == '.' {
+		p.next()
+		b = append(b, '.')
+		if n, err := digits(); err != nil || n == 0 {
+			return nil, p.syntax("a fraction needs digits")
+		}
+	}
+	if e := peek(); e == 'e' || e == 'E' {
+		p.next()
+		b = append(b, e)
+		if s := peek(); s == '+' || s == '-' {
+			p.next()
+			b = append(b, s)
+		}
+		if n, err := digits(); err != nil || n == 0 {
+			return nil, p.syntax("an exponent needs digits")
+		}
+	}
+	p.buf = b
+	return numNode(string(b)), nil
+}
+
+// str reads a string after its opening quote, decoding escapes. Lone
+// surrogates become U+FFFD, as in encoding/json.
+func (p *treeParser) str() (string, error) {
+	b := p.buf[:0]
+	for {
+		c, err := p.next()
+		if err != nil {
+			return "", err
+		}
+		switch {
+		case c == '"':
+			p.buf = b
+			return string(b), nil
+		case c < 0x20:
+			return "", p.syntax(fmt.Sprintf("control character %U in a string", rune(c)))
+		case c != '\\':
+			if len(b) == cap(b) {
+				// Double, so a long string costs at most twice its size in
+				// buffers (append's growth factor falls to 1.25).
+				nb := make([]byte, len(b), 2*cap(b)+64)
+				copy(nb, b)
+				b = nb
+			}
+			b = append(b, c)
+			continue
+		}
+		e, err := p.next()
+		if err != nil {
+			return "", err
+		}
+		switch e {
+		case '"', '\\', '/':
+			b = append(b, e)
+		case 'b':
+			b = append(b, '\b')
+		case 'f':
+			b = append(b, '\f')
+		case 'n':
+			b = append(b, '\n')
+		case 'r':
+			b = append(b, '\r')
+		case 't':
+			b = append(b, '\t')
+		case 'u':
+			r, err := p.hex4()
+			if err != nil {
+				return "", err
+			}
+			if utf16.IsSurrogate(r) {
+				r2 := unicode.ReplacementChar
+				if c, _ := p.r.Peek(2); len(c) == 2 && c[0] == '\\' && c[1] == 'u' {
+					p.next()
+					p.next()
+					lo, err := p.hex4()
+					if err != nil {
+						return "", err
+					}
+					if d := utf16.DecodeRune(r, lo); d != unicode.ReplacementChar {
+						r2 = d
+					} else {
+						b = utf8.AppendRune(b, unicode.ReplacementChar)
+						r2 = lo
+						if utf16.IsSurrogate(lo) {
+							r2 = unicode.ReplacementChar
 						}
 					}
 				}
-				if dup {
-					return nil, errs.Invalid(join(path, k), "", "is a duplicate key")
-				}
-				if seen != nil {
-					seen[k] = true
-				}
-				v, err := p.value(join(path, k), depth+1)
-				if err != nil {
-					return nil, err
-				}
-				n.keys = append(n.keys, k)
-				n.kids = append(n.kids, v)
+				r = r2
 			}
-			_, err := p.dec.Token() // '}'
-			return n, err
+			b = utf8.AppendRune(b, r)
+		default:
+			return "", p.syntax(fmt.Sprintf("invalid escape %q", e))
 		}
 	}
-	return nil, fmt.Errorf("unexpected token %v", tok)
+}
+
+func (p *treeParser) hex4() (rune, error) {
+	var r rune
+	for range 4 {
+		c, err := p.next()
+		if err != nil {
+			return 0, err
+		}
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, p.syntax(fmt.Sprintf("invalid \\u escape (%q)", c))
+		}
+	}
+	return r, nil
 }
 
 // encodeTree writes n as canonical JSON: object keys in byte order, two
@@ -435,4 +711,11 @@ func integer(lit string) (int64, bool, bool) {
 	}
 	v, err := strconv.ParseInt(lit, 10, 64)
 	return v, err == nil, true
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
 }
