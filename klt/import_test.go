@@ -335,7 +335,7 @@ func TestDecoderMatchesEncodingJSON(t *testing.T) {
 	t.Parallel()
 	for _, doc := range []string{
 		`{"a":"\ud83d\ude00 \ud800 x \udc00\ud800 \u00e9 \/ \b\f\n\r\t \"\\"}`,
-		`{"n":[0,-0,1.5e-3,-12E+2,123456789012345678901234567890,1e400]}`,
+		`{"n":[0,-0,1.5e-3,-12E+2,123456789012345678901234567890,1e300]}`,
 		" \t\r\n{ \"a\" : [ true , false , null , { } , [ ] ] } \n",
 		`{"ünï":"日本語🙂","k":"\u2028\u2029<>&"}`,
 	} {
