@@ -2,7 +2,9 @@ package task_test
 
 import (
 	"fmt"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/storage"
@@ -72,6 +74,16 @@ func BenchmarkListPage(b *testing.B) {
 
 const fleet = 1_000_000
 
+// cpuTime is the process's user+system CPU time: on a shared machine it
+// measures our work where wall time measures the neighbours too.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // BenchmarkRecordResults1M records one result for each of 1,000,000
 // devices of a group task per iteration, in batches of 10,000 (the
 // engine's batch size); results/s is the figure.
@@ -93,6 +105,7 @@ func BenchmarkRecordResults1M(b *testing.B) {
 	batch := make([]task.Result, 10_000)
 	seq := int64(0)
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	for b.Loop() {
 		seq++
 		for off := 0; off < fleet; off += len(batch) {
@@ -105,6 +118,7 @@ func BenchmarkRecordResults1M(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(fleet)*float64(b.N)/b.Elapsed().Seconds(), "results/s")
+	b.ReportMetric(float64(fleet)*float64(b.N)/(cpuTime()-cpu0).Seconds(), "results/cpu-s")
 }
 
 // BenchmarkStatistics1M computes statistics of a task with 1,000,000

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/taskfleet/taskfleet/internal/errs"
 	"github.com/taskfleet/taskfleet/scope"
@@ -323,7 +324,15 @@ const MaxResultMessage = 4096
 // the index of each bad update; nothing is written then).
 func (m *Manager) RecordResults(ctx context.Context, results []Result) (int, error) {
 	var bad ValidationErrors
-	recs := make([]storage.ResultRecord, len(results))
+	bufp := recordBuffers.Get().(*[]storage.ResultRecord)
+	defer func() {
+		clear(*bufp)
+		recordBuffers.Put(bufp)
+	}()
+	if cap(*bufp) < len(results) {
+		*bufp = make([]storage.ResultRecord, len(results))
+	}
+	recs := (*bufp)[:len(results)]
 	now := m.now()
 	for i, r := range results {
 		f := resultField(i)
@@ -359,12 +368,18 @@ func (m *Manager) RecordResults(ctx context.Context, results []Result) (int, err
 	// Results that notify are written one by one, so the store's applied
 	// count tells whether this delivery is the first (a redelivery must
 	// not notify twice); the rest are written in batches.
-	var batch, notifying []storage.ResultRecord
-	for _, r := range recs {
-		if m.wantsNotification(tasks[r.TaskID], State(r.State)) {
-			notifying = append(notifying, r)
-		} else {
-			batch = append(batch, r)
+	batch, notifying := recs, []storage.ResultRecord(nil)
+	for i := range recs {
+		if m.wantsNotification(tasks[recs[i].TaskID], State(recs[i].State)) {
+			batch = make([]storage.ResultRecord, 0, len(recs))
+			for _, r := range recs {
+				if m.wantsNotification(tasks[r.TaskID], State(r.State)) {
+					notifying = append(notifying, r)
+				} else {
+					batch = append(batch, r)
+				}
+			}
+			break
 		}
 	}
 	applied := 0
@@ -397,6 +412,10 @@ func (m *Manager) RecordResults(ctx context.Context, results []Result) (int, err
 	}
 	return applied, nil
 }
+
+// recordBuffers recycles RecordResults' conversion buffers: stores copy
+// what they keep, so a buffer is free again when the call returns.
+var recordBuffers = sync.Pool{New: func() any { return new([]storage.ResultRecord) }}
 
 // resultField names results[i] in errors; it formats only when called
 // from an error path's string concatenation.

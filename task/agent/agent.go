@@ -60,8 +60,9 @@ type Run struct {
 	Account  credentials.Account
 	Password credentials.Secret
 	Manual   bool
-	// At is the nominal start (the activation), StartedAt the actual one.
-	At, StartedAt time.Time
+	// At is the nominal start (the activation), Due when it was due (At
+	// plus the randomized delay; zero: at once), StartedAt the actual one.
+	At, Due, StartedAt time.Time
 }
 
 // Outcome is how a run ended.

@@ -294,7 +294,7 @@ func (a *Agent) begin(ctx context.Context, t *LocalTask, s transport.Start, now 
 	t.Running = &RunState{RunID: s.RunID, At: s.At, Due: s.Due, StartedAt: now, Manual: s.Manual, Seq: transport.SeqDevice, Executing: true}
 	a.save(ctx, t) // write-ahead: a restart reports this run, never reruns it
 	a.report(ctx, t, task.Result{RunID: s.RunID, Seq: transport.SeqDevice, State: task.Running, DueAt: s.At.UTC(), StartedAt: now.UTC()})
-	run := Run{TaskID: def.ID, RunID: s.RunID, Application: def.Application, Type: def.Type, Account: def.Account, Manual: s.Manual, At: s.At, StartedAt: now}
+	run := Run{TaskID: def.ID, RunID: s.RunID, Application: def.Application, Type: def.Type, Account: def.Account, Manual: s.Manual, At: s.At, Due: s.Due, StartedAt: now}
 	switch v := def.Settings.(type) {
 	case json.RawMessage:
 		run.Settings = v

@@ -20,6 +20,7 @@ import (
 	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/agent"
 	"github.com/taskfleet/taskfleet/task/engine"
+	"github.com/taskfleet/taskfleet/task/transport"
 	"github.com/taskfleet/taskfleet/task/transport/inproc"
 )
 
@@ -74,6 +75,8 @@ type Sim struct {
 	on      map[scope.DeviceID]bool
 	locs    map[string]*time.Location
 	power   map[scope.DeviceID]int
+	ids     []scope.DeviceID
+	touched map[scope.DeviceID]bool
 }
 
 // New builds a Sim with every device powered on and connected.
@@ -86,7 +89,7 @@ func New(ctx context.Context, cfg Config) (*Sim, error) {
 	s := &Sim{Clock: clk, Store: memstore.New(), Inv: inmem.New(), cfg: cfg,
 		devices: map[scope.DeviceID]scope.Device{}, agents: map[scope.DeviceID]*agent.Agent{},
 		stores: map[scope.DeviceID]agent.Store{}, on: map[scope.DeviceID]bool{}, locs: map[string]*time.Location{},
-		power: map[scope.DeviceID]int{}}
+		power: map[scope.DeviceID]int{}, touched: map[scope.DeviceID]bool{}}
 	s.Exec = &Executor{clk: clk, behavior: cfg.Behavior, runs: map[RunKey][]Record{}, timers: map[RunKey]*clock.Timer{}, notRunning: map[scope.DeviceID]bool{}}
 	if err := s.Inv.PutGroups(cfg.Groups...); err != nil {
 		return nil, err
@@ -155,7 +158,11 @@ func (s *Sim) boot(ctx context.Context, id scope.DeviceID) error {
 	if err != nil {
 		return err
 	}
-	a.Attach(s.Net.Device(id, a))
+	a.Attach(s.Net.Device(id, transport.HandlerFunc(func(ctx context.Context, m transport.Message) {
+		s.touched[id] = true
+		a.Handle(ctx, m)
+	})))
+	s.ids = nil
 	s.Net.Connect(id)
 	s.agents[id] = a
 	s.on[id] = true
@@ -186,6 +193,7 @@ func (s *Sim) PowerOff(id scope.DeviceID) {
 		_ = a.Close()
 	}
 	delete(s.agents, id)
+	s.ids = nil
 	s.on[id] = false
 	s.Net.Disconnect(id)
 	s.setConnected(id, false)
@@ -237,19 +245,31 @@ func (s *Sim) RestartServer(ctx context.Context) error {
 }
 
 // Settle lets server, agents and network work at the current instant until
-// nothing is left to deliver.
+// nothing is left to deliver. After the first round only the agents that
+// received messages tick again.
 func (s *Sim) Settle(ctx context.Context) error {
-	for range 20 {
+	if s.ids == nil {
+		s.ids = s.agentIDs()
+	}
+	ids := s.ids
+	for range 50 {
 		if err := s.Server.Tick(ctx); err != nil {
 			return err
 		}
-		for _, id := range s.agentIDs() {
+		for _, id := range ids {
 			if err := s.agents[id].Tick(ctx); err != nil {
 				return fmt.Errorf("agent %s: %w", id, err)
 			}
 		}
+		clear(s.touched)
 		if s.Net.Pump(ctx) == 0 {
 			return nil
+		}
+		ids = ids[:0:0]
+		for _, id := range s.agentIDs() {
+			if s.touched[id] {
+				ids = append(ids, id)
+			}
 		}
 	}
 	return nil
@@ -295,6 +315,7 @@ type RunKey struct {
 type Record struct {
 	RunID     int64
 	At        time.Time
+	Due       time.Time
 	StartedAt time.Time
 	Manual    bool
 	Stopped   bool
@@ -356,7 +377,7 @@ func (x devExec) Start(_ context.Context, r agent.Run, done func(agent.Outcome))
 	}
 	k := RunKey{r.TaskID, x.id}
 	x.e.mu.Lock()
-	x.e.runs[k] = append(x.e.runs[k], Record{RunID: r.RunID, At: r.At, StartedAt: r.StartedAt, Manual: r.Manual})
+	x.e.runs[k] = append(x.e.runs[k], Record{RunID: r.RunID, At: r.At, Due: r.Due, StartedAt: r.StartedAt, Manual: r.Manual})
 	x.e.total++
 	x.e.mu.Unlock()
 	out := agent.Outcome{State: b.State, Message: b.Message, RestartRequired: b.RestartRequired}
