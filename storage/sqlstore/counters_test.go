@@ -2,7 +2,9 @@ package sqlstore_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"os"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -63,6 +65,24 @@ func TestPostgresStatisticsCompaction(t *testing.T) {
 		if d := cmp.Diff(want, got, cmpopts.EquateEmpty()); d != "" {
 			t.Fatalf("final statistics (-memstore +sql):\n%s", d)
 		}
+	}
+	// A write from a session with another search_path (a host's own
+	// connection) still reaches the counters.
+	var schema string
+	if err := s.DB().Get(&schema, `SELECT current_schema()`); err != nil {
+		t.Fatal(err)
+	}
+	other, err := sql.Open("pgx", os.Getenv(pgEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.Exec(`UPDATE ` + schema + `.results SET state = 'audited' WHERE task_id = 't' AND device_id = 'd0'`); err != nil {
+		t.Fatal(err)
+	}
+	after, err := s.TaskStatistics(ctx, "t")
+	if err != nil || after.ByState["audited"] != 1 {
+		t.Fatalf("statistics after an outside update = %+v, %v; want audited: 1", after, err)
 	}
 	if err := s.DeleteTask(ctx, storage.DeleteTaskParams{ID: "t"}); err != nil {
 		t.Fatal(err)

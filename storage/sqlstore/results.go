@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,10 +22,16 @@ const upsertSet = ` ON CONFLICT (task_id, device_id) DO UPDATE SET
  WHERE (excluded.run_id, excluded.seq) > (results.run_id, results.seq)`
 
 // pgUpsert writes a whole round in one statement and one round trip: one
-// array parameter per column, expanded by unnest.
-const pgUpsert = `INSERT INTO results (` + resultCols + `)
- SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::timestamptz[],
-  $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::int[], $11::text[], $12::bool[])` + upsertSet
+// array parameter per column, expanded by unnest. The CTE keeps only
+// results of existing tasks and holds FOR KEY SHARE on them until the
+// transaction ends, so a concurrent DeleteTask waits (and then deletes
+// these results too) instead of leaving orphans.
+const pgUpsert = `WITH known AS (SELECT id FROM tasks WHERE id = ANY($13::text[]) FOR KEY SHARE)
+INSERT INTO results (` + resultCols + `)
+ SELECT u.* FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::timestamptz[],
+  $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::int[], $11::text[], $12::bool[])
+  AS u (task_id, device_id, run_id, seq, state, due_at, started_at, finished_at, updated_at, progress, message, restart_required)
+ JOIN known ON known.id = u.task_id` + upsertSet
 
 // sqliteChunk is the largest number of rows per multi-row INSERT on SQLite
 // (12 parameters each, far below SQLite's 32766-parameter limit). Fewer,
@@ -164,9 +171,12 @@ func rounds(rs []storage.ResultRecord) [][]storage.ResultRecord {
 	return out
 }
 
-// UpsertResults implements storage.ResultStore: one transaction per call;
-// on SQLite multi-row INSERT ... ON CONFLICT statements, on PostgreSQL one
-// unnest-based INSERT ... ON CONFLICT per round.
+// UpsertResults implements storage.ResultStore: one transaction per call.
+// SQLite drops results of unknown tasks first, then writes each round with
+// multi-row INSERT ... ON CONFLICT statements. PostgreSQL writes each
+// round with one statement that also filters unknown tasks; a batch
+// without repeated devices (the usual case) is that single statement in
+// autocommit: one round trip, atomic.
 func (s *Store) UpsertResults(ctx context.Context, p storage.UpsertResultsParams) (int, error) {
 	if err := s.checkOpen(); err != nil {
 		return 0, err
@@ -175,26 +185,26 @@ func (s *Store) UpsertResults(ctx context.Context, p storage.UpsertResultsParams
 		return 0, nil
 	}
 	total := 0
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		total = 0
-		kept, err := knownOnly(ctx, s, tx, p.Results, func(r *storage.ResultRecord) string { return r.TaskID })
-		if err != nil {
-			return err
-		}
-		for _, round := range rounds(kept) {
-			var n int64
-			if s.dialect == Postgres {
-				n, err = s.upsertPostgres(ctx, tx, round)
-			} else {
-				n, err = s.upsertSQLite(ctx, tx, round)
-			}
-			if err != nil {
+	var err error
+	if s.dialect == Postgres {
+		total, err = s.upsertPostgresBatch(ctx, p.Results)
+	} else {
+		err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+			total = 0
+			kept, err := knownOnly(ctx, s, tx, p.Results, func(r *storage.ResultRecord) string { return r.TaskID })
+			if err != nil || len(kept) == 0 {
 				return err
 			}
-			total += int(n)
-		}
-		return nil
-	})
+			for _, round := range rounds(kept) {
+				n, err := s.upsertSQLite(ctx, tx, round)
+				if err != nil {
+					return err
+				}
+				total += int(n)
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		return 0, fmt.Errorf("sqlstore: upsert results: %w", err)
 	}
@@ -208,6 +218,27 @@ func (s *Store) UpsertResults(ctx context.Context, p storage.UpsertResultsParams
 		}
 	}
 	return total, nil
+}
+
+func (s *Store) upsertPostgresBatch(ctx context.Context, rs []storage.ResultRecord) (int, error) {
+	rds := rounds(rs)
+	if len(rds) == 1 {
+		n, err := s.upsertPostgres(ctx, s.w, rds[0])
+		return int(n), mapErr(err)
+	}
+	total := 0
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		total = 0
+		for _, round := range rds {
+			n, err := s.upsertPostgres(ctx, tx, round)
+			if err != nil {
+				return err
+			}
+			total += int(n)
+		}
+		return nil
+	})
+	return total, err
 }
 
 func (s *Store) upsertSQLite(ctx context.Context, tx *sqlx.Tx, rs []storage.ResultRecord) (int64, error) {
@@ -242,14 +273,18 @@ func (s *Store) upsertSQLite(ctx context.Context, tx *sqlx.Tx, rs []storage.Resu
 	return total, nil
 }
 
-func (s *Store) upsertPostgres(ctx context.Context, tx *sqlx.Tx, rs []storage.ResultRecord) (int64, error) {
+func (s *Store) upsertPostgres(ctx context.Context, tx sqlx.ExecerContext, rs []storage.ResultRecord) (int64, error) {
 	n := len(rs)
 	tasks, devs, states, msgs := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	runs, seqs := make([]int64, n), make([]int64, n)
 	due, started, finished, updated := make([]time.Time, n), make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
 	progress := make([]int32, n)
 	restart := make([]bool, n)
+	var taskIDs []string // distinct, usually one
 	for i := range rs {
+		if len(taskIDs) == 0 || (taskIDs[len(taskIDs)-1] != rs[i].TaskID && !slices.Contains(taskIDs, rs[i].TaskID)) {
+			taskIDs = append(taskIDs, rs[i].TaskID)
+		}
 		r := &rs[i]
 		tasks[i], devs[i], states[i], msgs[i] = r.TaskID, r.DeviceID, r.State, r.Message
 		runs[i], seqs[i] = r.RunID, r.Seq
@@ -257,7 +292,7 @@ func (s *Store) upsertPostgres(ctx context.Context, tx *sqlx.Tx, rs []storage.Re
 		progress[i] = int32(r.Progress)
 		restart[i] = r.RestartRequired
 	}
-	res, err := tx.ExecContext(ctx, pgUpsert, tasks, devs, runs, seqs, states, due, started, finished, updated, progress, msgs, restart)
+	res, err := tx.ExecContext(ctx, pgUpsert, tasks, devs, runs, seqs, states, due, started, finished, updated, progress, msgs, restart, taskIDs)
 	if err != nil {
 		return 0, err
 	}

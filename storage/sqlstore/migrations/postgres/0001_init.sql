@@ -67,7 +67,8 @@ CREATE INDEX results_due ON results (state, due_at, task_id, device_id);
 -- from the transition tables; statistics sum a task's deltas, and
 -- compaction folds them back into one row per state. Deltas are
 -- insert-only, so concurrent writers never wait for each other on a
--- counter row.
+-- counter row. The functions keep the search_path of the migration, so a
+-- write from a session with another search_path still finds the table.
 CREATE TABLE result_deltas (
     task_id text COLLATE "C" NOT NULL,
     state   text COLLATE "C" NOT NULL,
@@ -76,7 +77,8 @@ CREATE TABLE result_deltas (
 );
 CREATE INDEX result_deltas_task ON result_deltas (task_id);
 
-CREATE FUNCTION taskfleet_results_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION taskfleet_results_inserted() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO result_deltas (task_id, state, n, restart)
     SELECT task_id, state, COUNT(*), COUNT(*) FILTER (WHERE restart_required)
@@ -84,7 +86,8 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE FUNCTION taskfleet_results_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION taskfleet_results_updated() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO result_deltas (task_id, state, n, restart)
     SELECT task_id, state, SUM(n), SUM(r) FROM (
@@ -96,7 +99,8 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE FUNCTION taskfleet_results_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION taskfleet_results_deleted() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO result_deltas (task_id, state, n, restart)
     SELECT task_id, state, -COUNT(*), -COUNT(*) FILTER (WHERE restart_required)
