@@ -30,11 +30,14 @@
 //
 // Tables: tasks (indexed columns plus the JSON body, and the run counter
 // of AllocateRunID), revisions (task, number), results (one row per task
-// and device; indexes for the due-run query on (state, due_at), for
+// and device; indexes for the due-run query on (state, due_at) and for
 // listing and statistics on (task, state)), events (indexes on (task, id)
 // for listing and (task, at) for retention purges) and event_keys (the
 // de-duplication keys, kept after a purge so a late duplicate stays
-// refused). Deleting a task cascades to all of them in one transaction.
+// refused). Deleting a task removes all of them in one transaction
+// (foreign keys with ON DELETE CASCADE, and an explicit delete for
+// results, the hot table, which has no foreign key to keep ingest cheap).
+// On PostgreSQL, result_deltas holds per-task counters (below).
 //
 // PostgreSQL text keys use COLLATE "C": listings are in byte order, the
 // same as every other backend, whatever the database's locale.
@@ -49,17 +52,29 @@
 //
 // # Result ingest
 //
-// UpsertResults writes one batch in one transaction. A result replaces
-// the stored one only when its (RunID, Seq) is greater, so retried and
-// reordered deliveries never duplicate or regress a result. A batch is
-// split into rounds in which each (task, device) appears once (round k
-// holds each device's k-th record), which keeps the count identical to
-// processing the records one by one. SQLite writes each round with
-// multi-row INSERT ... ON CONFLICT statements; PostgreSQL with one
-// INSERT ... SELECT FROM unnest(...) ON CONFLICT per round: one round
-// trip, one array per column. Results for unknown tasks are dropped
-// before the write (on PostgreSQL under FOR KEY SHARE, so a concurrent
-// DeleteTask waits instead of failing).
+// UpsertResults writes one batch atomically. A result replaces the stored
+// one only when its (RunID, Seq) is greater, so retried and reordered
+// deliveries never duplicate or regress a result. A batch is split into
+// rounds in which each (task, device) appears once (round k holds each
+// device's k-th record), which keeps the count identical to processing
+// the records one by one. SQLite drops results of unknown tasks, then
+// writes each round with prepared multi-row INSERT ... ON CONFLICT
+// statements, all in one transaction. PostgreSQL writes a round with one
+// INSERT ... SELECT FROM unnest(...) ON CONFLICT statement (one array per
+// column) whose CTE keeps only existing tasks and holds FOR KEY SHARE on
+// them, so a concurrent DeleteTask waits rather than leaving orphans; a
+// batch without repeated devices is that one statement: one round trip.
+//
+// # Statistics
+//
+// PostgreSQL keeps per-task counters without a hot counter row:
+// statement-level triggers with transition tables append one delta row per
+// (task, state) and statement, TaskStatistics sums a task's deltas
+// (O(states), well under a millisecond for a million-device task) and
+// folds them into one row per state when they pile up (also every 64th
+// UpsertResults). SQLite counts the task's results through a covering
+// index: linear in the task's devices (about 0.3 s for 1.2 million on a
+// small machine), fine for the embedded scale.
 //
 // # SQLite
 //
