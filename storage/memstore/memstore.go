@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"sort"
 	"strings"
@@ -74,14 +75,49 @@ func (s *Store) indexRemove(t *storage.TaskRecord) {
 }
 
 type taskResults struct {
-	// byDevice holds values, not pointers: no allocation per device and
-	// nothing for the garbage collector to chase in a million-device task.
-	byDevice map[string]storage.ResultRecord
+	// slot maps the 64-bit hash of a device id to its row in rows (the
+	// row's DeviceID confirms the match): one integer-keyed probe per
+	// update, rows updated in place, no allocation per device. A device
+	// whose hash collides with an earlier device's goes to overflow.
+	slot     map[uint64]int32
+	overflow map[string]int32
+	rows     []storage.ResultRecord
 	counts   map[string]int
 	restart  int
 	// sorted caches the device ids in order for ListResults; nil after a
 	// new device was added.
 	sorted []string
+}
+
+// hashSeed keys the device hashes of this process.
+var hashSeed = maphash.MakeSeed()
+
+func (tr *taskResults) find(device string) (int32, bool) {
+	i, ok := tr.slot[maphash.String(hashSeed, device)]
+	if !ok {
+		return 0, false
+	}
+	if tr.rows[i].DeviceID == device {
+		return i, true
+	}
+	i, ok = tr.overflow[device]
+	return i, ok
+}
+
+// add appends a row for a device find did not find.
+func (tr *taskResults) add(r storage.ResultRecord) {
+	i := int32(len(tr.rows))
+	h := maphash.String(hashSeed, r.DeviceID)
+	if _, taken := tr.slot[h]; taken {
+		if tr.overflow == nil {
+			tr.overflow = map[string]int32{}
+		}
+		tr.overflow[r.DeviceID] = i
+	} else {
+		tr.slot[h] = i
+	}
+	tr.rows = append(tr.rows, r)
+	tr.sorted = nil
 }
 
 type taskEvents struct {
@@ -378,12 +414,13 @@ func (s *Store) UpsertResults(ctx context.Context, p storage.UpsertResultsParams
 			}
 			tr = s.results[r.TaskID]
 			if tr == nil {
-				tr = &taskResults{byDevice: map[string]storage.ResultRecord{}, counts: map[string]int{}}
+				tr = &taskResults{slot: map[uint64]int32{}, counts: map[string]int{}}
 				s.results[r.TaskID] = tr
 			}
 			lastTask = r.TaskID
 		}
-		if cur, ok := tr.byDevice[r.DeviceID]; ok {
+		if i, ok := tr.find(r.DeviceID); ok {
+			cur := &tr.rows[i]
 			if r.RunID < cur.RunID || (r.RunID == cur.RunID && r.Seq <= cur.Seq) {
 				continue
 			}
@@ -391,10 +428,10 @@ func (s *Store) UpsertResults(ctx context.Context, p storage.UpsertResultsParams
 			if cur.RestartRequired {
 				tr.restart--
 			}
+			*cur = *r
 		} else {
-			tr.sorted = nil
+			tr.add(*r)
 		}
-		tr.byDevice[r.DeviceID] = *r
 		tr.counts[r.State]++
 		if r.RestartRequired {
 			tr.restart++
@@ -412,8 +449,8 @@ func (s *Store) GetResult(ctx context.Context, taskID, deviceID string) (storage
 		return storage.ResultRecord{}, errClosed()
 	}
 	if tr := s.results[taskID]; tr != nil {
-		if r, ok := tr.byDevice[deviceID]; ok {
-			return r, nil
+		if i, ok := tr.find(deviceID); ok {
+			return tr.rows[i], nil
 		}
 	}
 	return storage.ResultRecord{}, fmt.Errorf("memstore: result of task %q device %q: %w", taskID, deviceID, storage.ErrNotFound)
@@ -432,9 +469,9 @@ func (s *Store) ListResults(ctx context.Context, p storage.ListResultsParams) ([
 		s.mu.RUnlock()
 		s.mu.Lock()
 		if tr = s.results[p.TaskID]; tr != nil && tr.sorted == nil {
-			ids := make([]string, 0, len(tr.byDevice))
-			for id := range tr.byDevice {
-				ids = append(ids, id)
+			ids := make([]string, 0, len(tr.rows))
+			for _, r := range tr.rows {
+				ids = append(ids, r.DeviceID)
 			}
 			slices.Sort(ids)
 			tr.sorted = ids
@@ -452,8 +489,8 @@ func (s *Store) ListResults(ctx context.Context, p storage.ListResultsParams) ([
 	}
 	ids := tr.sorted
 	if ids == nil { // a new device arrived between the locks: fall back
-		for id := range tr.byDevice {
-			ids = append(ids, id)
+		for _, r := range tr.rows {
+			ids = append(ids, r.DeviceID)
 		}
 		slices.Sort(ids)
 	}
@@ -467,7 +504,8 @@ func (s *Store) ListResults(ctx context.Context, p storage.ListResultsParams) ([
 	}
 	var out []storage.ResultRecord
 	for ; i < len(ids) && len(out) < limit; i++ {
-		r := tr.byDevice[ids[i]]
+		j, _ := tr.find(ids[i])
+		r := tr.rows[j]
 		if len(p.States) > 0 && !slices.Contains(p.States, r.State) {
 			continue
 		}
@@ -492,7 +530,7 @@ func (s *Store) DueResults(ctx context.Context, p storage.DueResultsParams) ([]s
 		if tr.counts[p.State] == 0 {
 			continue
 		}
-		for _, r := range tr.byDevice {
+		for _, r := range tr.rows {
 			if r.State == p.State && !r.DueAt.After(p.Before) {
 				out = append(out, r)
 			}
