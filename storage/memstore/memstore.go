@@ -17,10 +17,15 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/scope/inmem"
 	"github.com/taskfleet/taskfleet/storage"
 )
 
-var _ storage.Store = (*Store)(nil)
+var (
+	_ storage.Store          = (*Store)(nil)
+	_ storage.InventoryStore = (*Store)(nil)
+)
 
 // Store is the in-memory storage.Store. The zero value is not usable; call
 // New.
@@ -40,6 +45,8 @@ type Store struct {
 	results map[string]*taskResults
 	events  map[string]*taskEvents
 	eventID int64
+
+	inv *inmem.Inventory
 }
 
 type indexEntry struct {
@@ -135,8 +142,16 @@ func New() *Store {
 		runIDs:  map[string]int64{},
 		results: map[string]*taskResults{},
 		events:  map[string]*taskEvents{},
+		inv:     inmem.New(),
 	}
 }
+
+// Inventory implements storage.InventoryStore.
+func (s *Store) Inventory() scope.Inventory { return s.inv }
+
+// Devices returns the store's in-memory inventory for writing (PutGroups,
+// PutDevices, DeleteDevice): the same inventory Inventory returns.
+func (s *Store) Devices() *inmem.Inventory { return s.inv }
 
 func errClosed() error { return fmt.Errorf("memstore: %w", storage.ErrClosed) }
 

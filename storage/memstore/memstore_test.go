@@ -3,6 +3,8 @@ package memstore_test
 import (
 	"testing"
 
+	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/scope/inventorytest"
 	"github.com/taskfleet/taskfleet/storage"
 	"github.com/taskfleet/taskfleet/storage/memstore"
 	"github.com/taskfleet/taskfleet/storage/storagetest"
@@ -11,5 +13,19 @@ import (
 func TestConformance(t *testing.T) {
 	storagetest.Run(t, storagetest.Harness{
 		New: func(t *testing.T) storage.Store { return memstore.New() },
+	})
+}
+
+// The inventory memstore carries passes the scope inventory suite.
+func TestInventoryConformance(t *testing.T) {
+	inventorytest.Run(t, func(t *testing.T, groups []scope.AdminGroup, devices []scope.Device) scope.Inventory {
+		s := memstore.New()
+		if err := s.Devices().PutGroups(groups...); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Devices().PutDevices(devices...); err != nil {
+			t.Fatal(err)
+		}
+		return s.Inventory()
 	})
 }
