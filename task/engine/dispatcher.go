@@ -147,15 +147,14 @@ func (s *Server) Handle(ctx context.Context, m transport.Message) {
 		s.heartbeat(ctx, m, now)
 		return
 	case transport.Results:
-		n, err := s.m.RecordResults(ctx, m.Results)
-		if err != nil && !errors.Is(err, task.ErrInvalid) {
-			ack = false // storage failed: the device retries
-			break
+		// Buffered: Tick records every buffered result in one batch and
+		// acknowledges them afterwards (see flushResults).
+		s.rbuf = append(s.rbuf, m)
+		s.rcount += len(m.Results)
+		if s.rcount >= maxResultBatch {
+			s.flushResults(ctx, now)
 		}
-		s.stats.ResultsApplied += int64(n)
-		for _, r := range m.Results {
-			s.afterResult(ctx, r, now)
-		}
+		return
 	case transport.Events:
 		if _, err := s.m.RecordEvents(ctx, m.Events); err != nil && !errors.Is(err, task.ErrInvalid) {
 			ack = false
@@ -317,5 +316,64 @@ func (s *Server) virusOutbreak(ctx context.Context, appType schedule.AppTypes, a
 		}
 		st := transport.Start{TaskID: id, RunID: transport.RunID(at, transport.Triggered), At: at}
 		s.startOn(ctx, ts, st, ts.devices, ts.t.SettingsRevision, now)
+	}
+}
+
+// maxResultBatch is how many buffered results force a flush.
+const maxResultBatch = 10000
+
+// flushResults records the buffered results through the Manager in one
+// call (one task decode per task instead of per message), then
+// acknowledges them and runs their follow-ups. A batch the Manager rejects
+// as invalid is retried message by message so one bad message cannot hold
+// back the others (the bad one is acknowledged and dropped: resending it
+// cannot help); a storage failure acknowledges nothing, so devices resend.
+func (s *Server) flushResults(ctx context.Context, now time.Time) {
+	if len(s.rbuf) == 0 {
+		return
+	}
+	msgs := s.rbuf
+	s.rbuf, s.rcount = nil, 0
+	all := make([]task.Result, 0, len(msgs))
+	for _, m := range msgs {
+		all = append(all, m.Results...)
+	}
+	ok := msgs
+	n, err := s.m.RecordResults(ctx, all)
+	switch {
+	case err == nil:
+		s.stats.ResultsApplied += int64(n)
+	case errors.Is(err, task.ErrInvalid):
+		ok = ok[:0:0]
+		for _, m := range msgs {
+			n, err := s.m.RecordResults(ctx, m.Results)
+			if err != nil && !errors.Is(err, task.ErrInvalid) {
+				continue
+			}
+			if err != nil {
+				s.log.Error().Err(err).Str("device", string(m.Device)).Msg("engine: invalid results dropped")
+			}
+			s.stats.ResultsApplied += int64(n)
+			ok = append(ok, m)
+		}
+	default:
+		s.log.Error().Err(err).Msg("engine: results not recorded; devices will resend")
+		return
+	}
+	acks := map[scope.DeviceID][]string{}
+	var order []scope.DeviceID
+	for _, m := range ok {
+		if _, seen := acks[m.Device]; !seen {
+			order = append(order, m.Device)
+		}
+		acks[m.Device] = append(acks[m.Device], m.Key)
+	}
+	for _, d := range order {
+		_ = s.send(ctx, transport.Message{Kind: transport.Ack, Device: d, Acks: acks[d]})
+	}
+	for _, m := range ok {
+		for _, r := range m.Results {
+			s.afterResult(ctx, r, now)
+		}
 	}
 }

@@ -119,6 +119,7 @@ func (s *Server) Tick(ctx context.Context) error {
 		return fmt.Errorf("engine: Tick before Open: %w", ErrClosed)
 	}
 	now := s.clk.Now()
+	s.flushResults(ctx, now)
 	if !now.Before(s.nextScope) {
 		s.nextScope = now.Add(s.cfg.ScopeRefresh)
 		s.refresh(ctx, now)

@@ -122,6 +122,8 @@ type Server struct {
 	stats     Stats
 	opened    bool
 	zones     map[string]*time.Location
+	rbuf      []transport.Message
+	rcount    int
 }
 
 // Stats counts what the server did.
