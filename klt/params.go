@@ -187,7 +187,7 @@ func paramsObject(n *node, path string, plain bool) (*node, error) {
 
 // plainTree parses JSON produced by encoding/json (trusted, small).
 func plainTree(b []byte) (*node, error) {
-	return decodeTree(bytes.NewReader(b), limits{size: math.MaxInt64, depth: 1 << 20, values: math.MaxInt})
+	return decodeTreeBuf(bytes.NewReader(b), limits{size: math.MaxInt64, depth: 1 << 20, values: math.MaxInt}, min(len(b)+16, 4<<10))
 }
 
 // unmarshalPlain decodes a plain tree into v, strictly (unknown fields

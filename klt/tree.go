@@ -168,8 +168,13 @@ func (g *guard) check(b []byte) (int, bool) {
 // through a small buffer, so what it holds grows only with the values it
 // has accepted, never with white space or read-ahead.
 func decodeTree(r io.Reader, lim limits) (*node, error) {
+	return decodeTreeBuf(r, lim, 4<<10)
+}
+
+// decodeTreeBuf is decodeTree with a read buffer of bufSize bytes.
+func decodeTreeBuf(r io.Reader, lim limits, bufSize int) (*node, error) {
 	g := &guard{r: r, limit: lim.size}
-	p := &treeParser{r: bufio.NewReaderSize(g, 16<<10), lim: lim}
+	p := &treeParser{r: bufio.NewReaderSize(g, bufSize), lim: lim}
 	c, err := p.skipSpace()
 	if err == nil {
 		var root *node
