@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/mail"
 	"reflect"
 	"slices"
 	"strconv"
@@ -461,7 +462,9 @@ func (p *parser) task(tp *node) error {
 	if p.part(tp, keyTFNotifications, &t.Notifications) {
 		p.fail(errs.Prefix(p.path(keyTFNotifications), checkNotifications(t.Notifications)))
 	}
-	p.part(tp, keyTFSecurity, &t.Security)
+	if p.part(tp, keyTFSecurity, &t.Security) {
+		p.fail(errs.Prefix(p.path(keyTFSecurity), checkSecurity(t.Security)))
+	}
 
 	accPath := p.path(keyTFAccountName)
 	if name, ok := p.str(tp, keyTFAccountName, accPath, false); ok {
@@ -746,8 +749,52 @@ func checkNotifications(n task.Notifications) error {
 	if n.RetentionDays != 0 && (n.RetentionDays < task.MinRetentionDays || n.RetentionDays > task.MaxRetentionDays) {
 		bad = append(bad, errs.Range("retention_days", n.RetentionDays, task.MinRetentionDays, task.MaxRetentionDays))
 	}
+	if n.NoServerHistory && n.RetentionDays != 0 {
+		bad = append(bad, errs.Invalid("retention_days", fmt.Sprint(n.RetentionDays), "must be 0 when server history is off"))
+	}
 	if len(n.Email) > task.MaxEmailRecipients {
 		bad = append(bad, errs.Invalid("email", "", fmt.Sprintf("must have at most %d recipients", task.MaxEmailRecipients)))
+	}
+	for i, a := range n.Email {
+		if addr, err := mail.ParseAddress(a); err != nil || addr.Address != a {
+			bad = append(bad, errs.Invalid(fmt.Sprintf("email[%d]", i), short(a), "must be a plain e-mail address"))
+		}
+	}
+	return bad.Err()
+}
+
+// checkSecurity applies the task package's rules for access lists (a
+// group scope, which allows none, is checked by Commit).
+func checkSecurity(s task.Security) error {
+	var bad ValidationErrors
+	if len(s.ACL) > task.MaxACLEntries {
+		bad = append(bad, errs.Invalid("acl", "", fmt.Sprintf("must have at most %d entries", task.MaxACLEntries)))
+	}
+	valid := func(p task.Permission) bool {
+		switch p {
+		case task.PermRead, task.PermModify, task.PermExecute, task.PermDelete:
+			return true
+		}
+		return false
+	}
+	for i, e := range s.ACL {
+		f := fmt.Sprintf("acl[%d]", i)
+		if strings.TrimSpace(e.Principal) == "" {
+			bad = append(bad, errs.Invalid(f+".principal", "", "is required"))
+		}
+		if len(e.Allow) == 0 && len(e.Deny) == 0 {
+			bad = append(bad, errs.Invalid(f, "", "must allow or deny at least one permission"))
+		}
+		for j, p := range e.Allow {
+			if !valid(p) {
+				bad = append(bad, errs.Invalid(fmt.Sprintf("%s.allow[%d]", f, j), short(string(p)), "must be one of: read, modify, execute, delete"))
+			}
+		}
+		for j, p := range e.Deny {
+			if !valid(p) {
+				bad = append(bad, errs.Invalid(fmt.Sprintf("%s.deny[%d]", f, j), short(string(p)), "must be one of: read, modify, execute, delete"))
+			}
+		}
 	}
 	return bad.Err()
 }

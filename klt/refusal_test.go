@@ -139,6 +139,13 @@ func TestParseRefusals(t *testing.T) {
 			value(value(tv, "TF_RESTART"), "repeat_prompt")["minutes"] = 0
 		}), klt.ParseOptions{}, "task.TF_RESTART.repeat_prompt.minutes", klt.ErrInvalid},
 		{"bad notifications", m(func(_, tv, _, _ map[string]any) { value(tv, "TF_NOTIFICATIONS")["retention_days"] = 9999 }), klt.ParseOptions{}, "task.TF_NOTIFICATIONS.retention_days", klt.ErrInvalid},
+		{"bad e-mail", m(func(_, tv, _, _ map[string]any) { value(tv, "TF_NOTIFICATIONS")["email"] = []any{"soc at example"} }), klt.ParseOptions{}, "task.TF_NOTIFICATIONS.email[0]", klt.ErrInvalid},
+		{"bad permission", m(func(_, tv, _, _ map[string]any) {
+			value(tv, "TF_SECURITY")["acl"] = []any{map[string]any{"type": "params", "value": map[string]any{"principal": "x", "allow": []any{"own"}}}}
+		}), klt.ParseOptions{}, "task.TF_SECURITY.acl[0].allow[0]", klt.ErrInvalid},
+		{"empty access entry", m(func(_, tv, _, _ map[string]any) {
+			value(tv, "TF_SECURITY")["acl"] = []any{map[string]any{"type": "params", "value": map[string]any{"principal": " "}}}
+		}), klt.ParseOptions{}, "task.TF_SECURITY.acl[0].principal", klt.ErrInvalid},
 		{"unknown notification field", m(func(_, tv, _, _ map[string]any) { value(tv, "TF_NOTIFICATIONS")["sms"] = true }), klt.ParseOptions{}, "task.TF_NOTIFICATIONS", klt.ErrInvalid},
 		{"account name not a string", m(func(_, tv, _, _ map[string]any) { tv["TF_ACCOUNT_NAME"] = 1 }), klt.ParseOptions{}, "task.TF_ACCOUNT_NAME", klt.ErrInvalid},
 		{"empty account name", m(func(_, tv, _, _ map[string]any) { tv["TF_ACCOUNT_NAME"] = "" }), klt.ParseOptions{}, "task.TF_ACCOUNT_NAME", klt.ErrInvalid},
