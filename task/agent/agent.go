@@ -156,6 +156,7 @@ type Agent struct {
 	// outboxBusy: the outbox may hold messages (cleared when a flush finds
 	// it empty).
 	outboxBusy bool
+	order      []*LocalTask // tasks by id (nil: rebuild)
 
 	cmu   sync.Mutex
 	compl []completion
@@ -259,12 +260,14 @@ func (a *Agent) Attach(ep transport.DeviceEndpoint) {
 func (a *Agent) Device() scope.DeviceID { return a.cfg.Device }
 
 func (a *Agent) sorted() []*LocalTask {
-	out := make([]*LocalTask, 0, len(a.tasks))
-	for _, t := range a.tasks {
-		out = append(out, t)
+	if a.order == nil {
+		a.order = make([]*LocalTask, 0, len(a.tasks))
+		for _, t := range a.tasks {
+			a.order = append(a.order, t)
+		}
+		sort.Slice(a.order, func(i, j int) bool { return a.order[i].Def.Task.ID < a.order[j].Def.Task.ID })
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Def.Task.ID < out[j].Def.Task.ID })
-	return out
+	return a.order
 }
 
 // Run ticks every interval until ctx is done (goroutine mode).

@@ -173,7 +173,7 @@ func (a *Agent) tickTask(ctx context.Context, t *LocalTask, now time.Time) {
 			return // one run per task at a time; due starts wait
 		}
 	}
-	if !t.Transient {
+	if !t.Transient && (!t.nextOK || !t.nextDue.After(now)) {
 		if t.Def.Task.Suspended {
 			a.skipActivations(ctx, t, now)
 		} else {
@@ -473,6 +473,7 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 				a.end(ctx, t, Outcome{State: task.Stopped, Message: "the task was withdrawn from the device"}, now)
 			}
 			delete(a.tasks, m.TaskID)
+			a.order = nil
 			_ = a.cfg.Store.DeleteTask(ctx, m.TaskID)
 		}
 	case transport.StartRun:
@@ -563,6 +564,7 @@ func (a *Agent) deliver(ctx context.Context, d transport.Definition, transient b
 			t.LastManualDone = lm.RunID
 		}
 		a.tasks[d.Task.ID] = t
+		a.order = nil
 	}
 	if lm := d.LastManual; lm != nil && !transient && d.Task.Schedule.RunMissed && lm.RunID > t.LastManualDone && !slices.Contains(t.Done, lm.RunID) &&
 		!slices.ContainsFunc(t.Queue, func(q transport.Start) bool { return q.RunID == lm.RunID }) {

@@ -63,6 +63,7 @@ func (s *Server) TaskDeleted(ctx context.Context, id string) error {
 		return nil
 	}
 	delete(s.tasks, id)
+	s.ids, s.trig = nil, nil
 	for k := range s.pending {
 		if k.task == id {
 			delete(s.pending, k)
@@ -197,6 +198,9 @@ func (s *Server) afterResult(ctx context.Context, r task.Result, now time.Time) 
 	case task.Failed, task.FailedTimeout:
 		status = schedule.Failed
 	default:
+		return
+	}
+	if !s.triggered()[r.TaskID] {
 		return
 	}
 	at := r.FinishedAt
@@ -376,4 +380,18 @@ func (s *Server) flushResults(ctx context.Context, now time.Time) {
 			s.afterResult(ctx, r, now)
 		}
 	}
+}
+
+// triggered returns the ids of tasks that some "on completing another
+// task" task waits for (rebuilt with the task list).
+func (s *Server) triggered() map[string]bool {
+	if s.trig == nil {
+		s.trig = map[string]bool{}
+		for _, ts := range s.tasks {
+			if ts.t.Schedule.Kind == schedule.OnTaskCompletion {
+				s.trig[ts.t.Schedule.TaskID] = true
+			}
+		}
+	}
+	return s.trig
 }

@@ -175,12 +175,14 @@ func (s *Server) Run(ctx context.Context, interval time.Duration) error {
 }
 
 func (s *Server) sortedIDs() []string {
-	ids := make([]string, 0, len(s.tasks))
-	for id := range s.tasks {
-		ids = append(ids, id)
+	if s.ids == nil {
+		s.ids = make([]string, 0, len(s.tasks))
+		for id := range s.tasks {
+			s.ids = append(s.ids, id)
+		}
+		sortStrings(s.ids)
 	}
-	sortStrings(ids)
-	return ids
+	return s.ids
 }
 
 // dispatchDue sends starts whose time has come and resends unanswered

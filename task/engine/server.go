@@ -123,6 +123,8 @@ type Server struct {
 	opened    bool
 	zones     map[string]*time.Location
 	rbuf      []transport.Message
+	ids       []string // sorted task ids (nil: rebuild)
+	trig      map[string]bool // ids of tasks others wait for (nil: rebuild)
 	rcount    int
 }
 
@@ -235,9 +237,11 @@ func (s *Server) load(ctx context.Context, t *task.Task, now time.Time) *taskSta
 	if ts == nil {
 		ts = &taskState{}
 		s.tasks[t.ID] = ts
+		s.ids = nil
 	}
 	ts.t = t
 	ts.onServer = t.RunsOnServer()
+	s.trig = nil
 	if settingsChanged {
 		ts.since = t.UpdatedAt
 		ts.cursor = now
