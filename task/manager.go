@@ -474,6 +474,16 @@ func (m *Manager) FreeName(ctx context.Context, t *Task) (string, error) {
 
 func (m *Manager) nameTaken(ctx context.Context, t *Task) (bool, error) {
 	want := uniqueName(t)
+	if l, ok := m.store.(storage.UniqueNameLookup); ok {
+		_, err := l.TaskIDByUniqueName(ctx, want)
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, ErrNotFound):
+			return false, nil
+		}
+		return false, m.storeErr(err, "look up task name")
+	}
 	p := storage.ListTasksParams{NameContains: strings.ToLower(t.Name), Limit: storage.MaxListLimit}
 	if t.Kind() == Local {
 		p.DeviceID = string(t.Scope.Device)

@@ -201,6 +201,8 @@ func (s *Server) dispatchDue(ctx context.Context, now time.Time) {
 		}
 	}
 	sortKeys(keys)
+	var firstRows []task.Result
+	var sends []transport.Message
 	for _, k := range keys {
 		dp := s.pending[k]
 		ts := s.tasks[k.task]
@@ -212,13 +214,14 @@ func (s *Server) dispatchDue(ctx context.Context, now time.Time) {
 			dp.next = now.Add(s.cfg.RetryInterval)
 		} else {
 			if dp.sent == 0 {
-				s.record(ctx, []task.Result{{TaskID: k.task, DeviceID: k.device, RunID: dp.start.RunID, Seq: transport.SeqDispatched, State: task.Pending, DueAt: dp.start.Due, UpdatedAt: now}})
+				firstRows = append(firstRows, task.Result{TaskID: k.task, DeviceID: k.device, RunID: dp.start.RunID, Seq: transport.SeqDispatched, State: task.Pending, DueAt: dp.start.Due, UpdatedAt: now})
 				s.stats.Dispatched++
 			} else {
 				s.stats.Resent++
 			}
 			dp.sent++
-			_ = s.send(ctx, transport.Message{Key: fmt.Sprintf("s/%s/%d", k.task, dp.start.RunID), Kind: transport.StartRun, Device: k.device, Start: &dp.start, Definition: s.definition(ts)})
+			st := dp.start
+			sends = append(sends, transport.Message{Key: fmt.Sprintf("s/%s/%d", k.task, dp.start.RunID), Kind: transport.StartRun, Device: k.device, Start: &st, Definition: s.definition(ts)})
 			dp.next = now.Add(s.cfg.RetryInterval)
 		}
 		if next.IsZero() || dp.next.Before(next) {
@@ -226,6 +229,11 @@ func (s *Server) dispatchDue(ctx context.Context, now time.Time) {
 		}
 	}
 	s.nextDisp = next
+	// Pending is recorded (one batch) before the starts go out.
+	s.record(ctx, firstRows)
+	for _, m := range sends {
+		_ = s.send(ctx, m)
+	}
 }
 
 // refresh re-resolves every scope: devices that joined a device task's

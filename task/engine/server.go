@@ -81,6 +81,7 @@ type taskState struct {
 	wokeFor  time.Time
 	wakes    map[scope.DeviceID]time.Time
 	nextWake time.Time
+	def      *transport.Definition // cached; rebuilt when stale
 }
 
 type dispatch struct {
@@ -240,6 +241,7 @@ func (s *Server) load(ctx context.Context, t *task.Task, now time.Time) *taskSta
 		s.ids = nil
 	}
 	ts.t = t
+	ts.def = nil
 	ts.onServer = t.RunsOnServer()
 	s.trig = nil
 	if settingsChanged {
@@ -305,7 +307,10 @@ func (s *Server) rebuildByDevice() {
 }
 
 func (s *Server) definition(ts *taskState) *transport.Definition {
-	return &transport.Definition{Task: *ts.t, Since: ts.since, Devices: len(ts.devices), LastManual: ts.manual}
+	if ts.def == nil || ts.def.Devices != len(ts.devices) || ts.def.LastManual != ts.manual {
+		ts.def = &transport.Definition{Task: *ts.t, Since: ts.since, Devices: len(ts.devices), LastManual: ts.manual}
+	}
+	return ts.def
 }
 
 func (s *Server) connected(ctx context.Context, d scope.DeviceID) bool {
