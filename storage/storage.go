@@ -357,3 +357,12 @@ type InventoryStore interface {
 	// every call and safe for concurrent use.
 	Inventory() scope.Inventory
 }
+
+// UniqueNameLookup is an optional interface of a Store that finds a task
+// by its UniqueName without a scan; the core uses it to pick free names
+// (imports, copies) when the store offers it.
+type UniqueNameLookup interface {
+	// TaskIDByUniqueName returns the ID of the task whose UniqueName is
+	// name, or an error matching ErrNotFound.
+	TaskIDByUniqueName(ctx context.Context, name string) (string, error)
+}

@@ -23,8 +23,9 @@ import (
 )
 
 var (
-	_ storage.Store          = (*Store)(nil)
-	_ storage.InventoryStore = (*Store)(nil)
+	_ storage.Store            = (*Store)(nil)
+	_ storage.InventoryStore   = (*Store)(nil)
+	_ storage.UniqueNameLookup = (*Store)(nil)
 )
 
 // Store is the in-memory storage.Store. The zero value is not usable; call
@@ -201,6 +202,19 @@ func (s *Store) CreateTask(ctx context.Context, p storage.CreateTaskParams) erro
 	r.TaskID = t.ID
 	s.revs[t.ID] = []storage.RevisionRecord{r}
 	return nil
+}
+
+// TaskIDByUniqueName implements storage.UniqueNameLookup.
+func (s *Store) TaskIDByUniqueName(ctx context.Context, name string) (string, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return "", errClosed()
+	}
+	if id, ok := s.unique[name]; ok {
+		return id, nil
+	}
+	return "", fmt.Errorf("memstore: no task named %q: %w", name, storage.ErrNotFound)
 }
 
 // GetTask implements storage.TaskStore.

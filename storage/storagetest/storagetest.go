@@ -76,6 +76,7 @@ func Run(t *testing.T, h Harness) {
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"ConcurrentResults", testConcurrentResults},
 		{"UTCRoundTrip", testUTC},
+		{"UniqueNameLookup", testUniqueNameLookup},
 		{"Closed", testClosed},
 	}
 	for _, tc := range tests {
@@ -750,6 +751,34 @@ func testUTC(t *testing.T, s storage.Store, _ Features) {
 	}
 	if storage.UTC(local).Nanosecond()%1000 != 0 {
 		t.Fatal("storage.UTC does not truncate to microseconds")
+	}
+}
+
+// testUniqueNameLookup checks the optional storage.UniqueNameLookup when
+// the store offers it.
+func testUniqueNameLookup(t *testing.T, s storage.Store, _ Features) {
+	l, ok := s.(storage.UniqueNameLookup)
+	if !ok {
+		t.Log("the store does not implement storage.UniqueNameLookup (optional)")
+		return
+	}
+	rec := NewTaskRecord("t", "Scan")
+	create(t, s, rec)
+	id, err := l.TaskIDByUniqueName(ctx(), rec.UniqueName)
+	if err != nil || id != "t" {
+		t.Fatalf("TaskIDByUniqueName = %q, %v", id, err)
+	}
+	_, err = l.TaskIDByUniqueName(ctx(), "global/other")
+	wantErr(t, err, storage.ErrNotFound, "TaskIDByUniqueName of a free name")
+	renamed := rec
+	renamed.Name, renamed.SearchName, renamed.UniqueName = "Scan 2", "scan 2", "global/scan 2"
+	if err := update(s, renamed, 1, "x"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = l.TaskIDByUniqueName(ctx(), rec.UniqueName)
+	wantErr(t, err, storage.ErrNotFound, "TaskIDByUniqueName of a name given up by a rename")
+	if id, _ := l.TaskIDByUniqueName(ctx(), "global/scan 2"); id != "t" {
+		t.Fatalf("TaskIDByUniqueName after rename = %q", id)
 	}
 }
 
