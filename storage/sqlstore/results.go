@@ -232,27 +232,6 @@ func (s *Store) UpsertResults(ctx context.Context, p storage.UpsertResultsParams
 	return total, nil
 }
 
-func (s *Store) upsertPostgresBatch(ctx context.Context, rs []storage.ResultRecord) (int, error) {
-	rds := rounds(rs)
-	if len(rds) == 1 {
-		n, err := s.upsertPostgres(ctx, s.w, rds[0])
-		return int(n), mapErr(err)
-	}
-	total := 0
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		total = 0
-		for _, round := range rds {
-			n, err := s.upsertPostgres(ctx, tx, round)
-			if err != nil {
-				return err
-			}
-			total += int(n)
-		}
-		return nil
-	})
-	return total, err
-}
-
 func (s *Store) upsertSQLite(ctx context.Context, tx *sqlx.Tx, rs []storage.ResultRecord) (int64, error) {
 	var total int64
 	args := make([]any, 0, 12*min(len(rs), sqliteChunk))
@@ -285,7 +264,8 @@ func (s *Store) upsertSQLite(ctx context.Context, tx *sqlx.Tx, rs []storage.Resu
 	return total, nil
 }
 
-func (s *Store) upsertPostgres(ctx context.Context, tx sqlx.ExecerContext, rs []storage.ResultRecord) (int64, error) {
+// pgUpsertArgs are pgUpsert's parameters for one round.
+func pgUpsertArgs(rs []storage.ResultRecord) []any {
 	n := len(rs)
 	tasks, devs, states, msgs := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	runs, seqs := make([]int64, n), make([]int64, n)
@@ -294,21 +274,17 @@ func (s *Store) upsertPostgres(ctx context.Context, tx sqlx.ExecerContext, rs []
 	restart := make([]bool, n)
 	var taskIDs []string // distinct, usually one
 	for i := range rs {
-		if len(taskIDs) == 0 || (taskIDs[len(taskIDs)-1] != rs[i].TaskID && !slices.Contains(taskIDs, rs[i].TaskID)) {
-			taskIDs = append(taskIDs, rs[i].TaskID)
-		}
 		r := &rs[i]
+		if !slices.Contains(taskIDs, r.TaskID) {
+			taskIDs = append(taskIDs, r.TaskID)
+		}
 		tasks[i], devs[i], states[i], msgs[i] = r.TaskID, r.DeviceID, r.State, r.Message
 		runs[i], seqs[i] = r.RunID, r.Seq
 		due[i], started[i], finished[i], updated[i] = microsOf(r.DueAt), microsOf(r.StartedAt), microsOf(r.FinishedAt), microsOf(r.UpdatedAt)
 		progress[i] = int32(r.Progress)
 		restart[i] = r.RestartRequired
 	}
-	res, err := tx.ExecContext(ctx, pgUpsert, tasks, devs, runs, seqs, states, due, started, finished, updated, progress, msgs, restart, taskIDs)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
+	return []any{tasks, devs, runs, seqs, states, due, started, finished, updated, progress, msgs, restart, taskIDs}
 }
 
 func scanResult(sc scanner) (storage.ResultRecord, error) {

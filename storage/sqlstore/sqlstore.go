@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -258,9 +259,6 @@ func (s *Store) openSQLite(cfg Config) error {
 		"_foreign_keys=1",
 		"_synchronous=" + strings.ToUpper(string(cfg.Synchronous)),
 	}
-	if !memory {
-		params = append(params, "_journal_mode=WAL")
-	}
 	sep := "?"
 	if strings.Contains(path, "?") {
 		sep = "&"
@@ -285,6 +283,10 @@ func (s *Store) openSQLite(cfg Config) error {
 		// A private in-memory database exists on one connection only.
 		return nil
 	}
+	if err := s.enableWAL(cfg); err != nil {
+		_ = w.Close()
+		return err
+	}
 	r, err := sqlx.Open("sqlite", dsn)
 	if err != nil {
 		_ = w.Close()
@@ -294,6 +296,30 @@ func (s *Store) openSQLite(cfg Config) error {
 	r.SetMaxIdleConns(cfg.SQLiteReaders)
 	s.r = r
 	return nil
+}
+
+// enableWAL switches the database file to WAL (a persistent setting, so
+// readers need not repeat it). The switch needs an exclusive lock and
+// SQLite may refuse it with SQLITE_BUSY at once, without its busy handler,
+// while another process opens the same file; it is retried for up to the
+// busy timeout.
+func (s *Store) enableWAL(cfg Config) error {
+	const pause = 10 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		var mode string
+		err := s.w.QueryRow("PRAGMA journal_mode=WAL").Scan(&mode)
+		if err == nil {
+			if !strings.EqualFold(mode, "wal") {
+				return fmt.Errorf("sqlstore: open sqlite: journal mode is %q, not wal", mode)
+			}
+			return nil
+		}
+		err = mapErr(err)
+		if !errors.Is(err, ErrRetryable) || time.Duration(attempt)*pause >= cfg.BusyTimeout {
+			return fmt.Errorf("sqlstore: open sqlite: enable WAL: %w", err)
+		}
+		time.Sleep(pause)
+	}
 }
 
 func (s *Store) openPostgres(cfg Config) error {
