@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -235,5 +236,48 @@ func TestImmediatelyRunsWhenSettingsAreSaved(t *testing.T) {
 	b.step(t, 10*time.Minute)
 	if got := len(b.sim.Exec.Runs(tk.ID, "d00000")); got != 2 {
 		t.Errorf("%d runs after an edit and a suspend/resume, want 2", got)
+	}
+}
+
+type notes struct{ list []task.Notification }
+
+func (n *notes) Notify(_ context.Context, x task.Notification) error {
+	n.list = append(n.list, x)
+	return nil
+}
+
+// "Notify of errors only": results reach the Notifier through the task
+// manager, once each, and statistics stay current.
+func TestNotificationsAndStatistics(t *testing.T) {
+	t.Parallel()
+	n := &notes{}
+	b := setup(t, 4, func(c *enginetest.Config) {
+		c.Notifier = n
+		c.Faults.Duplicate = 0.5
+		c.Behavior = func(_ agent.Run, d scope.DeviceID) enginetest.Behavior {
+			if d == "d00001" {
+				return enginetest.Behavior{State: task.Failed, Message: "scan engine error"}
+			}
+			return enginetest.Behavior{}
+		}
+	})
+	errorsOnly := b.create(t, task.Task{Scope: groupScope("g-all"), Notifications: task.Notifications{ErrorsOnly: true}})
+	all := b.create(t, task.Task{Scope: groupScope("g-all")})
+	for _, id := range []string{errorsOnly.ID, all.ID} {
+		_, err := b.sim.Manager.Start(b.ctx, task.System, id)
+		must(t, err)
+	}
+	b.step(t, 20*time.Minute)
+	count := map[string]int{}
+	for _, x := range n.list {
+		count[x.TaskID]++
+	}
+	if count[errorsOnly.ID] != 1 || count[all.ID] != 4 {
+		t.Errorf("notifications: errors-only task %d (want 1), all-results task %d (want 4)", count[errorsOnly.ID], count[all.ID])
+	}
+	st, err := b.sim.Manager.Statistics(b.ctx, task.System, all.ID)
+	must(t, err)
+	if st.ByState[task.Completed] != 3 || st.ByState[task.Failed] != 1 || st.PercentComplete != 100 {
+		t.Errorf("statistics %+v", st)
 	}
 }
