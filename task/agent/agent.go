@@ -323,6 +323,27 @@ func (a *Agent) ReportVirusOutbreak(ctx context.Context, key string, appType sch
 		Outbreak: &transport.Outbreak{AppType: uint8(appType), At: a.clk.Now().UTC()}})
 }
 
+// ReportEvent sends a task event (progress, information, a warning) to
+// the server's task history. key makes it idempotent (empty: derived from
+// the event's task, run and time). Events of a task the device does not
+// hold are refused.
+func (a *Agent) ReportEvent(ctx context.Context, key string, e task.EventInput) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.tasks[e.TaskID] == nil {
+		return errs.Invalid("task_id", e.TaskID, "is not a task of this device")
+	}
+	if e.At.IsZero() {
+		e.At = a.clk.Now().UTC()
+	}
+	e.DeviceID = a.cfg.Device
+	if key == "" {
+		key = fmt.Sprintf("%s/%d/%d", e.TaskID, e.RunID, e.At.UnixNano())
+	}
+	e.Key = string(a.cfg.Device) + "/" + key
+	return a.enqueue(ctx, transport.Message{Key: "ev/" + e.Key, Kind: transport.Events, Events: []task.EventInput{e}})
+}
+
 // EditLocalTask sends the device user's edit of a local task to the
 // server, which merges it with administrator priority and delivers the
 // merged revision back.

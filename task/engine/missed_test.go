@@ -9,6 +9,8 @@ import (
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/storage"
 	"github.com/taskfleet/taskfleet/task"
+	"github.com/taskfleet/taskfleet/task/engine/enginetest"
+	"github.com/taskfleet/taskfleet/task/transport/inproc"
 )
 
 // "If the task schedule is Manually, Once or Immediately, the task is
@@ -208,5 +210,30 @@ func TestHistoryOlderThanRetentionIsPurgedByTheServer(t *testing.T) {
 	b.step(t, 3*24*time.Hour)
 	if n := count(); n != 0 {
 		t.Errorf("%d events older than the 1-day retention remain", n)
+	}
+}
+
+// "Application events related to execution of the task on all client
+// devices ... are stored on the Administration Server": device events
+// reach the history once, even when redelivered.
+func TestDeviceEventsReachTheHistoryOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1, func(c *enginetest.Config) { c.Faults = inproc.Faults{Duplicate: 1} })
+	tk := b.create(t, task.Task{Scope: groupScope("g-all"), Notifications: task.Notifications{History: task.HistoryAll}})
+	must(t, b.sim.Agent("d00000").ReportEvent(b.ctx, "e1", task.EventInput{TaskID: tk.ID, Level: task.EventInfo, Severity: task.SeverityWarning, Message: "low disk space"}))
+	b.step(t, 10*time.Minute)
+	evs, err := b.sim.Manager.History(b.ctx, task.System, tk.ID, task.HistoryParams{Device: "d00000"})
+	must(t, err)
+	n := 0
+	for _, e := range evs {
+		if e.Message == "low disk space" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("event stored %d times, want 1", n)
+	}
+	if err := b.sim.Agent("d00000").ReportEvent(b.ctx, "e2", task.EventInput{TaskID: "nope"}); err == nil {
+		t.Error("event of an unknown task accepted")
 	}
 }
