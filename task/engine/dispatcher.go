@@ -34,7 +34,7 @@ func (s *Server) TaskSaved(ctx context.Context, t *task.Task) error {
 		before = old.devices
 	}
 	ts := s.load(ctx, t, now)
-	s.rebuildByDevice()
+	s.byDevice = nil
 	if ts.onServer {
 		return nil
 	}
@@ -69,7 +69,7 @@ func (s *Server) TaskDeleted(ctx context.Context, id string) error {
 			delete(s.pending, k)
 		}
 	}
-	s.rebuildByDevice()
+	s.byDevice = nil
 	for _, d := range ts.devices {
 		_ = s.send(ctx, transport.Message{Kind: transport.Withdraw, Device: d, TaskID: id})
 	}
@@ -234,7 +234,7 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 			held[h.TaskID] = h.Revision
 		}
 	}
-	for _, id := range s.byDevice[d] {
+	for _, id := range s.devicesTasks()[d] {
 		ts := s.tasks[id]
 		if rev, ok := held[id]; !ok || rev < ts.t.Revision {
 			if s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: s.definition(ts)}) == nil {
@@ -290,7 +290,7 @@ func (s *Server) updatesDownloaded(ctx context.Context, key string, now time.Tim
 		}
 	}
 	sync := &transport.SyncInfo{UpdatesGeneration: s.updGen, UpdatesAt: s.updAt}
-	for d := range s.byDevice {
+	for d := range s.devicesTasks() {
 		if s.visible(d, now) {
 			_ = s.send(ctx, transport.Message{Kind: transport.Sync, Device: d, SyncInfo: sync})
 		}

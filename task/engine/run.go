@@ -251,7 +251,7 @@ func (s *Server) refresh(ctx context.Context, now time.Time) {
 			}
 		}
 	}
-	s.rebuildByDevice()
+	s.byDevice = nil
 }
 
 // wake sends Wake-on-LAN requests the chosen minutes before each device's

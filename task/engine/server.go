@@ -204,7 +204,7 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 		}
 		p.After = page.Next
 	}
-	s.rebuildByDevice()
+	s.byDevice = nil
 	for _, st := range []task.State{task.Scheduled, task.Pending} {
 		recs, err := s.cfg.Store.DueResults(ctx, storage.DueResultsParams{State: string(st), Before: now.Add(366 * 24 * time.Hour), Limit: storage.MaxListLimit})
 		if err != nil {
@@ -286,6 +286,15 @@ func (s *Server) resolve(ctx context.Context, ts *taskState) []scope.DeviceID {
 	}
 	ts.devices, ts.inScope = devs, in
 	return added
+}
+
+// devicesTasks returns the device tasks of every device, rebuilt after
+// the task list or a scope changed.
+func (s *Server) devicesTasks() map[scope.DeviceID][]string {
+	if s.byDevice == nil {
+		s.rebuildByDevice()
+	}
+	return s.byDevice
 }
 
 func (s *Server) rebuildByDevice() {
