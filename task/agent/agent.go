@@ -157,6 +157,7 @@ type Agent struct {
 	// it empty).
 	outboxBusy bool
 	order      []*LocalTask // tasks by id (nil: rebuild)
+	withdrawn  map[string][]int64
 
 	cmu   sync.Mutex
 	compl []completion
@@ -216,7 +217,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.MissedGrace == 0 {
 		cfg.MissedGrace = DefaultMissedGrace
 	}
-	a := &Agent{cfg: cfg, clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger, tasks: map[string]*LocalTask{}, dirty: true, outboxBusy: true}
+	a := &Agent{cfg: cfg, clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger, tasks: map[string]*LocalTask{}, withdrawn: map[string][]int64{}, dirty: true, outboxBusy: true}
 	a.bootAt = a.clk.Now()
 	ts, err := cfg.Store.Tasks(ctx)
 	if err != nil {

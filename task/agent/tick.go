@@ -472,6 +472,7 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 				_ = a.cfg.Executor.Stop(ctx, t.Def.Task.ID, t.Running.RunID)
 				a.end(ctx, t, Outcome{State: task.Stopped, Message: "the task was withdrawn from the device"}, now)
 			}
+			a.withdrawn[m.TaskID] = t.Done // a late StartRun must not rerun them
 			delete(a.tasks, m.TaskID)
 			a.order = nil
 			_ = a.cfg.Store.DeleteTask(ctx, m.TaskID)
@@ -546,7 +547,8 @@ func (a *Agent) deliver(ctx context.Context, d transport.Definition, transient b
 		t.nextOK = false
 		t.Transient = transient && t.Transient
 	} else {
-		t = &LocalTask{Def: d, Transient: transient, ReceivedAt: now, Cursor: now.Add(-a.cfg.LateDelivery)}
+		t = &LocalTask{Def: d, Transient: transient, ReceivedAt: now, Cursor: now.Add(-a.cfg.LateDelivery), Done: a.withdrawn[d.Task.ID]}
+		delete(a.withdrawn, d.Task.ID)
 		if d.Since.After(t.Cursor) && !d.Since.After(now) {
 			t.Cursor = d.Since // activations strictly after the save
 		}
