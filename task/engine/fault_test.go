@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -201,5 +202,40 @@ func TestServerRestartAtActivation(t *testing.T) {
 		if got := len(b.sim.Exec.Runs(tk.ID, scope.DeviceID(fmtID(i)))); got != 2 {
 			t.Errorf("device %d: %d runs, want 2", i, got)
 		}
+	}
+}
+
+// The agent's SQLite outbox: results produced while offline survive an
+// agent restart (the device was turned off and on) and reach storage
+// exactly once when the device reconnects.
+func TestOfflineResultsSurviveAgentRestartWithSQLiteOutbox(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	b := setup(t, 2, func(c *enginetest.Config) {
+		c.AgentStore = func(id scope.DeviceID) (agent.Store, error) {
+			return agent.NewSQLite(context.Background(), filepath.Join(dir, string(id)+".db"))
+		}
+		c.Faults = inproc.Faults{Duplicate: 0.3}
+	})
+	s := sched(schedule.EveryHours, func(s *schedule.Schedule) { s.Every = 3; s.Start = t0.Add(time.Hour) })
+	tk := b.create(t, task.Task{Scope: groupScope("g-all"), Schedule: s})
+	from := b.sim.Clock.Now()
+	b.sim.Disconnect("d00001")
+	b.step(t, 24*time.Hour)
+	if b.sim.Agent("d00001").OutboxLen(b.ctx) == 0 {
+		t.Fatal("nothing waits in the outbox")
+	}
+	must(t, b.sim.RestartAgent(b.ctx, "d00001")) // reconnects with the reopened store
+	b.step(t, 2*time.Hour+30*time.Minute)
+	to := b.sim.Clock.Now()
+	want := expect(s, from, to, time.UTC)
+	if got := len(b.sim.Exec.Runs(tk.ID, "d00001")); got != want {
+		t.Errorf("%d runs, want %d", got, want)
+	}
+	if got := resultEvents(t, b, tk.ID)["d00001"]; got != want {
+		t.Errorf("%d results stored, want %d", got, want)
+	}
+	if n := b.sim.Agent("d00001").OutboxLen(b.ctx); n != 0 {
+		t.Errorf("%d messages left in the outbox", n)
 	}
 }

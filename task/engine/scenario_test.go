@@ -281,3 +281,33 @@ func TestNotificationsAndStatistics(t *testing.T) {
 		t.Errorf("statistics %+v", st)
 	}
 }
+
+// DST fall-back in device zones: a daily 02:30 task (inside the repeated
+// hour) runs exactly once on the fall-back day in Europe and in North
+// America, and every other day once.
+func TestDailyTaskRunsOnceOnFallBackDayInDeviceZones(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 10, 24, 0, 0, 0, 0, time.UTC) // Europe falls back on Oct 25, the US on Nov 1
+	b := setup(t, 12, func(c *enginetest.Config) { c.Start = start })
+	s := schedule.Default(schedule.EveryDays, start, time.UTC)
+	s.Time = schedule.Clock(2, 30, 0)
+	s.StartDate = schedule.DateOf(start)
+	tk := b.create(t, task.Task{Scope: groupScope("g-all"), Schedule: s})
+	b.step(t, 10*24*time.Hour)
+	for i := range 12 {
+		d := scope.DeviceID(fmtID(i))
+		l := loc(t, zones[i%len(zones)])
+		perDay := map[string]int{}
+		for _, r := range b.sim.Exec.Runs(tk.ID, d) {
+			perDay[r.At.In(l).Format("2006-01-02")]++
+		}
+		for day, n := range perDay {
+			if n != 1 {
+				t.Errorf("%s (%s): %d runs on %s", d, l, n, day)
+			}
+		}
+		if want := expect(s, start, b.sim.Clock.Now(), l); len(b.sim.Exec.Runs(tk.ID, d)) != want {
+			t.Errorf("%s (%s): %d runs, want %d", d, l, len(b.sim.Exec.Runs(tk.ID, d)), want)
+		}
+	}
+}

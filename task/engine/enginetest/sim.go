@@ -48,6 +48,10 @@ type Config struct {
 	// ServerAgent adds an agent for task.ServerDevice, which runs
 	// Administration Server tasks.
 	ServerAgent bool
+	// AgentStore opens a device's local store at every boot (default: one
+	// agent.MemStore per device, kept across restarts). A store that
+	// is closed when the device powers off.
+	AgentStore func(id scope.DeviceID) (agent.Store, error)
 }
 
 // Behavior is how one run goes.
@@ -128,7 +132,9 @@ func New(ctx context.Context, cfg Config) (*Sim, error) {
 		ids = append([]scope.DeviceID{task.ServerDevice}, ids...)
 	}
 	for _, id := range ids {
-		s.stores[id] = agent.NewMemStore()
+		if cfg.AgentStore == nil {
+			s.stores[id] = agent.NewMemStore()
+		}
 		if err := s.boot(ctx, id); err != nil {
 			return nil, err
 		}
@@ -153,6 +159,13 @@ func (s *Sim) loc(id scope.DeviceID) *time.Location {
 }
 
 func (s *Sim) boot(ctx context.Context, id scope.DeviceID) error {
+	if s.cfg.AgentStore != nil {
+		st, err := s.cfg.AgentStore(id)
+		if err != nil {
+			return err
+		}
+		s.stores[id] = st
+	}
 	a, err := agent.New(ctx, agent.Config{Device: id, Store: s.stores[id], Executor: s.Exec.For(id), Location: s.loc(id), Clock: s.Clock,
 		Heartbeat: s.cfg.Heartbeat, Power: powerFunc(func() { s.power[id]++ })})
 	if err != nil {
@@ -191,6 +204,9 @@ func (s *Sim) setConnected(id scope.DeviceID, v bool) {
 func (s *Sim) PowerOff(id scope.DeviceID) {
 	if a := s.agents[id]; a != nil {
 		_ = a.Close()
+		if s.cfg.AgentStore != nil {
+			_ = s.stores[id].Close()
+		}
 	}
 	delete(s.agents, id)
 	s.ids = nil
