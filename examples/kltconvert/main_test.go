@@ -216,6 +216,7 @@ func TestFlagsAndHelp(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			r := runWith(t, tt.args...)
 			if r.code != tt.code {
 				t.Fatalf("exit %d, want %d; stderr:\n%s", r.code, tt.code, r.stderr)

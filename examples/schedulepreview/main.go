@@ -330,8 +330,7 @@ func preview(w io.Writer, s schedule.Schedule, loc *time.Location, after time.Ti
 // preview for the first one.
 func marks(s schedule.Schedule, a, prev time.Time) []string {
 	var out []string
-	_, off := a.Zone()
-	name, _ := a.Zone()
+	name, off := a.Zone()
 	start, end := a.ZoneBounds()
 
 	// A wall-clock rule whose wall clock differs from its time of day:
@@ -341,8 +340,7 @@ func marks(s schedule.Schedule, a, prev time.Time) []string {
 	}
 
 	// The first activation after a change of UTC offset.
-	if _, prevOff := prev.Zone(); prevOff != off {
-		prevName, _ := prev.Zone()
+	if prevName, prevOff := prev.Zone(); prevOff != off {
 		text := fmt.Sprintf("first activation after a UTC offset change: %s (%s) -> %s (%s)", formatOffset(prevOff), prevName, formatOffset(off), name)
 		if !start.IsZero() && start.After(prev) && offsetAt(start.Add(-time.Second)) == prevOff {
 			text += " at " + start.UTC().Format(time.RFC3339)

@@ -305,7 +305,7 @@ func TestBadFlags(t *testing.T) {
 		{"json and file", []string{"-json", valid, "-file", "x.json"}, exitUsage, "not both"},
 		{"unknown flag", []string{"-every", "3"}, exitUsage, "flag provided but not defined: -every"},
 		{"positional", []string{"-json", valid, "extra"}, exitUsage, `unexpected argument "extra"`},
-		{"missing file", []string{"-file", filepath.Join(os.TempDir(), "taskfleet-no-such-schedule.json")}, exitError, "no such file"},
+		{"missing file", []string{"-file", filepath.Join(t.TempDir(), "no-such-schedule.json")}, exitError, "no such file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
