@@ -40,11 +40,18 @@ func (e *endpoint) results() []task.Result {
 	seen := map[string]bool{}
 	var out []task.Result
 	for _, m := range e.sent {
-		if m.Kind != transport.Results || seen[m.Key] {
+		if m.Kind != transport.Results {
 			continue
 		}
-		seen[m.Key] = true
-		for _, r := range m.Results {
+		for i, r := range m.Results {
+			k := m.Key
+			if len(m.Merged) == len(m.Results) {
+				k = m.Merged[i]
+			}
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
 			if r.State.Final() {
 				out = append(out, r)
 			}
@@ -193,12 +200,12 @@ func TestOutboxRetriesUntilAcknowledged(t *testing.T) {
 	var keys []string
 	for _, m := range ep.sent {
 		if m.Kind == transport.Results {
-			keys = append(keys, m.Key)
+			keys = append(keys, m.Merged...)
 		}
 	}
 	ep.mu.Unlock()
 	if len(keys) != 4 { // sent twice: nothing was acknowledged
-		t.Fatalf("sent %d result messages, want 4", len(keys))
+		t.Fatalf("sent %d outbox entries, want 4", len(keys))
 	}
 	a.Handle(ctx, transport.Message{Kind: transport.Ack, Acks: keys[:2]})
 	if a.OutboxLen(ctx) != 0 {

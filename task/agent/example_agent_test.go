@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/benbjohnson/clock"
@@ -30,15 +31,15 @@ func (printExec) Stop(context.Context, string, int64) error { return nil }
 type server struct{ keys []string }
 
 func (s *server) Send(_ context.Context, m transport.Message) error {
-	for _, k := range s.keys {
-		if k == m.Key {
-			return nil // a resend: not acknowledged yet
+	if m.Kind != transport.Results {
+		return nil
+	}
+	for i, r := range m.Results {
+		key := m.Merged[i] // results are sent merged, one key each
+		if slices.Contains(s.keys, key) {
+			continue // a resend: not acknowledged yet
 		}
-	}
-	if m.Key != "" {
-		s.keys = append(s.keys, m.Key)
-	}
-	for _, r := range m.Results {
+		s.keys = append(s.keys, key)
 		fmt.Println("  report", r.State)
 	}
 	return nil

@@ -132,12 +132,43 @@ func (a *Agent) flush(ctx context.Context, now time.Time) {
 		return
 	}
 	a.outboxBusy = len(ms) > 0
+	// Results are merged into messages of up to maxMerge entries (one
+	// round trip, one storage batch); the server acknowledges every key.
+	var merged *transport.Message
+	send := func() bool {
+		if merged == nil {
+			return true
+		}
+		m := *merged
+		merged = nil
+		return a.ep.Send(ctx, m) == nil
+	}
 	for _, m := range ms {
+		if m.Kind == transport.Results && len(m.Merged) == 0 {
+			if merged != nil && len(merged.Merged) >= maxMerge {
+				if !send() {
+					return
+				}
+			}
+			if merged == nil {
+				merged = &transport.Message{Key: m.Key, Kind: transport.Results, Device: m.Device, SentAt: now.UTC()}
+			}
+			merged.Merged = append(merged.Merged, m.Key)
+			merged.Results = append(merged.Results, m.Results...)
+			continue
+		}
+		if !send() {
+			return
+		}
 		if err := a.ep.Send(ctx, m); err != nil {
 			return // unreachable: retried later
 		}
 	}
+	send()
 }
+
+// maxMerge bounds the outbox entries merged into one message.
+const maxMerge = 256
 
 func (a *Agent) collect(ctx context.Context) {
 	for {

@@ -370,7 +370,11 @@ func (s *Server) flushResults(ctx context.Context, now time.Time) {
 		if _, seen := acks[m.Device]; !seen {
 			order = append(order, m.Device)
 		}
-		acks[m.Device] = append(acks[m.Device], m.Key)
+		if len(m.Merged) > 0 {
+			acks[m.Device] = append(acks[m.Device], m.Merged...)
+		} else {
+			acks[m.Device] = append(acks[m.Device], m.Key)
+		}
 	}
 	for _, d := range order {
 		_ = s.send(ctx, transport.Message{Kind: transport.Ack, Device: d, Acks: acks[d]})

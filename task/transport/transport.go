@@ -94,6 +94,10 @@ type Message struct {
 	Outbreak   *Outbreak
 	Edit       *Edit
 	Acks       []string
+	// Merged lists the keys of the messages merged into this one (a
+	// Results or Events message carrying several outbox entries); the
+	// receiver acknowledges each of them. Key is then the first of them.
+	Merged []string
 }
 
 // Definition is a task as a device holds it.
