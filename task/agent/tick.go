@@ -27,8 +27,16 @@ func (a *Agent) Tick(ctx context.Context) error {
 	a.cmu.Lock()
 	completed := len(a.compl) > 0
 	a.cmu.Unlock()
-	if !a.dirty && !a.flushNow && !completed && now.Before(a.wakeAt) {
-		return nil // nothing is due: the fast path of simulations
+	if !a.dirty && !completed && now.Before(a.wakeAt) {
+		// Nothing is due (the fast path of simulations); at most the
+		// outbox has to go out because the server answered.
+		if a.flushNow && a.ep != nil {
+			a.flush(ctx, now)
+			if a.outboxBusy && a.nextFlush.Before(a.wakeAt) {
+				a.wakeAt = a.nextFlush
+			}
+		}
+		return nil
 	}
 	a.dirty = false
 	a.collect(ctx)
@@ -487,7 +495,9 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 		return
 	}
 	now := a.clk.Now()
-	a.dirty = true
+	if m.Kind != transport.Ack && m.Kind != transport.Sync && m.Kind != transport.Wake {
+		a.dirty = true
+	}
 	switch m.Kind {
 	case transport.Ack:
 		if err := a.cfg.Store.Remove(ctx, m.Acks); err != nil {
@@ -539,6 +549,7 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 		}
 	case transport.Sync:
 		if m.SyncInfo != nil && m.SyncInfo.UpdatesGeneration > a.updGen {
+			a.dirty = true
 			a.updGen = m.SyncInfo.UpdatesGeneration
 			a.updAt = now
 			a.lastFall = time.Time{}
@@ -552,7 +563,9 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 				a.save(ctx, t)
 			}
 		}
-		a.flushNow = true // the server is reachable: send what waits
+		if a.outboxBusy {
+			a.flushNow = true // the server is reachable: send what waits
+		}
 	case transport.Shutdown:
 		if a.cfg.Power != nil {
 			_ = a.cfg.Power.Shutdown(ctx)
