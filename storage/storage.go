@@ -118,8 +118,9 @@ type ResultStore interface {
 	ListResults(ctx context.Context, p ListResultsParams) ([]ResultRecord, error)
 
 	// DueResults returns results in state p.State (typically "scheduled")
-	// whose DueAt is not after p.Before, ordered by DueAt then TaskID then
-	// DeviceID, at most p.Limit. It serves the engine's due-run query.
+	// whose DueAt is not after p.Before (a zero DueAt is due), ordered by
+	// DueAt then TaskID then DeviceID, at most p.Limit. It serves the
+	// engine's due-run query.
 	DueResults(ctx context.Context, p DueResultsParams) ([]ResultRecord, error)
 
 	// TaskStatistics counts a task's current results by state. A task
