@@ -57,7 +57,7 @@ func simulate(b *testing.B, n int, span time.Duration) {
 	runtime.ReadMemStats(&m0)
 	sim, err := enginetest.New(ctx, enginetest.Config{Start: t0, Registry: reg, Groups: groups, Devices: devs, ServerLocation: loc(b, "Europe/Berlin"),
 		ServerAgent: true, Seed: 1, Heartbeat: time.Hour,
-		Server: engine.Config{VisibilityTimeout: 3 * time.Hour, ScopeRefresh: 6 * time.Hour}})
+		Server: engine.Config{VisibilityTimeout: 3 * time.Hour, ScopeRefresh: 24 * time.Hour}})
 	must(b, err)
 	runtime.GC()
 	var m1 runtime.MemStats

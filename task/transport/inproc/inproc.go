@@ -90,6 +90,7 @@ type Network struct {
 	devices map[scope.DeviceID]transport.Handler
 	down    map[scope.DeviceID]bool
 	queue   []envelope
+	due     []envelope // reused delivery buffer
 	order   int64
 	stats   Stats
 	pumpMu  sync.Mutex
@@ -249,7 +250,10 @@ func (n *Network) Pump(ctx context.Context) int {
 	for ctx.Err() == nil {
 		n.mu.Lock()
 		now := n.clk.Now()
-		var due, later []envelope
+		// Partition in place: later messages stay at the front of the
+		// queue, due ones move to the reused delivery buffer.
+		due := n.due[:0]
+		later := n.queue[:0]
 		for _, e := range n.queue {
 			if e.at.After(now) {
 				later = append(later, e)
@@ -257,7 +261,9 @@ func (n *Network) Pump(ctx context.Context) int {
 				due = append(due, e)
 			}
 		}
+		clear(n.queue[len(later):])
 		n.queue = later
+		n.due = nil // handlers may Pump re-entrantly only through a new buffer
 		n.mu.Unlock()
 		if len(due) == 0 {
 			return delivered
@@ -283,6 +289,10 @@ func (n *Network) Pump(ctx context.Context) int {
 				delivered++
 			}
 		}
+		clear(due)
+		n.mu.Lock()
+		n.due = due[:0]
+		n.mu.Unlock()
 	}
 	return delivered
 }
