@@ -186,7 +186,7 @@ func (s *Server) Handle(ctx context.Context, m transport.Message) {
 
 // afterResult settles the dispatch of a reported run and fires "on
 // completing another task" tasks.
-func (s *Server) afterResult(ctx context.Context, r task.Result, now time.Time) {
+func (s *Server) afterResult(ctx context.Context, trig *plan, r task.Result, now time.Time) {
 	k := dkey{r.TaskID, r.DeviceID}
 	if dp := s.pending[k]; dp != nil && r.Seq >= transport.SeqDevice && r.RunID >= dp.start.RunID {
 		delete(s.pending, k)
@@ -217,7 +217,10 @@ func (s *Server) afterResult(ctx context.Context, r task.Result, now time.Time) 
 			continue // both tasks must be assigned to the device
 		}
 		st := transport.Start{TaskID: id, RunID: transport.RunID(at, transport.Triggered), At: at}
-		s.startOn(ctx, ts, st, []scope.DeviceID{r.DeviceID}, ts.t.SettingsRevision, now)
+		if s.known(ctx, id, r.DeviceID, st.RunID) {
+			continue // a redelivered result: this run was started already
+		}
+		s.plan(ctx, trig, ts, st, []scope.DeviceID{r.DeviceID}, ts.t.SettingsRevision, now)
 	}
 }
 
@@ -379,11 +382,13 @@ func (s *Server) flushResults(ctx context.Context, now time.Time) {
 	for _, d := range order {
 		_ = s.send(ctx, transport.Message{Kind: transport.Ack, Device: d, Acks: acks[d]})
 	}
+	var trig plan
 	for _, m := range ok {
 		for _, r := range m.Results {
-			s.afterResult(ctx, r, now)
+			s.afterResult(ctx, &trig, r, now)
 		}
 	}
+	s.commit(ctx, trig) // "on completing another task" starts, in one batch
 }
 
 // triggered returns the ids of tasks that some "on completing another

@@ -42,6 +42,19 @@ func (s *Server) record(ctx context.Context, rs []task.Result) int {
 // their randomized start; the others are recorded missed. revision is
 // the randomized-offset revision.
 func (s *Server) startOn(ctx context.Context, ts *taskState, st transport.Start, devices []scope.DeviceID, revision int64, now time.Time) {
+	var p plan
+	s.plan(ctx, &p, ts, st, devices, revision, now)
+	s.commit(ctx, p)
+}
+
+// plan collects the results to write and the starts to dispatch.
+type plan struct {
+	rows []task.Result
+	dues []transport.Start
+	devs []scope.DeviceID
+}
+
+func (s *Server) plan(ctx context.Context, p *plan, ts *taskState, st transport.Start, devices []scope.DeviceID, revision int64, now time.Time) {
 	sch := ts.t.Schedule
 	var conn, off []scope.DeviceID
 	for _, d := range devices {
@@ -52,41 +65,42 @@ func (s *Server) startOn(ctx context.Context, ts *taskState, st transport.Start,
 		}
 	}
 	window := sch.DelayWindow(len(conn))
-	rows := make([]task.Result, 0, len(devices))
-	type due struct {
-		d  scope.DeviceID
-		at time.Time
-	}
-	dues := make([]due, 0, len(devices))
 	for _, d := range conn {
 		at := st.At.Add(schedule.RandomOffset(window, ts.t.ID, string(d), revision))
-		rows = append(rows, task.Result{TaskID: ts.t.ID, DeviceID: d, RunID: st.RunID, Seq: transport.SeqScheduled, State: task.Scheduled, DueAt: at, UpdatedAt: now})
-		dues = append(dues, due{d, at})
+		p.rows = append(p.rows, task.Result{TaskID: ts.t.ID, DeviceID: d, RunID: st.RunID, Seq: transport.SeqScheduled, State: task.Scheduled, DueAt: at, UpdatedAt: now})
+		x := st
+		x.Due = at
+		p.dues, p.devs = append(p.dues, x), append(p.devs, d)
 	}
 	for _, d := range off {
 		if sch.RunMissed {
-			rows = append(rows, task.Result{TaskID: ts.t.ID, DeviceID: d, RunID: st.RunID, Seq: transport.SeqScheduled, State: task.Pending, DueAt: st.At, UpdatedAt: now,
+			p.rows = append(p.rows, task.Result{TaskID: ts.t.ID, DeviceID: d, RunID: st.RunID, Seq: transport.SeqScheduled, State: task.Pending, DueAt: st.At, UpdatedAt: now,
 				Message: "waiting for the device to become visible"})
-			dues = append(dues, due{d, st.At})
+			x := st
+			x.Due = st.At
+			p.dues, p.devs = append(p.dues, x), append(p.devs, d)
 			continue
 		}
-		rows = append(rows, task.Result{TaskID: ts.t.ID, DeviceID: d, RunID: st.RunID, Seq: transport.SeqScheduled, State: task.Missed, DueAt: st.At, FinishedAt: now, UpdatedAt: now,
+		p.rows = append(p.rows, task.Result{TaskID: ts.t.ID, DeviceID: d, RunID: st.RunID, Seq: transport.SeqScheduled, State: task.Missed, DueAt: st.At, FinishedAt: now, UpdatedAt: now,
 			Message: "the device was not connected when the task started"})
 	}
-	// Write first, dispatch second: a server that stops in between finds
-	// the scheduled results on Open and dispatches them.
-	if len(dues) == 1 && len(rows) == 1 {
-		if s.record(ctx, rows) == 0 {
-			return // this run is already known for the device
-		}
-	} else {
-		s.record(ctx, rows)
+}
+
+// commit writes a plan's results first and dispatches second: a server
+// that stops in between finds the scheduled results on Open and
+// dispatches them.
+func (s *Server) commit(ctx context.Context, p plan) {
+	s.record(ctx, p.rows)
+	for i, st := range p.dues {
+		s.addDispatch(st, p.devs[i], st.Due)
 	}
-	for _, x := range dues {
-		d := st
-		d.Due = x.at
-		s.addDispatch(d, x.d, x.at)
-	}
+}
+
+// known reports whether device d already has run runID (or a newer one)
+// of task id, so a redelivered trigger does not start it again.
+func (s *Server) known(ctx context.Context, id string, d scope.DeviceID, runID int64) bool {
+	r, err := s.cfg.Store.GetResult(ctx, id, string(d))
+	return err == nil && r.RunID >= runID
 }
 
 // fire runs an activation of a server-run task on the devices of its

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 	_ "time/tzdata"
@@ -41,10 +42,17 @@ func must(t testing.TB, err error) {
 	}
 }
 
+var locs sync.Map
+
+// loc loads a zone once, so schedule's per-location tables are reused.
 func loc(t testing.TB, name string) *time.Location {
+	if l, ok := locs.Load(name); ok {
+		return l.(*time.Location)
+	}
 	l, err := time.LoadLocation(name)
 	must(t, err)
-	return l
+	v, _ := locs.LoadOrStore(name, l)
+	return v.(*time.Location)
 }
 
 // fleet returns n devices in group "g-all/g-<zone index>", spread over
