@@ -1,0 +1,519 @@
+package sqlstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/benbjohnson/clock"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/scope/inventorytest"
+	"github.com/taskfleet/taskfleet/storage"
+	"github.com/taskfleet/taskfleet/storage/sqlstore"
+	"github.com/taskfleet/taskfleet/task"
+)
+
+// invTarget opens a fresh, empty store of one kind; the store is closed
+// when the test ends.
+type invTarget struct {
+	name string
+	open func(t testing.TB) *sqlstore.Store
+}
+
+func invTargets() []invTarget {
+	closing := func(t testing.TB, s *sqlstore.Store) *sqlstore.Store {
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	return []invTarget{
+		{"SQLiteFile", func(t testing.TB) *sqlstore.Store { return closing(t, openSQLiteFile(t)) }},
+		{"SQLiteMemory", func(t testing.TB) *sqlstore.Store {
+			s, err := sqlstore.OpenSQLite(context.Background(), ":memory:")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return closing(t, s)
+		}},
+		{"Postgres", func(t testing.TB) *sqlstore.Store { return closing(t, openPG(t)) }},
+	}
+}
+
+func TestInventoryConformance(t *testing.T) {
+	t.Parallel()
+	for _, tg := range invTargets() {
+		t.Run(tg.name, func(t *testing.T) {
+			t.Parallel()
+			inventorytest.Run(t, func(t *testing.T, groups []scope.AdminGroup, devices []scope.Device) scope.Inventory {
+				s := tg.open(t)
+				ctx := context.Background()
+				if err := s.Devices().PutGroups(ctx, groups...); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Devices().PutDevices(ctx, devices...); err != nil {
+					t.Fatal(err)
+				}
+				return s.Inventory()
+			})
+		})
+	}
+}
+
+// invSetup is what the write tests share: a store loaded with a small
+// tree (root > a > a1, root > b) and two devices.
+type invSetup struct {
+	s   *sqlstore.Store
+	inv *sqlstore.Inventory
+}
+
+func setupInventory(t *testing.T, tg invTarget) invSetup {
+	t.Helper()
+	s := tg.open(t)
+	inv := s.Devices()
+	ctx := context.Background()
+	if err := inv.PutGroups(ctx,
+		scope.AdminGroup{ID: "a1", Parent: "a", Name: "A1"}, // child before parent: same call
+		scope.AdminGroup{ID: "root", Name: "Root"},
+		scope.AdminGroup{ID: "a", Parent: "root", Name: "A"},
+		scope.AdminGroup{ID: "b", Parent: "root", Name: "B"},
+	); err != nil {
+		t.Fatal(err)
+	}
+	if err := inv.PutDevices(ctx,
+		scope.Device{ID: "d1", GroupID: "a1", Server: scope.ServerRef{Role: scope.Primary}},
+		scope.Device{ID: "d2", GroupID: "b"},
+	); err != nil {
+		t.Fatal(err)
+	}
+	return invSetup{s: s, inv: inv}
+}
+
+// snapshot reads everything the inventory holds.
+func (b invSetup) snapshot(t *testing.T) ([]scope.AdminGroup, []scope.Device) {
+	t.Helper()
+	ctx := context.Background()
+	groups, err := b.inv.Groups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var devices []scope.Device
+	for d, err := range b.inv.Devices(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		devices = append(devices, *d)
+	}
+	return groups, devices
+}
+
+// fields lists the Field of every ValidationError in err.
+func fields(t *testing.T, err error) []string {
+	t.Helper()
+	if !errors.Is(err, sqlstore.ErrInvalid) {
+		t.Fatalf("error %v does not match ErrInvalid", err)
+	}
+	var out []string
+	var ve *sqlstore.ValidationError
+	var ves sqlstore.ValidationErrors
+	switch {
+	case errors.As(err, &ves):
+		for _, e := range ves {
+			out = append(out, e.Field)
+		}
+	case errors.As(err, &ve):
+		out = append(out, ve.Field)
+	default:
+		t.Fatalf("error %v is neither a ValidationError nor ValidationErrors", err)
+	}
+	return out
+}
+
+func TestInventoryRejectedWritesStoreNothing(t *testing.T) {
+	t.Parallel()
+	far := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		groups  []scope.AdminGroup
+		devices []scope.Device
+		want    []string
+	}{
+		{name: "group without id", groups: []scope.AdminGroup{{ID: "new"}, {Name: "x"}}, want: []string{"groups[1].id"}},
+		{name: "unknown parent", groups: []scope.AdminGroup{{ID: "new"}, {ID: "c", Parent: "nowhere"}}, want: []string{"groups[1].parent"}},
+		{name: "self parent", groups: []scope.AdminGroup{{ID: "new"}, {ID: "c", Parent: "c"}}, want: []string{"groups[1].parent"}},
+		{name: "cycle through stored groups", groups: []scope.AdminGroup{{ID: "new"}, {ID: "root", Parent: "a1"}}, want: []string{"groups[1].parent"}},
+		{name: "cycle within the call", groups: []scope.AdminGroup{{ID: "x", Parent: "y"}, {ID: "y", Parent: "x"}}, want: []string{"groups[0].parent", "groups[1].parent"}},
+		{name: "group name not UTF-8", groups: []scope.AdminGroup{{ID: "new"}, {ID: "c", Name: "bad\xff"}}, want: []string{"groups[1].name"}},
+		{name: "device in unknown group", devices: []scope.Device{{ID: "new"}, {ID: "d3", GroupID: "nowhere"}}, want: []string{"devices[1].group_id"}},
+		{name: "device without id", devices: []scope.Device{{ID: "new"}, {GroupID: "a"}}, want: []string{"devices[1].id"}},
+		{name: "duplicate device", devices: []scope.Device{{ID: "new"}, {ID: "new"}}, want: []string{"devices[1].id"}},
+		{name: "NUL in a tag", devices: []scope.Device{{ID: "new"}, {ID: "d3", Tags: []string{"ok", "a\x00b"}}}, want: []string{"devices[1].tags[1]"}},
+		{name: "software not UTF-8", devices: []scope.Device{{ID: "new", Software: []scope.Software{{Vendor: "\xc3"}}}}, want: []string{"devices[0].software[0].vendor"}},
+		{name: "last seen after 9999", devices: []scope.Device{{ID: "new"}, {ID: "d3", LastSeen: far}}, want: []string{"devices[1].last_seen"}},
+		{name: "replacing a device into an unknown group", devices: []scope.Device{{ID: "new"}, {ID: "d1", GroupID: "gone"}}, want: []string{"devices[1].group_id"}},
+	}
+	for _, tg := range invTargets() {
+		t.Run(tg.name, func(t *testing.T) {
+			t.Parallel()
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					t.Parallel()
+					b := setupInventory(t, tg)
+					wantGroups, wantDevices := b.snapshot(t)
+					var err error
+					if tt.groups != nil {
+						err = b.inv.PutGroups(context.Background(), tt.groups...)
+					} else {
+						err = b.inv.PutDevices(context.Background(), tt.devices...)
+					}
+					if diff := cmp.Diff(tt.want, fields(t, err)); diff != "" {
+						t.Errorf("rejected fields (-want +got):\n%s\nerror: %v", diff, err)
+					}
+					gotGroups, gotDevices := b.snapshot(t)
+					if diff := cmp.Diff(wantGroups, gotGroups); diff != "" {
+						t.Errorf("a rejected call changed the groups (-before +after):\n%s", diff)
+					}
+					if diff := cmp.Diff(wantDevices, gotDevices); diff != "" {
+						t.Errorf("a rejected call changed the devices (-before +after):\n%s", diff)
+					}
+				})
+			}
+		})
+	}
+}
+
+func TestInventoryWrites(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	seen := time.Date(2026, 3, 29, 1, 30, 0, 123456789, time.FixedZone("CET", 3600))
+	tests := []struct {
+		name  string
+		check func(t *testing.T, b invSetup)
+	}{
+		{"DeleteGroupNotFound", func(t *testing.T, b invSetup) {
+			if err := b.inv.DeleteGroup(ctx, "nowhere"); !errors.Is(err, sqlstore.ErrNotFound) {
+				t.Errorf("DeleteGroup(missing) = %v, want ErrNotFound", err)
+			}
+		}},
+		{"DeleteGroupWithSubgroup", func(t *testing.T, b invSetup) {
+			if err := b.inv.DeleteGroup(ctx, "a"); !errors.Is(err, sqlstore.ErrConflict) {
+				t.Errorf("DeleteGroup(group with a subgroup) = %v, want ErrConflict", err)
+			}
+			if _, err := b.inv.Group(ctx, "a"); err != nil {
+				t.Errorf("the group is gone after a refused delete: %v", err)
+			}
+		}},
+		{"DeleteGroupWithDevice", func(t *testing.T, b invSetup) {
+			if err := b.inv.DeleteGroup(ctx, "b"); !errors.Is(err, sqlstore.ErrConflict) {
+				t.Errorf("DeleteGroup(group with a device) = %v, want ErrConflict", err)
+			}
+			// Emptied, it can go.
+			if err := b.inv.DeleteDevice(ctx, "d2"); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.inv.DeleteGroup(ctx, "b"); err != nil {
+				t.Fatalf("DeleteGroup(empty group) = %v", err)
+			}
+			if _, err := b.inv.Group(ctx, "b"); !errors.Is(err, scope.ErrNotFound) {
+				t.Errorf("Group(deleted) = %v, want ErrNotFound", err)
+			}
+		}},
+		{"DeleteDevice", func(t *testing.T, b invSetup) {
+			if err := b.inv.DeleteDevice(ctx, "nobody"); !errors.Is(err, sqlstore.ErrNotFound) {
+				t.Errorf("DeleteDevice(missing) = %v, want ErrNotFound", err)
+			}
+			if err := b.inv.DeleteDevice(ctx, "d1"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.inv.Device(ctx, "d1"); !errors.Is(err, scope.ErrNotFound) {
+				t.Errorf("Device(deleted) = %v, want ErrNotFound", err)
+			}
+		}},
+		{"PutDevicesReplaces", func(t *testing.T, b invSetup) {
+			// Known facts first, then every fact unknown again: the
+			// replacement is whole, not a merge.
+			full := scope.Device{
+				ID: "d1", GroupID: "a", NetBIOSName: "Büro-PC", DNSName: "buero.example.",
+				IPs: []netip.Addr{netip.MustParseAddr("192.0.2.1")}, Tags: []string{}, Software: []scope.Software{},
+				OS: &scope.OS{Platform: "linux"}, Applications: map[string]scope.AppState{"KES": {Installed: true}},
+				TimeZone: "Europe/Berlin", LastSeen: seen, Connected: true, Server: scope.ServerRef{ID: "s", Role: scope.Secondary},
+			}
+			if err := b.inv.PutDevices(ctx, full); err != nil {
+				t.Fatal(err)
+			}
+			got, err := b.inv.Device(ctx, "d1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := full
+			want.LastSeen = seen.UTC().Truncate(time.Microsecond)
+			if diff := cmp.Diff(want, *got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+				t.Errorf("Device after PutDevices (-want +got):\n%s", diff)
+			}
+			if got.LastSeen.Location() != time.UTC {
+				t.Errorf("LastSeen in %v, want UTC", got.LastSeen.Location())
+			}
+			ids, err := b.inv.DevicesByName(ctx, scope.Address{Kind: scope.DNSName, Name: "buero.example"})
+			if err != nil || !slices.Equal(ids, []scope.DeviceID{"d1"}) {
+				t.Errorf("DevicesByName(dns) = %v, %v; want [d1]", ids, err)
+			}
+			// Folded in Go (strings.ToUpper), not by the engine's
+			// ASCII-only upper().
+			a := scope.Address{Kind: scope.NetBIOSName, Name: "BÜRO-PC"}
+			ids, err = b.inv.DevicesByName(ctx, a)
+			if err != nil || !slices.Equal(ids, []scope.DeviceID{"d1"}) {
+				t.Errorf("DevicesByName(%v) = %v, %v; want [d1] (names fold like ParseAddress, also beyond ASCII)", a, ids, err)
+			}
+			if err := b.inv.PutDevices(ctx, scope.Device{ID: "d1"}); err != nil {
+				t.Fatal(err)
+			}
+			got, err = b.inv.Device(ctx, "d1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(scope.Device{ID: "d1"}, *got); diff != "" {
+				t.Errorf("Device after replacing with an unknown device (-want +got):\n%s", diff)
+			}
+			if ids, _ := b.inv.DevicesByName(ctx, a); len(ids) != 0 {
+				t.Errorf("the old name still finds %v", ids)
+			}
+		}},
+		{"PutGroupsReparents", func(t *testing.T, b invSetup) {
+			if err := b.inv.PutGroups(ctx, scope.AdminGroup{ID: "a1", Parent: "b", Name: "A1 moved"}); err != nil {
+				t.Fatal(err)
+			}
+			g, err := b.inv.Group(ctx, "a1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(scope.AdminGroup{ID: "a1", Parent: "b", Name: "A1 moved"}, *g); diff != "" {
+				t.Errorf("Group after re-parenting (-want +got):\n%s", diff)
+			}
+			// Now a (formerly a1's parent) may go under a1.
+			if err := b.inv.PutGroups(ctx, scope.AdminGroup{ID: "a", Parent: "a1"}); err != nil {
+				t.Errorf("PutGroups(a under a1 after the move) = %v", err)
+			}
+		}},
+		{"DevicesByNameRejectsOtherKinds", func(t *testing.T, b invSetup) {
+			a, err := scope.ParseAddress("10.0.0.1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.inv.DevicesByName(ctx, a); !errors.Is(err, sqlstore.ErrInvalid) {
+				t.Errorf("DevicesByName(IP) = %v, want ErrInvalid", err)
+			}
+		}},
+		{"SameValueEveryCall", func(t *testing.T, b invSetup) {
+			if b.s.Inventory() != b.s.Inventory() || b.s.Inventory() != scope.Inventory(b.s.Devices()) {
+				t.Error("Inventory and Devices must return the same value on every call")
+			}
+			var st storage.Store = b.s
+			if _, ok := st.(storage.InventoryStore); !ok {
+				t.Error("*sqlstore.Store does not implement storage.InventoryStore")
+			}
+		}},
+		{"NestedQueriesWhileIterating", func(t *testing.T, b invSetup) {
+			// A consumer may query the store inside the loop (a
+			// :memory: store has a single connection).
+			n := 0
+			for d, err := range b.inv.Devices(ctx) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := b.inv.Group(ctx, d.GroupID); err != nil {
+					t.Fatal(err)
+				}
+				n++
+			}
+			for m, err := range b.inv.GroupMembers(ctx, []scope.GroupID{"a1", "b"}) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := b.inv.Device(ctx, m.ID); err != nil {
+					t.Fatal(err)
+				}
+				n++
+			}
+			if n != 4 {
+				t.Errorf("saw %d devices and members, want 4", n)
+			}
+		}},
+		{"Closed", func(t *testing.T, b invSetup) {
+			if err := b.s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for name, err := range map[string]error{
+				"PutGroups":    b.inv.PutGroups(ctx, scope.AdminGroup{ID: "x"}),
+				"PutDevices":   b.inv.PutDevices(ctx, scope.Device{ID: "x"}),
+				"DeleteGroup":  b.inv.DeleteGroup(ctx, "b"),
+				"DeleteDevice": b.inv.DeleteDevice(ctx, "d1"),
+			} {
+				if !errors.Is(err, sqlstore.ErrClosed) {
+					t.Errorf("%s after Close = %v, want ErrClosed", name, err)
+				}
+			}
+			if _, err := b.inv.Device(ctx, "d1"); !errors.Is(err, sqlstore.ErrClosed) {
+				t.Errorf("Device after Close = %v, want ErrClosed", err)
+			}
+			for _, err := range b.inv.Devices(ctx) {
+				if !errors.Is(err, sqlstore.ErrClosed) {
+					t.Errorf("Devices after Close yielded %v, want ErrClosed", err)
+				}
+			}
+		}},
+	}
+	for _, tg := range invTargets() {
+		t.Run(tg.name, func(t *testing.T) {
+			t.Parallel()
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					t.Parallel()
+					tt.check(t, setupInventory(t, tg))
+				})
+			}
+		})
+	}
+}
+
+// A task Manager reading the store's inventory resolves a group scope on
+// Start.
+func TestInventoryTaskManagerStartsGroupTask(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := invTargets()[0].open(t)
+	inv := s.Devices()
+	if err := inv.PutGroups(ctx, scope.AdminGroup{ID: "office", Name: "Office"}, scope.AdminGroup{ID: "lab", Parent: "office", Name: "Lab"}); err != nil {
+		t.Fatal(err)
+	}
+	primary := scope.ServerRef{ID: "main", Role: scope.Primary}
+	if err := inv.PutDevices(ctx,
+		scope.Device{ID: "pc-2", GroupID: "office", Connected: true, Server: primary},
+		scope.Device{ID: "pc-1", GroupID: "lab", Connected: true, Server: primary},
+		scope.Device{ID: "pc-9", Connected: true, Server: primary}, // unassigned: not in scope
+	); err != nil {
+		t.Fatal(err)
+	}
+	type scan struct {
+		Deep bool `json:"deep"`
+	}
+	reg := task.NewRegistry()
+	if err := reg.Register(task.TaskType{Application: "Endpoint Security", Name: "virus_scan", Settings: scan{}}); err != nil {
+		t.Fatal(err)
+	}
+	clk := clock.NewMock()
+	clk.Set(time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC))
+	m, err := task.New(task.Config{Store: s, Registry: reg, Inventory: s.Inventory(), Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := task.Actor{ID: "admin"}
+	created, err := m.Create(ctx, admin, task.Task{
+		Name: "Scan the office", Application: "Endpoint Security", Type: "virus_scan",
+		Scope: scope.Scope{Kind: scope.Group, Group: "office"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := m.Start(ctx, admin, created.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]scope.DeviceID{"pc-1", "pc-2"}, run.Devices); diff != "" {
+		t.Errorf("Start(group task) devices (-want +got):\n%s", diff)
+	}
+	// A group that does not exist is refused when the task is created.
+	_, err = m.Create(ctx, admin, task.Task{
+		Name: "Scan nowhere", Application: "Endpoint Security", Type: "virus_scan",
+		Scope: scope.Scope{Kind: scope.Group, Group: "nowhere"},
+	})
+	if !errors.Is(err, task.ErrInvalid) {
+		t.Errorf("Create(scope of a missing group) = %v, want ErrInvalid", err)
+	}
+}
+
+// benchFleet returns n devices spread over 100 groups under one root (ids
+// zero-padded, so byte order is numeric order), with typical facts.
+func benchFleet(n int) ([]scope.AdminGroup, []scope.Device) {
+	groups := []scope.AdminGroup{{ID: "root", Name: "Root"}}
+	for g := range 100 {
+		groups = append(groups, scope.AdminGroup{ID: scope.GroupID(fmt.Sprintf("g%03d", g)), Parent: "root", Name: fmt.Sprintf("Group %d", g)})
+	}
+	seen := time.Date(2026, 11, 20, 7, 30, 0, 0, time.UTC)
+	devices := make([]scope.Device, n)
+	for i := range devices {
+		id := fmt.Sprintf("dev-%07d", i)
+		devices[i] = scope.Device{
+			ID: scope.DeviceID(id), NetBIOSName: "PC-" + id, DNSName: id + ".corp.example",
+			IPs:     []netip.Addr{netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})},
+			GroupID: groups[1+i%100].ID, Tags: []string{"office"},
+			OS:           &scope.OS{Name: "Windows 11 Pro", Version: "23H2", Platform: "windows"},
+			Applications: map[string]scope.AppState{"KES": {Installed: true, Running: true}},
+			TimeZone:     "Europe/Berlin", LastSeen: seen, Connected: true,
+			Server: scope.ServerRef{ID: "main", Role: scope.Primary},
+		}
+	}
+	return groups, devices
+}
+
+const benchDevices = 100_000
+
+// BenchmarkInventoryPutDevices100k loads 100,000 devices into an empty
+// SQLite file database with one PutDevices call (one transaction).
+func BenchmarkInventoryPutDevices100k(b *testing.B) {
+	ctx := context.Background()
+	groups, devices := benchFleet(benchDevices)
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		s := openSQLiteFile(b)
+		if err := s.Devices().PutGroups(ctx, groups...); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if err := s.Devices().PutDevices(ctx, devices...); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		_ = s.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/benchDevices, "ns/device")
+}
+
+// BenchmarkInventoryResolveGroup100k resolves group scopes over 100,000
+// devices on SQLite: the root (every device, through GroupMembers) and
+// one group of 1,000.
+func BenchmarkInventoryResolveGroup100k(b *testing.B) {
+	ctx := context.Background()
+	groups, devices := benchFleet(benchDevices)
+	s := openSQLiteFile(b)
+	defer s.Close()
+	if err := s.Devices().PutGroups(ctx, groups...); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Devices().PutDevices(ctx, devices...); err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name  string
+		group scope.GroupID
+		want  int
+	}{{"Root", "root", benchDevices}, {"OneGroup", "g042", benchDevices / 100}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				r, err := scope.Resolve(ctx, scope.Scope{Kind: scope.Group, Group: bc.group}, s.Inventory())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(r.Devices) != bc.want {
+					b.Fatalf("resolved %d devices, want %d", len(r.Devices), bc.want)
+				}
+			}
+		})
+	}
+}
