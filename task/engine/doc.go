@@ -50,6 +50,37 @@
 // the run; agents run each (task, run id) once; storage keeps each
 // (task, device, run, seq) once.
 //
+// # Results
+//
+// Results messages are buffered and recorded through task.Manager
+// RecordResults in one call per Tick (or every 10,000 results), then
+// acknowledged (every key of a merged message); storage failures
+// acknowledge nothing, so devices resend. "On completing another task"
+// starts are planned from the recorded results and written in one batch.
+// Notifications go through the Manager's Notifier; history is purged by
+// calling Manager.PurgeHistory every PurgeEvery.
+//
+// # Scale
+//
+// Scopes are resolved when a task is saved, when a server-run activation
+// fires, and every ScopeRefresh; the per-device task index behind heartbeat
+// synchronization is rebuilt lazily. The package benchmark simulates 10,000
+// devices in 12 zones with 50 tasks for 7 days and verifies every run count
+// against schedule.Between.
+//
+// # Limitations
+//
+//   - StopRun is sent once per running device and not retried; a device
+//     that misses it finishes the run.
+//   - Suspending a task holds its scheduled starts; runs already in
+//     progress are not paused.
+//   - "On completing another task" is decided by the server when the
+//     trigger's result arrives, so on an offline device the dependent
+//     task starts after the device reconnects.
+//   - Fire markers are history events: a task whose history is purged
+//     within RecoveryWindow of an activation could fire it twice after a
+//     restart (retention is at least one day).
+//
 // # Errors
 //
 // New returns ValidationErrors naming bad Config fields. Open returns

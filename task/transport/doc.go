@@ -32,6 +32,8 @@
 //     StartRun for pending results until the device reports the run
 //     (every retry interval and when the device becomes visible). The agent
 //     de-duplicates by (task, run id).
+//   - An agent may merge queued Results into one message; Message.Merged
+//     lists their keys and the server acknowledges each of them.
 //   - Heartbeat, Sync, Wake and Ack carry no key and are never retried
 //     individually: they are periodic or repeated by the retries above.
 //
