@@ -227,6 +227,39 @@ var (
 	maxLastSeen = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
 )
 
+// textOK reports whether v is stored unchanged (see checkText).
+func textOK(v string) bool { return utf8.ValidString(v) && strings.IndexByte(v, 0) < 0 }
+
+// deviceOK is the fast path of validateDevice: true when every string of
+// d is storable and LastSeen in range, without building field names.
+func deviceOK(d *scope.Device) bool {
+	if !textOK(string(d.ID)) || !textOK(string(d.GroupID)) || !textOK(d.NetBIOSName) || !textOK(d.DNSName) ||
+		!textOK(d.TimeZone) || !textOK(d.Server.ID) || !textOK(string(d.Server.Role)) {
+		return false
+	}
+	for _, t := range d.Tags {
+		if !textOK(t) {
+			return false
+		}
+	}
+	for _, sw := range d.Software {
+		if !textOK(sw.Name) || !textOK(sw.Version) || !textOK(sw.Vendor) {
+			return false
+		}
+	}
+	if o := d.OS; o != nil && (!textOK(o.Name) || !textOK(o.Version) || !textOK(o.Build) || !textOK(o.Platform)) {
+		return false
+	}
+	for k := range d.Applications {
+		if !textOK(k) {
+			return false
+		}
+	}
+	return d.LastSeen.IsZero() || !d.LastSeen.Before(minLastSeen) && !d.LastSeen.After(maxLastSeen)
+}
+
+// validateDevice reports every string of d the databases cannot store
+// unchanged and a LastSeen out of range, naming fields under p.
 func validateDevice(bad *errs.ValidationErrors, p string, d *scope.Device) {
 	checkText(bad, p+".id", string(d.ID))
 	checkText(bad, p+".group_id", string(d.GroupID))
@@ -481,15 +514,16 @@ func (inv *Inventory) PutDevices(ctx context.Context, devices ...scope.Device) e
 	groupSet := map[scope.GroupID]bool{}
 	for i := range devices {
 		d := &devices[i]
-		p := fmt.Sprintf("devices[%d]", i)
 		if d.ID == "" {
-			bad = append(bad, errs.Invalid(p+".id", "", "is required"))
+			bad = append(bad, errs.Invalid(fmt.Sprintf("devices[%d].id", i), "", "is required"))
 		} else if j, dup := seen[d.ID]; dup {
-			bad = append(bad, errs.Invalid(p+".id", string(d.ID), fmt.Sprintf("duplicate of devices[%d]", j)))
+			bad = append(bad, errs.Invalid(fmt.Sprintf("devices[%d].id", i), string(d.ID), fmt.Sprintf("duplicate of devices[%d]", j)))
 		} else {
 			seen[d.ID] = i
 		}
-		validateDevice(&bad, p, d)
+		if !deviceOK(d) {
+			validateDevice(&bad, fmt.Sprintf("devices[%d]", i), d)
+		}
 		if d.GroupID != "" {
 			groupSet[d.GroupID] = true
 		}
@@ -858,18 +892,29 @@ func (inv *Inventory) groupMembers(ctx context.Context, groups []scope.GroupID) 
 	}
 	defer rows.Close()
 	var out []scope.Member
+	var id, role sql.RawBytes // no copy of the known roles, one of the id
 	for rows.Next() {
-		var id, role string
 		if err := rows.Scan(&id, &role); err != nil {
 			return nil, fmt.Errorf("sqlstore: group members: %w", ctxOrMapped(ctx, err))
 		}
-		out = append(out, scope.Member{ID: scope.DeviceID(id), Role: scope.ServerRole(role)})
+		out = append(out, scope.Member{ID: scope.DeviceID(id), Role: roleOf(role)})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlstore: group members: %w", ctxOrMapped(ctx, err))
 	}
 	slices.SortFunc(out, func(a, b scope.Member) int { return cmp.Compare(a.ID, b.ID) })
 	return out, nil
+}
+
+// roleOf returns the ServerRole spelled b, sharing the constants' storage
+// for the known roles.
+func roleOf(b []byte) scope.ServerRole {
+	for _, r := range [...]scope.ServerRole{scope.Primary, scope.Secondary, scope.Virtual, ""} {
+		if string(b) == string(r) {
+			return r
+		}
+	}
+	return scope.ServerRole(b)
 }
 
 // DevicesByName implements scope.NameResolver with the devices_netbios and
