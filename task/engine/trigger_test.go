@@ -231,3 +231,61 @@ func TestTaskStartsOnlyWhereTheApplicationIsRunning(t *testing.T) {
 		t.Errorf("state %s, want completed", st)
 	}
 }
+
+// Wake-on-LAN for a task the devices run: each device is woken the chosen
+// minutes before its own local start.
+func TestWakeOnLANBeforeDeviceLocalStart(t *testing.T) {
+	t.Parallel()
+	type wake struct {
+		d  scope.DeviceID
+		at time.Time
+	}
+	var wakes []wake
+	var b *bundle
+	b = setup(t, 3, func(c *enginetest.Config) {
+		c.Faults.Filter = func(m transport.Message, toServer bool) inproc.Fate {
+			if m.Kind == transport.Wake {
+				wakes = append(wakes, wake{m.Device, b.sim.Clock.Now()})
+			}
+			return inproc.Pass
+		}
+	})
+	s := sched(schedule.EveryDays, func(s *schedule.Schedule) {
+		s.Time = schedule.Clock(6, 0, 0)
+		s.StartDate = schedule.DateOf(t0)
+		s.WakeOnLAN = schedule.Limit{Enabled: true, Minutes: 15}
+	})
+	b.create(t, task.Task{Scope: groupScope("g-all"), Schedule: s})
+	b.stepFine(t, 30*time.Hour)
+	got := map[scope.DeviceID]int{}
+	for _, w := range wakes {
+		l := loc(t, zones[map[scope.DeviceID]int{"d00000": 0, "d00001": 1, "d00002": 2}[w.d]])
+		if lt := w.at.In(l); lt.Hour() != 5 || lt.Minute() != 45 {
+			t.Errorf("%s woken at %s local, want 05:45", w.d, lt)
+		}
+		got[w.d]++
+	}
+	if len(got) != 3 {
+		t.Errorf("woken devices %v, want all three", got)
+	}
+}
+
+// Deleting a task withdraws it from its devices: no more runs.
+func TestDeletedTaskIsWithdrawnFromDevices(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2, nil)
+	s := sched(schedule.EveryHours, func(s *schedule.Schedule) { s.Every = 1; s.Start = t0.Add(30 * time.Minute) })
+	tk := b.create(t, task.Task{Scope: groupScope("g-all"), Schedule: s})
+	b.step(t, time.Hour)
+	must(t, b.sim.Manager.Delete(b.ctx, task.System, tk.ID, 0))
+	b.step(t, 3*time.Hour)
+	for i := range 2 {
+		d := scope.DeviceID(fmtID(i))
+		if got := len(b.sim.Exec.Runs(tk.ID, d)); got != 1 {
+			t.Errorf("%s: %d runs, want 1 (none after the delete)", d, got)
+		}
+		if n := len(b.sim.Agent(d).Tasks()); n != 0 {
+			t.Errorf("%s still holds %d tasks", d, n)
+		}
+	}
+}
