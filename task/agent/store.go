@@ -30,6 +30,9 @@ type LocalTask struct {
 	Queue []transport.Start
 	// Running is the run in progress, if any.
 	Running *RunState
+	// Slot is the device's place in the task's automatic randomized delay
+	// (nil: plain random offset).
+	Slot *transport.Slot
 
 	// nextDue caches the next activation's start (not stored).
 	nextDue time.Time

@@ -232,8 +232,7 @@ func (a *Agent) tickTask(ctx context.Context, t *LocalTask, now time.Time) {
 }
 
 func (a *Agent) offset(t *LocalTask) time.Duration {
-	s := t.Def.Task.Schedule
-	return schedule.RandomOffset(s.DelayWindow(t.Def.Devices), t.Def.Task.ID, string(a.cfg.Device), t.Def.Task.SettingsRevision)
+	return transport.Offset(t.Def.Task.Schedule, t.Def.Devices, t.Slot, t.Def.Task.ID, string(a.cfg.Device), t.Def.Task.SettingsRevision)
 }
 
 // dueActivations starts the task's scheduled activations that are due.
@@ -505,7 +504,11 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 		}
 	case transport.Deliver:
 		if m.Definition != nil {
-			a.deliver(ctx, *m.Definition, false, now)
+			t := a.deliver(ctx, *m.Definition, false, now)
+			if t.Slot == nil || m.Slot == nil || *t.Slot != *m.Slot {
+				t.Slot, t.nextOK = m.Slot, false
+				a.save(ctx, t)
+			}
 		}
 	case transport.Withdraw:
 		if t := a.tasks[m.TaskID]; t != nil {

@@ -46,7 +46,7 @@ func (s *Server) TaskSaved(ctx context.Context, t *task.Task) error {
 	def := s.definition(ts)
 	for _, d := range ts.devices {
 		if s.connected(ctx, d) {
-			if s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: def}) == nil {
+			if s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: def, Slot: slotOf(ts, d)}) == nil {
 				s.stats.Delivered++
 			}
 		}
@@ -240,7 +240,7 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 	for _, id := range s.devicesTasks()[d] {
 		ts := s.tasks[id]
 		if rev, ok := held[id]; !ok || rev < ts.t.Revision {
-			if s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: s.definition(ts)}) == nil {
+			if s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: s.definition(ts), Slot: slotOf(ts, d)}) == nil {
 				s.stats.Delivered++
 			}
 		}

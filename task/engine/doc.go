@@ -26,9 +26,12 @@
 // Manual starts, starts for selected devices, "on completing another task",
 // "on virus outbreak" and "when new updates are downloaded" are started by
 // the server; Wake-on-LAN requests go out the chosen minutes before each
-// start; randomized delays use schedule.RandomOffset with the settings
-// revision (and the run id for manual starts, so a manual start moves the
-// offsets).
+// start. Randomized delays are deterministic per task, device and settings
+// revision (the run id for manual starts, so a manual start moves the
+// offsets): schedule.RandomOffset for "within an interval", and for the
+// automatic delay transport.Offset, which gives each device its own part
+// of the window (its place in the scope, sent with the definition as a
+// transport.Slot) so no second exceeds the start budget.
 //
 // # Time semantics
 //

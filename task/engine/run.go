@@ -64,9 +64,8 @@ func (s *Server) plan(ctx context.Context, p *plan, ts *taskState, st transport.
 			off = append(off, d)
 		}
 	}
-	window := sch.DelayWindow(len(conn))
-	for _, d := range conn {
-		at := st.At.Add(schedule.RandomOffset(window, ts.t.ID, string(d), revision))
+	for i, d := range conn {
+		at := st.At.Add(transport.Offset(sch, len(conn), &transport.Slot{Index: i, Of: len(conn)}, ts.t.ID, string(d), revision))
 		p.rows = append(p.rows, task.Result{TaskID: ts.t.ID, DeviceID: d, RunID: st.RunID, Seq: transport.SeqScheduled, State: task.Scheduled, DueAt: at, UpdatedAt: now})
 		x := st
 		x.Due = at
@@ -297,7 +296,6 @@ func (s *Server) wake(ctx context.Context, now time.Time) {
 			ts.wakes = map[scope.DeviceID]time.Time{}
 		}
 		ts.nextWake = time.Time{}
-		window := ts.t.Schedule.DelayWindow(len(ts.devices))
 		for _, d := range ts.devices {
 			w, ok := ts.wakes[d]
 			if ok && w.After(now) {
@@ -310,7 +308,7 @@ func (s *Server) wake(ctx context.Context, now time.Time) {
 				_ = s.send(ctx, transport.Message{Kind: transport.Wake, Device: d})
 			}
 			l := s.deviceLoc(ctx, d)
-			off := schedule.RandomOffset(window, ts.t.ID, string(d), ts.t.SettingsRevision)
+			off := transport.Offset(ts.t.Schedule, len(ts.devices), slotOf(ts, d), ts.t.ID, string(d), ts.t.SettingsRevision)
 			after := now.Add(lead - off)
 			nx, ok2 := ts.t.Schedule.Next(after, l)
 			if !ok2 {

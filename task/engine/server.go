@@ -343,3 +343,17 @@ func (s *Server) send(ctx context.Context, m transport.Message) error {
 	}
 	return err
 }
+
+// slot returns a device's place in a task's scope (device id order), for
+// the stratified automatic randomized delay; nil when the delay is not
+// automatic.
+func slotOf(ts *taskState, d scope.DeviceID) *transport.Slot {
+	if ts.t.Schedule.RandomDelay.Mode != schedule.DelayAutomatic {
+		return nil
+	}
+	i, ok := slices.BinarySearch(ts.devices, d)
+	if !ok {
+		return nil
+	}
+	return &transport.Slot{Index: i, Of: len(ts.devices)}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/engine"
 	"github.com/taskfleet/taskfleet/task/engine/enginetest"
+	"github.com/taskfleet/taskfleet/task/transport"
 )
 
 // simTask is one of the simulation's tasks with what it needs for the
@@ -197,7 +198,7 @@ func scopeDevices(b *testing.B, sim *enginetest.Sim, st *simTask) []scope.Device
 }
 
 // expected returns the runs st must have had on device d by end.
-func expected(b *testing.B, sim *enginetest.Sim, st *simTask, d scope.DeviceID, zone *time.Location, ndev int, end time.Time) int {
+func expected(b *testing.B, sim *enginetest.Sim, st *simTask, d scope.DeviceID, slot int, zone *time.Location, ndev int, end time.Time) int {
 	s := st.t.Schedule
 	switch {
 	case st.manual:
@@ -217,7 +218,7 @@ func expected(b *testing.B, sim *enginetest.Sim, st *simTask, d scope.DeviceID, 
 	if s.Kind == schedule.Once || s.Kind == schedule.Immediately {
 		from = t0.Add(-time.Nanosecond)
 	}
-	off := schedule.RandomOffset(s.DelayWindow(ndev), st.t.ID, string(d), st.t.SettingsRevision)
+	off := transport.Offset(s, ndev, &transport.Slot{Index: slot, Of: ndev}, st.t.ID, string(d), st.t.SettingsRevision)
 	n := 0
 	for act := range s.Between(from, end, l) {
 		if !act.Add(off).After(end) {
@@ -237,8 +238,8 @@ func verify(b *testing.B, sim *enginetest.Sim, tasks []*simTask, end time.Time, 
 	bad := 0
 	for _, st := range tasks {
 		ds := scopeDevices(b, sim, st)
-		for _, d := range ds {
-			want := expected(b, sim, st, d, zoneOf[d], len(ds), end)
+		for i, d := range ds {
+			want := expected(b, sim, st, d, i, zoneOf[d], len(ds), end)
 			if got := len(sim.Exec.Runs(st.t.ID, d)); got != want {
 				if bad < 20 {
 					b.Errorf("task %s (%s, %s) on %s: %d runs, want %d", st.t.Name, st.t.Schedule.Kind, st.t.Scope.Kind, d, got, want)

@@ -94,6 +94,9 @@ type Message struct {
 	Outbreak   *Outbreak
 	Edit       *Edit
 	Acks       []string
+	// Slot is the device's place in the task's automatic randomized
+	// delay (Deliver): see Offset.
+	Slot *Slot
 	// Merged lists the keys of the messages merged into this one (a
 	// Results or Events message carrying several outbox entries); the
 	// receiver acknowledges each of them. Key is then the first of them.
