@@ -80,6 +80,10 @@
 //   - "On completing another task" is decided by the server when the
 //     trigger's result arrives, so on an offline device the dependent
 //     task starts after the device reconnects.
+//   - A device's delay slot is its place in the scope when the definition
+//     was delivered; after devices join or leave, slots are refreshed with
+//     the next delivery (a settings change), so meanwhile two devices may
+//     share a part of the window.
 //   - Fire markers are history events: a task whose history is purged
 //     within RecoveryWindow of an activation could fire it twice after a
 //     restart (retention is at least one day).
