@@ -306,8 +306,8 @@ func (inv *Inventory) lockTree(ctx context.Context, tx *sqlx.Tx) error {
 
 // PutGroups adds or replaces groups (by ID), in one transaction. A group's
 // parent must exist or be in the same call, ids must be non-empty, and the
-// tree must stay acyclic; when an ID appears twice the last entry wins.
-// Otherwise nothing is stored and ValidationErrors (ErrInvalid) name the
+// tree must stay acyclic (every entry is checked, also one a later entry
+// with the same ID replaces; the last entry wins). Otherwise nothing is stored and ValidationErrors (ErrInvalid) name the
 // offending entries ("groups[3].parent").
 //
 // Errors: ErrInvalid, ErrClosed, ErrRetryable (a busy database), context
@@ -375,8 +375,8 @@ func checkTree(groups []scope.AdminGroup, next map[scope.GroupID]scope.AdminGrou
 	}
 	var bad errs.ValidationErrors
 	for i, g := range groups {
-		if g.Parent == "" || next[g.ID] != g {
-			continue // a root, or overridden by a later entry of the call
+		if g.Parent == "" {
+			continue
 		}
 		if _, ok := parent(g.Parent); !ok {
 			bad = append(bad, errs.Invalid(fmt.Sprintf("groups[%d].parent", i), string(g.Parent), "no such group"))
@@ -936,6 +936,9 @@ func (inv *Inventory) DevicesByName(ctx context.Context, name scope.Address) ([]
 		return nil, errs.Invalid("name", name.String(), "must be a NetBIOS or DNS name")
 	}
 	out := []scope.DeviceID{}
+	if key == "" {
+		return out, nil // "" is an unknown name, never a match
+	}
 	if err := s.r.SelectContext(ctx, &out, s.r.Rebind(q), key); err != nil {
 		return nil, fmt.Errorf("sqlstore: devices named %q: %w", name.Name, ctxOrMapped(ctx, err))
 	}

@@ -152,6 +152,7 @@ func TestInventoryRejectedWritesStoreNothing(t *testing.T) {
 		{name: "self parent", groups: []scope.AdminGroup{{ID: "new"}, {ID: "c", Parent: "c"}}, want: []string{"groups[1].parent"}},
 		{name: "cycle through stored groups", groups: []scope.AdminGroup{{ID: "new"}, {ID: "root", Parent: "a1"}}, want: []string{"groups[1].parent"}},
 		{name: "cycle within the call", groups: []scope.AdminGroup{{ID: "x", Parent: "y"}, {ID: "y", Parent: "x"}}, want: []string{"groups[0].parent", "groups[1].parent"}},
+		{name: "replaced entry still checked", groups: []scope.AdminGroup{{ID: "c", Parent: "nowhere"}, {ID: "c"}}, want: []string{"groups[0].parent"}},
 		{name: "group name not UTF-8", groups: []scope.AdminGroup{{ID: "new"}, {ID: "c", Name: "bad\xff"}}, want: []string{"groups[1].name"}},
 		{name: "device in unknown group", devices: []scope.Device{{ID: "new"}, {ID: "d3", GroupID: "nowhere"}}, want: []string{"devices[1].group_id"}},
 		{name: "device without id", devices: []scope.Device{{ID: "new"}, {GroupID: "a"}}, want: []string{"devices[1].id"}},
@@ -301,6 +302,16 @@ func TestInventoryWrites(t *testing.T) {
 			// Now a (formerly a1's parent) may go under a1.
 			if err := b.inv.PutGroups(ctx, scope.AdminGroup{ID: "a", Parent: "a1"}); err != nil {
 				t.Errorf("PutGroups(a under a1 after the move) = %v", err)
+			}
+		}},
+		{"DevicesByNameEmptyNeverMatches", func(t *testing.T, b invSetup) {
+			// d1 and d2 have no names (unknown): an empty name must
+			// not find them.
+			for _, k := range []scope.AddressKind{scope.NetBIOSName, scope.DNSName} {
+				ids, err := b.inv.DevicesByName(ctx, scope.Address{Kind: k})
+				if err != nil || len(ids) != 0 {
+					t.Errorf("DevicesByName(empty %v) = %v, %v; want none", k, ids, err)
+				}
 			}
 		}},
 		{"DevicesByNameRejectsOtherKinds", func(t *testing.T, b invSetup) {
