@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -862,4 +863,61 @@ func ExampleStore_Inventory() {
 	// invalid devices[0].group_id "attic": no such group
 	// office: [pc-1 pc-2]
 	// true
+}
+
+// FuzzInventoryDeviceRoundTrip puts devices built from arbitrary strings
+// (inventory facts come from agents and directory syncs): the store either
+// refuses the device with ErrInvalid and stores nothing, or reads back
+// exactly what was put — never a silently altered string, and names are
+// found under their folded form.
+func FuzzInventoryDeviceRoundTrip(f *testing.F) {
+	f.Add("d1", "PC-1", "pc-1.corp.example.", "office", "Europe/Berlin", "KES", int64(1763623800000000))
+	f.Add("é", "ǅ", "日本.example", "", "", "", int64(0))
+	f.Add("bad\xff", "x\x00y", "", "t", "", "a\x00", int64(-62135596800000000))
+	f.Add("d2", "", "", "", "", "", int64(1<<62))
+	ctx := context.Background()
+	s, err := sqlstore.OpenSQLite(ctx, ":memory:")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = s.Close() })
+	inv := s.Devices()
+	addr := cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
+	f.Fuzz(func(t *testing.T, id, netbios, dns, tag, zone, app string, seenMicros int64) {
+		d := scope.Device{
+			ID: scope.DeviceID(id), NetBIOSName: netbios, DNSName: dns, Tags: []string{tag}, TimeZone: zone,
+			Software:     []scope.Software{{Name: app, Vendor: tag}},
+			OS:           &scope.OS{Name: netbios, Platform: zone},
+			Applications: map[string]scope.AppState{app: {Installed: true}},
+		}
+		if seenMicros != 0 {
+			d.LastSeen = time.UnixMicro(seenMicros).UTC()
+		}
+		err := inv.PutDevices(ctx, d)
+		if err != nil {
+			if !errors.Is(err, sqlstore.ErrInvalid) {
+				t.Fatalf("PutDevices = %v, want nil or ErrInvalid", err)
+			}
+			if _, err := inv.Device(ctx, d.ID); !errors.Is(err, scope.ErrNotFound) {
+				t.Fatalf("a refused device is readable: %v", err)
+			}
+			return
+		}
+		got, err := inv.Device(ctx, d.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(d, *got, addr); diff != "" {
+			t.Fatalf("Device after PutDevices (-put +read):\n%s", diff)
+		}
+		if netbios != "" {
+			ids, err := inv.DevicesByName(ctx, scope.Address{Kind: scope.NetBIOSName, Name: strings.ToUpper(netbios)})
+			if err != nil || !slices.Contains(ids, d.ID) {
+				t.Fatalf("DevicesByName(NetBIOS %q) = %v, %v; want it to contain %q", netbios, ids, err, d.ID)
+			}
+		}
+		if err := inv.DeleteDevice(ctx, d.ID); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
