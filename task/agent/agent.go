@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/benbjohnson/clock"
@@ -158,6 +159,9 @@ type Agent struct {
 	outboxBusy bool
 	order      []*LocalTask // tasks by id (nil: rebuild)
 	withdrawn  map[string][]int64
+	// wake mirrors wakeAt (Unix nanoseconds, 0: now) for lock-free
+	// NextWake.
+	wake atomic.Int64
 
 	cmu   sync.Mutex
 	compl []completion
@@ -303,6 +307,7 @@ func (a *Agent) Close() error {
 func (a *Agent) SetDistributionPointReachable(ok bool) {
 	a.mu.Lock()
 	a.dirty = true
+	a.wake.Store(0)
 	a.dpDown = !ok
 	a.mu.Unlock()
 }
@@ -364,6 +369,7 @@ func (a *Agent) EditLocalTask(ctx context.Context, user string, edited task.Task
 func (a *Agent) AcceptRestart(taskID string) bool {
 	a.mu.Lock()
 	a.dirty = true
+	a.wake.Store(0)
 	defer a.mu.Unlock()
 	t := a.tasks[taskID]
 	if t == nil || t.Running == nil || t.Running.RequiredAt.IsZero() {
@@ -402,6 +408,7 @@ func (a *Agent) enqueue(ctx context.Context, m transport.Message) error {
 		return fmt.Errorf("agent: outbox: %w", err)
 	}
 	a.flushNow = true
+	a.wake.Store(0)
 	a.outboxBusy = true
 	return nil
 }
@@ -420,4 +427,16 @@ func (a *Agent) report(ctx context.Context, t *LocalTask, r task.Result) {
 	if err := a.enqueue(ctx, transport.Message{Key: key, Kind: transport.Results, Results: []task.Result{r}}); err != nil {
 		a.log.Error().Err(err).Msg("agent: result not queued")
 	}
+}
+
+// NextWake returns the earliest instant at which Tick has work to do, as
+// of the last Tick; the zero time means at once (a message, a finished run
+// or a report arrived since). A host or simulation driving many agents can
+// skip calling Tick before then. It is safe to call concurrently.
+func (a *Agent) NextWake() time.Time {
+	n := a.wake.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
 }

@@ -36,6 +36,12 @@ func (a *Agent) Tick(ctx context.Context) error {
 				a.wakeAt = a.nextFlush
 			}
 		}
+		a.wake.Store(a.wakeAt.UnixNano())
+		a.cmu.Lock()
+		if len(a.compl) > 0 {
+			a.wake.Store(0)
+		}
+		a.cmu.Unlock()
 		return nil
 	}
 	a.dirty = false
@@ -53,6 +59,16 @@ func (a *Agent) Tick(ctx context.Context) error {
 		a.flush(ctx, now)
 	}
 	a.wakeAt = a.nextWake(now)
+	if a.dirty || a.flushNow {
+		a.wake.Store(0)
+	} else {
+		a.wake.Store(a.wakeAt.UnixNano())
+	}
+	a.cmu.Lock()
+	if len(a.compl) > 0 { // a run finished meanwhile
+		a.wake.Store(0)
+	}
+	a.cmu.Unlock()
 	return nil
 }
 
@@ -352,6 +368,7 @@ func (a *Agent) begin(ctx context.Context, t *LocalTask, s transport.Start, now 
 	done := func(o Outcome) {
 		a.cmu.Lock()
 		a.compl = append(a.compl, completion{id, runID, o})
+		a.wake.Store(0)
 		a.cmu.Unlock()
 	}
 	if err := a.cfg.Executor.Start(ctx, run, done); err != nil {
@@ -496,6 +513,7 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 	now := a.clk.Now()
 	if m.Kind != transport.Ack && m.Kind != transport.Sync && m.Kind != transport.Wake {
 		a.dirty = true
+		a.wake.Store(0)
 	}
 	switch m.Kind {
 	case transport.Ack:
@@ -553,6 +571,7 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 	case transport.Sync:
 		if m.SyncInfo != nil && m.SyncInfo.UpdatesGeneration > a.updGen {
 			a.dirty = true
+			a.wake.Store(0)
 			a.updGen = m.SyncInfo.UpdatesGeneration
 			a.updAt = now
 			a.lastFall = time.Time{}
@@ -567,7 +586,8 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 			}
 		}
 		if a.outboxBusy {
-			a.flushNow = true // the server is reachable: send what waits
+			a.flushNow = true
+			a.wake.Store(0) // the server is reachable: send what waits
 		}
 	case transport.Shutdown:
 		if a.cfg.Power != nil {

@@ -268,25 +268,31 @@ func (s *Sim) Settle(ctx context.Context) error {
 		s.ids = s.agentIDs()
 	}
 	ids := s.ids
+	now := s.Clock.Now()
 	for range 50 {
 		if err := s.Server.Tick(ctx); err != nil {
 			return err
 		}
 		for _, id := range ids {
-			if err := s.agents[id].Tick(ctx); err != nil {
+			a := s.agents[id]
+			if w := a.NextWake(); !w.IsZero() && w.After(now) {
+				continue // idle until then
+			}
+			if err := a.Tick(ctx); err != nil {
 				return fmt.Errorf("agent %s: %w", id, err)
 			}
 		}
 		clear(s.touched)
-		if s.Net.Pump(ctx) == 0 {
+		if s.Net.Pump(ctx) == 0 && len(s.touched) == 0 {
 			return nil
 		}
 		ids = ids[:0:0]
-		for _, id := range s.agentIDs() {
-			if s.touched[id] {
+		for id := range s.touched {
+			if s.agents[id] != nil {
 				ids = append(ids, id)
 			}
 		}
+		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	}
 	return nil
 }
