@@ -37,7 +37,10 @@
 // refused). Deleting a task removes all of them in one transaction
 // (foreign keys with ON DELETE CASCADE, and an explicit delete for
 // results, the hot table, which has no foreign key to keep ingest cheap).
-// On PostgreSQL, result_deltas holds per-task counters (below).
+// On PostgreSQL, result_deltas holds per-task counters (below). Schema
+// version 2 adds the device inventory: admin_groups (the group tree) and
+// devices (indexed columns plus the other facts as JSON), read and written
+// through Store.Inventory and Store.Devices (see Inventory).
 //
 // PostgreSQL text keys use COLLATE "C": listings are in byte order, the
 // same as every other backend, whatever the database's locale.
