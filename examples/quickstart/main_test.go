@@ -3,62 +3,257 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+	_ "time/tzdata"
+
+	"github.com/taskfleet/taskfleet/schedule"
+	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/task"
 )
 
 func TestQuickstartMainPath(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	report := filepath.Join(dir, "report.html")
 	var out bytes.Buffer
-	db := filepath.Join(t.TempDir(), "q.db")
-	if err := run(context.Background(), []string{"-devices", "120", "-seed", "7", "-db", db}, &out); err != nil {
+	if err := run(context.Background(), []string{"-devices", "100", "-days", "7", "-seed", "3", "-progress=false",
+		"-db", filepath.Join(dir, "q.db"), "-report", report}, &out); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	text := out.String()
 	for _, want := range []string{
-		"120 devices in 6 zones",
-		"Friday virus scan                  group   weekly",
-		"Weekly scan of Windows 11          global  weekly                 runs on Administration Server, server time",
+		"100 devices in 6 groups and 6 zones, 7 simulated days from Mon 2026-03-23 08:00 UTC",
 		`invalid schedule.every "0": must be between 1 and 1440`,
-		// Berlin's spring-forward day: 02:30 does not exist, the scan fires at 03:00.
-		"Europe/Berlin      Tue 24 02:30, Wed 25 02:30, Thu 26 02:30, Fri 27 02:30, Sat 28 02:30, Sun 29 03:00*",
-		`schedule.time: "19:00:00" -> "20:00:00"`,
+		"Friday virus scan",
+		"Update databases",
+		"Install Endpoint Security 12.8.1",
+		"Quick scan of Windows 11",
+		"Scan after installation",
+		"Nightly scan of servers",
+		"Missed runs caught up",
+		"Restarts pending",
+		"HTML report (starts per hour, one chart per task): " + report,
 	} {
 		if !strings.Contains(text, want) {
-			t.Errorf("output lacks %q", want)
+			t.Errorf("output lacks %q:\n%s", want, text)
 		}
 	}
-	// The state counts add up to the devices the run started on.
-	m := regexp.MustCompile(`on (\d+) devices \(IP range`).FindStringSubmatch(text)
-	if m == nil {
-		t.Fatalf("no run line in:\n%s", text)
+	// Every task's latest states add up to its devices.
+	for _, m := range regexp.MustCompile(`latest state of (\d+) devices: (.*)`).FindAllStringSubmatch(text, -1) {
+		total, _ := strconv.Atoi(m[1])
+		sum := 0
+		for _, part := range strings.Split(m[2], ", ") {
+			f := strings.Fields(part)
+			n, _ := strconv.Atoi(f[len(f)-1])
+			sum += n
+		}
+		if sum != total {
+			t.Errorf("states %q add up to %d, want %d", m[2], sum, total)
+		}
 	}
-	started, _ := strconv.Atoi(m[1])
-	sum := 0
-	for _, s := range regexp.MustCompile(`(?m)^  (completed|failed|restart_required|application_not_running)\s+(\d+)$`).FindAllStringSubmatch(text, -1) {
-		n, _ := strconv.Atoi(s[2])
-		sum += n
+	page, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if started == 0 || sum != started {
-		t.Fatalf("states add up to %d, run started on %d:\n%s", sum, started, text)
+	html := string(page)
+	if got := strings.Count(html, "<svg"); got != 6 {
+		t.Errorf("report has %d charts, want one per task (6)", got)
+	}
+	if got := strings.Count(html, "<h2>"); got != 6 {
+		t.Errorf("report has %d task headings, want 6", got)
+	}
+	if strings.Contains(html, "http://") && strings.Count(html, "http://") != strings.Count(html, `xmlns="http://www.w3.org/2000/svg"`) {
+		t.Error("report refers to the network")
+	}
+}
+
+// TestRunCountsMatchSchedules checks the simulated runs against the
+// schedules' own activations (schedule.Between) in each device's zone.
+func TestRunCountsMatchSchedules(t *testing.T) {
+	t.Parallel()
+	o, err := parse([]string{"-devices", "120", "-days", "7", "-seed", "5", "-progress=false", "-db", filepath.Join(t.TempDir(), "q.db")}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	res, err := simulate(ctx, o, io.Discard, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.close()
+	byName := map[string]*task.Task{}
+	for _, st := range res.tasks {
+		byName[st.t.Name] = st.t
+	}
+	runs := map[string]map[scope.DeviceID][]record{}
+	for _, r := range res.records {
+		if runs[r.Task] == nil {
+			runs[r.Task] = map[scope.DeviceID][]record{}
+		}
+		runs[r.Task][r.Device] = append(runs[r.Task][r.Device], r)
+	}
+	inv := res.sim.inv
+	resolve := func(tk *task.Task) []scope.DeviceID {
+		r, err := scope.Resolve(ctx, tk.Scope, inv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Devices
+	}
+	zone := func(id scope.DeviceID) *time.Location {
+		l, err := time.LoadLocation(res.sim.devices[id].TimeZone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	between := func(s schedule.Schedule, l *time.Location) []time.Time {
+		var out []time.Time
+		for at := range s.Between(o.start, res.end, l) {
+			out = append(out, at)
+		}
+		return out
+	}
+	steady := func(id scope.DeviceID) bool { return len(res.offline[id]) == 0 && len(res.cut[id]) == 0 }
+	off := func(id scope.DeviceID) bool { return len(res.offline[id]) > 0 }
+
+	// Friday scan: once per device in its own zone, also on devices that
+	// were off then (run missed: caught up at boot).
+	fri := byName["Friday virus scan"]
+	caught := 0
+	for _, id := range resolve(fri) {
+		want := between(fri.Schedule, zone(id))
+		got := runs[fri.ID][id]
+		if len(got) != len(want) || len(want) != 1 {
+			t.Errorf("Friday scan on %s: %d runs, want %d", id, len(got), len(want))
+			continue
+		}
+		if !got[0].At.Equal(want[0]) {
+			t.Errorf("Friday scan on %s: activation %s, want %s", id, got[0].At, want[0])
+		}
+		if caughtUp(got[0]) != off(id) {
+			t.Errorf("Friday scan on %s: caught up %v, switched off %v", id, caughtUp(got[0]), off(id))
+		}
+		if caughtUp(got[0]) {
+			caught++
+		}
+	}
+	if caught == 0 {
+		t.Error("no Friday scan was caught up")
+	}
+
+	// Nightly scan, device time, run missed off: every activation on
+	// devices that stayed on (02:30 is 03:00 in Berlin on 29 March).
+	night := byName["Nightly scan of servers"]
+	sawGap := false
+	for _, id := range resolve(night) {
+		if off(id) {
+			continue
+		}
+		want := between(night.Schedule, zone(id))
+		got := runs[night.ID][id]
+		if len(got) != len(want) {
+			t.Errorf("nightly scan on %s (%s): %d runs, want %d", id, zone(id), len(got), len(want))
+			continue
+		}
+		for i := range got {
+			if !got[i].At.Equal(want[i]) {
+				t.Errorf("nightly scan on %s: run %d at %s, want %s", id, i, got[i].At, want[i])
+			}
+			if zone(id).String() == "Europe/Berlin" && got[i].At.Equal(time.Date(2026, 3, 29, 1, 0, 0, 0, time.UTC)) {
+				sawGap = true
+			}
+		}
+	}
+	if !sawGap {
+		t.Error("no Berlin device ran the nightly scan at 03:00 CEST on the spring-forward day")
+	}
+
+	// Device selection, server time: every day on devices connected all
+	// week, never more often anywhere.
+	sel := byName["Quick scan of Windows 11"]
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	days := len(between(sel.Schedule, berlin))
+	if days != 7 {
+		t.Fatalf("selection task: %d activations in the week, want 7", days)
+	}
+	for _, id := range resolve(sel) {
+		got := len(runs[sel.ID][id])
+		if steady(id) && got != days || got > days {
+			t.Errorf("selection task on %s: %d runs, want %d (steady %v)", id, got, days, steady(id))
+		}
+	}
+
+	// Updates: one run per repository download on devices connected all
+	// week.
+	upd := byName["Update databases"]
+	for _, id := range resolve(upd) {
+		if got := len(runs[upd.ID][id]); steady(id) && got != 7 {
+			t.Errorf("update task on %s: %d runs, want 7", id, got)
+		}
+	}
+
+	// The installation ran once per device of the IP range; the chained
+	// scan ran once on each device where it completed.
+	inst, after := byName["Install Endpoint Security 12.8.1"], byName["Scan after installation"]
+	completed := 0
+	for _, id := range resolve(inst) {
+		if got := len(runs[inst.ID][id]); got != 1 {
+			t.Errorf("install on %s: %d runs, want 1", id, got)
+		}
+		r, err := res.sim.m.Result(ctx, task.System, inst.ID, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		if r.State == task.Completed {
+			want = 1
+			completed++
+		}
+		if got := len(runs[after.ID][id]); got != want {
+			t.Errorf("scan after install on %s (install %s): %d runs, want %d", id, r.State, got, want)
+		}
+	}
+	if completed == 0 {
+		t.Error("no installation completed")
+	}
+	st, err := res.sim.m.Statistics(ctx, task.System, inst.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.RestartRequired == 0 || res.sim.forced == 0 || res.sim.byUser == 0 {
+		t.Errorf("restart timeline: %d pending, %d forced, %d accepted; want some of each", st.RestartRequired, res.sim.forced, res.sim.byUser)
 	}
 }
 
 func TestQuickstartRejectsBadFlags(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"-devices", "3"},
+		{"-devices", "20001"},
+		{"-days", "0"},
+		{"-days", "32"},
+		{"-start", "yesterday"},
+		{"extra"},
+	} {
+		if err := run(context.Background(), args, io.Discard); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"-devices", "3"}, &out); err == nil {
-		t.Fatal("-devices 3 accepted")
-	}
-	if err := run(context.Background(), []string{"-start", "yesterday"}, &out); err == nil {
-		t.Fatal("bad -start accepted")
-	}
-	out.Reset()
 	if err := run(context.Background(), []string{"-help"}, &out); err != nil {
 		t.Fatalf("-help: %v", err)
 	}
-	if !strings.Contains(out.String(), "-devices") {
-		t.Fatalf("-help does not explain the flags:\n%s", out.String())
+	for _, flag := range []string{"-devices", "-days", "-seed", "-db", "-report", "-progress"} {
+		if !strings.Contains(out.String(), flag) {
+			t.Errorf("-help does not explain %s:\n%s", flag, out.String())
+		}
 	}
 }
