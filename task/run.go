@@ -92,11 +92,19 @@ func (m *Manager) start(ctx context.Context, actor Actor, t *Task, only []scope.
 	if res.OnServer {
 		res.Devices = []scope.DeviceID{ServerDevice}
 	}
-	runID, err := m.store.AllocateRunID(ctx, t.ID)
-	if err != nil {
-		return Run{}, m.storeErr(err, "start task %q", t.ID)
-	}
 	now := m.now()
+	var runID int64
+	planner, planned := m.disp.(RunPlanner)
+	if planned {
+		// The engine's ids identify a run in every process; use them so
+		// the Run returned here is the run the devices report.
+		runID = planner.ManualRunID(t, now)
+	} else {
+		var err error
+		if runID, err = m.store.AllocateRunID(ctx, t.ID); err != nil {
+			return Run{}, m.storeErr(err, "start task %q", t.ID)
+		}
+	}
 	run := Run{TaskID: t.ID, ID: runID, Manual: true, At: now, Devices: res.Devices, Skipped: res.Offline, Unknown: res.Unknown, Missing: res.Missing}
 	batch := make([]storage.ResultRecord, 0, min(resultBatch, len(res.Devices)+len(res.Offline)))
 	flush := func() error {
@@ -114,12 +122,19 @@ func (m *Manager) start(ctx context.Context, actor Actor, t *Task, only []scope.
 		}
 		return nil
 	}
+	// A RunPlanner records the per-device results of its runs itself.
 	for _, d := range res.Devices {
+		if planned {
+			break
+		}
 		if err := add(d, Pending, ""); err != nil {
 			return Run{}, m.storeErr(err, "start task %q", t.ID)
 		}
 	}
 	for _, d := range res.Offline {
+		if planned {
+			break
+		}
 		if err := add(d, Missed, "the device is not connected to the Administration Server"); err != nil {
 			return Run{}, m.storeErr(err, "start task %q", t.ID)
 		}
