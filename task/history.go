@@ -73,7 +73,7 @@ func (m *Manager) RecordEvents(ctx context.Context, events []EventInput) (int, e
 	tasks := map[string]*Task{}
 	for _, r := range recs {
 		if _, ok := tasks[r.TaskID]; !ok {
-			t, err := m.load(ctx, r.TaskID)
+			t, err := m.loadShared(ctx, r.TaskID)
 			if err != nil {
 				t = nil
 			}

@@ -68,6 +68,7 @@ type Manager struct {
 	notify Notifier
 	disp   Dispatcher
 	newID  func() string
+	cache  decodedCache
 }
 
 // New returns a Manager. It returns an error matching ErrInvalid when

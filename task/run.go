@@ -445,7 +445,7 @@ func (m *Manager) loadTasks(ctx context.Context, recs []storage.ResultRecord) ma
 		if _, ok := tasks[r.TaskID]; ok {
 			continue
 		}
-		t, err := m.load(ctx, r.TaskID)
+		t, err := m.loadShared(ctx, r.TaskID)
 		if err != nil {
 			t = nil // deleted meanwhile: the store ignores its results
 		}

@@ -721,3 +721,29 @@ func TestRegistryRejectsBadTypes(t *testing.T) {
 		t.Fatalf("duplicate type = %v", err)
 	}
 }
+
+// Result ingest reuses decoded tasks, but a settings change applies to the
+// very next batch.
+func TestResultIngestSeesSettingsChanges(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	created, err := b.m.Create(b.ctx, b.admin, groupScan("Scan"))
+	must(t, err)
+	_, err = b.m.RecordResults(b.ctx, []task.Result{{TaskID: created.ID, DeviceID: "dev-01", RunID: 1, Seq: 1, State: task.Completed}})
+	must(t, err)
+	created.Notifications.ErrorsOnly = true
+	_, err = b.m.Update(b.ctx, b.admin, *created)
+	must(t, err)
+	_, err = b.m.RecordResults(b.ctx, []task.Result{
+		{TaskID: created.ID, DeviceID: "dev-01", RunID: 2, Seq: 1, State: task.Completed},
+		{TaskID: created.ID, DeviceID: "dev-02", RunID: 2, Seq: 1, State: task.Failed},
+	})
+	must(t, err)
+	var states []task.State
+	for _, n := range b.notes.all() {
+		states = append(states, n.State)
+	}
+	if d := cmp.Diff([]task.State{task.Completed, task.Failed}, states); d != "" {
+		t.Fatalf("notifications (-want +got):\n%s", d)
+	}
+}
