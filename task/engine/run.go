@@ -52,7 +52,10 @@ type plan struct {
 	rows []task.Result
 	dues []transport.Start
 	devs []scope.DeviceID
+	off  []bool // dues[i] is for a device that was not connected (pending)
 }
+
+func (p *plan) scheduled(i int) bool { return i >= len(p.off) || !p.off[i] }
 
 func (s *Server) plan(ctx context.Context, p *plan, ts *taskState, st transport.Start, devices []scope.DeviceID, revision int64, now time.Time) {
 	sch := ts.t.Schedule
@@ -69,7 +72,7 @@ func (s *Server) plan(ctx context.Context, p *plan, ts *taskState, st transport.
 		p.rows = append(p.rows, task.Result{TaskID: ts.t.ID, DeviceID: d, RunID: st.RunID, Seq: transport.SeqScheduled, State: task.Scheduled, DueAt: at, UpdatedAt: now})
 		x := st
 		x.Due = at
-		p.dues, p.devs = append(p.dues, x), append(p.devs, d)
+		p.dues, p.devs, p.off = append(p.dues, x), append(p.devs, d), append(p.off, false)
 	}
 	for _, d := range off {
 		if sch.RunMissed {
@@ -77,7 +80,7 @@ func (s *Server) plan(ctx context.Context, p *plan, ts *taskState, st transport.
 				Message: "waiting for the device to become visible"})
 			x := st
 			x.Due = st.At
-			p.dues, p.devs = append(p.dues, x), append(p.devs, d)
+			p.dues, p.devs, p.off = append(p.dues, x), append(p.devs, d), append(p.off, true)
 			continue
 		}
 		p.rows = append(p.rows, task.Result{TaskID: ts.t.ID, DeviceID: d, RunID: st.RunID, Seq: transport.SeqScheduled, State: task.Missed, DueAt: st.At, FinishedAt: now, UpdatedAt: now,
@@ -90,7 +93,11 @@ func (s *Server) plan(ctx context.Context, p *plan, ts *taskState, st transport.
 // dispatches them.
 func (s *Server) commit(ctx context.Context, p plan) {
 	s.record(ctx, p.rows)
+	claims := s.claimer() != nil
 	for i, st := range p.dues {
+		if claims && p.scheduled(i) {
+			continue // claimed from the store by exactly one replica
+		}
 		s.addDispatch(st, p.devs[i], st.Due)
 	}
 }
@@ -137,9 +144,19 @@ func (s *Server) Tick(ctx context.Context) error {
 		s.nextScope = now.Add(s.cfg.ScopeRefresh)
 		s.refresh(ctx, now)
 	}
+	lead := s.leader(ctx)
 	for _, id := range s.sortedIDs() {
 		ts := s.tasks[id]
 		if !ts.onServer || !ts.t.Schedule.Timed() {
+			continue
+		}
+		if !lead {
+			// A follower fires nothing but keeps its cursor within
+			// RecoveryWindow, so when it takes over it fires what the
+			// old leader may have missed (fire markers skip the rest).
+			if floor := now.Add(-s.cfg.RecoveryWindow); ts.cursor.Before(floor) {
+				ts.cursor, ts.next = floor, time.Time{}
+			}
 			continue
 		}
 		if ts.next.IsZero() || !ts.next.After(ts.cursor) {
@@ -161,8 +178,11 @@ func (s *Server) Tick(ctx context.Context) error {
 		ts.next = time.Time{}
 	}
 	s.wake(ctx, now)
+	if c := s.claimer(); c != nil {
+		s.dispatchClaimed(ctx, c, now)
+	}
 	s.dispatchDue(ctx, now)
-	if !now.Before(s.nextPurge) {
+	if lead && !now.Before(s.nextPurge) {
 		s.nextPurge = now.Add(s.cfg.PurgeEvery)
 		if _, err := s.m.PurgeHistory(ctx); err != nil {
 			s.log.Error().Err(err).Msg("engine: purge history")

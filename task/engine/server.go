@@ -66,6 +66,22 @@ type Config struct {
 	// back that were not fired (the server stopped mid-dispatch) are fired
 	// (10 minutes).
 	RecoveryWindow time.Duration
+
+	// ReplicaID names this server replica in claims and the leader lease
+	// (default: a random id per Server). It must differ between replicas
+	// sharing a store.
+	ReplicaID string
+	// LeaseTTL is how long a replica's claims and leader lease last
+	// (DefaultLeaseTTL); a replica that dies loses them after LeaseTTL
+	// and another replica takes over its due starts and duties.
+	LeaseTTL time.Duration
+	// ClaimBatch is how many due starts one claim takes
+	// (DefaultClaimBatch, at most storage.MaxListLimit).
+	ClaimBatch int
+	// SingleReplica turns the claim layer and the leader lease off even
+	// when the store offers them (storage.Claimer, storage.Leader): the
+	// server then keeps due starts in memory as with any store.
+	SingleReplica bool
 }
 
 type taskState struct {
@@ -127,11 +143,16 @@ type Server struct {
 	ids       []string        // sorted task ids (nil: rebuild)
 	trig      map[string]bool // ids of tasks others wait for (nil: rebuild)
 	rcount    int
+	owner     string // this replica's id in claims and the leader lease
+	leading   bool
 }
 
 // Stats counts what the server did.
 type Stats struct {
 	Fired, Dispatched, Resent, Heartbeats, ResultsApplied, Delivered int64
+	// Fenced counts claimed starts whose completion the store rejected
+	// because another replica claimed them again (a newer epoch).
+	Fenced int64
 }
 
 // New returns a Server; call Open before use.
@@ -143,7 +164,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Inventory == nil {
 		bad = append(bad, errs.Invalid("Inventory", "", "is required"))
 	}
-	for name, d := range map[string]time.Duration{"RetryInterval": cfg.RetryInterval, "ScopeRefresh": cfg.ScopeRefresh, "PurgeEvery": cfg.PurgeEvery, "VisibilityTimeout": cfg.VisibilityTimeout, "RecoveryWindow": cfg.RecoveryWindow} {
+	if cfg.ClaimBatch < 0 || cfg.ClaimBatch > storage.MaxListLimit {
+		bad = append(bad, errs.Invalid("ClaimBatch", fmt.Sprint(cfg.ClaimBatch), fmt.Sprintf("must be 0 (default %d) to %d", DefaultClaimBatch, storage.MaxListLimit)))
+	}
+	for name, d := range map[string]time.Duration{"RetryInterval": cfg.RetryInterval, "ScopeRefresh": cfg.ScopeRefresh, "PurgeEvery": cfg.PurgeEvery, "VisibilityTimeout": cfg.VisibilityTimeout, "RecoveryWindow": cfg.RecoveryWindow, "LeaseTTL": cfg.LeaseTTL} {
 		if d < 0 {
 			bad = append(bad, errs.Invalid(name, d.String(), "must not be negative"))
 		}
@@ -167,7 +191,11 @@ func New(cfg Config) (*Server, error) {
 	def(&cfg.PurgeEvery, DefaultPurgeEvery)
 	def(&cfg.VisibilityTimeout, DefaultVisibilityTimeout)
 	def(&cfg.RecoveryWindow, DefaultRecoveryWindow)
-	return &Server{cfg: cfg, clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger,
+	def(&cfg.LeaseTTL, DefaultLeaseTTL)
+	if cfg.ClaimBatch == 0 {
+		cfg.ClaimBatch = DefaultClaimBatch
+	}
+	return &Server{cfg: cfg, owner: replicaOwner(cfg.ReplicaID), clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger,
 		tasks: map[string]*taskState{}, byDevice: map[scope.DeviceID][]string{}, pending: map[dkey]*dispatch{}, seen: map[scope.DeviceID]time.Time{}, updKeys: map[string]bool{}, zones: map[string]*time.Location{}}, nil
 }
 
@@ -205,7 +233,11 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 		p.After = page.Next
 	}
 	s.byDevice = nil
-	for _, st := range []task.State{task.Scheduled, task.Pending} {
+	recover := []task.State{task.Scheduled, task.Pending}
+	if s.claimer() != nil {
+		recover = recover[1:] // scheduled starts are claimed from the store
+	}
+	for _, st := range recover {
 		recs, err := s.cfg.Store.DueResults(ctx, storage.DueResultsParams{State: string(st), Before: now.Add(366 * 24 * time.Hour), Limit: storage.MaxListLimit})
 		if err != nil {
 			return fmt.Errorf("engine: recover starts: %w", err)
