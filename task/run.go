@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/taskfleet/taskfleet/internal/errs"
@@ -486,14 +487,16 @@ func (m *Manager) recordResultEvents(ctx context.Context, tasks map[string]*Task
 		if !t.Notifications.Level().keeps(level) {
 			continue
 		}
-		msg := fmt.Sprintf("%s on %s", st, r.DeviceID)
+		// Concatenation, not Sprintf: this runs for every result of a
+		// fleet.
+		msg := string(st) + " on " + r.DeviceID
 		if r.Message != "" {
 			msg += ": " + r.Message
 		}
 		events = append(events, storage.EventRecord{
 			TaskID: r.TaskID, DeviceID: r.DeviceID, RunID: r.RunID, At: r.UpdatedAt,
 			Level: string(level), Severity: string(sev), Message: msg,
-			Key: fmt.Sprintf("result/%s/%d/%d", r.DeviceID, r.RunID, r.Seq),
+			Key: "result/" + r.DeviceID + "/" + strconv.FormatInt(r.RunID, 10) + "/" + strconv.FormatInt(r.Seq, 10),
 		})
 	}
 	for start := 0; start < len(events); start += resultBatch {
