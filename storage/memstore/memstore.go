@@ -156,6 +156,24 @@ func (s *Store) Devices() *inmem.Inventory { return s.inv }
 
 func errClosed() error { return fmt.Errorf("memstore: %w", storage.ErrClosed) }
 
+// read takes the read lock, or returns ErrClosed without holding it.
+func (s *Store) read() error {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return errClosed()
+	}
+	return nil
+}
+
+// pageLimit applies the contract's default page size.
+func pageLimit(n int) int {
+	if n <= 0 {
+		return storage.DefaultListLimit
+	}
+	return n
+}
+
 func cloneTask(t *storage.TaskRecord) storage.TaskRecord {
 	c := *t
 	c.Body = bytes.Clone(t.Body)
@@ -206,11 +224,10 @@ func (s *Store) CreateTask(ctx context.Context, p storage.CreateTaskParams) erro
 
 // TaskIDByUniqueName implements storage.UniqueNameLookup.
 func (s *Store) TaskIDByUniqueName(ctx context.Context, name string) (string, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return "", errClosed()
+	if err := s.read(); err != nil {
+		return "", err
 	}
+	defer s.mu.RUnlock()
 	if id, ok := s.unique[name]; ok {
 		return id, nil
 	}
@@ -219,11 +236,10 @@ func (s *Store) TaskIDByUniqueName(ctx context.Context, name string) (string, er
 
 // GetTask implements storage.TaskStore.
 func (s *Store) GetTask(ctx context.Context, id string) (storage.TaskRecord, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return storage.TaskRecord{}, errClosed()
+	if err := s.read(); err != nil {
+		return storage.TaskRecord{}, err
 	}
+	defer s.mu.RUnlock()
 	t, ok := s.tasks[id]
 	if !ok {
 		return storage.TaskRecord{}, fmt.Errorf("memstore: task %q: %w", id, storage.ErrNotFound)
@@ -308,15 +324,11 @@ func (s *Store) ListTasks(ctx context.Context, p storage.ListTasksParams) (stora
 			return storage.TaskPage{}, err
 		}
 	}
-	limit := p.Limit
-	if limit <= 0 {
-		limit = storage.DefaultListLimit
+	limit := pageLimit(p.Limit)
+	if err := s.read(); err != nil {
+		return storage.TaskPage{}, err
 	}
-	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
-		return storage.TaskPage{}, errClosed()
-	}
 	idx := s.order[order]
 	match := func(t *storage.TaskRecord) bool {
 		return (p.Application == "" || t.Application == p.Application) &&
@@ -365,15 +377,11 @@ func (s *Store) ListTasks(ctx context.Context, p storage.ListTasksParams) (stora
 
 // ListRevisions implements storage.TaskStore.
 func (s *Store) ListRevisions(ctx context.Context, p storage.ListRevisionsParams) ([]storage.RevisionRecord, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = storage.DefaultListLimit
+	limit := pageLimit(p.Limit)
+	if err := s.read(); err != nil {
+		return nil, err
 	}
-	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
-		return nil, errClosed()
-	}
 	var out []storage.RevisionRecord
 	for _, r := range s.revs[p.TaskID] {
 		if r.Number <= p.AfterNumber {
@@ -389,11 +397,10 @@ func (s *Store) ListRevisions(ctx context.Context, p storage.ListRevisionsParams
 
 // GetRevision implements storage.TaskStore.
 func (s *Store) GetRevision(ctx context.Context, taskID string, n int64) (storage.RevisionRecord, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return storage.RevisionRecord{}, errClosed()
+	if err := s.read(); err != nil {
+		return storage.RevisionRecord{}, err
 	}
+	defer s.mu.RUnlock()
 	revs := s.revs[taskID]
 	i, ok := slices.BinarySearchFunc(revs, n, func(r storage.RevisionRecord, n int64) int {
 		switch {
@@ -472,11 +479,10 @@ func (s *Store) UpsertResults(ctx context.Context, p storage.UpsertResultsParams
 
 // GetResult implements storage.ResultStore.
 func (s *Store) GetResult(ctx context.Context, taskID, deviceID string) (storage.ResultRecord, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return storage.ResultRecord{}, errClosed()
+	if err := s.read(); err != nil {
+		return storage.ResultRecord{}, err
 	}
+	defer s.mu.RUnlock()
 	if tr := s.results[taskID]; tr != nil {
 		if i, ok := tr.find(deviceID); ok {
 			return tr.rows[i], nil
@@ -487,10 +493,7 @@ func (s *Store) GetResult(ctx context.Context, taskID, deviceID string) (storage
 
 // ListResults implements storage.ResultStore.
 func (s *Store) ListResults(ctx context.Context, p storage.ListResultsParams) ([]storage.ResultRecord, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = storage.DefaultListLimit
-	}
+	limit := pageLimit(p.Limit)
 	s.mu.RLock()
 	tr := s.results[p.TaskID]
 	if !s.closed && tr != nil && tr.sorted == nil {
@@ -545,15 +548,11 @@ func (s *Store) ListResults(ctx context.Context, p storage.ListResultsParams) ([
 
 // DueResults implements storage.ResultStore.
 func (s *Store) DueResults(ctx context.Context, p storage.DueResultsParams) ([]storage.ResultRecord, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = storage.DefaultListLimit
+	limit := pageLimit(p.Limit)
+	if err := s.read(); err != nil {
+		return nil, err
 	}
-	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
-		return nil, errClosed()
-	}
 	var out []storage.ResultRecord
 	for _, tr := range s.results {
 		if tr.counts[p.State] == 0 {
@@ -583,11 +582,10 @@ func (s *Store) DueResults(ctx context.Context, p storage.DueResultsParams) ([]s
 
 // TaskStatistics implements storage.ResultStore.
 func (s *Store) TaskStatistics(ctx context.Context, taskID string) (storage.Statistics, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return storage.Statistics{}, errClosed()
+	if err := s.read(); err != nil {
+		return storage.Statistics{}, err
 	}
+	defer s.mu.RUnlock()
 	st := storage.Statistics{ByState: map[string]int{}}
 	tr := s.results[taskID]
 	if tr == nil {
@@ -636,15 +634,11 @@ func (s *Store) AppendEvents(ctx context.Context, p storage.AppendEventsParams) 
 
 // ListEvents implements storage.EventStore.
 func (s *Store) ListEvents(ctx context.Context, p storage.ListEventsParams) ([]storage.EventRecord, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = storage.DefaultListLimit
+	limit := pageLimit(p.Limit)
+	if err := s.read(); err != nil {
+		return nil, err
 	}
-	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
-		return nil, errClosed()
-	}
 	te := s.events[p.TaskID]
 	if te == nil {
 		return nil, nil
