@@ -12,6 +12,9 @@ const (
 	childEnv    = "TASKFLEET_ENGINE_CHILD"
 	childDSNEnv = "TASKFLEET_ENGINE_CHILD_DSN"
 	childIDEnv  = "TASKFLEET_ENGINE_CHILD_ID"
+	// childStallEnv: "hold" blocks the replica while it holds a claim,
+	// "stall" delays one completion past the lease TTL.
+	childStallEnv = "TASKFLEET_ENGINE_CHILD_STALL"
 )
 
 func TestMain(m *testing.M) {

@@ -94,6 +94,9 @@ func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now tim
 		if len(claims) == 0 {
 			return
 		}
+		if s.afterClaim != nil {
+			s.afterClaim() // tests: stall or die while holding the claims
+		}
 		var ok, back []storage.Claim
 		for _, cl := range claims {
 			if ts := s.taskFor(ctx, cl.TaskID, now); ts == nil || ts.t.Suspended {

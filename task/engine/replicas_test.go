@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -128,6 +129,27 @@ func childReplica() int {
 		fmt.Fprintln(os.Stderr, "open:", err)
 		return 1
 	}
+	// r0 stops for good while holding its 30th claim of 500 runs (the
+	// parent kills it then); r1 stalls past the lease TTL once, at its
+	// 20th claim, so its late completion meets claims another replica
+	// took over and is rejected by the epoch.
+	batches := 0
+	switch os.Getenv(childStallEnv) {
+	case "hold":
+		engine.SetAfterClaim(srv, func() {
+			if batches++; batches == 30 {
+				fmt.Println("holding")
+				select {}
+			}
+		})
+	case "stall":
+		engine.SetAfterClaim(srv, func() {
+			if batches++; batches == 20 {
+				time.Sleep(3 * time.Second)
+				fmt.Println("stalled")
+			}
+		})
+	}
 	ep := &countingEndpoint{}
 	if err := srv.Open(ctx, m, ep); err != nil {
 		fmt.Fprintln(os.Stderr, "engine open:", err)
@@ -144,26 +166,42 @@ func childReplica() int {
 }
 
 type replicaProc struct {
-	cmd *exec.Cmd
+	cmd   *exec.Cmd
+	lines chan string
 }
 
-func startReplica(t *testing.T, dsn, id string) *replicaProc {
+func startReplica(t *testing.T, dsn, id, stall string) *replicaProc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=replica", childDSNEnv+"="+dsn, childIDEnv+"="+id)
+	cmd.Env = append(os.Environ(), childEnv+"=replica", childDSNEnv+"="+dsn, childIDEnv+"="+id, childStallEnv+"="+stall)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	must(t, err)
 	must(t, cmd.Start())
-	buf := make([]byte, 6)
-	if _, err := out.Read(buf); err != nil || string(buf) != "ready\n" {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		t.Fatalf("replica %s did not start: %q %v", id, buf, err)
+	p := &replicaProc{cmd: cmd, lines: make(chan string, 16)}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+	}()
+	if l := <-p.lines; l != "ready" {
+		p.kill()
+		t.Fatalf("replica %s did not start: %q", id, l)
 	}
-	p := &replicaProc{cmd: cmd}
 	t.Cleanup(func() { p.kill() })
 	return p
+}
+
+// wait returns when the replica prints line (false when it exits first).
+func (p *replicaProc) wait(line string) bool {
+	for l := range p.lines {
+		if l == line {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *replicaProc) kill() {
@@ -213,19 +251,19 @@ func TestReplicasExactlyOnce(t *testing.T) {
 		must(t, db.QueryRowContext(ctx, q).Scan(&n))
 		return n
 	}
-	procs := []*replicaProc{startReplica(t, dsn, "r0"), startReplica(t, dsn, "r1"), startReplica(t, dsn, "r2")}
-	// Kill r0 once about a fifth of the runs went out, then restart it.
+	procs := []*replicaProc{startReplica(t, dsn, "r0", "hold"), startReplica(t, dsn, "r1", "stall"), startReplica(t, dsn, "r2", "")}
 	deadline := time.Now().Add(2 * time.Minute)
-	for count(`SELECT COUNT(*) FROM dispatch_log`) < tasks*devices/5 {
-		if time.Now().After(deadline) {
-			t.Fatal("no progress")
-		}
-		time.Sleep(5 * time.Millisecond)
+	// r0 holds its 30th claim: SIGKILL it there (mid-dispatch), restart it.
+	if !procs[0].wait("holding") {
+		t.Fatal("r0 exited before holding a claim")
 	}
 	procs[0].kill()
 	atKill := count(`SELECT COUNT(*) FROM dispatch_log`)
 	leased := count(`SELECT COUNT(*) FROM results WHERE lease_owner = 'r0' AND state = 'scheduled'`)
-	procs[0] = startReplica(t, dsn, "r0")
+	procs[0] = startReplica(t, dsn, "r0", "")
+	if !procs[1].wait("stalled") {
+		t.Fatal("r1 exited before its stall ended")
+	}
 	for count(`SELECT COUNT(*) FROM results WHERE state = 'scheduled'`) > 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("runs still scheduled after 2 minutes: %d", count(`SELECT COUNT(*) FROM results WHERE state = 'scheduled'`))
@@ -243,6 +281,11 @@ func TestReplicasExactlyOnce(t *testing.T) {
 	t.Logf("killed r0 after %d of %d dispatches holding %d leases; %d runs re-claimed after the lease expired; %d replicas dispatched", atKill, tasks*devices, leased, reclaimed, byOwner)
 	if total != tasks*devices || distinct != tasks*devices || pending != tasks*devices {
 		t.Fatalf("dispatch ledger %d rows, %d distinct runs, %d pending results; want %d each (zero lost, zero duplicated)", total, distinct, pending, tasks*devices)
+	}
+	// The dead replica's 500 claims and the stalled replica's 500 were
+	// all taken over with a newer epoch.
+	if leased != 500 || reclaimed < 1000 {
+		t.Fatalf("the killed replica held %d leases (want 500); %d runs re-claimed with a newer epoch (want >= 1000: its claims and the stalled replica's)", leased, reclaimed)
 	}
 	if byOwner != 3 {
 		t.Fatalf("%d replicas dispatched, want 3", byOwner)

@@ -119,32 +119,33 @@ type dkey struct {
 // on the server's time, delivers every other task to the devices, and
 // takes their results. Drive it with Tick (deterministic) or Run.
 type Server struct {
-	mu        sync.Mutex
-	cfg       Config
-	clk       clock.Clock
-	loc       *time.Location
-	log       zerolog.Logger
-	m         *task.Manager
-	ep        transport.ServerEndpoint
-	tasks     map[string]*taskState
-	byDevice  map[scope.DeviceID][]string
-	pending   map[dkey]*dispatch
-	nextDisp  time.Time
-	seen      map[scope.DeviceID]time.Time
-	updGen    int64
-	updAt     time.Time
-	updKeys   map[string]bool
-	nextScope time.Time
-	nextPurge time.Time
-	stats     Stats
-	opened    bool
-	zones     map[string]*time.Location
-	rbuf      []transport.Message
-	ids       []string        // sorted task ids (nil: rebuild)
-	trig      map[string]bool // ids of tasks others wait for (nil: rebuild)
-	rcount    int
-	owner     string // this replica's id in claims and the leader lease
-	leading   bool
+	mu         sync.Mutex
+	cfg        Config
+	clk        clock.Clock
+	loc        *time.Location
+	log        zerolog.Logger
+	m          *task.Manager
+	ep         transport.ServerEndpoint
+	tasks      map[string]*taskState
+	byDevice   map[scope.DeviceID][]string
+	pending    map[dkey]*dispatch
+	nextDisp   time.Time
+	seen       map[scope.DeviceID]time.Time
+	updGen     int64
+	updAt      time.Time
+	updKeys    map[string]bool
+	nextScope  time.Time
+	nextPurge  time.Time
+	stats      Stats
+	opened     bool
+	zones      map[string]*time.Location
+	rbuf       []transport.Message
+	ids        []string        // sorted task ids (nil: rebuild)
+	trig       map[string]bool // ids of tasks others wait for (nil: rebuild)
+	rcount     int
+	owner      string // this replica's id in claims and the leader lease
+	afterClaim func() // test hook (export_test.go)
+	leading    bool
 }
 
 // Stats counts what the server did.
