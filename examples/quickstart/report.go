@@ -79,11 +79,11 @@ func summarize(ctx context.Context, res *outcome, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		where := "devices, device-local time"
+		where := "run by the agents on device-local time"
 		if st.t.RunsOnServer() {
-			where = "server, server time"
+			where = "run by the server on server time"
 		}
-		fmt.Fprintf(out, "  %-34s %6d runs on %4d devices   (%s; run by %s)\n", st.t.Name, runs[st.t.ID], len(devices[st.t.ID]), st.what, where)
+		fmt.Fprintf(out, "  %-34s %6d runs on %4d devices\n      %s; %s\n", st.t.Name, runs[st.t.ID], len(devices[st.t.ID]), st.what, where)
 		var parts []string
 		for _, state := range task.States {
 			if n := stats.ByState[state]; n > 0 {
@@ -93,7 +93,7 @@ func summarize(ctx context.Context, res *outcome, out io.Writer) error {
 		if len(parts) == 0 {
 			parts = []string{"no devices"}
 		}
-		fmt.Fprintf(out, "  %-34s latest state of %d devices: %s\n", "", stats.Total, strings.Join(parts, ", "))
+		fmt.Fprintf(out, "      latest state of %d devices: %s\n", stats.Total, strings.Join(parts, ", "))
 	}
 
 	off, cut := len(res.offline), len(res.cut)

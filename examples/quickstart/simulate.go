@@ -25,10 +25,11 @@ const (
 	appServer = "Administration Server"
 	// step is the simulation's clock step: runs start at the first step at
 	// or after they are due (clock.Mock sleeps a millisecond per step).
-	step = 2 * time.Minute
-	// heartbeat of the agents; the server sees a device as gone after
-	// three missed heartbeats.
-	heartbeat = 20 * time.Minute
+	step = 5 * time.Minute
+	// heartbeat of the agents (their synchronization interval); the
+	// server sees a device as gone after three missed heartbeats. Results
+	// do not wait for it: the outbox is flushed as soon as they are ready.
+	heartbeat = time.Hour
 )
 
 var zones = []string{"Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Sydney", "Asia/Kathmandu", "America/Sao_Paulo"}
@@ -288,7 +289,7 @@ func createTasks(ctx context.Context, res *outcome, now time.Time) error {
 		return err
 	}
 
-	if _, err := add("when new updates are downloaded (the repository downloads every evening)", task.Task{
+	if _, err := add("when new updates are downloaded; the repository downloads every evening", task.Task{
 		Name: "Update databases", Application: appES, Type: "update", Schedule: schedule.Default(schedule.OnUpdates, now, time.UTC),
 		Scope: scope.Scope{Kind: scope.Group, Group: "root"}}); err != nil {
 		return err
