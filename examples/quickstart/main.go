@@ -61,7 +61,7 @@ func parse(args []string, out io.Writer) (options, error) {
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the fleet's behaviour: who goes offline, which runs fail or need a restart")
 	fs.StringVar(&o.db, "db", "", "the server's SQLite database file (default: a new file under the OS temp dir)")
 	fs.StringVar(&o.report, "report", "", "where to write the HTML report (default: next to the database, .html)")
-	fs.BoolVar(&o.progress, "progress", true, "draw a progress bar on stderr")
+	fs.BoolVar(&o.progress, "progress", true, "draw a progress bar on stderr (only when it is a terminal)")
 	startText := fs.String("start", "2026-03-23T08:00:00Z", "simulated start (RFC 3339, UTC); the default week has Europe's spring-forward")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "Usage: go run ./examples/quickstart [flags]")
@@ -111,8 +111,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	var progress io.Writer
-	if o.progress {
-		progress = os.Stderr
+	if fi, err := os.Stderr.Stat(); err == nil && o.progress && fi.Mode()&os.ModeCharDevice != 0 {
+		progress = os.Stderr // a terminal: redrawn in place
 	}
 	res, err := simulate(ctx, o, out, progress)
 	if err != nil {
