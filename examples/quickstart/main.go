@@ -59,7 +59,7 @@ func parse(args []string, out io.Writer) (options, error) {
 	fs.IntVar(&o.devices, "devices", 1000, "number of simulated devices, 10..20000")
 	fs.IntVar(&o.days, "days", 7, "simulated days, 1..31")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the fleet's behaviour: who goes offline, which runs fail or need a restart")
-	fs.StringVar(&o.db, "db", "", "the server's SQLite database file (default: a new file under the OS temp dir)")
+	fs.StringVar(&o.db, "db", "", "the server's SQLite database file, which must not exist yet (default: a new file under the OS temp dir)")
 	fs.StringVar(&o.report, "report", "", "where to write the HTML report (default: next to the database, .html)")
 	fs.BoolVar(&o.progress, "progress", true, "draw a progress bar on stderr (only when it is a terminal)")
 	startText := fs.String("start", "2026-03-23T08:00:00Z", "simulated start (RFC 3339, UTC); the default week has Europe's spring-forward")
@@ -89,7 +89,11 @@ func parse(args []string, out io.Writer) (options, error) {
 		return o, fmt.Errorf("-start: %w", err)
 	}
 	o.start = t.UTC().Truncate(time.Minute)
-	if o.db == "" {
+	if o.db != "" {
+		if _, err := os.Stat(o.db); err == nil {
+			return o, fmt.Errorf("-db %s: exists; the simulation starts from a new database", o.db)
+		}
+	} else {
 		dir, err := os.MkdirTemp("", "taskfleet-quickstart-")
 		if err != nil {
 			return o, err

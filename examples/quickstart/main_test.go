@@ -247,6 +247,13 @@ func TestQuickstartRejectsBadFlags(t *testing.T) {
 			t.Errorf("%q accepted", args)
 		}
 	}
+	existing := filepath.Join(t.TempDir(), "old.db")
+	if err := os.WriteFile(existing, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(context.Background(), []string{"-db", existing}, io.Discard); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Errorf("an existing -db: %v, want a refusal", err)
+	}
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"-help"}, &out); err != nil {
 		t.Fatalf("-help: %v", err)
