@@ -264,3 +264,30 @@ func TestQuickstartRejectsBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestSameSeedSameWeek: a seed replays the same simulation.
+func TestSameSeedSameWeek(t *testing.T) {
+	t.Parallel()
+	summary := func() string {
+		var out bytes.Buffer
+		dir := t.TempDir()
+		if err := run(context.Background(), []string{"-devices", "60", "-days", "5", "-seed", "9", "-progress=false",
+			"-db", filepath.Join(dir, "q.db"), "-report", filepath.Join(dir, "r.html")}, &out); err != nil {
+			t.Fatal(err)
+		}
+		var keep []string
+		for _, line := range strings.Split(out.String(), "\n") {
+			if !strings.Contains(line, dir) && !strings.HasPrefix(line, "Simulated ") {
+				keep = append(keep, line)
+			}
+		}
+		return strings.Join(keep, "\n")
+	}
+	a, b := summary(), summary()
+	if a != b {
+		t.Errorf("two runs with the same seed differ:\n%s\n----\n%s", a, b)
+	}
+	if !strings.Contains(a, "runs on") {
+		t.Errorf("no summary:\n%s", a)
+	}
+}

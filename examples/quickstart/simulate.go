@@ -165,7 +165,11 @@ func simulate(ctx context.Context, o options, out, progress io.Writer) (*outcome
 	if err != nil {
 		return nil, err
 	}
-	m, err := task.New(task.Config{Store: store, Registry: reg, Inventory: inv, Clock: clk, Location: berlin, Dispatcher: srv})
+	// Task ids from a counter rather than random UUIDs, so a seed replays
+	// the same week (the simulated outcomes hash the task id).
+	ids := 0
+	newID := func() string { ids++; return fmt.Sprintf("task-%04d", ids) }
+	m, err := task.New(task.Config{Store: store, Registry: reg, Inventory: inv, Clock: clk, Location: berlin, Dispatcher: srv, NewID: newID})
 	if err != nil {
 		return nil, err
 	}
