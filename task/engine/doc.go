@@ -53,6 +53,41 @@
 // the run; agents run each (task, run id) once; storage keeps each
 // (task, device, run, seq) once.
 //
+// # Replicas
+//
+// Several Servers may share one store. When the store offers
+// storage.Claimer (sqlstore does, on PostgreSQL and SQLite) the scheduled
+// starts are not kept in memory: every Tick claims the due ones from the
+// store in batches of ClaimBatch (on PostgreSQL SELECT ... FOR UPDATE SKIP
+// LOCKED, so replicas never wait for or take each other's rows), leased
+// to this replica (ReplicaID) for LeaseTTL with a fencing epoch. The
+// claimed starts are then marked dispatched (pending) in one statement
+// that checks the epoch and appends one row per start to the dispatch
+// ledger, and only the accepted ones are sent. A replica that dies loses
+// its leases after LeaseTTL and another replica claims and sends those
+// starts; a replica that stalls past LeaseTTL and completes late is
+// rejected by the epoch (Stats.Fenced), so each (task, device, run) is
+// dispatched once. Resends of unanswered starts stay with the replica
+// that dispatched them.
+//
+// Singleton duties take a leader lease (storage.Leader) on every Tick:
+// only the leader fires server-run schedules and purges history; a
+// follower keeps its schedule cursors within RecoveryWindow, so a new
+// leader fires what a dead one left. The lease is an optimization, not
+// the guarantee: fire markers (history events with a unique key) and
+// time-derived run ids already make a second fire of the same activation
+// store nothing. Manual starts, triggers, virus outbreaks and update
+// events are handled by the replica that receives them; the result rows
+// they write are idempotent upserts keyed by the time-derived run id.
+//
+// Clocks: lease expiry is judged by the database's clock (now() in
+// PostgreSQL), never a replica's, so replicas whose clocks differ (±2 s
+// or more) never both hold a lease, and a late write is stopped by the
+// epoch whatever the clocks say. A replica's clock only decides when a
+// start is due (DueAt <= its now), which can move a start by the skew but
+// not dispatch it twice. The assumption is that the database's clock does
+// not jump backwards by more than LeaseTTL while leases are held.
+//
 // # Results
 //
 // Results messages are buffered and recorded through task.Manager
@@ -84,6 +119,13 @@
 //     was delivered; after devices join or leave, slots are refreshed with
 //     the next delivery (a settings change), so meanwhile two devices may
 //     share a part of the window.
+//   - With replicas, starts of devices that were offline (pending, "run
+//     missed tasks") and resends stay with the replica that planned or
+//     dispatched them; if it dies they are resent when a replica opens.
+//   - Replicas learn of tasks created on other replicas when they claim
+//     one of their starts (or on Open); device task delivery and
+//     heartbeats are per replica (the transport decides which replica a
+//     device talks to).
 //   - Fire markers are history events: a task whose history is purged
 //     within RecoveryWindow of an activation could fire it twice after a
 //     restart (retention is at least one day).
