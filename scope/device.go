@@ -29,7 +29,10 @@ type GroupID string
 //     installed.
 //   - OS: nil is unknown; inside it, "" fields are unknown.
 //   - LastSeen: the zero time means the device was never seen.
-//   - Server.Role: "" is unknown.
+//   - Server.Role: "" means the device is managed by this (the primary)
+//     Administration Server: the zero ServerRef is what a host without a
+//     server hierarchy leaves. Devices of secondary and virtual servers
+//     must say so. A role other than the three documented ones is unknown.
 //
 // GroupID "" is not unknown: it is a discovered device that is not assigned
 // to any administration group. Connected is always known (the server knows
@@ -104,6 +107,15 @@ const (
 	Secondary ServerRole = "secondary"
 	Virtual   ServerRole = "virtual"
 )
+
+// effective returns the role a device's server has for scope decisions:
+// the zero role is the primary (this) server.
+func (r ServerRole) effective() ServerRole {
+	if r == "" {
+		return Primary
+	}
+	return r
+}
 
 // ServerRef names the Administration Server that manages a device.
 type ServerRef struct {

@@ -28,7 +28,7 @@ func exampleInventory() *inmem.Inventory {
 			OS: win11, Tags: []string{"accounting"}, Applications: map[string]scope.AppState{}, Connected: true},
 		scope.Device{ID: "d-3", NetBIOSName: "LAB-01", GroupID: "g-lab", Server: primary, IPs: []netip.Addr{netip.MustParseAddr("10.0.1.30")},
 			OS: &scope.OS{Name: "Ubuntu", Platform: "linux"}, Tags: []string{"accounting"}, Applications: map[string]scope.AppState{}, Connected: true},
-		scope.Device{ID: "d-4", NetBIOSName: "ACCT-02", GroupID: "g-acct", IPs: []netip.Addr{netip.MustParseAddr("10.0.1.40")},
+		scope.Device{ID: "d-4", NetBIOSName: "ACCT-02", GroupID: "g-acct", Server: scope.ServerRef{ID: "branch-7", Role: "regional"}, IPs: []netip.Addr{netip.MustParseAddr("10.0.1.40")},
 			OS: win11, Tags: []string{"accounting"}, Applications: map[string]scope.AppState{"X": {Installed: true, Running: true}}},
 	)
 	return inv
@@ -52,7 +52,7 @@ func ExampleResolve_group() {
 	fmt.Println("runs on server:", s.RunsOnServer())
 	// Output:
 	// devices: [d-1 d-2]
-	// unknown: d-4 - unknown fact device.server.role
+	// unknown: d-4 - unknown fact device.server.role: unrecognized role "regional"
 	// runs on server: false
 }
 

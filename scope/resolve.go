@@ -321,12 +321,9 @@ func resolveIDs(ctx context.Context, inv Inventory, ids []DeviceID, field func(i
 
 const roleUnknown = unknownPrefix + "device.server.role"
 
-// roleReason is the Unknown reason for a device whose server role is
-// missing or not one of the documented roles.
+// roleReason is the Unknown reason for a device whose server role is not
+// one of the documented roles ("" is the primary server).
 func roleReason(r ServerRole) string {
-	if r == "" {
-		return roleUnknown
-	}
 	return fmt.Sprintf("%s: unrecognized role %q", roleUnknown, r)
 }
 
@@ -337,10 +334,10 @@ func resolveGroup(ctx context.Context, s Scope, inv Inventory, r *Resolution) er
 	}
 	var c collector
 	add := func(m Member) {
-		switch {
-		case s.DistributeToServers || m.Role == Primary:
+		switch role := m.Role.effective(); {
+		case s.DistributeToServers || role == Primary:
 			c.in(m.ID)
-		case m.Role == Secondary || m.Role == Virtual:
+		case role == Secondary || role == Virtual:
 			// out: not distributed to secondary and virtual servers
 		default:
 			c.unknown(m.ID, roleReason(m.Role))
@@ -878,8 +875,8 @@ func explainGroup(s Scope, t *tree, d *Device, set func(Membership, string, stri
 			return
 		}
 	}
-	if !s.DistributeToServers && d.Server.Role != Primary {
-		if d.Server.Role == Secondary || d.Server.Role == Virtual {
+	if role := d.Server.Role.effective(); !s.DistributeToServers && role != Primary {
+		if role == Secondary || role == Virtual {
 			set(Out, "server_role", "distribute_to_servers", "the device is managed by a %s Administration Server (%s), and the task is not distributed to secondary and virtual servers", d.Server.Role, d.Server.ID)
 		} else {
 			set(Unknown, "unknown_fact", "distribute_to_servers", "%s: the device's group is in scope, but whether a secondary or virtual Administration Server manages it is not known, and the task is not distributed to those servers", roleReason(d.Server.Role))

@@ -37,7 +37,7 @@ func ips(s ...string) []netip.Addr {
 //	├─ g-hq "HQ"               d-02, d-09
 //	│  ├─ g-acct "Accounting"  d-03, d-10
 //	│  │  └─ g-lab "Lab"       d-04
-//	│  └─ g-sales "Sales"      d-05 (secondary server), d-07 (server role unknown)
+//	│  └─ g-sales "Sales"      d-05 (secondary server), d-07 (unrecognized server role)
 //	└─ g-branch "Branch"
 //	   └─ g-vs "Virtual"       d-06 (virtual server)
 //	unassigned                 d-08 (IP addresses unknown)
@@ -79,7 +79,7 @@ func setup(t *testing.T) bundle {
 		dev("d-04", "g-lab", ips("10.0.2.4"), primary),
 		dev("d-05", "g-sales", ips("10.0.3.5"), scope.ServerRef{ID: "ksc-2", Role: scope.Secondary}),
 		dev("d-06", "g-vs", ips("10.0.4.6"), scope.ServerRef{ID: "ksc-v", Role: scope.Virtual}),
-		dev("d-07", "g-sales", ips("10.0.3.7"), scope.ServerRef{ID: "ksc-?"}),
+		dev("d-07", "g-sales", ips("10.0.3.7"), scope.ServerRef{ID: "ksc-?", Role: "regional"}),
 		d08, d09, d10,
 	); err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ func ids(s ...string) []scope.DeviceID {
 func TestResolve(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	roleUnknown := []scope.UnknownDevice{{ID: "d-07", Reason: "unknown fact device.server.role"}}
+	roleUnknown := []scope.UnknownDevice{{ID: "d-07", Reason: `unknown fact device.server.role: unrecognized role "regional"`}}
 	tests := []struct {
 		name string
 		s    scope.Scope
@@ -588,5 +588,38 @@ func TestUnrecognizedServerRoleIsUnknown(t *testing.T) {
 	s.DistributeToServers = true
 	if res, _ = scope.Resolve(b.ctx, s, b.inv); !cmp.Equal(res.Devices, ids("d-04", "d-11")) || res.Unknown != nil {
 		t.Fatalf("with distribute_to_servers: %+v", res)
+	}
+}
+
+// A host without a server hierarchy leaves Server zero: its devices are the
+// primary server's, in group scopes and in selections alike; only a role
+// outside the documented three is unknown.
+func TestZeroServerRefIsThePrimaryServer(t *testing.T) {
+	t.Parallel()
+	inv := inmem.New()
+	if err := inv.PutGroups(scope.AdminGroup{ID: "g", Name: "G"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := inv.PutDevices(
+		scope.Device{ID: "plain", GroupID: "g", Connected: true},
+		scope.Device{ID: "second", GroupID: "g", Connected: true, Server: scope.ServerRef{ID: "s2", Role: scope.Secondary}},
+		scope.Device{ID: "odd", GroupID: "g", Connected: true, Server: scope.ServerRef{ID: "s3", Role: "regional"}},
+	); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	res, err := scope.Resolve(ctx, scope.Scope{Kind: scope.Group, Group: "g"}, inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]scope.DeviceID{"plain"}, res.Devices); d != "" || len(res.Unknown) != 1 || res.Unknown[0].ID != "odd" {
+		t.Fatalf("devices (-want +got):\n%s\nunknown %+v", d, res.Unknown)
+	}
+	sel, err := scope.Resolve(ctx, scope.Scope{Kind: scope.Selection, Selection: `device.server.role == "primary"`}, inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]scope.DeviceID{"plain"}, sel.Devices); d != "" {
+		t.Fatalf("selection (-want +got):\n%s", d)
 	}
 }

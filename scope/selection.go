@@ -182,7 +182,7 @@ var schema = map[string][]field{
 	},
 	celServer: {
 		{"id", types.StringType, func(v any) (any, error) { return str("device.server.id", v.(ServerRef).ID) }, func(v any) bool { return v.(ServerRef).ID != "" }},
-		{"role", types.StringType, func(v any) (any, error) { return str("device.server.role", string(v.(ServerRef).Role)) }, func(v any) bool { return v.(ServerRef).Role != "" }},
+		{"role", types.StringType, func(v any) (any, error) { return str("device.server.role", string(v.(ServerRef).Role.effective())) }, func(v any) bool { return true }},
 	},
 }
 

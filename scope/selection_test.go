@@ -113,7 +113,8 @@ func TestSelectionPartialFacts(t *testing.T) {
 		{`device.os.platform == "windows"`, scope.In, ""},
 		{`device.os.name == "Windows 11 Pro"`, scope.Unknown, "unknown fact device.os.name"},
 		{`has(device.os.name)`, scope.Out, ""},
-		{`device.server.role == "primary"`, scope.Unknown, "unknown fact device.server.role"},
+		// The zero role is the primary (this) server.
+		{`device.server.role == "primary"`, scope.In, ""},
 		{`device.server.id == "ksc-1"`, scope.In, ""},
 	}
 	for _, tt := range tests {
