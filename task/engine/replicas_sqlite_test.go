@@ -1,0 +1,128 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/benbjohnson/clock"
+
+	"github.com/taskfleet/taskfleet/schedule"
+	"github.com/taskfleet/taskfleet/scope/inmem"
+	"github.com/taskfleet/taskfleet/storage/sqlstore"
+	"github.com/taskfleet/taskfleet/task"
+	"github.com/taskfleet/taskfleet/task/engine"
+	"github.com/taskfleet/taskfleet/task/transport"
+)
+
+// startLog records the StartRun messages of one replica.
+type startLog struct {
+	mu     sync.Mutex
+	starts map[string]int
+}
+
+func (l *startLog) Send(_ context.Context, m transport.Message) error {
+	if m.Kind == transport.StartRun {
+		l.mu.Lock()
+		l.starts[fmt.Sprintf("%s/%s/%d", m.Start.TaskID, m.Device, m.Start.RunID)]++
+		l.mu.Unlock()
+	}
+	return nil
+}
+
+// TestReplicasShareOneStore: two Servers on one SQLite file (the claim
+// layer without PostgreSQL): a manual start on one replica is dispatched
+// once per device by whichever replica claims it (SQLite serializes the
+// claims, so one replica may take them all); nothing is fired twice.
+func TestReplicasShareOneStore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "replicas.db")
+	clk := clock.NewMock()
+	clk.Set(t0.Add(9 * time.Hour))
+	groups, devs := fleet(300)
+	inv := inmem.New()
+	must(t, inv.PutGroups(groups...))
+	for i := range devs {
+		devs[i].Connected = true
+	}
+	must(t, inv.PutDevices(devs...))
+	type rep struct {
+		m   *task.Manager
+		srv *engine.Server
+		log *startLog
+	}
+	var reps []rep
+	for i := range 2 {
+		st, err := sqlstore.OpenSQLite(ctx, path)
+		must(t, err)
+		t.Cleanup(func() { st.Close() })
+		srv, err := engine.New(engine.Config{Store: st, Inventory: inv, Clock: clk, ReplicaID: fmt.Sprintf("r%d", i), ClaimBatch: 50})
+		must(t, err)
+		m, err := task.New(task.Config{Store: st, Registry: registry(t), Inventory: inv, Clock: clk, Dispatcher: srv})
+		must(t, err)
+		l := &startLog{starts: map[string]int{}}
+		must(t, srv.Open(ctx, m, l))
+		reps = append(reps, rep{m, srv, l})
+	}
+	tk, err := reps[0].m.Create(ctx, task.System, task.Task{Name: "scan", Application: appES, Type: "virus_scan", Scope: groupScope("g-all"), Schedule: sched(schedule.Manual, nil)})
+	must(t, err)
+	run, err := reps[0].m.Start(ctx, task.System, tk.ID)
+	must(t, err)
+	if len(run.Devices) != 300 {
+		t.Fatalf("run for %d devices, want 300", len(run.Devices))
+	}
+	for range 3 {
+		var wg sync.WaitGroup
+		for _, r := range reps {
+			wg.Go(func() { must(t, r.srv.Tick(ctx)) })
+		}
+		wg.Wait()
+	}
+	all := map[string]int{}
+	for _, r := range reps {
+		for k, n := range r.log.starts {
+			all[k] += n
+		}
+	}
+	if len(all) != 300 {
+		t.Fatalf("%d devices got a start, want 300", len(all))
+	}
+	for k, n := range all {
+		if n != 1 {
+			t.Fatalf("%s sent %d times", k, n)
+		}
+	}
+	st, err := reps[1].m.Statistics(ctx, task.System, tk.ID)
+	must(t, err)
+	if st.ByState[task.Pending] != 300 {
+		t.Fatalf("statistics %+v, want 300 pending", st.ByState)
+	}
+	fired := reps[0].srv.Stats().Fired + reps[1].srv.Stats().Fired
+	if fired != 0 {
+		t.Fatalf("fired %d server activations without server tasks", fired)
+	}
+}
+
+func TestReplicaConfigValidation(t *testing.T) {
+	t.Parallel()
+	st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "v.db"))
+	must(t, err)
+	defer st.Close()
+	_, err = engine.New(engine.Config{Store: st, Inventory: inmem.New(), ClaimBatch: -1, LeaseTTL: -time.Second})
+	var ve engine.ValidationErrors
+	if !errors.As(err, &ve) || !errors.Is(err, engine.ErrInvalid) {
+		t.Fatalf("New: %v", err)
+	}
+	got := map[string]bool{}
+	for _, e := range ve {
+		got[e.Field] = true
+	}
+	if !got["ClaimBatch"] || !got["LeaseTTL"] {
+		t.Fatalf("fields %v, want ClaimBatch and LeaseTTL", got)
+	}
+}
