@@ -12,6 +12,7 @@ import (
 	"github.com/benbjohnson/clock"
 
 	"github.com/taskfleet/taskfleet/schedule"
+	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/scope/inmem"
 	"github.com/taskfleet/taskfleet/storage/sqlstore"
 	"github.com/taskfleet/taskfleet/task"
@@ -124,5 +125,83 @@ func TestReplicaConfigValidation(t *testing.T) {
 	}
 	if !got["ClaimBatch"] || !got["LeaseTTL"] {
 		t.Fatalf("fields %v, want ClaimBatch and LeaseTTL", got)
+	}
+}
+
+// TestReplicasFireServerScheduleOnce: two replicas tick a daily
+// Administration Server task (fired by the server) for three simulated days with a
+// leader lease so short that leadership changes hands between ticks; each
+// activation is fired and dispatched once.
+func TestReplicasFireServerScheduleOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "leader.db")
+	clk := clock.NewMock()
+	clk.Set(t0.Add(9 * time.Hour))
+	groups, devs := fleet(5)
+	inv := inmem.New()
+	must(t, inv.PutGroups(groups...))
+	for i := range devs {
+		devs[i].Connected = true
+	}
+	must(t, inv.PutDevices(devs...))
+	var srvs []*engine.Server
+	var logs []*startLog
+	var m0 *task.Manager
+	var db0 *sqlstore.Store
+	for i := range 2 {
+		st, err := sqlstore.OpenSQLite(ctx, path)
+		must(t, err)
+		t.Cleanup(func() { st.Close() })
+		srv, err := engine.New(engine.Config{Store: st, Inventory: inv, Clock: clk, Location: time.UTC, ReplicaID: fmt.Sprintf("r%d", i), LeaseTTL: time.Microsecond})
+		must(t, err)
+		m, err := task.New(task.Config{Store: st, Registry: registry(t), Inventory: inv, Clock: clk, Dispatcher: srv})
+		must(t, err)
+		if m0 == nil {
+			m0, db0 = m, st
+		}
+		l := &startLog{starts: map[string]int{}}
+		must(t, srv.Open(ctx, m, l))
+		srvs, logs = append(srvs, srv), append(logs, l)
+	}
+	s := sched(schedule.EveryDays, nil)
+	from := clk.Now()
+	tk, err := m0.Create(ctx, task.System, task.Task{Name: "daily backup", Application: appServer, Type: "backup",
+		Scope: scope.Scope{Kind: scope.Server}, Schedule: s})
+	must(t, err)
+	for _, srv := range srvs { // the other replica learns of the task too
+		must(t, srv.TaskSaved(ctx, tk))
+	}
+	for range 3 * 24 {
+		clk.Add(time.Hour)
+		var wg sync.WaitGroup
+		for _, srv := range srvs {
+			wg.Go(func() { must(t, srv.Tick(ctx)) })
+		}
+		wg.Wait()
+	}
+	want := expect(tk.Schedule, from, clk.Now(), time.UTC)
+	if want < 3 {
+		t.Fatalf("oracle: %d activations in 3 days", want)
+	}
+	fired := srvs[0].Stats().Fired + srvs[1].Stats().Fired
+	if fired != int64(want) {
+		t.Fatalf("fired %d activations, want %d", fired, want)
+	}
+	all := map[string]int{}
+	for _, l := range logs {
+		for k, n := range l.starts {
+			all[k] += n
+		}
+	}
+	if len(all) != want {
+		t.Fatalf("%d (device, run) starts, want %d", len(all), want)
+	}
+	// Unanswered starts are resent (agents run a run id once); the
+	// dispatch ledger has one row per dispatched (task, device, run).
+	var rows, keys int
+	must(t, db0.DB().QueryRowContext(ctx, `SELECT COUNT(*), COUNT(DISTINCT device_id || '/' || run_id) FROM dispatch_log`).Scan(&rows, &keys))
+	if rows != want || keys != want {
+		t.Fatalf("dispatch ledger: %d rows, %d distinct runs; want %d", rows, keys, want)
 	}
 }
