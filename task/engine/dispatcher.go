@@ -108,6 +108,7 @@ func (s *Server) Stop(ctx context.Context, t *task.Task) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.clk.Now()
+	claims := s.claimer() != nil
 	after := ""
 	for {
 		page, err := s.cfg.Store.ListResults(ctx, storage.ListResultsParams{TaskID: t.ID, States: []string{string(task.Scheduled), string(task.Pending), string(task.Running), string(task.Paused)}, AfterDevice: after, Limit: storage.MaxListLimit})
@@ -123,7 +124,11 @@ func (s *Server) Stop(ctx context.Context, t *task.Task) error {
 			k := dkey{t.ID, d}
 			dp := s.pending[k]
 			delete(s.pending, k)
-			if r.State == string(task.Scheduled) || (r.State == string(task.Pending) && (dp == nil || dp.sent == 0)) {
+			unsent := r.State == string(task.Scheduled) || (r.State == string(task.Pending) && (dp == nil || dp.sent == 0))
+			if claims && r.State == string(task.Pending) && r.Seq >= transport.SeqDispatched {
+				unsent = false // another replica dispatched it
+			}
+			if unsent {
 				stopped = append(stopped, task.Result{TaskID: t.ID, DeviceID: d, RunID: r.RunID, Seq: r.Seq + 1, State: task.Stopped, DueAt: r.DueAt, FinishedAt: now, UpdatedAt: now, Message: "stopped before it started"})
 				continue
 			}

@@ -24,12 +24,18 @@ import (
 type startLog struct {
 	mu     sync.Mutex
 	starts map[string]int
+	stops  int
 }
 
 func (l *startLog) Send(_ context.Context, m transport.Message) error {
 	if m.Kind == transport.StartRun {
 		l.mu.Lock()
 		l.starts[fmt.Sprintf("%s/%s/%d", m.Start.TaskID, m.Device, m.Start.RunID)]++
+		l.mu.Unlock()
+	}
+	if m.Kind == transport.StopRun {
+		l.mu.Lock()
+		l.stops++
 		l.mu.Unlock()
 	}
 	return nil
@@ -102,6 +108,18 @@ func TestReplicasShareOneStore(t *testing.T) {
 	must(t, err)
 	if st.ByState[task.Pending] != 300 {
 		t.Fatalf("statistics %+v, want 300 pending", st.ByState)
+	}
+	// Stopping on the replica that did not start the task tells every
+	// device to stop, also those the other replica dispatched (none is
+	// recorded "stopped before it started": they all got their start).
+	must(t, reps[1].m.Stop(ctx, task.System, tk.ID))
+	if reps[1].log.stops != 300 {
+		t.Fatalf("replica 1 sent %d StopRun, want 300", reps[1].log.stops)
+	}
+	st, err = reps[0].m.Statistics(ctx, task.System, tk.ID)
+	must(t, err)
+	if st.ByState[task.Stopped] != 0 {
+		t.Fatalf("statistics after stop %+v: dispatched starts recorded stopped", st.ByState)
 	}
 	fired := reps[0].srv.Stats().Fired + reps[1].srv.Stats().Fired
 	if fired != 0 {
