@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/google/btree"
+
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/scope/inmem"
 	"github.com/taskfleet/taskfleet/storage"
@@ -38,9 +40,9 @@ type Store struct {
 
 	tasks  map[string]*storage.TaskRecord
 	unique map[string]string // UniqueName -> task ID
-	// order holds, per TaskOrder, the tasks sorted by (OrderKey, ID), so a
-	// page costs O(log n + page) rather than a sort of every task.
-	order   map[storage.TaskOrder][]indexEntry
+	// order holds, per TaskOrder, the tasks ordered by (OrderKey, ID) in a
+	// B-tree, so a page costs O(log n + page) and a write O(log n).
+	order   map[storage.TaskOrder]*btree.BTreeG[indexEntry]
 	revs    map[string][]storage.RevisionRecord
 	runIDs  map[string]int64
 	results map[string]*taskResults
@@ -54,31 +56,32 @@ type indexEntry struct {
 	key, id string
 }
 
-func (e indexEntry) cmp(o indexEntry) int {
-	if c := strings.Compare(e.key, o.key); c != 0 {
-		return c
+func entryLess(a, b indexEntry) bool {
+	if a.key != b.key {
+		return a.key < b.key
 	}
-	return strings.Compare(e.id, o.id)
+	return a.id < b.id
 }
 
 var orders = []storage.TaskOrder{storage.OrderByName, storage.OrderByCreatedAt, storage.OrderByID}
 
+func newOrderIndexes() map[storage.TaskOrder]*btree.BTreeG[indexEntry] {
+	m := make(map[storage.TaskOrder]*btree.BTreeG[indexEntry], len(orders))
+	for _, o := range orders {
+		m[o] = btree.NewG(32, entryLess)
+	}
+	return m
+}
+
 func (s *Store) indexAdd(t *storage.TaskRecord) {
 	for _, o := range orders {
-		e := indexEntry{storage.OrderKey(t, o), t.ID}
-		idx := s.order[o]
-		i, _ := slices.BinarySearchFunc(idx, e, indexEntry.cmp)
-		s.order[o] = slices.Insert(idx, i, e)
+		s.order[o].ReplaceOrInsert(indexEntry{storage.OrderKey(t, o), t.ID})
 	}
 }
 
 func (s *Store) indexRemove(t *storage.TaskRecord) {
 	for _, o := range orders {
-		e := indexEntry{storage.OrderKey(t, o), t.ID}
-		idx := s.order[o]
-		if i, ok := slices.BinarySearchFunc(idx, e, indexEntry.cmp); ok {
-			s.order[o] = slices.Delete(idx, i, i+1)
-		}
+		s.order[o].Delete(indexEntry{storage.OrderKey(t, o), t.ID})
 	}
 }
 
@@ -138,7 +141,7 @@ func New() *Store {
 	return &Store{
 		tasks:   map[string]*storage.TaskRecord{},
 		unique:  map[string]string{},
-		order:   map[storage.TaskOrder][]indexEntry{},
+		order:   newOrderIndexes(),
 		revs:    map[string][]storage.RevisionRecord{},
 		runIDs:  map[string]int64{},
 		results: map[string]*taskResults{},
@@ -353,24 +356,19 @@ func (s *Store) ListTasks(ctx context.Context, p storage.ListTasksParams) (stora
 		last = e
 		return true
 	}
-	if p.Descending {
-		i := len(idx)
-		if p.After != "" {
-			i, _ = slices.BinarySearchFunc(idx, after, indexEntry.cmp)
-		}
-		for i--; i >= 0 && take(idx[i]); i-- {
-		}
-	} else {
-		i := 0
-		if p.After != "" {
-			var found bool
-			i, found = slices.BinarySearchFunc(idx, after, indexEntry.cmp)
-			if found {
-				i++
-			}
-		}
-		for ; i < len(idx) && take(idx[i]); i++ {
-		}
+	switch {
+	case p.Descending && p.After == "":
+		idx.Descend(take)
+	case p.Descending:
+		idx.DescendLessOrEqual(after, func(e indexEntry) bool {
+			return e == after || take(e) // the cursor entry itself is not repeated
+		})
+	case p.After == "":
+		idx.Ascend(take)
+	default:
+		idx.AscendGreaterOrEqual(after, func(e indexEntry) bool {
+			return e == after || take(e)
+		})
 	}
 	return page, nil
 }
