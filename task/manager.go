@@ -313,21 +313,34 @@ func (m *Manager) update(ctx context.Context, actor Actor, t Task, action string
 	if err != nil {
 		return nil, err
 	}
-	settingsChanged, err := changesSettings(oldBody, body)
+	of, err := flatten(oldBody)
+	if err != nil {
+		return nil, err
+	}
+	nf, err := flatten(body)
 	if err != nil {
 		return nil, err
 	}
 	t.SettingsRevision = cur.SettingsRevision
-	if settingsChanged {
+	restamped := false
+	if changesSettings(of, nf) {
 		t.SettingsRevision = t.Revision
 		if t.Schedule.Kind == schedule.Immediately {
 			t.Schedule.SavedAt = now
+			restamped = true
 		}
-		if body, err = encode(&t); err != nil {
+	}
+	// The stored body carries the final settings revision (bookkeeping,
+	// not part of the flattened form) and SavedAt (which is).
+	if body, err = encode(&t); err != nil {
+		return nil, err
+	}
+	if restamped {
+		if nf, err = flatten(body); err != nil {
 			return nil, err
 		}
 	}
-	diff, err := m.revisionDiff(oldBody, body, extra)
+	diff, err := m.revisionDiff(of, nf, m.secretPaths(cur.Settings, t.Settings), extra)
 	if err != nil {
 		return nil, err
 	}
@@ -343,17 +356,8 @@ func (m *Manager) update(ctx context.Context, actor Actor, t Task, action string
 	return &t, nil
 }
 
-// revisionDiff computes the stored diff between two bodies.
-func (m *Manager) revisionDiff(oldBody, newBody []byte, extra *revisionDiff) ([]byte, error) {
-	nf, err := flatten(newBody)
-	if err != nil {
-		return nil, err
-	}
-	of, err := flatten(oldBody)
-	if err != nil {
-		return nil, err
-	}
-	secrets := m.secretPaths(oldBody, newBody)
+// revisionDiff computes the stored diff between two flattened bodies.
+func (m *Manager) revisionDiff(of, nf flat, secrets map[string]bool, extra *revisionDiff) ([]byte, error) {
 	d := revisionDiff{Changes: diffFlat(of, nf, secrets)}
 	if extra != nil {
 		d.MergedUser = extra.MergedUser
@@ -376,43 +380,41 @@ func (m *Manager) revisionDiff(oldBody, newBody []byte, extra *revisionDiff) ([]
 }
 
 // secretPaths returns the settings paths whose values look like secrets
-// in either body, so diffs never show them.
-func (m *Manager) secretPaths(bodies ...[]byte) map[string]bool {
+// in any of the settings values (structs, or raw JSON), so diffs never
+// show them.
+func (m *Manager) secretPaths(settings ...any) map[string]bool {
 	out := map[string]bool{}
-	for _, b := range bodies {
-		if b == nil {
+	for _, v := range settings {
+		if v == nil {
 			continue
 		}
-		var tj struct {
-			Settings json.RawMessage `json:"settings"`
-		}
-		if json.Unmarshal(b, &tj) != nil || len(tj.Settings) == 0 {
-			continue
-		}
-		for _, f := range credentials.ScanSettings(tj.Settings) {
+		for _, f := range credentials.ScanSettings(v) {
 			out["settings."+strings.TrimPrefix(f.Path, "$.")] = true
 		}
 	}
 	return out
 }
 
-// changesSettings reports whether the bodies differ in anything but the
-// suspended flag.
-func changesSettings(oldBody, newBody []byte) (bool, error) {
-	of, err := flatten(oldBody)
-	if err != nil {
-		return false, err
+// bodySettings returns the raw settings of a stored body.
+func bodySettings(b []byte) any {
+	var tj struct {
+		Settings json.RawMessage `json:"settings"`
 	}
-	nf, err := flatten(newBody)
-	if err != nil {
-		return false, err
+	if json.Unmarshal(b, &tj) != nil || len(tj.Settings) == 0 {
+		return nil
 	}
+	return tj.Settings
+}
+
+// changesSettings reports whether two flattened bodies differ in anything
+// but the suspended flag.
+func changesSettings(of, nf flat) bool {
 	for _, c := range diffFlat(of, nf, nil) {
 		if c.Path != "suspended" {
-			return true, nil
+			return true
 		}
 	}
-	return false, nil
+	return false
 }
 
 // saved tells the dispatcher about a saved task.

@@ -106,7 +106,7 @@ func (m *Manager) Compare(ctx context.Context, actor Actor, id string, a, b int6
 	if err != nil {
 		return nil, err
 	}
-	return diffFlat(fa, fb, m.secretPaths(ra.Body, rb.Body)), nil
+	return diffFlat(fa, fb, m.secretPaths(bodySettings(ra.Body), bodySettings(rb.Body))), nil
 }
 
 // Rollback makes the settings of revision n current again, as a new

@@ -386,6 +386,9 @@ func (m *Manager) RecordResults(ctx context.Context, results []Result) (int, err
 	// not notify twice); the rest are written in batches.
 	batch, notifying := recs, []storage.ResultRecord(nil)
 	for i := range recs {
+		if m.notify == nil {
+			break
+		}
 		if m.wantsNotification(tasks[recs[i].TaskID], State(recs[i].State)) {
 			batch = make([]storage.ResultRecord, 0, len(recs))
 			for _, r := range recs {
@@ -469,8 +472,12 @@ func (m *Manager) wantsNotification(t *Task, st State) bool {
 // adds nothing.
 func (m *Manager) recordResultEvents(ctx context.Context, tasks map[string]*Task, recs []storage.ResultRecord) {
 	var events []storage.EventRecord
+	var t *Task
+	lastID := ""
 	for _, r := range recs {
-		t := tasks[r.TaskID]
+		if t == nil || r.TaskID != lastID { // batches are mostly one task
+			t, lastID = tasks[r.TaskID], r.TaskID
+		}
 		if t == nil {
 			continue
 		}
