@@ -40,7 +40,13 @@
 // On PostgreSQL, result_deltas holds per-task counters (below). Schema
 // version 2 adds the device inventory: admin_groups (the group tree) and
 // devices (indexed columns plus the other facts as JSON), read and written
-// through Store.Inventory and Store.Devices (see Inventory).
+// through Store.Inventory and Store.Devices (see Inventory). Schema
+// version 3 adds dispatch claims for several engine replicas on one
+// database (storage.Claimer and storage.Leader): lease_owner, lease_epoch
+// and lease_until on results, dispatch_log (one row per dispatched run,
+// deliberately without a unique key so an audit would see a duplicate)
+// and leaders (named leader leases). Lease expiry is always judged by
+// the database's clock.
 //
 // PostgreSQL text keys use COLLATE "C": listings are in byte order, the
 // same as every other backend, whatever the database's locale.
