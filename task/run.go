@@ -482,15 +482,7 @@ func (m *Manager) recordResultEvents(ctx context.Context, tasks map[string]*Task
 			continue
 		}
 		st := State(r.State)
-		level, sev := EventProgress, SeverityInfo
-		if st.Final() {
-			level = EventResult
-			if st.IsError() {
-				sev = SeverityError
-			} else if st == CompletedWithWarnings || st == RestartRequired {
-				sev = SeverityWarning
-			}
-		}
+		level, sev := EventOf(st)
 		if !t.Notifications.Level().keeps(level) {
 			continue
 		}

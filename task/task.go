@@ -343,6 +343,31 @@ const (
 	SeverityError   Severity = "error"
 )
 
+// EventOf classifies a result state as a history event: final states are
+// results (errors, warnings or information), the others progress. The
+// server's history and the device's OS event log use the same rule.
+func EventOf(st State) (EventLevel, Severity) {
+	if !st.Final() {
+		return EventProgress, SeverityInfo
+	}
+	switch {
+	case st.IsError():
+		return EventResult, SeverityError
+	case st == CompletedWithWarnings || st == RestartRequired:
+		return EventResult, SeverityWarning
+	}
+	return EventResult, SeverityInfo
+}
+
+// Keeps reports whether history level l stores events of level e (an
+// empty level is the default, DefaultHistory).
+func (l HistoryLevel) Keeps(e EventLevel) bool {
+	if l == "" {
+		l = DefaultHistory
+	}
+	return l.keeps(e)
+}
+
 // keeps reports whether history level l stores events of level e.
 func (l HistoryLevel) keeps(e EventLevel) bool {
 	switch l {

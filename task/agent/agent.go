@@ -97,6 +97,28 @@ type Power interface {
 	Shutdown(ctx context.Context) error
 }
 
+// EventLog writes task events to the device's operating-system event log
+// (the Windows Event Log, journald, syslog): the seeds' "Store in the OS
+// event log on device" (task.Notifications.DeviceEventLog). The host
+// implements it; it must be safe for concurrent use. A failed write is
+// logged and does not fail the run.
+type EventLog interface {
+	Write(ctx context.Context, e LogEntry) error
+}
+
+// LogEntry is one task event for the device's event log: a state change
+// of a run, kept according to the task's history level.
+type LogEntry struct {
+	TaskID   string
+	TaskName string
+	RunID    int64
+	State    task.State
+	Level    task.EventLevel
+	Severity task.Severity
+	Message  string
+	At       time.Time
+}
+
 // Config configures an Agent. Device, Transport-side wiring (Attach),
 // Store and Executor are required.
 type Config struct {
@@ -115,6 +137,10 @@ type Config struct {
 	Power Power
 	// Sealer opens run-as passwords (optional).
 	Sealer credentials.Sealer
+	// EventLog receives the events of tasks that store history in the
+	// device's OS event log (optional: without it that setting has no
+	// effect on this device).
+	EventLog EventLog
 	// Heartbeat is the synchronization interval (default 5 minutes).
 	Heartbeat time.Duration
 	// RetryInterval is how often unacknowledged outbox messages are
@@ -426,6 +452,24 @@ func (a *Agent) report(ctx context.Context, t *LocalTask, r task.Result) {
 	key := fmt.Sprintf("r/%s/%s/%d/%d", a.cfg.Device, r.TaskID, r.RunID, r.Seq)
 	if err := a.enqueue(ctx, transport.Message{Key: key, Kind: transport.Results, Results: []task.Result{r}}); err != nil {
 		a.log.Error().Err(err).Msg("agent: result not queued")
+	}
+	a.logEvent(ctx, t, r)
+}
+
+// logEvent writes a state change to the device's OS event log when the
+// task asks for it and its history level keeps the event.
+func (a *Agent) logEvent(ctx context.Context, t *LocalTask, r task.Result) {
+	n := t.Def.Task.Notifications
+	if a.cfg.EventLog == nil || !n.DeviceEventLog {
+		return
+	}
+	level, sev := task.EventOf(r.State)
+	if !n.History.Keeps(level) {
+		return
+	}
+	e := LogEntry{TaskID: r.TaskID, TaskName: t.Def.Task.Name, RunID: r.RunID, State: r.State, Level: level, Severity: sev, Message: r.Message, At: r.UpdatedAt}
+	if err := a.cfg.EventLog.Write(ctx, e); err != nil {
+		a.log.Error().Err(err).Str("task", r.TaskID).Msg("agent: OS event log write failed")
 	}
 }
 
