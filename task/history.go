@@ -20,7 +20,7 @@ func (m *Manager) appendEvents(ctx context.Context, t *Task, evs []storage.Event
 // appendEventsFor stores events of several tasks, dropping those their
 // task's history level or "store in the server database" setting excludes.
 func (m *Manager) appendEventsFor(ctx context.Context, tasks map[string]*Task, evs []storage.EventRecord) {
-	keep := evs[:0:0]
+	keep := evs[:0] // callers pass slices they own: filter in place
 	for _, e := range evs {
 		t := tasks[e.TaskID]
 		if t == nil {

@@ -471,7 +471,7 @@ func (m *Manager) wantsNotification(t *Task, st State) bool {
 // to each task's history level. Events are keyed so a redelivered update
 // adds nothing.
 func (m *Manager) recordResultEvents(ctx context.Context, tasks map[string]*Task, recs []storage.ResultRecord) {
-	var events []storage.EventRecord
+	events := make([]storage.EventRecord, 0, len(recs))
 	var t *Task
 	lastID := ""
 	for _, r := range recs {

@@ -263,11 +263,15 @@ func (n *Network) Pump(ctx context.Context) int {
 		}
 		clear(n.queue[len(later):])
 		n.queue = later
-		n.due = nil // handlers may Pump re-entrantly only through a new buffer
-		n.mu.Unlock()
 		if len(due) == 0 {
+			// Keep the buffer for the next Pump: dropping it here made
+			// every Pump regrow one from nothing.
+			n.due = due
+			n.mu.Unlock()
 			return delivered
 		}
+		n.due = nil // handlers may Pump re-entrantly only through a new buffer
+		n.mu.Unlock()
 		sort.SliceStable(due, func(i, j int) bool { return due[i].order < due[j].order })
 		for _, e := range due {
 			n.mu.Lock()
