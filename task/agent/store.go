@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"sort"
 	"sync"
 	"time"
 
@@ -89,7 +88,11 @@ type MemStore struct {
 	mu     sync.Mutex
 	tasks  map[string]LocalTask
 	outbox map[string]outboxEntry
-	order  int64
+	// queue holds the outbox in enqueue order; entries whose key was
+	// removed (or re-enqueued later) are dropped lazily by Outbox, so
+	// reading the outbox needs no sort.
+	queue []outboxEntry
+	order int64
 	meta   map[string]metaValue
 	closed bool
 }
@@ -173,7 +176,9 @@ func (s *MemStore) Enqueue(_ context.Context, m transport.Message) error {
 		return nil
 	}
 	s.order++
-	s.outbox[m.Key] = outboxEntry{m, s.order}
+	e := outboxEntry{m, s.order}
+	s.outbox[m.Key] = e
+	s.queue = append(s.queue, e)
 	return nil
 }
 
@@ -184,15 +189,16 @@ func (s *MemStore) Outbox(context.Context) ([]transport.Message, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	es := make([]outboxEntry, 0, len(s.outbox))
-	for _, e := range s.outbox {
-		es = append(es, e)
+	out := make([]transport.Message, 0, len(s.outbox))
+	live := s.queue[:0]
+	for _, e := range s.queue {
+		if cur, ok := s.outbox[e.m.Key]; ok && cur.order == e.order {
+			live = append(live, e)
+			out = append(out, e.m)
+		}
 	}
-	sort.Slice(es, func(i, j int) bool { return es[i].order < es[j].order })
-	out := make([]transport.Message, len(es))
-	for i, e := range es {
-		out[i] = e.m
-	}
+	clear(s.queue[len(live):])
+	s.queue = live
 	return out, nil
 }
 

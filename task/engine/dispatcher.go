@@ -346,10 +346,23 @@ func (s *Server) flushResults(ctx context.Context, now time.Time) {
 	}
 	msgs := s.rbuf
 	s.rbuf, s.rcount = nil, 0
-	all := make([]task.Result, 0, len(msgs))
+	// One buffer, sized exactly and reused across flushes: RecordResults
+	// keeps nothing of its argument.
+	total := 0
+	for _, m := range msgs {
+		total += len(m.Results)
+	}
+	if cap(s.flushBuf) < total {
+		s.flushBuf = make([]task.Result, 0, total)
+	}
+	all := s.flushBuf[:0]
 	for _, m := range msgs {
 		all = append(all, m.Results...)
 	}
+	defer func() {
+		clear(all)
+		s.flushBuf = all[:0]
+	}()
 	ok := msgs
 	n, err := s.m.RecordResults(ctx, all)
 	switch {

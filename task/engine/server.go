@@ -140,6 +140,7 @@ type Server struct {
 	opened     bool
 	zones      map[string]*time.Location
 	rbuf       []transport.Message
+	flushBuf   []task.Result   // flushResults' reusable batch
 	ids        []string        // sorted task ids (nil: rebuild)
 	trig       map[string]bool // ids of tasks others wait for (nil: rebuild)
 	rcount     int
