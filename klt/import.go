@@ -14,8 +14,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/go-playground/validator/v10"
-
 	"github.com/taskfleet/taskfleet/credentials"
 	"github.com/taskfleet/taskfleet/internal/errs"
 	"github.com/taskfleet/taskfleet/restart"
@@ -660,25 +658,17 @@ func (p *parser) settings(tp *node) {
 		p.fail(errs.Invalid(path, "", "cannot be decoded as "+st.String()+": "+err.Error()))
 		return
 	}
-	if err := settingsValidator.Struct(v.Interface()); err != nil {
-		var verrs validator.ValidationErrors
-		if errors.As(err, &verrs) {
-			for _, fe := range verrs {
-				f := fe.Namespace()
-				if _, rest, ok := strings.Cut(f, "."); ok {
-					f = rest
-				}
-				p.fail(&ValidationError{Field: path + "." + f, Value: fmt.Sprint(fe.Value()), Reason: reasonFor(fe)})
-			}
-		} else {
-			p.fail(errs.Invalid(path, "", err.Error()))
-		}
-		return
-	}
 	if ptr {
 		t.Settings = v.Interface()
 	} else {
 		t.Settings = v.Elem().Interface()
+	}
+	// The task package's own check, so an import reports exactly what
+	// Create would; its "settings." paths become the document's path.
+	if err := p.reg.ValidateSettings(t.Application, t.Type, t.Settings); err != nil {
+		p.fail(reroot(err, "settings", path))
+		t.Settings = nil
+		return
 	}
 	for _, f := range credentials.ScanSettings(t.Settings) {
 		fp := strings.TrimSuffix(path+"."+strings.TrimPrefix(f.Path, "$."), ".")
@@ -686,39 +676,31 @@ func (p *parser) settings(tp *node) {
 	}
 }
 
-// settingsValidator checks the `validate` tags of settings types, naming
-// fields by their JSON names like the task package.
-var settingsValidator = func() *validator.Validate {
-	v := validator.New(validator.WithRequiredStructEnabled())
-	v.RegisterTagNameFunc(func(f reflect.StructField) string {
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		switch name {
-		case "-":
-			return ""
-		case "":
-			return f.Name
+// reroot renames the leading path element from of each field in a
+// validation error to to ("settings.max_file_size_mb" ->
+// "task.TASK_ADDITIONAL_PARAMS.max_file_size_mb").
+func reroot(err error, from, to string) error {
+	move := func(e *ValidationError) *ValidationError {
+		c := *e
+		switch {
+		case c.Field == from:
+			c.Field = to
+		case strings.HasPrefix(c.Field, from+"."), strings.HasPrefix(c.Field, from+"["):
+			c.Field = to + c.Field[len(from):]
 		}
-		return name
-	})
-	return v
-}()
-
-func reasonFor(fe validator.FieldError) string {
-	p := fe.Param()
-	switch fe.Tag() {
-	case "required":
-		return "is required"
-	case "min", "gte":
-		return "must be at least " + p
-	case "max", "lte":
-		return "must be at most " + p
-	case "oneof":
-		return "must be one of: " + strings.ReplaceAll(p, " ", ", ")
+		return &c
 	}
-	if p != "" {
-		return fmt.Sprintf("fails the %q check (%s)", fe.Tag(), p)
+	switch e := err.(type) {
+	case *ValidationError:
+		return move(e)
+	case ValidationErrors:
+		out := make(ValidationErrors, len(e))
+		for i, v := range e {
+			out[i] = move(v)
+		}
+		return out
 	}
-	return fmt.Sprintf("fails the %q check", fe.Tag())
+	return err
 }
 
 // checkText applies the task package's rules for names and descriptions.

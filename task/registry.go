@@ -166,6 +166,26 @@ func (r *Registry) Types() []TaskType {
 	return out
 }
 
+// ValidateSettings checks v, a settings value of the registered type,
+// against the type and its `validate` tags: the same check Create and
+// Update make. Errors are ValidationErrors whose fields are JSON paths
+// under "settings." (KLT import and hosts' own forms use it to report
+// errors before anything is stored). An unregistered type is ErrInvalid
+// naming "type".
+func (r *Registry) ValidateSettings(application, name string, v any) error {
+	reg := r.lookup(application, name)
+	if reg == nil {
+		return errs.Invalid("type", name, fmt.Sprintf("no task type %q is registered for application %q", name, application))
+	}
+	if err := reg.checkSettingsType(v); err != nil {
+		return err
+	}
+	if v == nil {
+		return nil
+	}
+	return r.validateSettings(reg, v)
+}
+
 // newSettings returns a fresh copy of the type's default settings.
 func (reg *registered) newSettings() (any, error) {
 	if reg.settingsType == nil {

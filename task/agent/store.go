@@ -91,8 +91,8 @@ type MemStore struct {
 	// queue holds the outbox in enqueue order; entries whose key was
 	// removed (or re-enqueued later) are dropped lazily by Outbox, so
 	// reading the outbox needs no sort.
-	queue []outboxEntry
-	order int64
+	queue  []outboxEntry
+	order  int64
 	meta   map[string]metaValue
 	closed bool
 }
