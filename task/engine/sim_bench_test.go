@@ -43,9 +43,9 @@ func BenchmarkSimulation(b *testing.B) {
 	}
 }
 
-// simStep is the simulation's clock step: clock.Mock sleeps a millisecond
-// per Add, so 2-minute steps keep that at 5 s per simulated week. Runs
-// start at the first step at or after their due instant; counts and due
+// simStep is the simulation's clock step (2,520 steps per simulated week;
+// a step where no agent is due costs only the server's Tick). Runs start
+// at the first step at or after their due instant; counts and due
 // instants are exact.
 const simStep = 2 * time.Minute
 

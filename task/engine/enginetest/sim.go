@@ -1,18 +1,19 @@
 // Package enginetest is a deterministic fleet simulation for tests,
 // benchmarks and hosts that want to try schedules: one engine.Server and
 // one agent.Agent per device over an in-process transport, a memstore,
-// an in-memory inventory and a clock.Mock. Step advances simulated time and
-// lets server, agents and network settle; Executor records every run.
+// an in-memory inventory and a simulated Clock. Step advances simulated
+// time and lets server, agents and network settle; Executor records every
+// run.
 package enginetest
 
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
-
-	"github.com/benbjohnson/clock"
 
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/scope/inmem"
@@ -64,7 +65,7 @@ type Behavior struct {
 
 // Sim is a simulated fleet.
 type Sim struct {
-	Clock   *clock.Mock
+	Clock   *Clock
 	Store   *memstore.Store
 	Inv     *inmem.Inventory
 	Net     *inproc.Network
@@ -79,8 +80,30 @@ type Sim struct {
 	on      map[scope.DeviceID]bool
 	locs    map[string]*time.Location
 	power   map[scope.DeviceID]int
-	ids     []scope.DeviceID
-	touched map[scope.DeviceID]bool
+	// slots are the devices (the server's agent first, then by id); a
+	// Settle ticks only the agents due by their cached NextWake.
+	slots  []*slot
+	byID   map[scope.DeviceID]*slot
+	wakes  wakeHeap
+	round  int64
+	due    []*slot
+	moved  []*slot // delivered to in the current Settle round
+	wmu    sync.Mutex
+	woken  []scope.DeviceID // runs finished on the harness clock
+	watchd []*slot          // handed out by Agent: NextWake read afresh
+}
+
+// slot is one device's place in Settle.
+type slot struct {
+	id    scope.DeviceID
+	rank  int
+	a     *agent.Agent
+	wake  int64 // cached NextWake, Unix nanoseconds (0: at once)
+	stamp int64 // the Settle round that last picked it
+	// queued: an entry at wake is in the heap.
+	queued bool
+	moved  bool // delivered to in the current round
+	watch  bool
 }
 
 // New builds a Sim with every device powered on and connected.
@@ -88,13 +111,13 @@ func New(ctx context.Context, cfg Config) (*Sim, error) {
 	if cfg.Heartbeat == 0 {
 		cfg.Heartbeat = 5 * time.Minute
 	}
-	clk := clock.NewMock()
-	clk.Set(cfg.Start)
+	clk := NewClock(cfg.Start)
 	s := &Sim{Clock: clk, Store: memstore.New(), Inv: inmem.New(), cfg: cfg,
 		devices: map[scope.DeviceID]scope.Device{}, agents: map[scope.DeviceID]*agent.Agent{},
 		stores: map[scope.DeviceID]agent.Store{}, on: map[scope.DeviceID]bool{}, locs: map[string]*time.Location{},
-		power: map[scope.DeviceID]int{}, touched: map[scope.DeviceID]bool{}}
-	s.Exec = &Executor{clk: clk, behavior: cfg.Behavior, runs: map[RunKey][]Record{}, timers: map[RunKey]*clock.Timer{}, notRunning: map[scope.DeviceID]bool{}}
+		power: map[scope.DeviceID]int{}, byID: map[scope.DeviceID]*slot{}}
+	s.Exec = &Executor{clk: clk, behavior: cfg.Behavior, runs: map[RunKey][]Record{}, timers: map[RunKey]*simTimer{}, notRunning: map[scope.DeviceID]bool{},
+		finished: s.finished}
 	if err := s.Inv.PutGroups(cfg.Groups...); err != nil {
 		return nil, err
 	}
@@ -130,6 +153,11 @@ func New(ctx context.Context, cfg Config) (*Sim, error) {
 	ids := s.order
 	if cfg.ServerAgent {
 		ids = append([]scope.DeviceID{task.ServerDevice}, ids...)
+	}
+	for _, id := range ids {
+		sl := &slot{id: id, rank: len(s.slots)}
+		s.slots = append(s.slots, sl)
+		s.byID[id] = sl
 	}
 	for _, id := range ids {
 		if cfg.AgentStore == nil {
@@ -171,13 +199,21 @@ func (s *Sim) boot(ctx context.Context, id scope.DeviceID) error {
 	if err != nil {
 		return err
 	}
+	sl := s.byID[id]
 	a.Attach(s.Net.Device(id, transport.HandlerFunc(func(ctx context.Context, m transport.Message) {
-		s.touched[id] = true
+		if !sl.moved {
+			sl.moved = true
+			s.moved = append(s.moved, sl)
+		}
 		a.Handle(ctx, m)
+		if sl.a == a {
+			s.refresh(sl)
+		}
 	})))
-	s.ids = nil
 	s.Net.Connect(id)
 	s.agents[id] = a
+	sl.a = a
+	s.refresh(sl)
 	s.on[id] = true
 	return nil
 }
@@ -189,8 +225,16 @@ func (p powerFunc) Shutdown(context.Context) error { p(); return nil }
 // Shutdowns returns how many times a device was shut down by a task.
 func (s *Sim) Shutdowns(id scope.DeviceID) int { return s.power[id] }
 
-// Agent returns a device's agent (nil while powered off).
-func (s *Sim) Agent(id scope.DeviceID) *agent.Agent { return s.agents[id] }
+// Agent returns a device's agent (nil while powered off). From then on
+// Settle asks the device's agents afresh whether they are due at every
+// step, since the caller may change them directly.
+func (s *Sim) Agent(id scope.DeviceID) *agent.Agent {
+	if sl := s.byID[id]; sl != nil && !sl.watch {
+		sl.watch = true
+		s.watchd = append(s.watchd, sl)
+	}
+	return s.agents[id]
+}
 
 func (s *Sim) setConnected(id scope.DeviceID, v bool) {
 	d := s.devices[id]
@@ -209,7 +253,9 @@ func (s *Sim) PowerOff(id scope.DeviceID) {
 		}
 	}
 	delete(s.agents, id)
-	s.ids = nil
+	if sl := s.byID[id]; sl != nil {
+		sl.a = nil
+	}
 	s.on[id] = false
 	s.Net.Disconnect(id)
 	s.setConnected(id, false)
@@ -261,53 +307,175 @@ func (s *Sim) RestartServer(ctx context.Context) error {
 }
 
 // Settle lets server, agents and network work at the current instant until
-// nothing is left to deliver. After the first round only the agents that
-// received messages tick again.
+// nothing is left to deliver. The first round ticks the agents that are due
+// (by NextWake); after it only the agents that received messages tick
+// again.
 func (s *Sim) Settle(ctx context.Context) error {
-	if s.ids == nil {
-		s.ids = s.agentIDs()
-	}
-	ids := s.ids
 	now := s.Clock.Now()
-	for range 50 {
+	s.drainWoken()
+	s.round++
+	due := s.dueSlots(now)
+	slices.SortFunc(due, func(a, b *slot) int { return a.rank - b.rank })
+	for r := range 50 {
 		if err := s.Server.Tick(ctx); err != nil {
 			return err
 		}
-		for _, id := range ids {
-			a := s.agents[id]
-			if w := a.NextWake(); !w.IsZero() && w.After(now) {
-				continue // idle until then
+		for _, sl := range due {
+			a := sl.a
+			if a == nil {
+				continue
 			}
 			if err := a.Tick(ctx); err != nil {
-				return fmt.Errorf("agent %s: %w", id, err)
+				return fmt.Errorf("agent %s: %w", sl.id, err)
 			}
+			s.refresh(sl)
 		}
-		clear(s.touched)
-		if s.Net.Pump(ctx) == 0 && len(s.touched) == 0 {
+		s.clearMoved()
+		if s.Net.Pump(ctx) == 0 && len(s.moved) == 0 {
+			s.due = due[:0]
 			return nil
 		}
-		ids = ids[:0:0]
-		for id := range s.touched {
-			if s.agents[id] != nil {
-				ids = append(ids, id)
-			}
+		if r == 49 {
+			break
 		}
-		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+		due = append(due[:0], s.moved...)
+		slices.SortFunc(due, func(a, b *slot) int { return strings.Compare(string(a.id), string(b.id)) })
 	}
+	s.due = due[:0]
+	s.clearMoved()
 	return nil
 }
 
-func (s *Sim) agentIDs() []scope.DeviceID {
-	ids := make([]scope.DeviceID, 0, len(s.agents))
-	if s.agents[task.ServerDevice] != nil {
-		ids = append(ids, task.ServerDevice)
+func (s *Sim) clearMoved() {
+	for _, sl := range s.moved {
+		sl.moved = false
 	}
-	for _, id := range s.order {
-		if s.agents[id] != nil {
-			ids = append(ids, id)
+	s.moved = s.moved[:0]
+}
+
+// dueSlots returns the powered-on devices whose agent has work at now.
+func (s *Sim) dueSlots(now time.Time) []*slot {
+	due := s.due[:0]
+	n := now.UnixNano()
+	for len(s.wakes) > 0 && s.wakes[0].at <= n {
+		e := s.wakes.pop()
+		sl := s.slots[e.rank]
+		if sl.wake != e.at {
+			continue // stale
+		}
+		sl.queued = false
+		if sl.a == nil || sl.watch || sl.stamp == s.round {
+			continue // off, asked below, or picked
+		}
+		if w := sl.a.NextWake(); !w.IsZero() && w.After(now) {
+			s.refresh(sl)
+			continue
+		}
+		sl.stamp = s.round
+		due = append(due, sl)
+	}
+	for _, sl := range s.watchd {
+		if sl.a == nil || sl.stamp == s.round {
+			continue
+		}
+		if w := sl.a.NextWake(); !w.IsZero() && w.After(now) {
+			s.refresh(sl)
+			continue
+		}
+		sl.stamp = s.round
+		due = append(due, sl)
+	}
+	return due
+}
+
+// refresh caches a device agent's NextWake and queues it.
+func (s *Sim) refresh(sl *slot) {
+	if sl.a == nil {
+		return
+	}
+	var n int64
+	if w := sl.a.NextWake(); !w.IsZero() {
+		n = w.UnixNano()
+	}
+	if sl.queued && sl.wake == n {
+		return
+	}
+	sl.wake, sl.queued = n, true
+	s.wakes.push(wakeEntry{at: n, rank: int32(sl.rank)})
+}
+
+// finished is the Executor's note that a run of device id ended on the
+// clock (its agent is due at once).
+func (s *Sim) finished(id scope.DeviceID) {
+	s.wmu.Lock()
+	s.woken = append(s.woken, id)
+	s.wmu.Unlock()
+}
+
+func (s *Sim) drainWoken() {
+	s.wmu.Lock()
+	ids := s.woken
+	s.woken = nil
+	s.wmu.Unlock()
+	for _, id := range ids {
+		if sl := s.byID[id]; sl != nil {
+			s.refresh(sl)
 		}
 	}
-	return ids
+}
+
+// wakeEntry queues a device at its cached wake; entries whose wake is no
+// longer the device's are stale and skipped.
+type wakeEntry struct {
+	at   int64
+	rank int32
+}
+
+// wakeHeap is a min-heap of wake entries by time then rank.
+type wakeHeap []wakeEntry
+
+func (h wakeEntry) less(o wakeEntry) bool {
+	return h.at < o.at || h.at == o.at && h.rank < o.rank
+}
+
+func (h *wakeHeap) push(e wakeEntry) {
+	*h = append(*h, e)
+	q := *h
+	i := len(q) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if !q[i].less(q[p]) {
+			break
+		}
+		q[i], q[p] = q[p], q[i]
+		i = p
+	}
+}
+
+func (h *wakeHeap) pop() wakeEntry {
+	q := *h
+	top := q[0]
+	last := len(q) - 1
+	q[0] = q[last]
+	q = q[:last]
+	i := 0
+	for {
+		l := 2*i + 1
+		if l >= len(q) {
+			break
+		}
+		m := l
+		if r := l + 1; r < len(q) && q[r].less(q[l]) {
+			m = r
+		}
+		if !q[m].less(q[i]) {
+			break
+		}
+		q[i], q[m] = q[m], q[i]
+		i = m
+	}
+	*h = q
+	return top
 }
 
 // Step advances the clock by d in steps of at most step, settling after
@@ -346,12 +514,13 @@ type Record struct {
 // Executor is the simulated security application of every device.
 type Executor struct {
 	mu         sync.Mutex
-	clk        *clock.Mock
+	clk        *Clock
 	behavior   func(agent.Run, scope.DeviceID) Behavior
 	runs       map[RunKey][]Record
-	timers     map[RunKey]*clock.Timer
+	timers     map[RunKey]*simTimer
 	notRunning map[scope.DeviceID]bool
 	total      int64
+	finished   func(scope.DeviceID)
 }
 
 // SetAppRunning sets whether the application is running on a device.
@@ -407,7 +576,16 @@ func (x devExec) Start(_ context.Context, r agent.Run, done func(agent.Outcome))
 		done(out)
 		return nil
 	}
-	t := x.e.clk.AfterFunc(b.Duration, func() { done(out) })
+	var t *simTimer
+	t = x.e.clk.afterFunc(b.Duration, func() {
+		x.e.mu.Lock()
+		if x.e.timers[k] == t {
+			delete(x.e.timers, k)
+		}
+		x.e.mu.Unlock()
+		done(out)
+		x.e.finished(x.id)
+	})
 	x.e.mu.Lock()
 	x.e.timers[k] = t
 	x.e.mu.Unlock()
@@ -419,7 +597,7 @@ func (x devExec) Stop(_ context.Context, taskID string, runID int64) error {
 	x.e.mu.Lock()
 	defer x.e.mu.Unlock()
 	if t := x.e.timers[k]; t != nil {
-		t.Stop()
+		t.stop()
 		delete(x.e.timers, k)
 	}
 	if rs := x.e.runs[k]; len(rs) > 0 && rs[len(rs)-1].RunID == runID {
