@@ -90,6 +90,20 @@ type Executor interface {
 	Stop(ctx context.Context, taskID string, runID int64) error
 }
 
+// Pauser is an optional interface of an Executor whose runs can be
+// paused, detected with a type assertion: when the administrator suspends
+// a task while it runs, the server sends transport.PauseRun and the agent
+// calls Pause; Resume continues the run after the task is resumed. A
+// paused run's done may still be called (it ended anyway); Stop must stop
+// a paused run too. Without Pauser, or when Pause returns an error, the
+// run continues and the agent reports that it cannot be paused (a warning
+// event and the running result's message). When Resume returns an error
+// the agent stops the run and reports it failed.
+type Pauser interface {
+	Pause(ctx context.Context, taskID string, runID int64) error
+	Resume(ctx context.Context, taskID string, runID int64) error
+}
+
 // Power is the device's power control (optional).
 type Power interface {
 	// Shutdown shuts the device down ("shut down the devices after
@@ -447,13 +461,19 @@ func (a *Agent) save(ctx context.Context, t *LocalTask) {
 
 func (a *Agent) report(ctx context.Context, t *LocalTask, r task.Result) {
 	r.TaskID = t.Def.Task.ID
+	r = a.queueResult(ctx, r)
+	a.logEvent(ctx, t, r)
+}
+
+// queueResult puts a result of this device into the outbox.
+func (a *Agent) queueResult(ctx context.Context, r task.Result) task.Result {
 	r.DeviceID = a.cfg.Device
 	r.UpdatedAt = a.clk.Now().UTC()
 	key := fmt.Sprintf("r/%s/%s/%d/%d", a.cfg.Device, r.TaskID, r.RunID, r.Seq)
 	if err := a.enqueue(ctx, transport.Message{Key: key, Kind: transport.Results, Results: []task.Result{r}}); err != nil {
 		a.log.Error().Err(err).Msg("agent: result not queued")
 	}
-	a.logEvent(ctx, t, r)
+	return r
 }
 
 // logEvent writes a state change to the device's OS event log when the

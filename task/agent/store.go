@@ -32,6 +32,12 @@ type LocalTask struct {
 	// Slot is the device's place in the task's automatic randomized delay
 	// (nil: plain random offset).
 	Slot *transport.Slot
+	// Control is the order (a task revision) of the newest PauseRun or
+	// ResumeRun applied, and Held what it said: the task is suspended.
+	// Whichever of Control and the definition's revision is newer decides
+	// whether the task is suspended on this device.
+	Control int64
+	Held    bool
 
 	// nextDue caches the next activation's start (not stored).
 	nextDue time.Time
@@ -54,6 +60,12 @@ type RunState struct {
 	NextPrompt time.Time
 	Prompts    int
 	Executing  bool
+	// Paused: the executor paused the run (the task was suspended) at
+	// PausedAt; PausedFor is the time it spent paused before, which the
+	// task's maximum run time does not count.
+	Paused    bool
+	PausedAt  time.Time
+	PausedFor time.Duration
 }
 
 // Store is the agent's local store: the tasks delivered to its device and

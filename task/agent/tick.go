@@ -90,8 +90,8 @@ func (a *Agent) nextWake(now time.Time) time.Time {
 	for _, t := range a.tasks {
 		if r := t.Running; r != nil {
 			if r.Executing {
-				if max, ok := t.Def.Task.Schedule.MaxRunDuration(); ok {
-					min(r.StartedAt.Add(max))
+				if max, ok := t.Def.Task.Schedule.MaxRunDuration(); ok && !r.Paused {
+					min(r.StartedAt.Add(max + r.PausedFor))
 				}
 			} else {
 				min(r.NextPrompt)
@@ -139,7 +139,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 	hb := &transport.HeartbeatInfo{UpdatesGeneration: a.updGen}
 	for _, t := range a.sorted() {
 		if !t.Transient {
-			hb.Held = append(hb.Held, transport.HeldTask{TaskID: t.Def.Task.ID, Revision: t.Def.Task.Revision})
+			hb.Held = append(hb.Held, transport.HeldTask{TaskID: t.Def.Task.ID, Revision: t.Def.Task.Revision, Slot: t.Slot})
 		}
 	}
 	_ = a.ep.Send(ctx, transport.Message{Kind: transport.Heartbeat, Device: a.cfg.Device, SentAt: a.clk.Now().UTC(), Heartbeat: hb})
@@ -217,7 +217,9 @@ func (a *Agent) collect(ctx context.Context) {
 func (a *Agent) tickTask(ctx context.Context, t *LocalTask, now time.Time) {
 	if r := t.Running; r != nil {
 		if r.Executing {
-			if max, ok := t.Def.Task.Schedule.MaxRunDuration(); ok && !now.Before(r.StartedAt.Add(max)) {
+			// The maximum run time counts execution only: time spent
+			// paused (the task was suspended) is added to the limit.
+			if max, ok := t.Def.Task.Schedule.MaxRunDuration(); ok && !r.Paused && !now.Before(r.StartedAt.Add(max+r.PausedFor)) {
 				_ = a.cfg.Executor.Stop(ctx, t.Def.Task.ID, r.RunID)
 				a.finish(ctx, t, Outcome{State: task.FailedTimeout, Message: "stopped: the run exceeded its maximum time of " + max.String()})
 			}
@@ -229,13 +231,13 @@ func (a *Agent) tickTask(ctx context.Context, t *LocalTask, now time.Time) {
 		}
 	}
 	if !t.Transient && (!t.nextOK || !t.nextDue.After(now)) {
-		if t.Def.Task.Suspended {
+		if suspended(t) {
 			a.skipActivations(ctx, t, now)
 		} else {
 			a.dueActivations(ctx, t, now)
 		}
 	}
-	if t.Running == nil && !t.Def.Task.Suspended {
+	if t.Running == nil && !suspended(t) {
 		for i, s := range t.Queue {
 			if s.Due.After(now) {
 				continue
@@ -484,7 +486,7 @@ func (a *Agent) updatesFallback(ctx context.Context, now time.Time) {
 	}
 	any := false
 	for _, t := range a.sorted() {
-		if t.Transient || t.Def.Task.Schedule.Kind != schedule.OnUpdates || t.Def.Task.Suspended {
+		if t.Transient || t.Def.Task.Schedule.Kind != schedule.OnUpdates || suspended(t) {
 			continue
 		}
 		any = true
@@ -557,16 +559,13 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 		t.Queue = append(t.Queue, s)
 		a.save(ctx, t)
 	case transport.StopRun:
-		if t := a.tasks[m.TaskID]; t != nil {
-			t.Queue = nil
-			if t.Running != nil {
-				if t.Running.Executing {
-					_ = a.cfg.Executor.Stop(ctx, t.Def.Task.ID, t.Running.RunID)
-				}
-				a.end(ctx, t, Outcome{State: task.Stopped, Message: "stopped by the administrator"}, now)
-			} else {
-				a.save(ctx, t)
-			}
+		a.stopRun(ctx, m, now)
+	case transport.PauseRun, transport.ResumeRun:
+		a.control(ctx, m, now)
+		if m.Key != "" && a.ep != nil {
+			// The order is applied and the run's new state queued in
+			// the outbox: the server may stop resending it.
+			_ = a.ep.Send(ctx, transport.Message{Kind: transport.Ack, Device: a.cfg.Device, SentAt: now.UTC(), Acks: []string{m.Key}})
 		}
 	case transport.Sync:
 		if m.SyncInfo != nil && m.SyncInfo.UpdatesGeneration > a.updGen {
@@ -577,7 +576,7 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 			a.lastFall = time.Time{}
 			_ = a.cfg.Store.SetMeta(ctx, "updates", a.updAt, a.updGen)
 			for _, t := range a.sorted() {
-				if t.Transient || t.Def.Task.Schedule.Kind != schedule.OnUpdates || t.Def.Task.Suspended {
+				if t.Transient || t.Def.Task.Schedule.Kind != schedule.OnUpdates || suspended(t) {
 					continue
 				}
 				at := m.SyncInfo.UpdatesAt

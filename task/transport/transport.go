@@ -36,8 +36,21 @@ const (
 	Withdraw Kind = "withdraw"
 	// StartRun starts run Message.Start on the device.
 	StartRun Kind = "start"
-	// StopRun stops the device's run of Message.TaskID.
+	// StopRun stops the device's run of Message.TaskID
+	// (Message.Control.RunID; the run in progress when Control is nil).
+	// The server resends it every retry interval until the device reports
+	// a final state for that run; the device applies it once.
 	StopRun Kind = "stop"
+	// PauseRun pauses the device's run of Message.TaskID in progress
+	// because the task was suspended (Message.Control), and holds the
+	// task's starts until a newer ResumeRun or definition says otherwise.
+	// The server resends it every retry interval until the device
+	// acknowledges its Key (after it applied the order and queued the
+	// run's new state) or the run ends.
+	PauseRun Kind = "pause"
+	// ResumeRun continues the device's paused run of Message.TaskID (the
+	// task was resumed); retried like PauseRun.
+	ResumeRun Kind = "resume"
 	// Wake is a Wake-on-LAN request for the device (the host's channel
 	// sends the magic packet; the message itself may be lost).
 	Wake Kind = "wake"
@@ -97,6 +110,8 @@ type Message struct {
 	// Slot is the device's place in the task's automatic randomized
 	// delay (Deliver): see Offset.
 	Slot *Slot
+	// Control is the payload of StopRun, PauseRun and ResumeRun.
+	Control *Control
 	// Merged lists the keys of the messages merged into this one (a
 	// Results or Events message carrying several outbox entries); the
 	// receiver acknowledges each of them. Key is then the first of them.
@@ -135,10 +150,26 @@ type Start struct {
 	Manual bool
 }
 
+// Control says which run a StopRun, PauseRun or ResumeRun is for.
+type Control struct {
+	// RunID is the run the server knows to be in progress (or started)
+	// on the device.
+	RunID int64
+	// Order orders the pause and resume orders of a task on a device: the
+	// task revision that suspended or resumed it. A device applies an
+	// order only if it is newer than the last one it applied, so a
+	// delayed, duplicated or reordered order never undoes a later one.
+	Order int64
+}
+
 // HeldTask is a task revision a device holds.
 type HeldTask struct {
 	TaskID   string
 	Revision int64
+	// Slot is the delay slot the device holds for the task (nil: none);
+	// the server redelivers the definition when the device's slot in
+	// the task's current scope differs.
+	Slot *Slot
 }
 
 // HeartbeatInfo is the payload of a Heartbeat.
