@@ -2,11 +2,15 @@ package hierarchy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/benbjohnson/clock"
 
 	"github.com/taskfleet/taskfleet/internal/errs"
 	"github.com/taskfleet/taskfleet/scope"
@@ -14,17 +18,10 @@ import (
 	"github.com/taskfleet/taskfleet/task"
 )
 
-// Errors, shared with every taskfleet package.
-var (
-	ErrInvalid  = errs.ErrInvalid
-	ErrNotFound = errs.ErrNotFound
-)
-
-// ValidationError and ValidationErrors are the shared validation types.
-type (
-	ValidationError  = errs.ValidationError
-	ValidationErrors = errs.ValidationErrors
-)
+// MaxDepth is the most Administration Servers a task set, an inherited
+// task's lineage or a relayed report may pass through: a longer chain is
+// rejected as invalid (a guard beside the cycle checks).
+const MaxDepth = 32
 
 // Child is a secondary or virtual server deployed under this server.
 type Child struct {
@@ -55,25 +52,101 @@ type Config struct {
 	Children []Child
 	// Link connects the servers. Required.
 	Link Link
+	// Clock stamps reports (nil: the system clock). The Node's reports are
+	// ordered by the clock reading when it was created (its epoch) and a
+	// counter, so a restarted server must start at a later clock reading
+	// than its previous start.
+	Clock clock.Clock
 }
 
-// Link carries inherited tasks down and statistics up the hierarchy.
+// Link carries inherited tasks down and statistics up the hierarchy. An
+// implementation delivers each message to Node.ReceiveTasks or
+// Node.ReceiveReport of the server named by its To field and returns that
+// method's error. It returns an error matching ErrUnreachable (and so
+// ErrRetryable) when the other server cannot be reached, and an
+// *UnknownServerError when it has no route to it. Every message is a
+// complete state, so a Link may drop, repeat or reorder them: the
+// receiver ignores stale ones and the next message repairs a lost one.
+// It must be safe for concurrent use.
 type Link interface {
-	// SendTasks replaces the set of tasks server to inherits from server
-	// from (an empty set withdraws every inherited task).
-	SendTasks(ctx context.Context, from, to string, tasks []task.Task) error
-	// SendStatistics reports the child's statistics of inherited tasks to
-	// its parent.
-	SendStatistics(ctx context.Context, from, to string, stats []TaskStatistics) error
+	// SendTasks delivers the complete set of tasks m.To inherits from
+	// m.From (an empty set withdraws every inherited task).
+	SendTasks(ctx context.Context, m TaskSet) error
+	// SendReport delivers a child's statistics report to its parent.
+	SendReport(ctx context.Context, r Report) error
+}
+
+// TaskSet is the complete set of tasks a server inherits from its parent.
+type TaskSet struct {
+	From, To string
+	// Path lists the servers the set passed through, from the server
+	// where Distribute was called to From (empty means just From). The
+	// receiver refuses a set whose Path holds itself (*CycleError).
+	Path []string
+	// Tasks are the parent's tasks as stored there; an inherited task's
+	// CreatedBy carries its lineage further up.
+	Tasks []task.Task
+}
+
+// Report is a child's statistics for its parent: for every task the child
+// inherits from the parent, its own figures and those relayed from its
+// subtree.
+type Report struct {
+	From, To string
+	// Version orders the reports of From; the parent ignores a report
+	// not newer than the last one it applied.
+	Version Version
+	// Complete says Statistics hold From's whole subtree: every server
+	// under From has reported since From started. Then the parent drops
+	// the figures of servers under From that the report no longer holds
+	// (a server removed, a task withdrawn); otherwise it keeps them.
+	Complete bool
+	// Statistics are the figures, keyed by the parent's task ids.
+	Statistics []TaskStatistics
+}
+
+// Version orders one server's reports: Epoch is the server's clock in
+// nanoseconds when its Node was created, Seq counts its reports since.
+type Version struct {
+	Epoch int64 `json:"epoch"`
+	Seq   int64 `json:"seq"`
+}
+
+// Compare returns -1, 0 or +1 as v is older than, equal to or newer
+// than w.
+func (v Version) Compare(w Version) int {
+	if c := compareInt(v.Epoch, w.Epoch); c != 0 {
+		return c
+	}
+	return compareInt(v.Seq, w.Seq)
+}
+
+func compareInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 // TaskStatistics are the results of one inherited task on one server.
 type TaskStatistics struct {
-	// TaskID is the parent's task id.
+	// TaskID is the task id on the server that holds these figures (in a
+	// Report: on the parent).
 	TaskID string
-	// Server and Role name the reporting server.
-	Server     string
-	Role       scope.ServerRole
+	// Server and Role name the server whose devices the figures count.
+	Server string
+	Role   scope.ServerRole
+	// Path lists the servers from the holder's child down to Server:
+	// Path[0] is the child that reported or relayed the figures, the last
+	// element is Server.
+	Path []string
+	// Version is Server's report that read the figures; At is Server's
+	// clock then.
+	Version    Version
+	At         time.Time
 	Statistics task.Statistics
 }
 
@@ -86,62 +159,46 @@ type View struct {
 	// there.
 	From         string
 	ParentTaskID string
+	// Lineage lists the task on every server above this one, from the
+	// parent (Lineage[0] is From/ParentTaskID) to the origin, the server
+	// where the task was created (the last hop).
+	Lineage []Hop
 }
 
-// inheritPrefix marks an inherited copy: it is created and updated by the
-// actor "inherited:<from>/<parent task id>@<parent revision>", so its
-// CreatedBy links it to the parent's task and its UpdatedBy says which
-// revision it copies, across restarts.
-const inheritPrefix = "inherited:"
-
-func inheritActor(from, parentTask string, rev int64) task.Actor {
-	return task.Actor{ID: fmt.Sprintf("%s%s/%s@%d", inheritPrefix, from, parentTask, rev)}
-}
-
-// origin parses an inherited copy's CreatedBy.
-func origin(t *task.Task) (from, parentTask string, ok bool) {
-	return parseActor(t.CreatedBy)
-}
-
-func parseActor(id string) (from, parentTask string, ok bool) {
-	rest, ok := strings.CutPrefix(id, inheritPrefix)
-	if !ok {
-		return "", "", false
+// Origin returns the server where an inherited task was created and its
+// id there (zero for a task of this server's own).
+func (v View) Origin() Hop {
+	if len(v.Lineage) == 0 {
+		return Hop{}
 	}
-	rest, _, _ = strings.Cut(rest, "@")
-	from, parentTask, ok = strings.Cut(rest, "/")
-	return from, parentTask, ok
+	return v.Lineage[len(v.Lineage)-1]
 }
 
-// ReadOnly wraps an Authorizer so inherited copies can be modified or
-// deleted only by the Node that keeps them in sync.
-func ReadOnly(next task.Authorizer) task.Authorizer {
-	if next == nil {
-		next = task.AllowAll{}
-	}
-	return readOnly{next}
-}
-
-type readOnly struct{ next task.Authorizer }
-
-func (r readOnly) Authorize(ctx context.Context, a task.Actor, op task.Operation, t *task.Task) error {
-	if t != nil && (op == task.OpModify || op == task.OpDelete) {
-		from, id, ok := origin(t)
-		if af, aid, aok := parseActor(a.ID); ok && (!aok || af != from || aid != id) {
-			return fmt.Errorf("task %q is inherited from Administration Server %q and read-only here: %w", t.ID, from, task.ErrPermission)
-		}
-	}
-	return r.next.Authorize(ctx, a, op, t)
-}
-
-// Node is one Administration Server's side of the hierarchy.
+// Node is one Administration Server's side of the hierarchy. Its methods
+// are safe for concurrent use.
 type Node struct {
-	cfg  Config
+	cfg   Config
+	clk   clock.Clock
+	epoch int64
+
+	recv sync.Mutex // serializes ReceiveTasks' changes to the Manager
+	rep  sync.Mutex // serializes Report, so versions follow reading order
+
 	mu   sync.Mutex
-	stat map[string]map[string]TaskStatistics // parent task id -> child server -> statistics
+	seq  int64
+	stat map[string]map[string]TaskStatistics // task id -> server -> figures
+	last map[string]childReport               // child -> last applied report
+}
+
+type childReport struct {
+	version  Version
+	complete bool
 }
 
 // New returns a Node.
+//
+// Errors: ValidationErrors naming each bad field; a *CycleError when the
+// server is its own parent or its parent is also its child.
 func New(cfg Config) (*Node, error) {
 	var bad errs.ValidationErrors
 	if cfg.ID == "" {
@@ -149,6 +206,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	switch cfg.Role {
 	case scope.Primary:
+		if cfg.Parent != "" {
+			bad = append(bad, errs.Invalid("parent", cfg.Parent, "must be empty for the primary server"))
+		}
 	case scope.Secondary, scope.Virtual:
 		if cfg.Root == "" {
 			bad = append(bad, errs.Invalid("root", "", "is required for a secondary or virtual server"))
@@ -168,11 +228,16 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Link == nil {
 		bad = append(bad, errs.Invalid("link", "", "is required"))
 	}
+	seen := map[string]bool{}
 	for i, c := range cfg.Children {
 		p := fmt.Sprintf("children[%d]", i)
-		if c.ID == "" || c.ID == cfg.ID {
+		switch {
+		case c.ID == "" || c.ID == cfg.ID:
 			bad = append(bad, errs.Invalid(p+".id", c.ID, "must be a server id other than this server's"))
+		case seen[c.ID]:
+			bad = append(bad, errs.Invalid(p+".id", c.ID, "must be unique among the children"))
 		}
+		seen[c.ID] = true
 		if c.Role != scope.Secondary && c.Role != scope.Virtual {
 			bad = append(bad, errs.Invalid(p+".role", string(c.Role), `must be "secondary" or "virtual"`))
 		}
@@ -183,11 +248,32 @@ func New(cfg Config) (*Node, error) {
 	if err := bad.Err(); err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, stat: map[string]map[string]TaskStatistics{}}, nil
+	if cfg.Parent == cfg.ID {
+		return nil, &CycleError{Path: []string{cfg.ID, cfg.ID}}
+	}
+	if cfg.Parent != "" && seen[cfg.Parent] {
+		return nil, &CycleError{Path: []string{cfg.Parent, cfg.ID, cfg.Parent}}
+	}
+	clk := cfg.Clock
+	if clk == nil {
+		clk = clock.New()
+	}
+	return &Node{
+		cfg: cfg, clk: clk, epoch: clk.Now().UnixNano(),
+		stat: map[string]map[string]TaskStatistics{}, last: map[string]childReport{},
+	}, nil
 }
 
 // ID returns the server id.
 func (n *Node) ID() string { return n.cfg.ID }
+
+func (n *Node) child(id string) (Child, bool) {
+	i := slices.IndexFunc(n.cfg.Children, func(c Child) bool { return c.ID == id })
+	if i < 0 {
+		return Child{}, false
+	}
+	return n.cfg.Children[i], true
+}
 
 // allTasks lists every task of the server's Manager.
 func (n *Node) allTasks(ctx context.Context) ([]*task.Task, error) {
@@ -196,7 +282,7 @@ func (n *Node) allTasks(ctx context.Context) ([]*task.Task, error) {
 	for {
 		page, err := n.cfg.Manager.List(ctx, task.System, p)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("hierarchy: list tasks of %q: %w", n.cfg.ID, err)
 		}
 		for _, app := range page.Applications {
 			out = append(out, app.Tasks...)
@@ -222,7 +308,7 @@ func (n *Node) ancestors(ctx context.Context, g scope.GroupID) ([]scope.GroupID,
 	return out, nil
 }
 
-// Inherits reports whether child c inherits task t: a group task
+// inherits reports whether child c inherits task t: a group task
 // distributed to servers whose group is the child's group or, unless the
 // task is for its group only, an ancestor of it.
 func (n *Node) inherits(ctx context.Context, t *task.Task, c Child) (bool, error) {
@@ -247,15 +333,27 @@ func (n *Node) inherits(ctx context.Context, t *task.Task, c Child) (bool, error
 	return slices.Contains(anc, t.Scope.Group), nil
 }
 
-// Distribute sends every child the tasks it inherits from this server
-// (the complete set each time: added, changed and withdrawn tasks).
+// Distribute sends every child the complete set of tasks it inherits from
+// this server (added, changed and withdrawn tasks alike); each child
+// applies it and passes its inherited copies on to its own children, so
+// one call reaches the whole subtree. A child that cannot be reached does
+// not stop the others: the errors are joined (ErrUnreachable for a link
+// that is down), and the next Distribute, here or on the server below,
+// catches up.
 func (n *Node) Distribute(ctx context.Context) error {
+	return n.distribute(ctx, []string{n.cfg.ID})
+}
+
+func (n *Node) distribute(ctx context.Context, path []string) error {
 	all, err := n.allTasks(ctx)
 	if err != nil {
-		return fmt.Errorf("hierarchy: list tasks: %w", err)
+		return err
 	}
+	n.pruneDeleted(all)
+	var failed []error
 	for _, c := range n.cfg.Children {
 		var send []task.Task
+		ids := map[string]bool{}
 		for _, t := range all {
 			ok, err := n.inherits(ctx, t, c)
 			if err != nil {
@@ -263,188 +361,202 @@ func (n *Node) Distribute(ctx context.Context) error {
 			}
 			if ok {
 				send = append(send, *t)
+				ids[t.ID] = true
 			}
 		}
-		if err := n.cfg.Link.SendTasks(ctx, n.cfg.ID, c.ID, send); err != nil {
-			return fmt.Errorf("hierarchy: send tasks to %q: %w", c.ID, err)
+		m := TaskSet{From: n.cfg.ID, To: c.ID, Path: slices.Clone(path), Tasks: send}
+		if err := n.cfg.Link.SendTasks(ctx, m); err != nil {
+			failed = append(failed, fmt.Errorf("hierarchy: send tasks from %q to %q: %w", n.cfg.ID, c.ID, err))
+			continue
 		}
+		n.pruneWithdrawn(c.ID, ids)
+	}
+	return errors.Join(failed...)
+}
+
+// checkTaskSet validates a task set before anything changes.
+func (n *Node) checkTaskSet(m TaskSet) error {
+	if m.To != "" && m.To != n.cfg.ID {
+		return errs.Invalid("to", m.To, fmt.Sprintf("must be this server %q", n.cfg.ID))
+	}
+	if n.cfg.Parent == "" || m.From != n.cfg.Parent {
+		return &UnknownServerError{Server: m.From, At: n.cfg.ID, As: "parent"}
+	}
+	path := m.Path
+	if len(path) == 0 {
+		path = []string{m.From}
+	}
+	if path[len(path)-1] != m.From {
+		return errs.Invalid("path", strings.Join(path, ","), fmt.Sprintf("must end with the sender %q", m.From))
+	}
+	if err := checkChain(path, n.cfg.ID); err != nil {
+		return err
+	}
+	var bad errs.ValidationErrors
+	for i, pt := range m.Tasks {
+		if pt.ID == "" {
+			bad = append(bad, errs.Invalid(fmt.Sprintf("tasks[%d].id", i), "", "is required"))
+			continue
+		}
+		hops := append([]Hop{{Server: m.From, TaskID: pt.ID}}, lineage(&pt)...)
+		servers := make([]string, len(hops))
+		for j, h := range hops {
+			servers[len(hops)-1-j] = h.Server // origin first
+		}
+		if err := checkChain(servers, n.cfg.ID); err != nil {
+			var ve *errs.ValidationError
+			if errors.As(err, &ve) {
+				bad = append(bad, errs.Invalid(fmt.Sprintf("tasks[%d].created_by", i), "", ve.Reason))
+				continue
+			}
+			return err
+		}
+	}
+	return bad.Err()
+}
+
+// checkChain checks a chain of servers a message or task passed through
+// before reaching self: a *CycleError when a server repeats or self is in
+// it, a *ValidationError when it is longer than MaxDepth.
+func checkChain(chain []string, self string) error {
+	if len(chain) >= MaxDepth {
+		return errs.Invalid("path", fmt.Sprint(len(chain)), fmt.Sprintf("must pass through fewer than %d servers", MaxDepth))
+	}
+	seen := map[string]bool{}
+	for i, s := range chain {
+		if seen[s] {
+			return &CycleError{Path: slices.Clone(chain[:i+1])}
+		}
+		seen[s] = true
+	}
+	if seen[self] {
+		return &CycleError{Path: append(slices.Clone(chain), self)}
 	}
 	return nil
 }
 
 // copyOf is the local copy of a parent's task: same type, settings and
-// schedule, scoped to this server's root group (distribution to this
-// server's own children kept).
+// schedule, scoped to this server's root group, with distribution to this
+// server's own children kept, so the copy is inherited further down.
 func (n *Node) copyOf(from string, pt task.Task, cur *task.Task) task.Task {
 	c := pt
 	c.ID, c.Revision, c.SettingsRevision = "", 0, 0
 	if cur != nil {
 		c.ID, c.Revision = cur.ID, cur.Revision
 	}
-	c.Name = fmt.Sprintf("%s (%s)", pt.Name, from)
+	if _, _, inherited := origin(&pt); !inherited {
+		c.Name = fmt.Sprintf("%s (%s)", pt.Name, from) // the origin's name
+	}
 	c.Scope = scope.Scope{Kind: scope.Group, Group: n.cfg.Root, DistributeToServers: pt.Scope.DistributeToServers}
 	c.Security = task.Security{}
+	c.CreatedBy, c.UpdatedBy = "", ""
 	return c
 }
 
 // ReceiveTasks is the child side of Link.SendTasks: the copies of the
 // parent's tasks are created, updated (when the parent's revision
-// changed) or deleted so they match tasks.
-func (n *Node) ReceiveTasks(ctx context.Context, from string, tasks []task.Task) error {
-	if from != n.cfg.Parent {
-		return errs.Invalid("from", from, fmt.Sprintf("must be this server's parent %q", n.cfg.Parent))
+// changed) or deleted so they match m.Tasks, and copies inherited from a
+// former parent are deleted; then the server distributes
+// its inherited copies and own distributed tasks to its own children.
+//
+// Errors: *UnknownServerError when m.From is not this server's parent;
+// *CycleError when this server is already on m.Path or in a task's
+// lineage; ValidationErrors for a malformed set (nothing changes then);
+// the Manager's errors; joined Distribute errors of the servers below
+// (this server's copies are up to date then).
+func (n *Node) ReceiveTasks(ctx context.Context, m TaskSet) error {
+	if err := n.checkTaskSet(m); err != nil {
+		return err
 	}
+	if err := n.applyTasks(ctx, m); err != nil {
+		return err
+	}
+	if len(n.cfg.Children) == 0 {
+		return nil
+	}
+	path := m.Path
+	if len(path) == 0 {
+		path = []string{m.From}
+	}
+	return n.distribute(ctx, append(slices.Clone(path), n.cfg.ID))
+}
+
+func (n *Node) applyTasks(ctx context.Context, m TaskSet) error {
+	n.recv.Lock()
+	defer n.recv.Unlock()
 	all, err := n.allTasks(ctx)
 	if err != nil {
-		return fmt.Errorf("hierarchy: list tasks: %w", err)
+		return err
 	}
 	have := map[string]*task.Task{}
 	for _, t := range all {
-		if f, id, ok := origin(t); ok && f == from {
+		f, id, ok := origin(t)
+		switch {
+		case !ok:
+		case f == m.From:
 			have[id] = t
+		default: // inherited from a former parent: withdrawn
+			if err := n.withdraw(ctx, t); err != nil {
+				return err
+			}
 		}
 	}
 	want := map[string]bool{}
-	for _, pt := range tasks {
+	for _, pt := range m.Tasks {
 		want[pt.ID] = true
-		actor := inheritActor(from, pt.ID, pt.Revision)
+		hops := append([]Hop{{Server: m.From, TaskID: pt.ID}}, lineage(&pt)...)
+		actor := inheritActor(hops, pt.Revision)
 		cur := have[pt.ID]
 		if cur == nil {
-			if _, err := n.cfg.Manager.Create(ctx, actor, n.copyOf(from, pt, nil)); err != nil {
-				return fmt.Errorf("hierarchy: inherit %q: %w", pt.ID, err)
+			if _, err := n.cfg.Manager.Create(ctx, actor, n.copyOf(m.From, pt, nil)); err != nil {
+				return fmt.Errorf("hierarchy: %q inherits %q from %q: %w", n.cfg.ID, pt.ID, m.From, err)
 			}
 			continue
 		}
 		if cur.UpdatedBy == actor.ID {
 			continue // copies this revision already
 		}
-		c := n.copyOf(from, pt, cur)
-		if _, err := n.cfg.Manager.Update(ctx, actor, c); err != nil {
-			return fmt.Errorf("hierarchy: update inherited %q: %w", pt.ID, err)
+		if _, err := n.cfg.Manager.Update(ctx, actor, n.copyOf(m.From, pt, cur)); err != nil {
+			return fmt.Errorf("hierarchy: %q updates inherited %q from %q: %w", n.cfg.ID, pt.ID, m.From, err)
 		}
 	}
 	for id, t := range have {
 		if !want[id] {
-			if err := n.cfg.Manager.Delete(ctx, inheritActor(from, id, 0), t.ID, 0); err != nil {
-				return fmt.Errorf("hierarchy: withdraw inherited %q: %w", id, err)
+			if err := n.withdraw(ctx, t); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
 }
 
-// Tasks lists this server's tasks, inherited copies marked.
+// withdraw deletes an inherited copy and the figures reported for it.
+func (n *Node) withdraw(ctx context.Context, t *task.Task) error {
+	hops := lineage(t)
+	if err := n.cfg.Manager.Delete(ctx, inheritActor(hops, 0), t.ID, 0); err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("hierarchy: %q withdraws inherited %q from %q: %w", n.cfg.ID, hops[0].TaskID, hops[0].Server, err)
+	}
+	n.mu.Lock()
+	delete(n.stat, t.ID)
+	n.mu.Unlock()
+	return nil
+}
+
+// Tasks lists this server's tasks, inherited copies marked with their
+// lineage.
 func (n *Node) Tasks(ctx context.Context) ([]View, error) {
 	all, err := n.allTasks(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("hierarchy: list tasks: %w", err)
+		return nil, err
 	}
 	out := make([]View, 0, len(all))
 	for _, t := range all {
-		v := View{Task: t}
-		v.From, v.ParentTaskID, v.Inherited = origin(t)
+		v := View{Task: t, Lineage: lineage(t)}
+		if len(v.Lineage) > 0 {
+			v.Inherited, v.From, v.ParentTaskID = true, v.Lineage[0].Server, v.Lineage[0].TaskID
+		}
 		out = append(out, v)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Task.ID < out[j].Task.ID })
 	return out, nil
-}
-
-// Report sends the statistics of every inherited copy to the parent.
-func (n *Node) Report(ctx context.Context) error {
-	if n.cfg.Parent == "" {
-		return nil
-	}
-	all, err := n.allTasks(ctx)
-	if err != nil {
-		return fmt.Errorf("hierarchy: list tasks: %w", err)
-	}
-	var stats []TaskStatistics
-	for _, t := range all {
-		from, id, ok := origin(t)
-		if !ok || from != n.cfg.Parent {
-			continue
-		}
-		st, err := n.cfg.Manager.Statistics(ctx, task.System, t.ID)
-		if err != nil {
-			return fmt.Errorf("hierarchy: statistics of %q: %w", t.ID, err)
-		}
-		stats = append(stats, TaskStatistics{TaskID: id, Server: n.cfg.ID, Role: n.cfg.Role, Statistics: st})
-	}
-	sort.Slice(stats, func(i, j int) bool { return stats[i].TaskID < stats[j].TaskID })
-	return n.cfg.Link.SendStatistics(ctx, n.cfg.ID, n.cfg.Parent, stats)
-}
-
-// ReceiveStatistics is the parent side of Link.SendStatistics: the child's
-// figures replace its previous report.
-func (n *Node) ReceiveStatistics(_ context.Context, from string, stats []TaskStatistics) error {
-	if !slices.ContainsFunc(n.cfg.Children, func(c Child) bool { return c.ID == from }) {
-		return errs.Invalid("from", from, "must be one of this server's children")
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, byServer := range n.stat {
-		delete(byServer, from)
-	}
-	for _, s := range stats {
-		if n.stat[s.TaskID] == nil {
-			n.stat[s.TaskID] = map[string]TaskStatistics{}
-		}
-		s.Server = from
-		n.stat[s.TaskID][from] = s
-	}
-	return nil
-}
-
-// SecondaryServers lists the child servers that reported results of task
-// id, in id order.
-func (n *Node) SecondaryServers(id string) []string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	var out []string
-	for s := range n.stat[id] {
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// SecondaryStatistics is "Statistics from secondary Servers": the results
-// of task id on child server server, as last reported; ErrNotFound when
-// that server has not reported the task.
-func (n *Node) SecondaryStatistics(id, server string) (TaskStatistics, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	s, ok := n.stat[id][server]
-	if !ok {
-		return TaskStatistics{}, fmt.Errorf("hierarchy: no statistics of task %q from server %q: %w", id, server, ErrNotFound)
-	}
-	return s, nil
-}
-
-// RolledUp returns task id's statistics on this server plus those every
-// child server reported.
-func (n *Node) RolledUp(ctx context.Context, id string) (task.Statistics, error) {
-	own, err := n.cfg.Manager.Statistics(ctx, task.System, id)
-	if err != nil {
-		return task.Statistics{}, err
-	}
-	sum := task.Statistics{ByState: map[task.State]int{}}
-	add := func(s task.Statistics) {
-		for k, v := range s.ByState {
-			sum.ByState[k] += v
-		}
-		sum.Total += s.Total
-		sum.Finished += s.Finished
-		sum.RestartRequired += s.RestartRequired
-	}
-	add(own)
-	n.mu.Lock()
-	for _, s := range n.stat[id] {
-		add(s.Statistics)
-	}
-	n.mu.Unlock()
-	if sum.Total > 0 {
-		sum.PercentComplete = float64(sum.Finished) * 100 / float64(sum.Total)
-	}
-	return sum, nil
 }

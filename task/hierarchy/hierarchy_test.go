@@ -29,6 +29,9 @@ type Scan struct {
 type server struct {
 	node *hierarchy.Node
 	m    *task.Manager
+	inv  *inmem.Inventory
+	clk  *clock.Mock
+	cfg  hierarchy.Config
 }
 
 func must(t testing.TB, err error) {
@@ -38,8 +41,9 @@ func must(t testing.TB, err error) {
 	}
 }
 
-// newServer builds a server with its own store, inventory (groups) and a
-// Manager whose Authorizer keeps inherited copies read-only.
+// newServer builds a server with its own store, inventory (groups), clock
+// and a Manager whose Authorizer keeps inherited copies read-only. The
+// Node uses cfg.Link when set (a wrapper around link), else link.
 func newServer(t *testing.T, link *hierarchy.InProc, cfg hierarchy.Config, groups ...scope.AdminGroup) server {
 	t.Helper()
 	reg := task.NewRegistry()
@@ -50,11 +54,31 @@ func newServer(t *testing.T, link *hierarchy.InProc, cfg hierarchy.Config, group
 	clk.Set(t0)
 	m, err := task.New(task.Config{Store: memstore.New(), Registry: reg, Inventory: inv, Clock: clk, Authorizer: hierarchy.ReadOnly(nil)})
 	must(t, err)
-	cfg.Manager, cfg.Inventory, cfg.Link = m, inv, link
+	cfg.Manager, cfg.Inventory, cfg.Clock = m, inv, clk
+	if cfg.Link == nil {
+		cfg.Link = link
+	}
 	n, err := hierarchy.New(cfg)
 	must(t, err)
 	link.Register(n)
-	return server{node: n, m: m}
+	return server{node: n, m: m, inv: inv, clk: clk, cfg: cfg}
+}
+
+// restart replaces s's Node by a new one on the same Manager (its tasks
+// survive, its in-memory roll-up table does not), a minute later on its
+// clock; change edits the configuration first.
+func restart(t *testing.T, link *hierarchy.InProc, s server, change func(*hierarchy.Config)) server {
+	t.Helper()
+	s.clk.Add(time.Minute)
+	cfg := s.cfg
+	if change != nil {
+		change(&cfg)
+	}
+	n, err := hierarchy.New(cfg)
+	must(t, err)
+	link.Register(n)
+	s.node, s.cfg = n, cfg
+	return s
 }
 
 func groupTask(name string, g scope.GroupID, distribute bool) task.Task {
