@@ -6,54 +6,95 @@ import (
 )
 
 // Claimer is an optional interface of a Store shared by several server
-// replicas: due results are claimed with a lease so each (task, device,
-// run) is dispatched by exactly one replica. Detect it with a type
-// assertion (store.(storage.Claimer)).
+// replicas: due results are dispatched by exactly one replica, and the
+// dispatched starts that no device has answered are leased to the replica
+// that resends them. Detect it with a type assertion
+// (store.(storage.Claimer)).
+//
+// # Dispatch is one atomic step
+//
+// DispatchDue takes due results, moves them from p.FromState to p.State
+// with p.Seq, leases them to p.Owner with a new fencing epoch and appends
+// one dispatch ledger record per result, all in one transaction (on
+// PostgreSQL one statement whose rows are picked with SELECT ... FOR
+// UPDATE SKIP LOCKED, so concurrent replicas never wait for each other and
+// never take the same row). There is no window in which a result is
+// claimed but not yet dispatched: a replica that dies before the commit
+// leaves its rows untouched (due again for any replica), and a result
+// leaves p.FromState once, so it is dispatched once. Each result is
+// written once per dispatch.
 //
 // # Leases and fencing
 //
-// ClaimDue takes results in state p.State whose DueAt is not after
-// p.Before and whose lease is free or expired, gives them to p.Owner for
-// p.TTL and increments their epoch. CompleteClaims then moves each claimed
-// result to the new state and sequence, and appends one dispatch record,
-// only if the result still carries the claim's epoch and state: a replica
-// that stalled past its lease and whose work was claimed again by another
-// replica (a higher epoch) has its late completion rejected.
+// A dispatched result stays leased to its replica until the device
+// answers (its Seq moves past the dispatched Seq). The replica renews the
+// lease each time it resends (RenewClaims); when the lease expires (the
+// replica died or stalled), ClaimStale gives the result to another
+// replica with a higher epoch, which resends the same start (devices
+// de-duplicate it by its idempotency key). The first replica's renewal
+// then fails on the epoch, so it stops resending: a stale replica's late
+// write is rejected.
 //
 // # Clocks
 //
 // Lease expiry is judged by the store's clock (PostgreSQL's now() on the
-// database server), never by the replica's: two replicas whose clocks
-// differ by seconds still agree on whether a lease expired. A replica's
-// clock only decides p.Before (when work is due), which changes when a run
-// is dispatched, never how often.
+// database server), never by a replica's: two replicas whose clocks differ
+// by seconds still agree on whether a lease expired. A replica's clock
+// only decides p.Before (when work is due), which changes when a run is
+// dispatched, never how often.
 type Claimer interface {
-	// ClaimDue claims up to p.Limit due results (ordered by DueAt, TaskID,
-	// DeviceID; rows locked by another claimer are skipped, not waited
-	// for) and returns the claims.
-	ClaimDue(ctx context.Context, p ClaimParams) ([]Claim, error)
-	// CompleteClaims settles claims atomically: each result whose stored
-	// epoch, owner, run and state still match its claim gets p.State and
-	// p.Seq (UpdatedAt p.At) and its lease is released; the others are
-	// rejected (fenced). It returns the accepted claims, in input order.
-	CompleteClaims(ctx context.Context, p CompleteParams) ([]Claim, error)
-	// ReleaseClaims frees the leases of claims not completed (the replica
-	// gives work back, e.g. a suspended task), keeping their state.
-	ReleaseClaims(ctx context.Context, owner string, claims []Claim) error
+	// DispatchDue dispatches up to p.Limit due results (ordered by DueAt,
+	// TaskID, DeviceID; rows locked by another replica are skipped, not
+	// waited for) of tasks that exist and are not suspended, and returns
+	// them as claims, in that order.
+	DispatchDue(ctx context.Context, p DispatchParams) ([]Claim, error)
+	// ClaimStale takes over up to p.Limit results in p.State whose Seq is
+	// still p.Seq (no device answered) and whose lease expired, leasing
+	// them to p.Owner with a higher epoch. It writes no ledger record: the
+	// start was dispatched before and is only resent.
+	ClaimStale(ctx context.Context, p StaleParams) ([]Claim, error)
+	// RenewClaims extends by p.TTL the leases of the claims that p.Owner
+	// still holds with the same epoch, run, state and seq, and returns
+	// those, in input order; the others (taken over, answered, restarted)
+	// are left alone.
+	RenewClaims(ctx context.Context, p RenewParams) ([]Claim, error)
 }
 
-// ClaimParams are ClaimDue's parameters.
-type ClaimParams struct {
+// DispatchParams are DispatchDue's parameters.
+type DispatchParams struct {
 	// Owner identifies the replica (unique per process lifetime).
 	Owner string
-	// State is the claimable state (typically "scheduled").
+	// FromState is the dispatchable state (typically "scheduled").
+	FromState string
+	// State and Seq are written to the dispatched results (UpdatedAt At).
 	State string
+	Seq   int64
+	At    time.Time
 	// Before: results with DueAt <= Before are due.
 	Before time.Time
 	// TTL is the lease's length on the store's clock (> 0).
 	TTL time.Duration
-	// Limit is the largest number of claims returned (> 0).
+	// Limit is the largest number of results dispatched (1..MaxListLimit).
 	Limit int
+}
+
+// StaleParams are ClaimStale's parameters.
+type StaleParams struct {
+	Owner string
+	// State and Seq select dispatched results no device answered.
+	State string
+	Seq   int64
+	TTL   time.Duration
+	Limit int
+}
+
+// RenewParams are RenewClaims' parameters.
+type RenewParams struct {
+	Owner  string
+	State  string
+	Seq    int64
+	TTL    time.Duration
+	Claims []Claim
 }
 
 // Claim is one leased result.
@@ -65,19 +106,9 @@ type Claim struct {
 	DueAt    time.Time
 	// Epoch is the result's fencing epoch after this claim.
 	Epoch int64
-}
-
-// CompleteParams are CompleteClaims' parameters.
-type CompleteParams struct {
-	Owner string
-	// FromState is the state the results must still be in.
-	FromState string
-	// State and Seq are written to accepted results.
-	State string
-	Seq   int64
-	At    time.Time
-	// Claims to settle.
-	Claims []Claim
+	// TaskRevision is the task's revision when it was claimed, so a
+	// replica can tell that its copy of the task is out of date.
+	TaskRevision int64
 }
 
 // Leader is an optional interface for singleton duties among replicas

@@ -3,6 +3,8 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -20,87 +22,179 @@ var (
 // epoch (SQLite has no server; all its writers share one host).
 const sqliteNow = `CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)`
 
-func validClaim(p storage.ClaimParams) error {
+func validLease(owner string, ttl time.Duration, limit int) errs.ValidationErrors {
 	var bad errs.ValidationErrors
-	if p.Owner == "" {
+	if owner == "" {
 		bad = append(bad, errs.Invalid("owner", "", "must not be empty"))
 	}
-	if p.State == "" {
-		bad = append(bad, errs.Invalid("state", "", "must not be empty"))
+	if ttl <= 0 {
+		bad = append(bad, errs.Invalid("ttl", ttl.String(), "must be positive"))
 	}
-	if p.TTL <= 0 {
-		bad = append(bad, errs.Invalid("ttl", p.TTL.String(), "must be positive"))
+	if limit <= 0 || limit > storage.MaxListLimit {
+		bad = append(bad, errs.Invalid("limit", fmt.Sprint(limit), fmt.Sprintf("must be 1..%d", storage.MaxListLimit)))
 	}
-	if p.Limit <= 0 || p.Limit > storage.MaxListLimit {
-		bad = append(bad, errs.Invalid("limit", fmt.Sprint(p.Limit), fmt.Sprintf("must be 1..%d", storage.MaxListLimit)))
-	}
-	return bad.Err()
+	return bad
 }
 
-// ClaimDue implements storage.Claimer. PostgreSQL: one statement that
-// selects due rows FOR UPDATE SKIP LOCKED (concurrent claimers never wait
-// for each other and never take the same row) and leases them until the
-// database's now() + TTL. SQLite: the same under its single write lock.
-func (s *Store) ClaimDue(ctx context.Context, p storage.ClaimParams) ([]storage.Claim, error) {
+// rowScanner is what *sql.Rows offers.
+type rowScanner interface {
+	Next() bool
+	Scan(...any) error
+	Err() error
+	Close() error
+}
+
+// scanClaims reads (task_id, device_id, run_id, seq, due_at, lease_epoch,
+// revision) rows.
+func scanClaims(rows rowScanner, out []storage.Claim) ([]storage.Claim, error) {
+	defer rows.Close()
+	for rows.Next() {
+		var c storage.Claim
+		var due dbTime
+		if err := rows.Scan(&c.TaskID, &c.DeviceID, &c.RunID, &c.Seq, &due, &c.Epoch, &c.TaskRevision); err != nil {
+			return out, err
+		}
+		c.DueAt = due.T
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// DispatchDue implements storage.Claimer. PostgreSQL: one statement picks
+// the due rows of tasks that exist and are not suspended FOR UPDATE SKIP
+// LOCKED, moves them to the dispatched state under a new lease and epoch,
+// and appends their ledger rows; concurrent replicas never wait for each
+// other and never take the same row, and a row that another replica
+// dispatched between this statement's snapshot and its lock fails the
+// re-checked state and is left out. SQLite: the same in one transaction
+// under its single write lock.
+func (s *Store) DispatchDue(ctx context.Context, p storage.DispatchParams) ([]storage.Claim, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
-	if err := validClaim(p); err != nil {
+	bad := validLease(p.Owner, p.TTL, p.Limit)
+	if p.FromState == "" || p.State == "" {
+		bad = append(bad, errs.Invalid("state", p.State, "state and from_state must not be empty"))
+	}
+	if err := bad.Err(); err != nil {
 		return nil, err
 	}
 	var out []storage.Claim
-	scan := func(rows interface {
-		Next() bool
-		Scan(...any) error
-		Err() error
-		Close() error
-	}) error {
-		defer rows.Close()
-		for rows.Next() {
-			var c storage.Claim
-			var due dbTime
-			if err := rows.Scan(&c.TaskID, &c.DeviceID, &c.RunID, &c.Seq, &due, &c.Epoch); err != nil {
-				return err
-			}
-			c.DueAt = due.T
-			out = append(out, c)
-		}
-		return rows.Err()
-	}
 	if s.dialect == Postgres {
 		rows, err := s.w.QueryContext(ctx, `WITH due AS (
-    SELECT task_id, device_id FROM results
-    WHERE state = $1 AND due_at <= $2 AND lease_until < now()
-    ORDER BY due_at, task_id, device_id
+    SELECT r.task_id, r.device_id FROM results r
+    JOIN tasks t ON t.id = r.task_id AND NOT t.suspended
+    WHERE r.state = $1 AND r.due_at <= $2
+    ORDER BY r.due_at, r.task_id, r.device_id
     LIMIT $3
-    FOR UPDATE SKIP LOCKED)
-UPDATE results r SET lease_owner = $4, lease_epoch = r.lease_epoch + 1, lease_until = now() + $5 * interval '1 microsecond'
-FROM due WHERE r.task_id = due.task_id AND r.device_id = due.device_id
-RETURNING r.task_id, r.device_id, r.run_id, r.seq, r.due_at, r.lease_epoch`,
-			p.State, s.tv(p.Before), p.Limit, p.Owner, p.TTL.Microseconds())
+    FOR UPDATE OF r SKIP LOCKED),
+upd AS (
+    UPDATE results r SET state = $4, seq = $5, updated_at = $6, lease_owner = $7, lease_epoch = r.lease_epoch + 1,
+        lease_until = now() + $8 * interval '1 microsecond'
+    FROM due WHERE r.task_id = due.task_id AND r.device_id = due.device_id AND r.state = $1
+    RETURNING r.task_id, r.device_id, r.run_id, r.seq, r.due_at, r.lease_epoch),
+log AS (
+    INSERT INTO dispatch_log (task_id, device_id, run_id, epoch, owner)
+    SELECT task_id, device_id, run_id, lease_epoch, $7 FROM upd)
+SELECT upd.task_id, upd.device_id, upd.run_id, upd.seq, upd.due_at, upd.lease_epoch, t.revision
+FROM upd JOIN tasks t ON t.id = upd.task_id`,
+			p.FromState, s.tv(p.Before), p.Limit, p.State, p.Seq, s.tv(p.At), p.Owner, p.TTL.Microseconds())
 		if err != nil {
-			return nil, fmt.Errorf("sqlstore: claim due: %w", mapErr(err))
+			return nil, fmt.Errorf("sqlstore: dispatch due: %w", mapErr(err))
 		}
-		if err := scan(rows); err != nil {
-			return nil, fmt.Errorf("sqlstore: claim due: %w", mapErr(err))
+		if out, err = scanClaims(rows, out); err != nil {
+			return nil, fmt.Errorf("sqlstore: dispatch due: %w", mapErr(err))
 		}
 		sortClaims(out)
 		return out, nil
 	}
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		out = out[:0]
-		rows, err := tx.QueryContext(ctx, `UPDATE results SET lease_owner = ?, lease_epoch = lease_epoch + 1, lease_until = `+sqliteNow+` + ?
-WHERE (task_id, device_id) IN (SELECT task_id, device_id FROM results WHERE state = ? AND due_at <= ? AND lease_until < `+sqliteNow+`
-    ORDER BY due_at, task_id, device_id LIMIT ?)
-RETURNING task_id, device_id, run_id, seq, due_at, lease_epoch`,
-			p.Owner, p.TTL.Microseconds(), p.State, s.tv(p.Before), p.Limit)
+		rows, err := tx.QueryContext(ctx, `UPDATE results SET state = ?, seq = ?, updated_at = ?, lease_owner = ?, lease_epoch = lease_epoch + 1,
+    lease_until = `+sqliteNow+` + ?
+WHERE (task_id, device_id) IN (SELECT r.task_id, r.device_id FROM results r JOIN tasks t ON t.id = r.task_id AND NOT t.suspended
+    WHERE r.state = ? AND r.due_at <= ? ORDER BY r.due_at, r.task_id, r.device_id LIMIT ?)
+RETURNING task_id, device_id, run_id, seq, due_at, lease_epoch, (SELECT revision FROM tasks WHERE tasks.id = results.task_id)`,
+			p.State, p.Seq, s.tv(p.At), p.Owner, p.TTL.Microseconds(), p.FromState, s.tv(p.Before), p.Limit)
 		if err != nil {
 			return err
 		}
-		return scan(rows)
+		if out, err = scanClaims(rows, out[:0]); err != nil {
+			return err
+		}
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO dispatch_log (task_id, device_id, run_id, epoch, owner, at) VALUES (?, ?, ?, ?, ?, `+sqliteNow+`)`)
+		if err != nil {
+			return err
+		}
+		defer ins.Close()
+		for _, c := range out {
+			if _, err := ins.ExecContext(ctx, c.TaskID, c.DeviceID, c.RunID, c.Epoch, p.Owner); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sqlstore: claim due: %w", mapErr(err))
+		return nil, fmt.Errorf("sqlstore: dispatch due: %w", mapErr(err))
+	}
+	sortClaims(out)
+	return out, nil
+}
+
+// ClaimStale implements storage.Claimer: dispatched results no device
+// answered whose lease expired on the database's clock are leased to
+// p.Owner with a higher epoch.
+func (s *Store) ClaimStale(ctx context.Context, p storage.StaleParams) ([]storage.Claim, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	bad := validLease(p.Owner, p.TTL, p.Limit)
+	if p.State == "" {
+		bad = append(bad, errs.Invalid("state", "", "must not be empty"))
+	}
+	if err := bad.Err(); err != nil {
+		return nil, err
+	}
+	var out []storage.Claim
+	if s.dialect == Postgres {
+		rows, err := s.w.QueryContext(ctx, `WITH stale AS (
+    SELECT r.task_id, r.device_id FROM results r
+    JOIN tasks t ON t.id = r.task_id AND NOT t.suspended
+    WHERE r.state = $1 AND r.seq = $2 AND r.lease_owner <> '' AND r.lease_until < now()
+    ORDER BY r.due_at, r.task_id, r.device_id
+    LIMIT $3
+    FOR UPDATE OF r SKIP LOCKED),
+upd AS (
+    UPDATE results r SET lease_owner = $4, lease_epoch = r.lease_epoch + 1, lease_until = now() + $5 * interval '1 microsecond'
+    FROM stale WHERE r.task_id = stale.task_id AND r.device_id = stale.device_id
+      AND r.state = $1 AND r.seq = $2 AND r.lease_until < now()
+    RETURNING r.task_id, r.device_id, r.run_id, r.seq, r.due_at, r.lease_epoch)
+SELECT upd.task_id, upd.device_id, upd.run_id, upd.seq, upd.due_at, upd.lease_epoch, t.revision
+FROM upd JOIN tasks t ON t.id = upd.task_id`,
+			p.State, p.Seq, p.Limit, p.Owner, p.TTL.Microseconds())
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: claim stale: %w", mapErr(err))
+		}
+		if out, err = scanClaims(rows, out); err != nil {
+			return nil, fmt.Errorf("sqlstore: claim stale: %w", mapErr(err))
+		}
+		sortClaims(out)
+		return out, nil
+	}
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		rows, err := tx.QueryContext(ctx, `UPDATE results SET lease_owner = ?, lease_epoch = lease_epoch + 1, lease_until = `+sqliteNow+` + ?
+WHERE (task_id, device_id) IN (SELECT r.task_id, r.device_id FROM results r JOIN tasks t ON t.id = r.task_id AND NOT t.suspended
+    WHERE r.state = ? AND r.seq = ? AND r.lease_owner <> '' AND r.lease_until < `+sqliteNow+`
+    ORDER BY r.due_at, r.task_id, r.device_id LIMIT ?)
+RETURNING task_id, device_id, run_id, seq, due_at, lease_epoch, (SELECT revision FROM tasks WHERE tasks.id = results.task_id)`,
+			p.Owner, p.TTL.Microseconds(), p.State, p.Seq, p.Limit)
+		if err != nil {
+			return err
+		}
+		out, err = scanClaims(rows, out[:0])
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: claim stale: %w", mapErr(err))
 	}
 	sortClaims(out)
 	return out, nil
@@ -108,37 +202,27 @@ RETURNING task_id, device_id, run_id, seq, due_at, lease_epoch`,
 
 func sortClaims(cs []storage.Claim) {
 	// RETURNING order is not defined; callers get the claim order.
-	for i := 1; i < len(cs); i++ {
-		for j := i; j > 0 && claimLess(cs[j], cs[j-1]); j-- {
-			cs[j], cs[j-1] = cs[j-1], cs[j]
+	slices.SortFunc(cs, func(a, b storage.Claim) int {
+		if c := a.DueAt.Compare(b.DueAt); c != 0 {
+			return c
 		}
-	}
+		if c := strings.Compare(a.TaskID, b.TaskID); c != 0 {
+			return c
+		}
+		return strings.Compare(a.DeviceID, b.DeviceID)
+	})
 }
 
-func claimLess(a, b storage.Claim) bool {
-	if !a.DueAt.Equal(b.DueAt) {
-		return a.DueAt.Before(b.DueAt)
-	}
-	if a.TaskID != b.TaskID {
-		return a.TaskID < b.TaskID
-	}
-	return a.DeviceID < b.DeviceID
-}
-
-// CompleteClaims implements storage.Claimer: one transaction that moves
-// every result still carrying its claim (owner, epoch, run, state) to the
-// new state, releases its lease and appends a dispatch_log row; claims
-// fenced by a newer epoch change nothing.
-func (s *Store) CompleteClaims(ctx context.Context, p storage.CompleteParams) ([]storage.Claim, error) {
+// RenewClaims implements storage.Claimer: one statement (PostgreSQL) or
+// one transaction (SQLite) extends every lease p.Owner still holds with
+// the claim's epoch, run, state and seq.
+func (s *Store) RenewClaims(ctx context.Context, p storage.RenewParams) ([]storage.Claim, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
-	var bad errs.ValidationErrors
-	if p.Owner == "" {
-		bad = append(bad, errs.Invalid("owner", "", "must not be empty"))
-	}
-	if p.State == "" || p.FromState == "" {
-		bad = append(bad, errs.Invalid("state", p.State, "state and from_state must not be empty"))
+	bad := validLease(p.Owner, p.TTL, 1)
+	if p.State == "" {
+		bad = append(bad, errs.Invalid("state", "", "must not be empty"))
 	}
 	if err := bad.Err(); err != nil {
 		return nil, err
@@ -146,97 +230,63 @@ func (s *Store) CompleteClaims(ctx context.Context, p storage.CompleteParams) ([
 	if len(p.Claims) == 0 {
 		return nil, nil
 	}
-	n := len(p.Claims)
-	tasks, devs := make([]string, n), make([]string, n)
-	runs, epochs := make([]int64, n), make([]int64, n)
-	for i, c := range p.Claims {
-		tasks[i], devs[i], runs[i], epochs[i] = c.TaskID, c.DeviceID, c.RunID, c.Epoch
-	}
-	done := map[[2]string]bool{}
+	held := make(map[[2]string]bool, len(p.Claims))
 	if s.dialect == Postgres {
-		rows, err := s.w.QueryContext(ctx, `WITH c AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS c(task_id, device_id, run_id, epoch)),
-upd AS (
-    UPDATE results r SET state = $5, seq = $6, updated_at = $7, lease_owner = '', lease_until = '0001-01-01 00:00:00+00'
-    FROM c
-    WHERE r.task_id = c.task_id COLLATE "C" AND r.device_id = c.device_id COLLATE "C" AND r.run_id = c.run_id
-      AND r.lease_epoch = c.epoch AND r.lease_owner = $8 AND r.state = $9
-    RETURNING r.task_id, r.device_id, r.run_id, r.lease_epoch),
-log AS (
-    INSERT INTO dispatch_log (task_id, device_id, run_id, epoch, owner)
-    SELECT task_id, device_id, run_id, lease_epoch, $8 FROM upd)
-SELECT task_id, device_id FROM upd`,
-			tasks, devs, runs, epochs, p.State, p.Seq, s.tv(p.At), p.Owner, p.FromState)
+		n := len(p.Claims)
+		tasks, devs := make([]string, n), make([]string, n)
+		runs, epochs := make([]int64, n), make([]int64, n)
+		for i, c := range p.Claims {
+			tasks[i], devs[i], runs[i], epochs[i] = c.TaskID, c.DeviceID, c.RunID, c.Epoch
+		}
+		rows, err := s.w.QueryContext(ctx, `UPDATE results r SET lease_until = now() + $1 * interval '1 microsecond'
+FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS c(task_id, device_id, run_id, epoch)
+WHERE r.task_id = c.task_id COLLATE "C" AND r.device_id = c.device_id COLLATE "C" AND r.run_id = c.run_id
+  AND r.lease_epoch = c.epoch AND r.lease_owner = $6 AND r.state = $7 AND r.seq = $8
+RETURNING r.task_id, r.device_id`,
+			p.TTL.Microseconds(), tasks, devs, runs, epochs, p.Owner, p.State, p.Seq)
 		if err != nil {
-			return nil, fmt.Errorf("sqlstore: complete claims: %w", mapErr(err))
+			return nil, fmt.Errorf("sqlstore: renew claims: %w", mapErr(err))
 		}
 		defer rows.Close()
 		for rows.Next() {
 			var k [2]string
 			if err := rows.Scan(&k[0], &k[1]); err != nil {
-				return nil, fmt.Errorf("sqlstore: complete claims: %w", mapErr(err))
+				return nil, fmt.Errorf("sqlstore: renew claims: %w", mapErr(err))
 			}
-			done[k] = true
+			held[k] = true
 		}
 		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("sqlstore: complete claims: %w", mapErr(err))
+			return nil, fmt.Errorf("sqlstore: renew claims: %w", mapErr(err))
 		}
 	} else {
 		err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-			clear(done)
+			clear(held)
 			for _, c := range p.Claims {
-				res, err := tx.ExecContext(ctx, `UPDATE results SET state = ?, seq = ?, updated_at = ?, lease_owner = '', lease_until = 0
-WHERE task_id = ? AND device_id = ? AND run_id = ? AND lease_epoch = ? AND lease_owner = ? AND state = ?`,
-					p.State, p.Seq, s.tv(p.At), c.TaskID, c.DeviceID, c.RunID, c.Epoch, p.Owner, p.FromState)
+				res, err := tx.ExecContext(ctx, `UPDATE results SET lease_until = `+sqliteNow+` + ?
+WHERE task_id = ? AND device_id = ? AND run_id = ? AND lease_epoch = ? AND lease_owner = ? AND state = ? AND seq = ?`,
+					p.TTL.Microseconds(), c.TaskID, c.DeviceID, c.RunID, c.Epoch, p.Owner, p.State, p.Seq)
 				if err != nil {
 					return err
 				}
-				if k, err := res.RowsAffected(); err != nil || k == 0 {
-					if err != nil {
-						return err
-					}
-					continue
-				}
-				if _, err := tx.ExecContext(ctx, `INSERT INTO dispatch_log (task_id, device_id, run_id, epoch, owner, at) VALUES (?, ?, ?, ?, ?, `+sqliteNow+`)`,
-					c.TaskID, c.DeviceID, c.RunID, c.Epoch, p.Owner); err != nil {
+				if k, err := res.RowsAffected(); err != nil {
 					return err
+				} else if k > 0 {
+					held[[2]string{c.TaskID, c.DeviceID}] = true
 				}
-				done[[2]string{c.TaskID, c.DeviceID}] = true
 			}
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("sqlstore: complete claims: %w", mapErr(err))
+			return nil, fmt.Errorf("sqlstore: renew claims: %w", mapErr(err))
 		}
 	}
-	out := make([]storage.Claim, 0, len(done))
+	out := make([]storage.Claim, 0, len(held))
 	for _, c := range p.Claims {
-		if done[[2]string{c.TaskID, c.DeviceID}] {
+		if held[[2]string{c.TaskID, c.DeviceID}] {
 			out = append(out, c)
 		}
 	}
 	return out, nil
-}
-
-// ReleaseClaims implements storage.Claimer.
-func (s *Store) ReleaseClaims(ctx context.Context, owner string, claims []storage.Claim) error {
-	if err := s.checkOpen(); err != nil {
-		return err
-	}
-	zero := s.tv(time.Time{})
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		for _, c := range claims {
-			if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE results SET lease_owner = '', lease_until = ? WHERE task_id = ? AND device_id = ? AND lease_epoch = ? AND lease_owner = ?`),
-				zero, c.TaskID, c.DeviceID, c.Epoch, owner); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("sqlstore: release claims: %w", err)
-	}
-	return nil
 }
 
 // AcquireLeader implements storage.Leader with one upsert: the lease is

@@ -37,14 +37,14 @@ func seedScheduled(t *testing.T, s *sqlstore.Store, n int, due time.Time) {
 	}
 }
 
-func complete(ctx context.Context, s *sqlstore.Store, owner string, cs []storage.Claim, at time.Time) ([]storage.Claim, error) {
-	return s.CompleteClaims(ctx, storage.CompleteParams{Owner: owner, FromState: "scheduled", State: "pending", Seq: 2, At: at, Claims: cs})
+func dispatch(ctx context.Context, s *sqlstore.Store, owner string, before time.Time, ttl time.Duration, limit int) ([]storage.Claim, error) {
+	return s.DispatchDue(ctx, storage.DispatchParams{Owner: owner, FromState: "scheduled", State: "pending", Seq: 2, At: before, Before: before, TTL: ttl, Limit: limit})
 }
 
-// TestClaimsExactlyOnce: four concurrent claimers drain 2,000 due results;
-// every result is completed exactly once and the dispatch ledger has one
-// row per result.
-func TestClaimsExactlyOnce(t *testing.T) {
+// TestDispatchExactlyOnce: four concurrent replicas drain 2,000 due
+// results; every result is dispatched exactly once and the dispatch ledger
+// has one row per result.
+func TestDispatchExactlyOnce(t *testing.T) {
 	t.Parallel()
 	for _, tg := range dispatchTargets() {
 		t.Run(tg.name, func(t *testing.T) {
@@ -63,7 +63,7 @@ func TestClaimsExactlyOnce(t *testing.T) {
 				wg.Go(func() {
 					owner := fmt.Sprintf("r%d", w)
 					for {
-						cs, err := s.ClaimDue(ctx, storage.ClaimParams{Owner: owner, State: "scheduled", Before: due, TTL: time.Minute, Limit: 97})
+						cs, err := dispatch(ctx, s, owner, due, time.Minute, 97)
 						if errors.Is(err, storage.ErrRetryable) {
 							continue
 						}
@@ -74,18 +74,12 @@ func TestClaimsExactlyOnce(t *testing.T) {
 						if len(cs) == 0 {
 							return
 						}
-						ok, err := complete(ctx, s, owner, cs, due)
-						if err != nil {
-							errc <- err
-							return
-						}
-						if len(ok) != len(cs) {
-							errc <- fmt.Errorf("%s: %d of %d own claims accepted", owner, len(ok), len(cs))
-							return
-						}
 						mu.Lock()
-						for _, c := range ok {
+						for _, c := range cs {
 							got[c.DeviceID]++
+							if c.Epoch != 1 || c.Seq != 2 || c.RunID != 7 || c.TaskRevision != 1 || !c.DueAt.Equal(due) {
+								errc <- fmt.Errorf("claim %+v", c)
+							}
 						}
 						mu.Unlock()
 					}
@@ -122,11 +116,13 @@ func TestClaimsExactlyOnce(t *testing.T) {
 	}
 }
 
-// TestClaimFencing: a lease that expired (TTL of one microsecond, judged by
-// the database's clock) is claimed again with a higher epoch; the first
-// owner's late completion is rejected and the second owner's accepted.
-// Results not yet due, or in another state, are never claimed.
-func TestClaimFencing(t *testing.T) {
+// TestDispatchTakeover: results not yet due, of a suspended task, or in
+// another state are not dispatched; a dispatched start whose lease expired
+// (TTL of one microsecond on the database's clock) is taken over by
+// another replica with a higher epoch; the first replica's renewal is then
+// rejected, the new owner's accepted; a result the device answered (seq
+// moved on) is never taken over.
+func TestDispatchTakeover(t *testing.T) {
 	t.Parallel()
 	for _, tg := range dispatchTargets() {
 		t.Run(tg.name, func(t *testing.T) {
@@ -136,55 +132,83 @@ func TestClaimFencing(t *testing.T) {
 			defer s.Close()
 			due := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
 			seedScheduled(t, s, 3, due)
-			if cs, err := s.ClaimDue(ctx, storage.ClaimParams{Owner: "a", State: "scheduled", Before: due.Add(-time.Second), TTL: time.Minute, Limit: 10}); err != nil || len(cs) != 0 {
-				t.Fatalf("claims before due: %v, %v", cs, err)
+			if cs, err := dispatch(ctx, s, "a", due.Add(-time.Second), time.Minute, 10); err != nil || len(cs) != 0 {
+				t.Fatalf("dispatched before due: %v, %v", cs, err)
 			}
-			stale, err := s.ClaimDue(ctx, storage.ClaimParams{Owner: "a", State: "scheduled", Before: due, TTL: time.Microsecond, Limit: 1})
-			if err != nil || len(stale) != 1 || stale[0].Epoch != 1 || stale[0].DeviceID != "d00000" {
-				t.Fatalf("first claim %+v, %v", stale, err)
+			// A suspended task's starts wait.
+			rec, err := s.GetTask(ctx, "t")
+			if err != nil {
+				t.Fatal(err)
 			}
-			var fresh []storage.Claim
-			for range 1000 { // the expired lease is free once the database's clock passed it
-				fresh, err = s.ClaimDue(ctx, storage.ClaimParams{Owner: "c", State: "scheduled", Before: due, TTL: time.Hour, Limit: 1})
+			rec.Suspended, rec.Revision = true, 2
+			if err := s.UpdateTask(ctx, storage.UpdateTaskParams{Task: rec, ExpectRevision: 1, Revision: storage.RevisionRecord{Number: 2, Body: rec.Body}}); err != nil {
+				t.Fatal(err)
+			}
+			if cs, err := dispatch(ctx, s, "a", due, time.Minute, 10); err != nil || len(cs) != 0 {
+				t.Fatalf("dispatched a suspended task: %v, %v", cs, err)
+			}
+			rec.Suspended, rec.Revision = false, 3
+			if err := s.UpdateTask(ctx, storage.UpdateTaskParams{Task: rec, ExpectRevision: 2, Revision: storage.RevisionRecord{Number: 3, Body: rec.Body}}); err != nil {
+				t.Fatal(err)
+			}
+			stale, err := dispatch(ctx, s, "a", due, time.Microsecond, 2)
+			if err != nil || len(stale) != 2 || stale[0].Epoch != 1 || stale[0].DeviceID != "d00000" || stale[0].TaskRevision != 3 {
+				t.Fatalf("first dispatch %+v, %v", stale, err)
+			}
+			// d00001 is answered by its device before the lease expires.
+			if _, err := s.UpsertResults(ctx, storage.UpsertResultsParams{Results: []storage.ResultRecord{{TaskID: "t", DeviceID: "d00001", RunID: 7, Seq: 3, State: "running", DueAt: due, UpdatedAt: due}}}); err != nil {
+				t.Fatal(err)
+			}
+			var took []storage.Claim
+			for range 1000 { // the lease is free once the database's clock passed it
+				took, err = s.ClaimStale(ctx, storage.StaleParams{Owner: "c", State: "pending", Seq: 2, TTL: time.Hour, Limit: 10})
 				if err != nil {
 					t.Fatal(err)
 				}
-				if len(fresh) > 0 && fresh[0].DeviceID == "d00000" {
+				if len(took) > 0 {
 					break
 				}
 			}
-			if len(fresh) == 0 || fresh[0].DeviceID != "d00000" || fresh[0].Epoch != 2 {
-				t.Fatalf("re-claim after expiry %+v", fresh)
+			if len(took) != 1 || took[0].DeviceID != "d00000" || took[0].Epoch != 2 {
+				t.Fatalf("takeover after expiry %+v (want only d00000, epoch 2)", took)
 			}
-			// A live lease is not claimed again.
-			live, err := s.ClaimDue(ctx, storage.ClaimParams{Owner: "b", State: "scheduled", Before: due, TTL: time.Hour, Limit: 10})
-			if err != nil || len(live) == 0 {
-				t.Fatalf("claim of the free results %+v, %v", live, err)
+			// A live lease is not taken over again.
+			if again, err := s.ClaimStale(ctx, storage.StaleParams{Owner: "b", State: "pending", Seq: 2, TTL: time.Hour, Limit: 10}); err != nil || len(again) != 0 {
+				t.Fatalf("a live lease was taken over: %+v, %v", again, err)
 			}
-			for _, c := range live {
-				if c.DeviceID == "d00000" {
-					t.Fatalf("a live lease was claimed again: %+v", live)
+			renew := func(owner string, cs []storage.Claim) []storage.Claim {
+				t.Helper()
+				ok, err := s.RenewClaims(ctx, storage.RenewParams{Owner: owner, State: "pending", Seq: 2, TTL: time.Hour, Claims: cs})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return ok
+			}
+			if ok := renew("a", stale); len(ok) != 0 {
+				t.Fatalf("the stale replica renewed %+v", ok)
+			}
+			if ok := renew("c", took); len(ok) != 1 {
+				t.Fatalf("the new owner's renewal: %+v", ok)
+			}
+			// The third result is dispatched once, and only once.
+			rest, err := dispatch(ctx, s, "b", due, time.Minute, 10)
+			if err != nil || len(rest) != 1 || rest[0].DeviceID != "d00002" {
+				t.Fatalf("remaining dispatch %+v, %v", rest, err)
+			}
+			if more, err := dispatch(ctx, s, "b", due, time.Minute, 10); err != nil || len(more) != 0 {
+				t.Fatalf("second dispatch %+v, %v", more, err)
+			}
+			var ledger int
+			if err := s.DB().QueryRow(`SELECT COUNT(*) FROM dispatch_log`).Scan(&ledger); err != nil || ledger != 3 {
+				t.Fatalf("ledger rows %d, %v; want 3 (a takeover is not a new dispatch)", ledger, err)
+			}
+			for _, p := range []storage.DispatchParams{{}, {Owner: "x", FromState: "scheduled", State: "pending", TTL: time.Second, Limit: storage.MaxListLimit + 1}} {
+				if _, err := s.DispatchDue(ctx, p); !errors.Is(err, storage.ErrInvalid) {
+					t.Fatalf("DispatchDue(%+v) = %v, want ErrInvalid", p, err)
 				}
 			}
-			if ok, err := complete(ctx, s, "a", stale, due); err != nil || len(ok) != 0 {
-				t.Fatalf("stale completion accepted: %+v, %v", ok, err)
-			}
-			if ok, err := complete(ctx, s, "c", fresh[:1], due); err != nil || len(ok) != 1 {
-				t.Fatalf("fresh completion: %+v, %v", ok, err)
-			}
-			if ok, err := complete(ctx, s, "c", fresh[:1], due); err != nil || len(ok) != 0 {
-				t.Fatalf("second completion accepted: %+v, %v", ok, err)
-			}
-			r, err := s.GetResult(ctx, "t", "d00000")
-			if err != nil || r.State != "pending" || r.Seq != 2 {
-				t.Fatalf("result %+v, %v", r, err)
-			}
-			if err := s.ReleaseClaims(ctx, "b", live); err != nil {
-				t.Fatal(err)
-			}
-			again, err := s.ClaimDue(ctx, storage.ClaimParams{Owner: "d", State: "scheduled", Before: due, TTL: time.Minute, Limit: 10})
-			if err != nil || len(again) != len(live) {
-				t.Fatalf("after release %+v, %v; want the %d released results", again, err, len(live))
+			if _, err := s.ClaimStale(ctx, storage.StaleParams{Owner: "x"}); !errors.Is(err, storage.ErrInvalid) {
+				t.Fatalf("ClaimStale without ttl/limit/state = %v, want ErrInvalid", err)
 			}
 		})
 	}
@@ -220,9 +244,6 @@ func TestLeader(t *testing.T) {
 			}
 			if _, err := s.AcquireLeader(ctx, storage.LeaderParams{Name: "", Owner: "a", TTL: 0}); !errors.Is(err, storage.ErrInvalid) {
 				t.Fatalf("bad params: %v", err)
-			}
-			if _, err := s.ClaimDue(ctx, storage.ClaimParams{}); !errors.Is(err, storage.ErrInvalid) {
-				t.Fatalf("bad claim params: %v", err)
 			}
 		})
 	}

@@ -46,7 +46,9 @@
 // and lease_until on results, dispatch_log (one row per dispatched run,
 // deliberately without a unique key so an audit would see a duplicate)
 // and leaders (named leader leases). Lease expiry is always judged by
-// the database's clock.
+// the database's clock. DispatchDue claims, dispatches and logs a batch
+// in one statement (PostgreSQL) or transaction (SQLite), so a run is
+// written once when it is dispatched.
 //
 // PostgreSQL text keys use COLLATE "C": listings are in byte order, the
 // same as every other backend, whatever the database's locale.

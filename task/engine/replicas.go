@@ -5,7 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/taskfleet/taskfleet/scope"
@@ -63,9 +63,10 @@ func (s *Server) leader(ctx context.Context) bool {
 }
 
 // taskFor returns the state of a task, loading it through the Manager
-// when another replica created it after this one opened.
-func (s *Server) taskFor(ctx context.Context, id string, now time.Time) *taskState {
-	if ts := s.tasks[id]; ts != nil {
+// when another replica created it after this one opened, or changed it
+// (the claim carries the task's revision in the store).
+func (s *Server) taskFor(ctx context.Context, id string, rev int64, now time.Time) *taskState {
+	if ts := s.tasks[id]; ts != nil && ts.t.Revision >= rev {
 		return ts
 	}
 	t, err := s.m.Get(ctx, task.System, id)
@@ -73,70 +74,133 @@ func (s *Server) taskFor(ctx context.Context, id string, now time.Time) *taskSta
 		if !errors.Is(err, task.ErrNotFound) {
 			s.log.Error().Err(err).Str("task", id).Msg("engine: load task for a claimed start")
 		}
-		return nil
+		return s.tasks[id]
 	}
 	ts := s.load(ctx, t, now)
 	s.byDevice = nil
 	return ts
 }
 
-// dispatchClaimed claims the due scheduled starts from the store in
-// batches, marks them dispatched (pending) under the claim's fencing
-// epoch and sends the accepted ones; resends stay with this replica. A
-// claim of a suspended or unknown task is given back.
+// dispatchTTL is the lease of a dispatched start that no device answered
+// yet: the replica renews it at every resend (each RetryInterval), so
+// another replica takes it over LeaseTTL after the replica stopped.
+func (s *Server) dispatchTTL() time.Duration { return s.cfg.RetryInterval + s.cfg.LeaseTTL }
+
+// dispatchClaimed dispatches the due scheduled starts from the store in
+// batches (called with s.mu held; it releases the lock during each store
+// call): each batch is claimed, marked dispatched (pending) and written
+// to the dispatch ledger in one atomic store call, then sent. Every
+// LeaseTTL it also takes over the dispatched starts of replicas whose
+// leases expired (dead or stalled) and resends them.
 func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now time.Time) {
 	for {
-		claims, err := c.ClaimDue(ctx, storage.ClaimParams{Owner: s.owner, State: string(task.Scheduled), Before: now, TTL: s.cfg.LeaseTTL, Limit: s.cfg.ClaimBatch})
+		// The store call runs without the server's lock, so device messages
+		// (results answering earlier batches) are taken meanwhile.
+		s.mu.Unlock()
+		claims, err := c.DispatchDue(ctx, storage.DispatchParams{Owner: s.owner, FromState: string(task.Scheduled), State: string(task.Pending),
+			Seq: transport.SeqDispatched, At: now.UTC(), Before: now, TTL: s.dispatchTTL(), Limit: s.cfg.ClaimBatch})
+		s.mu.Lock()
 		if err != nil {
-			s.log.Error().Err(err).Msg("engine: claim due starts")
+			s.log.Error().Err(err).Msg("engine: dispatch due starts")
+			return // nothing changed in the store: the next Tick tries again
+		}
+		if len(claims) == 0 {
+			break
+		}
+		if s.afterClaim != nil {
+			s.afterClaim() // tests: stall or die after the dispatch, before the sends
+		}
+		s.sendClaimed(ctx, claims, now, false)
+		if len(claims) < s.cfg.ClaimBatch {
+			break
+		}
+	}
+	if now.Before(s.nextStale) {
+		return
+	}
+	s.nextStale = now.Add(s.cfg.LeaseTTL)
+	for {
+		s.mu.Unlock()
+		claims, err := c.ClaimStale(ctx, storage.StaleParams{Owner: s.owner, State: string(task.Pending), Seq: transport.SeqDispatched, TTL: s.dispatchTTL(), Limit: s.cfg.ClaimBatch})
+		s.mu.Lock()
+		if err != nil {
+			s.log.Error().Err(err).Msg("engine: take over expired dispatches")
 			return
 		}
 		if len(claims) == 0 {
 			return
 		}
-		if s.afterClaim != nil {
-			s.afterClaim() // tests: stall or die while holding the claims
-		}
-		var ok, back []storage.Claim
-		for _, cl := range claims {
-			if ts := s.taskFor(ctx, cl.TaskID, now); ts == nil || ts.t.Suspended {
-				back = append(back, cl)
-				continue
-			}
-			ok = append(ok, cl)
-		}
-		if len(back) > 0 {
-			if err := c.ReleaseClaims(ctx, s.owner, back); err != nil {
-				s.log.Error().Err(err).Msg("engine: release claims")
-			}
-		}
-		done, err := c.CompleteClaims(ctx, storage.CompleteParams{Owner: s.owner, FromState: string(task.Scheduled), State: string(task.Pending), Seq: transport.SeqDispatched, At: now.UTC(), Claims: ok})
-		if err != nil {
-			s.log.Error().Err(err).Msg("engine: complete claims")
-			return // the leases expire and a replica claims them again
-		}
-		s.stats.Fenced += int64(len(ok) - len(done))
-		for _, cl := range done {
-			ts := s.tasks[cl.TaskID]
-			st := transport.Start{TaskID: cl.TaskID, RunID: cl.RunID, At: cl.DueAt, Due: cl.DueAt}
-			if ts.lastFire != nil && ts.lastFire.RunID == cl.RunID {
-				st = *ts.lastFire
-				st.Due = cl.DueAt
-			} else if ts.manual != nil && ts.manual.RunID == cl.RunID {
-				st = *ts.manual
-				st.Due = cl.DueAt
-			}
-			d := scope.DeviceID(cl.DeviceID)
-			dp := &dispatch{start: st, device: d, sent: 1, next: now.Add(s.cfg.RetryInterval)}
-			s.pending[dkey{cl.TaskID, d}] = dp
-			if s.nextDisp.IsZero() || dp.next.Before(s.nextDisp) {
-				s.nextDisp = dp.next
-			}
-			s.stats.Dispatched++
-			_ = s.send(ctx, transport.Message{Key: fmt.Sprintf("s/%s/%d", cl.TaskID, cl.RunID), Kind: transport.StartRun, Device: d, Start: &st, Definition: s.definition(ts)})
-		}
-		if len(claims) < s.cfg.ClaimBatch || len(done) == 0 {
+		s.sendClaimed(ctx, claims, now, true)
+		if len(claims) < s.cfg.ClaimBatch {
 			return
 		}
 	}
+}
+
+// sendClaimed sends the starts of dispatched claims and keeps them for
+// resending until their devices answer.
+func (s *Server) sendClaimed(ctx context.Context, claims []storage.Claim, now time.Time, takeover bool) {
+	for _, cl := range claims {
+		ts := s.taskFor(ctx, cl.TaskID, cl.TaskRevision, now)
+		if ts == nil {
+			// Deleted after the dispatch: its results are deleted with it.
+			continue
+		}
+		st := transport.Start{TaskID: cl.TaskID, RunID: cl.RunID, At: cl.DueAt, Due: cl.DueAt}
+		if ts.lastFire != nil && ts.lastFire.RunID == cl.RunID {
+			st = *ts.lastFire
+			st.Due = cl.DueAt
+		} else if ts.manual != nil && ts.manual.RunID == cl.RunID {
+			st = *ts.manual
+			st.Due = cl.DueAt
+		}
+		d := scope.DeviceID(cl.DeviceID)
+		dp := &dispatch{start: st, device: d, sent: 1, epoch: cl.Epoch, next: now.Add(s.cfg.RetryInterval)}
+		s.pending[dkey{cl.TaskID, d}] = dp
+		if s.nextDisp.IsZero() || dp.next.Before(s.nextDisp) {
+			s.nextDisp = dp.next
+		}
+		if takeover {
+			s.stats.TakenOver++
+		} else {
+			s.stats.Dispatched++
+		}
+		_ = s.send(ctx, transport.Message{Key: startKey(cl.TaskID, cl.RunID), Kind: transport.StartRun, Device: d, Start: &st, Definition: s.definition(ts)})
+	}
+}
+
+// renewClaimed renews the leases of the claimed starts about to be resent
+// and returns the keys this replica no longer holds (another replica took
+// them over, or the device answered in the meantime): those are not resent.
+func (s *Server) renewClaimed(ctx context.Context, c storage.Claimer, keys []dkey) map[dkey]bool {
+	var cs []storage.Claim
+	for _, k := range keys {
+		if dp := s.pending[k]; dp != nil && dp.epoch > 0 && dp.sent > 0 {
+			cs = append(cs, storage.Claim{TaskID: k.task, DeviceID: string(k.device), RunID: dp.start.RunID, Epoch: dp.epoch})
+		}
+	}
+	if len(cs) == 0 {
+		return nil
+	}
+	held, err := c.RenewClaims(ctx, storage.RenewParams{Owner: s.owner, State: string(task.Pending), Seq: transport.SeqDispatched, TTL: s.dispatchTTL(), Claims: cs})
+	if err != nil {
+		s.log.Error().Err(err).Msg("engine: renew dispatch leases")
+		return nil // resend anyway: devices de-duplicate, and the lease check repeats next time
+	}
+	ok := make(map[dkey]bool, len(held))
+	for _, h := range held {
+		ok[dkey{h.TaskID, scope.DeviceID(h.DeviceID)}] = true
+	}
+	lost := map[dkey]bool{}
+	for _, c := range cs {
+		if k := (dkey{c.TaskID, scope.DeviceID(c.DeviceID)}); !ok[k] {
+			lost[k] = true
+		}
+	}
+	return lost
+}
+
+// startKey is the idempotency key of a StartRun.
+func startKey(taskID string, runID int64) string {
+	return "s/" + taskID + "/" + strconv.FormatInt(runID, 10)
 }

@@ -11,12 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/rs/zerolog"
 
 	"github.com/taskfleet/taskfleet/schedule"
 	"github.com/taskfleet/taskfleet/scope"
@@ -71,13 +73,20 @@ func pgSchemaDSN(t testing.TB) string {
 
 // replicaManager wires a Manager (and, with srv, its Dispatcher) on a
 // PostgreSQL store, with an inventory holding group g-all.
-func replicaManager(ctx context.Context, dsn string, reg *task.Registry, srv func(storage.Store, scope.Inventory) *engine.Server) (*sqlstore.Store, *task.Manager, *engine.Server, error) {
+func replicaManager(ctx context.Context, dsn string, reg *task.Registry, devices int, srv func(storage.Store, scope.Inventory) *engine.Server) (*sqlstore.Store, *task.Manager, *engine.Server, error) {
 	st, err := sqlstore.Open(ctx, sqlstore.Config{Dialect: sqlstore.Postgres, DSN: dsn})
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	inv := inmem.New()
 	if err := inv.PutGroups(scope.AdminGroup{ID: "g-all", Name: "all"}); err != nil {
+		return nil, nil, nil, err
+	}
+	devs := make([]scope.Device, devices)
+	for i := range devs {
+		devs[i] = scope.Device{ID: scope.DeviceID(fmt.Sprintf("d%05d", i)), GroupID: "g-all", Connected: true}
+	}
+	if err := inv.PutDevices(devs...); err != nil {
 		return nil, nil, nil, err
 	}
 	var s *engine.Server
@@ -98,14 +107,51 @@ func replicaRegistry() (*task.Registry, error) {
 	return r, nil
 }
 
-// countingEndpoint counts the StartRun messages a replica sends.
-type countingEndpoint struct{ starts atomic.Int64 }
+// deviceSim stands in for the devices behind one replica: every StartRun
+// it receives is recorded in the deliveries table and answered with a
+// running result (as an agent does), in batches every 10 ms. Starts
+// received but not yet recorded when the replica is killed are lost like
+// messages in flight: their devices never answer, and the dispatch must be
+// taken over and resent by another replica.
+type deviceSim struct {
+	mu      sync.Mutex
+	starts  []transport.Start
+	devices []scope.DeviceID
+}
 
-func (e *countingEndpoint) Send(_ context.Context, m transport.Message) error {
-	if m.Kind == transport.StartRun {
-		e.starts.Add(1)
+func (e *deviceSim) Send(_ context.Context, m transport.Message) error {
+	if m.Kind == transport.StartRun && m.Start != nil {
+		e.mu.Lock()
+		e.starts = append(e.starts, *m.Start)
+		e.devices = append(e.devices, m.Device)
+		e.mu.Unlock()
 	}
 	return nil
+}
+
+func (e *deviceSim) loop(ctx context.Context, db *sql.DB, id string, srv *engine.Server) error {
+	for {
+		time.Sleep(10 * time.Millisecond)
+		e.mu.Lock()
+		starts, devs := e.starts, e.devices
+		e.starts, e.devices = nil, nil
+		e.mu.Unlock()
+		if len(starts) == 0 {
+			continue
+		}
+		tasks, dids, runs := make([]string, len(starts)), make([]string, len(starts)), make([]int64, len(starts))
+		for i, st := range starts {
+			tasks[i], dids[i], runs[i] = st.TaskID, string(devs[i]), st.RunID
+		}
+		if _, err := db.ExecContext(ctx, `INSERT INTO deliveries (task_id, device_id, run_id, replica) SELECT t, d, r, $4 FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(t, d, r)`, tasks, dids, runs, id); err != nil {
+			return err
+		}
+		now := time.Now().UTC()
+		for i, st := range starts {
+			srv.Handle(ctx, transport.Message{Kind: transport.Results, Device: devs[i], Key: fmt.Sprintf("r/%s/%d/%s", st.TaskID, st.RunID, devs[i]),
+				Results: []task.Result{{TaskID: st.TaskID, DeviceID: devs[i], RunID: st.RunID, Seq: transport.SeqDevice, State: task.Running, DueAt: st.Due, StartedAt: now, UpdatedAt: now}}})
+		}
+	}
 }
 
 // childReplica is one server replica process: it ticks for ever on the
@@ -118,8 +164,8 @@ func childReplica() int {
 		return 1
 	}
 	id := os.Getenv(childIDEnv)
-	_, m, srv, err := replicaManager(ctx, os.Getenv(childDSNEnv), reg, func(st storage.Store, inv scope.Inventory) *engine.Server {
-		s, err := engine.New(engine.Config{Store: st, Inventory: inv, ReplicaID: id, LeaseTTL: 2 * time.Second, ClaimBatch: 500})
+	st, m, srv, err := replicaManager(ctx, os.Getenv(childDSNEnv), reg, 0, func(st storage.Store, inv scope.Inventory) *engine.Server {
+		s, err := engine.New(engine.Config{Logger: zerolog.New(os.Stderr), Store: st, Inventory: inv, ReplicaID: id, LeaseTTL: time.Second, RetryInterval: time.Second, ClaimBatch: 500})
 		if err != nil {
 			panic(err)
 		}
@@ -129,10 +175,10 @@ func childReplica() int {
 		fmt.Fprintln(os.Stderr, "open:", err)
 		return 1
 	}
-	// r0 stops for good while holding its 30th claim of 500 runs (the
-	// parent kills it then); r1 stalls past the lease TTL once, at its
-	// 20th claim, so its late completion meets claims another replica
-	// took over and is rejected by the epoch.
+	// r0 stops for good after its 30th dispatch of 500 runs, before
+	// sending them (the parent kills it then); r1 stalls there once, at
+	// its 20th, for longer than the dispatch lease, so another replica
+	// takes its dispatches over and r1's own lease renewal is rejected.
 	batches := 0
 	switch os.Getenv(childStallEnv) {
 	case "hold":
@@ -145,16 +191,22 @@ func childReplica() int {
 	case "stall":
 		engine.SetAfterClaim(srv, func() {
 			if batches++; batches == 20 {
-				time.Sleep(3 * time.Second)
+				time.Sleep(4 * time.Second)
 				fmt.Println("stalled")
 			}
 		})
 	}
-	ep := &countingEndpoint{}
+	ep := &deviceSim{}
 	if err := srv.Open(ctx, m, ep); err != nil {
 		fmt.Fprintln(os.Stderr, "engine open:", err)
 		return 1
 	}
+	go func() {
+		if err := ep.loop(ctx, st.DB().DB, id, srv); err != nil {
+			fmt.Fprintln(os.Stderr, "devices:", err)
+			os.Exit(1)
+		}
+	}()
 	fmt.Println("ready")
 	for {
 		if err := srv.Tick(ctx); err != nil {
@@ -211,11 +263,15 @@ func (p *replicaProc) kill() {
 	}
 }
 
-// TestReplicasExactlyOnce is the scale-out bar: 3 replica processes on one
-// PostgreSQL dispatch 100,000 scheduled device runs (10 tasks x 10,000
-// devices); one replica is killed with SIGKILL in the middle and
-// restarted. The database must show every run dispatched (pending) and
-// exactly one dispatch ledger row per (task, device, run).
+// TestReplicasExactlyOnce is the scale-out bar: 100,000 device runs (10
+// group tasks x 10,000 devices, started through Manager.Start on the
+// inventory) are dispatched by 3 replica processes on one PostgreSQL; one
+// replica is killed with SIGKILL in the middle (after a dispatch, before
+// its sends) and restarted, another stalls past its lease. The database
+// must show every run dispatched exactly once (one ledger row per (task,
+// device, run)), and every run delivered and answered by its device
+// (none lost), the killed and the stalled replica's starts through a
+// takeover.
 func TestReplicasExactlyOnce(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
@@ -225,69 +281,81 @@ func TestReplicasExactlyOnce(t *testing.T) {
 	dsn := pgSchemaDSN(t)
 	reg, err := replicaRegistry()
 	must(t, err)
-	st, m, _, err := replicaManager(ctx, dsn, reg, nil)
+	const tasks, devices = 10, 10000
+	var planner *engine.Server
+	st, m, _, err := replicaManager(ctx, dsn, reg, devices, func(st storage.Store, inv scope.Inventory) *engine.Server {
+		planner, err = engine.New(engine.Config{Store: st, Inventory: inv, ReplicaID: "planner"})
+		must(t, err)
+		return planner
+	})
 	must(t, err)
 	defer st.Close()
-	const tasks, devices = 10, 10000
-	due := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
-	runID := transport.RunID(due, transport.Manual)
+	must(t, planner.Open(ctx, m, &deviceSim{})) // plans the runs; never ticks, so never dispatches
+	db := st.DB()
+	_, err = db.ExecContext(ctx, `CREATE TABLE deliveries (task_id text, device_id text, run_id bigint, replica text)`)
+	must(t, err)
 	for i := range tasks {
 		tk, err := m.Create(ctx, task.System, task.Task{Name: fmt.Sprintf("scan %d", i), Application: appES, Type: "virus_scan", Scope: groupScope("g-all"), Schedule: sched(schedule.Manual, nil)})
 		must(t, err)
-		rs := make([]storage.ResultRecord, devices)
-		for d := range rs {
-			rs[d] = storage.ResultRecord{TaskID: tk.ID, DeviceID: fmt.Sprintf("d%05d", d), RunID: runID, Seq: transport.SeqScheduled, State: string(task.Scheduled),
-				DueAt: due.Add(time.Duration(d) * time.Millisecond), UpdatedAt: due}
-		}
-		n, err := st.UpsertResults(ctx, storage.UpsertResultsParams{Results: rs})
+		run, err := m.Start(ctx, task.System, tk.ID)
 		must(t, err)
-		if n != devices {
-			t.Fatalf("seeded %d results, want %d", n, devices)
+		if len(run.Devices) != devices {
+			t.Fatalf("run %+v has %d devices, want %d", run.ID, len(run.Devices), devices)
 		}
 	}
-	db := st.DB()
 	count := func(q string) int {
 		var n int
 		must(t, db.QueryRowContext(ctx, q).Scan(&n))
 		return n
 	}
+	if n := count(`SELECT COUNT(*) FROM results WHERE state = 'scheduled'`); n != tasks*devices {
+		t.Fatalf("%d scheduled runs, want %d", n, tasks*devices)
+	}
 	procs := []*replicaProc{startReplica(t, dsn, "r0", "hold"), startReplica(t, dsn, "r1", "stall"), startReplica(t, dsn, "r2", "")}
-	deadline := time.Now().Add(2 * time.Minute)
-	// r0 holds its 30th claim: SIGKILL it there (mid-dispatch), restart it.
+	deadline := time.Now().Add(6 * time.Minute)
+	// r0 holds its 30th dispatch unsent: SIGKILL it there, restart it.
 	if !procs[0].wait("holding") {
-		t.Fatal("r0 exited before holding a claim")
+		t.Fatal("r0 exited before holding a dispatch")
 	}
 	procs[0].kill()
 	atKill := count(`SELECT COUNT(*) FROM dispatch_log`)
-	leased := count(`SELECT COUNT(*) FROM results WHERE lease_owner = 'r0' AND state = 'scheduled'`)
+	held := count(fmt.Sprintf(`SELECT COUNT(*) FROM results WHERE lease_owner = 'r0' AND state = 'pending' AND seq = %d`, transport.SeqDispatched))
 	procs[0] = startReplica(t, dsn, "r0", "")
 	if !procs[1].wait("stalled") {
 		t.Fatal("r1 exited before its stall ended")
 	}
-	for count(`SELECT COUNT(*) FROM results WHERE state = 'scheduled'`) > 0 {
+	answered := fmt.Sprintf(`SELECT COUNT(*) FROM results WHERE state = 'running' AND seq = %d`, transport.SeqDevice)
+	for count(answered) < tasks*devices {
 		if time.Now().After(deadline) {
-			t.Fatalf("runs still scheduled after 2 minutes: %d", count(`SELECT COUNT(*) FROM results WHERE state = 'scheduled'`))
+			t.Fatalf("after 6 minutes %d of %d runs answered by their devices", count(answered), tasks*devices)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	for _, p := range procs {
 		p.kill()
 	}
 	total := count(`SELECT COUNT(*) FROM dispatch_log`)
 	distinct := count(`SELECT COUNT(*) FROM (SELECT DISTINCT task_id, device_id, run_id FROM dispatch_log) k`)
-	pending := count(fmt.Sprintf(`SELECT COUNT(*) FROM results WHERE state = 'pending' AND seq = %d`, transport.SeqDispatched))
-	reclaimed := count(`SELECT COUNT(*) FROM dispatch_log WHERE epoch > 1`)
+	delivered := count(`SELECT COUNT(*) FROM (SELECT DISTINCT task_id, device_id, run_id FROM deliveries) k`)
+	deliveries := count(`SELECT COUNT(*) FROM deliveries`)
+	takenOver := count(`SELECT COUNT(*) FROM results WHERE lease_epoch > 1`)
 	byOwner := count(`SELECT COUNT(DISTINCT owner) FROM dispatch_log`)
-	t.Logf("killed r0 after %d of %d dispatches holding %d leases; %d runs re-claimed after the lease expired; %d replicas dispatched", atKill, tasks*devices, leased, reclaimed, byOwner)
-	if total != tasks*devices || distinct != tasks*devices || pending != tasks*devices {
-		t.Fatalf("dispatch ledger %d rows, %d distinct runs, %d pending results; want %d each (zero lost, zero duplicated)", total, distinct, pending, tasks*devices)
+	orphans := count(`SELECT COUNT(*) FROM deliveries d WHERE NOT EXISTS (SELECT 1 FROM dispatch_log l WHERE l.task_id = d.task_id AND l.device_id = d.device_id AND l.run_id = d.run_id)`)
+	t.Logf("killed r0 after %d of %d dispatches holding %d unanswered; %d runs taken over after their lease expired; %d deliveries for %d runs (redeliveries are de-duplicated by the device's idempotency key); %d replicas dispatched",
+		atKill, tasks*devices, held, takenOver, deliveries, delivered, byOwner)
+	if total != tasks*devices || distinct != tasks*devices {
+		t.Fatalf("dispatch ledger %d rows for %d distinct runs; want %d each (zero duplicated dispatches)", total, distinct, tasks*devices)
 	}
-	// The dead replica's 500 claims and the stalled replica's 500 were
-	// all taken over with a newer epoch.
-	if leased != 500 || reclaimed < 1000 {
-		t.Fatalf("the killed replica held %d leases (want 500); %d runs re-claimed with a newer epoch (want >= 1000: its claims and the stalled replica's)", leased, reclaimed)
+	if delivered != tasks*devices || orphans != 0 {
+		t.Fatalf("%d distinct runs delivered (want %d: zero lost), %d deliveries of runs never dispatched", delivered, tasks*devices, orphans)
 	}
-	if byOwner != 3 {
+	// The dead replica's last 500 dispatches never left it, and the stalled
+	// replica's 500 were not sent before its lease expired: all of them
+	// reached their devices through a takeover.
+	if held < 500 || takenOver < 1000 {
+		t.Fatalf("the killed replica held %d unanswered dispatches (want >= 500); %d runs taken over (want >= 1000)", held, takenOver)
+	}
+	if byOwner < 3 {
 		t.Fatalf("%d replicas dispatched, want 3", byOwner)
 	}
 }
