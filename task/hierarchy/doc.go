@@ -1,38 +1,102 @@
 // Package hierarchy models the seeds' hierarchy of Administration
 // Servers: a primary server with secondary and virtual servers deployed in
-// its administration groups.
+// its administration groups, which can have secondary and virtual servers
+// of their own, to any depth.
+//
+// # Concepts
+//
+// Every server runs a Node over its own task.Manager. A Node knows its
+// Parent ("" for the primary) and its Children, each deployed in one of
+// its administration groups. Nodes talk only to their parent and
+// children, through a Link.
+//
+//	primary ── s-de ── s-ber
+//	   │         └──── v-de
+//	   └────── v-eu
 //
 // # Inheritance
 //
-// A group task of the primary whose scope has "Distribute to secondary and
-// virtual Administration Servers" (scope.Scope.DistributeToServers) is
-// inherited by every secondary or virtual server deployed in the task's
-// group (or in a subgroup, unless the task is for the group only). Node.
-// Distribute sends the inherited tasks over the Link; the child's Node
-// keeps one copy of each in its own task.Manager, scoped to the child's
-// root group, so the child's engine runs it on the child's devices. A
-// task of the same type that already exists on the child is left alone:
-// both run, as the seeds say. Inherited copies are read-only on the child:
-// wrap the child Manager's Authorizer with ReadOnly so only the Node may
-// modify or delete them; Node.Tasks shows them as inherited with the
-// server they come from.
+// A group task whose scope has "Distribute to secondary and virtual
+// Administration Servers" (scope.Scope.DistributeToServers) is inherited
+// by every secondary or virtual server deployed in the task's group (or in
+// a subgroup, unless the task is for the group only). Node.Distribute
+// sends each child the complete set of tasks it inherits; the child keeps
+// one copy of each in its own Manager, scoped to its root group, and
+// distributes its copies (and its own distributed tasks) on to its own
+// children in the same call, so one Distribute on the primary reaches the
+// whole tree. A task of the same type that already exists on a server is
+// left alone: both run, as the seeds say. Copies are read-only at every
+// level: wrap each Manager's Authorizer with ReadOnly so only the Node may
+// modify or delete them. Node.Tasks shows them as inherited, with their
+// Lineage: the task on every server above, up to its origin.
+//
+// A copy's CreatedBy holds its lineage, for example
+// "inherited:s-de/t2<primary/t1@3" for the copy of s-de's task t2 (at
+// revision 3), itself a copy of the primary's t1, so it survives restarts and travels with the task to the next level. A change on the
+// origin updates every copy below it; a task no longer inherited is
+// deleted at every level; copies inherited from a former parent are
+// deleted when the new parent's tasks arrive.
 //
 // # Roll-up
 //
-// Node.Report sends the statistics of every inherited copy to the parent,
-// keyed by the parent's task id; the parent keeps them per child server
-// ("Statistics from secondary Servers": Node.SecondaryStatistics) and sums
-// them with its own in Node.RolledUp.
+// Node.Report sends the parent, for every copy inherited from it, the
+// server's own statistics and the latest figures of every server below
+// it, keyed by the parent's task ids. Figures are relayed unchanged, with
+// the Version of the report of the server that read them, so every server
+// keeps one entry per (task, server below it): a relayed figure replaces
+// that server's previous one and is never added twice, however often it
+// is relayed, and an older figure or report arriving late is ignored.
+//
+// Each level offers "Statistics from secondary Servers" of everything
+// below it: Node.StatisticsFromSecondaries (one entry per server, with
+// its Path from this server down), Node.SecondaryStatistics (one server),
+// Node.SubtreeStatistics (a server and everything below it) and
+// Node.RolledUp (this server plus everything below). A secondary's own
+// distributed tasks roll up to it, not to its parent.
+//
+// # Unreachable servers
+//
+// Every message is a complete state, so nothing is queued or replayed.
+// While a server cannot be reached, Distribute still serves the other
+// children and returns ErrUnreachable for it; the servers above keep the
+// last figures of its subtree. When it is back, the next Distribute
+// brings its subtree up to date and its next Report delivers the figures
+// its subtree reported meanwhile, each counted once.
+//
+// A report says whether it is Complete: every child of the sender has
+// reported since the sender's Node was created. A complete report drops
+// the figures of servers no longer below the sender; an incomplete one
+// (the sender restarted and has not heard from its whole subtree) keeps
+// them, so a restart never makes the primary under-count.
+//
+// # Time semantics
+//
+// Reports are stamped with the injected clock (Config.Clock). A Node's
+// reports are ordered by its epoch, the clock reading when it was
+// created, and a counter, so a restarted server must come back at a later
+// clock reading than its previous start; versions are only compared
+// between reports of one server, so clock skew between servers does not
+// matter. The figures are held in memory: a restarted server knows the
+// figures of the servers below it again after they next report.
 //
 // # Link
 //
-// Servers talk through the Link interface; InProc connects Nodes in one
-// process (tests, simulations). A network Link calls the same Node
-// methods (ReceiveTasks, ReceiveStatistics) on the other side.
+// Servers talk through the Link interface: SendTasks delivers a TaskSet
+// to Node.ReceiveTasks, SendReport a Report to Node.ReceiveReport on the
+// other side. InProc connects Nodes in one process (tests, simulations)
+// and can take a link down and up. Each TaskSet carries the servers it
+// passed through and each relayed figure its Path, so servers configured
+// in a ring stop after one round with a *CycleError; chains longer than
+// MaxDepth are refused.
 //
 // # Errors
 //
-// Configuration errors are ValidationErrors naming the field; an edit of
-// an inherited copy through a ReadOnly-wrapped Manager fails with
-// task.ErrPermission.
+// Configuration errors are ValidationErrors naming the field; a server
+// that is its own parent, or whose parent is also its child, is a
+// *CycleError (ErrInvalid). Messages from a server that is not the
+// receiver's parent (tasks) or child (reports), or to a server a Link
+// has no route to, fail with an *UnknownServerError (ErrNotFound). A Link
+// that cannot reach the other side returns ErrUnreachable, which matches
+// ErrRetryable. An edit of an inherited copy through a ReadOnly-wrapped
+// Manager fails with task.ErrPermission.
 package hierarchy
