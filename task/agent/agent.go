@@ -469,7 +469,7 @@ func (a *Agent) report(ctx context.Context, t *LocalTask, r task.Result) {
 func (a *Agent) queueResult(ctx context.Context, r task.Result) task.Result {
 	r.DeviceID = a.cfg.Device
 	r.UpdatedAt = a.clk.Now().UTC()
-	key := fmt.Sprintf("r/%s/%s/%d/%d", a.cfg.Device, r.TaskID, r.RunID, r.Seq)
+	key := resultKey(a.cfg.Device, r.TaskID, r.RunID, r.Seq)
 	if err := a.enqueue(ctx, transport.Message{Key: key, Kind: transport.Results, Results: []task.Result{r}}); err != nil {
 		a.log.Error().Err(err).Msg("agent: result not queued")
 	}

@@ -137,6 +137,9 @@ func (a *Agent) nextWake(now time.Time) time.Time {
 
 func (a *Agent) heartbeat(ctx context.Context) {
 	hb := &transport.HeartbeatInfo{UpdatesGeneration: a.updGen}
+	if len(a.tasks) > 0 {
+		hb.Held = make([]transport.HeldTask, 0, len(a.tasks))
+	}
 	for _, t := range a.sorted() {
 		if !t.Transient {
 			hb.Held = append(hb.Held, transport.HeldTask{TaskID: t.Def.Task.ID, Revision: t.Def.Task.Revision, Slot: t.Slot})
@@ -158,24 +161,36 @@ func (a *Agent) flush(ctx context.Context, now time.Time) {
 	a.outboxBusy = len(ms) > 0
 	// Results are merged into messages of up to maxMerge entries (one
 	// round trip, one storage batch); the server acknowledges every key.
-	var merged *transport.Message
+	var merged transport.Message // Merged == nil: no results waiting
 	send := func() bool {
-		if merged == nil {
+		if merged.Merged == nil {
 			return true
 		}
-		m := *merged
-		merged = nil
+		m := merged
+		merged = transport.Message{}
 		return a.ep.Send(ctx, m) == nil
 	}
-	for _, m := range ms {
-		if m.Kind == transport.Results && len(m.Merged) == 0 {
-			if merged != nil && len(merged.Merged) >= maxMerge {
+	mergeable := func(m transport.Message) bool { return m.Kind == transport.Results && len(m.Merged) == 0 }
+	for i, m := range ms {
+		if mergeable(m) {
+			if len(merged.Merged) >= maxMerge {
 				if !send() {
 					return
 				}
 			}
-			if merged == nil {
-				merged = &transport.Message{Key: m.Key, Kind: transport.Results, Device: m.Device, SentAt: now.UTC()}
+			if merged.Merged == nil {
+				// Size the message for the run of results it merges.
+				n, k := 0, 0
+				for _, r := range ms[i:] {
+					if !mergeable(r) || n == maxMerge {
+						break
+					}
+					n, k = n+1, k+len(r.Results)
+				}
+				merged = transport.Message{Key: m.Key, Kind: transport.Results, Device: m.Device, SentAt: now.UTC(), Merged: make([]string, 0, n)}
+				if k > 0 {
+					merged.Results = make([]task.Result, 0, k)
+				}
 			}
 			merged.Merged = append(merged.Merged, m.Key)
 			merged.Results = append(merged.Results, m.Results...)
@@ -263,6 +278,17 @@ func (a *Agent) dueActivations(ctx context.Context, t *LocalTask, now time.Time)
 		return
 	}
 	off := a.offset(t)
+	if !t.nextOK {
+		t.nextDue, t.nextOK = time.Time{}, true
+		if nx, ok := s.Next(t.Cursor, a.loc); ok {
+			t.nextDue = nx.Add(off)
+		}
+	}
+	if t.nextDue.IsZero() || t.nextDue.After(now) {
+		// Nothing due (the first activation below is Next(Cursor)):
+		// the common case, and the range below allocates.
+		return
+	}
 	missedBefore := a.bootAt.Add(-a.cfg.MissedGrace)
 	if late := t.ReceivedAt.Add(-a.cfg.LateDelivery); late.After(missedBefore) {
 		missedBefore = late
