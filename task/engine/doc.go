@@ -57,18 +57,29 @@
 //
 // Several Servers may share one store. When the store offers
 // storage.Claimer (sqlstore does, on PostgreSQL and SQLite) the scheduled
-// starts are not kept in memory: every Tick claims the due ones from the
-// store in batches of ClaimBatch (on PostgreSQL SELECT ... FOR UPDATE SKIP
-// LOCKED, so replicas never wait for or take each other's rows), leased
-// to this replica (ReplicaID) for LeaseTTL with a fencing epoch. The
-// claimed starts are then marked dispatched (pending) in one statement
-// that checks the epoch and appends one row per start to the dispatch
-// ledger, and only the accepted ones are sent. A replica that dies loses
-// its leases after LeaseTTL and another replica claims and sends those
-// starts; a replica that stalls past LeaseTTL and completes late is
-// rejected by the epoch (Stats.Fenced), so each (task, device, run) is
-// dispatched once. Resends of unanswered starts stay with the replica
-// that dispatched them.
+// starts are not kept in memory: every Tick dispatches the due ones from
+// the store in batches of ClaimBatch, each batch in one atomic store call
+// (on PostgreSQL one statement: SELECT ... FOR UPDATE SKIP LOCKED, so
+// replicas never wait for or take each other's rows; the rows move to
+// pending/dispatched, are leased to this replica (ReplicaID) with a new
+// fencing epoch, and get one dispatch ledger row each), and only then
+// sends them. There is no claimed-but-not-dispatched window: a replica
+// that dies before the commit changed nothing, and a start leaves the
+// scheduled state once, so each (task, device, run) is dispatched once
+// and written once. Starts of suspended or deleted tasks are not taken
+// (the store checks the task row), and a claim carries the task's
+// revision, so a replica whose copy of the task is older reloads it.
+//
+// A dispatched start stays leased to its replica until the device
+// answers; the replica renews the lease (for RetryInterval + LeaseTTL)
+// each time it resends. A replica that dies or stalls loses the lease;
+// every LeaseTTL each replica takes over expired ones (storage.Claimer
+// ClaimStale, Stats.TakenOver) and resends them under the same
+// idempotency key, which devices de-duplicate. A stalled replica that
+// wakes up finds its renewal rejected by the epoch and stops resending
+// (Stats.Fenced). Starts waiting for an offline device (pending, not yet
+// dispatched) stay with the replica that planned them and with any
+// replica that opens later.
 //
 // Singleton duties take a leader lease (storage.Leader) on every Tick:
 // only the leader fires server-run schedules and purges history; a
@@ -83,7 +94,8 @@
 // Clocks: lease expiry is judged by the database's clock (now() in
 // PostgreSQL), never a replica's, so replicas whose clocks differ (±2 s
 // or more) never both hold a lease, and a late write is stopped by the
-// epoch whatever the clocks say. A replica's clock only decides when a
+// epoch whatever the clocks say (a dispatch needs no clock at all: it is
+// one transaction). A replica's clock only decides when a
 // start is due (DueAt <= its now), which can move a start by the skew but
 // not dispatch it twice. The assumption is that the database's clock does
 // not jump backwards by more than LeaseTTL while leases are held.

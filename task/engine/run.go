@@ -234,10 +234,19 @@ func (s *Server) dispatchDue(ctx context.Context, now time.Time) {
 		}
 	}
 	sortKeys(keys)
+	var lost map[dkey]bool
+	if c := s.claimer(); c != nil {
+		lost = s.renewClaimed(ctx, c, keys)
+	}
 	var firstRows []task.Result
 	var sends []transport.Message
 	for _, k := range keys {
 		dp := s.pending[k]
+		if lost[k] {
+			delete(s.pending, k) // taken over by another replica, or answered
+			s.stats.Fenced++
+			continue
+		}
 		ts := s.tasks[k.task]
 		if ts == nil || ts.t.Suspended {
 			if ts == nil {
@@ -254,7 +263,7 @@ func (s *Server) dispatchDue(ctx context.Context, now time.Time) {
 			}
 			dp.sent++
 			st := dp.start
-			sends = append(sends, transport.Message{Key: fmt.Sprintf("s/%s/%d", k.task, dp.start.RunID), Kind: transport.StartRun, Device: k.device, Start: &st, Definition: s.definition(ts)})
+			sends = append(sends, transport.Message{Key: startKey(k.task, dp.start.RunID), Kind: transport.StartRun, Device: k.device, Start: &st, Definition: s.definition(ts)})
 			dp.next = now.Add(s.cfg.RetryInterval)
 		}
 		if next.IsZero() || dp.next.Before(next) {

@@ -105,6 +105,7 @@ type dispatch struct {
 	device scope.DeviceID
 	next   time.Time
 	sent   int
+	epoch  int64 // > 0: claimed through storage.Claimer with this epoch
 	wakeAt time.Time
 	woke   bool
 }
@@ -146,15 +147,20 @@ type Server struct {
 	rcount     int
 	owner      string // this replica's id in claims and the leader lease
 	afterClaim func() // test hook (export_test.go)
+	nextStale  time.Time
 	leading    bool
 }
 
 // Stats counts what the server did.
 type Stats struct {
 	Fired, Dispatched, Resent, Heartbeats, ResultsApplied, Delivered int64
-	// Fenced counts claimed starts whose completion the store rejected
-	// because another replica claimed them again (a newer epoch).
+	// Fenced counts dispatched starts this replica stopped resending
+	// because its lease was gone: another replica took them over (a newer
+	// epoch) or the device answered through another replica.
 	Fenced int64
+	// TakenOver counts dispatched starts this replica took over from a
+	// replica whose lease expired, and resent.
+	TakenOver int64
 }
 
 // New returns a Server; call Open before use.
@@ -236,8 +242,9 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 	}
 	s.byDevice = nil
 	recover := []task.State{task.Scheduled, task.Pending}
-	if s.claimer() != nil {
-		recover = recover[1:] // scheduled starts are claimed from the store
+	claims := s.claimer() != nil
+	if claims {
+		recover = recover[1:] // scheduled starts are dispatched from the store
 	}
 	for _, st := range recover {
 		recs, err := s.cfg.Store.DueResults(ctx, storage.DueResultsParams{State: string(st), Before: now.Add(366 * 24 * time.Hour), Limit: storage.MaxListLimit})
@@ -247,6 +254,9 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 		for _, r := range recs {
 			if s.tasks[r.TaskID] == nil {
 				continue
+			}
+			if claims && r.Seq >= transport.SeqDispatched {
+				continue // leased to the replica that dispatched it; taken over when its lease expires
 			}
 			at := r.DueAt
 			s.addDispatch(transport.Start{TaskID: r.TaskID, RunID: r.RunID, At: at, Due: at}, scope.DeviceID(r.DeviceID), at)
