@@ -97,9 +97,12 @@ type Store interface {
 // MemStore is an in-memory Store. It survives an Agent being replaced
 // (simulating a restart) but not the process.
 type MemStore struct {
-	mu     sync.Mutex
-	tasks  map[string]LocalTask
-	outbox map[string]outboxEntry
+	mu    sync.Mutex
+	tasks map[string]LocalTask
+	// outbox maps the keys waiting for acknowledgement to the order of
+	// their queue entry (messages are stored once, in queue: a map
+	// value of a Message's size would be allocated on every Enqueue).
+	outbox map[string]int64
 	// queue holds the outbox in enqueue order; entries whose key was
 	// removed (or re-enqueued later) are dropped lazily by Outbox, so
 	// reading the outbox needs no sort.
@@ -121,7 +124,7 @@ type metaValue struct {
 
 // NewMemStore returns an empty MemStore.
 func NewMemStore() *MemStore {
-	return &MemStore{tasks: map[string]LocalTask{}, outbox: map[string]outboxEntry{}, meta: map[string]metaValue{}}
+	return &MemStore{tasks: map[string]LocalTask{}, outbox: map[string]int64{}, meta: map[string]metaValue{}}
 }
 
 func (s *MemStore) check() error {
@@ -162,8 +165,34 @@ func (s *MemStore) PutTask(_ context.Context, t LocalTask) error {
 	if err := s.check(); err != nil {
 		return err
 	}
-	s.tasks[t.Def.Task.ID] = cloneTask(t)
+	// The stored copy's slices and run state belong to the store (Tasks
+	// returns clones): copy into them rather than allocate new ones.
+	old, ok := s.tasks[t.Def.Task.ID]
+	if !ok {
+		s.tasks[t.Def.Task.ID] = cloneTask(t)
+		return nil
+	}
+	t.Done = copyInto(old.Done, t.Done)
+	t.Queue = copyInto(old.Queue, t.Queue)
+	if t.Running != nil {
+		r := old.Running
+		if r == nil {
+			r = new(RunState)
+		}
+		*r = *t.Running
+		t.Running = r
+	}
+	s.tasks[t.Def.Task.ID] = t
 	return nil
+}
+
+// copyInto returns a copy of src, in dst's array when it is large enough
+// (nil for an empty src, as cloneTask).
+func copyInto[T any](dst, src []T) []T {
+	if len(src) == 0 {
+		return nil
+	}
+	return append(dst[:0], src...)
 }
 
 // DeleteTask implements Store.
@@ -188,9 +217,8 @@ func (s *MemStore) Enqueue(_ context.Context, m transport.Message) error {
 		return nil
 	}
 	s.order++
-	e := outboxEntry{m, s.order}
-	s.outbox[m.Key] = e
-	s.queue = append(s.queue, e)
+	s.outbox[m.Key] = s.order
+	s.queue = append(s.queue, outboxEntry{m, s.order})
 	return nil
 }
 
@@ -204,7 +232,7 @@ func (s *MemStore) Outbox(context.Context) ([]transport.Message, error) {
 	out := make([]transport.Message, 0, len(s.outbox))
 	live := s.queue[:0]
 	for _, e := range s.queue {
-		if cur, ok := s.outbox[e.m.Key]; ok && cur.order == e.order {
+		if order, ok := s.outbox[e.m.Key]; ok && order == e.order {
 			live = append(live, e)
 			out = append(out, e.m)
 		}
