@@ -474,6 +474,7 @@ func (m *Manager) recordResultEvents(ctx context.Context, tasks map[string]*Task
 	events := make([]storage.EventRecord, 0, len(recs))
 	var t *Task
 	lastID := ""
+	var key []byte // scratch: each key is one allocation
 	for _, r := range recs {
 		if t == nil || r.TaskID != lastID { // batches are mostly one task
 			t, lastID = tasks[r.TaskID], r.TaskID
@@ -492,10 +493,13 @@ func (m *Manager) recordResultEvents(ctx context.Context, tasks map[string]*Task
 		if r.Message != "" {
 			msg += ": " + r.Message
 		}
+		key = append(append(append(key[:0], "result/"...), r.DeviceID...), '/')
+		key = append(strconv.AppendInt(key, r.RunID, 10), '/')
+		key = strconv.AppendInt(key, r.Seq, 10)
 		events = append(events, storage.EventRecord{
 			TaskID: r.TaskID, DeviceID: r.DeviceID, RunID: r.RunID, At: r.UpdatedAt,
 			Level: string(level), Severity: string(sev), Message: msg,
-			Key: "result/" + r.DeviceID + "/" + strconv.FormatInt(r.RunID, 10) + "/" + strconv.FormatInt(r.Seq, 10),
+			Key: string(key),
 		})
 	}
 	for start := 0; start < len(events); start += resultBatch {

@@ -1,0 +1,43 @@
+package task_test
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/taskfleet/taskfleet/storage"
+	"github.com/taskfleet/taskfleet/task"
+)
+
+// Each result update is one history event keyed by device, run and
+// sequence; a redelivery adds none.
+func TestResultEventsAreKeyedByDeviceRunAndSeq(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	created, err := b.m.Create(b.ctx, b.admin, groupScan("Scan"))
+	must(t, err)
+	upd := []task.Result{
+		{TaskID: created.ID, DeviceID: "dev-01", RunID: 1767225600000000001, Seq: 1, State: task.Running},
+		{TaskID: created.ID, DeviceID: "dev-01", RunID: 1767225600000000001, Seq: 2, State: task.Completed},
+		{TaskID: created.ID, DeviceID: "dev-02", RunID: 7, Seq: 1, State: task.Failed, Message: "access denied"},
+	}
+	for range 2 {
+		_, err = b.m.RecordResults(b.ctx, upd)
+		must(t, err)
+	}
+	evs, err := b.store.ListEvents(b.ctx, storage.ListEventsParams{TaskID: created.ID})
+	must(t, err)
+	type ev struct{ Key, Message string }
+	var got []ev
+	for _, e := range evs {
+		got = append(got, ev{e.Key, e.Message})
+	}
+	want := []ev{
+		{"result/dev-01/1767225600000000001/1", "running on dev-01"},
+		{"result/dev-01/1767225600000000001/2", "completed on dev-01"},
+		{"result/dev-02/7/1", "failed on dev-02: access denied"},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Fatalf("events (-want +got):\n%s", d)
+	}
+}
