@@ -132,7 +132,7 @@ func (tr *taskResults) add(r storage.ResultRecord) {
 }
 
 type taskEvents struct {
-	list []storage.EventRecord // ascending ID
+	list eventList // ascending ID
 	keys map[string]struct{}
 }
 
@@ -624,7 +624,7 @@ func (s *Store) AppendEvents(ctx context.Context, p storage.AppendEventsParams) 
 		}
 		s.eventID++
 		e.ID = s.eventID
-		te.list = append(te.list, e)
+		te.list.append(e)
 		n++
 	}
 	return n, nil
@@ -641,23 +641,15 @@ func (s *Store) ListEvents(ctx context.Context, p storage.ListEventsParams) ([]s
 	if te == nil {
 		return nil, nil
 	}
-	start, _ := slices.BinarySearchFunc(te.list, p.AfterID+1, func(e storage.EventRecord, id int64) int {
-		switch {
-		case e.ID < id:
-			return -1
-		case e.ID > id:
-			return 1
-		}
-		return 0
-	})
 	var out []storage.EventRecord
-	for _, e := range te.list[start:] {
+	for i := te.list.search(p.AfterID + 1); i < te.list.len(); i++ {
+		e := te.list.at(i)
 		if (p.DeviceID != "" && e.DeviceID != p.DeviceID) ||
 			(!p.From.IsZero() && e.At.Before(p.From)) ||
 			(!p.To.IsZero() && !e.At.Before(p.To)) {
 			continue
 		}
-		out = append(out, e)
+		out = append(out, *e)
 		if len(out) == limit {
 			break
 		}
@@ -676,18 +668,8 @@ func (s *Store) PurgeEvents(ctx context.Context, p storage.PurgeEventsParams) (i
 	if te == nil {
 		return 0, nil
 	}
-	kept := te.list[:0]
-	var n int64
-	for _, e := range te.list {
-		// A purged event's Key stays reserved, so a late duplicate
-		// delivery cannot bring it back into history.
-		if e.At.Before(p.Before) {
-			n++
-			continue
-		}
-		kept = append(kept, e)
-	}
-	clear(te.list[len(kept):])
-	te.list = kept
-	return n, nil
+	// A purged event's Key stays reserved, so a late duplicate delivery
+	// cannot bring it back into history.
+	n := te.list.filter(func(e *storage.EventRecord) bool { return !e.At.Before(p.Before) })
+	return int64(n), nil
 }

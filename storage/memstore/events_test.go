@@ -1,0 +1,64 @@
+package memstore
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/taskfleet/taskfleet/storage"
+)
+
+// The chunked event list behaves as a plain slice under appends, filters
+// (purges) and searches, across chunk boundaries.
+func TestEventListMatchesASlice(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(7, 8))
+	var l eventList
+	var want []storage.EventRecord
+	id := int64(0)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	check := func(step int) {
+		t.Helper()
+		if l.len() != len(want) {
+			t.Fatalf("step %d: len %d, want %d", step, l.len(), len(want))
+		}
+		for i := range want {
+			if *l.at(i) != want[i] {
+				t.Fatalf("step %d: event %d = %+v, want %+v", step, i, *l.at(i), want[i])
+			}
+		}
+		for _, q := range []int64{0, 1, id / 2, id, id + 1} {
+			w, _ := slices.BinarySearchFunc(want, q, func(e storage.EventRecord, id int64) int { return int(e.ID - id) })
+			if got := l.search(q); got != w {
+				t.Fatalf("step %d: search(%d) = %d, want %d", step, q, got, w)
+			}
+		}
+	}
+	for step := range 60 {
+		for range rng.IntN(3 * eventChunk) {
+			id += 1 + rng.Int64N(3)
+			e := storage.EventRecord{ID: id, DeviceID: "d", At: t0.Add(time.Duration(rng.IntN(1000)) * time.Minute), Message: "m"}
+			l.append(e)
+			want = append(want, e)
+		}
+		check(step)
+		if step%3 == 2 {
+			before := t0.Add(time.Duration(rng.IntN(1100)) * time.Minute)
+			keep := func(e *storage.EventRecord) bool { return !e.At.Before(before) }
+			n := len(want)
+			want = slices.DeleteFunc(want, func(e storage.EventRecord) bool { return !keep(&e) })
+			if got := l.filter(keep); got != n-len(want) {
+				t.Fatalf("step %d: filter removed %d, want %d", step, got, n-len(want))
+			}
+			check(step)
+		}
+	}
+	// Purging everything leaves an empty list that grows again.
+	l.filter(func(*storage.EventRecord) bool { return false })
+	want = nil
+	check(-1)
+	l.append(storage.EventRecord{ID: id + 1})
+	want = append(want, storage.EventRecord{ID: id + 1})
+	check(-2)
+}
