@@ -20,6 +20,30 @@
 // application runs (otherwise application_not_running); a run longer than
 // the task's maximum time is stopped and ends failed_timeout.
 //
+// # Suspend, resume and stop
+//
+// A suspended task holds its starts. When the administrator suspends a
+// task while it runs, the server sends PauseRun and the agent pauses the
+// run through the Executor's optional Pauser (a type assertion, like
+// database/sql's optional driver interfaces); ResumeRun continues it. The
+// orders carry the task revision (transport.Control.Order): the agent
+// applies an order only if it is newer than the last one applied to the
+// task, so a late, repeated or reordered order changes nothing, and the
+// newer of that order and the held definition decides whether the task
+// is suspended. Every order is acknowledged once it is applied and the
+// run's new state (paused, running) is in the outbox. Without Pauser, or
+// when Pause fails, the run continues and the agent reports that it
+// cannot be paused: the running result's message and a warning event.
+// A run that cannot be resumed is stopped and reported failed. The
+// task's maximum run time counts execution only: time spent paused is
+// added to the limit.
+//
+// StopRun (resent by the server until it learns the run's final state)
+// is applied once per run: it stops the run in progress and drops the
+// task's queued starts; a StopRun for a run that already ended changes
+// nothing, and one for a run the device never received is answered
+// "stopped before it started", and that run never starts.
+//
 // "When new updates are downloaded" tasks run when the server's Sync
 // reports a new repository generation, and every hour while no updates
 // arrived for UpdatesOverdue (25 hours) or the distribution point is

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/taskfleet/taskfleet/internal/errs"
@@ -21,23 +22,37 @@ var _ transport.Handler = (*Server)(nil)
 // again, device tasks are delivered to the connected devices of the scope
 // (and withdrawn from devices that left it; heartbeats repair any loss),
 // and a server-run schedule restarts from the saved settings (an
-// Immediately schedule fires at once).
+// Immediately schedule fires at once). Suspending a task sends PauseRun
+// to the devices running it, resuming sends ResumeRun to the devices
+// whose run is paused (both retried until answered). Devices that join
+// the scope of a server-run Manually/Once task with "run missed tasks"
+// get its last start.
 func (s *Server) TaskSaved(ctx context.Context, t *task.Task) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.opened {
 		return nil // Open loads every task
 	}
+	settingsChanged := true
 	now := s.clk.Now()
 	var before []scope.DeviceID
+	wasSuspended, known := false, false
 	if old := s.tasks[t.ID]; old != nil {
-		before = old.devices
+		before, wasSuspended, known = old.devices, old.t.Suspended, true
+		settingsChanged = old.t.SettingsRevision != t.SettingsRevision
 	}
 	ts := s.load(ctx, t, now)
 	s.byDevice = nil
+	if known && ts.t.Suspended != wasSuspended {
+		s.suspendChanged(ctx, ts, now)
+	}
 	if ts.onServer {
+		if known && !s.refires(ts, settingsChanged) {
+			s.joinedMissed(ctx, ts, joined(before, ts.devices), now)
+		}
 		return nil
 	}
+	s.rescoped(ts, before) // the connected devices get their new slots below
 	for _, d := range before {
 		if !ts.inScope[d] {
 			_ = s.send(ctx, transport.Message{Kind: transport.Withdraw, Device: d, TaskID: t.ID})
@@ -67,6 +82,11 @@ func (s *Server) TaskDeleted(ctx context.Context, id string) error {
 	for k := range s.pending {
 		if k.task == id {
 			delete(s.pending, k)
+		}
+	}
+	for k := range s.controls {
+		if k.task == id {
+			s.dropControl(k)
 		}
 	}
 	s.byDevice = nil
@@ -101,9 +121,9 @@ func (s *Server) Start(ctx context.Context, t *task.Task, run task.Run) error {
 }
 
 // Stop implements task.Dispatcher: starts not yet begun are recorded
-// stopped; devices running the task are told to stop (they report
-// stopped). StopRun is sent once per device; a device that misses it
-// finishes the run.
+// stopped; devices running the task (or paused, or sent a start) are told
+// to stop: StopRun is resent every RetryInterval until the device reports
+// a final state for the run (stopped, or whatever it ended with).
 func (s *Server) Stop(ctx context.Context, t *task.Task) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -132,7 +152,7 @@ func (s *Server) Stop(ctx context.Context, t *task.Task) error {
 				stopped = append(stopped, task.Result{TaskID: t.ID, DeviceID: d, RunID: r.RunID, Seq: r.Seq + 1, State: task.Stopped, DueAt: r.DueAt, FinishedAt: now, UpdatedAt: now, Message: "stopped before it started"})
 				continue
 			}
-			_ = s.send(ctx, transport.Message{Key: fmt.Sprintf("x/%s/%d", t.ID, r.RunID), Kind: transport.StopRun, Device: d, TaskID: t.ID})
+			s.order(ctx, transport.StopRun, k, r.RunID, 0, now)
 		}
 		s.record(ctx, stopped)
 		after = page[len(page)-1].DeviceID
@@ -151,6 +171,9 @@ func (s *Server) Handle(ctx context.Context, m transport.Message) {
 	switch m.Kind {
 	case transport.Heartbeat:
 		s.heartbeat(ctx, m, now)
+		return
+	case transport.Ack:
+		s.acked(m)
 		return
 	case transport.Results:
 		// Buffered: Tick records every buffered result in one batch and
@@ -196,6 +219,7 @@ func (s *Server) afterResult(ctx context.Context, trig *plan, r task.Result, now
 	if dp := s.pending[k]; dp != nil && r.Seq >= transport.SeqDevice && r.RunID >= dp.start.RunID {
 		delete(s.pending, k)
 	}
+	s.controlResult(ctx, k, r, now)
 	var status schedule.CompletionStatus
 	switch r.State {
 	case task.Completed, task.CompletedWithWarnings:
@@ -236,15 +260,17 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 	d := m.Device
 	wasVisible := s.visible(d, now)
 	s.seen[d] = now
-	held := map[string]int64{}
+	held := map[string]transport.HeldTask{}
 	if m.Heartbeat != nil {
 		for _, h := range m.Heartbeat.Held {
-			held[h.TaskID] = h.Revision
+			held[h.TaskID] = h
 		}
 	}
 	for _, id := range s.devicesTasks()[d] {
 		ts := s.tasks[id]
-		if rev, ok := held[id]; !ok || rev < ts.t.Revision {
+		// A stale revision, or a delay slot that the scope has moved
+		// since the device got the definition, is redelivered.
+		if h, ok := held[id]; !ok || h.Revision < ts.t.Revision || !sameSlot(h.Slot, slotOf(ts, d)) {
 			if s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: s.definition(ts), Slot: slotOf(ts, d)}) == nil {
 				s.stats.Delivered++
 			}
@@ -256,7 +282,8 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 	}
 	_ = s.send(ctx, transport.Message{Kind: transport.Sync, Device: d, SyncInfo: &transport.SyncInfo{UpdatesGeneration: s.updGen, UpdatesAt: s.updAt}})
 	if !wasVisible {
-		// Became visible: starts waiting for it go out now.
+		// Became visible: starts, stops, pauses and resumes waiting for
+		// it go out now.
 		for k, dp := range s.pending {
 			if k.device == d && dp.sent > 0 {
 				dp.next = now
@@ -264,6 +291,13 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 			}
 		}
 		s.dispatchDue(ctx, now)
+		for k, c := range s.controls {
+			if k.device == d && !c.acked {
+				c.next = now
+				s.nextCtl = now
+			}
+		}
+		s.controlsDue(ctx, now)
 	}
 }
 
@@ -421,4 +455,357 @@ func (s *Server) triggered() map[string]bool {
 		}
 	}
 	return s.trig
+}
+
+// control is a StopRun, PauseRun or ResumeRun the device has not answered
+// yet. It is resent every RetryInterval (and when the device becomes
+// visible) until answered: a stop by a final state of the run, a pause or
+// resume by the device's acknowledgement of its key (sent once the order
+// is applied and the run's new state is in its outbox); any of them by
+// the end of the run or a newer run.
+//
+// An acknowledged order is kept (not resent) until the run ends, so that
+// reports crossing it do not send it again.
+type control struct {
+	kind  transport.Kind
+	run   int64
+	order int64
+	key   string
+	next  time.Time
+	acked bool
+}
+
+func controlKey(kind transport.Kind, k dkey, run, order int64) string {
+	switch kind {
+	case transport.StopRun:
+		return fmt.Sprintf("x/%s/%d", k.task, run)
+	case transport.PauseRun:
+		return fmt.Sprintf("pause/%s/%d/%d", k.task, run, order)
+	}
+	return fmt.Sprintf("resume/%s/%d/%d", k.task, run, order)
+}
+
+// order sends a control to a device now and keeps resending it until it
+// is answered. A newer order replaces the device's unanswered one, except
+// that a pending stop is never replaced by a pause or resume.
+func (s *Server) order(ctx context.Context, kind transport.Kind, k dkey, run, ord int64, now time.Time) {
+	if s.controls == nil {
+		s.controls, s.ctlKeys = map[dkey]*control{}, map[string]dkey{}
+	}
+	if cur := s.controls[k]; cur != nil {
+		if cur.kind == transport.StopRun && kind != transport.StopRun && run <= cur.run {
+			return
+		}
+		if cur.kind == kind && cur.run == run && cur.order == ord {
+			return // under way
+		}
+		delete(s.ctlKeys, cur.key)
+	}
+	c := &control{kind: kind, run: run, order: ord, key: controlKey(kind, k, run, ord), next: now.Add(s.cfg.RetryInterval)}
+	s.controls[k] = c
+	s.ctlKeys[c.key] = k
+	if s.nextCtl.IsZero() || c.next.Before(s.nextCtl) {
+		s.nextCtl = c.next
+	}
+	s.sendControl(ctx, k, c)
+}
+
+func (s *Server) sendControl(ctx context.Context, k dkey, c *control) {
+	_ = s.send(ctx, transport.Message{Key: c.key, Kind: c.kind, Device: k.device, TaskID: k.task, Control: &transport.Control{RunID: c.run, Order: c.order}})
+}
+
+func (s *Server) dropControl(k dkey) {
+	if c := s.controls[k]; c != nil {
+		delete(s.ctlKeys, c.key)
+		delete(s.controls, k)
+	}
+}
+
+// acked settles the pause and resume orders a device acknowledged.
+func (s *Server) acked(m transport.Message) {
+	for _, key := range m.Acks {
+		if k, ok := s.ctlKeys[key]; ok && k.device == m.Device {
+			s.controls[k].acked = true
+		}
+	}
+}
+
+// controlsDue resends the unanswered controls whose retry time has come;
+// those whose run has ended meanwhile (by the stored result) are settled.
+func (s *Server) controlsDue(ctx context.Context, now time.Time) {
+	if s.nextCtl.IsZero() || s.nextCtl.After(now) {
+		return
+	}
+	var next time.Time
+	var keys []dkey
+	for k, c := range s.controls {
+		if c.acked {
+			continue
+		}
+		if !c.next.After(now) {
+			keys = append(keys, k)
+		} else if next.IsZero() || c.next.Before(next) {
+			next = c.next
+		}
+	}
+	sortKeys(keys)
+	for _, k := range keys {
+		c := s.controls[k]
+		if s.ended(ctx, k, c.run) {
+			s.dropControl(k)
+			continue
+		}
+		c.next = now.Add(s.cfg.RetryInterval)
+		if next.IsZero() || c.next.Before(next) {
+			next = c.next
+		}
+		s.sendControl(ctx, k, c)
+	}
+	s.nextCtl = next
+}
+
+// ended reports whether the stored result of a device shows run ended
+// (or a newer run); a result that no longer exists (the task was deleted)
+// counts as ended.
+func (s *Server) ended(ctx context.Context, k dkey, run int64) bool {
+	r, err := s.cfg.Store.GetResult(ctx, k.task, string(k.device))
+	if err != nil {
+		return errors.Is(err, storage.ErrNotFound)
+	}
+	return r.RunID > run || (r.RunID == run && task.State(r.State).Final())
+}
+
+// controlResult settles a device's control with a result that ends its
+// run, and keeps the device in step with the task's suspension: a run
+// reported running while the task is suspended gets a pause, a run
+// reported paused while it is not gets a resume (a run that started from
+// a start sent before the suspend, or a report that crossed the order).
+func (s *Server) controlResult(ctx context.Context, k dkey, r task.Result, now time.Time) {
+	if c := s.controls[k]; c != nil && (r.RunID > c.run || (r.RunID == c.run && r.State.Final())) {
+		s.dropControl(k)
+	}
+	if r.State != task.Running && r.State != task.Paused {
+		return
+	}
+	ts := s.tasks[r.TaskID]
+	if ts == nil {
+		return
+	}
+	switch {
+	case r.State == task.Running && ts.t.Suspended:
+		s.order(ctx, transport.PauseRun, k, r.RunID, ts.t.Revision, now)
+	case r.State == task.Paused && !ts.t.Suspended:
+		s.order(ctx, transport.ResumeRun, k, r.RunID, ts.t.Revision, now)
+	}
+}
+
+// suspendChanged sends the task's devices the pause (suspended) or resume
+// order of its new revision: the devices whose stored result is running
+// (paused) and those with an unanswered opposite order.
+func (s *Server) suspendChanged(ctx context.Context, ts *taskState, now time.Time) {
+	kind, state := transport.ResumeRun, task.Paused
+	if ts.t.Suspended {
+		kind, state = transport.PauseRun, task.Running
+	}
+	id := ts.t.ID
+	var keys []dkey
+	for k, c := range s.controls {
+		if k.task == id && c.kind != transport.StopRun {
+			keys = append(keys, k)
+		}
+	}
+	sortKeys(keys)
+	for _, k := range keys {
+		s.order(ctx, kind, k, s.controls[k].run, ts.t.Revision, now)
+	}
+	after := ""
+	for {
+		page, err := s.cfg.Store.ListResults(ctx, storage.ListResultsParams{TaskID: id, States: []string{string(state)}, AfterDevice: after, Limit: storage.MaxListLimit})
+		if err != nil {
+			s.log.Error().Err(err).Str("task", id).Msg("engine: list runs to pause or resume")
+			return
+		}
+		if len(page) == 0 {
+			return
+		}
+		for _, r := range page {
+			s.order(ctx, kind, dkey{id, scope.DeviceID(r.DeviceID)}, r.RunID, ts.t.Revision, now)
+		}
+		after = page[len(page)-1].DeviceID
+	}
+}
+
+// lastStartKinds are the schedules whose last start a device joining the
+// scope runs when the task runs missed tasks (the seeds).
+func lastStartKinds(k schedule.Kind) bool {
+	return k == schedule.Manual || k == schedule.Once || k == schedule.Immediately
+}
+
+// joinedMissed starts the last start of a server-run Manually, Once or
+// Immediately task with "run missed tasks" on the devices that joined its
+// scope, once per device (a device that left and came back, or whose
+// start is recorded already, is not started again).
+func (s *Server) joinedMissed(ctx context.Context, ts *taskState, added []scope.DeviceID, now time.Time) {
+	if len(added) == 0 || !ts.onServer || !ts.t.Schedule.RunMissed || ts.lastFire == nil || !lastStartKinds(ts.t.Schedule.Kind) {
+		return
+	}
+	st := *ts.lastFire
+	var devs []scope.DeviceID
+	for _, d := range added {
+		if !s.known(ctx, ts.t.ID, d, st.RunID) {
+			devs = append(devs, d)
+		}
+	}
+	if len(devs) > 0 {
+		s.startOn(ctx, ts, st, devs, startRevision(ts, st), now)
+	}
+}
+
+// refires reports whether a saved server-run task fires again because of
+// the save (its Immediately schedule or a Once start still ahead), so
+// devices that joined its scope get that start rather than the last one.
+func (s *Server) refires(ts *taskState, settingsChanged bool) bool {
+	switch ts.t.Schedule.Kind {
+	case schedule.Immediately:
+		return settingsChanged
+	case schedule.Once:
+		return ts.t.Schedule.At.After(ts.cursor)
+	}
+	return false
+}
+
+// startRevision is the randomized-offset revision of a start: the run id
+// of a manual start (a manual start moves the offsets), the settings
+// revision otherwise.
+func startRevision(ts *taskState, st transport.Start) int64 {
+	if st.Manual {
+		return st.RunID
+	}
+	return ts.t.SettingsRevision
+}
+
+// startOf rebuilds a start from its time-derived run id (transport.RunID).
+func startOf(taskID string, runID int64) transport.Start {
+	at := time.UnixMilli(runID / 4).UTC()
+	return transport.Start{TaskID: taskID, RunID: runID, At: at, Due: at, Manual: transport.RunKind(runID%4) == transport.Manual}
+}
+
+// joined returns the devices of after that are not in before (both
+// sorted).
+func joined(before, after []scope.DeviceID) []scope.DeviceID {
+	var out []scope.DeviceID
+	for _, d := range after {
+		if _, ok := slices.BinarySearch(before, d); !ok {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func sameSlot(a, b *transport.Slot) bool {
+	return (a == nil && b == nil) || (a != nil && b != nil && *a == *b)
+}
+
+// reslot follows a change of a device task's scope from before: its
+// Wake-on-LAN times are planned again, and with the automatic randomized
+// delay the connected devices whose slot moved get the definition with
+// their new slot now, so the new scope keeps to the start budget (the
+// others get it with their next heartbeat, which reports the slot they
+// hold). It returns how many devices were sent a new slot.
+func (s *Server) reslot(ctx context.Context, ts *taskState, before []scope.DeviceID) int {
+	if !s.rescoped(ts, before) || ts.t.Schedule.RandomDelay.Mode != schedule.DelayAutomatic {
+		return 0
+	}
+	def := s.definition(ts)
+	n := 0
+	for i, d := range ts.devices {
+		if j, ok := slices.BinarySearch(before, d); !ok || (j == i && len(before) == len(ts.devices)) {
+			continue // new devices get the task with their heartbeat; unmoved slots stay
+		}
+		if s.connected(ctx, d) && s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: def, Slot: &transport.Slot{Index: i, Of: len(ts.devices)}}) == nil {
+			s.stats.Delivered++
+			n++
+		}
+	}
+	return n
+}
+
+// rescoped reports whether a device task's scope changed from before, and
+// then plans its Wake-on-LAN times again (they follow the delay slots).
+func (s *Server) rescoped(ts *taskState, before []scope.DeviceID) bool {
+	if ts.onServer || slices.Equal(before, ts.devices) {
+		return false
+	}
+	ts.wakes, ts.nextWake = nil, time.Time{}
+	return true
+}
+
+// recoverRuns restores on Open what the previous server kept in memory:
+// the pause and resume orders its devices may not have received (a
+// suspended task's running devices, a resumed task's paused ones), and
+// the last start of server-run Manually/Once/Immediately tasks and the
+// last manual start of device tasks that run missed tasks, from the
+// stored results (the newest run id among them; run ids are
+// time-derived, so the start is rebuilt exactly). Devices that joined
+// such a server-run task's scope while no server ran get that start now.
+func (s *Server) recoverRuns(ctx context.Context, now time.Time) error {
+	for _, id := range s.sortedIDs() {
+		ts := s.tasks[id]
+		state, kind := task.Paused, transport.ResumeRun
+		if ts.t.Suspended {
+			state, kind = task.Running, transport.PauseRun
+		}
+		serverRun := ts.onServer && ts.t.Schedule.RunMissed && lastStartKinds(ts.t.Schedule.Kind)
+		deviceRun := !ts.onServer && ts.t.Schedule.RunMissed
+		var states []string
+		if !serverRun && !deviceRun {
+			states = []string{string(state)} // only the orders to restore
+		}
+		var last int64
+		have := map[scope.DeviceID]int64{}
+		after := ""
+		for {
+			page, err := s.cfg.Store.ListResults(ctx, storage.ListResultsParams{TaskID: id, States: states, AfterDevice: after, Limit: storage.MaxListLimit})
+			if err != nil {
+				return fmt.Errorf("engine: recover runs of %q: %w", id, err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			for _, r := range page {
+				d := scope.DeviceID(r.DeviceID)
+				if task.State(r.State) == state {
+					s.order(ctx, kind, dkey{id, d}, r.RunID, ts.t.Revision, now)
+				}
+				have[d] = r.RunID
+				if r.RunID > last && (serverRun || transport.RunKind(r.RunID%4) == transport.Manual) {
+					last = r.RunID
+				}
+			}
+			after = page[len(page)-1].DeviceID
+		}
+		if last == 0 {
+			continue
+		}
+		st := startOf(id, last)
+		if deviceRun {
+			if ts.manual == nil || ts.manual.RunID < last {
+				ts.manual, ts.def = &st, nil
+			}
+			continue
+		}
+		if ts.lastFire == nil || ts.lastFire.RunID < last {
+			ts.lastFire = &st
+		}
+		var devs []scope.DeviceID
+		for _, d := range ts.devices {
+			if have[d] < last {
+				devs = append(devs, d)
+			}
+		}
+		if len(devs) > 0 {
+			s.startOn(ctx, ts, st, devs, startRevision(ts, st), now)
+		}
+	}
+	return nil
 }

@@ -53,6 +53,45 @@
 // the run; agents run each (task, run id) once; storage keeps each
 // (task, device, run, seq) once.
 //
+// Open also restores what the previous server kept in memory, from the
+// stored results: the pause orders of suspended tasks' running devices
+// and the resume orders of resumed tasks' paused ones, and the last start
+// of server-run Manually/Once/Immediately tasks and the last manual start
+// of device tasks that run missed tasks (the newest run id among the
+// task's results; run ids are time-derived, so the start is rebuilt
+// exactly). Devices that joined such a server-run task's scope while no
+// server ran get that start at Open, the others when they join (at the
+// next scope refresh), each once: a device with a result of that run (or
+// a newer one) is not started again.
+//
+// # Suspend, resume and stop
+//
+// Suspending a task (task.Manager Suspend) holds its scheduled starts and
+// pauses its runs in progress: the devices whose result is running get
+// transport.PauseRun, and their agents pause the run through the host's
+// optional agent.Pauser (the result becomes paused). Resume sends
+// ResumeRun to the devices whose run is paused, and the runs continue
+// (running again). The orders carry the task revision that suspended or
+// resumed the task, so a late or repeated order never undoes a newer one;
+// each is resent every RetryInterval, and at once when the device becomes
+// visible, until the device acknowledges its key or the run ends, so a
+// device that is offline when the task is suspended is paused when it
+// comes back. A run reported running while its task is suspended (it
+// started from a start sent just before the suspend) is paused the same
+// way, and a run reported paused while its task is not is resumed. An
+// executor without Pauser keeps the run going, and the device says so:
+// the running result's message and a warning event in the history.
+// "Stop the task if it runs longer than" counts execution time: time
+// spent paused is not counted.
+//
+// Stop records the starts not yet sent as stopped and sends StopRun to
+// the devices running the task (or paused, or sent a start). StopRun is
+// resent every RetryInterval until the device reports a final state of
+// that run (stopped, or whatever the run ended with); agents apply it
+// once per run, and answer a StopRun for a run they never received with
+// "stopped" (that run then never starts). Stopping a paused run stops it;
+// a later resume does not bring it back.
+//
 // # Replicas
 //
 // Several Servers may share one store. When the store offers
@@ -120,17 +159,27 @@
 //
 // # Limitations
 //
-//   - StopRun is sent once per running device and not retried; a device
-//     that misses it finishes the run.
-//   - Suspending a task holds its scheduled starts; runs already in
-//     progress are not paused.
+//   - Unanswered StopRun, PauseRun and ResumeRun resends are kept in
+//     memory by the server (or replica) that sent them. After a restart
+//     the pause and resume orders are rebuilt from the results' states,
+//     but a stop is not: a device that had not reported its stopped run
+//     yet is not told again and finishes the run.
+//   - The last start recovered on Open is the newest run among the
+//     task's results: a start that reached no device (an empty scope) is
+//     not recovered, and for a device task with a timed schedule, a manual
+//     start whose results were all replaced by later scheduled runs is not
+//     the one recovered.
 //   - "On completing another task" is decided by the server when the
 //     trigger's result arrives, so on an offline device the dependent
 //     task starts after the device reconnects.
-//   - A device's delay slot is its place in the scope when the definition
-//     was delivered; after devices join or leave, slots are refreshed with
-//     the next delivery (a settings change), so meanwhile two devices may
-//     share a part of the window.
+//   - A device's delay slot is its place in the scope it last received.
+//     When devices join or leave a scope, the connected devices whose slot
+//     moved get the new one at once on a save and at the next scope
+//     refresh (ScopeRefresh) after an inventory change; an offline device
+//     gets it with its next heartbeat (which reports the slots it holds).
+//     Until then, and while a device is offline (it keeps running its
+//     tasks on the slot it has), two devices may share a part of the
+//     window.
 //   - With replicas, starts of devices that were offline (pending, "run
 //     missed tasks") and resends stay with the replica that planned or
 //     dispatched them; if it dies they are resent when a replica opens.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/taskfleet/taskfleet/schedule"
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/storage"
 	"github.com/taskfleet/taskfleet/task"
@@ -182,6 +181,7 @@ func (s *Server) Tick(ctx context.Context) error {
 		s.dispatchClaimed(ctx, c, now)
 	}
 	s.dispatchDue(ctx, now)
+	s.controlsDue(ctx, now)
 	if lead && !now.Before(s.nextPurge) {
 		s.nextPurge = now.Add(s.cfg.PurgeEvery)
 		if _, err := s.m.PurgeHistory(ctx); err != nil {
@@ -279,19 +279,17 @@ func (s *Server) dispatchDue(ctx context.Context, now time.Time) {
 }
 
 // refresh re-resolves every scope: devices that joined a device task's
-// scope get it with their next heartbeat; devices joining a server-run
+// scope get it with their next heartbeat, and connected devices whose
+// automatic-delay slot moved get it now; devices joining a server-run
 // Manually/Once/Immediately task with "run missed tasks" get its last
-// start.
+// start (once).
 func (s *Server) refresh(ctx context.Context, now time.Time) {
 	for _, id := range s.sortedIDs() {
 		ts := s.tasks[id]
+		before := ts.devices
 		added := s.resolve(ctx, ts)
-		k := ts.t.Schedule.Kind
-		if ts.onServer && ts.t.Schedule.RunMissed && ts.lastFire != nil && (k == schedule.Manual || k == schedule.Once || k == schedule.Immediately) {
-			for _, d := range added {
-				s.startOn(ctx, ts, *ts.lastFire, []scope.DeviceID{d}, ts.t.SettingsRevision, now)
-			}
-		}
+		s.joinedMissed(ctx, ts, added, now)
+		s.reslot(ctx, ts, before)
 	}
 	s.byDevice = nil
 }

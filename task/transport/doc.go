@@ -7,7 +7,8 @@
 // # Messages
 //
 // Server to device: Deliver and Withdraw task definitions, StartRun,
-// StopRun, Wake (Wake-on-LAN), Shutdown, Sync (the answer to a heartbeat),
+// StopRun, PauseRun and ResumeRun (a task suspended and resumed while it
+// runs), Wake (Wake-on-LAN), Shutdown, Sync (the answer to a heartbeat),
 // Ack. Device to server: Heartbeat (visibility, held revisions, update
 // state), Results, Events, UpdatesDownloaded, VirusOutbreak, LocalEdit, Ack.
 //
@@ -24,14 +25,23 @@
 //     by (task, device, run, seq) in storage, events by key in storage,
 //     triggers by deterministic run ids.
 //   - Server to device: definitions are state, not events. The agent's
-//     Heartbeat lists the revisions it holds and the SERVER answers with
-//     the Deliver and Withdraw messages that bring it up to date, so a lost
-//     definition is repaired by the next heartbeat. Runs started by the
+//     Heartbeat lists the revisions (and automatic-delay slots) it holds
+//     and the SERVER answers with the Deliver and Withdraw messages that
+//     bring it up to date, so a lost definition, or a slot the scope has
+//     moved, is repaired by the next heartbeat. Runs started by the
 //     server (manual starts, triggers, device-selection tasks) are stored
 //     as scheduled or pending per-device results first; the SERVER resends
 //     StartRun for pending results until the device reports the run
 //     (every retry interval and when the device becomes visible). The agent
 //     de-duplicates by (task, run id).
+//   - StopRun, PauseRun and ResumeRun have a Key and a Control naming the
+//     run. The SERVER resends them every retry interval (and when the
+//     device becomes visible) until answered: StopRun until the device
+//     reports a final state of that run, PauseRun and ResumeRun until the
+//     device acknowledges the key (it does so after applying the order
+//     and queuing the run's new state) or the run ends. The agent applies
+//     StopRun once per run and a pause or resume only if its
+//     Control.Order is newer than the last one it applied.
 //   - An agent may merge queued Results into one message; Message.Merged
 //     lists their keys and the server acknowledges each of them.
 //   - Heartbeat, Sync, Wake and Ack carry no key and are never retried
