@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/taskfleet/taskfleet/scope"
@@ -21,6 +23,10 @@ const (
 	DefaultLeaseTTL = 30 * time.Second
 	// DefaultClaimBatch is how many due starts one claim takes.
 	DefaultClaimBatch = 2000
+	// DefaultDispatchWorkers is how many store connections dispatch at
+	// once; MaxDispatchWorkers is the most a Config may ask for.
+	DefaultDispatchWorkers = 2
+	MaxDispatchWorkers     = 16
 	// LeaderLease is the name of the engine's leader lease.
 	LeaderLease = "taskfleet/engine"
 )
@@ -87,34 +93,52 @@ func (s *Server) taskFor(ctx context.Context, id string, rev int64, now time.Tim
 func (s *Server) dispatchTTL() time.Duration { return s.cfg.RetryInterval + s.cfg.LeaseTTL }
 
 // dispatchClaimed dispatches the due scheduled starts from the store in
-// batches (called with s.mu held; it releases the lock during each store
-// call): each batch is claimed, marked dispatched (pending) and written
-// to the dispatch ledger in one atomic store call, then sent. Every
+// batches (called with s.mu held; it releases the lock during the store
+// calls, so device messages answering earlier batches are taken
+// meanwhile): DispatchWorkers goroutines each dispatch batches, every
+// batch claimed, marked dispatched (pending) and written to the dispatch
+// ledger in one atomic store call, and this goroutine sends them. Every
 // LeaseTTL it also takes over the dispatched starts of replicas whose
 // leases expired (dead or stalled) and resends them.
 func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now time.Time) {
-	for {
-		// The store call runs without the server's lock, so device messages
-		// (results answering earlier batches) are taken meanwhile.
-		s.mu.Unlock()
-		claims, err := c.DispatchDue(ctx, storage.DispatchParams{Owner: s.owner, FromState: string(task.Scheduled), State: string(task.Pending),
-			Seq: transport.SeqDispatched, At: now.UTC(), Before: now, TTL: s.dispatchTTL(), Limit: s.cfg.ClaimBatch})
-		s.mu.Lock()
-		if err != nil {
-			s.log.Error().Err(err).Msg("engine: dispatch due starts")
-			return // nothing changed in the store: the next Tick tries again
-		}
-		if len(claims) == 0 {
-			break
-		}
+	p := storage.DispatchParams{Owner: s.owner, FromState: string(task.Scheduled), State: string(task.Pending),
+		Seq: transport.SeqDispatched, At: now.UTC(), Before: now, TTL: s.dispatchTTL(), Limit: s.cfg.ClaimBatch}
+	batches := make(chan []storage.Claim, s.cfg.DispatchWorkers)
+	var wg sync.WaitGroup
+	var stop atomic.Bool // a worker found the queue drained or failed
+	for range s.cfg.DispatchWorkers {
+		wg.Go(func() {
+			for !stop.Load() {
+				claims, err := c.DispatchDue(ctx, p)
+				if err != nil {
+					s.log.Error().Err(err).Msg("engine: dispatch due starts")
+					stop.Store(true) // nothing changed in the store: the next Tick tries again
+					return
+				}
+				if len(claims) > 0 {
+					batches <- claims
+				}
+				if len(claims) < p.Limit {
+					stop.Store(true)
+					return
+				}
+			}
+		})
+	}
+	go func() {
+		wg.Wait()
+		close(batches)
+	}()
+	s.mu.Unlock()
+	for claims := range batches {
 		if s.afterClaim != nil {
 			s.afterClaim() // tests: stall or die after the dispatch, before the sends
 		}
+		s.mu.Lock()
 		s.sendClaimed(ctx, claims, now, false)
-		if len(claims) < s.cfg.ClaimBatch {
-			break
-		}
+		s.mu.Unlock()
 	}
+	s.mu.Lock()
 	if now.Before(s.nextStale) {
 		return
 	}

@@ -132,7 +132,7 @@ func TestReplicaConfigValidation(t *testing.T) {
 	st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "v.db"))
 	must(t, err)
 	defer st.Close()
-	_, err = engine.New(engine.Config{Store: st, Inventory: inmem.New(), ClaimBatch: -1, LeaseTTL: -time.Second})
+	_, err = engine.New(engine.Config{Store: st, Inventory: inmem.New(), ClaimBatch: -1, LeaseTTL: -time.Second, DispatchWorkers: engine.MaxDispatchWorkers + 1})
 	var ve engine.ValidationErrors
 	if !errors.As(err, &ve) || !errors.Is(err, engine.ErrInvalid) {
 		t.Fatalf("New: %v", err)
@@ -141,8 +141,8 @@ func TestReplicaConfigValidation(t *testing.T) {
 	for _, e := range ve {
 		got[e.Field] = true
 	}
-	if !got["ClaimBatch"] || !got["LeaseTTL"] {
-		t.Fatalf("fields %v, want ClaimBatch and LeaseTTL", got)
+	if !got["ClaimBatch"] || !got["LeaseTTL"] || !got["DispatchWorkers"] {
+		t.Fatalf("fields %v, want ClaimBatch, LeaseTTL and DispatchWorkers", got)
 	}
 }
 
@@ -221,5 +221,79 @@ func TestReplicasFireServerScheduleOnce(t *testing.T) {
 	must(t, db0.DB().QueryRowContext(ctx, `SELECT COUNT(*), COUNT(DISTINCT device_id || '/' || run_id) FROM dispatch_log`).Scan(&rows, &keys))
 	if rows != want || keys != want {
 		t.Fatalf("dispatch ledger: %d rows, %d distinct runs; want %d", rows, keys, want)
+	}
+}
+
+// TestReplicaTakesOverExpiredDispatch: replica r0 dispatches a run and
+// then goes silent (its starts never reach a device). Once the dispatch
+// lease expired on the store's clock, r1 takes the starts over and resends
+// them; when r0 wakes up its lease renewal is rejected by the epoch, so it
+// does not resend. The ledger still has one dispatch per device.
+func TestReplicaTakesOverExpiredDispatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "takeover.db")
+	clk := clock.NewMock()
+	clk.Set(t0.Add(9 * time.Hour))
+	groups, devs := fleet(300)
+	inv := inmem.New()
+	must(t, inv.PutGroups(groups...))
+	for i := range devs {
+		devs[i].Connected = true
+	}
+	must(t, inv.PutDevices(devs...))
+	var ms []*task.Manager
+	var srvs []*engine.Server
+	var logs []*startLog
+	var db *sqlstore.Store
+	for i := range 2 {
+		st, err := sqlstore.OpenSQLite(ctx, path)
+		must(t, err)
+		t.Cleanup(func() { st.Close() })
+		db = st
+		srv, err := engine.New(engine.Config{Store: st, Inventory: inv, Clock: clk, ReplicaID: fmt.Sprintf("r%d", i), LeaseTTL: time.Second, RetryInterval: time.Second})
+		must(t, err)
+		m, err := task.New(task.Config{Store: st, Registry: registry(t), Inventory: inv, Clock: clk, Dispatcher: srv})
+		must(t, err)
+		l := &startLog{starts: map[string]int{}}
+		must(t, srv.Open(ctx, m, l))
+		ms, srvs, logs = append(ms, m), append(srvs, srv), append(logs, l)
+	}
+	tk, err := ms[0].Create(ctx, task.System, task.Task{Name: "scan", Application: appES, Type: "virus_scan", Scope: groupScope("g-all"), Schedule: sched(schedule.Manual, nil)})
+	must(t, err)
+	_, err = ms[0].Start(ctx, task.System, tk.ID)
+	must(t, err)
+	must(t, srvs[0].Tick(ctx))
+	if got := srvs[0].Stats().Dispatched; got != 300 {
+		t.Fatalf("r0 dispatched %d, want 300", got)
+	}
+	// r0 goes silent for longer than the dispatch lease
+	// (RetryInterval + LeaseTTL on the store's clock).
+	time.Sleep(2200 * time.Millisecond)
+	clk.Add(2 * time.Second)
+	must(t, srvs[1].Tick(ctx))
+	if got := srvs[1].Stats().TakenOver; got != 300 {
+		t.Fatalf("r1 took over %d starts, want 300", got)
+	}
+	if len(logs[1].starts) != 300 {
+		t.Fatalf("r1 resent %d starts, want 300", len(logs[1].starts))
+	}
+	before := len(logs[0].starts)
+	must(t, srvs[0].Tick(ctx)) // its resends are due: the renewal fails
+	st0 := srvs[0].Stats()
+	if st0.Fenced != 300 || st0.Resent != 0 || st0.TakenOver != 0 {
+		t.Fatalf("r0 stats %+v: want its 300 dispatches fenced, nothing resent or taken back", st0)
+	}
+	n := 0
+	for _, k := range logs[0].starts {
+		n += k
+	}
+	if n != before {
+		t.Fatalf("r0 sent %d more starts after losing its leases", n-before)
+	}
+	var ledger, distinct int
+	must(t, db.DB().QueryRowContext(ctx, `SELECT COUNT(*), COUNT(DISTINCT device_id) FROM dispatch_log`).Scan(&ledger, &distinct))
+	if ledger != 300 || distinct != 300 {
+		t.Fatalf("dispatch ledger %d rows for %d devices, want 300 each", ledger, distinct)
 	}
 }

@@ -78,6 +78,10 @@ type Config struct {
 	// ClaimBatch is how many due starts one claim takes
 	// (DefaultClaimBatch, at most storage.MaxListLimit).
 	ClaimBatch int
+	// DispatchWorkers is how many store connections dispatch due starts
+	// at once (DefaultDispatchWorkers, at most MaxDispatchWorkers): the
+	// store's work per batch runs in parallel, the sends stay serial.
+	DispatchWorkers int
 	// SingleReplica turns the claim layer and the leader lease off even
 	// when the store offers them (storage.Claimer, storage.Leader): the
 	// server then keeps due starts in memory as with any store.
@@ -149,11 +153,6 @@ type Server struct {
 	afterClaim func() // test hook (export_test.go)
 	nextStale  time.Time
 	leading    bool
-	// controls are the unanswered StopRun, PauseRun and ResumeRun per
-	// device (ctlKeys: by message key); nextCtl is the earliest resend.
-	controls map[dkey]*control
-	ctlKeys  map[string]dkey
-	nextCtl  time.Time
 }
 
 // Stats counts what the server did.
@@ -180,6 +179,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ClaimBatch < 0 || cfg.ClaimBatch > storage.MaxListLimit {
 		bad = append(bad, errs.Invalid("ClaimBatch", fmt.Sprint(cfg.ClaimBatch), fmt.Sprintf("must be 0 (default %d) to %d", DefaultClaimBatch, storage.MaxListLimit)))
 	}
+	if cfg.DispatchWorkers < 0 || cfg.DispatchWorkers > MaxDispatchWorkers {
+		bad = append(bad, errs.Invalid("DispatchWorkers", fmt.Sprint(cfg.DispatchWorkers), fmt.Sprintf("must be 0 (default %d) to %d", DefaultDispatchWorkers, MaxDispatchWorkers)))
+	}
 	for name, d := range map[string]time.Duration{"RetryInterval": cfg.RetryInterval, "ScopeRefresh": cfg.ScopeRefresh, "PurgeEvery": cfg.PurgeEvery, "VisibilityTimeout": cfg.VisibilityTimeout, "RecoveryWindow": cfg.RecoveryWindow, "LeaseTTL": cfg.LeaseTTL} {
 		if d < 0 {
 			bad = append(bad, errs.Invalid(name, d.String(), "must not be negative"))
@@ -205,6 +207,9 @@ func New(cfg Config) (*Server, error) {
 	def(&cfg.VisibilityTimeout, DefaultVisibilityTimeout)
 	def(&cfg.RecoveryWindow, DefaultRecoveryWindow)
 	def(&cfg.LeaseTTL, DefaultLeaseTTL)
+	if cfg.DispatchWorkers == 0 {
+		cfg.DispatchWorkers = DefaultDispatchWorkers
+	}
 	if cfg.ClaimBatch == 0 {
 		cfg.ClaimBatch = DefaultClaimBatch
 	}
@@ -266,9 +271,6 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 			at := r.DueAt
 			s.addDispatch(transport.Start{TaskID: r.TaskID, RunID: r.RunID, At: at, Due: at}, scope.DeviceID(r.DeviceID), at)
 		}
-	}
-	if err := s.recoverRuns(ctx, now); err != nil {
-		return err
 	}
 	s.nextScope = now.Add(s.cfg.ScopeRefresh)
 	s.nextPurge = now
