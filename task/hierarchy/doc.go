@@ -35,7 +35,9 @@
 // revision 3), itself a copy of the primary's t1, so it survives restarts and travels with the task to the next level. A change on the
 // origin updates every copy below it; a task no longer inherited is
 // deleted at every level; copies inherited from a former parent are
-// deleted when the new parent's tasks arrive.
+// deleted when the new parent's tasks arrive. Task sets carry the
+// sender's Version, so a set repeated or delivered after a newer one
+// (concurrent Distribute calls, a retrying Link) changes nothing.
 //
 // # Roll-up
 //

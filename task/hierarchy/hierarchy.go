@@ -79,6 +79,9 @@ type Link interface {
 // TaskSet is the complete set of tasks a server inherits from its parent.
 type TaskSet struct {
 	From, To string
+	// Version orders the sets From sends; the receiver ignores a set not
+	// newer than the last one it applied (a repeated or late delivery).
+	Version Version
 	// Path lists the servers the set passed through, from the server
 	// where Distribute was called to From (empty means just From). The
 	// receiver refuses a set whose Path holds itself (*CycleError).
@@ -105,8 +108,9 @@ type Report struct {
 	Statistics []TaskStatistics
 }
 
-// Version orders one server's reports: Epoch is the server's clock in
-// nanoseconds when its Node was created, Seq counts its reports since.
+// Version orders one server's reports or task sets: Epoch is the
+// server's clock in nanoseconds when its Node was created, Seq counts its
+// reports (or task sets) since.
 type Version struct {
 	Epoch int64 `json:"epoch"`
 	Seq   int64 `json:"seq"`
@@ -181,8 +185,11 @@ type Node struct {
 	clk   clock.Clock
 	epoch int64
 
-	recv sync.Mutex // serializes ReceiveTasks' changes to the Manager
-	rep  sync.Mutex // serializes Report, so versions follow reading order
+	recv    sync.Mutex // serializes ReceiveTasks' changes to the Manager
+	lastSet *Version   // the last task set applied (under recv)
+	dist    sync.Mutex // serializes listing tasks for Distribute and numbering the set
+	setSeq  int64      // under dist
+	rep     sync.Mutex // serializes Report, so versions follow reading order
 
 	mu   sync.Mutex
 	seq  int64
@@ -308,29 +315,26 @@ func (n *Node) ancestors(ctx context.Context, g scope.GroupID) ([]scope.GroupID,
 	return out, nil
 }
 
-// inherits reports whether child c inherits task t: a group task
-// distributed to servers whose group is the child's group or, unless the
-// task is for its group only, an ancestor of it.
-func (n *Node) inherits(ctx context.Context, t *task.Task, c Child) (bool, error) {
+// inherits reports whether a child deployed in anc[0] (anc are that group
+// and its ancestors) inherits task t: a group task distributed to servers
+// whose group is the child's group or, unless the task is for its group
+// only, an ancestor of it, without an excluded group on the way.
+func inherits(t *task.Task, anc []scope.GroupID) bool {
 	if t.Scope.Kind != scope.Group || !t.Scope.DistributeToServers {
-		return false, nil
+		return false
 	}
-	if t.Scope.Group == c.Group {
-		return true, nil
+	if t.Scope.Group == anc[0] {
+		return true
 	}
 	if t.Scope.GroupOnly {
-		return false, nil
-	}
-	anc, err := n.ancestors(ctx, c.Group)
-	if err != nil {
-		return false, err
+		return false
 	}
 	for _, g := range anc {
 		if slices.Contains(t.Scope.ExcludedGroups, g) {
-			return false, nil
+			return false
 		}
 	}
-	return slices.Contains(anc, t.Scope.Group), nil
+	return slices.Contains(anc, t.Scope.Group)
 }
 
 // Distribute sends every child the complete set of tasks it inherits from
@@ -345,26 +349,32 @@ func (n *Node) Distribute(ctx context.Context) error {
 }
 
 func (n *Node) distribute(ctx context.Context, path []string) error {
+	n.dist.Lock()
 	all, err := n.allTasks(ctx)
 	if err != nil {
+		n.dist.Unlock()
 		return err
 	}
+	n.setSeq++
+	version := Version{Epoch: n.epoch, Seq: n.setSeq}
+	n.dist.Unlock()
 	n.pruneDeleted(all)
 	var failed []error
 	for _, c := range n.cfg.Children {
+		anc, err := n.ancestors(ctx, c.Group)
+		if err != nil {
+			failed = append(failed, fmt.Errorf("hierarchy: %q deployed in group %q: %w", c.ID, c.Group, err))
+			continue
+		}
 		var send []task.Task
 		ids := map[string]bool{}
 		for _, t := range all {
-			ok, err := n.inherits(ctx, t, c)
-			if err != nil {
-				return err
-			}
-			if ok {
+			if inherits(t, anc) {
 				send = append(send, *t)
 				ids[t.ID] = true
 			}
 		}
-		m := TaskSet{From: n.cfg.ID, To: c.ID, Path: slices.Clone(path), Tasks: send}
+		m := TaskSet{From: n.cfg.ID, To: c.ID, Version: version, Path: slices.Clone(path), Tasks: send}
 		if err := n.cfg.Link.SendTasks(ctx, m); err != nil {
 			failed = append(failed, fmt.Errorf("hierarchy: send tasks from %q to %q: %w", n.cfg.ID, c.ID, err))
 			continue
@@ -422,14 +432,12 @@ func checkChain(chain []string, self string) error {
 	if len(chain) >= MaxDepth {
 		return errs.Invalid("path", fmt.Sprint(len(chain)), fmt.Sprintf("must pass through fewer than %d servers", MaxDepth))
 	}
-	seen := map[string]bool{}
-	for i, s := range chain {
-		if seen[s] {
+	for i, s := range chain { // at most MaxDepth servers: no map needed
+		if slices.Contains(chain[:i], s) {
 			return &CycleError{Path: slices.Clone(chain[:i+1])}
 		}
-		seen[s] = true
 	}
-	if seen[self] {
+	if slices.Contains(chain, self) {
 		return &CycleError{Path: append(slices.Clone(chain), self)}
 	}
 	return nil
@@ -463,16 +471,15 @@ func (n *Node) copyOf(from string, pt task.Task, cur *task.Task) task.Task {
 // *CycleError when this server is already on m.Path or in a task's
 // lineage; ValidationErrors for a malformed set (nothing changes then);
 // the Manager's errors; joined Distribute errors of the servers below
-// (this server's copies are up to date then).
+// (this server's copies are up to date then). A set not newer than the
+// last one applied is ignored and returns nil.
 func (n *Node) ReceiveTasks(ctx context.Context, m TaskSet) error {
 	if err := n.checkTaskSet(m); err != nil {
 		return err
 	}
-	if err := n.applyTasks(ctx, m); err != nil {
+	applied, err := n.applyTasks(ctx, m)
+	if err != nil || !applied || len(n.cfg.Children) == 0 {
 		return err
-	}
-	if len(n.cfg.Children) == 0 {
-		return nil
 	}
 	path := m.Path
 	if len(path) == 0 {
@@ -481,9 +488,22 @@ func (n *Node) ReceiveTasks(ctx context.Context, m TaskSet) error {
 	return n.distribute(ctx, append(slices.Clone(path), n.cfg.ID))
 }
 
-func (n *Node) applyTasks(ctx context.Context, m TaskSet) error {
+// applyTasks makes the copies match m; applied is false for a stale set.
+func (n *Node) applyTasks(ctx context.Context, m TaskSet) (applied bool, err error) {
 	n.recv.Lock()
 	defer n.recv.Unlock()
+	if n.lastSet != nil && m.Version.Compare(*n.lastSet) <= 0 {
+		return false, nil
+	}
+	if err := n.syncCopies(ctx, m); err != nil {
+		return false, err
+	}
+	v := m.Version
+	n.lastSet = &v
+	return true, nil
+}
+
+func (n *Node) syncCopies(ctx context.Context, m TaskSet) error {
 	all, err := n.allTasks(ctx)
 	if err != nil {
 		return err

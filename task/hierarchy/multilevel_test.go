@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/scope/inmem"
 	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/hierarchy"
 )
@@ -22,6 +24,27 @@ type tap struct {
 	*hierarchy.InProc
 	mu      sync.Mutex
 	reports []hierarchy.Report
+	sets    []hierarchy.TaskSet
+}
+
+func (l *tap) SendTasks(ctx context.Context, m hierarchy.TaskSet) error {
+	l.mu.Lock()
+	l.sets = append(l.sets, m)
+	l.mu.Unlock()
+	return l.InProc.SendTasks(ctx, m)
+}
+
+// setsTo returns the task sets recorded for server to.
+func (l *tap) setsTo(to string) []hierarchy.TaskSet {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []hierarchy.TaskSet
+	for _, m := range l.sets {
+		if m.To == to {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 func (l *tap) SendReport(ctx context.Context, r hierarchy.Report) error {
@@ -252,6 +275,25 @@ func TestMultiLevelInheritance(t *testing.T) {
 	must(t, tr.primary.node.Distribute(ctx))
 	if v := inherited(t, tr.sBer, copyID(t, tr.sDE, all.ID)); v.Task.Revision != 2 {
 		t.Errorf("a repeated Distribute changed the copy: revision %d", v.Task.Revision)
+	}
+	// Every task set ever sent, delivered again oldest first (the first
+	// ones still hold the deleted task and the old settings): ignored.
+	for _, s := range []server{tr.sDE, tr.sBer, tr.vDE, tr.vEU} {
+		for _, m := range tr.tap.setsTo(s.node.ID()) {
+			must(t, s.node.ReceiveTasks(ctx, m))
+		}
+	}
+	for _, s := range []server{tr.sDE, tr.sBer, tr.vDE, tr.vEU} {
+		vs, err := s.node.Tasks(ctx)
+		must(t, err)
+		for _, v := range vs {
+			if v.Inherited && v.Origin().TaskID == de.ID {
+				t.Errorf("%s: a late task set brought the deleted task back", s.node.ID())
+			}
+			if v.Inherited && v.Origin().TaskID == all.ID && v.Task.Revision != 2 {
+				t.Errorf("%s: a late task set changed the copy: revision %d", s.node.ID(), v.Task.Revision)
+			}
+		}
 	}
 	// s-de withdraws its own task from the servers below by not
 	// distributing it any more.
@@ -694,14 +736,22 @@ func TestUnknownServers(t *testing.T) {
 		}
 	}
 
-	// A child deployed in the configuration but never registered: the
-	// others still get their tasks.
-	ghost := newServer(t, tr.link, hierarchy.Config{ID: "p2", Role: scope.Primary, Children: []hierarchy.Child{
-		{ID: "ghost", Role: scope.Secondary, Group: "g-root"}}}, scope.AdminGroup{ID: "g-root"})
-	_, err := ghost.m.Create(ctx, task.System, groupTask("scan", "g-root", true))
+	// A child deployed in the configuration but never registered, and one
+	// deployed in a group that does not exist: the others still get their
+	// tasks.
+	p2 := newServer(t, tr.link, hierarchy.Config{ID: "p2", Role: scope.Primary, Children: []hierarchy.Child{
+		{ID: "ghost", Role: scope.Secondary, Group: "g-root"}, {ID: "lost", Role: scope.Secondary, Group: "g-gone"},
+		{ID: "fine", Role: scope.Secondary, Group: "g-root"}}}, scope.AdminGroup{ID: "g-root"})
+	fine := newServer(t, tr.link, hierarchy.Config{ID: "fine", Role: scope.Secondary, Parent: "p2", Root: "managed"}, scope.AdminGroup{ID: "managed"})
+	newServer(t, tr.link, hierarchy.Config{ID: "lost", Role: scope.Secondary, Parent: "p2", Root: "managed"}, scope.AdminGroup{ID: "managed"})
+	p2Task, err := p2.m.Create(ctx, task.System, groupTask("scan", "g-root", true))
 	must(t, err)
-	if err := ghost.node.Distribute(ctx); !errors.As(err, new(*hierarchy.UnknownServerError)) {
-		t.Errorf("Distribute to an unregistered child: %v", err)
+	err = p2.node.Distribute(ctx)
+	if !errors.As(err, new(*hierarchy.UnknownServerError)) || !errors.Is(err, hierarchy.ErrNotFound) || !strings.Contains(err.Error(), "g-gone") {
+		t.Errorf("Distribute to an unregistered child and one in a missing group: %v", err)
+	}
+	if inherited(t, fine, p2Task.ID) == nil {
+		t.Error("the reachable child did not get its task")
 	}
 
 	err = tr.primary.node.ReceiveReport(ctx, hierarchy.Report{From: "s-de", To: "primary", Version: hierarchy.Version{Epoch: 1 << 62, Seq: 1}, Complete: true,
@@ -718,4 +768,77 @@ func TestUnknownServers(t *testing.T) {
 	if d := cmp.Diff(before, rows(tr.primary.node.StatisticsFromSecondaries(all.ID))); d != "" {
 		t.Fatalf("a rejected report changed the figures (-want +got):\n%s", d)
 	}
+}
+
+// TestConcurrentSync: Distribute and Report on every level at once (as
+// independent servers do) leave the tree as one sequential round would;
+// run it with -race.
+func TestConcurrentSync(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tr, all, _ := rollUpFixture(t)
+	want := rows(tr.primary.node.StatisticsFromSecondaries(all.ID))
+	ch := *all
+	ch.Settings = Scan{Action: "report"}
+	_, err := tr.primary.m.Update(ctx, task.System, ch)
+	must(t, err)
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 100)
+	for range 4 {
+		wg.Go(func() { errc <- tr.primary.node.Distribute(ctx) })
+		wg.Go(func() { errc <- tr.sDE.node.Distribute(ctx) })
+		for _, s := range []server{tr.sBer, tr.vDE, tr.sDE, tr.vEU} {
+			wg.Go(func() { errc <- s.node.Report(ctx) })
+		}
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		must(t, err)
+	}
+	tr.report(t)
+	if d := cmp.Diff(want, rows(tr.primary.node.StatisticsFromSecondaries(all.ID))); d != "" {
+		t.Errorf("statistics after concurrent rounds (-want +got):\n%s", d)
+	}
+	for _, s := range []server{tr.sBer, tr.vDE} {
+		v := inherited(t, s, copyID(t, tr.sDE, all.ID))
+		if got, _ := v.Task.Settings.(Scan); got.Action != "report" || v.Task.Revision != 2 {
+			t.Errorf("%s: copy after concurrent rounds: revision %d, settings %#v", s.node.ID(), v.Task.Revision, v.Task.Settings)
+		}
+	}
+}
+
+// BenchmarkReceiveReport: the primary applies a report relaying the
+// figures of 1,000 servers below one secondary for 10 tasks.
+func BenchmarkReceiveReport(b *testing.B) {
+	ctx := context.Background()
+	n, err := hierarchy.New(hierarchy.Config{ID: "primary", Role: scope.Primary, Manager: &task.Manager{}, Inventory: inmem.New(),
+		Link: hierarchy.NewInProc(), Children: []hierarchy.Child{{ID: "s", Role: scope.Secondary, Group: "g"}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := hierarchy.Report{From: "s", To: "primary", Complete: true}
+	for tk := range 10 {
+		for srv := range 1000 {
+			name := fmt.Sprintf("s-%04d", srv)
+			path := []string{"s", name}
+			if srv == 0 {
+				name, path = "s", []string{"s"}
+			}
+			r.Statistics = append(r.Statistics, hierarchy.TaskStatistics{TaskID: fmt.Sprintf("t%d", tk), Server: name, Path: path,
+				Statistics: task.Statistics{ByState: map[task.State]int{task.Completed: 10, task.Failed: 1}, Total: 11, Finished: 11}})
+		}
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		r.Version = hierarchy.Version{Epoch: 1, Seq: int64(i + 1)}
+		for j := range r.Statistics {
+			r.Statistics[j].Version = r.Version
+		}
+		if err := n.ReceiveReport(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(r.Statistics))*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 }

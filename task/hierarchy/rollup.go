@@ -2,7 +2,6 @@ package hierarchy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -122,24 +121,25 @@ func (n *Node) ReceiveReport(_ context.Context, r Report) error {
 		return errs.Invalid("to", r.To, fmt.Sprintf("must be this server %q", n.cfg.ID))
 	}
 	var bad errs.ValidationErrors
+	invalid := func(i int, field, value, reason string) {
+		bad = append(bad, errs.Invalid(fmt.Sprintf("statistics[%d].%s", i, field), value, reason))
+	}
 	for i, e := range r.Statistics {
-		p := fmt.Sprintf("statistics[%d]", i)
 		switch {
 		case e.TaskID == "":
-			bad = append(bad, errs.Invalid(p+".task_id", "", "is required"))
+			invalid(i, "task_id", "", "is required")
 		case len(e.Path) == 0 || e.Path[0] != r.From:
-			bad = append(bad, errs.Invalid(p+".path", strings.Join(e.Path, ","), fmt.Sprintf("must start with the sender %q", r.From)))
+			invalid(i, "path", strings.Join(e.Path, ","), fmt.Sprintf("must start with the sender %q", r.From))
 		case e.Path[len(e.Path)-1] != e.Server:
-			bad = append(bad, errs.Invalid(p+".path", strings.Join(e.Path, ","), fmt.Sprintf("must end with the server %q", e.Server)))
+			invalid(i, "path", strings.Join(e.Path, ","), fmt.Sprintf("must end with the server %q", e.Server))
 		case slices.Contains(e.Path, ""):
-			bad = append(bad, errs.Invalid(p+".path", strings.Join(e.Path, ","), "must not hold an empty server id"))
+			invalid(i, "path", strings.Join(e.Path, ","), "must not hold an empty server id")
+		case len(e.Path)+1 >= MaxDepth:
+			invalid(i, "path", strings.Join(e.Path, ","), fmt.Sprintf("must pass through fewer than %d servers", MaxDepth))
+		case slices.Contains(e.Path, n.cfg.ID):
+			return &CycleError{Path: append([]string{n.cfg.ID}, e.Path...)}
 		default:
-			if err := checkChain(append([]string{n.cfg.ID}, e.Path...), ""); err != nil {
-				var ve *ValidationError
-				if errors.As(err, &ve) {
-					bad = append(bad, errs.Invalid(p+".path", ve.Value, ve.Reason))
-					continue
-				}
+			if err := checkChain(e.Path[:len(e.Path)-1], e.Server); err != nil {
 				return err
 			}
 		}
