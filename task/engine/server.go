@@ -153,6 +153,11 @@ type Server struct {
 	afterClaim func() // test hook (export_test.go)
 	nextStale  time.Time
 	leading    bool
+	// controls are the unanswered StopRun, PauseRun and ResumeRun per
+	// device (ctlKeys: by message key); nextCtl is the earliest resend.
+	controls map[dkey]*control
+	ctlKeys  map[string]dkey
+	nextCtl  time.Time
 }
 
 // Stats counts what the server did.
@@ -271,6 +276,9 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 			at := r.DueAt
 			s.addDispatch(transport.Start{TaskID: r.TaskID, RunID: r.RunID, At: at, Due: at}, scope.DeviceID(r.DeviceID), at)
 		}
+	}
+	if err := s.recoverRuns(ctx, now); err != nil {
+		return err
 	}
 	s.nextScope = now.Add(s.cfg.ScopeRefresh)
 	s.nextPurge = now
