@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/taskfleet/taskfleet/internal/errs"
@@ -260,25 +261,50 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 	d := m.Device
 	wasVisible := s.visible(d, now)
 	s.seen[d] = now
-	held := map[string]transport.HeldTask{}
+	// The device's tasks (in id order, rebuildByDevice) and the ones it
+	// holds (in id order from our agents) are merged, not mapped: this
+	// runs for every heartbeat of the fleet. Of one id held twice the
+	// later entry counts.
+	var held []transport.HeldTask
 	if m.Heartbeat != nil {
-		for _, h := range m.Heartbeat.Held {
-			held[h.TaskID] = h
+		held = m.Heartbeat.Held
+		byID := func(a, b transport.HeldTask) int { return strings.Compare(a.TaskID, b.TaskID) }
+		if !slices.IsSortedFunc(held, byID) {
+			held = slices.Clone(held)
+			slices.SortStableFunc(held, byID)
 		}
 	}
-	for _, id := range s.devicesTasks()[d] {
+	ids := s.devicesTasks()[d]
+	j := 0
+	for _, id := range ids {
+		for j < len(held) && held[j].TaskID < id {
+			j++
+		}
+		var h transport.HeldTask
+		ok := false
+		for ; j < len(held) && held[j].TaskID == id; j++ {
+			h, ok = held[j], true
+		}
 		ts := s.tasks[id]
 		// A stale revision, or a delay slot that the scope has moved
 		// since the device got the definition, is redelivered.
-		if h, ok := held[id]; !ok || h.Revision < ts.t.Revision || !sameSlot(h.Slot, slotOf(ts, d)) {
+		if !ok || h.Revision < ts.t.Revision || !holdsSlot(h.Slot, ts, d) {
 			if s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: s.definition(ts), Slot: slotOf(ts, d)}) == nil {
 				s.stats.Delivered++
 			}
 		}
-		delete(held, id)
 	}
-	for id := range held {
-		_ = s.send(ctx, transport.Message{Kind: transport.Withdraw, Device: d, TaskID: id})
+	i := 0
+	for j, h := range held {
+		if j > 0 && held[j-1].TaskID == h.TaskID {
+			continue
+		}
+		for i < len(ids) && ids[i] < h.TaskID {
+			i++
+		}
+		if i == len(ids) || ids[i] != h.TaskID {
+			_ = s.send(ctx, transport.Message{Kind: transport.Withdraw, Device: d, TaskID: h.TaskID})
+		}
 	}
 	_ = s.send(ctx, transport.Message{Kind: transport.Sync, Device: d, SyncInfo: &transport.SyncInfo{UpdatesGeneration: s.updGen, UpdatesAt: s.updAt}})
 	if !wasVisible {
@@ -704,6 +730,15 @@ func joined(before, after []scope.DeviceID) []scope.DeviceID {
 
 func sameSlot(a, b *transport.Slot) bool {
 	return (a == nil && b == nil) || (a != nil && b != nil && *a == *b)
+}
+
+// holdsSlot is sameSlot(held, slotOf(ts, d)) without allocating.
+func holdsSlot(held *transport.Slot, ts *taskState, d scope.DeviceID) bool {
+	want, ok := slotAt(ts, d)
+	if !ok {
+		return held == nil
+	}
+	return held != nil && *held == want
 }
 
 // reslot follows a change of a device task's scope from before: its

@@ -410,12 +410,21 @@ func (s *Server) send(ctx context.Context, m transport.Message) error {
 // the stratified automatic randomized delay; nil when the delay is not
 // automatic.
 func slotOf(ts *taskState, d scope.DeviceID) *transport.Slot {
-	if ts.t.Schedule.RandomDelay.Mode != schedule.DelayAutomatic {
-		return nil
-	}
-	i, ok := slices.BinarySearch(ts.devices, d)
+	sl, ok := slotAt(ts, d)
 	if !ok {
 		return nil
 	}
-	return &transport.Slot{Index: i, Of: len(ts.devices)}
+	return &sl
+}
+
+// slotAt is slotOf as a value (false: no slot).
+func slotAt(ts *taskState, d scope.DeviceID) (transport.Slot, bool) {
+	if ts.t.Schedule.RandomDelay.Mode != schedule.DelayAutomatic {
+		return transport.Slot{}, false
+	}
+	i, ok := slices.BinarySearch(ts.devices, d)
+	if !ok {
+		return transport.Slot{}, false
+	}
+	return transport.Slot{Index: i, Of: len(ts.devices)}, true
 }
