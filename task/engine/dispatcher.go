@@ -779,8 +779,8 @@ func (s *Server) rescoped(ts *taskState, before []scope.DeviceID) bool {
 // the pause and resume orders its devices may not have received (a
 // suspended task's running devices, a resumed task's paused ones), and
 // the last start of server-run Manually/Once/Immediately tasks and the
-// last manual start of device tasks that run missed tasks, from the
-// stored results (the newest run id among them; run ids are
+// last manual start of device tasks with those schedules, when they run
+// missed tasks, from the stored results (the newest run id among them; run ids are
 // time-derived, so the start is rebuilt exactly). Devices that joined
 // such a server-run task's scope while no server ran get that start now.
 func (s *Server) recoverRuns(ctx context.Context, now time.Time) error {
@@ -791,7 +791,7 @@ func (s *Server) recoverRuns(ctx context.Context, now time.Time) error {
 			state, kind = task.Running, transport.PauseRun
 		}
 		serverRun := ts.onServer && ts.t.Schedule.RunMissed && lastStartKinds(ts.t.Schedule.Kind)
-		deviceRun := !ts.onServer && ts.t.Schedule.RunMissed
+		deviceRun := !ts.onServer && ts.t.Schedule.RunMissed && lastStartKinds(ts.t.Schedule.Kind)
 		var states []string
 		if !serverRun && !deviceRun {
 			states = []string{string(state)} // only the orders to restore

@@ -57,9 +57,9 @@
 // stored results: the pause orders of suspended tasks' running devices
 // and the resume orders of resumed tasks' paused ones, and the last start
 // of server-run Manually/Once/Immediately tasks and the last manual start
-// of device tasks that run missed tasks (the newest run id among the
-// task's results; run ids are time-derived, so the start is rebuilt
-// exactly). Devices that joined such a server-run task's scope while no
+// of device tasks with those schedules, when they run missed tasks (the
+// newest run id among the task's results; run ids are time-derived, so
+// the start is rebuilt exactly). Devices that joined such a server-run task's scope while no
 // server ran get that start at Open, the others when they join (at the
 // next scope refresh), each once: a device with a result of that run (or
 // a newer one) is not started again.
@@ -166,9 +166,9 @@
 //     yet is not told again and finishes the run.
 //   - The last start recovered on Open is the newest run among the
 //     task's results: a start that reached no device (an empty scope) is
-//     not recovered, and for a device task with a timed schedule, a manual
-//     start whose results were all replaced by later scheduled runs is not
-//     the one recovered.
+//     not recovered, and device tasks with other schedules do not get
+//     their last manual start back (a device joining their scope after a
+//     restart does not run it).
 //   - "On completing another task" is decided by the server when the
 //     trigger's result arrives, so on an offline device the dependent
 //     task starts after the device reconnects.
