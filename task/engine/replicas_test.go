@@ -18,6 +18,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/benbjohnson/clock"
 	"github.com/rs/zerolog"
 
 	"github.com/taskfleet/taskfleet/schedule"
@@ -154,6 +155,14 @@ func (e *deviceSim) loop(ctx context.Context, db *sql.DB, id string, srv *engine
 	}
 }
 
+// skewedClock is the wall clock off by d.
+type skewedClock struct {
+	clock.Clock
+	d time.Duration
+}
+
+func (c skewedClock) Now() time.Time { return c.Clock.Now().Add(c.d) }
+
 // childReplica is one server replica process: it ticks for ever on the
 // wall clock (the parent kills it).
 func childReplica() int {
@@ -165,7 +174,11 @@ func childReplica() int {
 	}
 	id := os.Getenv(childIDEnv)
 	st, m, srv, err := replicaManager(ctx, os.Getenv(childDSNEnv), reg, 0, func(st storage.Store, inv scope.Inventory) *engine.Server {
-		s, err := engine.New(engine.Config{Logger: zerolog.New(os.Stderr), Store: st, Inventory: inv, ReplicaID: id, LeaseTTL: time.Second, RetryInterval: time.Second, ClaimBatch: 500})
+		// The replicas' clocks disagree by up to 4 s (r1 2 s behind, r2 2 s
+		// ahead): the skew may move when a start is due, never how often
+		// it is dispatched.
+		skew := map[string]time.Duration{"r1": -2 * time.Second, "r2": 2 * time.Second}[id]
+		s, err := engine.New(engine.Config{Clock: skewedClock{clock.New(), skew}, Logger: zerolog.New(os.Stderr), Store: st, Inventory: inv, ReplicaID: id, LeaseTTL: time.Second, RetryInterval: time.Second, ClaimBatch: 500})
 		if err != nil {
 			panic(err)
 		}
@@ -271,7 +284,7 @@ func (p *replicaProc) kill() {
 // must show every run dispatched exactly once (one ledger row per (task,
 // device, run)), and every run delivered and answered by its device
 // (none lost), the killed and the stalled replica's starts through a
-// takeover.
+// takeover. The replicas' clocks are skewed by -2 s, 0 and +2 s.
 func TestReplicasExactlyOnce(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
