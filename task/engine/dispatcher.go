@@ -406,6 +406,13 @@ func (s *Server) flushResults(ctx context.Context, now time.Time) {
 	}
 	msgs := s.rbuf
 	s.rbuf, s.rcount = nil, 0
+	defer func() {
+		// Keep the buffer for the next results (they arrive all day).
+		clear(msgs)
+		if s.rbuf == nil {
+			s.rbuf = msgs[:0]
+		}
+	}()
 	// One buffer, sized exactly and reused across flushes: RecordResults
 	// keeps nothing of its argument.
 	total := 0
@@ -451,9 +458,14 @@ func (s *Server) flushResults(ctx context.Context, now time.Time) {
 		if _, seen := acks[m.Device]; !seen {
 			order = append(order, m.Device)
 		}
-		if len(m.Merged) > 0 {
+		switch {
+		case len(m.Merged) > 0 && acks[m.Device] == nil:
+			// Usually the device's only message: ack its keys as
+			// they are (clipped, so a later append copies them).
+			acks[m.Device] = slices.Clip(m.Merged)
+		case len(m.Merged) > 0:
 			acks[m.Device] = append(acks[m.Device], m.Merged...)
-		} else {
+		default:
 			acks[m.Device] = append(acks[m.Device], m.Key)
 		}
 	}
