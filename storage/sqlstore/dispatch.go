@@ -36,6 +36,22 @@ func validLease(owner string, ttl time.Duration, limit int) errs.ValidationError
 	return bad
 }
 
+// stateLiteral returns a result state as a quoted SQL literal. States are
+// written into the statement, not bound, so the planner can use the
+// partial due index (WHERE state = 'scheduled'), which a bound parameter
+// cannot match; only lower-case letters and underscores are accepted.
+func stateLiteral(field, st string) (string, error) {
+	if st == "" || len(st) > 64 {
+		return "", errs.Invalid(field, st, "must be 1 to 64 characters")
+	}
+	for _, r := range st {
+		if (r < 'a' || r > 'z') && r != '_' {
+			return "", errs.Invalid(field, st, "must be lower-case letters and underscores")
+		}
+	}
+	return "'" + st + "'", nil
+}
+
 // rowScanner is what *sql.Rows offers.
 type rowScanner interface {
 	Next() bool
@@ -73,32 +89,39 @@ func (s *Store) DispatchDue(ctx context.Context, p storage.DispatchParams) ([]st
 		return nil, err
 	}
 	bad := validLease(p.Owner, p.TTL, p.Limit)
-	if p.FromState == "" || p.State == "" {
-		bad = append(bad, errs.Invalid("state", p.State, "state and from_state must not be empty"))
+	from, err := stateLiteral("from_state", p.FromState)
+	if err != nil {
+		bad = append(bad, err.(*errs.ValidationError))
+	}
+	if p.State == "" {
+		bad = append(bad, errs.Invalid("state", "", "must not be empty"))
 	}
 	if err := bad.Err(); err != nil {
 		return nil, err
 	}
 	var out []storage.Claim
 	if s.dialect == Postgres {
+		// The due rows are locked by the CTE and updated through their
+		// ctid (a TID scan, no index probe); the state is checked again
+		// on the row being updated.
 		rows, err := s.w.QueryContext(ctx, `WITH due AS (
-    SELECT r.task_id, r.device_id FROM results r
+    SELECT r.ctid FROM results r
     JOIN tasks t ON t.id = r.task_id AND NOT t.suspended
-    WHERE r.state = $1 AND r.due_at <= $2
+    WHERE r.state = `+from+` AND r.due_at <= $1
     ORDER BY r.due_at, r.task_id, r.device_id
-    LIMIT $3
+    LIMIT $2
     FOR UPDATE OF r SKIP LOCKED),
 upd AS (
-    UPDATE results r SET state = $4, seq = $5, updated_at = $6, lease_owner = $7, lease_epoch = r.lease_epoch + 1,
-        lease_until = now() + $8 * interval '1 microsecond'
-    FROM due WHERE r.task_id = due.task_id AND r.device_id = due.device_id AND r.state = $1
+    UPDATE results r SET state = $3, seq = $4, updated_at = $5, lease_owner = $6, lease_epoch = r.lease_epoch + 1,
+        lease_until = now() + $7 * interval '1 microsecond'
+    FROM due WHERE r.ctid = due.ctid AND r.state = `+from+`
     RETURNING r.task_id, r.device_id, r.run_id, r.seq, r.due_at, r.lease_epoch),
 log AS (
     INSERT INTO dispatch_log (task_id, device_id, run_id, epoch, owner)
-    SELECT task_id, device_id, run_id, lease_epoch, $7 FROM upd)
+    SELECT task_id, device_id, run_id, lease_epoch, $6 FROM upd)
 SELECT upd.task_id, upd.device_id, upd.run_id, upd.seq, upd.due_at, upd.lease_epoch, t.revision
 FROM upd JOIN tasks t ON t.id = upd.task_id`,
-			p.FromState, s.tv(p.Before), p.Limit, p.State, p.Seq, s.tv(p.At), p.Owner, p.TTL.Microseconds())
+			s.tv(p.Before), p.Limit, p.State, p.Seq, s.tv(p.At), p.Owner, p.TTL.Microseconds())
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: dispatch due: %w", mapErr(err))
 		}
@@ -108,13 +131,13 @@ FROM upd JOIN tasks t ON t.id = upd.task_id`,
 		sortClaims(out)
 		return out, nil
 	}
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
 		rows, err := tx.QueryContext(ctx, `UPDATE results SET state = ?, seq = ?, updated_at = ?, lease_owner = ?, lease_epoch = lease_epoch + 1,
     lease_until = `+sqliteNow+` + ?
 WHERE (task_id, device_id) IN (SELECT r.task_id, r.device_id FROM results r JOIN tasks t ON t.id = r.task_id AND NOT t.suspended
-    WHERE r.state = ? AND r.due_at <= ? ORDER BY r.due_at, r.task_id, r.device_id LIMIT ?)
+    WHERE r.state = `+from+` AND r.due_at <= ? ORDER BY r.due_at, r.task_id, r.device_id LIMIT ?)
 RETURNING task_id, device_id, run_id, seq, due_at, lease_epoch, (SELECT revision FROM tasks WHERE tasks.id = results.task_id)`,
-			p.State, p.Seq, s.tv(p.At), p.Owner, p.TTL.Microseconds(), p.FromState, s.tv(p.Before), p.Limit)
+			p.State, p.Seq, s.tv(p.At), p.Owner, p.TTL.Microseconds(), s.tv(p.Before), p.Limit)
 		if err != nil {
 			return err
 		}

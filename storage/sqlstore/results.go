@@ -356,8 +356,10 @@ func (s *Store) ListResults(ctx context.Context, p storage.ListResultsParams) ([
 	return out, nil
 }
 
-// DueResults implements storage.ResultStore (an index range scan on
-// (state, due_at, task_id, device_id)).
+// DueResults implements storage.ResultStore. Scheduled results are an
+// index range scan on the partial index (due_at, task_id, device_id) WHERE
+// state = 'scheduled'; other states (read once when a server opens) scan
+// the table.
 func (s *Store) DueResults(ctx context.Context, p storage.DueResultsParams) ([]storage.ResultRecord, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, err
@@ -366,7 +368,12 @@ func (s *Store) DueResults(ctx context.Context, p storage.DueResultsParams) ([]s
 	if limit <= 0 {
 		limit = storage.DefaultListLimit
 	}
-	out, err := s.queryResults(ctx, s.q.dueResults, p.State, s.tv(p.Before), limit)
+	state, err := stateLiteral("state", p.State)
+	if err != nil {
+		return nil, err
+	}
+	q := s.w.Rebind(`SELECT ` + resultCols + ` FROM results WHERE state = ` + state + ` AND due_at <= ? ORDER BY due_at, task_id, device_id LIMIT ?`)
+	out, err := s.queryResults(ctx, q, s.tv(p.Before), limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: due results: %w", err)
 	}

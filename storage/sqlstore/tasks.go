@@ -17,7 +17,7 @@ import (
 type queries struct {
 	insertTask, getTask, updateTask, taskRevision, deleteTask, deleteResults, allocateRunID string
 	insertRevision, getRevision, listRevisions                                              string
-	getResult, dueResults, statistics                                                       string
+	getResult, statistics                                                                   string
 	insertEventKey, insertEvent, purgeEvents                                                string
 	// PostgreSQL only.
 	deleteDeltas, compactDeltas string
@@ -45,7 +45,6 @@ func buildQueries(db *sqlx.DB) queries {
 		getRevision:    rb(`SELECT ` + revisionCols + ` FROM revisions WHERE task_id = ? AND number = ?`),
 		listRevisions:  rb(`SELECT ` + revisionCols + ` FROM revisions WHERE task_id = ? AND number > ? ORDER BY number LIMIT ?`),
 		getResult:      rb(`SELECT ` + resultCols + ` FROM results WHERE task_id = ? AND device_id = ?`),
-		dueResults:     rb(`SELECT ` + resultCols + ` FROM results WHERE state = ? AND due_at <= ? ORDER BY due_at, task_id, device_id LIMIT ?`),
 		statistics:     rb(`SELECT state, COUNT(*), SUM(CASE WHEN restart_required THEN 1 ELSE 0 END), 0 FROM results WHERE task_id = ? GROUP BY state`),
 		insertEventKey: rb(`INSERT INTO event_keys (task_id, key) VALUES (?, ?) ON CONFLICT DO NOTHING`),
 		insertEvent:    rb(`INSERT INTO events (task_id, device_id, run_id, at, level, severity, message, key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),

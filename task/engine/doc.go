@@ -112,8 +112,8 @@
 // A dispatched start stays leased to its replica until the device
 // answers; the replica renews the lease (for RetryInterval + LeaseTTL)
 // each time it resends. A replica that dies or stalls loses the lease;
-// every LeaseTTL each replica takes over expired ones (storage.Claimer
-// ClaimStale, Stats.TakenOver) and resends them under the same
+// every LeaseTTL the leader replica takes over expired ones
+// (storage.Claimer ClaimStale, Stats.TakenOver) and resends them under the same
 // idempotency key, which devices de-duplicate. A stalled replica that
 // wakes up finds its renewal rejected by the epoch and stops resending
 // (Stats.Fenced). Starts waiting for an offline device (pending, not yet

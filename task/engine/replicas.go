@@ -57,6 +57,7 @@ func (s *Server) claimer() storage.Claimer {
 func (s *Server) leader(ctx context.Context) bool {
 	l, ok := s.cfg.Store.(storage.Leader)
 	if !ok || s.cfg.SingleReplica {
+		s.leading = true
 		return true
 	}
 	got, err := l.AcquireLeader(ctx, storage.LeaderParams{Name: LeaderLease, Owner: s.owner, TTL: s.cfg.LeaseTTL})
@@ -98,8 +99,8 @@ func (s *Server) dispatchTTL() time.Duration { return s.cfg.RetryInterval + s.cf
 // meanwhile): DispatchWorkers goroutines each dispatch batches, every
 // batch claimed, marked dispatched (pending) and written to the dispatch
 // ledger in one atomic store call, and this goroutine sends them. Every
-// LeaseTTL it also takes over the dispatched starts of replicas whose
-// leases expired (dead or stalled) and resends them.
+// LeaseTTL the leader also takes over the dispatched starts of replicas
+// whose leases expired (dead or stalled) and resends them.
 func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now time.Time) {
 	p := storage.DispatchParams{Owner: s.owner, FromState: string(task.Scheduled), State: string(task.Pending),
 		Seq: transport.SeqDispatched, At: now.UTC(), Before: now, TTL: s.dispatchTTL(), Limit: s.cfg.ClaimBatch}
@@ -139,8 +140,8 @@ func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now tim
 		s.mu.Unlock()
 	}
 	s.mu.Lock()
-	if now.Before(s.nextStale) {
-		return
+	if !s.leading || now.Before(s.nextStale) {
+		return // the sweep is a singleton duty: it scans the pending results
 	}
 	s.nextStale = now.Add(s.cfg.LeaseTTL)
 	for {
