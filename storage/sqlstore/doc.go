@@ -48,7 +48,10 @@
 // and leaders (named leader leases). Lease expiry is always judged by
 // the database's clock. DispatchDue claims, dispatches and logs a batch
 // in one statement (PostgreSQL) or transaction (SQLite), so a run is
-// written once when it is dispatched.
+// written once when it is dispatched. Schema version 4 makes that write
+// cheaper: the due index holds scheduled results only (a result leaves it
+// for good when it is dispatched), and the append-only ledger has no
+// index (audits read it whole).
 //
 // PostgreSQL text keys use COLLATE "C": listings are in byte order, the
 // same as every other backend, whatever the database's locale.
