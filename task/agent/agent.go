@@ -194,6 +194,9 @@ type Agent struct {
 	closed    bool
 	dirty     bool
 	wakeAt    time.Time
+	// taskWake is the tasks' part of wakeAt (nextWake): while nothing is
+	// dirty, Tick before it only sends the heartbeat and flushes.
+	taskWake time.Time
 	// outboxBusy: the outbox may hold messages (cleared when a flush finds
 	// it empty).
 	outboxBusy bool

@@ -44,13 +44,19 @@ func (a *Agent) Tick(ctx context.Context) error {
 		a.cmu.Unlock()
 		return nil
 	}
-	a.dirty = false
-	a.collect(ctx)
-	for _, t := range a.sorted() {
-		a.tickTask(ctx, t, now)
+	// Nothing changed since the last visit of the tasks and none of them
+	// is due before taskWake: only the heartbeat or an outbox retry is
+	// due (most ticks of a fleet), and the tasks are not visited.
+	visit := a.dirty || completed || !now.Before(a.taskWake)
+	if visit {
+		a.dirty = false
+		a.collect(ctx)
+		for _, t := range a.sorted() {
+			a.tickTask(ctx, t, now)
+		}
+		a.updatesFallback(ctx, now)
+		a.collect(ctx) // synchronous executors finish inside Start
 	}
-	a.updatesFallback(ctx, now)
-	a.collect(ctx) // synchronous executors finish inside Start
 	if a.ep != nil && !now.Before(a.nextBeat) {
 		a.nextBeat = now.Add(a.cfg.Heartbeat)
 		a.heartbeat(ctx)
@@ -58,7 +64,11 @@ func (a *Agent) Tick(ctx context.Context) error {
 	if a.ep != nil && (a.flushNow || (a.outboxBusy && !now.Before(a.nextFlush))) {
 		a.flush(ctx, now)
 	}
-	a.wakeAt = a.nextWake(now)
+	if visit {
+		a.wakeAt = a.nextWake(now)
+	} else {
+		a.wakeAt = a.combineWake(now)
+	}
 	if a.dirty || a.flushNow {
 		a.wake.Store(0)
 	} else {
@@ -72,19 +82,44 @@ func (a *Agent) Tick(ctx context.Context) error {
 	return nil
 }
 
-// nextWake returns the earliest instant at which Tick has something to do.
+// nextWake returns the earliest instant at which Tick has something to do,
+// and sets taskWake.
 func (a *Agent) nextWake(now time.Time) time.Time {
+	tw, atOnce := a.tasksWake(now)
+	if atOnce {
+		a.taskWake = now
+		return now
+	}
+	a.taskWake = tw
+	return a.combineWake(now)
+}
+
+// combineWake is the earliest of the heartbeat, the outbox retry and
+// taskWake, after now.
+func (a *Agent) combineWake(now time.Time) time.Time {
 	w := a.nextBeat
 	if a.ep == nil {
 		w = now.Add(a.cfg.Heartbeat)
 	}
+	if a.outboxBusy && !a.nextFlush.IsZero() && a.nextFlush.Before(w) {
+		w = a.nextFlush
+	}
+	if !a.taskWake.IsZero() && a.taskWake.Before(w) {
+		w = a.taskWake
+	}
+	if !w.After(now) {
+		w = now.Add(time.Nanosecond)
+	}
+	return w
+}
+
+// tasksWake returns the earliest instant at which a task has something to
+// do (zero: none), or atOnce.
+func (a *Agent) tasksWake(now time.Time) (w time.Time, atOnce bool) {
 	min := func(t time.Time) {
-		if !t.IsZero() && t.Before(w) {
+		if !t.IsZero() && (w.IsZero() || t.Before(w)) {
 			w = t
 		}
-	}
-	if a.outboxBusy {
-		min(a.nextFlush)
 	}
 	updates := false
 	for _, t := range a.tasks {
@@ -101,7 +136,7 @@ func (a *Agent) nextWake(now time.Time) time.Time {
 		}
 		for _, q := range t.Queue {
 			if q.Due.IsZero() {
-				return now
+				return now, true
 			}
 			min(q.Due)
 		}
@@ -129,10 +164,7 @@ func (a *Agent) nextWake(now time.Time) time.Time {
 		}
 		min(due)
 	}
-	if !w.After(now) {
-		w = now.Add(time.Nanosecond)
-	}
-	return w
+	return w, false
 }
 
 func (a *Agent) heartbeat(ctx context.Context) {

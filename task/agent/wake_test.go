@@ -1,0 +1,79 @@
+package agent_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/benbjohnson/clock"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/taskfleet/taskfleet/schedule"
+	"github.com/taskfleet/taskfleet/task"
+	"github.com/taskfleet/taskfleet/task/agent"
+	"github.com/taskfleet/taskfleet/task/transport"
+)
+
+type startLog struct{ started []time.Time }
+
+func (x *startLog) AppRunning(context.Context, string) bool { return true }
+func (x *startLog) Start(_ context.Context, r agent.Run, done func(agent.Outcome)) error {
+	x.started = append(x.started, r.StartedAt)
+	done(agent.Outcome{State: task.Completed})
+	return nil
+}
+func (x *startLog) Stop(context.Context, string, int64) error { return nil }
+
+// Ticks that only send a heartbeat or retry the outbox skip the tasks, but
+// NextWake still wakes the agent for each activation: driven by NextWake
+// alone, every activation starts at its instant and every heartbeat goes
+// out.
+func TestTicksDrivenByNextWakeStartEveryActivationOnTime(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := clock.NewMock()
+	clk.Set(t0)
+	x := &startLog{}
+	a, err := agent.New(ctx, agent.Config{Device: "d1", Store: agent.NewMemStore(), Executor: x, Clock: clk, Heartbeat: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := &endpoint{}
+	a.Attach(ep)
+	d := def("p")
+	d.Task.Schedule = schedule.Default(schedule.EveryMinutes, t0, time.UTC)
+	d.Task.Schedule.Every = 7
+	d.LastManual = nil
+	a.Handle(ctx, transport.Message{Kind: transport.Deliver, Definition: &d})
+	end := t0.Add(time.Hour)
+	want := slices.Collect(d.Task.Schedule.Between(t0, end, time.UTC))
+	if len(want) < 8 {
+		t.Fatalf("%d activations in the hour, want 8", len(want))
+	}
+	ticks := 0
+	for now := t0; !now.After(end); now = now.Add(time.Minute) {
+		if w := a.NextWake(); w.IsZero() || !w.After(now) {
+			ticks++
+			if err := a.Tick(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		clk.Add(time.Minute)
+	}
+	if d := cmp.Diff(want, x.started); d != "" {
+		t.Errorf("starts (-want +got):\n%s", d)
+	}
+	beats := 0
+	for _, m := range ep.sent {
+		if m.Kind == transport.Heartbeat {
+			beats++
+		}
+	}
+	if beats != 13 {
+		t.Errorf("%d heartbeats in the hour, want 13 (every 5 minutes)", beats)
+	}
+	if ticks > 61 || ticks < 13+len(want)-2 {
+		t.Errorf("%d ticks", ticks)
+	}
+}
