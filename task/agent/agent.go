@@ -197,6 +197,10 @@ type Agent struct {
 	// taskWake is the tasks' part of wakeAt (nextWake): while nothing is
 	// dirty, Tick before it only sends the heartbeat and flushes.
 	taskWake time.Time
+	// held is the heartbeat's list of held tasks, shared (never changed)
+	// by the heartbeats sent until the tasks are visited again.
+	held   []transport.HeldTask
+	heldOK bool
 	// outboxBusy: the outbox may hold messages (cleared when a flush finds
 	// it empty).
 	outboxBusy bool

@@ -50,6 +50,7 @@ func (a *Agent) Tick(ctx context.Context) error {
 	visit := a.dirty || completed || !now.Before(a.taskWake)
 	if visit {
 		a.dirty = false
+		a.heldOK = false // what changed the tasks set dirty
 		a.collect(ctx)
 		for _, t := range a.sorted() {
 			a.tickTask(ctx, t, now)
@@ -168,15 +169,20 @@ func (a *Agent) tasksWake(now time.Time) (w time.Time, atOnce bool) {
 }
 
 func (a *Agent) heartbeat(ctx context.Context) {
-	hb := &transport.HeartbeatInfo{UpdatesGeneration: a.updGen}
-	if len(a.tasks) > 0 {
-		hb.Held = make([]transport.HeldTask, 0, len(a.tasks))
-	}
-	for _, t := range a.sorted() {
-		if !t.Transient {
-			hb.Held = append(hb.Held, transport.HeldTask{TaskID: t.Def.Task.ID, Revision: t.Def.Task.Revision, Slot: t.Slot})
+	if !a.heldOK {
+		// A new list each time: the previous one may still be in
+		// messages.
+		a.held, a.heldOK = nil, true
+		if len(a.tasks) > 0 {
+			a.held = make([]transport.HeldTask, 0, len(a.tasks))
+		}
+		for _, t := range a.sorted() {
+			if !t.Transient {
+				a.held = append(a.held, transport.HeldTask{TaskID: t.Def.Task.ID, Revision: t.Def.Task.Revision, Slot: t.Slot})
+			}
 		}
 	}
+	hb := &transport.HeartbeatInfo{UpdatesGeneration: a.updGen, Held: a.held}
 	_ = a.ep.Send(ctx, transport.Message{Kind: transport.Heartbeat, Device: a.cfg.Device, SentAt: a.clk.Now().UTC(), Heartbeat: hb})
 }
 

@@ -77,3 +77,70 @@ func TestTicksDrivenByNextWakeStartEveryActivationOnTime(t *testing.T) {
 		t.Errorf("%d ticks", ticks)
 	}
 }
+
+// The heartbeat lists what the agent holds now: a new revision, a moved
+// delay slot or a withdrawal shows in the next heartbeat, also when the
+// heartbeats between reuse the list.
+func TestHeartbeatListsTheHeldTasksAsTheyChange(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := clock.NewMock()
+	clk.Set(t0)
+	a, err := agent.New(ctx, agent.Config{Device: "d1", Store: agent.NewMemStore(), Executor: &startLog{}, Clock: clk, Heartbeat: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := &endpoint{}
+	a.Attach(ep)
+	lastHeld := func() []transport.HeldTask {
+		t.Helper()
+		ep.mu.Lock()
+		defer ep.mu.Unlock()
+		for i := len(ep.sent) - 1; i >= 0; i-- {
+			if m := ep.sent[i]; m.Kind == transport.Heartbeat {
+				return m.Heartbeat.Held
+			}
+		}
+		t.Fatal("no heartbeat sent")
+		return nil
+	}
+	beat := func() []transport.HeldTask {
+		t.Helper()
+		clk.Add(5 * time.Minute)
+		if err := a.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return lastHeld()
+	}
+	deliver := func(d transport.Definition, slot *transport.Slot) {
+		a.Handle(ctx, transport.Message{Kind: transport.Deliver, Definition: &d, Slot: slot})
+	}
+	da, db := def("a"), def("b")
+	deliver(da, nil)
+	deliver(db, nil)
+	want := []transport.HeldTask{{TaskID: "a", Revision: 3}, {TaskID: "b", Revision: 3}}
+	for range 3 {
+		if d := cmp.Diff(want, beat()); d != "" {
+			t.Fatalf("held (-want +got):\n%s", d)
+		}
+	}
+	first := lastHeld()
+	da.Task.Revision = 4
+	deliver(da, nil)
+	slot := &transport.Slot{Index: 2, Of: 5}
+	deliver(db, slot)
+	want = []transport.HeldTask{{TaskID: "a", Revision: 4}, {TaskID: "b", Revision: 3, Slot: slot}}
+	if d := cmp.Diff(want, beat()); d != "" {
+		t.Fatalf("held after the changes (-want +got):\n%s", d)
+	}
+	if first[0].Revision != 3 {
+		t.Fatalf("an earlier heartbeat's list changed: %+v", first)
+	}
+	a.Handle(ctx, transport.Message{Kind: transport.Withdraw, TaskID: "a"})
+	want = want[1:]
+	for range 2 {
+		if d := cmp.Diff(want, beat()); d != "" {
+			t.Fatalf("held after the withdrawal (-want +got):\n%s", d)
+		}
+	}
+}
