@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -129,6 +130,15 @@ func (s *Server) Stop(ctx context.Context, t *task.Task) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.clk.Now()
+	// A durable stop marker (whatever the task's history settings): a
+	// server that restarts before every device reported the stop finds it
+	// and keeps sending StopRun (recoverRuns).
+	if _, err := s.cfg.Store.AppendEvents(ctx, storage.AppendEventsParams{Events: []storage.EventRecord{{
+		TaskID: t.ID, At: storage.UTC(now), Level: string(task.EventProgress), Severity: string(task.SeverityInfo),
+		Message: "the devices running the task are told to stop", Key: stopMarkerPrefix + strconv.FormatInt(now.UnixNano(), 10),
+	}}}); err != nil {
+		return fmt.Errorf("engine: stop %q: %w", t.ID, err)
+	}
 	claims := s.claimer() != nil
 	after := ""
 	for {
@@ -789,7 +799,8 @@ func (s *Server) rescoped(ts *taskState, before []scope.DeviceID) bool {
 
 // recoverRuns restores on Open what the previous server kept in memory:
 // the pause and resume orders its devices may not have received (a
-// suspended task's running devices, a resumed task's paused ones), and
+// suspended task's running devices, a resumed task's paused ones), the
+// stop orders of runs still in progress that a stop marker covers, and
 // the last start of server-run Manually/Once/Immediately tasks and the
 // last manual start of device tasks with those schedules, when they run
 // missed tasks, from the stored results (the newest run id among them; run ids are
@@ -806,10 +817,12 @@ func (s *Server) recoverRuns(ctx context.Context, now time.Time) error {
 		deviceRun := !ts.onServer && ts.t.Schedule.RunMissed && lastStartKinds(ts.t.Schedule.Kind)
 		var states []string
 		if !serverRun && !deviceRun {
-			states = []string{string(state)} // only the orders to restore
+			// only the orders to restore: pause/resume, and stops
+			states = []string{string(task.Running), string(task.Paused), string(task.Pending)}
 		}
 		var last int64
 		have := map[scope.DeviceID]int64{}
+		var live []storage.ResultRecord // runs a stop marker may still apply to
 		after := ""
 		for {
 			page, err := s.cfg.Store.ListResults(ctx, storage.ListResultsParams{TaskID: id, States: states, AfterDevice: after, Limit: storage.MaxListLimit})
@@ -824,12 +837,23 @@ func (s *Server) recoverRuns(ctx context.Context, now time.Time) error {
 				if task.State(r.State) == state {
 					s.order(ctx, kind, dkey{id, d}, r.RunID, ts.t.Revision, now)
 				}
+				switch task.State(r.State) {
+				case task.Running, task.Paused:
+					live = append(live, r)
+				case task.Pending:
+					if r.Seq >= transport.SeqDispatched {
+						live = append(live, r)
+					}
+				}
 				have[d] = r.RunID
 				if r.RunID > last && (serverRun || transport.RunKind(r.RunID%4) == transport.Manual) {
 					last = r.RunID
 				}
 			}
 			after = page[len(page)-1].DeviceID
+		}
+		if err := s.recoverStops(ctx, id, live, now); err != nil {
+			return err
 		}
 		if last == 0 {
 			continue
@@ -852,6 +876,51 @@ func (s *Server) recoverRuns(ctx context.Context, now time.Time) error {
 		}
 		if len(devs) > 0 {
 			s.startOn(ctx, ts, st, devs, startRevision(ts, st), now)
+		}
+	}
+	return nil
+}
+
+// stopMarkerPrefix starts the key of the history event Stop writes.
+const stopMarkerPrefix = "stop/"
+
+// recoverStops sends StopRun again to the runs in live (results still in
+// progress) that the task's latest stop marker covers: a run due at or
+// before the stop was running, paused or dispatched when it was stopped
+// and has not reported a final state since.
+func (s *Server) recoverStops(ctx context.Context, id string, live []storage.ResultRecord, now time.Time) error {
+	if len(live) == 0 {
+		return nil
+	}
+	from := live[0].DueAt
+	for _, r := range live[1:] {
+		if r.DueAt.Before(from) {
+			from = r.DueAt
+		}
+	}
+	var stopAt time.Time
+	p := storage.ListEventsParams{TaskID: id, From: from, Limit: storage.MaxListLimit}
+	for {
+		evs, err := s.cfg.Store.ListEvents(ctx, p)
+		if err != nil {
+			return fmt.Errorf("engine: recover stops of %q: %w", id, err)
+		}
+		for _, e := range evs {
+			if strings.HasPrefix(e.Key, stopMarkerPrefix) && e.At.After(stopAt) {
+				stopAt = e.At
+			}
+		}
+		if len(evs) < p.Limit {
+			break
+		}
+		p.AfterID = evs[len(evs)-1].ID
+	}
+	if stopAt.IsZero() {
+		return nil
+	}
+	for _, r := range live {
+		if !r.DueAt.After(stopAt) {
+			s.order(ctx, transport.StopRun, dkey{id, scope.DeviceID(r.DeviceID)}, r.RunID, 0, now)
 		}
 	}
 	return nil

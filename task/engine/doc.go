@@ -90,7 +90,11 @@
 // that run (stopped, or whatever the run ended with); agents apply it
 // once per run, and answer a StopRun for a run they never received with
 // "stopped" (that run then never starts). Stopping a paused run stops it;
-// a later resume does not bring it back.
+// a later resume does not bring it back. Stop also writes a durable stop
+// marker (a history event keyed "stop/<time>", kept whatever the task's
+// history settings), so a server that restarts before every device
+// reported the stop sends StopRun again to the runs still in progress
+// that were due by then.
 //
 // # Replicas
 //
@@ -161,9 +165,12 @@
 //
 //   - Unanswered StopRun, PauseRun and ResumeRun resends are kept in
 //     memory by the server (or replica) that sent them. After a restart
-//     the pause and resume orders are rebuilt from the results' states,
-//     but a stop is not: a device that had not reported its stopped run
-//     yet is not told again and finishes the run.
+//     the pause and resume orders are rebuilt from the results' states
+//     and the stops from the stop markers; with several replicas, a
+//     replica other than the one that received the order resends it only
+//     after it restarts. History retention purges stop markers like other
+//     events, so a run still in progress longer than the task's history
+//     retention after a stop is not stopped again after a restart.
 //   - The last start recovered on Open is the newest run among the
 //     task's results: a start that reached no device (an empty scope) is
 //     not recovered, and device tasks with other schedules do not get

@@ -142,3 +142,65 @@ func TestStopRunForAStartTheDeviceNeverReceived(t *testing.T) {
 		t.Errorf("runs %+v, want none", runs)
 	}
 }
+
+// A stop survives a server restart: every StopRun is lost until the server
+// restarts; the new server finds the stop marker and keeps telling the
+// devices to stop, so both runs end stopped, once. A run started after
+// the stop is not stopped by it.
+func TestStopSurvivesAServerRestart(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	lose := true
+	b := setup(t, 2, func(cfg *enginetest.Config) {
+		cfg.Behavior = func(agent.Run, scope.DeviceID) enginetest.Behavior {
+			return enginetest.Behavior{Duration: 3 * time.Hour}
+		}
+		cfg.Faults.Filter = func(m transport.Message, _ bool) inproc.Fate {
+			mu.Lock()
+			defer mu.Unlock()
+			if m.Kind == transport.StopRun && lose {
+				return inproc.DropIt
+			}
+			return inproc.Pass
+		}
+	})
+	tk := b.create(t, task.Task{Scope: groupScope("g-all")})
+	_, err := b.sim.Manager.Start(b.ctx, task.System, tk.ID)
+	must(t, err)
+	b.step(t, 10*time.Minute)
+	must(t, b.sim.Manager.Stop(b.ctx, task.System, tk.ID))
+	b.stepFine(t, 5*time.Minute) // StopRun sent and resent, all lost
+	for i := range 2 {
+		if st := b.result(t, tk.ID, scope.DeviceID(fmtID(i))).State; st != task.Running {
+			t.Fatalf("%s before the restart: %s, want still running (its stops were lost)", fmtID(i), st)
+		}
+	}
+	must(t, b.sim.RestartServer(b.ctx))
+	mu.Lock()
+	lose = false
+	mu.Unlock()
+	b.stepFine(t, 5*time.Minute)
+	for i := range 2 {
+		d := scope.DeviceID(fmtID(i))
+		if st := b.result(t, tk.ID, d).State; st != task.Stopped {
+			t.Errorf("%s after the restart: %s, want stopped", d, st)
+		}
+		if runs := b.sim.Exec.Runs(tk.ID, d); len(runs) != 1 || !runs[0].Stopped {
+			t.Errorf("%s: runs %+v, want one stopped run", d, runs)
+		}
+	}
+	// A new run after the stop is not covered by it, also across a
+	// second restart.
+	b.step(t, time.Minute)
+	_, err = b.sim.Manager.Start(b.ctx, task.System, tk.ID)
+	must(t, err)
+	b.step(t, 10*time.Minute)
+	must(t, b.sim.RestartServer(b.ctx))
+	b.step(t, 10*time.Minute)
+	for i := range 2 {
+		d := scope.DeviceID(fmtID(i))
+		if st := b.result(t, tk.ID, d).State; st != task.Running {
+			t.Errorf("%s in its second run: %s, want running", d, st)
+		}
+	}
+}
