@@ -120,9 +120,11 @@
 // (storage.Claimer ClaimStale, Stats.TakenOver) and resends them under the same
 // idempotency key, which devices de-duplicate. A stalled replica that
 // wakes up finds its renewal rejected by the epoch and stops resending
-// (Stats.Fenced). Starts waiting for an offline device (pending, not yet
-// dispatched) stay with the replica that planned them and with any
-// replica that opens later.
+// (Stats.Fenced). The start of a device that was offline when a "run
+// missed tasks" run began is scheduled like any other (with the message
+// "waiting for the device to become visible"), so it too is dispatched by
+// one replica, resent until the device answers and taken over if that
+// replica dies.
 //
 // Singleton duties take a leader lease (storage.Leader) on every Tick:
 // only the leader fires server-run schedules and purges history; a

@@ -297,3 +297,61 @@ func TestReplicaTakesOverExpiredDispatch(t *testing.T) {
 		t.Fatalf("dispatch ledger %d rows for %d devices, want 300 each", ledger, distinct)
 	}
 }
+
+// TestReplicaDispatchesAnOfflineDevicesMissedStart: with replicas, the
+// start of a device that was offline when a "run missed tasks" run began
+// is not kept in the planning replica's memory: any replica dispatches it
+// (here r1, while r0, which planned it, never ticks), once, and keeps
+// sending it until the device answers.
+func TestReplicaDispatchesAnOfflineDevicesMissedStart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "offline.db")
+	clk := clock.NewMock()
+	clk.Set(t0.Add(9 * time.Hour))
+	groups, devs := fleet(3)
+	inv := inmem.New()
+	must(t, inv.PutGroups(groups...))
+	devs[0].Connected, devs[1].Connected, devs[2].Connected = true, true, false
+	must(t, inv.PutDevices(devs...))
+	var ms []*task.Manager
+	var srvs []*engine.Server
+	var logs []*startLog
+	for i := range 2 {
+		st, err := sqlstore.OpenSQLite(ctx, path)
+		must(t, err)
+		t.Cleanup(func() { st.Close() })
+		srv, err := engine.New(engine.Config{Store: st, Inventory: inv, Clock: clk, ReplicaID: fmt.Sprintf("r%d", i)})
+		must(t, err)
+		m, err := task.New(task.Config{Store: st, Registry: registry(t), Inventory: inv, Clock: clk, Dispatcher: srv})
+		must(t, err)
+		l := &startLog{starts: map[string]int{}}
+		must(t, srv.Open(ctx, m, l))
+		ms, srvs, logs = append(ms, m), append(srvs, srv), append(logs, l)
+	}
+	tk, err := ms[0].Create(ctx, task.System, task.Task{Name: "scan", Application: appES, Type: "virus_scan", Scope: groupScope("g-all"),
+		Schedule: sched(schedule.Manual, func(s *schedule.Schedule) { s.RunMissed = true })})
+	must(t, err)
+	run, err := ms[0].Start(ctx, task.System, tk.ID)
+	must(t, err)
+	must(t, srvs[1].Tick(ctx))
+	if got := srvs[1].Stats().Dispatched; got != 3 {
+		t.Fatalf("r1 dispatched %d starts, want 3 (the offline device's too)", got)
+	}
+	offline := fmt.Sprintf("%s/%s/%d", tk.ID, devs[2].ID, run.ID)
+	if logs[1].starts[offline] != 1 || len(logs[0].starts) != 0 {
+		t.Fatalf("starts r0 %v, r1 %v: want the offline device's start sent by r1", logs[0].starts, logs[1].starts)
+	}
+	r, err := ms[1].Result(ctx, task.System, tk.ID, devs[2].ID)
+	must(t, err)
+	if r.State != task.Pending || r.Message != "waiting for the device to become visible" {
+		t.Fatalf("offline device's result %+v, want pending and waiting", r)
+	}
+	// Unanswered, it is resent each RetryInterval by r1 alone.
+	clk.Add(engine.DefaultRetryInterval)
+	must(t, srvs[0].Tick(ctx))
+	must(t, srvs[1].Tick(ctx))
+	if logs[1].starts[offline] != 2 || len(logs[0].starts) != 0 {
+		t.Fatalf("after a retry interval: r0 %v, r1 %v", logs[0].starts, logs[1].starts)
+	}
+}

@@ -73,13 +73,22 @@ func (s *Server) plan(ctx context.Context, p *plan, ts *taskState, st transport.
 		x.Due = at
 		p.dues, p.devs, p.off = append(p.dues, x), append(p.devs, d), append(p.off, false)
 	}
+	claims := s.claimer() != nil
 	for _, d := range off {
 		if sch.RunMissed {
-			p.rows = append(p.rows, task.Result{TaskID: ts.t.ID, DeviceID: d, RunID: st.RunID, Seq: transport.SeqScheduled, State: task.Pending, DueAt: st.At, UpdatedAt: now,
+			// With replicas the start is scheduled like any other, so it is
+			// dispatched (and sent until the device answers) by exactly one
+			// replica, and taken over if that replica dies; alone, the
+			// server keeps it pending until the device becomes visible.
+			state := task.Pending
+			if claims {
+				state = task.Scheduled
+			}
+			p.rows = append(p.rows, task.Result{TaskID: ts.t.ID, DeviceID: d, RunID: st.RunID, Seq: transport.SeqScheduled, State: state, DueAt: st.At, UpdatedAt: now,
 				Message: "waiting for the device to become visible"})
 			x := st
 			x.Due = st.At
-			p.dues, p.devs, p.off = append(p.dues, x), append(p.devs, d), append(p.off, true)
+			p.dues, p.devs, p.off = append(p.dues, x), append(p.devs, d), append(p.off, !claims)
 			continue
 		}
 		p.rows = append(p.rows, task.Result{TaskID: ts.t.ID, DeviceID: d, RunID: st.RunID, Seq: transport.SeqScheduled, State: task.Missed, DueAt: st.At, FinishedAt: now, UpdatedAt: now,
