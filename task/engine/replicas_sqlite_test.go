@@ -41,6 +41,35 @@ func (l *startLog) Send(_ context.Context, m transport.Message) error {
 	return nil
 }
 
+// sqliteReplicas opens n replicas on one SQLite file, each with its own
+// store, Manager and start log; cfg adjusts replica i's engine config.
+func sqliteReplicas(t *testing.T, path string, n int, inv *inmem.Inventory, clk clock.Clock, cfg func(i int, c *engine.Config)) ([]*task.Manager, []*engine.Server, []*startLog, *sqlstore.Store) {
+	t.Helper()
+	ctx := context.Background()
+	var ms []*task.Manager
+	var srvs []*engine.Server
+	var logs []*startLog
+	var last *sqlstore.Store
+	for i := range n {
+		st, err := sqlstore.OpenSQLite(ctx, path)
+		must(t, err)
+		t.Cleanup(func() { st.Close() })
+		last = st
+		c := engine.Config{Store: st, Inventory: inv, Clock: clk, ReplicaID: fmt.Sprintf("r%d", i)}
+		if cfg != nil {
+			cfg(i, &c)
+		}
+		srv, err := engine.New(c)
+		must(t, err)
+		m, err := task.New(task.Config{Store: st, Registry: registry(t), Inventory: inv, Clock: clk, Dispatcher: srv})
+		must(t, err)
+		l := &startLog{starts: map[string]int{}}
+		must(t, srv.Open(ctx, m, l))
+		ms, srvs, logs = append(ms, m), append(srvs, srv), append(logs, l)
+	}
+	return ms, srvs, logs, last
+}
+
 // TestReplicasShareOneStore: two Servers on one SQLite file (the claim
 // layer without PostgreSQL): a manual start on one replica is dispatched
 // once per device by whichever replica claims it (SQLite serializes the
@@ -63,18 +92,10 @@ func TestReplicasShareOneStore(t *testing.T) {
 		srv *engine.Server
 		log *startLog
 	}
+	ms, srvs, logs, _ := sqliteReplicas(t, path, 2, inv, clk, func(_ int, c *engine.Config) { c.ClaimBatch = 50 })
 	var reps []rep
-	for i := range 2 {
-		st, err := sqlstore.OpenSQLite(ctx, path)
-		must(t, err)
-		t.Cleanup(func() { st.Close() })
-		srv, err := engine.New(engine.Config{Store: st, Inventory: inv, Clock: clk, ReplicaID: fmt.Sprintf("r%d", i), ClaimBatch: 50})
-		must(t, err)
-		m, err := task.New(task.Config{Store: st, Registry: registry(t), Inventory: inv, Clock: clk, Dispatcher: srv})
-		must(t, err)
-		l := &startLog{starts: map[string]int{}}
-		must(t, srv.Open(ctx, m, l))
-		reps = append(reps, rep{m, srv, l})
+	for i := range ms {
+		reps = append(reps, rep{ms[i], srvs[i], logs[i]})
 	}
 	tk, err := reps[0].m.Create(ctx, task.System, task.Task{Name: "scan", Application: appES, Type: "virus_scan", Scope: groupScope("g-all"), Schedule: sched(schedule.Manual, nil)})
 	must(t, err)
@@ -242,23 +263,9 @@ func TestReplicaTakesOverExpiredDispatch(t *testing.T) {
 		devs[i].Connected = true
 	}
 	must(t, inv.PutDevices(devs...))
-	var ms []*task.Manager
-	var srvs []*engine.Server
-	var logs []*startLog
-	var db *sqlstore.Store
-	for i := range 2 {
-		st, err := sqlstore.OpenSQLite(ctx, path)
-		must(t, err)
-		t.Cleanup(func() { st.Close() })
-		db = st
-		srv, err := engine.New(engine.Config{Store: st, Inventory: inv, Clock: clk, ReplicaID: fmt.Sprintf("r%d", i), LeaseTTL: time.Second, RetryInterval: time.Second})
-		must(t, err)
-		m, err := task.New(task.Config{Store: st, Registry: registry(t), Inventory: inv, Clock: clk, Dispatcher: srv})
-		must(t, err)
-		l := &startLog{starts: map[string]int{}}
-		must(t, srv.Open(ctx, m, l))
-		ms, srvs, logs = append(ms, m), append(srvs, srv), append(logs, l)
-	}
+	ms, srvs, logs, db := sqliteReplicas(t, path, 2, inv, clk, func(_ int, c *engine.Config) {
+		c.LeaseTTL, c.RetryInterval = time.Second, time.Second
+	})
 	tk, err := ms[0].Create(ctx, task.System, task.Task{Name: "scan", Application: appES, Type: "virus_scan", Scope: groupScope("g-all"), Schedule: sched(schedule.Manual, nil)})
 	must(t, err)
 	_, err = ms[0].Start(ctx, task.System, tk.ID)
@@ -314,21 +321,7 @@ func TestReplicaDispatchesAnOfflineDevicesMissedStart(t *testing.T) {
 	must(t, inv.PutGroups(groups...))
 	devs[0].Connected, devs[1].Connected, devs[2].Connected = true, true, false
 	must(t, inv.PutDevices(devs...))
-	var ms []*task.Manager
-	var srvs []*engine.Server
-	var logs []*startLog
-	for i := range 2 {
-		st, err := sqlstore.OpenSQLite(ctx, path)
-		must(t, err)
-		t.Cleanup(func() { st.Close() })
-		srv, err := engine.New(engine.Config{Store: st, Inventory: inv, Clock: clk, ReplicaID: fmt.Sprintf("r%d", i)})
-		must(t, err)
-		m, err := task.New(task.Config{Store: st, Registry: registry(t), Inventory: inv, Clock: clk, Dispatcher: srv})
-		must(t, err)
-		l := &startLog{starts: map[string]int{}}
-		must(t, srv.Open(ctx, m, l))
-		ms, srvs, logs = append(ms, m), append(srvs, srv), append(logs, l)
-	}
+	ms, srvs, logs, _ := sqliteReplicas(t, path, 2, inv, clk, nil)
 	tk, err := ms[0].Create(ctx, task.System, task.Task{Name: "scan", Application: appES, Type: "virus_scan", Scope: groupScope("g-all"),
 		Schedule: sched(schedule.Manual, func(s *schedule.Schedule) { s.RunMissed = true })})
 	must(t, err)
