@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -39,6 +40,22 @@ func (l *startLog) Send(_ context.Context, m transport.Message) error {
 		l.mu.Unlock()
 	}
 	return nil
+}
+
+// replicaFleet returns an inventory of n connected devices in group
+// g-all except those listed offline, and a fake clock at 09:00.
+func replicaFleet(t *testing.T, n int, offline ...int) (*inmem.Inventory, *clock.Mock, []scope.Device) {
+	t.Helper()
+	clk := clock.NewMock()
+	clk.Set(t0.Add(9 * time.Hour))
+	groups, devs := fleet(n)
+	inv := inmem.New()
+	must(t, inv.PutGroups(groups...))
+	for i := range devs {
+		devs[i].Connected = !slices.Contains(offline, i)
+	}
+	must(t, inv.PutDevices(devs...))
+	return inv, clk, devs
 }
 
 // sqliteReplicas opens n replicas on one SQLite file, each with its own
@@ -78,15 +95,7 @@ func TestReplicasShareOneStore(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "replicas.db")
-	clk := clock.NewMock()
-	clk.Set(t0.Add(9 * time.Hour))
-	groups, devs := fleet(300)
-	inv := inmem.New()
-	must(t, inv.PutGroups(groups...))
-	for i := range devs {
-		devs[i].Connected = true
-	}
-	must(t, inv.PutDevices(devs...))
+	inv, clk, _ := replicaFleet(t, 300)
 	type rep struct {
 		m   *task.Manager
 		srv *engine.Server
@@ -254,15 +263,7 @@ func TestReplicaTakesOverExpiredDispatch(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "takeover.db")
-	clk := clock.NewMock()
-	clk.Set(t0.Add(9 * time.Hour))
-	groups, devs := fleet(300)
-	inv := inmem.New()
-	must(t, inv.PutGroups(groups...))
-	for i := range devs {
-		devs[i].Connected = true
-	}
-	must(t, inv.PutDevices(devs...))
+	inv, clk, _ := replicaFleet(t, 300)
 	ms, srvs, logs, db := sqliteReplicas(t, path, 2, inv, clk, func(_ int, c *engine.Config) {
 		c.LeaseTTL, c.RetryInterval = time.Second, time.Second
 	})
@@ -314,13 +315,7 @@ func TestReplicaDispatchesAnOfflineDevicesMissedStart(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "offline.db")
-	clk := clock.NewMock()
-	clk.Set(t0.Add(9 * time.Hour))
-	groups, devs := fleet(3)
-	inv := inmem.New()
-	must(t, inv.PutGroups(groups...))
-	devs[0].Connected, devs[1].Connected, devs[2].Connected = true, true, false
-	must(t, inv.PutDevices(devs...))
+	inv, clk, devs := replicaFleet(t, 3, 2)
 	ms, srvs, logs, _ := sqliteReplicas(t, path, 2, inv, clk, nil)
 	tk, err := ms[0].Create(ctx, task.System, task.Task{Name: "scan", Application: appES, Type: "virus_scan", Scope: groupScope("g-all"),
 		Schedule: sched(schedule.Manual, func(s *schedule.Schedule) { s.RunMissed = true })})
