@@ -2,6 +2,8 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -131,6 +133,15 @@ FROM upd JOIN tasks t ON t.id = upd.task_id`,
 		sortClaims(out)
 		return out, nil
 	}
+	// SQLite: look before taking the single write lock (and a commit's
+	// fsync) when nothing is due, the common case of a Tick.
+	var any int
+	switch err := s.r.QueryRowContext(ctx, `SELECT 1 FROM results WHERE state = `+from+` AND due_at <= ? LIMIT 1`, s.tv(p.Before)).Scan(&any); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("sqlstore: dispatch due: %w", mapErr(err))
+	}
 	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
 		rows, err := tx.QueryContext(ctx, `UPDATE results SET state = ?, seq = ?, updated_at = ?, lease_owner = ?, lease_epoch = lease_epoch + 1,
     lease_until = `+sqliteNow+` + ?
@@ -143,6 +154,9 @@ RETURNING task_id, device_id, run_id, seq, due_at, lease_epoch, (SELECT revision
 		}
 		if out, err = scanClaims(rows, out[:0]); err != nil {
 			return err
+		}
+		if len(out) == 0 {
+			return nil
 		}
 		ins, err := tx.PrepareContext(ctx, `INSERT INTO dispatch_log (task_id, device_id, run_id, epoch, owner, at) VALUES (?, ?, ?, ?, ?, `+sqliteNow+`)`)
 		if err != nil {
@@ -202,6 +216,14 @@ FROM upd JOIN tasks t ON t.id = upd.task_id`,
 		}
 		sortClaims(out)
 		return out, nil
+	}
+	var any int
+	switch err := s.r.QueryRowContext(ctx, `SELECT 1 FROM results WHERE state = ? AND seq = ? AND lease_owner <> '' AND lease_until < `+sqliteNow+` LIMIT 1`,
+		p.State, p.Seq).Scan(&any); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("sqlstore: claim stale: %w", mapErr(err))
 	}
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
 		rows, err := tx.QueryContext(ctx, `UPDATE results SET lease_owner = ?, lease_epoch = lease_epoch + 1, lease_until = `+sqliteNow+` + ?

@@ -104,10 +104,27 @@ func (s *Server) dispatchTTL() time.Duration { return s.cfg.RetryInterval + s.cf
 func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now time.Time) {
 	p := storage.DispatchParams{Owner: s.owner, FromState: string(task.Scheduled), State: string(task.Pending),
 		Seq: transport.SeqDispatched, At: now.UTC(), Before: now, TTL: s.dispatchTTL(), Limit: s.cfg.ClaimBatch}
-	batches := make(chan []storage.Claim, s.cfg.DispatchWorkers)
+	// One batch first; the parallel workers start only when it came back
+	// full (more is due), so an idle Tick costs one store call.
+	s.mu.Unlock()
+	first, err := c.DispatchDue(ctx, p)
+	if err == nil && len(first) > 0 && s.afterClaim != nil {
+		s.afterClaim() // tests: stall or die after the dispatch, before the sends
+	}
+	s.mu.Lock()
+	if err != nil {
+		s.log.Error().Err(err).Msg("engine: dispatch due starts")
+		first = nil
+	}
+	s.sendClaimed(ctx, first, now, false)
+	workers := s.cfg.DispatchWorkers
+	if err != nil || len(first) < p.Limit {
+		workers = 0
+	}
+	batches := make(chan []storage.Claim, max(workers, 1))
 	var wg sync.WaitGroup
 	var stop atomic.Bool // a worker found the queue drained or failed
-	for range s.cfg.DispatchWorkers {
+	for range workers {
 		wg.Go(func() {
 			for !stop.Load() {
 				claims, err := c.DispatchDue(ctx, p)
@@ -133,7 +150,7 @@ func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now tim
 	s.mu.Unlock()
 	for claims := range batches {
 		if s.afterClaim != nil {
-			s.afterClaim() // tests: stall or die after the dispatch, before the sends
+			s.afterClaim()
 		}
 		s.mu.Lock()
 		s.sendClaimed(ctx, claims, now, false)
