@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/taskfleet/taskfleet/task"
@@ -118,6 +119,11 @@ func (a *Agent) stopRun(ctx context.Context, m transport.Message, now time.Time)
 			return
 		}
 		a.withdrawn[m.TaskID] = appendDone(a.withdrawn[m.TaskID], id)
+		// Kept in the store too, so a late StartRun after an agent
+		// restart does not start it either.
+		if err := a.cfg.Store.SetMeta(ctx, stoppedMeta(m.TaskID, id), now.UTC(), id); err != nil {
+			a.log.Error().Err(err).Str("task", m.TaskID).Msg("agent: record a run stopped before it arrived")
+		}
 		a.queueResult(ctx, task.Result{TaskID: m.TaskID, RunID: id, Seq: transport.SeqDevice, State: task.Stopped, FinishedAt: now.UTC(),
 			Message: "stopped before it started on the device"})
 		return
@@ -151,4 +157,20 @@ func (a *Agent) stopTask(ctx context.Context, t *LocalTask, now time.Time) {
 		_ = a.cfg.Executor.Stop(ctx, t.Def.Task.ID, t.Running.RunID)
 	}
 	a.end(ctx, t, Outcome{State: task.Stopped, Message: "stopped by the administrator"}, now)
+}
+
+// stoppedMeta names the Store's record of a run stopped before the device
+// received its start.
+func stoppedMeta(taskID string, runID int64) string {
+	return "stopped/" + taskID + "/" + strconv.FormatInt(runID, 10)
+}
+
+// stoppedBefore reports whether run runID of taskID was stopped before the
+// device received it (also before an agent restart).
+func (a *Agent) stoppedBefore(ctx context.Context, taskID string, runID int64) bool {
+	if slices.Contains(a.withdrawn[taskID], runID) {
+		return true
+	}
+	_, n, err := a.cfg.Store.Meta(ctx, stoppedMeta(taskID, runID))
+	return err == nil && n == runID
 }

@@ -350,3 +350,57 @@ func TestHeartbeatReportsHeldSlots(t *testing.T) {
 		t.Errorf("held %+v, want task w with slot 3 of 10", held)
 	}
 }
+
+// A run stopped before its StartRun reached the device stays stopped
+// across an agent restart: the late StartRun does not start it, and the
+// device reports it stopped once.
+func TestStoppedBeforeItArrivedSurvivesAnAgentRestart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := clock.NewMock()
+	clk.Set(t0)
+	store := agent.NewMemStore()
+	x := &slowExec{}
+	a, err := agent.New(ctx, agent.Config{Device: "d1", Store: store, Executor: x, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := &endpoint{}
+	a.Attach(ep)
+	stopRun(a, "m", 9) // the device does not hold task m
+	tick(t, a, clk, time.Minute)
+	a2, err := agent.New(ctx, agent.Config{Device: "d1", Store: store, Executor: x, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep2 := &endpoint{}
+	a2.Attach(ep2)
+	start(a2, manualDef(restart.Default()), 9) // its StartRun arrives late
+	start(a2, manualDef(restart.Default()), 10)
+	tick(t, a2, clk, time.Minute)
+	if len(x.starts) != 1 || x.starts[0] != 10 {
+		t.Fatalf("executor starts %v, want run 10 only", x.starts)
+	}
+	// The outbox may resend the one "stopped" report after the restart
+	// (same key); no other report of run 9 is made.
+	keys := map[string]string{}
+	for _, e := range []*endpoint{ep, ep2} {
+		e.mu.Lock()
+		for _, m := range e.sent {
+			for _, r := range m.Results {
+				if r.TaskID == "m" && r.RunID == 9 {
+					keys[m.Key] = string(r.State)
+				}
+			}
+		}
+		e.mu.Unlock()
+	}
+	if len(keys) != 1 {
+		t.Errorf("run 9 reports %v, want one (stopped)", keys)
+	}
+	for _, st := range keys {
+		if st != string(task.Stopped) {
+			t.Errorf("run 9 reported %s, want stopped", st)
+		}
+	}
+}

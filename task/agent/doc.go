@@ -42,7 +42,9 @@
 // is applied once per run: it stops the run in progress and drops the
 // task's queued starts; a StopRun for a run that already ended changes
 // nothing, and one for a run the device never received is answered
-// "stopped before it started", and that run never starts.
+// "stopped before it started", and that run never starts (the agent keeps
+// that in its Store, so a late StartRun after an agent restart does not
+// start it either).
 //
 // "When new updates are downloaded" tasks run when the server's Sync
 // reports a new repository generation, and every hour while no updates

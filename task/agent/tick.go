@@ -620,6 +620,11 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 		if slices.Contains(t.Done, s.RunID) || (t.Running != nil && t.Running.RunID == s.RunID) || slices.ContainsFunc(t.Queue, func(q transport.Start) bool { return q.RunID == s.RunID }) {
 			return
 		}
+		if a.stoppedBefore(ctx, s.TaskID, s.RunID) {
+			t.Done = appendDone(t.Done, s.RunID) // stopped before it arrived
+			a.save(ctx, t)
+			return
+		}
 		t.Queue = append(t.Queue, s)
 		a.save(ctx, t)
 	case transport.StopRun:
