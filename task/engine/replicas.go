@@ -63,6 +63,7 @@ func (s *Server) leader(ctx context.Context) bool {
 	got, err := l.AcquireLeader(ctx, storage.LeaderParams{Name: LeaderLease, Owner: s.owner, TTL: s.cfg.LeaseTTL})
 	if err != nil {
 		s.log.Error().Err(err).Msg("engine: leader lease")
+		s.leading = false
 		return false
 	}
 	s.leading = got.Held
