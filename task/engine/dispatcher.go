@@ -806,15 +806,19 @@ func (s *Server) rescoped(ts *taskState, before []scope.DeviceID) bool {
 // missed tasks, from the stored results (the newest run id among them; run ids are
 // time-derived, so the start is rebuilt exactly). Devices that joined
 // such a server-run task's scope while no server ran get that start now.
-func (s *Server) recoverRuns(ctx context.Context, now time.Time) error {
+//
+// With controlsOnly (the leader's periodic reconciliation, see Tick) only
+// the pause, resume and stop orders are rebuilt: a replica that received
+// an order and died before every device answered leaves it to the leader.
+func (s *Server) recoverRuns(ctx context.Context, now time.Time, controlsOnly bool) error {
 	for _, id := range s.sortedIDs() {
 		ts := s.tasks[id]
 		state, kind := task.Paused, transport.ResumeRun
 		if ts.t.Suspended {
 			state, kind = task.Running, transport.PauseRun
 		}
-		serverRun := ts.onServer && ts.t.Schedule.RunMissed && lastStartKinds(ts.t.Schedule.Kind)
-		deviceRun := !ts.onServer && ts.t.Schedule.RunMissed && lastStartKinds(ts.t.Schedule.Kind)
+		serverRun := !controlsOnly && ts.onServer && ts.t.Schedule.RunMissed && lastStartKinds(ts.t.Schedule.Kind)
+		deviceRun := !controlsOnly && !ts.onServer && ts.t.Schedule.RunMissed && lastStartKinds(ts.t.Schedule.Kind)
 		var states []string
 		if !serverRun && !deviceRun {
 			// only the orders to restore: pause/resume, and stops

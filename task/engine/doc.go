@@ -168,9 +168,9 @@
 //   - Unanswered StopRun, PauseRun and ResumeRun resends are kept in
 //     memory by the server (or replica) that sent them. After a restart
 //     the pause and resume orders are rebuilt from the results' states
-//     and the stops from the stop markers; with several replicas, a
-//     replica other than the one that received the order resends it only
-//     after it restarts. History retention purges stop markers like other
+//     and the stops from the stop markers; with several replicas the
+//     leader rebuilds them the same way every ScopeRefresh, so an order
+//     whose replica died reaches its devices within ScopeRefresh. History retention purges stop markers like other
 //     events, so a run still in progress longer than the task's history
 //     retention after a stop is not stopped again after a restart.
 //   - The last start recovered on Open is the newest run among the

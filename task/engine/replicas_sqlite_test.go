@@ -343,3 +343,39 @@ func TestReplicaDispatchesAnOfflineDevicesMissedStart(t *testing.T) {
 		t.Fatalf("after a retry interval: r0 %v, r1 %v", logs[0].starts, logs[1].starts)
 	}
 }
+
+// TestLeaderReconcilesAStopWhoseReplicaDied: replica r0 takes a stop and
+// dies before its devices answer; the leader (r1) rebuilds the order from
+// the stored states and the stop marker at its next reconciliation
+// (every ScopeRefresh) and tells the devices still running to stop. A
+// task nobody stopped is left running.
+func TestLeaderReconcilesAStopWhoseReplicaDied(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	inv, clk, devs := replicaFleet(t, 5)
+	ms, srvs, logs, _ := sqliteReplicas(t, filepath.Join(t.TempDir(), "reconcile.db"), 2, inv, clk, nil)
+	var ids []string
+	for i := range 2 {
+		tk, err := ms[0].Create(ctx, task.System, task.Task{Name: fmt.Sprintf("scan %d", i), Application: appES, Type: "virus_scan", Scope: groupScope("g-all"), Schedule: sched(schedule.Manual, nil)})
+		must(t, err)
+		run, err := ms[0].Start(ctx, task.System, tk.ID)
+		must(t, err)
+		ids = append(ids, tk.ID)
+		must(t, srvs[1].Tick(ctx)) // r1 leads and dispatches
+		var rs []task.Result
+		for _, d := range devs {
+			rs = append(rs, task.Result{TaskID: tk.ID, DeviceID: d.ID, RunID: run.ID, Seq: transport.SeqDevice, State: task.Running, DueAt: clk.Now(), StartedAt: clk.Now(), UpdatedAt: clk.Now()})
+		}
+		_, err = ms[1].RecordResults(ctx, rs)
+		must(t, err)
+	}
+	must(t, ms[0].Stop(ctx, task.System, ids[0])) // r0 sends StopRun, then dies
+	if logs[0].stops != 5 || logs[1].stops != 0 {
+		t.Fatalf("StopRun sent by r0 %d, r1 %d; want 5 and 0", logs[0].stops, logs[1].stops)
+	}
+	clk.Add(engine.DefaultScopeRefresh)
+	must(t, srvs[1].Tick(ctx))
+	if logs[1].stops != 5 {
+		t.Fatalf("the leader sent %d StopRun, want 5 (the stopped task's running devices only)", logs[1].stops)
+	}
+}

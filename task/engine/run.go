@@ -191,6 +191,15 @@ func (s *Server) Tick(ctx context.Context) error {
 	}
 	s.dispatchDue(ctx, now)
 	s.controlsDue(ctx, now)
+	if lead && s.claimer() != nil && !now.Before(s.nextReconcile) {
+		// With replicas, the leader rebuilds the pause, resume and stop
+		// orders from the stored states every ScopeRefresh, so an order
+		// whose replica died before its devices answered still arrives.
+		s.nextReconcile = now.Add(s.cfg.ScopeRefresh)
+		if err := s.recoverRuns(ctx, now, true); err != nil {
+			s.log.Error().Err(err).Msg("engine: reconcile pause, resume and stop orders")
+		}
+	}
 	if lead && !now.Before(s.nextPurge) {
 		s.nextPurge = now.Add(s.cfg.PurgeEvery)
 		if _, err := s.m.PurgeHistory(ctx); err != nil {

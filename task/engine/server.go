@@ -124,35 +124,38 @@ type dkey struct {
 // on the server's time, delivers every other task to the devices, and
 // takes their results. Drive it with Tick (deterministic) or Run.
 type Server struct {
-	mu         sync.Mutex
-	cfg        Config
-	clk        clock.Clock
-	loc        *time.Location
-	log        zerolog.Logger
-	m          *task.Manager
-	ep         transport.ServerEndpoint
-	tasks      map[string]*taskState
-	byDevice   map[scope.DeviceID][]string
-	pending    map[dkey]*dispatch
-	nextDisp   time.Time
-	seen       map[scope.DeviceID]time.Time
-	updGen     int64
-	updAt      time.Time
-	updKeys    map[string]bool
-	nextScope  time.Time
-	nextPurge  time.Time
-	stats      Stats
-	opened     bool
-	zones      map[string]*time.Location
-	rbuf       []transport.Message
-	flushBuf   []task.Result   // flushResults' reusable batch
-	ids        []string        // sorted task ids (nil: rebuild)
-	trig       map[string]bool // ids of tasks others wait for (nil: rebuild)
-	rcount     int
-	owner      string // this replica's id in claims and the leader lease
-	afterClaim func() // test hook (export_test.go)
-	nextStale  time.Time
-	leading    bool
+	mu        sync.Mutex
+	cfg       Config
+	clk       clock.Clock
+	loc       *time.Location
+	log       zerolog.Logger
+	m         *task.Manager
+	ep        transport.ServerEndpoint
+	tasks     map[string]*taskState
+	byDevice  map[scope.DeviceID][]string
+	pending   map[dkey]*dispatch
+	nextDisp  time.Time
+	seen      map[scope.DeviceID]time.Time
+	updGen    int64
+	updAt     time.Time
+	updKeys   map[string]bool
+	nextScope time.Time
+	nextPurge time.Time
+	// nextReconcile: when the leader next rebuilds control orders
+	// (replicas only).
+	nextReconcile time.Time
+	stats         Stats
+	opened        bool
+	zones         map[string]*time.Location
+	rbuf          []transport.Message
+	flushBuf      []task.Result   // flushResults' reusable batch
+	ids           []string        // sorted task ids (nil: rebuild)
+	trig          map[string]bool // ids of tasks others wait for (nil: rebuild)
+	rcount        int
+	owner         string // this replica's id in claims and the leader lease
+	afterClaim    func() // test hook (export_test.go)
+	nextStale     time.Time
+	leading       bool
 	// controls are the unanswered StopRun, PauseRun and ResumeRun per
 	// device (ctlKeys: by message key); nextCtl is the earliest resend.
 	controls map[dkey]*control
@@ -277,11 +280,12 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 			s.addDispatch(transport.Start{TaskID: r.TaskID, RunID: r.RunID, At: at, Due: at}, scope.DeviceID(r.DeviceID), at)
 		}
 	}
-	if err := s.recoverRuns(ctx, now); err != nil {
+	if err := s.recoverRuns(ctx, now, false); err != nil {
 		return err
 	}
 	s.nextScope = now.Add(s.cfg.ScopeRefresh)
 	s.nextPurge = now
+	s.nextReconcile = now.Add(s.cfg.ScopeRefresh)
 	s.opened = true
 	return nil
 }
