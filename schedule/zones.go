@@ -11,10 +11,13 @@ import (
 // spans for years 1900–2200, built once per *time.Location on first use.
 // The time package answers the same question with two lookups per call
 // (offset and bounds), and after a zone's last listed transition (2037 in
-// the embedded database) it re-derives the period from the zone's TZ rule
-// on every call; the table makes every lookup one binary search and keeps
-// Next at a few tens of nanoseconds in any year. Instants outside the
-// table's range use the time package directly.
+// most system databases, often years earlier in Go's own zone data) it
+// re-derives the period from the zone's TZ rule on every call; the table
+// makes every lookup one binary search and keeps Next at a few tens of
+// nanoseconds in any year. Instants outside the table's range use the time
+// package directly. The table's offsets are the time package's
+// single-instant offsets; only the period starts it reports are not
+// trusted (see zoneAtRaw).
 
 const maxZoneTables = 256 // bound memory if a host loads zones repeatedly
 
