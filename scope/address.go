@@ -59,6 +59,10 @@ const (
 	// MaxAddressLineLength is the longest line of a TXT address list, in
 	// bytes, after trimming surrounding white space.
 	MaxAddressLineLength = 1024
+	// MaxAddressListErrors is the most malformed lines (or, for
+	// ImportAddressList, unknown names) a TXT address list reports:
+	// reading stops at the next one with an *AddressListLimitError.
+	MaxAddressListErrors = 100
 	// maxValueInError bounds the offending text quoted in an error.
 	maxValueInError = 80
 )
@@ -358,6 +362,51 @@ func ParseAddressList(r io.Reader) ([]Address, error) {
 	return out, nil
 }
 
+// AddressListLimitError reports a TXT address list that exceeds a
+// documented limit, so it was not read (or not checked) to its end: more
+// than MaxAddressListSize bytes, more addresses than a scope may hold
+// (MaxListLength), or more than MaxAddressListErrors malformed lines or
+// unknown names. It matches ErrInvalid, and errors.As finds Errors.
+type AddressListLimitError struct {
+	// Limit names the limit exceeded: "MaxAddressListSize",
+	// "MaxListLength" or "MaxAddressListErrors".
+	Limit string
+	// Line is the 1-based line where reading stopped (0 for
+	// MaxAddressListSize, which is checked before any line is read).
+	Line int
+	// Errors are the malformed lines (or unknown names) found before
+	// Line, at most MaxAddressListErrors.
+	Errors ValidationErrors
+}
+
+func (e *AddressListLimitError) Error() string {
+	var b strings.Builder
+	switch e.Limit {
+	case "MaxAddressListSize":
+		fmt.Fprintf(&b, "invalid address list: larger than %d bytes (MaxAddressListSize)", MaxAddressListSize)
+	case "MaxListLength":
+		fmt.Fprintf(&b, "invalid address list: more than %d addresses (MaxListLength); reading stopped at line %d", MaxListLength, e.Line)
+	default:
+		fmt.Fprintf(&b, "invalid address list: more than %d errors (MaxAddressListErrors); reading stopped at line %d", MaxAddressListErrors, e.Line)
+	}
+	if len(e.Errors) > 0 {
+		b.WriteString("; before it: ")
+		b.WriteString(e.Errors.Error())
+	}
+	return b.String()
+}
+
+// Is makes the error match ErrInvalid.
+func (e *AddressListLimitError) Is(target error) bool { return target == ErrInvalid }
+
+// Unwrap exposes Errors to errors.As (nil when there are none).
+func (e *AddressListLimitError) Unwrap() error {
+	if len(e.Errors) == 0 {
+		return nil
+	}
+	return e.Errors
+}
+
 type listLine struct {
 	addr Address
 	line int
@@ -369,7 +418,7 @@ func parseList(r io.Reader) ([]listLine, error) {
 		return nil, fmt.Errorf("scope: read address list: %w", err)
 	}
 	if len(data) > MaxAddressListSize {
-		return nil, &ValidationError{Reason: fmt.Sprintf("address list is larger than %d bytes", MaxAddressListSize)}
+		return nil, &AddressListLimitError{Limit: "MaxAddressListSize"}
 	}
 	text, err := decodeText(data)
 	if err != nil {
@@ -390,6 +439,9 @@ func parseList(r io.Reader) ([]listLine, error) {
 		}
 		l = strings.TrimSuffix(l, "\r")
 		if !utf8.ValidString(l) {
+			if len(bad) == MaxAddressListErrors {
+				return nil, &AddressListLimitError{Limit: "MaxAddressListErrors", Line: line, Errors: bad}
+			}
 			bad = append(bad, &ValidationError{Value: clip(l), Reason: "line is not valid UTF-8", Line: line})
 			continue
 		}
@@ -399,6 +451,9 @@ func parseList(r io.Reader) ([]listLine, error) {
 		}
 		a, err := ParseAddress(t)
 		if err != nil {
+			if len(bad) == MaxAddressListErrors {
+				return nil, &AddressListLimitError{Limit: "MaxAddressListErrors", Line: line, Errors: bad}
+			}
 			ve := err.(*ValidationError)
 			c := *ve
 			c.Line = line
@@ -407,6 +462,9 @@ func parseList(r io.Reader) ([]listLine, error) {
 			}
 			bad = append(bad, &c)
 			continue
+		}
+		if len(out) == MaxListLength {
+			return nil, &AddressListLimitError{Limit: "MaxListLength", Line: line, Errors: bad}
 		}
 		out = append(out, listLine{addr: a, line: line})
 	}
@@ -462,8 +520,11 @@ func ImportAddressList(ctx context.Context, r io.Reader, inv Inventory) ([]Addre
 		return nil, err
 	}
 	if len(missing) > 0 {
-		bad := make(ValidationErrors, 0, len(missing))
+		bad := make(ValidationErrors, 0, min(len(missing), MaxAddressListErrors))
 		for _, i := range missing {
+			if len(bad) == MaxAddressListErrors {
+				return nil, &AddressListLimitError{Limit: "MaxAddressListErrors", Line: lines[i].line, Errors: bad}
+			}
 			bad = append(bad, &ValidationError{Value: addrs[i].Name, Reason: "no device with this name is in the inventory", Line: lines[i].line})
 		}
 		return nil, bad
