@@ -68,3 +68,79 @@ func TestZoneTable(t *testing.T) {
 		}
 	}
 }
+
+// TestZoneTableAllZones checks the zone table of every zone of Go's zone
+// data, loaded from each zone database (ZoneSourcesForTest), against the
+// time package's single-instant offsets over 1900–2200: it walks the time
+// package's periods and checks the table's offset at each period's first
+// and last second and in its middle (and the second before it), and
+// checks that every table span has its offset at both of its ends. The
+// first footer-derived period of a zone (issue #23: Metlakatla 2019,
+// Ciudad_Juarez 2022, Indiana/Winamac 2007 with Go's zone data) was
+// applied from the start of its year before.
+func TestZoneTableAllZones(t *testing.T) {
+	t.Parallel()
+	names := GoZoneNames(t)
+	for _, src := range ZoneSourcesForTest(t) {
+		t.Run(src.Name, func(t *testing.T) {
+			t.Parallel()
+			checked := 0
+			for _, name := range names {
+				loc, err := src.Load(name)
+				if err != nil {
+					continue // a zone the system database does not have
+				}
+				checked++
+				offAt := func(u int64) int64 {
+					_, o := time.Unix(u, 0).In(loc).Zone()
+					return int64(o)
+				}
+				fails := 0
+				check := func(u int64, what string) {
+					off, start, end := zoneAt(loc, u)
+					if want := offAt(u); off != want && fails < 3 {
+						fails++
+						t.Errorf("%s at %v (%s): table offset %d, time package %d", name, time.Unix(u, 0).UTC(), what, off, want)
+					}
+					if start > u || end <= u {
+						t.Fatalf("%s at %d: span [%d, %d) does not contain it", name, u, start, end)
+					}
+				}
+				for u := tableLo; u < tableHi; {
+					_, e := time.Unix(u, 0).In(loc).ZoneBounds()
+					end := e.Unix()
+					switch {
+					case e.IsZero() || end > tableHi: // no later transition
+						end = tableHi
+					case end <= u: // the leap-year quirk zoneAtRaw describes
+						end = min(u+86400, tableHi)
+					}
+					if u > tableLo {
+						check(u-1, "before a period")
+					}
+					check(u, "period start")
+					check(u+(end-u)/2, "mid period")
+					check(end-1, "period end")
+					u = end
+				}
+				tab := tableFor(loc)
+				for i, s := range tab.starts {
+					e := tab.lastEnd
+					if i+1 < len(tab.starts) {
+						e = tab.starts[i+1]
+					}
+					for _, v := range []int64{max(s, tableLo-86400), min(e-1, tableHi+86400)} {
+						if o := offAt(v); o != int64(tab.offs[i]) && fails < 3 {
+							fails++
+							t.Errorf("%s: table span [%v, %v) offset %d, time package %d at %v",
+								name, time.Unix(s, 0).UTC(), time.Unix(e, 0).UTC(), tab.offs[i], o, time.Unix(v, 0).UTC())
+						}
+					}
+				}
+			}
+			if checked < 300 {
+				t.Fatalf("only %d of %d zones loaded from %s", checked, len(names), src.Name)
+			}
+		})
+	}
+}

@@ -77,13 +77,37 @@
 // [Schedule.Between] yields the activations in (from, to], which is what
 // "run missed tasks" needs; [Schedule.Upcoming] previews the next n.
 //
+// # Zone data
+//
+// Wall-clock kinds follow the UTC offset the time package gives for each
+// instant in the *time.Location passed in, whichever zone database it was
+// loaded from: the system's zone files, ZONEINFO, Go's own zone data (the
+// zoneinfo.zip in GOROOT, which Go programs use on Windows, and the
+// time/tzdata package that embeds it) or [time.LoadLocationFromTZData].
+// The cached zone table agrees with those single-instant offsets at every
+// instant, including the first period a zone's TZ rule produces after its
+// last listed transition (Go's zone data lists fewer transitions than
+// most system files, and the time package reports that period's start too
+// early). The package is tested against both the system database and Go's
+// zone data.
+//
+// Two databases, or two versions of one, can still disagree about a
+// zone's rules; activations follow the location given. For a task that
+// runs on a device ([Schedule.Location] returns the device's zone) the
+// device's zone data governs: the device agent (package task/agent)
+// computes the activations with the zone loaded on the device, and what
+// the server computes for such a task with its own database (the
+// Wake-on-LAN lead, previews) is an estimate wherever the two differ.
+// Package task/agent's build tag taskfleet_tzdata embeds Go's zone data
+// for devices without zone files.
+//
 // # Randomized delay
 //
 // With a randomized delay each device starts at the activation plus
 // [RandomOffset](window, taskID, deviceID, revision), a deterministic value
 // in [0, window) that is the same in every process and changes when the
 // revision does (bump it when settings are edited or on a manual start, as
-// the seeds require). The window is [Schedule.DelayWindow]: the interval,
+// the product documentation requires). The window is [Schedule.DelayWindow]: the interval,
 // or for the automatic mode [AutoWindow](devices) =
 // min(devices / DefaultStartsPerSecond s, MaxAutoWindow).
 //

@@ -262,6 +262,9 @@ func (s Schedule) nextDate(d int64) (int64, bool) {
 			return start, true
 		}
 		n := int64(s.Every)
+		if n == 1 {
+			return d, true // daily: skip the division, the costliest step of Next
+		}
 		k := (d - start + n - 1) / n
 		return start + k*n, true
 	case Weekly:

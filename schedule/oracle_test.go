@@ -49,6 +49,11 @@ var propertyZones = []string{
 	"Pacific/Kiritimati",  // +14
 	"Pacific/Pago_Pago",   // -11
 	"Antarctica/Troll",    // two-hour DST
+	// Zones whose TZ footer rule starts right after a last listed
+	// transition in Go's zone data (issue #23).
+	"America/Metlakatla",
+	"America/Ciudad_Juarez",
+	"America/Indiana/Winamac",
 }
 
 type localDT struct {

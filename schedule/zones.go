@@ -11,10 +11,13 @@ import (
 // spans for years 1900–2200, built once per *time.Location on first use.
 // The time package answers the same question with two lookups per call
 // (offset and bounds), and after a zone's last listed transition (2037 in
-// the embedded database) it re-derives the period from the zone's TZ rule
-// on every call; the table makes every lookup one binary search and keeps
-// Next at a few tens of nanoseconds in any year. Instants outside the
-// table's range use the time package directly.
+// most system databases, often years earlier in Go's own zone data) it
+// re-derives the period from the zone's TZ rule on every call; the table
+// makes every lookup one binary search and keeps Next at a few tens of
+// nanoseconds in any year. Instants outside the table's range use the time
+// package directly. The table's offsets are the time package's
+// single-instant offsets; only the period starts it reports are not
+// trusted (see zoneAtRaw).
 
 const maxZoneTables = 256 // bound memory if a host loads zones repeatedly
 
@@ -65,22 +68,27 @@ func tableFor(loc *time.Location) *zoneTable {
 func buildZoneTable(loc *time.Location) *zoneTable {
 	t := &zoneTable{loc: loc}
 	defer t.index()
-	u := tableLo
-	for {
-		off, start, end := zoneAtDirect(loc, u)
-		if n := len(t.offs); n > 0 && int64(t.offs[n-1]) == off {
-			// Same offset as the previous span (a renamed zone or a
-			// period boundary the time package reports at New Year).
-		} else {
-			t.starts = append(t.starts, start)
+	// The first span starts where zoneAtDirect says (a checked start);
+	// every later one starts exactly where the previous one ended, the
+	// walk position u, and never at the start the time package reports:
+	// for the first period a zone's TZ footer rule produces after its last
+	// listed transition that is the start of the year or the rule's
+	// transition, before the listed transition (issue #23).
+	off, start, end := zoneAtDirect(loc, tableLo)
+	t.starts = append(t.starts, start)
+	t.offs = append(t.offs, int32(off))
+	for end < tableHi && end != math.MaxInt64 {
+		u := end
+		off, _, end = zoneAtRaw(loc, u)
+		if int64(t.offs[len(t.offs)-1]) != off {
+			t.starts = append(t.starts, u)
 			t.offs = append(t.offs, int32(off))
 		}
-		if end >= tableHi || end == math.MaxInt64 {
-			t.lastEnd = end
-			return t
-		}
-		u = end
+		// Otherwise the same offset as the previous span (a renamed zone
+		// or a period boundary the time package reports at New Year).
 	}
+	t.lastEnd = end
+	return t
 }
 
 func (t *zoneTable) index() {
@@ -116,8 +124,50 @@ func zoneAt(loc *time.Location, u int64) (off, start, end int64) {
 	return int64(t.offs[i]), t.starts[i], end
 }
 
-// zoneAtDirect asks the time package.
+// zoneAtDirect asks the time package, and returns a start that is exact
+// or later than the zone change (never earlier): see zoneAtRaw for why the
+// start the time package reports cannot be taken as it is.
 func zoneAtDirect(loc *time.Location, u int64) (off, start, end int64) {
+	off, start, end = zoneAtRaw(loc, u)
+	if start == math.MinInt64 || start >= u {
+		return off, start, end
+	}
+	// Walk the periods forward from the reported start to u: the offset
+	// changes exactly where a period with another offset ends, because
+	// every period the time package reports holds its offset from the
+	// instant it is asked about to its end. The start of u's run of equal
+	// offsets is then a true start. The reported start is in u's year,
+	// so the walk is a few steps; if it is not, u itself is a safe start.
+	v, runStart := start, start
+	prev, _, e := zoneAtRaw(loc, v)
+	for i := 0; e <= u; i++ {
+		if i == 16 {
+			return off, u, end
+		}
+		v = e
+		var o int64
+		o, _, e = zoneAtRaw(loc, v)
+		if o != prev {
+			runStart, prev = v, o
+		}
+	}
+	if prev != off {
+		return off, u, end // the time package contradicts itself; stay safe
+	}
+	return off, runStart, end
+}
+
+// zoneAtRaw returns the offset at u and the period the time package
+// reports for u, with its end made usable. The period's end is the next
+// transition (or earlier; see below), and the offset holds from u up to
+// it. The period's start is only a hint: for the first period a zone's TZ
+// footer rule produces after the zone's last listed transition, the time
+// package reports the start of the year or the rule's own transition,
+// before the listed transition (America/Metlakatla from 2019-01-01
+// instead of 2019-01-20 with Go's zone data). System zone files list
+// transitions up to 2037, which hides this; Go's own zone data (Windows,
+// ZONEINFO, time/tzdata) does not.
+func zoneAtRaw(loc *time.Location, u int64) (off, start, end int64) {
 	t := time.Unix(u, 0).In(loc)
 	_, o := t.Zone()
 	st, en := t.ZoneBounds()

@@ -59,6 +59,10 @@ const (
 	// MaxAddressLineLength is the longest line of a TXT address list, in
 	// bytes, after trimming surrounding white space.
 	MaxAddressLineLength = 1024
+	// MaxAddressListErrors is the most malformed lines (or, for
+	// ImportAddressList, unknown names) a TXT address list reports:
+	// reading stops at the next one with an *AddressListLimitError.
+	MaxAddressListErrors = 100
 	// maxValueInError bounds the offending text quoted in an error.
 	maxValueInError = 80
 )
@@ -336,7 +340,7 @@ func quoteChar(s string, i int) string {
 }
 
 // ParseAddressList reads a TXT list of device addresses, one per line (the
-// seeds' "import from a TXT file"). Blank lines and lines starting with '#'
+// product documentation's "import from a TXT file"). Blank lines and lines starting with '#'
 // (after leading white space) are skipped; white space around an address is
 // trimmed; LF and CRLF line ends are accepted; a UTF-8 byte order mark is
 // skipped, and a UTF-16 file (with its byte order mark, as Windows Notepad
@@ -346,6 +350,11 @@ func quoteChar(s string, i int) string {
 // the 1-based Line (and Column where one character is to blame); on any
 // error no address is returned. Names are not checked against an inventory
 // here: use ImportAddressList for that.
+//
+// Reading stops with an *AddressListLimitError at the first limit passed:
+// more than MaxAddressListSize bytes, more than MaxListLength addresses (a
+// scope holds no more), or a malformed line after MaxAddressListErrors
+// of them. The memory used and the error are bounded accordingly.
 func ParseAddressList(r io.Reader) ([]Address, error) {
 	lines, err := parseList(r)
 	if err != nil {
@@ -356,6 +365,51 @@ func ParseAddressList(r io.Reader) ([]Address, error) {
 		out[i] = l.addr
 	}
 	return out, nil
+}
+
+// AddressListLimitError reports a TXT address list that exceeds a
+// documented limit, so it was not read (or not checked) to its end: more
+// than MaxAddressListSize bytes, more addresses than a scope may hold
+// (MaxListLength), or more than MaxAddressListErrors malformed lines or
+// unknown names. It matches ErrInvalid, and errors.As finds Errors.
+type AddressListLimitError struct {
+	// Limit names the limit exceeded: "MaxAddressListSize",
+	// "MaxListLength" or "MaxAddressListErrors".
+	Limit string
+	// Line is the 1-based line where reading stopped (0 for
+	// MaxAddressListSize, which is checked before any line is read).
+	Line int
+	// Errors are the malformed lines (or unknown names) found before
+	// Line, at most MaxAddressListErrors.
+	Errors ValidationErrors
+}
+
+func (e *AddressListLimitError) Error() string {
+	var b strings.Builder
+	switch e.Limit {
+	case "MaxAddressListSize":
+		fmt.Fprintf(&b, "invalid address list: larger than %d bytes (MaxAddressListSize)", MaxAddressListSize)
+	case "MaxListLength":
+		fmt.Fprintf(&b, "invalid address list: more than %d addresses (MaxListLength); reading stopped at line %d", MaxListLength, e.Line)
+	default:
+		fmt.Fprintf(&b, "invalid address list: more than %d errors (MaxAddressListErrors); reading stopped at line %d", MaxAddressListErrors, e.Line)
+	}
+	if len(e.Errors) > 0 {
+		b.WriteString("; before it: ")
+		b.WriteString(e.Errors.Error())
+	}
+	return b.String()
+}
+
+// Is makes the error match ErrInvalid.
+func (e *AddressListLimitError) Is(target error) bool { return target == ErrInvalid }
+
+// Unwrap exposes Errors to errors.As (nil when there are none).
+func (e *AddressListLimitError) Unwrap() error {
+	if len(e.Errors) == 0 {
+		return nil
+	}
+	return e.Errors
 }
 
 type listLine struct {
@@ -369,7 +423,7 @@ func parseList(r io.Reader) ([]listLine, error) {
 		return nil, fmt.Errorf("scope: read address list: %w", err)
 	}
 	if len(data) > MaxAddressListSize {
-		return nil, &ValidationError{Reason: fmt.Sprintf("address list is larger than %d bytes", MaxAddressListSize)}
+		return nil, &AddressListLimitError{Limit: "MaxAddressListSize"}
 	}
 	text, err := decodeText(data)
 	if err != nil {
@@ -390,6 +444,9 @@ func parseList(r io.Reader) ([]listLine, error) {
 		}
 		l = strings.TrimSuffix(l, "\r")
 		if !utf8.ValidString(l) {
+			if len(bad) == MaxAddressListErrors {
+				return nil, &AddressListLimitError{Limit: "MaxAddressListErrors", Line: line, Errors: bad}
+			}
 			bad = append(bad, &ValidationError{Value: clip(l), Reason: "line is not valid UTF-8", Line: line})
 			continue
 		}
@@ -399,6 +456,9 @@ func parseList(r io.Reader) ([]listLine, error) {
 		}
 		a, err := ParseAddress(t)
 		if err != nil {
+			if len(bad) == MaxAddressListErrors {
+				return nil, &AddressListLimitError{Limit: "MaxAddressListErrors", Line: line, Errors: bad}
+			}
 			ve := err.(*ValidationError)
 			c := *ve
 			c.Line = line
@@ -407,6 +467,9 @@ func parseList(r io.Reader) ([]listLine, error) {
 			}
 			bad = append(bad, &c)
 			continue
+		}
+		if len(out) == MaxListLength {
+			return nil, &AddressListLimitError{Limit: "MaxListLength", Line: line, Errors: bad}
 		}
 		out = append(out, listLine{addr: a, line: line})
 	}
@@ -443,7 +506,7 @@ func decodeText(b []byte) (string, error) {
 
 // ImportAddressList parses a TXT address list like ParseAddressList and
 // also checks that every NetBIOS and DNS name resolves to at least one
-// device already in inv (the seeds: a list of names "can only contain
+// device already in inv (the product documentation: a list of names "can only contain
 // devices for which information has already been entered into the
 // Administration Server database"). Unknown names are reported with their
 // line, together with any malformed lines, all at once; on any error no
@@ -462,8 +525,11 @@ func ImportAddressList(ctx context.Context, r io.Reader, inv Inventory) ([]Addre
 		return nil, err
 	}
 	if len(missing) > 0 {
-		bad := make(ValidationErrors, 0, len(missing))
+		bad := make(ValidationErrors, 0, min(len(missing), MaxAddressListErrors))
 		for _, i := range missing {
+			if len(bad) == MaxAddressListErrors {
+				return nil, &AddressListLimitError{Limit: "MaxAddressListErrors", Line: lines[i].line, Errors: bad}
+			}
 			bad = append(bad, &ValidationError{Value: addrs[i].Name, Reason: "no device with this name is in the inventory", Line: lines[i].line})
 		}
 		return nil, bad

@@ -3,7 +3,7 @@
 //
 // # Concepts
 //
-// A Scope has a Kind (the seeds' "About task scope"):
+// A Scope has a Kind (the product documentation's "About task scope"):
 //
 //   - Local: one device (a local task).
 //   - Server: the Administration Server itself.
@@ -96,11 +96,28 @@
 // Program is safe for concurrent use. Limits: MaxSelectionLength bytes,
 // MaxSelectionNesting levels, and a static worst-case cost of at most
 // MaxSelectionCost per device, estimated with every device list at
-// MaxSelectionListFacts entries and every string at MaxSelectionFactLength
-// bytes. ExampleSelections lists ready-made selections, such as
+// MaxFactListLength entries and every string fact at MaxFactLength bytes.
+// ExampleSelections lists ready-made selections, such as
 // "Windows 11 devices without application X":
 //
 //	device.os.name.startsWith("Windows 11") && !("X" in device.applications)
+//
+// # Fact limits
+//
+// The estimate holds because no device has larger facts: every string
+// fact (id, group, names, time zone, server id and role, OS fields, tags,
+// software name, version and vendor, application names) is at most
+// MaxFactLength (256) bytes, and IPs, Tags, Software and Applications hold
+// at most MaxFactListLength (10,000) entries. The inventories of this
+// module refuse a device beyond these limits (CheckDeviceFacts): PutDevices
+// stores the other devices of the call and returns an
+// *OversizeDevicesError naming the refused ones, so one device reporting
+// a 16 KiB OS name cannot make a selection cost what the compiler did
+// not allow for, nor block the inventory sync of its neighbours. A host's
+// own Inventory should do the same (DropOversizeDevices); whatever the
+// inventory, Evaluate never reads a fact beyond the limits: a selection
+// that reads one is Unknown for that device, with a reason naming the
+// limit.
 //
 // # Address lists
 //
@@ -109,8 +126,16 @@
 // Windows Notepad writes it) are accepted. All malformed lines are
 // reported at once with their line numbers, and nothing is returned on
 // error. ImportAddressList also requires every name to belong to a device
-// already in the inventory, as the seeds require, and reports unknown
-// names with their line.
+// already in the inventory, as the product documentation requires, and
+// reports unknown names with their line.
+//
+// Limits, checked while reading: at most MaxAddressListSize (16 MiB)
+// bytes, MaxAddressLineLength bytes per line, as many addresses as a
+// scope may hold (MaxListLength, 100,000), and MaxAddressListErrors (100)
+// malformed lines or unknown names. Past a limit reading stops with an
+// *AddressListLimitError saying which limit and at which line, with the
+// errors found before it, so neither the memory used nor the error
+// message grows with the input beyond the limits.
 //
 // # Errors
 //

@@ -48,6 +48,8 @@ func FuzzParseAddressList(f *testing.F) {
 		"\xff\xfe1\x000\x00.\x000\x00.\x000\x00.\x001\x00",
 		"bad name\n10.0.0.9-10.0.0.1\n",
 		"\xff\n\r\n\r",
+		strings.Repeat("bad name\n", scope.MaxAddressListErrors+3),
+		strings.Repeat("x\xff\n10.0.0.1\n", scope.MaxAddressListErrors+1),
 	} {
 		f.Add([]byte(s))
 	}
@@ -60,6 +62,15 @@ func FuzzParseAddressList(f *testing.F) {
 			if !errors.Is(err, scope.ErrInvalid) {
 				t.Fatalf("error %v does not match ErrInvalid", err)
 			}
+			// Errors are bounded: at most MaxAddressListErrors lines,
+			// each quoting a clipped value.
+			if n := len(err.Error()); n > 64<<10 {
+				t.Fatalf("error string is %d bytes", n)
+			}
+			var lim *scope.AddressListLimitError
+			if errors.As(err, &lim) && (len(lim.Errors) > scope.MaxAddressListErrors || lim.Line < 0) {
+				t.Fatalf("limit error %q at line %d with %d errors", lim.Limit, lim.Line, len(lim.Errors))
+			}
 			var list scope.ValidationErrors
 			if errors.As(err, &list) {
 				lines := bytes.Count(b, []byte{'\n'}) + 1
@@ -70,6 +81,9 @@ func FuzzParseAddressList(f *testing.F) {
 				}
 			}
 			return
+		}
+		if len(got) > scope.MaxListLength {
+			t.Fatalf("%d addresses, more than MaxListLength", len(got))
 		}
 		for _, a := range got {
 			if _, err := scope.ParseAddress(a.String()); err != nil {

@@ -38,10 +38,12 @@ const (
 	// device with a longer tags, software, ips or applications list is
 	// reported as Unknown by selections that read that list, since its
 	// evaluation could exceed MaxSelectionCost.
-	MaxSelectionListFacts = 10_000
+	MaxSelectionListFacts = MaxFactListLength
 	// MaxSelectionFactLength is the string length, in bytes, the cost
-	// estimate assumes.
-	MaxSelectionFactLength = 256
+	// estimate assumes: the inventory's MaxFactLength. A device with a
+	// longer string fact is reported as Unknown by selections that read
+	// it.
+	MaxSelectionFactLength = MaxFactLength
 	// MaxSelectionNesting is the parser's recursion limit.
 	MaxSelectionNesting = 32
 )
@@ -96,13 +98,26 @@ func str(path, s string) (any, error) {
 	if s == "" {
 		return nil, unknownFact(path)
 	}
+	return known(path, s)
+}
+
+// known returns s, or an error if it is longer than the cost estimate
+// assumed.
+func known(path, s string) (any, error) {
+	if len(s) > MaxFactLength {
+		return nil, longFact(path, len(s))
+	}
 	return s, nil
+}
+
+func longFact(path string, n int) error {
+	return fmt.Errorf("%s is %d bytes, more than the %d a selection may read (MaxFactLength)", path, n, MaxFactLength)
 }
 
 // schema is the documented device schema (see doc.go, "Device selections").
 var schema = map[string][]field{
 	celDevice: {
-		{"id", types.StringType, func(v any) (any, error) { return string(dev(v).ID), nil }, nil},
+		{"id", types.StringType, func(v any) (any, error) { return known("device.id", string(dev(v).ID)) }, nil},
 		{"netbios_name", types.StringType, func(v any) (any, error) { return str("device.netbios_name", dev(v).NetBIOSName) }, func(v any) bool { return dev(v).NetBIOSName != "" }},
 		{"dns_name", types.StringType, func(v any) (any, error) { return str("device.dns_name", dev(v).DNSName) }, func(v any) bool { return dev(v).DNSName != "" }},
 		{"ips", types.NewListType(types.StringType), func(v any) (any, error) {
@@ -119,11 +134,16 @@ var schema = map[string][]field{
 			}
 			return out, nil
 		}, func(v any) bool { return dev(v).IPs != nil }},
-		{"group", types.StringType, func(v any) (any, error) { return string(dev(v).GroupID), nil }, nil},
+		{"group", types.StringType, func(v any) (any, error) { return known("device.group", string(dev(v).GroupID)) }, nil},
 		{"tags", types.NewListType(types.StringType), func(v any) (any, error) {
 			if t := dev(v).Tags; t != nil {
 				if len(t) > MaxSelectionListFacts {
 					return nil, tooLong("device.tags", len(t))
+				}
+				for _, s := range t {
+					if len(s) > MaxFactLength {
+						return nil, longFact("a device.tags entry", len(s))
+					}
 				}
 				return strList{&dev(v).Tags}, nil
 			}
@@ -152,6 +172,11 @@ var schema = map[string][]field{
 				if len(a) > MaxSelectionListFacts {
 					return nil, tooLong("device.applications", len(a))
 				}
+				for k := range a {
+					if len(k) > MaxFactLength {
+						return nil, longFact("a device.applications key", len(k))
+					}
+				}
 				return a, nil
 			}
 			return nil, unknownFact("device.applications")
@@ -166,9 +191,9 @@ var schema = map[string][]field{
 		{"server", serverType, func(v any) (any, error) { return dev(v).Server, nil }, nil},
 	},
 	celSoftware: {
-		{"name", types.StringType, func(v any) (any, error) { return sw(v).Name, nil }, nil},
-		{"version", types.StringType, func(v any) (any, error) { return sw(v).Version, nil }, nil},
-		{"vendor", types.StringType, func(v any) (any, error) { return sw(v).Vendor, nil }, nil},
+		{"name", types.StringType, func(v any) (any, error) { return known("device.software[].name", sw(v).Name) }, nil},
+		{"version", types.StringType, func(v any) (any, error) { return known("device.software[].version", sw(v).Version) }, nil},
+		{"vendor", types.StringType, func(v any) (any, error) { return known("device.software[].vendor", sw(v).Vendor) }, nil},
 	},
 	celOS: {
 		{"name", types.StringType, func(v any) (any, error) { return str("device.os.name", v.(*OS).Name) }, func(v any) bool { return v.(*OS).Name != "" }},

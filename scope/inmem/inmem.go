@@ -164,8 +164,11 @@ func (inv *Inventory) DeleteGroup(id scope.GroupID) error {
 // PutDevices adds or replaces devices (by ID). Each device's GroupID must
 // be "" (unassigned) or an existing group, and IDs must be non-empty and
 // unique within the call; otherwise nothing is stored and ValidationErrors
-// name the offending entries ("devices[3].group_id"). The inventory keeps
-// shallow copies (see the package documentation).
+// name the offending entries ("devices[3].group_id"). A device whose facts
+// exceed scope.MaxFactLength or scope.MaxFactListLength is not stored
+// while the other devices of the call are, and the call returns a
+// *scope.OversizeDevicesError naming it. The inventory keeps shallow
+// copies (see the package documentation).
 func (inv *Inventory) PutDevices(devices ...scope.Device) error {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
@@ -185,6 +188,7 @@ func (inv *Inventory) PutDevices(devices ...scope.Device) error {
 	if err := bad.Err(); err != nil {
 		return err
 	}
+	devices, oversize := scope.DropOversizeDevices(devices)
 	all := make([]scope.Device, len(devices))
 	copy(all, devices)
 	for i := range all {
@@ -198,7 +202,7 @@ func (inv *Inventory) PutDevices(devices ...scope.Device) error {
 		inv.devices[d.ID] = d
 	}
 	inv.snap = nil
-	return nil
+	return oversize
 }
 
 // DeleteDevice removes a device. It returns an error matching

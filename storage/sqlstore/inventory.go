@@ -499,7 +499,10 @@ func isFKViolation(err error) bool {
 // be "" (unassigned) or an existing group, and IDs must be non-empty and
 // unique within the call (see Inventory for the other rules); otherwise
 // nothing is stored and ValidationErrors (ErrInvalid) name the offending
-// entries ("devices[3].group_id").
+// entries ("devices[3].group_id"). A device whose facts exceed
+// scope.MaxFactLength or scope.MaxFactListLength is not stored while the
+// other devices of the call are, and the call returns a
+// *scope.OversizeDevicesError (ErrInvalid) naming it.
 //
 // Errors: ErrInvalid; ErrNotFound when a concurrent DeleteGroup removed a
 // device's group after the check; ErrClosed, ErrRetryable, context
@@ -531,18 +534,29 @@ func (inv *Inventory) PutDevices(ctx context.Context, devices ...scope.Device) e
 	if err := bad.Err(); err != nil {
 		return err
 	}
-	if len(devices) == 0 {
-		return nil
+	// A device over the fact limits is refused alone; the others are
+	// stored (scope.DropOversizeDevices).
+	_, oversize := scope.DropOversizeDevices(devices)
+	skip := map[int]bool{}
+	if o, ok := oversize.(*scope.OversizeDevicesError); ok {
+		for _, i := range o.Devices {
+			skip[i] = true
+		}
+	}
+	if len(devices) == len(skip) {
+		return oversize
 	}
 	// Encode before the transaction: the write lock is held only for
 	// the database work.
-	order := make([]int, len(devices))
-	for i := range order {
-		order[i] = i
+	order := make([]int, 0, len(devices))
+	for i := range devices {
+		if !skip[i] {
+			order = append(order, i)
+		}
 	}
 	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(devices[a].ID, devices[b].ID) })
 	enc := make([]string, len(devices))
-	for i := range devices {
+	for _, i := range order {
 		b, err := json.Marshal(factsOf(&devices[i]))
 		if err != nil {
 			return fmt.Errorf("sqlstore: put devices: devices[%d]: %w", i, err)
@@ -574,7 +588,7 @@ func (inv *Inventory) PutDevices(ctx context.Context, devices ...scope.Device) e
 		}
 		return fmt.Errorf("sqlstore: put devices: %w", err)
 	}
-	return nil
+	return oversize
 }
 
 // existingGroups returns which of the groups exist. On PostgreSQL it

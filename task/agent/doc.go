@@ -20,6 +20,27 @@
 // application runs (otherwise application_not_running); a run longer than
 // the task's maximum time is stopped and ends failed_timeout.
 //
+// # Time zones
+//
+// Config.Location is the device's zone, and the device's zone data governs
+// its device-local schedules: the agent evaluates them with the
+// *time.Location its host loaded on the device, from whatever zone
+// database the device has. The server and the device may hold different
+// versions of the zone database; where they differ, the device's answer
+// is the activation, and what the server computes for that device's
+// schedule (Wake-on-LAN wake-ups, previews) is an estimate.
+//
+// A Windows device or a container without zone files has no database for
+// time.LoadLocation to read. Build the agent's host with
+//
+//	go build -tags taskfleet_tzdata
+//
+// to embed Go's zone database (package time/tzdata, about 450 KB) in the
+// binary; the time package uses it when the device has no zone files, so
+// such a device computes the times the product documentation describes.
+// On a device with zone files those still govern. Importing time/tzdata in
+// the host's main package is equivalent.
+//
 // # Suspend, resume and stop
 //
 // A suspended task holds its starts. When the administrator suspends a
