@@ -19,6 +19,7 @@ import (
 	"github.com/benbjohnson/clock"
 	"github.com/rs/zerolog"
 
+	"github.com/taskfleet/taskfleet/credentials"
 	"github.com/taskfleet/taskfleet/internal/errs"
 	"github.com/taskfleet/taskfleet/klt"
 	"github.com/taskfleet/taskfleet/scope"
@@ -94,6 +95,11 @@ type Config struct {
 	// Refresh is how often a task page fetches fresh statistics and
 	// results (default DefaultRefresh; negative: never).
 	Refresh time.Duration
+	// Sealer, when set, lets an import re-enter the password of the
+	// run-as account a KLT file names (files never hold passwords); the
+	// password is sealed at once and never shown or logged. Without it,
+	// imported tasks run as the default account.
+	Sealer credentials.Sealer
 	// MaxImportSize is the largest KLT file accepted by import, in bytes
 	// (default: klt.DefaultMaxSize).
 	MaxImportSize int64

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/taskfleet/taskfleet/credentials"
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/storage"
 	"github.com/taskfleet/taskfleet/task"
@@ -663,3 +664,53 @@ func ids(d []scope.DeviceID) []string {
 }
 
 func itoa64(i int) string { return strconv.Itoa(i) }
+
+func TestImportReentersThePassword(t *testing.T) {
+	t.Parallel()
+	sealer, err := credentials.NewAESGCM(credentials.AESGCMConfig{Keys: []credentials.Key{{ID: "k1", Material: make([]byte, 32)}}, ActiveKeyID: "k1"})
+	must(t, err)
+	f := setup(t, setupOptions{cfg: func(c *console.Config) { c.Sealer = sealer }})
+	c := f.client("admin")
+	exp := c.getURL("/tasks/" + f.group.ID + "/export")
+	tok := c.token("/import")
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	_ = mw.WriteField("csrf", tok)
+	fw, _ := mw.CreateFormFile("file", "office.klt")
+	_, _ = fw.Write([]byte(exp.body))
+	_ = mw.Close()
+	req := httptest.NewRequest(http.MethodPost, "http://console.test/import", &buf)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	pv := c.do(req)
+	if pv.code != http.StatusOK || !pv.has(`type="password" name="password"`) {
+		t.Fatalf("preview (%d) has no password field", pv.code)
+	}
+	doc := regexp.MustCompile(`name="doc" value="([^"]+)"`).FindStringSubmatch(pv.body)[1]
+	const pw = "N3w-Imported-Pa55"
+	r := c.post("/import/commit", url.Values{"csrf": {tok}, "doc": {doc}, "scope_kind": {"group"}, "scope_value": {"lab"}, "password": {pw}})
+	if r.code != http.StatusSeeOther {
+		t.Fatalf("commit = %d: %s", r.code, r.body)
+	}
+	id := strings.TrimPrefix(strings.Split(r.hdr.Get("Location"), "?")[0], "/tasks/")
+	tk, err := f.m.Get(f.ctx, f.admin, id)
+	must(t, err)
+	if tk.Account.Name != `CORP\scanner` || tk.Account.Password.IsZero() {
+		t.Fatalf("imported account = %q, sealed password set %v", tk.Account.Name, !tk.Account.Password.IsZero())
+	}
+	got, err := sealer.Open(tk.Account.Password)
+	must(t, err)
+	if got.Reveal() != pw {
+		t.Error("the sealed password is not the one entered")
+	}
+	page := c.getURL("/tasks/" + id)
+	if page.has(pw) || page.has("tfsealed:") {
+		t.Error("the task page shows the imported password")
+	}
+	// Without a Sealer a password is refused, not dropped silently.
+	plain := setup(t, setupOptions{})
+	pc := plain.client("admin")
+	ptok := pc.token("/import")
+	if r := pc.post("/import/commit", url.Values{"csrf": {ptok}, "doc": {doc}, "scope_kind": {"group"}, "scope_value": {"lab"}, "password": {pw}}); r.code != http.StatusBadRequest || r.has(pw) {
+		t.Errorf("password without a Sealer = %d, want 400 without echoing it", r.code)
+	}
+}

@@ -69,6 +69,8 @@
 // whether a password is set; settings values that credentials.ScanSettings
 // flags, Secret values and sealed blobs show as "[redacted]"; revision
 // diffs come redacted from the Manager; KLT files never hold passwords.
+// An import may re-enter the run-as password when Config.Sealer is set: it
+// is sealed at once and never shown, logged or echoed in an error.
 //
 // # Scale
 //

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/taskfleet/taskfleet/credentials"
 	"github.com/taskfleet/taskfleet/internal/errs"
 	"github.com/taskfleet/taskfleet/klt"
 	"github.com/taskfleet/taskfleet/scope"
@@ -65,6 +66,9 @@ type previewView struct {
 	ScopeKind   string
 	ScopeValue  string
 	Doc         string
+	// CanSetPassword is true when the console has a Sealer and the file
+	// names a run-as account.
+	CanSetPassword bool
 }
 
 func (c *Console) readImport(q *req) ([]byte, error) {
@@ -118,7 +122,7 @@ func (c *Console) importPreview(w http.ResponseWriter, q *req) error {
 	t := imp.Task
 	v := previewView{Base: c.base(q, "Import: "+t.Name), Task: t, General: generalFields(&t), Settings: settingsFields(t.Settings),
 		Schedule: jsonFields("schedule", t.Schedule, nil), Warnings: imp.Warnings, AccountName: imp.AccountName,
-		Doc: base64.StdEncoding.EncodeToString(b), ScopeKind: string(scope.Group)}
+		Doc: base64.StdEncoding.EncodeToString(b), ScopeKind: string(scope.Group), CanSetPassword: c.cfg.Sealer != nil && imp.AccountName != ""}
 	if s := imp.SourceScope; s != nil {
 		v.SourceScope = string(s.Kind)
 		switch s.Kind {
@@ -151,6 +155,16 @@ func (c *Console) importCommit(w http.ResponseWriter, q *req) error {
 	sc, err := scopeFromForm(q.r.PostFormValue("scope_kind"), q.r.PostFormValue("scope_value"))
 	if err != nil {
 		return err
+	}
+	if pw := q.r.PostFormValue("password"); pw != "" {
+		if c.cfg.Sealer == nil || imp.AccountName == "" {
+			return errs.Invalid("password", "", "this import has no account whose password could be set")
+		}
+		acct, err := credentials.Specify(imp.AccountName, credentials.NewSecret(pw), c.cfg.Sealer)
+		if err != nil {
+			return err
+		}
+		imp.Task.Account = acct
 	}
 	t, err := imp.Commit(q.ctx(), c.m, q.actor, sc)
 	if err != nil {
