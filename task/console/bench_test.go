@@ -1,12 +1,16 @@
 package console_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/taskfleet/taskfleet/storage"
+	"github.com/taskfleet/taskfleet/storage/sqlstore"
 	"github.com/taskfleet/taskfleet/task"
 )
 
@@ -54,7 +58,42 @@ func fillResults(b testing.TB, f *fixture, id string, n int) {
 //
 //	go test ./task/console -run '^$' -bench TaskPage -benchtime 20x
 func BenchmarkTaskPage(b *testing.B) {
-	f := setup(b, setupOptions{})
+	benchmarkTaskPage(b, setup(b, setupOptions{}))
+}
+
+// BenchmarkTaskPageSQLite is BenchmarkTaskPage on sqlstore's SQLite (the
+// million results take about a minute to write before it starts).
+//
+//	go test ./task/console -run '^$' -bench TaskPageSQLite -benchtime 20x
+func BenchmarkTaskPageSQLite(b *testing.B) {
+	st, err := sqlstore.Open(context.Background(), sqlstore.Config{Dialect: sqlstore.SQLite, DSN: filepath.Join(b.TempDir(), "bench.db"), Synchronous: sqlstore.SyncNormal})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = st.Close() })
+	benchmarkTaskPage(b, setup(b, setupOptions{store: st}))
+}
+
+// BenchmarkTaskPagePostgres is BenchmarkTaskPage on sqlstore's
+// PostgreSQL, whose statistics are counters (result deltas), with the
+// database TASKFLEET_CONSOLE_BENCH_POSTGRES names (a DSN of an empty
+// database: the benchmark writes a million results into it).
+//
+//	TASKFLEET_CONSOLE_BENCH_POSTGRES=postgres://… go test ./task/console -run '^$' -bench TaskPagePostgres -benchtime 20x
+func BenchmarkTaskPagePostgres(b *testing.B) {
+	dsn := os.Getenv("TASKFLEET_CONSOLE_BENCH_POSTGRES")
+	if dsn == "" {
+		b.Skip("TASKFLEET_CONSOLE_BENCH_POSTGRES is not set")
+	}
+	st, err := sqlstore.Open(context.Background(), sqlstore.Config{Dialect: sqlstore.Postgres, DSN: dsn})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = st.Close() })
+	benchmarkTaskPage(b, setup(b, setupOptions{store: st}))
+}
+
+func benchmarkTaskPage(b *testing.B, f *fixture) {
 	fillResults(b, f, f.group.ID, millionDevices)
 	st, err := f.m.Statistics(f.ctx, f.admin, f.group.ID)
 	if err != nil || st.Total != millionDevices {

@@ -21,6 +21,7 @@ import (
 	"github.com/taskfleet/taskfleet/schedule"
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/scope/inmem"
+	"github.com/taskfleet/taskfleet/storage"
 	"github.com/taskfleet/taskfleet/storage/memstore"
 	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/console"
@@ -56,7 +57,7 @@ type fixture struct {
 	t      testing.TB
 	ctx    context.Context
 	clk    *clock.Mock
-	store  *memstore.Store
+	store  storage.Store
 	inv    *inmem.Inventory
 	m      *task.Manager
 	c      *console.Console
@@ -116,7 +117,9 @@ func inventory(t testing.TB, n int) *inmem.Inventory {
 type setupOptions struct {
 	prefix  string
 	devices int
-	cfg     func(*console.Config)
+	// store is the Manager's store (default: a new memstore).
+	store storage.Store
+	cfg   func(*console.Config)
 }
 
 // setup builds a Manager with three tasks: a group scan (whose settings
@@ -132,7 +135,10 @@ func setup(t testing.TB, o setupOptions) *fixture {
 	clk.Set(start)
 	berlin, err := time.LoadLocation("Europe/Berlin")
 	must(t, err)
-	f := &fixture{t: t, ctx: context.Background(), clk: clk, store: memstore.New(), inv: inventory(t, o.devices), admin: task.Actor{ID: "admin"}, berlin: berlin}
+	if o.store == nil {
+		o.store = memstore.New()
+	}
+	f := &fixture{t: t, ctx: context.Background(), clk: clk, store: o.store, inv: inventory(t, o.devices), admin: task.Actor{ID: "admin"}, berlin: berlin}
 	var idMu sync.Mutex
 	ids := 0
 	f.m, err = task.New(task.Config{Store: f.store, Registry: registry(t), Inventory: f.inv, Clock: clk, Location: berlin,
