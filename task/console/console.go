@@ -233,7 +233,8 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		*r2 = *r
 		u := *r.URL
 		u.Path = rest
-		u.RawPath = ""
+		// Keep escaped slashes in a segment (a device id with "/").
+		u.RawPath = strings.TrimPrefix(r.URL.RawPath, c.cfg.Prefix)
 		r2.URL = &u
 		r = r2
 	}

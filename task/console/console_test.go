@@ -714,3 +714,14 @@ func TestImportReentersThePassword(t *testing.T) {
 		t.Errorf("password without a Sealer = %d, want 400 without echoing it", r.code)
 	}
 }
+
+func TestDeviceIDWithSlashUnderPrefix(t *testing.T) {
+	t.Parallel()
+	f := setup(t, setupOptions{prefix: "/console"})
+	_, err := f.m.RecordResults(f.ctx, []task.Result{{TaskID: f.global.ID, DeviceID: "site/pc-1", RunID: 1, Seq: 1, State: task.Completed}})
+	must(t, err)
+	r := f.client("admin").getURL("/console/tasks/" + f.global.ID + "/devices/site%2Fpc-1")
+	if r.code != http.StatusOK || !r.has("on site/pc-1") || !r.has(`<span class="pill good">completed</span>`) {
+		t.Errorf("device page of site/pc-1 = %d:\n%s", r.code, r.body)
+	}
+}

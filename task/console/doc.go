@@ -25,7 +25,8 @@
 //	GET  /                          tasks grouped by application and type;
 //	                                filters: app, type, kind (local, group,
 //	                                global, server), group, state (running,
-//	                                suspended, idle), name; paged
+//	                                suspended, idle: applied to each page,
+//	                                so a page may be shorter), name; paged
 //	GET  /tasks/{id}                settings (secrets redacted), scope with
 //	                                ?explain=DEVICE, schedule with the next
 //	                                activations in the server's zone and in
