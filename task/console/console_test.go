@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"mime/multipart"
 	"net/http"
@@ -723,5 +724,65 @@ func TestDeviceIDWithSlashUnderPrefix(t *testing.T) {
 	r := f.client("admin").getURL("/console/tasks/" + f.global.ID + "/devices/site%2Fpc-1")
 	if r.code != http.StatusOK || !r.has("on site/pc-1") || !r.has(`<span class="pill good">completed</span>`) {
 		t.Errorf("device page of site/pc-1 = %d:\n%s", r.code, r.body)
+	}
+}
+
+// TestReaderMayLookButNotAct: the access list lets viewer read the task
+// but not execute or modify it; she sees the page, her actions are 403
+// and change nothing.
+func TestReaderMayLookButNotAct(t *testing.T) {
+	t.Parallel()
+	f := setup(t, setupOptions{})
+	tk := *f.global
+	tk.Security.ACL = append(tk.Security.ACL, task.AccessEntry{Principal: "viewer", Allow: []task.Permission{task.PermRead}})
+	updated, err := f.m.Update(f.ctx, f.admin, tk)
+	must(t, err)
+	v := f.client("viewer")
+	page := "/tasks/" + updated.ID
+	if r := v.getURL(page); r.code != http.StatusOK || !r.has("Lab scan") {
+		t.Fatalf("viewer GET = %d", r.code)
+	}
+	if r := v.getURL(page + "/export"); r.code != http.StatusOK {
+		t.Errorf("viewer export = %d, want 200 (reading is enough)", r.code)
+	}
+	tok := v.token(page)
+	for _, action := range []string{"start", "stop", "suspend", "start-for", "rollback"} {
+		r := v.post(page+"/"+action, url.Values{"csrf": {tok}, "revision": {"1"}, "expect": {itoa(updated.Revision)}, "devices": {"dev-001"}})
+		if r.code != http.StatusForbidden {
+			t.Errorf("viewer POST %s = %d, want 403", action, r.code)
+		}
+	}
+	// Resuming a task that is not suspended changes nothing (the
+	// Manager's no-op); resuming a suspended one is refused.
+	updated, err = f.m.Suspend(f.ctx, f.admin, updated.ID)
+	must(t, err)
+	if r := v.post(page+"/resume", url.Values{"csrf": {tok}}); r.code != http.StatusForbidden {
+		t.Errorf("viewer POST resume = %d, want 403", r.code)
+	}
+	after, err := f.m.Get(f.ctx, f.admin, updated.ID)
+	must(t, err)
+	if after.Revision != updated.Revision {
+		t.Errorf("the viewer changed the task: revision %d, want %d", after.Revision, updated.Revision)
+	}
+	if st, _ := f.m.Statistics(f.ctx, f.admin, updated.ID); st.Total != 0 {
+		t.Errorf("the viewer started the task: %v", st.ByState)
+	}
+}
+
+// TestImportIntoAForbiddenGroup: committing an import is creating a task,
+// which the group's security settings refuse to eve.
+func TestImportIntoAForbiddenGroup(t *testing.T) {
+	t.Parallel()
+	f := setup(t, setupOptions{})
+	exp := f.client("admin").getURL("/tasks/" + f.group.ID + "/export")
+	eve := f.client("eve")
+	tok := eve.token("/import")
+	before := countTasks(t, f)
+	r := eve.post("/import/commit", url.Values{"csrf": {tok}, "doc": {base64.StdEncoding.EncodeToString([]byte(exp.body))}, "scope_kind": {"group"}, "scope_value": {"office"}})
+	if r.code != http.StatusForbidden {
+		t.Errorf("eve's import into office = %d, want 403", r.code)
+	}
+	if n := countTasks(t, f); n != before {
+		t.Errorf("eve's refused import stored a task")
 	}
 }
