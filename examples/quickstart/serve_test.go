@@ -109,6 +109,25 @@ func TestServeConsole(t *testing.T) {
 	if res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("POST start = %d", res.StatusCode)
 	}
+	// The fleet keeps running: the new run's devices move on from the
+	// states they had right after the start.
+	stateRE := regexp.MustCompile(`data-state="([a-z_]+)"><td><span class="pill [a-z]+">[a-z_]+</span></td><td class="n">([0-9,]+)<`)
+	states := func() string {
+		var parts []string
+		for _, row := range stateRE.FindAllStringSubmatch(get(base+"tasks/"+m[1]+"/live"), -1) {
+			parts = append(parts, row[1]+"="+row[2])
+		}
+		return strings.Join(parts, " ")
+	}
+	first := states()
+	if first == "" {
+		t.Fatal("no device states right after the start")
+	}
+	for deadline := time.Now().Add(30 * time.Second); states() == first; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s the states are still %s: the simulated fleet does not run", first)
+		}
+	}
 	cancel()
 	select {
 	case err := <-done:
