@@ -2,7 +2,7 @@
 // server on SQLite runs a simulated week of a 1,000-device fleet in a few
 // seconds.
 //
-//	go run ./examples/quickstart [-devices 1000] [-days 7] [-seed 1] [-db path] [-report path] [-progress=false]
+//	go run ./examples/quickstart [-devices 1000] [-days 7] [-seed 1] [-db path] [-report path] [-progress=false] [-serve :8080]
 //
 // The fleet lives in several administration groups and six time zones; the
 // default week starts on Monday 2026-03-23, so Europe springs forward on
@@ -19,7 +19,10 @@
 //
 // It prints runs per task, devices per state, missed runs caught up and
 // pending restarts, and writes an HTML report with a timeline of starts
-// per hour for every task (inline SVG, no network).
+// per hour for every task (inline SVG, no network). With -serve :8080 it
+// then serves the administration console (package task/console) at
+// http://localhost:8080/console/ and keeps the fleet running, so a
+// newcomer can click through the week, start tasks and watch them run.
 package main
 
 import (
@@ -50,6 +53,7 @@ type options struct {
 	report   string
 	progress bool
 	start    time.Time
+	serve    string
 }
 
 func parse(args []string, out io.Writer) (options, error) {
@@ -62,6 +66,7 @@ func parse(args []string, out io.Writer) (options, error) {
 	fs.StringVar(&o.db, "db", "", "the server's SQLite database file, which must not exist yet (default: a new file under the OS temp dir)")
 	fs.StringVar(&o.report, "report", "", "where to write the HTML report (default: next to the database, .html)")
 	fs.BoolVar(&o.progress, "progress", true, "draw a progress bar on stderr (only when it is a terminal)")
+	fs.StringVar(&o.serve, "serve", "", "after the simulation, serve the administration console on this address (for example :8080) and keep the fleet running")
 	startText := fs.String("start", "2026-03-23T08:00:00Z", "simulated start (RFC 3339, UTC); the default week has Europe's spring-forward")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "Usage: go run ./examples/quickstart [flags]")
@@ -138,6 +143,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "\nHTML report (starts per hour, one chart per task): %s\n", o.report)
+	if o.serve != "" {
+		return serveConsole(ctx, res, o.serve, out)
+	}
 	fmt.Fprintln(out, "Next: go doc github.com/taskfleet/taskfleet/task/engine, and the other programs in examples/.")
 	return nil
 }
