@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/taskfleet/taskfleet/internal/errs"
-	"github.com/taskfleet/taskfleet/scope"
 )
 
 // Sentinel errors. A Store must return an error for which errors.Is
@@ -346,17 +345,6 @@ type ListEventsParams struct {
 type PurgeEventsParams struct {
 	TaskID string
 	Before time.Time
-}
-
-// InventoryStore is an optional interface of a Store that also keeps the
-// device inventory (devices and administration groups), detected with a
-// type assertion. The inventory contract is scope.Inventory, with its
-// conformance suite in scope/inventorytest; the task Manager and the
-// engine read it for scope validation and resolution.
-type InventoryStore interface {
-	// Inventory returns the store's inventory. It is the same value on
-	// every call and safe for concurrent use.
-	Inventory() scope.Inventory
 }
 
 // UniqueNameLookup is an optional interface of a Store that finds a task

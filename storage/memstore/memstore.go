@@ -26,7 +26,7 @@ import (
 
 var (
 	_ storage.Store            = (*Store)(nil)
-	_ storage.InventoryStore   = (*Store)(nil)
+	_ scope.InventoryProvider  = (*Store)(nil)
 	_ storage.UniqueNameLookup = (*Store)(nil)
 )
 
@@ -150,7 +150,7 @@ func New() *Store {
 	}
 }
 
-// Inventory implements storage.InventoryStore.
+// Inventory implements scope.InventoryProvider.
 func (s *Store) Inventory() scope.Inventory { return s.inv }
 
 // Devices returns the store's in-memory inventory for writing (PutGroups,
