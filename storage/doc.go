@@ -14,6 +14,13 @@
 // only by a newer (RunID, Seq) pair, so retried and reordered deliveries
 // are idempotent. Events carry an optional de-duplication Key.
 //
+// History events (EventStore) are what administrators read; the task's
+// history settings decide what is written and history retention purges
+// them. What the server runtime must remember (fired activations, stop
+// orders) is engine state (EngineStateStore): its own records, written
+// only by the engine, deleted with the task or by PurgeEngineState, never
+// by history retention, and out of reach of device input.
+//
 // # Backends
 //
 //   - storage/memstore: in memory, safe for concurrent use; for tests,

@@ -36,12 +36,14 @@ var (
 // records are UTC with at most microsecond precision (the core truncates
 // them); a Store returns them in UTC with the same value.
 //
-// Grow this contract with optional interfaces detected by a type assertion,
-// never with new required methods.
+// Optional capabilities (UniqueNameLookup, Claimer) are separate
+// interfaces detected with a type assertion; what the engine needs to be
+// correct is required here.
 type Store interface {
 	TaskStore
 	ResultStore
 	EventStore
+	EngineStateStore
 	// Close releases the store's resources. Calls after Close return an
 	// error matching ErrClosed. Close is idempotent.
 	Close() error
@@ -65,8 +67,8 @@ type TaskStore interface {
 	// error nothing is written.
 	UpdateTask(ctx context.Context, p UpdateTaskParams) error
 
-	// DeleteTask removes a task with all its revisions, results and events
-	// atomically, if its stored Revision equals p.ExpectRevision (0 means
+	// DeleteTask removes a task with all its revisions, results, events
+	// and engine state atomically, if its stored Revision equals p.ExpectRevision (0 means
 	// any revision). ErrNotFound when the task does not exist, ErrConflict
 	// when the revision differs.
 	DeleteTask(ctx context.Context, p DeleteTaskParams) error

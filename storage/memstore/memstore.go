@@ -48,6 +48,8 @@ type Store struct {
 	results map[string]*taskResults
 	events  map[string]*taskEvents
 	eventID int64
+	state   map[string]*taskState
+	stateID int64
 
 	inv *inmem.Inventory
 }
@@ -146,6 +148,7 @@ func New() *Store {
 		runIDs:  map[string]int64{},
 		results: map[string]*taskResults{},
 		events:  map[string]*taskEvents{},
+		state:   map[string]*taskState{},
 		inv:     inmem.New(),
 	}
 }
@@ -308,6 +311,7 @@ func (s *Store) DeleteTask(ctx context.Context, p storage.DeleteTaskParams) erro
 	delete(s.runIDs, p.ID)
 	delete(s.results, p.ID)
 	delete(s.events, p.ID)
+	delete(s.state, p.ID)
 	return nil
 }
 

@@ -73,6 +73,7 @@ func Run(t *testing.T, h Harness) {
 		{"ResultsIdempotentAndMonotonic", testResults},
 		{"ResultsListAndDue", testResultsListDue},
 		{"Events", testEvents},
+		{"EngineState", testEngineState},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"ConcurrentResults", testConcurrentResults},
 		{"UTCRoundTrip", testUTC},

@@ -91,10 +91,20 @@
 // once per run, and answer a StopRun for a run they never received with
 // "stopped" (that run then never starts). Stopping a paused run stops it;
 // a later resume does not bring it back. Stop also writes a durable stop
-// marker (a history event keyed "stop/<time>", kept whatever the task's
-// history settings), so a server that restarts before every device
+// order into the engine's own state (storage.EngineStateStop; not
+// history, so history settings and retention never touch it, and only the
+// latest order of a task is kept), so a server that restarts before every device
 // reported the stop sends StopRun again to the runs still in progress
 // that were due by then.
+//
+// # History and engine state
+//
+// The engine writes task history only as the task's history settings
+// allow (task.Notifications.Stores): with "store task history in the
+// server database" off nothing of the task's history is written, with
+// "save only task execution results" only results. What the engine must
+// remember for itself (fire markers, stop orders) is engine state in the
+// store (storage.EngineStateStore), not history.
 //
 // # Replicas
 //
@@ -130,8 +140,9 @@
 // only the leader fires server-run schedules and purges history; a
 // follower keeps its schedule cursors within RecoveryWindow, so a new
 // leader fires what a dead one left. The lease is an optimization, not
-// the guarantee: fire markers (history events with a unique key) and
-// time-derived run ids already make a second fire of the same activation
+// the guarantee: fire markers (storage.EngineStateFire records,
+// unique per task and run id, kept FireMarkerRetention or RecoveryWindow,
+// whichever is longer, and deleted with the task) and time-derived run ids already make a second fire of the same activation
 // store nothing. Manual starts, triggers, virus outbreaks and update
 // events are handled by the replica that receives them; the result rows
 // they write are idempotent upserts keyed by the time-derived run id.
