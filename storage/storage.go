@@ -44,6 +44,7 @@ type Store interface {
 	ResultStore
 	EventStore
 	EngineStateStore
+	Leader
 	// Close releases the store's resources. Calls after Close return an
 	// error matching ErrClosed. Close is idempotent.
 	Close() error

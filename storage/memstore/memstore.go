@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/benbjohnson/clock"
 	"github.com/google/btree"
 
 	"github.com/taskfleet/taskfleet/scope"
@@ -50,6 +51,8 @@ type Store struct {
 	eventID int64
 	state   map[string]*taskState
 	stateID int64
+	leases  map[string]*lease
+	clk     clock.Clock
 
 	inv *inmem.Inventory
 }
@@ -138,9 +141,25 @@ type taskEvents struct {
 	keys map[string]struct{}
 }
 
-// New returns an empty Store.
-func New() *Store {
+// Config configures a Store made by NewWith. The zero value is the
+// default New uses.
+type Config struct {
+	// Clock is the clock leader leases are judged by when a caller passes
+	// no Now (storage.LeaderParams); default the real clock.
+	Clock clock.Clock
+}
+
+// New returns an empty Store with the default Config.
+func New() *Store { return NewWith(Config{}) }
+
+// NewWith returns an empty Store configured by cfg.
+func NewWith(cfg Config) *Store {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.New()
+	}
 	return &Store{
+		leases:  map[string]*lease{},
+		clk:     cfg.Clock,
 		tasks:   map[string]*storage.TaskRecord{},
 		unique:  map[string]string{},
 		order:   newOrderIndexes(),
