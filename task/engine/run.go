@@ -172,7 +172,10 @@ func (s *Server) Tick(ctx context.Context) error {
 		s.nextScope = now.Add(s.cfg.ScopeRefresh)
 		s.refresh(ctx, now)
 	}
-	lead := s.leader(ctx)
+	lead, err := s.leader(ctx)
+	if err != nil {
+		return err
+	}
 	for _, id := range s.sortedIDs() {
 		ts := s.tasks[id]
 		if !ts.onServer || !ts.t.Schedule.Timed() {
@@ -205,12 +208,16 @@ func (s *Server) Tick(ctx context.Context) error {
 		}
 		ts.next = time.Time{}
 	}
-	s.wake(ctx, now)
-	if c := s.claimer(); c != nil {
-		s.dispatchClaimed(ctx, c, now)
+	// Without storage.Claimer the starts are dispatched from memory, so
+	// only the leader may send them (another replica is refused above).
+	if c := s.claimer(); c != nil || lead {
+		s.wake(ctx, now)
+		if c != nil {
+			s.dispatchClaimed(ctx, c, now)
+		}
+		s.dispatchDue(ctx, now)
+		s.controlsDue(ctx, now)
 	}
-	s.dispatchDue(ctx, now)
-	s.controlsDue(ctx, now)
 	if lead && s.claimer() != nil && !now.Before(s.nextReconcile) {
 		// With replicas, the leader rebuilds the pause, resume and stop
 		// orders from the stored states every ScopeRefresh, so an order
