@@ -163,6 +163,17 @@ type Inventory interface {
 	Devices(ctx context.Context) iter.Seq2[*Device, error]
 }
 
+// InventoryProvider is implemented by a store that also keeps the device
+// inventory (devices and administration groups): storage/memstore and
+// storage/sqlstore do. A host passes Inventory() to task.Config and
+// engine.Config. It lives here, not in package storage, so that the
+// storage contract does not depend on this package (and on CEL).
+type InventoryProvider interface {
+	// Inventory returns the store's inventory. It is the same value on
+	// every call and safe for concurrent use.
+	Inventory() Inventory
+}
+
 // Member is what a group scope needs to know about one device in a group:
 // its id and the role of the Administration Server that manages it
 // (Device.Server.Role).

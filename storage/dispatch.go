@@ -11,6 +11,11 @@ import (
 // that resends them. Detect it with a type assertion
 // (store.(storage.Claimer)).
 //
+// A store without it still supports one server: task/engine then keeps
+// due starts in memory and dispatches only while it holds the Leader
+// lease, and refuses to run as a second replica (engine.ErrOtherReplica)
+// rather than dispatch twice.
+//
 // # Dispatch is one atomic step
 //
 // DispatchDue takes due results, moves them from p.FromState to p.State
@@ -38,10 +43,17 @@ import (
 // # Clocks
 //
 // Lease expiry is judged by the store's clock (PostgreSQL's now() on the
-// database server), never by a replica's: two replicas whose clocks differ
-// by seconds still agree on whether a lease expired. A replica's clock
-// only decides p.Before (when work is due), which changes when a run is
-// dispatched, never how often.
+// database server) unless the caller passes Now: two replicas whose
+// clocks differ by seconds still agree on whether a lease expired. A
+// replica's clock only decides p.Before (when work is due), which changes
+// when a run is dispatched, never how often.
+//
+// Every lease call takes Now *time.Time (River's pattern): nil means the
+// store's clock; a non-nil Now is the instant the store must use instead,
+// both to set a lease's end (Now + TTL) and to judge whether a lease
+// expired. Callers pass it from an injected clock (tests with a mock
+// clock, hosts whose replicas share one clock), so no test waits for a
+// lease to expire. A Store must honour it.
 type Claimer interface {
 	// DispatchDue dispatches up to p.Limit due results (ordered by DueAt,
 	// TaskID, DeviceID; rows locked by another replica are skipped, not
@@ -76,25 +88,39 @@ type DispatchParams struct {
 	TTL time.Duration
 	// Limit is the largest number of results dispatched (1..MaxListLimit).
 	Limit int
+	// Now is the lease clock's instant (nil: the store's clock).
+	Now *time.Time
 }
 
 // StaleParams are ClaimStale's parameters.
 type StaleParams struct {
+	// Owner is the replica taking the results over.
 	Owner string
 	// State and Seq select dispatched results no device answered.
 	State string
 	Seq   int64
-	TTL   time.Duration
+	// TTL is the new lease's length (> 0).
+	TTL time.Duration
+	// Limit is the largest number of results taken (1..MaxListLimit).
 	Limit int
+	// Now is the lease clock's instant (nil: the store's clock); a lease
+	// ending before it has expired.
+	Now *time.Time
 }
 
 // RenewParams are RenewClaims' parameters.
 type RenewParams struct {
-	Owner  string
-	State  string
-	Seq    int64
-	TTL    time.Duration
+	// Owner is the replica renewing; State and Seq must still be the
+	// results' (no device answered since).
+	Owner string
+	State string
+	Seq   int64
+	// TTL is the renewed lease's length from Now (> 0).
+	TTL time.Duration
+	// Claims are the leases to renew, with the epoch they were taken with.
 	Claims []Claim
+	// Now is the lease clock's instant (nil: the store's clock).
+	Now *time.Time
 }
 
 // Claim is one leased result.
@@ -111,26 +137,41 @@ type Claim struct {
 	TaskRevision int64
 }
 
-// Leader is an optional interface for singleton duties among replicas
-// (firing server-run activations, purging history): at most one owner
-// holds a named lease at a time, judged by the store's clock.
+// Leader is part of every Store: named leases for singleton duties among
+// server replicas (firing server-run activations, purging history, and,
+// on a store without Claimer, dispatching at all). At most one owner
+// holds a named lease at a time, judged by the store's clock or by
+// p.Now. memstore implements it in process.
 type Leader interface {
-	// AcquireLeader takes or renews the named lease for p.Owner. It
-	// returns Held false when another owner's lease has not expired. The
-	// epoch grows each time the lease changes owner.
+	// AcquireLeader takes or renews the named lease for p.Owner, in one
+	// atomic step: the lease is taken when it is free or expired (its
+	// end is before the lease clock's now), renewed when p.Owner holds it,
+	// and left alone otherwise. It returns Held false when another
+	// owner's lease has not expired. The epoch grows each time the lease
+	// changes owner (a renewal keeps it), so a new holder can fence a
+	// stale one. Concurrent callers for one name get at most one Held.
+	// An empty Name or Owner or a TTL <= 0 is ErrInvalid.
 	AcquireLeader(ctx context.Context, p LeaderParams) (Leadership, error)
 }
 
 // LeaderParams are AcquireLeader's parameters.
 type LeaderParams struct {
-	Name  string
+	// Name names the lease (one holder per name).
+	Name string
+	// Owner identifies the caller (unique per replica).
 	Owner string
-	TTL   time.Duration
+	// TTL is how long the lease lasts from now without renewal (> 0).
+	TTL time.Duration
+	// Now is the lease clock's instant (nil: the store's clock).
+	Now *time.Time
 }
 
 // Leadership is the state of a named lease after AcquireLeader.
 type Leadership struct {
-	Held  bool
+	// Held: the caller holds the lease now.
+	Held bool
+	// Owner is the lease's holder after the call.
 	Owner string
+	// Epoch counts the lease's changes of owner (1 for its first owner).
 	Epoch int64
 }

@@ -14,6 +14,13 @@
 // only by a newer (RunID, Seq) pair, so retried and reordered deliveries
 // are idempotent. Events carry an optional de-duplication Key.
 //
+// History events (EventStore) are what administrators read; the task's
+// history settings decide what is written and history retention purges
+// them. What the server runtime must remember (fired activations, stop
+// orders) is engine state (EngineStateStore): its own records, written
+// only by the engine, deleted with the task or by PurgeEngineState, never
+// by history retention, and out of reach of device input.
+//
 // # Backends
 //
 //   - storage/memstore: in memory, safe for concurrent use; for tests,
@@ -22,15 +29,22 @@
 //
 // # Implementing a Store
 //
-// Implement Store, map your errors to ErrNotFound, ErrConflict and
+// Implement Store (tasks, results, history events, engine state and the
+// Leader lease), map your errors to ErrNotFound, ErrConflict and
 // ErrRetryable in one function, and run the conformance suite from
 // storage/storagetest in a test:
 //
 //	func TestConformance(t *testing.T) {
 //		storagetest.Run(t, storagetest.Harness{
-//			New: func(t *testing.T) storage.Store { return mystore.Open(t.TempDir()) },
+//			New:      func(t *testing.T) storage.Store { return mystore.Open(t.TempDir()) },
+//			Features: storagetest.Features{Claimer: true}, // if it implements Claimer
 //		})
 //	}
+//
+// Claimer is optional: without it the engine runs one replica per store
+// (it refuses a second). Lease calls take Now (nil: your store's clock);
+// a store must honour it, which is how the suite tests lease expiry
+// without waiting.
 //
 // # Errors
 //
@@ -41,6 +55,8 @@
 // # Time
 //
 // Times are stored and returned in UTC with microsecond precision (UTC
-// truncates them so); stores never read the clock themselves: every time
-// is in the records the core passes.
+// truncates them so); stores never read the clock for records: every
+// time is in the records the core passes. The one exception is leases
+// (Leader, Claimer): with a nil Now they are judged by the store's own
+// clock, so replicas whose clocks differ agree on expiry.
 package storage

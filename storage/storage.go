@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/taskfleet/taskfleet/internal/errs"
-	"github.com/taskfleet/taskfleet/scope"
 )
 
 // Sentinel errors. A Store must return an error for which errors.Is
@@ -37,12 +36,15 @@ var (
 // records are UTC with at most microsecond precision (the core truncates
 // them); a Store returns them in UTC with the same value.
 //
-// Grow this contract with optional interfaces detected by a type assertion,
-// never with new required methods.
+// Optional capabilities (UniqueNameLookup, Claimer) are separate
+// interfaces detected with a type assertion; what the engine needs to be
+// correct is required here.
 type Store interface {
 	TaskStore
 	ResultStore
 	EventStore
+	EngineStateStore
+	Leader
 	// Close releases the store's resources. Calls after Close return an
 	// error matching ErrClosed. Close is idempotent.
 	Close() error
@@ -66,8 +68,8 @@ type TaskStore interface {
 	// error nothing is written.
 	UpdateTask(ctx context.Context, p UpdateTaskParams) error
 
-	// DeleteTask removes a task with all its revisions, results and events
-	// atomically, if its stored Revision equals p.ExpectRevision (0 means
+	// DeleteTask removes a task with all its revisions, results, events
+	// and engine state atomically, if its stored Revision equals p.ExpectRevision (0 means
 	// any revision). ErrNotFound when the task does not exist, ErrConflict
 	// when the revision differs.
 	DeleteTask(ctx context.Context, p DeleteTaskParams) error
@@ -346,17 +348,6 @@ type ListEventsParams struct {
 type PurgeEventsParams struct {
 	TaskID string
 	Before time.Time
-}
-
-// InventoryStore is an optional interface of a Store that also keeps the
-// device inventory (devices and administration groups), detected with a
-// type assertion. The inventory contract is scope.Inventory, with its
-// conformance suite in scope/inventorytest; the task Manager and the
-// engine read it for scope validation and resolution.
-type InventoryStore interface {
-	// Inventory returns the store's inventory. It is the same value on
-	// every call and safe for concurrent use.
-	Inventory() scope.Inventory
 }
 
 // UniqueNameLookup is an optional interface of a Store that finds a task

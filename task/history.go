@@ -10,6 +10,18 @@ import (
 	"github.com/taskfleet/taskfleet/storage"
 )
 
+// Stores reports whether the task's history in the server database keeps
+// events of level e: nothing when "store task history in the server
+// database" is off (NoServerHistory), otherwise what the history level
+// keeps (HistoryResults: only task execution results). Every history
+// write, by the task package and by the engine, goes through it.
+func (n Notifications) Stores(e EventLevel) bool {
+	if _, stored := n.Retention(); !stored {
+		return false
+	}
+	return n.Level().keeps(e)
+}
+
 // appendEvents stores events of one task, honouring its history
 // settings. Failures are logged: history never fails the operation that
 // produced it.
@@ -26,7 +38,7 @@ func (m *Manager) appendEventsFor(ctx context.Context, tasks map[string]*Task, e
 		if t == nil {
 			continue
 		}
-		if _, stored := t.Notifications.Retention(); !stored || !t.Notifications.Level().keeps(EventLevel(e.Level)) {
+		if !t.Notifications.Stores(EventLevel(e.Level)) {
 			continue
 		}
 		keep = append(keep, e)
@@ -86,7 +98,7 @@ func (m *Manager) RecordEvents(ctx context.Context, events []EventInput) (int, e
 		if t == nil {
 			continue
 		}
-		if _, stored := t.Notifications.Retention(); stored && t.Notifications.Level().keeps(EventLevel(r.Level)) {
+		if t.Notifications.Stores(EventLevel(r.Level)) {
 			keep = append(keep, r)
 		}
 	}

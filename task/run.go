@@ -484,7 +484,7 @@ func (m *Manager) recordResultEvents(ctx context.Context, tasks map[string]*Task
 		}
 		st := State(r.State)
 		level, sev := EventOf(st)
-		if !t.Notifications.Level().keeps(level) {
+		if !t.Notifications.Stores(level) {
 			continue
 		}
 		// Concatenation, not Sprintf: this runs for every result of a

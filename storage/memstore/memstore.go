@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/benbjohnson/clock"
 	"github.com/google/btree"
 
 	"github.com/taskfleet/taskfleet/scope"
@@ -26,7 +27,7 @@ import (
 
 var (
 	_ storage.Store            = (*Store)(nil)
-	_ storage.InventoryStore   = (*Store)(nil)
+	_ scope.InventoryProvider  = (*Store)(nil)
 	_ storage.UniqueNameLookup = (*Store)(nil)
 )
 
@@ -48,6 +49,10 @@ type Store struct {
 	results map[string]*taskResults
 	events  map[string]*taskEvents
 	eventID int64
+	state   map[string]*taskState
+	stateID int64
+	leases  map[string]*lease
+	clk     clock.Clock
 
 	inv *inmem.Inventory
 }
@@ -136,9 +141,25 @@ type taskEvents struct {
 	keys map[string]struct{}
 }
 
-// New returns an empty Store.
-func New() *Store {
+// Config configures a Store made by NewWith. The zero value is the
+// default New uses.
+type Config struct {
+	// Clock is the clock leader leases are judged by when a caller passes
+	// no Now (storage.LeaderParams); default the real clock.
+	Clock clock.Clock
+}
+
+// New returns an empty Store with the default Config.
+func New() *Store { return NewWith(Config{}) }
+
+// NewWith returns an empty Store configured by cfg.
+func NewWith(cfg Config) *Store {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.New()
+	}
 	return &Store{
+		leases:  map[string]*lease{},
+		clk:     cfg.Clock,
 		tasks:   map[string]*storage.TaskRecord{},
 		unique:  map[string]string{},
 		order:   newOrderIndexes(),
@@ -146,11 +167,12 @@ func New() *Store {
 		runIDs:  map[string]int64{},
 		results: map[string]*taskResults{},
 		events:  map[string]*taskEvents{},
+		state:   map[string]*taskState{},
 		inv:     inmem.New(),
 	}
 }
 
-// Inventory implements storage.InventoryStore.
+// Inventory implements scope.InventoryProvider.
 func (s *Store) Inventory() scope.Inventory { return s.inv }
 
 // Devices returns the store's in-memory inventory for writing (PutGroups,
@@ -308,6 +330,7 @@ func (s *Store) DeleteTask(ctx context.Context, p storage.DeleteTaskParams) erro
 	delete(s.runIDs, p.ID)
 	delete(s.results, p.ID)
 	delete(s.events, p.ID)
+	delete(s.state, p.ID)
 	return nil
 }
 

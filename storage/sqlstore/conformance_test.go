@@ -14,7 +14,8 @@ func TestConformance(t *testing.T) {
 	t.Run("SQLiteFile", func(t *testing.T) {
 		t.Parallel()
 		storagetest.Run(t, storagetest.Harness{
-			New: func(t *testing.T) storage.Store { return openSQLiteFile(t) },
+			New:      func(t *testing.T) storage.Store { return openSQLiteFile(t) },
+			Features: storagetest.Features{Claimer: true},
 		})
 	})
 	t.Run("SQLiteMemory", func(t *testing.T) {
@@ -27,12 +28,14 @@ func TestConformance(t *testing.T) {
 				}
 				return s
 			},
+			Features: storagetest.Features{Claimer: true},
 		})
 	})
 	t.Run("Postgres", func(t *testing.T) {
 		t.Parallel()
 		storagetest.Run(t, storagetest.Harness{
-			New: func(t *testing.T) storage.Store { return openPG(t) },
+			New:      func(t *testing.T) storage.Store { return openPG(t) },
+			Features: storagetest.Features{Claimer: true},
 		})
 	})
 }

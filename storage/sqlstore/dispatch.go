@@ -17,12 +17,28 @@ import (
 
 var (
 	_ storage.Claimer = (*Store)(nil)
-	_ storage.Leader  = (*Store)(nil)
 )
 
 // sqliteNow is the SQLite host's clock in microseconds since the Unix
 // epoch (SQLite has no server; all its writers share one host).
 const sqliteNow = `CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)`
+
+// sqliteLeaseNow is the lease clock on SQLite: the caller's Now (bound)
+// or the host's clock.
+const sqliteLeaseNow = `COALESCE(?, ` + sqliteNow + `)`
+
+// pgLeaseNow is the lease clock on PostgreSQL: the caller's Now (bound as
+// parameter $n) or the database server's now().
+func pgLeaseNow(n int) string { return fmt.Sprintf("COALESCE($%d::timestamptz, now())", n) }
+
+// leaseNow is the argument bound for the lease clock: nil (the store's
+// clock) or the caller's instant.
+func (s *Store) leaseNow(now *time.Time) any {
+	if now == nil {
+		return nil
+	}
+	return s.tv(*now)
+}
 
 func validLease(owner string, ttl time.Duration, limit int) errs.ValidationErrors {
 	var bad errs.ValidationErrors
@@ -115,7 +131,7 @@ func (s *Store) DispatchDue(ctx context.Context, p storage.DispatchParams) ([]st
     FOR UPDATE OF r SKIP LOCKED),
 upd AS (
     UPDATE results r SET state = $3, seq = $4, updated_at = $5, lease_owner = $6, lease_epoch = r.lease_epoch + 1,
-        lease_until = now() + $7 * interval '1 microsecond'
+        lease_until = `+pgLeaseNow(8)+` + $7 * interval '1 microsecond'
     FROM due WHERE r.ctid = due.ctid AND r.state = `+from+`
     RETURNING r.task_id, r.device_id, r.run_id, r.seq, r.due_at, r.lease_epoch),
 log AS (
@@ -123,7 +139,7 @@ log AS (
     SELECT task_id, device_id, run_id, lease_epoch, $6 FROM upd)
 SELECT upd.task_id, upd.device_id, upd.run_id, upd.seq, upd.due_at, upd.lease_epoch, t.revision
 FROM upd JOIN tasks t ON t.id = upd.task_id`,
-			s.tv(p.Before), p.Limit, p.State, p.Seq, s.tv(p.At), p.Owner, p.TTL.Microseconds())
+			s.tv(p.Before), p.Limit, p.State, p.Seq, s.tv(p.At), p.Owner, p.TTL.Microseconds(), s.leaseNow(p.Now))
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: dispatch due: %w", mapErr(err))
 		}
@@ -144,11 +160,11 @@ FROM upd JOIN tasks t ON t.id = upd.task_id`,
 	}
 	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
 		rows, err := tx.QueryContext(ctx, `UPDATE results SET state = ?, seq = ?, updated_at = ?, lease_owner = ?, lease_epoch = lease_epoch + 1,
-    lease_until = `+sqliteNow+` + ?
+    lease_until = `+sqliteLeaseNow+` + ?
 WHERE (task_id, device_id) IN (SELECT r.task_id, r.device_id FROM results r JOIN tasks t ON t.id = r.task_id AND NOT t.suspended
     WHERE r.state = `+from+` AND r.due_at <= ? ORDER BY r.due_at, r.task_id, r.device_id LIMIT ?)
 RETURNING task_id, device_id, run_id, seq, due_at, lease_epoch, (SELECT revision FROM tasks WHERE tasks.id = results.task_id)`,
-			p.State, p.Seq, s.tv(p.At), p.Owner, p.TTL.Microseconds(), s.tv(p.Before), p.Limit)
+			p.State, p.Seq, s.tv(p.At), p.Owner, s.leaseNow(p.Now), p.TTL.Microseconds(), s.tv(p.Before), p.Limit)
 		if err != nil {
 			return err
 		}
@@ -196,18 +212,18 @@ func (s *Store) ClaimStale(ctx context.Context, p storage.StaleParams) ([]storag
 		rows, err := s.w.QueryContext(ctx, `WITH stale AS (
     SELECT r.task_id, r.device_id FROM results r
     JOIN tasks t ON t.id = r.task_id AND NOT t.suspended
-    WHERE r.state = $1 AND r.seq = $2 AND r.lease_owner <> '' AND r.lease_until < now()
+    WHERE r.state = $1 AND r.seq = $2 AND r.lease_owner <> '' AND r.lease_until < `+pgLeaseNow(6)+`
     ORDER BY r.due_at, r.task_id, r.device_id
     LIMIT $3
     FOR UPDATE OF r SKIP LOCKED),
 upd AS (
-    UPDATE results r SET lease_owner = $4, lease_epoch = r.lease_epoch + 1, lease_until = now() + $5 * interval '1 microsecond'
+    UPDATE results r SET lease_owner = $4, lease_epoch = r.lease_epoch + 1, lease_until = `+pgLeaseNow(6)+` + $5 * interval '1 microsecond'
     FROM stale WHERE r.task_id = stale.task_id AND r.device_id = stale.device_id
-      AND r.state = $1 AND r.seq = $2 AND r.lease_until < now()
+      AND r.state = $1 AND r.seq = $2 AND r.lease_until < `+pgLeaseNow(6)+`
     RETURNING r.task_id, r.device_id, r.run_id, r.seq, r.due_at, r.lease_epoch)
 SELECT upd.task_id, upd.device_id, upd.run_id, upd.seq, upd.due_at, upd.lease_epoch, t.revision
 FROM upd JOIN tasks t ON t.id = upd.task_id`,
-			p.State, p.Seq, p.Limit, p.Owner, p.TTL.Microseconds())
+			p.State, p.Seq, p.Limit, p.Owner, p.TTL.Microseconds(), s.leaseNow(p.Now))
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: claim stale: %w", mapErr(err))
 		}
@@ -218,20 +234,20 @@ FROM upd JOIN tasks t ON t.id = upd.task_id`,
 		return out, nil
 	}
 	var any int
-	switch err := s.r.QueryRowContext(ctx, `SELECT 1 FROM results WHERE state = ? AND seq = ? AND lease_owner <> '' AND lease_until < `+sqliteNow+` LIMIT 1`,
-		p.State, p.Seq).Scan(&any); {
+	switch err := s.r.QueryRowContext(ctx, `SELECT 1 FROM results WHERE state = ? AND seq = ? AND lease_owner <> '' AND lease_until < `+sqliteLeaseNow+` LIMIT 1`,
+		p.State, p.Seq, s.leaseNow(p.Now)).Scan(&any); {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, nil
 	case err != nil:
 		return nil, fmt.Errorf("sqlstore: claim stale: %w", mapErr(err))
 	}
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		rows, err := tx.QueryContext(ctx, `UPDATE results SET lease_owner = ?, lease_epoch = lease_epoch + 1, lease_until = `+sqliteNow+` + ?
+		rows, err := tx.QueryContext(ctx, `UPDATE results SET lease_owner = ?, lease_epoch = lease_epoch + 1, lease_until = `+sqliteLeaseNow+` + ?
 WHERE (task_id, device_id) IN (SELECT r.task_id, r.device_id FROM results r JOIN tasks t ON t.id = r.task_id AND NOT t.suspended
-    WHERE r.state = ? AND r.seq = ? AND r.lease_owner <> '' AND r.lease_until < `+sqliteNow+`
+    WHERE r.state = ? AND r.seq = ? AND r.lease_owner <> '' AND r.lease_until < `+sqliteLeaseNow+`
     ORDER BY r.due_at, r.task_id, r.device_id LIMIT ?)
 RETURNING task_id, device_id, run_id, seq, due_at, lease_epoch, (SELECT revision FROM tasks WHERE tasks.id = results.task_id)`,
-			p.Owner, p.TTL.Microseconds(), p.State, p.Seq, p.Limit)
+			p.Owner, s.leaseNow(p.Now), p.TTL.Microseconds(), p.State, p.Seq, s.leaseNow(p.Now), p.Limit)
 		if err != nil {
 			return err
 		}
@@ -283,12 +299,12 @@ func (s *Store) RenewClaims(ctx context.Context, p storage.RenewParams) ([]stora
 		for i, c := range p.Claims {
 			tasks[i], devs[i], runs[i], epochs[i] = c.TaskID, c.DeviceID, c.RunID, c.Epoch
 		}
-		rows, err := s.w.QueryContext(ctx, `UPDATE results r SET lease_until = now() + $1 * interval '1 microsecond'
+		rows, err := s.w.QueryContext(ctx, `UPDATE results r SET lease_until = `+pgLeaseNow(9)+` + $1 * interval '1 microsecond'
 FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS c(task_id, device_id, run_id, epoch)
 WHERE r.task_id = c.task_id COLLATE "C" AND r.device_id = c.device_id COLLATE "C" AND r.run_id = c.run_id
   AND r.lease_epoch = c.epoch AND r.lease_owner = $6 AND r.state = $7 AND r.seq = $8
 RETURNING r.task_id, r.device_id`,
-			p.TTL.Microseconds(), tasks, devs, runs, epochs, p.Owner, p.State, p.Seq)
+			p.TTL.Microseconds(), tasks, devs, runs, epochs, p.Owner, p.State, p.Seq, s.leaseNow(p.Now))
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: renew claims: %w", mapErr(err))
 		}
@@ -307,9 +323,9 @@ RETURNING r.task_id, r.device_id`,
 		err := s.inTx(ctx, func(tx *sqlx.Tx) error {
 			clear(held)
 			for _, c := range p.Claims {
-				res, err := tx.ExecContext(ctx, `UPDATE results SET lease_until = `+sqliteNow+` + ?
+				res, err := tx.ExecContext(ctx, `UPDATE results SET lease_until = `+sqliteLeaseNow+` + ?
 WHERE task_id = ? AND device_id = ? AND run_id = ? AND lease_epoch = ? AND lease_owner = ? AND state = ? AND seq = ?`,
-					p.TTL.Microseconds(), c.TaskID, c.DeviceID, c.RunID, c.Epoch, p.Owner, p.State, p.Seq)
+					s.leaseNow(p.Now), p.TTL.Microseconds(), c.TaskID, c.DeviceID, c.RunID, c.Epoch, p.Owner, p.State, p.Seq)
 				if err != nil {
 					return err
 				}
@@ -335,8 +351,8 @@ WHERE task_id = ? AND device_id = ? AND run_id = ? AND lease_epoch = ? AND lease
 }
 
 // AcquireLeader implements storage.Leader with one upsert: the lease is
-// taken when free or expired (on the database's clock) and renewed when
-// the owner holds it.
+// taken when free or expired (on p.Now, or the database's clock) and
+// renewed when the owner holds it.
 func (s *Store) AcquireLeader(ctx context.Context, p storage.LeaderParams) (storage.Leadership, error) {
 	if err := s.checkOpen(); err != nil {
 		return storage.Leadership{}, err
@@ -354,9 +370,9 @@ func (s *Store) AcquireLeader(ctx context.Context, p storage.LeaderParams) (stor
 	if err := bad.Err(); err != nil {
 		return storage.Leadership{}, err
 	}
-	now, until := "now()", "now() + ? * interval '1 microsecond'"
+	now, until := "COALESCE(CAST(? AS timestamptz), now())", "COALESCE(CAST(? AS timestamptz), now()) + ? * interval '1 microsecond'"
 	if s.dialect == SQLite {
-		now, until = sqliteNow, sqliteNow+" + ?"
+		now, until = sqliteLeaseNow, sqliteLeaseNow+" + ?"
 	}
 	q := s.w.Rebind(`INSERT INTO leaders (name, owner, epoch, until) VALUES (?, ?, 1, ` + until + `)
 ON CONFLICT (name) DO UPDATE SET
@@ -365,7 +381,7 @@ ON CONFLICT (name) DO UPDATE SET
 WHERE leaders.owner = excluded.owner OR leaders.until < ` + now)
 	var l storage.Leadership
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		if _, err := tx.ExecContext(ctx, q, p.Name, p.Owner, p.TTL.Microseconds()); err != nil {
+		if _, err := tx.ExecContext(ctx, q, p.Name, p.Owner, s.leaseNow(p.Now), p.TTL.Microseconds(), s.leaseNow(p.Now)); err != nil {
 			return err
 		}
 		return tx.QueryRowContext(ctx, tx.Rebind(`SELECT owner, epoch FROM leaders WHERE name = ?`), p.Name).Scan(&l.Owner, &l.Epoch)

@@ -45,13 +45,17 @@
 // database (storage.Claimer and storage.Leader): lease_owner, lease_epoch
 // and lease_until on results, dispatch_log (one row per dispatched run,
 // deliberately without a unique key so an audit would see a duplicate)
-// and leaders (named leader leases). Lease expiry is always judged by
-// the database's clock. DispatchDue claims, dispatches and logs a batch
+// and leaders (named leader leases). Lease expiry is judged by the
+// database's clock unless the caller passes Now in the lease params
+// (then by that instant). DispatchDue claims, dispatches and logs a batch
 // in one statement (PostgreSQL) or transaction (SQLite), so a run is
 // written once when it is dispatched. Schema version 4 makes that write
 // cheaper: the due index holds scheduled results only (a result leaves it
 // for good when it is dispatched), and the append-only ledger has no
-// index (audits read it whole).
+// index (audits read it whole). Schema version 5 adds engine_state (the
+// engine's fire markers and stop orders, storage.EngineStateStore),
+// unique per (task, kind, key) and deleted with the task (ON DELETE
+// CASCADE); history retention never touches it.
 //
 // PostgreSQL text keys use COLLATE "C": listings are in byte order, the
 // same as every other backend, whatever the database's locale.

@@ -20,11 +20,10 @@ import (
 
 	"github.com/taskfleet/taskfleet/internal/errs"
 	"github.com/taskfleet/taskfleet/scope"
-	"github.com/taskfleet/taskfleet/storage"
 )
 
 var (
-	_ storage.InventoryStore  = (*Store)(nil)
+	_ scope.InventoryProvider = (*Store)(nil)
 	_ scope.Inventory         = (*Inventory)(nil)
 	_ scope.GroupMemberLister = (*Inventory)(nil)
 	_ scope.NameResolver      = (*Inventory)(nil)
@@ -71,7 +70,7 @@ var (
 // device is still yielded at most once and in ascending order.
 type Inventory Store
 
-// Inventory implements storage.InventoryStore: the store's inventory,
+// Inventory implements scope.InventoryProvider: the store's inventory,
 // the same value on every call (a *Inventory; see Devices).
 func (s *Store) Inventory() scope.Inventory { return (*Inventory)(s) }
 

@@ -329,8 +329,8 @@ func TestInventoryWrites(t *testing.T) {
 				t.Error("Inventory and Devices must return the same value on every call")
 			}
 			var st storage.Store = b.s
-			if _, ok := st.(storage.InventoryStore); !ok {
-				t.Error("*sqlstore.Store does not implement storage.InventoryStore")
+			if _, ok := st.(scope.InventoryProvider); !ok {
+				t.Error("*sqlstore.Store does not implement scope.InventoryProvider")
 			}
 		}},
 		{"NestedQueriesWhileIterating", func(t *testing.T, b invSetup) {

@@ -46,6 +46,10 @@ type Features struct {
 	// Writers is the number of concurrent writers in the concurrency
 	// tests (default 8).
 	Writers int
+	// Claimer: the store implements storage.Claimer, so the claim, lease
+	// expiry, takeover and fencing sections run. The suite fails when the
+	// flag and the store disagree.
+	Claimer bool
 }
 
 // Run runs the whole conformance suite.
@@ -73,11 +77,25 @@ func Run(t *testing.T, h Harness) {
 		{"ResultsIdempotentAndMonotonic", testResults},
 		{"ResultsListAndDue", testResultsListDue},
 		{"Events", testEvents},
+		{"EngineState", testEngineState},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"ConcurrentResults", testConcurrentResults},
 		{"UTCRoundTrip", testUTC},
 		{"UniqueNameLookup", testUniqueNameLookup},
 		{"Closed", testClosed},
+		{"LeaderElection", tb(testLeaderElection)},
+		{"LeaderConcurrent", tb(testLeaderConcurrent)},
+		{"ClaimerFlag", testClaimerFlag},
+	}
+	if h.Features.Claimer {
+		tests = append(tests, []struct {
+			name string
+			fn   func(*testing.T, storage.Store, Features)
+		}{
+			{"ClaimOnce", tb(testClaimOnce)},
+			{"LeaseExpiryAndTakeover", tb(testLeaseExpiryAndTakeover)},
+			{"Fencing", tb(testFencing)},
+		}...)
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -88,6 +106,22 @@ func Run(t *testing.T, h Harness) {
 			t.Cleanup(func() { _ = s.Close() })
 			tc.fn(t, s, h.Features)
 		})
+	}
+}
+
+// section is a suite section written against testing.TB, so the suite's
+// own tests can run it against a recorder.
+type section func(testing.TB, storage.Store, Features)
+
+func tb(fn section) func(*testing.T, storage.Store, Features) {
+	return func(t *testing.T, s storage.Store, f Features) { fn(t, s, f) }
+}
+
+// testClaimerFlag fails when Features.Claimer and the store disagree, so a
+// backend cannot leave its claim layer untested by accident.
+func testClaimerFlag(t *testing.T, s storage.Store, f Features) {
+	if _, ok := s.(storage.Claimer); ok != f.Claimer {
+		t.Fatalf("%T implements storage.Claimer: %v, but Features.Claimer is %v", s, ok, f.Claimer)
 	}
 }
 

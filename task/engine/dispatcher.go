@@ -130,14 +130,17 @@ func (s *Server) Stop(ctx context.Context, t *task.Task) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.clk.Now()
-	// A durable stop marker (whatever the task's history settings): a
-	// server that restarts before every device reported the stop finds it
-	// and keeps sending StopRun (recoverRuns).
-	if _, err := s.cfg.Store.AppendEvents(ctx, storage.AppendEventsParams{Events: []storage.EventRecord{{
-		TaskID: t.ID, At: storage.UTC(now), Level: string(task.EventProgress), Severity: string(task.SeverityInfo),
-		Message: "the devices running the task are told to stop", Key: stopMarkerPrefix + strconv.FormatInt(now.UnixNano(), 10),
+	// A durable stop order in the engine's own state (history settings and
+	// retention never touch it): a server that restarts before every
+	// device reported the stop finds it and keeps sending StopRun
+	// (recoverRuns). Only the latest stop order matters, so older ones go.
+	if _, err := s.cfg.Store.PutEngineState(ctx, storage.PutEngineStateParams{Records: []storage.EngineStateRecord{{
+		TaskID: t.ID, Kind: storage.EngineStateStop, Key: strconv.FormatInt(now.UnixNano(), 10), At: storage.UTC(now),
 	}}}); err != nil {
 		return fmt.Errorf("engine: stop %q: %w", t.ID, err)
+	}
+	if _, err := s.cfg.Store.PurgeEngineState(ctx, storage.PurgeEngineStateParams{TaskID: t.ID, Kind: storage.EngineStateStop, Before: storage.UTC(now)}); err != nil {
+		s.log.Error().Err(err).Str("task", t.ID).Msg("engine: purge older stop orders")
 	}
 	claims := s.claimer() != nil
 	after := ""
@@ -885,9 +888,6 @@ func (s *Server) recoverRuns(ctx context.Context, now time.Time, controlsOnly bo
 	return nil
 }
 
-// stopMarkerPrefix starts the key of the history event Stop writes.
-const stopMarkerPrefix = "stop/"
-
 // recoverStops sends StopRun again to the runs in live (results still in
 // progress) that the task's latest stop marker covers: a run due at or
 // before the stop was running, paused or dispatched when it was stopped
@@ -903,21 +903,21 @@ func (s *Server) recoverStops(ctx context.Context, id string, live []storage.Res
 		}
 	}
 	var stopAt time.Time
-	p := storage.ListEventsParams{TaskID: id, From: from, Limit: storage.MaxListLimit}
+	p := storage.ListEngineStateParams{TaskID: id, Kind: storage.EngineStateStop, Limit: storage.MaxListLimit}
 	for {
-		evs, err := s.cfg.Store.ListEvents(ctx, p)
+		recs, err := s.cfg.Store.ListEngineState(ctx, p)
 		if err != nil {
 			return fmt.Errorf("engine: recover stops of %q: %w", id, err)
 		}
-		for _, e := range evs {
-			if strings.HasPrefix(e.Key, stopMarkerPrefix) && e.At.After(stopAt) {
-				stopAt = e.At
+		for _, r := range recs {
+			if !r.At.Before(from) && r.At.After(stopAt) {
+				stopAt = r.At
 			}
 		}
-		if len(evs) < p.Limit {
+		if len(recs) < p.Limit {
 			break
 		}
-		p.AfterID = evs[len(evs)-1].ID
+		p.AfterID = recs[len(recs)-1].ID
 	}
 	if stopAt.IsZero() {
 		return nil

@@ -91,15 +91,35 @@
 // once per run, and answer a StopRun for a run they never received with
 // "stopped" (that run then never starts). Stopping a paused run stops it;
 // a later resume does not bring it back. Stop also writes a durable stop
-// marker (a history event keyed "stop/<time>", kept whatever the task's
-// history settings), so a server that restarts before every device
+// order into the engine's own state (storage.EngineStateStop; not
+// history, so history settings and retention never touch it, and only the
+// latest order of a task is kept), so a server that restarts before every device
 // reported the stop sends StopRun again to the runs still in progress
 // that were due by then.
 //
+// # History and engine state
+//
+// The engine writes task history only as the task's history settings
+// allow (task.Notifications.Stores): with "store task history in the
+// server database" off nothing of the task's history is written, with
+// "save only task execution results" only results. What the engine must
+// remember for itself (fire markers, stop orders) is engine state in the
+// store (storage.EngineStateStore), not history.
+//
 // # Replicas
 //
-// Several Servers may share one store. When the store offers
-// storage.Claimer (sqlstore does, on PostgreSQL and SQLite) the scheduled
+// Several Servers may share one store that offers storage.Claimer. On a
+// store without it (memstore, or a host's store that does not implement
+// it) the engine never degrades silently: a Server dispatches only while
+// it holds the leader lease (storage.Leader, part of every store), and a
+// second replica gets a *ReplicaError matching ErrOtherReplica from Open
+// (or from Tick, if it lost the lease while stalled) instead of
+// dispatching the same starts from its own memory. Such a server should
+// have a stable ReplicaID, so a restart takes its own lease back at once
+// rather than waiting LeaseTTL. SingleReplica turns all of this off for
+// hosts that guarantee one server.
+//
+// When the store offers storage.Claimer (sqlstore does, on PostgreSQL and SQLite) the scheduled
 // starts are not kept in memory: every Tick dispatches the due ones from
 // the store in batches of ClaimBatch, each batch in one atomic store call
 // (on PostgreSQL one statement: SELECT ... FOR UPDATE SKIP LOCKED, so
@@ -130,14 +150,19 @@
 // only the leader fires server-run schedules and purges history; a
 // follower keeps its schedule cursors within RecoveryWindow, so a new
 // leader fires what a dead one left. The lease is an optimization, not
-// the guarantee: fire markers (history events with a unique key) and
-// time-derived run ids already make a second fire of the same activation
-// store nothing. Manual starts, triggers, virus outbreaks and update
+// the guarantee: fire markers (storage.EngineStateFire records,
+// unique per task and run id, kept FireMarkerRetention or RecoveryWindow,
+// whichever is longer, and deleted with the task) and time-derived run
+// ids already make a second fire of the same activation store nothing. Manual starts, triggers, virus outbreaks and update
 // events are handled by the replica that receives them; the result rows
 // they write are idempotent upserts keyed by the time-derived run id.
 //
 // Clocks: lease expiry is judged by the database's clock (now() in
-// PostgreSQL), never a replica's, so replicas whose clocks differ (±2 s
+// PostgreSQL; memstore's Config.Clock), never a replica's, unless
+// EngineClockLeases is set (then the engine passes its Clock's time as
+// Now in every lease call: for tests with a mock clock, which then never
+// wait for a lease, and replicas that share one clock). With the store's
+// clock, so replicas whose clocks differ (±2 s
 // or more) never both hold a lease, and a late write is stopped by the
 // epoch whatever the clocks say (a dispatch needs no clock at all: it is
 // one transaction). A replica's clock only decides when a

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -50,24 +51,60 @@ func (s *Server) claimer() storage.Claimer {
 	return c
 }
 
-// leader reports whether this replica may do the singleton duties now
-// (fire server-run activations, purge history). Stores without
-// storage.Leader have one replica, which always leads. A replica that
-// cannot reach the store does not lead.
-func (s *Server) leader(ctx context.Context) bool {
-	l, ok := s.cfg.Store.(storage.Leader)
-	if !ok || s.cfg.SingleReplica {
-		s.leading = true
-		return true
+// ErrOtherReplica: another server replica holds the leader lease on a
+// store without storage.Claimer, where only one replica may dispatch.
+// Errors of type *ReplicaError match it.
+var ErrOtherReplica = errors.New("engine: another replica leads on a store without storage.Claimer")
+
+// ReplicaError is returned by Open and Tick when this replica finds
+// another one leading on a store that cannot share dispatch (no
+// storage.Claimer): rather than dispatch twice, it refuses to run.
+type ReplicaError struct {
+	// Replica is this server's ReplicaID; Leader the one holding the lease.
+	Replica, Leader string
+}
+
+// Error implements error.
+func (e *ReplicaError) Error() string {
+	return fmt.Sprintf("engine: replica %q cannot run beside replica %q: the store has no storage.Claimer, so only the leader may dispatch "+
+		"(share a store with storage.Claimer, such as sqlstore, or run one server with a stable Config.ReplicaID)", e.Replica, e.Leader)
+}
+
+// Is reports whether target is ErrOtherReplica.
+func (e *ReplicaError) Is(target error) bool { return target == ErrOtherReplica }
+
+// leaseNow is the Now of the engine's lease calls: its Clock's time with
+// Config.EngineClockLeases, else nil (the store's clock judges).
+func (s *Server) leaseNow() *time.Time {
+	if !s.cfg.EngineClockLeases {
+		return nil
 	}
-	got, err := l.AcquireLeader(ctx, storage.LeaderParams{Name: LeaderLease, Owner: s.owner, TTL: s.cfg.LeaseTTL})
+	t := s.clk.Now().UTC()
+	return &t
+}
+
+// leader reports whether this replica may do the singleton duties now
+// (fire server-run activations, purge history, and on a store without
+// storage.Claimer dispatch at all). A replica that cannot reach the store
+// does not lead. On a store without storage.Claimer, another replica
+// holding the lease is an error (*ReplicaError): the engine never falls
+// back silently to a path that would dispatch twice.
+func (s *Server) leader(ctx context.Context) (bool, error) {
+	if s.cfg.SingleReplica {
+		s.leading = true
+		return true, nil
+	}
+	got, err := s.cfg.Store.AcquireLeader(ctx, storage.LeaderParams{Name: LeaderLease, Owner: s.owner, TTL: s.cfg.LeaseTTL, Now: s.leaseNow()})
 	if err != nil {
 		s.log.Error().Err(err).Msg("engine: leader lease")
 		s.leading = false
-		return false
+		return false, nil
 	}
 	s.leading = got.Held
-	return got.Held
+	if !got.Held && s.claimer() == nil {
+		return false, &ReplicaError{Replica: s.owner, Leader: got.Owner}
+	}
+	return got.Held, nil
 }
 
 // taskFor returns the state of a task, loading it through the Manager
@@ -104,7 +141,7 @@ func (s *Server) dispatchTTL() time.Duration { return s.cfg.RetryInterval + s.cf
 // whose leases expired (dead or stalled) and resends them.
 func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now time.Time) {
 	p := storage.DispatchParams{Owner: s.owner, FromState: string(task.Scheduled), State: string(task.Pending),
-		Seq: transport.SeqDispatched, At: now.UTC(), Before: now, TTL: s.dispatchTTL(), Limit: s.cfg.ClaimBatch}
+		Seq: transport.SeqDispatched, At: now.UTC(), Before: now, TTL: s.dispatchTTL(), Limit: s.cfg.ClaimBatch, Now: s.leaseNow()}
 	// One batch first; the parallel workers start only when it came back
 	// full (more is due), so an idle Tick costs one store call.
 	s.mu.Unlock()
@@ -164,7 +201,7 @@ func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now tim
 	s.nextStale = now.Add(s.cfg.LeaseTTL)
 	for {
 		s.mu.Unlock()
-		claims, err := c.ClaimStale(ctx, storage.StaleParams{Owner: s.owner, State: string(task.Pending), Seq: transport.SeqDispatched, TTL: s.dispatchTTL(), Limit: s.cfg.ClaimBatch})
+		claims, err := c.ClaimStale(ctx, storage.StaleParams{Owner: s.owner, State: string(task.Pending), Seq: transport.SeqDispatched, TTL: s.dispatchTTL(), Limit: s.cfg.ClaimBatch, Now: s.leaseNow()})
 		s.mu.Lock()
 		if err != nil {
 			s.log.Error().Err(err).Msg("engine: take over expired dispatches")
@@ -225,7 +262,7 @@ func (s *Server) renewClaimed(ctx context.Context, c storage.Claimer, keys []dke
 	if len(cs) == 0 {
 		return nil
 	}
-	held, err := c.RenewClaims(ctx, storage.RenewParams{Owner: s.owner, State: string(task.Pending), Seq: transport.SeqDispatched, TTL: s.dispatchTTL(), Claims: cs})
+	held, err := c.RenewClaims(ctx, storage.RenewParams{Owner: s.owner, State: string(task.Pending), Seq: transport.SeqDispatched, TTL: s.dispatchTTL(), Claims: cs, Now: s.leaseNow()})
 	if err != nil {
 		s.log.Error().Err(err).Msg("engine: renew dispatch leases")
 		return nil // resend anyway: devices de-duplicate, and the lease check repeats next time

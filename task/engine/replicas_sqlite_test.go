@@ -256,7 +256,7 @@ func TestReplicasFireServerScheduleOnce(t *testing.T) {
 
 // TestReplicaTakesOverExpiredDispatch: replica r0 dispatches a run and
 // then goes silent (its starts never reach a device). Once the dispatch
-// lease expired on the store's clock, r1 takes the starts over and resends
+// lease expired (on the injected clock), r1 takes the starts over and resends
 // them; when r0 wakes up its lease renewal is rejected by the epoch, so it
 // does not resend. The ledger still has one dispatch per device.
 func TestReplicaTakesOverExpiredDispatch(t *testing.T) {
@@ -266,6 +266,7 @@ func TestReplicaTakesOverExpiredDispatch(t *testing.T) {
 	inv, clk, _ := replicaFleet(t, 300)
 	ms, srvs, logs, db := sqliteReplicas(t, path, 2, inv, clk, func(_ int, c *engine.Config) {
 		c.LeaseTTL, c.RetryInterval = time.Second, time.Second
+		c.EngineClockLeases = true // leases on the mock clock: no test waits for one
 	})
 	tk, err := ms[0].Create(ctx, task.System, task.Task{Name: "scan", Application: appES, Type: "virus_scan", Scope: groupScope("g-all"), Schedule: sched(schedule.Manual, nil)})
 	must(t, err)
@@ -276,9 +277,8 @@ func TestReplicaTakesOverExpiredDispatch(t *testing.T) {
 		t.Fatalf("r0 dispatched %d, want 300", got)
 	}
 	// r0 goes silent for longer than the dispatch lease
-	// (RetryInterval + LeaseTTL on the store's clock).
-	time.Sleep(2200 * time.Millisecond)
-	clk.Add(2 * time.Second)
+	// (RetryInterval + LeaseTTL, on the injected clock).
+	clk.Add(2*time.Second + time.Millisecond)
 	must(t, srvs[1].Tick(ctx))
 	if got := srvs[1].Stats().TakenOver; got != 300 {
 		t.Fatalf("r1 took over %d starts, want 300", got)

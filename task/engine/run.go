@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/taskfleet/taskfleet/scope"
@@ -117,13 +118,21 @@ func (s *Server) known(ctx context.Context, id string, d scope.DeviceID, runID i
 	return err == nil && r.RunID >= runID
 }
 
+// FireMarkerRetention is how long the engine keeps the fire marker of an
+// activation (storage.EngineStateFire) when RecoveryWindow is shorter:
+// a restarted or second replica never fires an activation this recent
+// twice. Older markers are purged when the task fires again, so the
+// newest marker of a task is always kept.
+const FireMarkerRetention = 31 * 24 * time.Hour
+
 // fire runs an activation of a server-run task on the devices of its
 // scope that are connected now (the selection is resolved at fire time).
 func (s *Server) fire(ctx context.Context, ts *taskState, act, now time.Time, kind transport.RunKind) {
 	st := transport.Start{TaskID: ts.t.ID, RunID: transport.RunID(act, kind), At: act}
-	n, err := s.cfg.Store.AppendEvents(ctx, storage.AppendEventsParams{Events: []storage.EventRecord{{
-		TaskID: ts.t.ID, RunID: st.RunID, At: storage.UTC(now), Level: string(task.EventProgress), Severity: string(task.SeverityInfo),
-		Message: fmt.Sprintf("scheduled start at %s", act.UTC().Format(time.RFC3339)), Key: fmt.Sprintf("fire/%d", st.RunID),
+	// The fire marker is engine state, not history: history settings and
+	// retention never touch it, and no device event can take its key.
+	n, err := s.cfg.Store.PutEngineState(ctx, storage.PutEngineStateParams{Records: []storage.EngineStateRecord{{
+		TaskID: ts.t.ID, Kind: storage.EngineStateFire, Key: strconv.FormatInt(st.RunID, 10), RunID: st.RunID, At: storage.UTC(now),
 	}}})
 	if err != nil {
 		s.log.Error().Err(err).Str("task", ts.t.ID).Msg("engine: fire marker")
@@ -131,6 +140,17 @@ func (s *Server) fire(ctx context.Context, ts *taskState, act, now time.Time, ki
 	}
 	if n == 0 {
 		return // fired before (a server restart): its starts are recovered from storage
+	}
+	if _, err := s.cfg.Store.PurgeEngineState(ctx, storage.PurgeEngineStateParams{TaskID: ts.t.ID, Kind: storage.EngineStateFire, Before: storage.UTC(now.Add(-max(FireMarkerRetention, s.cfg.RecoveryWindow)))}); err != nil {
+		s.log.Error().Err(err).Str("task", ts.t.ID).Msg("engine: purge old fire markers")
+	}
+	if ts.t.Notifications.Stores(task.EventProgress) {
+		if _, err := s.cfg.Store.AppendEvents(ctx, storage.AppendEventsParams{Events: []storage.EventRecord{{
+			TaskID: ts.t.ID, RunID: st.RunID, At: storage.UTC(now), Level: string(task.EventProgress), Severity: string(task.SeverityInfo),
+			Message: fmt.Sprintf("scheduled start at %s", act.UTC().Format(time.RFC3339)),
+		}}}); err != nil {
+			s.log.Error().Err(err).Str("task", ts.t.ID).Msg("engine: fire history event")
+		}
 	}
 	s.stats.Fired++
 	s.resolve(ctx, ts)
@@ -152,7 +172,10 @@ func (s *Server) Tick(ctx context.Context) error {
 		s.nextScope = now.Add(s.cfg.ScopeRefresh)
 		s.refresh(ctx, now)
 	}
-	lead := s.leader(ctx)
+	lead, err := s.leader(ctx)
+	if err != nil {
+		return err
+	}
 	for _, id := range s.sortedIDs() {
 		ts := s.tasks[id]
 		if !ts.onServer || !ts.t.Schedule.Timed() {
@@ -185,12 +208,16 @@ func (s *Server) Tick(ctx context.Context) error {
 		}
 		ts.next = time.Time{}
 	}
-	s.wake(ctx, now)
-	if c := s.claimer(); c != nil {
-		s.dispatchClaimed(ctx, c, now)
+	// Without storage.Claimer the starts are dispatched from memory, so
+	// only the leader may send them (another replica is refused above).
+	if c := s.claimer(); c != nil || lead {
+		s.wake(ctx, now)
+		if c != nil {
+			s.dispatchClaimed(ctx, c, now)
+		}
+		s.dispatchDue(ctx, now)
+		s.controlsDue(ctx, now)
 	}
-	s.dispatchDue(ctx, now)
-	s.controlsDue(ctx, now)
 	if lead && s.claimer() != nil && !now.Before(s.nextReconcile) {
 		// With replicas, the leader rebuilds the pause, resume and stop
 		// orders from the stored states every ScopeRefresh, so an order

@@ -44,8 +44,9 @@ const (
 
 // Config configures a Server. Store and Inventory are required.
 type Config struct {
-	// Store is the Manager's store (the engine reads due results from it
-	// and keeps its fire markers in task history).
+	// Store is the Manager's store (the engine reads due results from it,
+	// keeps its fire markers and stop orders in its engine state, and
+	// takes its leader lease there).
 	Store storage.Store
 	// Inventory is the device inventory (scopes, connection state, zones).
 	Inventory scope.Inventory
@@ -82,10 +83,21 @@ type Config struct {
 	// at once (DefaultDispatchWorkers, at most MaxDispatchWorkers): the
 	// store's work per batch runs in parallel, the sends stay serial.
 	DispatchWorkers int
-	// SingleReplica turns the claim layer and the leader lease off even
-	// when the store offers them (storage.Claimer, storage.Leader): the
-	// server then keeps due starts in memory as with any store.
+	// SingleReplica turns the claim layer and the leader lease off: the
+	// server keeps due starts in memory and never checks for other
+	// replicas. Only for a host that guarantees one server per store.
+	// Without it, a store without storage.Claimer is used by one replica
+	// at a time: it dispatches only while it holds the leader lease, and a
+	// second replica gets a *ReplicaError (ErrOtherReplica) from Open or
+	// Tick. Give such a server a stable ReplicaID, so that after a restart
+	// it takes its own lease back at once.
 	SingleReplica bool
+	// EngineClockLeases judges every lease (leader lease, dispatch
+	// claims) by this server's Clock instead of the store's: the engine
+	// passes its time as Now in the lease calls. For tests with a mock
+	// clock, and hosts whose replicas share one clock; off by default
+	// (the store's clock, so replicas whose clocks differ agree).
+	EngineClockLeases bool
 }
 
 type taskState struct {
@@ -236,6 +248,13 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// On a store without storage.Claimer only one replica may run: a
+	// second one fails here, before it loads or sends anything.
+	if s.claimer() == nil {
+		if _, err := s.leader(ctx); err != nil {
+			return err
+		}
+	}
 	s.m, s.ep = m, ep
 	now := s.clk.Now()
 	p := task.ListParams{Order: storage.OrderByID, Limit: 1000}

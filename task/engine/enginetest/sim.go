@@ -137,6 +137,9 @@ func New(ctx context.Context, cfg Config) (*Sim, error) {
 	s.Net = inproc.New(inproc.Config{Clock: clk, Faults: cfg.Faults, Seed: cfg.Seed})
 	scfg := cfg.Server
 	scfg.Store, scfg.Inventory, scfg.Clock, scfg.Location = s.Store, s.Inv, clk, cfg.ServerLocation
+	if scfg.ReplicaID == "" {
+		scfg.ReplicaID = simReplica // RestartServer is the same replica restarting
+	}
 	srv, err := engine.New(scfg)
 	if err != nil {
 		return nil, err
@@ -286,11 +289,17 @@ func (s *Sim) Reconnect(id scope.DeviceID) {
 	s.setConnected(id, true)
 }
 
+// simReplica is the server's ReplicaID when Config.Server names none.
+const simReplica = "enginetest-server"
+
 // RestartServer replaces the server with a new one on the same store (its
 // in-memory state is lost), as after a crash.
 func (s *Sim) RestartServer(ctx context.Context) error {
 	scfg := s.cfg.Server
 	scfg.Store, scfg.Inventory, scfg.Clock, scfg.Location = s.Store, s.Inv, s.Clock, s.cfg.ServerLocation
+	if scfg.ReplicaID == "" {
+		scfg.ReplicaID = simReplica
+	}
 	srv, err := engine.New(scfg)
 	if err != nil {
 		return err
