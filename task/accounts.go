@@ -83,7 +83,7 @@ func (v accountView) SetTaskAccount(ctx context.Context, p credentials.SetTaskAc
 	}
 	t.Account = p.Account
 	t.Revision = p.ExpectedRevision
-	out, err := v.m.update(ctx, v.actor, *t, "change_password", nil)
+	out, err := v.m.update(ctx, v.actor, *t, ActionChangePassword, nil)
 	if err != nil {
 		return 0, err
 	}

@@ -112,7 +112,7 @@ func BenchmarkRecordResults1M(b *testing.B) {
 			for i := range batch {
 				batch[i] = task.Result{TaskID: x.ID, DeviceID: devices[off+i], RunID: 1, Seq: seq, State: state, Progress: 50}
 			}
-			if _, err := bd.m.RecordResults(bd.ctx, batch); err != nil {
+			if _, err := bd.m.Runtime().RecordResults(bd.ctx, batch); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -33,7 +33,7 @@
 // # Names
 //
 // Names are unique case-insensitively among non-local tasks, and among the
-// local tasks of each device. Copy and CreateWithFreeName add the next free
+// local tasks of each device. Copy and Runtime.CreateWithFreeName add the next free
 // " (n)" index, also when callers race for the same name (the seeds' import
 // rule).
 //

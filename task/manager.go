@@ -164,10 +164,10 @@ func (m *Manager) checkScope(ctx context.Context, t *Task) error {
 // Errors: ErrInvalid (a *ValidationError or ValidationErrors naming each
 // bad field), ErrPermission, ErrConflict (the name is taken).
 func (m *Manager) Create(ctx context.Context, actor Actor, t Task) (*Task, error) {
-	return m.create(ctx, actor, t, "create")
+	return m.create(ctx, actor, t, ActionCreate)
 }
 
-func (m *Manager) create(ctx context.Context, actor Actor, t Task, action string) (*Task, error) {
+func (m *Manager) create(ctx context.Context, actor Actor, t Task, action RevisionAction) (*Task, error) {
 	reg, err := m.typeOf(&t)
 	if err != nil {
 		return nil, err
@@ -203,12 +203,12 @@ func (m *Manager) create(ctx context.Context, actor Actor, t Task, action string
 	diff := []byte(`{"changes":[]}`)
 	rec := toRecord(&t, body)
 	err = m.store.CreateTask(ctx, storage.CreateTaskParams{Task: rec, Revision: storage.RevisionRecord{
-		TaskID: t.ID, Number: 1, Author: actor.ID, At: now, Action: action, Body: body, Diff: diff,
+		TaskID: t.ID, Number: 1, Author: actor.ID, At: now, Action: string(action), Body: body, Diff: diff,
 	}})
 	if err != nil {
 		return nil, m.storeErr(err, "create task %q", t.Name)
 	}
-	m.log.Info().Str("task", t.ID).Str("name", t.Name).Str("actor", actor.ID).Str("action", action).Msg("task created")
+	m.log.Info().Str("task", t.ID).Str("name", t.Name).Str("actor", actor.ID).Str("action", string(action)).Msg("task created")
 	m.saved(ctx, &t)
 	return &t, nil
 }
@@ -247,11 +247,11 @@ func (m *Manager) load(ctx context.Context, id string) (*Task, error) {
 // Errors: ErrInvalid, ErrNotFound, ErrPermission, ErrConflict (the task
 // changed since t.Revision, or the new name is taken).
 func (m *Manager) Update(ctx context.Context, actor Actor, t Task) (*Task, error) {
-	return m.update(ctx, actor, t, "update", nil)
+	return m.update(ctx, actor, t, ActionUpdate, nil)
 }
 
 // update is Update with a revision action and optional merge details.
-func (m *Manager) update(ctx context.Context, actor Actor, t Task, action string, extra *revisionDiff) (*Task, error) {
+func (m *Manager) update(ctx context.Context, actor Actor, t Task, action RevisionAction, extra *revisionDiff) (*Task, error) {
 	cur, err := m.load(ctx, t.ID)
 	if err != nil {
 		return nil, err
@@ -269,7 +269,7 @@ func (m *Manager) update(ctx context.Context, actor Actor, t Task, action string
 	if t.Type != cur.Type {
 		bad = append(bad, errs.Invalid("type", t.Type, "cannot change; create a new task"))
 	}
-	if t.Kind() != cur.Kind() && action != "start_for_devices" {
+	if t.Kind() != cur.Kind() && action != ActionStartForDevices {
 		bad = append(bad, errs.Invalid("scope.kind", string(t.Scope.Kind), fmt.Sprintf("cannot change a %s task into a %s task", cur.Kind(), t.Kind())))
 	}
 	if t.Kind() == Local && t.Scope.Device != cur.Scope.Device {
@@ -346,12 +346,12 @@ func (m *Manager) update(ctx context.Context, actor Actor, t Task, action string
 	}
 	err = m.store.UpdateTask(ctx, storage.UpdateTaskParams{
 		Task: toRecord(&t, body), ExpectRevision: cur.Revision,
-		Revision: storage.RevisionRecord{TaskID: t.ID, Number: t.Revision, Author: actor.ID, At: now, Action: action, Body: body, Diff: diff},
+		Revision: storage.RevisionRecord{TaskID: t.ID, Number: t.Revision, Author: actor.ID, At: now, Action: string(action), Body: body, Diff: diff},
 	})
 	if err != nil {
 		return nil, m.storeErr(err, "update task %q", t.ID)
 	}
-	m.log.Info().Str("task", t.ID).Int64("revision", t.Revision).Str("actor", actor.ID).Str("action", action).Msg("task updated")
+	m.log.Info().Str("task", t.ID).Int64("revision", t.Revision).Str("actor", actor.ID).Str("action", string(action)).Msg("task updated")
 	m.saved(ctx, &t)
 	return &t, nil
 }
@@ -454,9 +454,10 @@ func (m *Manager) Delete(ctx context.Context, actor Actor, id string, expectRevi
 // MaxNameIndex bounds the " (n)" suffixes tried for a free name.
 const MaxNameIndex = 10000
 
-// FreeName returns name if no task in its namespace uses it, or name with
-// the next free " (n)" index (the seeds' import rule).
-func (m *Manager) FreeName(ctx context.Context, t *Task) (string, error) {
+// freeName returns name if no task in its namespace uses it, or name with
+// the next free " (n)" index (the import rule of the product
+// documentation).
+func (m *Manager) freeName(ctx context.Context, t *Task) (string, error) {
 	base := t.Name
 	for i := 0; i <= MaxNameIndex; i++ {
 		cand := base
@@ -508,16 +509,13 @@ func (m *Manager) nameTaken(ctx context.Context, t *Task) (bool, error) {
 	}
 }
 
-// CreateWithFreeName creates t, adding the next free " (n)" index to its
+// createWithFreeName creates t, adding the next free " (n)" index to its
 // name when the name is taken, also when concurrent callers race for the
-// same name. action is recorded in the first revision ("import", "copy").
-func (m *Manager) CreateWithFreeName(ctx context.Context, actor Actor, t Task, action string) (*Task, error) {
-	if action == "" {
-		action = "create"
-	}
+// same name. action is recorded in the first revision.
+func (m *Manager) createWithFreeName(ctx context.Context, actor Actor, t Task, action RevisionAction) (*Task, error) {
 	base := t.Name
 	for attempt := 0; attempt < 100; attempt++ {
-		name, err := m.FreeName(ctx, &Task{Name: base, Scope: t.Scope})
+		name, err := m.freeName(ctx, &Task{Name: base, Scope: t.Scope})
 		if err != nil {
 			return nil, err
 		}
@@ -545,9 +543,9 @@ func (m *Manager) Copy(ctx context.Context, actor Actor, id, name string) (*Task
 	c.Suspended = false
 	if name != "" {
 		c.Name = name
-		return m.create(ctx, actor, c, "copy")
+		return m.create(ctx, actor, c, ActionCopy)
 	}
-	return m.CreateWithFreeName(ctx, actor, c, "copy")
+	return m.createWithFreeName(ctx, actor, c, ActionCopy)
 }
 
 // ListParams filter, sort and page the task list. Zero fields do not
