@@ -172,8 +172,9 @@ func (m *Manager) purgeHistory(ctx context.Context) (PurgeReport, error) {
 		if err != nil {
 			return rep, m.storeErr(err, "purge history")
 		}
-		for _, rec := range page.Tasks {
-			t, err := m.decode(rec.Body)
+		for i := range page.Tasks {
+			rec := &page.Tasks[i]
+			t, err := m.decodeShared(rec)
 			if err != nil {
 				// Its retention is unknown: keep its events, and go on
 				// with the other tasks.

@@ -51,6 +51,15 @@ type Config struct {
 	Dispatcher Dispatcher
 	// NewID returns a new task id (default: a random UUID).
 	NewID func() string
+	// CacheSize is how many decoded tasks the Manager keeps, so that
+	// reads (Get, List, the engine's result intake) decode a task's
+	// stored JSON once per revision instead of at every read (default
+	// DefaultCacheSize; negative: no cache). Every read still reads the
+	// stored record and uses the cached task only while the record has
+	// the revision and update time it was decoded from, so replicas that
+	// share a database never serve each other's stale settings. Callers
+	// always get their own deep copy.
+	CacheSize int
 }
 
 // Manager is the management API of tasks (the seeds' task list, task
@@ -96,6 +105,10 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if m.newID == nil {
 		m.newID = randomID
+	}
+	m.cache.max = cfg.CacheSize
+	if m.cache.max == 0 {
+		m.cache.max = DefaultCacheSize
 	}
 	return m, nil
 }
@@ -208,6 +221,7 @@ func (m *Manager) create(ctx context.Context, actor Actor, t Task, action Revisi
 	if err != nil {
 		return nil, m.storeErr(err, "create task %q", t.Name)
 	}
+	m.warm(&rec)
 	m.log.Info().Str("task", t.ID).Str("name", t.Name).Str("actor", actor.ID).Str("action", string(action)).Msg("task created")
 	m.saved(ctx, &t)
 	return &t, nil
@@ -219,11 +233,15 @@ func (m *Manager) storeErr(err error, format string, args ...any) error {
 	return fmt.Errorf("task: "+format+": %w", append(args, err)...)
 }
 
-// Get returns a task. Errors: ErrNotFound, ErrPermission.
+// Get returns a task: the caller's own copy, which it may modify.
+//
+// Errors: ErrNotFound, ErrPermission, and a *DecodeError (matching
+// ErrUndecodable) for a task whose stored settings cannot be decoded, once
+// the actor passed the read check on what could be decoded.
 func (m *Manager) Get(ctx context.Context, actor Actor, id string) (*Task, error) {
 	t, err := m.load(ctx, id)
 	if err != nil {
-		return nil, err
+		return nil, m.undecodable(ctx, actor, OpRead, err)
 	}
 	if err := m.authorize(ctx, actor, OpRead, t); err != nil {
 		return nil, err
@@ -231,12 +249,36 @@ func (m *Manager) Get(ctx context.Context, actor Actor, id string) (*Task, error
 	return t, nil
 }
 
+// load returns the caller's copy of the current task.
 func (m *Manager) load(ctx context.Context, id string) (*Task, error) {
-	rec, err := m.store.GetTask(ctx, id)
+	t, err := m.loadShared(ctx, id)
 	if err != nil {
-		return nil, m.storeErr(err, "get task %q", id)
+		return nil, err
 	}
-	return m.decode(rec.Body)
+	return cloneTask(t), nil
+}
+
+// undecodedTask carries what can be read of an undecodable task through
+// the error of load, so that permission checks can be made on it.
+type undecodedTask struct {
+	*DecodeError
+	partial *Task
+}
+
+func (e *undecodedTask) Unwrap() error { return e.DecodeError }
+
+// undecodable turns load's error for an undecodable task into ErrPermission
+// when actor may not do op on what could be read of it, and into the
+// *DecodeError otherwise; other errors pass unchanged.
+func (m *Manager) undecodable(ctx context.Context, actor Actor, op Operation, err error) error {
+	var u *undecodedTask
+	if !errors.As(err, &u) {
+		return err
+	}
+	if aerr := m.authorize(ctx, actor, op, u.partial); aerr != nil {
+		return aerr
+	}
+	return u.DecodeError
 }
 
 // Update replaces a task's settings with t. t.ID names the task and
@@ -344,13 +386,15 @@ func (m *Manager) update(ctx context.Context, actor Actor, t Task, action Revisi
 	if err != nil {
 		return nil, err
 	}
+	rec := toRecord(&t, body)
 	err = m.store.UpdateTask(ctx, storage.UpdateTaskParams{
-		Task: toRecord(&t, body), ExpectRevision: cur.Revision,
+		Task: rec, ExpectRevision: cur.Revision,
 		Revision: storage.RevisionRecord{TaskID: t.ID, Number: t.Revision, Author: actor.ID, At: now, Action: string(action), Body: body, Diff: diff},
 	})
 	if err != nil {
 		return nil, m.storeErr(err, "update task %q", t.ID)
 	}
+	m.warm(&rec)
 	m.log.Info().Str("task", t.ID).Int64("revision", t.Revision).Str("actor", actor.ID).Str("action", string(action)).Msg("task updated")
 	m.saved(ctx, &t)
 	return &t, nil
@@ -428,17 +472,23 @@ func (m *Manager) saved(ctx context.Context, t *Task) {
 }
 
 // Delete removes a task with its revisions, results and history.
-// expectRevision 0 deletes whatever the revision.
+// expectRevision 0 deletes whatever the revision. A task whose stored
+// settings cannot be decoded (see DecodeError) can be deleted.
 //
 // Errors: ErrNotFound, ErrPermission, ErrConflict.
 func (m *Manager) Delete(ctx context.Context, actor Actor, id string, expectRevision int64) error {
 	cur, err := m.load(ctx, id)
 	if err != nil {
-		return err
+		var u *undecodedTask
+		if !errors.As(err, &u) {
+			return err
+		}
+		cur = u.partial
 	}
 	if err := m.authorize(ctx, actor, OpDelete, cur); err != nil {
 		return err
 	}
+	defer m.cache.drop(id)
 	if err := m.store.DeleteTask(ctx, storage.DeleteTaskParams{ID: id, ExpectRevision: expectRevision}); err != nil {
 		return m.storeErr(err, "delete task %q", id)
 	}
@@ -578,12 +628,19 @@ type ApplicationTasks struct {
 // (applications in name order; tasks in the requested order).
 type ListResult struct {
 	Applications []ApplicationTasks
+	// Undecodable are the tasks of the page whose stored settings cannot
+	// be decoded (see DecodeError), in page order, that the actor may
+	// read as far as they can be read. They are listed here rather than
+	// failing the page; Delete removes them.
+	Undecodable []*DecodeError
 	// Next continues the listing; empty on the last page.
 	Next string
 }
 
 // List returns a page of the task list, grouped by application. Tasks the
-// actor may not read are left out (a page may then be shorter than Limit).
+// actor may not read are left out (a page may then be shorter than Limit);
+// tasks that cannot be decoded are listed in ListResult.Undecodable. The
+// tasks are the caller's own copies.
 //
 // Errors: ErrInvalid (bad order or cursor or limit).
 func (m *Manager) List(ctx context.Context, actor Actor, p ListParams) (ListResult, error) {
@@ -607,11 +664,19 @@ func (m *Manager) List(ctx context.Context, actor Actor, p ListParams) (ListResu
 	}
 	byApp := map[string]int{}
 	var res ListResult
-	for _, rec := range page.Tasks {
-		t, err := m.decode(rec.Body)
+	for i := range page.Tasks {
+		shared, err := m.decodeShared(&page.Tasks[i])
 		if err != nil {
-			return ListResult{}, err
+			var u *undecodedTask
+			if !errors.As(err, &u) {
+				return ListResult{}, err
+			}
+			if m.authz.Authorize(ctx, actor, OpRead, u.partial) == nil {
+				res.Undecodable = append(res.Undecodable, u.DecodeError)
+			}
+			continue
 		}
+		t := cloneTask(shared)
 		if m.authz.Authorize(ctx, actor, OpRead, t) != nil {
 			continue
 		}

@@ -1,0 +1,74 @@
+package task_test
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/task"
+)
+
+// Reads are served from decoded tasks, but every caller gets its own deep
+// copy: changing what Get or List returned changes nothing stored or
+// cached.
+func TestReadsReturnCopies(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	in := groupScan("Scan")
+	in.Settings = &ScanSettings{MaxFileSizeMB: 10, Action: "report", Paths: []string{"C:\\"}}
+	in.Notifications.Email = []string{"a@example.com"}
+	created, err := b.m.Create(b.ctx, b.admin, in)
+	must(t, err)
+	want := clone(t, b, created.ID)
+	for range 2 {
+		got, err := b.m.Get(b.ctx, b.admin, created.ID)
+		must(t, err)
+		s := got.Settings.(*ScanSettings)
+		s.Paths[0] = "D:\\"
+		s.MaxFileSizeMB = 99
+		got.Notifications.Email[0] = "evil@example.com"
+		got.Scope.ExcludedGroups = append(got.Scope.ExcludedGroups, "sales")
+		page, err := b.m.List(b.ctx, b.admin, task.ListParams{})
+		must(t, err)
+		l := page.Applications[0].Tasks[0]
+		l.Settings.(*ScanSettings).Paths[0] = "E:\\"
+		l.Name = "renamed"
+	}
+	got, err := b.m.Get(b.ctx, b.admin, created.ID)
+	must(t, err)
+	if d := cmp.Diff(want, got); d != "" {
+		t.Fatalf("a caller's changes leaked into later reads (-want +got):\n%s", d)
+	}
+}
+
+func clone(t *testing.T, b *bundle, id string) *task.Task {
+	t.Helper()
+	x, err := b.m.Get(b.ctx, b.admin, id)
+	must(t, err)
+	return x
+}
+
+// Two Managers on one store (two replicas on one database): a change
+// made through one is read at once through the other, whose cache holds
+// the older revision.
+func TestCacheIsCoherentAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	other, err := task.New(task.Config{Store: b.store, Registry: registry(t), Inventory: b.inv, Clock: b.clk})
+	must(t, err)
+	created, err := b.m.Create(b.ctx, b.admin, groupScan("Scan"))
+	must(t, err)
+	before, err := other.Get(b.ctx, b.admin, created.ID) // cached by the other replica
+	must(t, err)
+	upd := *created
+	upd.Settings = &ScanSettings{MaxFileSizeMB: 7, Action: "delete"}
+	upd.Scope = scope.Scope{Kind: scope.Group, Group: "lab"}
+	_, err = b.m.Update(b.ctx, b.admin, upd)
+	must(t, err)
+	after, err := other.Get(b.ctx, b.admin, created.ID)
+	must(t, err)
+	if after.Revision != before.Revision+1 || after.Settings.(*ScanSettings).MaxFileSizeMB != 7 || after.Scope.Group != "lab" {
+		t.Fatalf("the other replica read revision %d with %+v, want the update", after.Revision, after.Settings)
+	}
+}
