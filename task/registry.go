@@ -339,14 +339,85 @@ func (r *Registry) validateSettings(reg *registered, v any) error {
 		return errs.Invalid("settings", "", err.Error())
 	}
 	out := make(ValidationErrors, 0, len(verrs))
+	var secrets []string // paths of secret values, found on the first error
 	for _, fe := range verrs {
 		path := fe.Namespace()
 		if _, rest, ok := strings.Cut(path, "."); ok {
 			path = rest
 		}
-		out = append(out, &ValidationError{Field: "settings." + path, Value: fmt.Sprint(fe.Value()), Reason: reasonFor(fe)})
+		if secrets == nil {
+			secrets = []string{}
+			for _, f := range credentials.ScanSettings(v) {
+				secrets = append(secrets, f.Path)
+			}
+		}
+		value := fmt.Sprint(fe.Value())
+		if secretValue(reg.settingsType, fe, path, secrets) {
+			value = "" // a secret is never quoted, not even in an error
+		}
+		out = append(out, &ValidationError{Field: "settings." + path, Value: value, Reason: reasonFor(fe)})
 	}
 	return out.Err()
+}
+
+// secretValue reports whether the value of a failed settings field may be
+// a secret: a field (or a field containing it) marked
+// `taskfleet:"secret"` or of a credentials type, a path where
+// credentials.ScanSettings found a secret, or a value that looks like one
+// under its field name.
+func secretValue(t reflect.Type, fe validator.FieldError, path string, secrets []string) bool {
+	for _, p := range secrets {
+		if p == path || p == "" || strings.HasPrefix(path, p+".") || strings.HasPrefix(path, p+"[") {
+			return true
+		}
+	}
+	if markedPath(t, fe.StructNamespace()) {
+		return true
+	}
+	return len(credentials.ScanSettings(map[string]any{fe.Field(): fe.Value()})) > 0
+}
+
+var (
+	typeSealed  = reflect.TypeFor[credentials.Sealed]()
+	typeAccount = reflect.TypeFor[credentials.Account]()
+)
+
+// markedPath walks a validator struct namespace ("Settings.Hosts[0].Key")
+// through t and reports whether any field on it is marked secret or has a
+// credentials type.
+func markedPath(t reflect.Type, ns string) bool {
+	parts := strings.Split(ns, ".")
+	if len(parts) > 0 {
+		parts = parts[1:] // the settings type's own name
+	}
+	for _, part := range parts {
+		name, _, _ := strings.Cut(part, "[")
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return false
+		}
+		f, ok := t.FieldByName(name)
+		if !ok {
+			return false
+		}
+		if strings.Contains(f.Tag.Get("taskfleet"), credentials.SecretTag) {
+			return true
+		}
+		t = f.Type
+		for strings.Contains(part, "[") && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Map || t.Kind() == reflect.Pointer) {
+			t = t.Elem()
+			part = part[strings.Index(part, "[")+1:]
+		}
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t == typeSecret || t == typeSealed || t == typeAccount {
+			return true
+		}
+	}
+	return false
 }
 
 func reasonFor(fe validator.FieldError) string {
