@@ -12,7 +12,8 @@ import (
 // Accounts returns the tasks as the change-password wizard sees them
 // (credentials.NewWizard's TaskAccounts), acting as actor: every account
 // change is an authorized update with its own revision (action
-// "change_password"), and tasks the actor may not read are not listed.
+// ActionChangePassword), and tasks the actor may not modify are not listed,
+// so their passwords are never compared with what the actor types.
 func (m *Manager) Accounts(actor Actor) credentials.TaskAccounts {
 	return accountView{m: m, actor: actor}
 }
@@ -47,7 +48,10 @@ func (v accountView) ListTasksByAccount(ctx context.Context, p credentials.ListT
 				v.m.log.Error().Err(err).Str("task", page.Tasks[i].ID).Msg("change-password wizard: a task that cannot be decoded was skipped")
 				continue
 			}
-			if !t.Account.SameName(p.AccountName) || v.m.authz.Authorize(ctx, v.actor, OpRead, t) != nil {
+			// Modify access first: the wizard compares the listed tasks'
+			// passwords with the ones it is given, so a task the actor
+			// may only read would let it test password guesses.
+			if !t.Account.SameName(p.AccountName) || v.m.authz.Authorize(ctx, v.actor, OpModify, t) != nil {
 				continue
 			}
 			out = append(out, taskAccount(t))

@@ -202,10 +202,12 @@ func (m *Manager) create(ctx context.Context, actor Actor, t Task, action Revisi
 	if err := m.validate(&t, reg); err != nil {
 		return nil, err
 	}
-	if err := m.checkScope(ctx, &t); err != nil {
+	// Authorize before the inventory checks: their errors tell which
+	// groups and devices exist.
+	if err := m.authorize(ctx, actor, OpCreate, &t); err != nil {
 		return nil, err
 	}
-	if err := m.authorize(ctx, actor, OpCreate, &t); err != nil {
+	if err := m.checkScope(ctx, &t); err != nil {
 		return nil, err
 	}
 	body, err := encode(&t)
@@ -284,12 +286,26 @@ func (m *Manager) undecodable(ctx context.Context, actor Actor, op Operation, er
 // Update replaces a task's settings with t. t.ID names the task and
 // t.Revision must be the revision the caller read (optimistic
 // concurrency). The application, type and kind of a task cannot change.
-// It returns the stored task with its new revision.
+// It returns the stored task with its new revision; to an actor who may
+// modify but not read the task, only its bookkeeping (ID, Revision,
+// SettingsRevision, UpdatedAt, UpdatedBy), which the next Update needs.
 //
 // Errors: ErrInvalid, ErrNotFound, ErrPermission, ErrConflict (the task
 // changed since t.Revision, or the new name is taken).
 func (m *Manager) Update(ctx context.Context, actor Actor, t Task) (*Task, error) {
-	return m.update(ctx, actor, t, ActionUpdate, nil)
+	out, err := m.update(ctx, actor, t, ActionUpdate, nil)
+	if err != nil {
+		return nil, err
+	}
+	return m.readable(ctx, actor, out), nil
+}
+
+// readable returns t, or only its bookkeeping when actor may not read it.
+func (m *Manager) readable(ctx context.Context, actor Actor, t *Task) *Task {
+	if m.authz.Authorize(ctx, actor, OpRead, t) == nil {
+		return t
+	}
+	return &Task{ID: t.ID, Revision: t.Revision, SettingsRevision: t.SettingsRevision, UpdatedAt: t.UpdatedAt, UpdatedBy: t.UpdatedBy}
 }
 
 // update is Update with a revision action and optional merge details.
@@ -334,12 +350,13 @@ func (m *Manager) update(ctx context.Context, actor Actor, t Task, action Revisi
 	if err := m.validate(&t, reg); err != nil {
 		return nil, err
 	}
-	if err := m.checkScope(ctx, &t); err != nil {
+	// The new settings must be allowed too (an ACL change must not lock
+	// the author out or grant what the author lacks), before the
+	// inventory checks, whose errors tell which groups exist.
+	if err := m.authorize(ctx, actor, OpModify, &t); err != nil {
 		return nil, err
 	}
-	// The new settings must be allowed too (an ACL change must not lock
-	// the author out or grant what the author lacks).
-	if err := m.authorize(ctx, actor, OpModify, &t); err != nil {
+	if err := m.checkScope(ctx, &t); err != nil {
 		return nil, err
 	}
 	oldBody, err := encode(cur)
