@@ -156,6 +156,11 @@
 // Notifications go through the Manager's Notifier; history is purged by
 // calling task.Runtime PurgeHistory every PurgeEvery.
 //
+// A task whose stored settings cannot be decoded (task.DecodeError, after
+// the host changed its settings type without a migration) does not stop
+// Open: it is skipped with a logged error and counted in
+// Stats.Undecodable, and every other task runs.
+//
 // # Scale
 //
 // Scopes are resolved when a task is saved, when a server-run activation
