@@ -2,6 +2,7 @@ package task
 
 import (
 	"context"
+	"hash/maphash"
 	"reflect"
 	"sync"
 	"time"
@@ -15,8 +16,8 @@ import (
 const DefaultCacheSize = 1 << 17
 
 // decodedCache keeps decoded tasks by id. An entry is used only while the
-// stored record still has the revision and update time it was decoded
-// from, and the registry has not changed since: every read still reads
+// stored record still has the revision, update time and body it was
+// decoded from, and the registry has not changed since: every read still reads
 // the stored record (so a change made by another replica on a shared SQL
 // database is seen at once), but its JSON is decoded only once per
 // revision. Cached tasks are shared and never modified; callers get deep
@@ -28,11 +29,15 @@ type decodedCache struct {
 }
 
 type cacheEntry struct {
-	rev int64
-	upd time.Time
-	gen uint64 // registry generation
-	t   *Task
+	rev  int64
+	upd  time.Time
+	gen  uint64 // registry generation
+	body uint64 // hash of the stored body: a task deleted and created again under its id is not mistaken for the old one
+	t    *Task
 }
+
+// bodySeed keys the body hashes of this process.
+var bodySeed = maphash.MakeSeed()
 
 func (c *decodedCache) get(rec *storage.TaskRecord, gen uint64) *Task {
 	if c.max < 0 {
@@ -41,7 +46,7 @@ func (c *decodedCache) get(rec *storage.TaskRecord, gen uint64) *Task {
 	c.mu.RLock()
 	e, ok := c.tasks[rec.ID]
 	c.mu.RUnlock()
-	if !ok || e.rev != rec.Revision || !e.upd.Equal(rec.UpdatedAt) || e.gen != gen {
+	if !ok || e.rev != rec.Revision || !e.upd.Equal(rec.UpdatedAt) || e.gen != gen || e.body != maphash.Bytes(bodySeed, rec.Body) {
 		return nil
 	}
 	return e.t
@@ -62,7 +67,7 @@ func (c *decodedCache) put(rec *storage.TaskRecord, gen uint64, t *Task) {
 			break
 		}
 	}
-	c.tasks[rec.ID] = cacheEntry{rev: rec.Revision, upd: rec.UpdatedAt, gen: gen, t: t}
+	c.tasks[rec.ID] = cacheEntry{rev: rec.Revision, upd: rec.UpdatedAt, gen: gen, body: maphash.Bytes(bodySeed, rec.Body), t: t}
 }
 
 func (c *decodedCache) drop(id string) {

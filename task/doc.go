@@ -84,7 +84,7 @@
 // List and the engine's result intake from the decoded task
 // (Config.CacheSize tasks, default DefaultCacheSize). Every read still
 // reads the stored record and uses the decoded task only while the record
-// has the revision and update time it was decoded from, so Managers of
+// has the revision, update time and body it was decoded from, so Managers of
 // several replicas on one database never serve each other's stale
 // settings. Every caller gets its own deep copy, which it may modify.
 //

@@ -218,3 +218,24 @@ func TestUndecodableTaskKeepsItsAccessList(t *testing.T) {
 		t.Errorf("owner's Get = %v, want ErrUndecodable", err)
 	}
 }
+
+// Update of an undecodable task is refused with the typed error, after
+// the permission check.
+func TestUpdateOfUndecodableTask(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := memstore.New()
+	owner := task.Actor{ID: "owner"}
+	acl := task.Security{ACL: []task.AccessEntry{{Principal: "owner", Allow: []task.Permission{task.PermRead, task.PermModify}}}}
+	v1 := managerWith(t, st, task.TaskType{ApplicationVersion: "1", Settings: settingsV1{}}, task.ACLAuthorizer{})
+	x, err := v1.Create(ctx, owner, task.Task{Name: "A", Application: appES, Type: "sync", Scope: devicesScope("dev-01"), Settings: settingsV1{Retries: "x"}, Security: acl})
+	must(t, err)
+	v2 := managerWith(t, st, task.TaskType{ApplicationVersion: "1", Settings: settingsV2{}}, task.ACLAuthorizer{})
+	upd := task.Task{ID: x.ID, Revision: x.Revision, Name: "A", Application: appES, Type: "sync", Scope: devicesScope("dev-01"), Settings: settingsV2{}, Security: acl}
+	if _, err := v2.Update(ctx, task.Actor{ID: "mallory"}, upd); !errors.Is(err, task.ErrPermission) {
+		t.Errorf("stranger's Update = %v, want ErrPermission", err)
+	}
+	if _, err := v2.Update(ctx, owner, upd); !errors.Is(err, task.ErrUndecodable) {
+		t.Errorf("owner's Update = %v, want ErrUndecodable", err)
+	}
+}

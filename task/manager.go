@@ -56,7 +56,7 @@ type Config struct {
 	// stored JSON once per revision instead of at every read (default
 	// DefaultCacheSize; negative: no cache). Every read still reads the
 	// stored record and uses the cached task only while the record has
-	// the revision and update time it was decoded from, so replicas that
+	// the revision, update time and body it was decoded from, so replicas that
 	// share a database never serve each other's stale settings. Callers
 	// always get their own deep copy.
 	CacheSize int
@@ -312,7 +312,7 @@ func (m *Manager) readable(ctx context.Context, actor Actor, t *Task) *Task {
 func (m *Manager) update(ctx context.Context, actor Actor, t Task, action RevisionAction, extra *revisionDiff) (*Task, error) {
 	cur, err := m.load(ctx, t.ID)
 	if err != nil {
-		return nil, err
+		return nil, m.undecodable(ctx, actor, OpModify, err)
 	}
 	if err := m.authorize(ctx, actor, OpModify, cur); err != nil {
 		return nil, err

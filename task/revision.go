@@ -151,7 +151,7 @@ type MergeResult struct {
 func (m *Manager) MergeDeviceEdit(ctx context.Context, user Actor, id string, baseRevision int64, edited Task) (MergeResult, error) {
 	cur, err := m.load(ctx, id)
 	if err != nil {
-		return MergeResult{}, err
+		return MergeResult{}, m.undecodable(ctx, user, OpModify, err)
 	}
 	if cur.Kind() != Local {
 		return MergeResult{}, errs.Invalid("scope.kind", string(cur.Scope.Kind), "only local tasks can be edited on the device")
