@@ -1,11 +1,15 @@
 package task_test
 
 import (
+	"context"
+	"errors"
+	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/storage/sqlstore"
 	"github.com/taskfleet/taskfleet/task"
 )
 
@@ -70,5 +74,41 @@ func TestCacheIsCoherentAcrossReplicas(t *testing.T) {
 	must(t, err)
 	if after.Revision != before.Revision+1 || after.Settings.(*ScanSettings).MaxFileSizeMB != 7 || after.Scope.Group != "lab" {
 		t.Fatalf("the other replica read revision %d with %+v, want the update", after.Revision, after.Settings)
+	}
+}
+
+// The same across two stores on one SQLite file: two replicas with their
+// own connections; each read validates the cached task against the row.
+func TestCacheIsCoherentAcrossSQLiteReplicas(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "tasks.db")
+	var ms []*task.Manager
+	for range 2 {
+		st, err := sqlstore.OpenSQLite(ctx, path)
+		must(t, err)
+		t.Cleanup(func() { st.Close() })
+		m, err := task.New(task.Config{Store: st, Registry: registry(t)})
+		must(t, err)
+		ms = append(ms, m)
+	}
+	admin := task.Actor{ID: "admin"}
+	created, err := ms[0].Create(ctx, admin, task.Task{Name: "Scan", Application: appES, Type: "virus_scan", Scope: devicesScope("dev-01")})
+	must(t, err)
+	for i := range 3 {
+		cur, err := ms[1].Get(ctx, admin, created.ID) // cached by replica 1
+		must(t, err)
+		cur.Settings = &ScanSettings{MaxFileSizeMB: 10 + i, Action: "report"}
+		_, err = ms[0].Update(ctx, admin, *cur)
+		must(t, err)
+		got, err := ms[1].Get(ctx, admin, created.ID)
+		must(t, err)
+		if s := got.Settings.(*ScanSettings); s.MaxFileSizeMB != 10+i || got.Revision != cur.Revision+1 {
+			t.Fatalf("replica 1 read revision %d with %+v after replica 0 wrote revision %d", got.Revision, s, cur.Revision+1)
+		}
+	}
+	must(t, ms[0].Delete(ctx, admin, created.ID, 0))
+	if _, err := ms[1].Get(ctx, admin, created.ID); !errors.Is(err, task.ErrNotFound) {
+		t.Fatalf("replica 1 still reads the deleted task: %v", err)
 	}
 }
