@@ -152,9 +152,11 @@ const maxCopyDepth = 64
 
 // deepCopy sets dst, which must be settable, to a deep copy of src.
 // Exported fields are copied deeply; unexported ones (time.Time's
-// location, netip.Addr's zone) are immutable values and stay shared.
+// location, netip.Addr's zone, a credentials.Sealed's bytes) are
+// immutable values and stay shared.
 func deepCopy(dst, src reflect.Value, depth int) {
-	if depth > maxCopyDepth || !hasRefs(src.Type()) {
+	p := planFor(src.Type())
+	if depth > maxCopyDepth || !p.refs {
 		dst.Set(src)
 		return
 	}
@@ -173,7 +175,7 @@ func deepCopy(dst, src reflect.Value, depth int) {
 			return
 		}
 		n := reflect.MakeSlice(src.Type(), src.Len(), src.Len())
-		if hasRefs(src.Type().Elem()) {
+		if p.elemRefs {
 			for i := range src.Len() {
 				deepCopy(n.Index(i), src.Index(i), depth+1)
 			}
@@ -204,11 +206,8 @@ func deepCopy(dst, src reflect.Value, depth int) {
 		dst.Set(v)
 	case reflect.Struct:
 		dst.Set(src)
-		t := src.Type()
-		for i := range t.NumField() {
-			if f := t.Field(i); f.IsExported() && hasRefs(f.Type) {
-				deepCopy(dst.Field(i), src.Field(i), depth+1)
-			}
+		for _, i := range p.fields {
+			deepCopy(dst.Field(i), src.Field(i), depth+1)
 		}
 	case reflect.Array:
 		dst.Set(src)
@@ -220,32 +219,40 @@ func deepCopy(dst, src reflect.Value, depth int) {
 	}
 }
 
-var refTypes sync.Map // reflect.Type -> bool
-
-// hasRefs reports whether values of t can share memory through an
-// exported path (pointers, slices, maps, interfaces).
-func hasRefs(t reflect.Type) bool {
-	if v, ok := refTypes.Load(t); ok {
-		return v.(bool)
-	}
-	refTypes.Store(t, true) // provisional: breaks recursion through pointers
-	r := computeRefs(t)
-	refTypes.Store(t, r)
-	return r
+// copyPlan is what deepCopy needs to know of a type, computed once.
+type copyPlan struct {
+	refs     bool  // values can share memory through an exported path
+	elemRefs bool  // for slices and arrays: the elements can
+	fields   []int // for structs: the exported fields that can
 }
 
-func computeRefs(t reflect.Type) bool {
+var copyPlans sync.Map // reflect.Type -> *copyPlan
+
+func planFor(t reflect.Type) *copyPlan {
+	if p, ok := copyPlans.Load(t); ok {
+		return p.(*copyPlan)
+	}
+	// Provisional while computing: a recursive type (through a pointer,
+	// which has refs anyway) sees refs true.
+	copyPlans.Store(t, &copyPlan{refs: true})
+	p := &copyPlan{}
 	switch t.Kind() {
-	case reflect.Pointer, reflect.Slice, reflect.Map, reflect.Interface:
-		return true
+	case reflect.Pointer, reflect.Map, reflect.Interface:
+		p.refs = true
+	case reflect.Slice:
+		p.refs = true
+		p.elemRefs = planFor(t.Elem()).refs
 	case reflect.Array:
-		return hasRefs(t.Elem())
+		p.elemRefs = planFor(t.Elem()).refs
+		p.refs = p.elemRefs
 	case reflect.Struct:
 		for i := range t.NumField() {
-			if f := t.Field(i); f.IsExported() && hasRefs(f.Type) {
-				return true
+			if f := t.Field(i); f.IsExported() && planFor(f.Type).refs {
+				p.fields = append(p.fields, i)
 			}
 		}
+		p.refs = len(p.fields) > 0
 	}
-	return false
+	copyPlans.Store(t, p)
+	return p
 }
