@@ -112,3 +112,32 @@ func TestCacheIsCoherentAcrossSQLiteReplicas(t *testing.T) {
 		t.Fatalf("replica 1 still reads the deleted task: %v", err)
 	}
 }
+
+type envSettings struct {
+	Env   map[string][]string `json:"env"`
+	Inner *struct {
+		Args []string `json:"args"`
+	} `json:"inner"`
+}
+
+// Maps, nested pointers and slices in settings are copied too.
+func TestReadsCopyNestedSettings(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	must(t, b.m.Registry().Register(task.TaskType{Application: appES, Name: "env", Settings: envSettings{}}))
+	in := envSettings{Env: map[string][]string{"PATH": {"/bin"}}}
+	in.Inner = &struct {
+		Args []string `json:"args"`
+	}{Args: []string{"-v"}}
+	created, err := b.m.Create(b.ctx, b.admin, task.Task{Name: "Env", Application: appES, Type: "env", Scope: devicesScope("dev-01"), Settings: in})
+	must(t, err)
+	got := clone(t, b, created.ID)
+	s := got.Settings.(envSettings)
+	s.Env["PATH"][0] = "/evil"
+	s.Env["NEW"] = nil
+	s.Inner.Args[0] = "-x"
+	again := clone(t, b, created.ID).Settings.(envSettings)
+	if again.Env["PATH"][0] != "/bin" || len(again.Env) != 1 || again.Inner.Args[0] != "-v" {
+		t.Fatalf("a caller's change leaked: %+v %+v", again.Env, again.Inner)
+	}
+}
