@@ -60,11 +60,11 @@ func TestResultsNotAcknowledgedWhenEventWriteFails(t *testing.T) {
 		TaskID: tk.ID, DeviceID: "d1", RunID: run.ID, Seq: transport.SeqDevice + 1, State: task.Completed,
 		StartedAt: t0, FinishedAt: t0, UpdatedAt: t0,
 	}}}
-	acked := func() bool {
+	ackedKey := func(key string) bool {
 		for _, x := range rec.take() {
 			if x.Kind == transport.Ack && x.Device == "d1" {
 				for _, k := range x.Acks {
-					if k == "r-1" {
+					if k == key {
 						return true
 					}
 				}
@@ -75,13 +75,13 @@ func TestResultsNotAcknowledgedWhenEventWriteFails(t *testing.T) {
 	store.fail.Store(true)
 	srv.Handle(ctx, msg)
 	must(t, srv.Tick(ctx))
-	if acked() {
+	if ackedKey("r-1") {
 		t.Fatal("results whose history events were not stored were acknowledged")
 	}
 	store.fail.Store(false)
 	srv.Handle(ctx, msg) // the agent resends what was not acknowledged
 	must(t, srv.Tick(ctx))
-	if !acked() {
+	if !ackedKey("r-1") {
 		t.Fatal("the resent results were not acknowledged")
 	}
 	if r := b2result(t, m, tk.ID, "d1"); r.State != task.Completed {
@@ -97,6 +97,21 @@ func TestResultsNotAcknowledgedWhenEventWriteFails(t *testing.T) {
 	}
 	if n != 1 {
 		t.Fatalf("%d result events stored for d1, want 1: %+v", n, evs)
+	}
+
+	// An Events message is not acknowledged either while its write fails.
+	ev := transport.Message{Kind: transport.Events, Device: "d1", Key: "e-1", Events: []task.EventInput{{
+		TaskID: tk.ID, DeviceID: "d1", RunID: run.ID, Level: task.EventProgress, Severity: task.SeverityInfo, Message: "50%", Key: "d1/progress/1",
+	}}}
+	store.fail.Store(true)
+	srv.Handle(ctx, ev)
+	if ackedKey("e-1") {
+		t.Fatal("events that were not stored were acknowledged")
+	}
+	store.fail.Store(false)
+	srv.Handle(ctx, ev)
+	if !ackedKey("e-1") {
+		t.Fatal("the resent events were not acknowledged")
 	}
 }
 
