@@ -141,3 +141,32 @@ func TestReadsCopyNestedSettings(t *testing.T) {
 		t.Fatalf("a caller's change leaked: %+v %+v", again.Env, again.Inner)
 	}
 }
+
+type mutatingNotifier struct{}
+
+func (mutatingNotifier) Notify(_ context.Context, n task.Notification) error {
+	for i := range n.Email {
+		n.Email[i] = "evil@example.com"
+	}
+	return nil
+}
+
+// A Notifier that changes what it is given does not change the task the
+// Manager keeps decoded.
+func TestNotifierCannotChangeCachedTask(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m, err := task.New(task.Config{Store: b.store, Registry: registry(t), Inventory: b.inv, Clock: b.clk, Notifier: mutatingNotifier{}})
+	must(t, err)
+	in := groupScan("Scan")
+	in.Notifications.Email = []string{"ops@example.com"}
+	created, err := m.Create(b.ctx, b.admin, in)
+	must(t, err)
+	_, err = m.Runtime().RecordResults(b.ctx, []task.Result{{TaskID: created.ID, DeviceID: "dev-01", RunID: 1, Seq: 2, State: task.Completed}})
+	must(t, err)
+	got, err := m.Get(b.ctx, b.admin, created.ID)
+	must(t, err)
+	if got.Notifications.Email[0] != "ops@example.com" {
+		t.Fatalf("the Notifier changed the cached task: %v", got.Notifications.Email)
+	}
+}

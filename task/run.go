@@ -431,7 +431,7 @@ func (m *Manager) recordResults(ctx context.Context, results []Result) (int, err
 	}
 	for _, r := range notify {
 		t := tasks[r.TaskID]
-		err := m.notify.Notify(ctx, Notification{TaskID: t.ID, TaskName: t.Name, DeviceID: scope.DeviceID(r.DeviceID), RunID: r.RunID, State: State(r.State), Message: r.Message, At: r.UpdatedAt, Email: t.Notifications.Email})
+		err := m.notify.Notify(ctx, Notification{TaskID: t.ID, TaskName: t.Name, DeviceID: scope.DeviceID(r.DeviceID), RunID: r.RunID, State: State(r.State), Message: r.Message, At: r.UpdatedAt, Email: slices.Clone(t.Notifications.Email)})
 		if err != nil {
 			m.log.Error().Err(err).Str("task", t.ID).Msg("notification failed")
 		}
