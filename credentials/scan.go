@@ -36,7 +36,26 @@ const (
 	ReasonKnownToken Reason = "known_token"
 	// ReasonHighEntropy: a long random-looking token.
 	ReasonHighEntropy Reason = "high_entropy"
+	// ReasonMarkedSecret: the field is marked secret with the struct tag
+	// `taskfleet:"secret"` and its value is not zero.
+	ReasonMarkedSecret Reason = "marked_secret"
 )
+
+// SecretTag is the struct tag that marks a settings field as secret:
+// `taskfleet:"secret"`. ScanSettings reports a marked field whatever its
+// value looks like, so task revision diffs redact it and validation
+// errors never quote it.
+const SecretTag = "secret"
+
+// markedSecret reports whether a struct field carries `taskfleet:"secret"`.
+func markedSecret(f reflect.StructField) bool {
+	for _, opt := range strings.Split(f.Tag.Get("taskfleet"), ",") {
+		if strings.TrimSpace(opt) == SecretTag {
+			return true
+		}
+	}
+	return false
+}
 
 // Finding is one value of a task's settings that looks like private data.
 // It never contains the value itself.
@@ -226,6 +245,12 @@ func (sc *scanner) walkStruct(v reflect.Value, path string, depth int) {
 		}
 		if name == "" {
 			name = f.Name
+		}
+		if markedSecret(f) {
+			if !v.Field(i).IsZero() {
+				sc.add(joinKey(path, name), ReasonMarkedSecret)
+			}
+			continue
 		}
 		sc.walk(v.Field(i), joinKey(path, name), name, depth+1)
 	}

@@ -2,6 +2,8 @@ package credentials
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -56,7 +58,9 @@ type SetTaskAccountParams struct {
 // name matches p.AccountName (SameAccountName), with TaskID > p.After,
 // ordered by TaskID ascending; fewer than p.Limit (possibly none) means the
 // end. It may return extra tasks (the wizard filters again) but must not
-// miss one.
+// miss one. It must return only tasks the user running the wizard may
+// modify: the wizard compares their passwords with the ones it is given,
+// so a task the user may only read would let it test password guesses.
 //
 // GetTaskAccount returns one task's current state, or an error matching
 // ErrNotFound.
@@ -266,6 +270,7 @@ type NewCredentials struct {
 type Change struct {
 	w        *Wizard
 	name     string
+	ref      string // opaque reference logged instead of the account name
 	newPW    Sealed
 	prevPW   Secret
 	hasPrev  bool
@@ -278,6 +283,20 @@ type Change struct {
 	step2   map[string]TaskResult
 	matches map[string]match // open-and-compare cache by ciphertext
 	keyBuf  []byte
+}
+
+// Ref returns the opaque reference of this wizard run: its log lines
+// carry it (field "change") instead of the account name, which may be a
+// mistyped password. A host that needs to audit which account a run
+// changed records the reference next to the account name in its own
+// audit trail.
+func (ch *Change) Ref() string { return ch.ref }
+
+// newChangeRef returns a random reference for a wizard run.
+func newChangeRef() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return "chpw-" + hex.EncodeToString(b[:])
 }
 
 // match caches the comparison of one ciphertext with the passwords.
@@ -312,11 +331,11 @@ func (w *Wizard) Start(ctx context.Context, c NewCredentials) (*Change, error) {
 		return nil, fmt.Errorf("credentials: sealing the new password: %w", err)
 	}
 	ch := &Change{
-		w: w, name: c.AccountName, newPW: sealed, newPlain: c.NewPassword,
+		w: w, name: c.AccountName, ref: newChangeRef(), newPW: sealed, newPlain: c.NewPassword,
 		prevPW: c.PreviousPassword, hasPrev: !c.PreviousPassword.IsZero(),
 		tasks: map[string]TaskAccount{}, step2: map[string]TaskResult{}, matches: map[string]match{},
 	}
-	log := w.cfg.Logger.With().Str("component", "change_password_wizard").Str("account", c.AccountName).Logger()
+	log := w.cfg.Logger.With().Str("component", "change_password_wizard").Str("change", ch.ref).Logger()
 	after := ""
 	for {
 		if err := ctx.Err(); err != nil {
@@ -438,7 +457,7 @@ func (ch *Change) Apply(ctx context.Context, choices map[string]Action) (Report,
 	if err := bad.Err(); err != nil {
 		return Report{}, err
 	}
-	log := ch.w.cfg.Logger.With().Str("component", "change_password_wizard").Str("account", ch.name).Logger()
+	log := ch.w.cfg.Logger.With().Str("component", "change_password_wizard").Str("change", ch.ref).Logger()
 	var ctxErr error
 	for _, p := range ch.pending {
 		action := choices[p.TaskID]

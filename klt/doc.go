@@ -24,7 +24,7 @@
 // will be imported. Commit creates the task in the scope the administrator
 // picks — a group, devices, addresses or a device selection — and a name
 // that is taken gets the next free " (n)" index, also when imports of the
-// same name race (task.Manager.CreateWithFreeName). The imported task
+// same name race (task.Runtime.CreateWithFreeName). The imported task
 // starts by its imported schedule.
 //
 // # Document

@@ -784,7 +784,7 @@ func checkSecurity(s task.Security) error {
 // Commit creates the imported task in the scope the caller chose (a
 // group, device addresses, devices, or a device selection): step 2 of the
 // seeds' import. A name that is taken gets the next free " (n)" index,
-// also when several imports of the same name race (task.Manager's
+// also when several imports of the same name race (task.Runtime's
 // CreateWithFreeName). The task starts by its schedule. Commit may be
 // called again (each call creates a task).
 //
@@ -808,7 +808,7 @@ func (imp *Import) Commit(ctx context.Context, m *task.Manager, actor task.Actor
 	t.ID, t.Revision, t.SettingsRevision = "", 0, 0
 	t.CreatedAt, t.UpdatedAt = time.Time{}, time.Time{}
 	t.CreatedBy, t.UpdatedBy = "", ""
-	return m.CreateWithFreeName(ctx, actor, t, "import")
+	return m.Runtime().CreateWithFreeName(ctx, actor, t, task.ActionImport)
 }
 
 // maxErrorValue bounds the document text quoted in an error.

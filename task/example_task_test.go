@@ -56,7 +56,7 @@ func Example() {
 	fmt.Println("run", run.ID, "started on", run.Devices)
 
 	// The engine (or the host's device channel) records what devices report.
-	_, _ = m.RecordResults(ctx, []task.Result{
+	_, _ = m.Runtime().RecordResults(ctx, []task.Result{
 		{TaskID: created.ID, DeviceID: "pc-1", RunID: run.ID, Seq: 1, State: task.Completed, Progress: 100},
 		{TaskID: created.ID, DeviceID: "pc-2", RunID: run.ID, Seq: 1, State: task.Failed, Message: "disk unreadable"},
 	})

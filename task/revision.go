@@ -15,9 +15,9 @@ type Revision struct {
 	Number int64
 	Author string
 	At     time.Time
-	// Action made the revision: create, update, copy, import, rollback,
-	// merge, suspend, resume, start_for_devices.
-	Action string
+	// Action is what made the revision (one of the RevisionAction
+	// constants).
+	Action RevisionAction
 	// Changes against the previous revision (secrets redacted).
 	Changes []Change
 	// Conflicts of a merge: the device user's values that lost to the
@@ -79,7 +79,7 @@ func (m *Manager) revision(r storage.RevisionRecord) (Revision, error) {
 			return Revision{}, fmt.Errorf("task %s: revision %d diff cannot be decoded: %w", r.TaskID, r.Number, err)
 		}
 	}
-	return Revision{Number: r.Number, Author: r.Author, At: r.At, Action: r.Action, Changes: d.Changes, Conflicts: d.Conflicts, MergedUser: d.MergedUser, Task: t}, nil
+	return Revision{Number: r.Number, Author: r.Author, At: r.At, Action: RevisionAction(r.Action), Changes: d.Changes, Conflicts: d.Conflicts, MergedUser: d.MergedUser, Task: t}, nil
 }
 
 // Compare returns the field-level changes from revision a to revision b
@@ -122,7 +122,7 @@ func (m *Manager) Rollback(ctx context.Context, actor Actor, id string, n, expec
 	}
 	t := *rev.Task
 	t.Revision = expectRevision
-	return m.update(ctx, actor, t, "rollback", nil)
+	return m.update(ctx, actor, t, ActionRollback, nil)
 }
 
 // MergeResult is the outcome of MergeDeviceEdit.
@@ -151,7 +151,7 @@ type MergeResult struct {
 func (m *Manager) MergeDeviceEdit(ctx context.Context, user Actor, id string, baseRevision int64, edited Task) (MergeResult, error) {
 	cur, err := m.load(ctx, id)
 	if err != nil {
-		return MergeResult{}, err
+		return MergeResult{}, m.undecodable(ctx, user, OpModify, err)
 	}
 	if cur.Kind() != Local {
 		return MergeResult{}, errs.Invalid("scope.kind", string(cur.Scope.Kind), "only local tasks can be edited on the device")
@@ -193,7 +193,7 @@ func (m *Manager) MergeDeviceEdit(ctx context.Context, user Actor, id string, ba
 			continue
 		}
 		t.ID, t.Revision = cur.ID, cur.Revision
-		out, err := m.update(ctx, user, *t, "merge", &revisionDiff{Conflicts: conflicts, MergedUser: user.ID})
+		out, err := m.update(ctx, user, *t, ActionMerge, &revisionDiff{Conflicts: conflicts, MergedUser: user.ID})
 		if err == nil {
 			return MergeResult{Task: out, Conflicts: conflicts}, nil
 		}

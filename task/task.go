@@ -64,7 +64,11 @@ const (
 	MaxNameLength        = 256  // runes
 	MaxDescriptionLength = 4096 // runes
 	MaxSettingsBytes     = 1 << 20
-	MaxACLEntries        = 256
+	// MaxACLEntries bounds a task's access list; each entry's Allow and
+	// Deny list at most the four permissions.
+	MaxACLEntries = 256
+	// MaxPrincipalLength bounds an access-list principal, in bytes.
+	MaxPrincipalLength = 256
 )
 
 // Task is a task with all its settings (the seeds' "General task settings
@@ -153,6 +157,9 @@ const (
 	MinRetentionDays     = 1
 	MaxRetentionDays     = 3650
 	MaxEmailRecipients   = 100
+	// MaxEmailLength bounds one e-mail recipient, in bytes (the longest
+	// address SMTP can carry, RFC 5321).
+	MaxEmailLength = 254
 )
 
 // Notifications are a task's history and notification settings. The zero

@@ -199,7 +199,7 @@ func (s *Server) Handle(ctx context.Context, m transport.Message) {
 		}
 		return
 	case transport.Events:
-		if _, err := s.m.RecordEvents(ctx, m.Events); err != nil && !errors.Is(err, task.ErrInvalid) {
+		if _, err := s.m.Runtime().RecordEvents(ctx, m.Events); err != nil && !errors.Is(err, task.ErrInvalid) {
 			ack = false
 		}
 	case transport.UpdatesDownloaded:
@@ -444,14 +444,14 @@ func (s *Server) flushResults(ctx context.Context, now time.Time) {
 		s.flushBuf = all[:0]
 	}()
 	ok := msgs
-	n, err := s.m.RecordResults(ctx, all)
+	n, err := s.m.Runtime().RecordResults(ctx, all)
 	switch {
 	case err == nil:
 		s.stats.ResultsApplied += int64(n)
 	case errors.Is(err, task.ErrInvalid):
 		ok = ok[:0:0]
 		for _, m := range msgs {
-			n, err := s.m.RecordResults(ctx, m.Results)
+			n, err := s.m.Runtime().RecordResults(ctx, m.Results)
 			if err != nil && !errors.Is(err, task.ErrInvalid) {
 				continue
 			}

@@ -172,13 +172,19 @@
 //
 // # Results
 //
-// Results messages are buffered and recorded through task.Manager
+// Results messages are buffered and recorded through task.Runtime
 // RecordResults in one call per Tick (or every 10,000 results), then
-// acknowledged (every key of a merged message); storage failures
-// acknowledge nothing, so devices resend. "On completing another task"
+// acknowledged (every key of a merged message); storage failures,
+// including a failed write of their history events, acknowledge nothing,
+// so devices resend. "On completing another task"
 // starts are planned from the recorded results and written in one batch.
 // Notifications go through the Manager's Notifier; history is purged by
-// calling Manager.PurgeHistory every PurgeEvery.
+// calling task.Runtime PurgeHistory every PurgeEvery.
+//
+// A task whose stored settings cannot be decoded (task.DecodeError, after
+// the host changed its settings type without a migration) does not stop
+// Open: it is skipped with a logged error and counted in
+// Stats.Undecodable, and every other task runs.
 //
 // # Scale
 //

@@ -366,7 +366,7 @@ func TestLeaderReconcilesAStopWhoseReplicaDied(t *testing.T) {
 		for _, d := range devs {
 			rs = append(rs, task.Result{TaskID: tk.ID, DeviceID: d.ID, RunID: run.ID, Seq: transport.SeqDevice, State: task.Running, DueAt: clk.Now(), StartedAt: clk.Now(), UpdatedAt: clk.Now()})
 		}
-		_, err = ms[1].RecordResults(ctx, rs)
+		_, err = ms[1].Runtime().RecordResults(ctx, rs)
 		must(t, err)
 	}
 	must(t, ms[0].Stop(ctx, task.System, ids[0])) // r0 sends StopRun, then dies

@@ -30,7 +30,7 @@ func (s *Server) record(ctx context.Context, rs []task.Result) int {
 	if len(rs) == 0 {
 		return 0
 	}
-	n, err := s.m.RecordResults(ctx, rs)
+	n, err := s.m.Runtime().RecordResults(ctx, rs)
 	if err != nil {
 		s.log.Error().Err(err).Msg("engine: record results")
 	}
@@ -229,7 +229,7 @@ func (s *Server) Tick(ctx context.Context) error {
 	}
 	if lead && !now.Before(s.nextPurge) {
 		s.nextPurge = now.Add(s.cfg.PurgeEvery)
-		if _, err := s.m.PurgeHistory(ctx); err != nil {
+		if _, err := s.m.Runtime().PurgeHistory(ctx); err != nil {
 			s.log.Error().Err(err).Msg("engine: purge history")
 		}
 	}

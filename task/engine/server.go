@@ -185,6 +185,9 @@ type Stats struct {
 	// TakenOver counts dispatched starts this replica took over from a
 	// replica whose lease expired, and resent.
 	TakenOver int64
+	// Undecodable counts tasks the server skipped because their stored
+	// settings cannot be decoded (task.DecodeError); each is logged.
+	Undecodable int64
 }
 
 // New returns a Server; call Open before use.
@@ -262,6 +265,12 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 		page, err := m.List(ctx, task.System, p)
 		if err != nil {
 			return fmt.Errorf("engine: load tasks: %w", err)
+		}
+		for _, u := range page.Undecodable {
+			// One task whose settings no longer decode must not keep the
+			// server from running every other task.
+			s.stats.Undecodable++
+			s.log.Error().Err(u).Str("task", u.TaskID).Msg("engine: task skipped: its stored settings cannot be decoded")
 		}
 		for _, app := range page.Applications {
 			for _, t := range app.Tasks {

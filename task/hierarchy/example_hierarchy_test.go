@@ -55,7 +55,7 @@ func Example() {
 	views, _ := branch.Tasks(ctx)
 	for _, v := range views {
 		fmt.Printf("%s: inherited=%v from %s\n", v.Task.Name, v.Inherited, v.From)
-		_, _ = bm.RecordResults(ctx, []task.Result{{TaskID: v.Task.ID, DeviceID: "pc-1", RunID: 1, Seq: 2, State: task.Completed}})
+		_, _ = bm.Runtime().RecordResults(ctx, []task.Result{{TaskID: v.Task.ID, DeviceID: "pc-1", RunID: 1, Seq: 2, State: task.Completed}})
 	}
 	_ = branch.Report(ctx)
 	st, _ := primary.SecondaryStatistics(tk.ID, "branch")
@@ -105,7 +105,7 @@ func Example_multiLevel() {
 		v := views[0]
 		fmt.Printf("%s: %q inherited from %s, created on %s\n", n.ID(), v.Task.Name, v.From, v.Origin().Server)
 		for _, d := range devices {
-			_, _ = m.RecordResults(ctx, []task.Result{{TaskID: v.Task.ID, DeviceID: d, RunID: 1, Seq: 2, State: task.Completed}})
+			_, _ = m.Runtime().RecordResults(ctx, []task.Result{{TaskID: v.Task.ID, DeviceID: d, RunID: 1, Seq: 2, State: task.Completed}})
 		}
 	}
 	record(region, rm, "pc-1")

@@ -98,7 +98,7 @@ func record(t *testing.T, m *task.Manager, id string, states map[task.State]int)
 			i++
 		}
 	}
-	_, err := m.RecordResults(context.Background(), rs)
+	_, err := m.Runtime().RecordResults(context.Background(), rs)
 	must(t, err)
 }
 
