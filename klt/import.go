@@ -195,6 +195,7 @@ func Parse(r io.Reader, reg *task.Registry, opts ParseOptions) (*Import, error) 
 		return nil, err
 	}
 	slices.SortFunc(imp.Extra, func(a, b Field) int { return slices.Compare(a.Path, b.Path) })
+	imp.Task.Opaque = EncodeOpaque(imp.Extra)
 	return imp, nil
 }
 
@@ -223,8 +224,20 @@ func (p *parser) fail(err error) {
 }
 
 func (p *parser) extra(srcPath string, path []string, v *node) {
+	if IsSecretField(path[len(path)-1]) {
+		p.dropSecret(srcPath)
+		return
+	}
+	for _, sp := range stripSecrets(v, srcPath) {
+		p.dropSecret(sp)
+	}
 	p.imp.Extra = append(p.imp.Extra, Field{Path: path, Value: compact(v)})
 	p.warn(srcPath, WarnUnknownField, "not known to this version; kept verbatim")
+}
+
+// dropSecret reports a password or secret field that is not imported.
+func (p *parser) dropSecret(srcPath string) {
+	p.warn(srcPath, WarnCredentials, "a password or secret field: never imported or exported, encrypted or not; enter it again on this side")
 }
 
 // header checks the header and upgrades older versions; it returns the

@@ -112,7 +112,8 @@ func TestOpenAPIPxgRetVal(t *testing.T) {
 	wantSched.RunMissed = true
 	wantSched.RandomDelay.Mode = schedule.DelayAutomatic
 	want := task.Task{Name: "Update databases", Application: appES, ApplicationVersion: "12.1", Type: "update",
-		Schedule: wantSched, Restart: restartDefault(), Settings: UpdateSettings{Source: "administration-server"}}
+		Schedule: wantSched, Restart: restartDefault(), Settings: UpdateSettings{Source: "administration-server"},
+		Opaque: klt.EncodeOpaque(imp.Extra)}
 	if d := cmp.Diff(want, imp.Task, cmpOpts...); d != "" {
 		t.Fatalf("task (-want +got):\n%s", d)
 	}

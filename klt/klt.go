@@ -211,6 +211,10 @@ type ExportOptions struct {
 	// or foreign file keeps them. A path must be a header field
 	// (one element), or a field of "task", "task.TASK_INFO_PARAMS" or
 	// "task.TASK_ADDITIONAL_PARAMS" that this version does not write.
+	// The task's own opaque fields (task.Task.Opaque, set by an import)
+	// are written too; an Extra entry with the same path replaces one of
+	// them. Password and secret fields (IsSecretField) are never written:
+	// ExportReport.SecretsDropped names them.
 	Extra []Field
 }
 
@@ -228,6 +232,10 @@ type ExportReport struct {
 	// are: the seeds ask administrators not to put private data in task
 	// settings, and the report lets a console warn before saving.
 	PrivateData []credentials.Finding
+	// SecretsDropped are the paths of password and secret fields
+	// (IsSecretField) in the opaque or extra fields that were not
+	// written: no secret is ever exported, encrypted or not.
+	SecretsDropped []string
 }
 
 // Export writes t as a KLT document. tt is t's registered type (the
@@ -287,7 +295,11 @@ func Export(t *task.Task, tt task.TaskType, opts ExportOptions) ([]byte, ExportR
 	doc.set(keyLibraryVersion, strNode(LibraryVersion))
 	doc.set(keyExportedAt, strNode(when.Format(time.RFC3339)))
 	doc.set(keyTask, paramsNode(tp))
-	if err := addExtra(doc, tp, settingsKeys, opts.Extra); err != nil {
+	extra, err := mergeOpaque(t.Opaque, opts.Extra)
+	if err != nil {
+		return nil, rep, err
+	}
+	if rep.SecretsDropped, err = addExtra(doc, tp, settingsKeys, extra); err != nil {
 		return nil, rep, err
 	}
 	var buf bytes.Buffer
@@ -443,9 +455,31 @@ func groupNode(g scope.GroupID) *node {
 	return strNode(string(g))
 }
 
-// addExtra inserts ExportOptions.Extra into the document.
-func addExtra(doc, tp *node, settingsKeys map[string]bool, extra []Field) error {
+// mergeOpaque returns the fields to write: extra, then the task's opaque
+// fields whose paths extra does not have.
+func mergeOpaque(opaque json.RawMessage, extra []Field) ([]Field, error) {
+	own, err := DecodeOpaque(opaque)
+	if err != nil || len(own) == 0 {
+		return extra, err
+	}
+	have := make(map[string]bool, len(extra))
+	for _, f := range extra {
+		have[f.PathString()] = true
+	}
+	out := slices.Clone(extra)
+	for _, f := range own {
+		if !have[f.PathString()] {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+// addExtra inserts the extra and opaque fields into the document and
+// returns the paths of the secret fields it left out.
+func addExtra(doc, tp *node, settingsKeys map[string]bool, extra []Field) ([]string, error) {
 	var bad ValidationErrors
+	var dropped []string
 	seen := map[string]bool{}
 	info, _ := paramsObject(tp.get(keyInfo), "", false)
 	add, _ := paramsObject(tp.get(keyAdditional), "", false)
@@ -469,6 +503,10 @@ func addExtra(doc, tp *node, settingsKeys map[string]bool, extra []Field) error 
 		}
 		key := f.Path[len(f.Path)-1]
 		p := f.PathString()
+		if IsSecretField(key) {
+			dropped = append(dropped, p)
+			continue
+		}
 		switch {
 		case slices.Contains(known, key) || ownKeys[key]:
 			bad = append(bad, errs.Invalid(field+".path", p, "is a field taskfleet writes itself"))
@@ -486,9 +524,10 @@ func addExtra(doc, tp *node, settingsKeys map[string]bool, extra []Field) error 
 			bad = append(bad, errs.Invalid(field+".value", "", "is not a valid Open API params value: "+err.Error()))
 			continue
 		}
+		dropped = append(dropped, stripSecrets(v, p)...)
 		dst.set(key, v)
 	}
-	return bad.Err()
+	return dropped, bad.Err()
 }
 
 // jsonFieldNames returns the JSON names of a struct type's fields (through
