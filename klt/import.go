@@ -510,34 +510,67 @@ func (p *parser) schedule(tp, info *node) {
 		}
 	}
 	if tp.get(keyTFSchedule) == nil {
-		s := schedule.Default(schedule.Manual, time.Time{}, nil)
-		s.RunMissed = runMissed
-		if autoRand {
-			s.RandomDelay.Mode = schedule.DelayAutomatic
+		if !hasSchType && tp.get(keyEventType) == nil {
+			s := schedule.Default(schedule.Manual, time.Time{}, nil)
+			s.RunMissed = runMissed
+			if autoRand {
+				s.RandomDelay.Mode = schedule.DelayAutomatic
+			}
+			t.Schedule = s
+			return
 		}
-		t.Schedule = s
-		if hasSchType && schType != schEmpty {
-			p.warn(p.path(keyScheduleType), WarnScheduleNotConverted, fmt.Sprintf("the Open API schedule type %d is not converted; the task is imported with a manual start", schType))
+		s, converted, ok := p.scheduleFromPublic(tp, schType, runMissed, autoRand)
+		if !converted {
+			// Not converted: a manual start, and the server's schedule
+			// fields travel on as opaque fields.
+			s = schedule.Default(schedule.Manual, time.Time{}, nil)
+			s.RunMissed = runMissed
+			if autoRand {
+				s.RandomDelay.Mode = schedule.DelayAutomatic
+			}
 		}
+		if ok {
+			t.Schedule = s
+		}
+		p.keepSchedule(tp, s, !converted)
 		return
 	}
 	if !p.part(tp, keyTFSchedule, &t.Schedule) {
 		return
 	}
 	s := t.Schedule
-	mirror := func(key, path string, ok bool, reason string) {
-		if !ok {
-			p.fail(errs.Invalid(path, "", "disagrees with "+p.path(keyTFSchedule)+": "+reason))
+	if hasAutoRand && autoRand != (s.RandomDelay.Mode == schedule.DelayAutomatic) {
+		p.fail(errs.Invalid(p.path(keyInfo, keyAutoRandom), "", "disagrees with "+p.path(keyTFSchedule)+": random_delay.mode is "+string(s.RandomDelay.Mode)))
+	}
+	if hasRunMissed && runMissed != s.RunMissed {
+		p.fail(errs.Invalid(p.path(keyRunMissed), "", "disagrees with "+p.path(keyTFSchedule)+": run_missed is "+strconv.FormatBool(s.RunMissed)))
+	}
+	p.keepSchedule(tp, s, false)
+}
+
+// keepSchedule sorts the public schedule fields of a document once its
+// schedule s is known: a field Export writes for s with the same value is
+// mapped; a field s does not use is kept as an opaque field, as is every
+// field of a schedule that was not converted (all set) or of a manual
+// TF_SCHEDULE (a server schedule an earlier import did not convert); a
+// field that disagrees with a TF_SCHEDULE of another kind is refused.
+func (p *parser) keepSchedule(tp *node, s schedule.Schedule, all bool) {
+	written := newObject()
+	publicSchedule(written, s)
+	for _, k := range append([]string{keyScheduleType}, publicScheduleKeys...) {
+		n := tp.get(k)
+		if n == nil {
+			continue
 		}
-	}
-	if hasSchType {
-		mirror(keyScheduleType, p.path(keyScheduleType), schType == int64(ScheduleType(s.Kind)), fmt.Sprintf("a %s schedule has type %d", s.Kind, ScheduleType(s.Kind)))
-	}
-	if hasRunMissed {
-		mirror(keyRunMissed, p.path(keyRunMissed), runMissed == s.RunMissed, "run_missed is "+strconv.FormatBool(s.RunMissed))
-	}
-	if hasAutoRand {
-		mirror(keyAutoRandom, p.path(keyInfo, keyAutoRandom), autoRand == (s.RandomDelay.Mode == schedule.DelayAutomatic), "random_delay.mode is "+string(s.RandomDelay.Mode))
+		w := written.get(k)
+		switch {
+		case !all && w != nil && string(compact(w)) == string(compact(n)):
+			// mapped
+		case all || w == nil || s.Kind == schedule.Manual:
+			p.extra(p.path(k), []string{keyTask, k}, n)
+		default:
+			p.fail(errs.Invalid(p.path(k), short(string(compact(n))), fmt.Sprintf("disagrees with %s: a %s schedule has %s", p.path(keyTFSchedule), s.Kind, short(string(compact(w))))))
+		}
 	}
 }
 

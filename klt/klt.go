@@ -44,7 +44,7 @@ const (
 	// "MAJOR.MINOR". Parse refuses a newer major version and upgrades
 	// older ones; a newer minor version only adds fields, which are kept
 	// as unknown fields.
-	FormatVersion = "1.0"
+	FormatVersion = "1.1"
 	// FormatMajor is the major part of FormatVersion.
 	FormatMajor = 1
 	// LibraryVersion is the taskfleet version written to the header's
@@ -104,42 +104,10 @@ const (
 // and reads; anything else is an unknown field, kept verbatim.
 var (
 	knownRoot = []string{keyExportedAt, keyFormat, keyFormatVersion, keyLibraryVersion, keyTask}
-	knownTask = []string{keyAdditional, keyInfo, keyProductName, keyProductVersion, keyTaskName, keyScheduleType,
-		keyRunMissed, keyTFAccountName, keyTFNotifications, keyTFRestart, keyTFSchedule, keyTFScope, keyTFSecurity}
+	knownTask = append([]string{keyAdditional, keyInfo, keyProductName, keyProductVersion, keyTaskName, keyScheduleType,
+		keyRunMissed, keyTFAccountName, keyTFNotifications, keyTFRestart, keyTFSchedule, keyTFScope, keyTFSecurity}, publicScheduleKeys...)
 	knownInfo = []string{keyDisplayName, keyAutoRandom, keyGroupID, keyExceptGroups, keyTFDescription, keyTFSuspended}
 )
-
-// Open API schedule type ids (KSC Open API, "Schedule types").
-const (
-	schEmpty     = 0 // never run by the scheduler
-	schEveryDay  = 2
-	schMonth     = 4
-	schSeconds   = 5 // periodic, period in seconds
-	schWeekDays  = 6
-	schMonthDays = 7
-)
-
-// ScheduleType returns the Open API schedule type id (TASKSCH_TYPE)
-// written for a schedule kind: 5 (periodic) for every N minutes and every
-// N hours, 2 for every N days, 6 for days of the week, 4 for monthly, 7
-// for the N-th weekday, and 0 (the empty schedule, never started by the
-// server's scheduler) for manual, once, immediately and the event kinds,
-// whose start TF_SCHEDULE describes.
-func ScheduleType(k schedule.Kind) int {
-	switch k {
-	case schedule.EveryMinutes, schedule.EveryHours:
-		return schSeconds
-	case schedule.EveryDays:
-		return schEveryDay
-	case schedule.Weekly:
-		return schWeekDays
-	case schedule.Monthly:
-		return schMonth
-	case schedule.NthWeekday:
-		return schMonthDays
-	}
-	return schEmpty
-}
 
 // ErrNotExportable matches a *NotExportableError.
 var ErrNotExportable = errors.New("klt: the task cannot be exported or imported")
@@ -299,7 +267,7 @@ func Export(t *task.Task, tt task.TaskType, opts ExportOptions) ([]byte, ExportR
 	if err != nil {
 		return nil, rep, err
 	}
-	if rep.SecretsDropped, err = addExtra(doc, tp, settingsKeys, extra); err != nil {
+	if rep.SecretsDropped, err = addExtra(doc, tp, settingsKeys, extra, t.Schedule.Kind); err != nil {
 		return nil, rep, err
 	}
 	var buf bytes.Buffer
@@ -348,8 +316,7 @@ func taskParams(t *task.Task) (*node, map[string]bool, error) {
 	tp.set(keyTaskName, strNode(t.Type))
 	tp.set(keyProductName, strNode(t.Application))
 	tp.set(keyProductVersion, strNode(t.ApplicationVersion))
-	tp.set(keyScheduleType, intNode(int64(ScheduleType(t.Schedule.Kind))))
-	tp.set(keyRunMissed, boolNode(t.Schedule.RunMissed))
+	publicSchedule(tp, t.Schedule)
 
 	info := newObject()
 	info.set(keyDisplayName, strNode(t.Name))
@@ -477,7 +444,12 @@ func mergeOpaque(opaque json.RawMessage, extra []Field) ([]Field, error) {
 
 // addExtra inserts the extra and opaque fields into the document and
 // returns the paths of the secret fields it left out.
-func addExtra(doc, tp *node, settingsKeys map[string]bool, extra []Field) ([]string, error) {
+//
+// The public schedule fields of a server schedule that Parse did not
+// convert are opaque fields too: they replace the ones Export writes while
+// the task still has the manual start it was imported with, and are left
+// out once the task has a schedule of its own.
+func addExtra(doc, tp *node, settingsKeys map[string]bool, extra []Field, kind schedule.Kind) ([]string, error) {
 	var bad ValidationErrors
 	var dropped []string
 	seen := map[string]bool{}
@@ -505,6 +477,18 @@ func addExtra(doc, tp *node, settingsKeys map[string]bool, extra []Field) ([]str
 		p := f.PathString()
 		if IsSecretField(key) {
 			dropped = append(dropped, p)
+			continue
+		}
+		if dst == tp && (key == keyScheduleType || slices.Contains(publicScheduleKeys, key)) && !seen[p] {
+			seen[p] = true
+			if tp.get(key) != nil && kind != schedule.Manual && kind != "" {
+				continue // the task's own schedule replaced the server's
+			}
+			if v, err := decodeTree(bytes.NewReader(f.Value), defaultLimits()); err == nil {
+				dst.set(key, v)
+			} else {
+				bad = append(bad, errs.Invalid(field+".value", "", "is not valid JSON"))
+			}
 			continue
 		}
 		switch {
