@@ -194,6 +194,9 @@ func Parse(r io.Reader, reg *task.Registry, opts ParseOptions) (*Import, error) 
 	if err := p.task(tp); err != nil {
 		return nil, err
 	}
+	if n := p.unknown - maxUnknownWarnings; n > 0 {
+		p.warn(base, WarnUnknownField, fmt.Sprintf("and %d more fields not known to this version; kept verbatim (see Import.Extra)", n))
+	}
 	slices.SortFunc(imp.Extra, func(a, b Field) int { return slices.Compare(a.Path, b.Path) })
 	imp.Task.Opaque = EncodeOpaque(imp.Extra)
 	return imp, nil
@@ -205,6 +208,8 @@ type parser struct {
 	base  string
 	bad   ValidationErrors
 	fatal error // a refusal that is not about a field
+	// unknown counts the unknown fields kept.
+	unknown int
 }
 
 func (p *parser) warn(path string, code WarningCode, msg string) {
@@ -231,9 +236,24 @@ func (p *parser) extra(srcPath string, path []string, v *node) {
 	for _, sp := range stripSecrets(v, srcPath) {
 		p.dropSecret(sp)
 	}
-	p.imp.Extra = append(p.imp.Extra, Field{Path: path, Value: compact(v)})
-	p.warn(srcPath, WarnUnknownField, "not known to this version; kept verbatim")
+	// An opaque value must be one Export can write again: a valid Open
+	// API typed value all the way down.
+	if _, err := paramsToPlain(v, srcPath); err != nil {
+		p.fail(err)
+		return
+	}
+	p.imp.Extra = append(grow(p.imp.Extra), Field{Path: path, Value: compact(v)})
+	p.unknown++
+	if p.unknown <= maxUnknownWarnings {
+		p.warn(srcPath, WarnUnknownField, "not known to this version; kept verbatim")
+	}
 }
+
+// maxUnknownWarnings is how many unknown fields get a warning each; the
+// rest are counted in one more WarnUnknownField warning (all are kept in
+// Import.Extra), so a document of many vendor fields costs one warning
+// per field at most this many times.
+const maxUnknownWarnings = 100
 
 // dropSecret reports a password or secret field that is not imported.
 func (p *parser) dropSecret(srcPath string) {

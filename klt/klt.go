@@ -63,6 +63,16 @@ const (
 	// objects) a document may hold: enough for a scope list of
 	// scope.MaxListLength entries with room to spare.
 	DefaultMaxValues = 250_000
+
+	// MaxParseAlloc and MaxParseLive are the memory Parse costs at most
+	// with the default limits, for any input: bytes allocated in total and
+	// held at once (TestMemoryAndQuoteLimits measures the worst documents:
+	// a 16 MiB document of 220,000 vendor strings costs about 153 MiB and
+	// 101 MiB, 249,000 vendor numbers about 95 MiB and 78 MiB, a 16 MiB
+	// string 48 MiB and 40 MiB; a number beyond 1024 characters is refused
+	// before it costs anything).
+	MaxParseAlloc = 160 << 20
+	MaxParseLive  = 112 << 20
 )
 
 // Field names of the document. The public ones are the KSC Open API's

@@ -226,6 +226,8 @@ func TestPublicScheduleRefusals(t *testing.T) {
       "value": "2026-11-20T10:00:00Z"
     }`, `"2026-11-20T10:00:00Z"`, "PxgRetVal.TASKSCH_FIRST_EXECUTION_TIME"},
 		{"delay out of range", weekly, `"TASKSCH_RUN_MISSED_FLAG": true`, `"TASKSCH_RUN_MISSED_FLAG": true, "TASK_START_DELTA": 1441`, "PxgRetVal.TASK_START_DELTA"},
+		{"invalid typed vendor value", weekly, `"TASKSCH_RUN_MISSED_FLAG": true`, `"TASKSCH_RUN_MISSED_FLAG": true, "KLX_VENDOR": {"type": "long", "value": 1.5}`, "PxgRetVal.KLX_VENDOR"},
+		{"invalid nested vendor value", weekly, `"TASKSCH_RUN_MISSED_FLAG": true`, `"TASKSCH_RUN_MISSED_FLAG": true, "KLX_VENDOR": {"type": "params", "value": {"d": {"type": "date", "value": "2026-02-30"}}}`, "PxgRetVal.KLX_VENDOR.d"},
 		{"event not a string", weekly, `"TASKSCH_RUN_MISSED_FLAG": true`, `"TASKSCH_RUN_MISSED_FLAG": true, "EVENT_TYPE": 3`, "PxgRetVal.EVENT_TYPE"},
 	}
 	for _, c := range cases {
