@@ -124,9 +124,15 @@ func TestMemoryAndQuoteLimits(t *testing.T) {
 		{"1 MiB number as a group", func() io.Reader {
 			return repeatReader(`{"PxgRetVal": {"TASK_INFO_PARAMS": {"type": "params", "value": {"PRTS_TASK_GROUPID": 1`, "0000000000", 100_000, `}}}}`)
 		}, false},
-		{"1 MiB type name", func() io.Reader { return repeatReader(head+`"X": {"type": "`, "xxxxxxxxxx", 100_000, `", "value": 1}}}`) }, false},
-		{"1 MiB long", func() io.Reader { return repeatReader(head+`"X": {"type": "long", "value": 1`, "0000000000", 100_000, `}}}`) }, false},
-		{"1 MiB format version", func() io.Reader { return repeatReader(`{"format": "taskfleet-klt", "format_version": "1.`, "0000000000", 100_000, `"}`) }, false},
+		{"1 MiB type name", func() io.Reader {
+			return repeatReader(head+`"X": {"type": "`, "xxxxxxxxxx", 100_000, `", "value": 1}}}`)
+		}, false},
+		{"1 MiB long", func() io.Reader {
+			return repeatReader(head+`"X": {"type": "long", "value": 1`, "0000000000", 100_000, `}}}`)
+		}, false},
+		{"1 MiB format version", func() io.Reader {
+			return repeatReader(`{"format": "taskfleet-klt", "format_version": "1.`, "0000000000", 100_000, `"}`)
+		}, false},
 		// A string as large as the size limit.
 		{"16 MiB string", func() io.Reader { return repeatReader(`{"format": "`, "xxxxxxxx", (klt.DefaultMaxSize-64)/8, `"}`) }, false},
 	}
