@@ -485,10 +485,23 @@ func (p *parser) task(tp *node) error {
 	p.schedule(tp, info)
 	p.scope(tp, info)
 
+	addPath := p.path(keyAdditional)
+	addObj, _ := paramsObject(tp.get(keyAdditional), addPath, false) // refused by settings when bad
+	if addObj == nil {
+		addObj = newObject()
+	}
 	if p.part(tp, keyTFRestart, &t.Restart) {
-		// decoded strictly and validated by restart.Policy
+		// Decoded strictly and validated by restart.Policy; the public
+		// restart options must agree with it.
+		want := newObject()
+		publicRestart(want, t.Restart)
+		p.checkMirror(addObj, want, addPath, p.path(keyTFRestart))
 	} else if tp.get(keyTFRestart) == nil {
-		t.Restart = restart.Default()
+		if pol, ok := p.restartFromPublic(addObj, addPath); ok {
+			t.Restart = pol
+		} else {
+			t.Restart = restart.Default()
+		}
 	}
 	if p.part(tp, keyTFNotifications, &t.Notifications) {
 		p.fail(errs.Prefix(p.path(keyTFNotifications), checkNotifications(t.Notifications)))
@@ -497,8 +510,13 @@ func (p *parser) task(tp *node) error {
 		p.fail(errs.Prefix(p.path(keyTFSecurity), checkSecurity(t.Security)))
 	}
 
-	accPath := p.path(keyTFAccountName)
-	if name, ok := p.str(tp, keyTFAccountName, accPath, false); ok {
+	// The account name: klprts-TaskAccountUser, or TF_ACCOUNT_NAME of a
+	// format 1.0 file.
+	accObj, accKey, accPath := addObj, keyAccountUser, p.path(keyAdditional, keyAccountUser)
+	if addObj.get(keyAccountUser) == nil {
+		accObj, accKey, accPath = tp, keyTFAccountName, p.path(keyTFAccountName)
+	}
+	if name, ok := p.str(accObj, accKey, accPath, false); ok {
 		if err := checkText(accPath, name, credentials.MaxAccountNameLength, true); err != nil {
 			p.fail(err)
 		} else {
@@ -615,17 +633,34 @@ func (p *parser) scope(tp, info *node) {
 			}
 		}
 	}
+	hosts, hasHosts := p.hostList(tp)
 	var sc scope.Scope
 	if p.part(tp, keyTFScope, &sc) {
 		if err := sc.Validate(); err != nil {
 			p.fail(errs.Prefix(p.path(keyTFScope), err))
 			return
 		}
+		if tp.get(keyHostList) != nil && (sc.Kind != scope.Devices || !slices.Equal(hosts, sc.Devices)) {
+			p.fail(errs.Invalid(p.path(keyHostList), "", "disagrees with "+p.path(keyTFScope, "devices")))
+		}
 		if group != nil && (sc.Kind != scope.Group || sc.Group != *group) {
 			p.fail(errs.Invalid(gpath, short(string(*group)), "disagrees with "+p.path(keyTFScope)))
 		}
 		if info.get(keyExceptGroups) != nil && !equalGroups(except, sc.ExcludedGroups) {
 			p.fail(errs.Invalid(epath, "", "disagrees with "+p.path(keyTFScope, "excluded_groups")))
+		}
+		p.imp.SourceScope = &sc
+		return
+	}
+	if tp.get(keyTFScope) == nil && hasHosts {
+		if group != nil {
+			p.fail(errs.Invalid(p.path(keyHostList), "", "a task for specific devices has no group: "+gpath+" must be -1 or absent"))
+			return
+		}
+		sc = scope.Scope{Kind: scope.Devices, Devices: hosts}
+		if err := sc.Validate(); err != nil {
+			p.fail(errs.Prefix(p.path(keyHostList), err))
+			return
 		}
 		p.imp.SourceScope = &sc
 		return
@@ -698,6 +733,9 @@ func (p *parser) settings(tp *node) {
 			if known[k] {
 				own.set(k, plain.kids[i])
 				continue
+			}
+			if isPublicAdditional(k) {
+				continue // mapped: the restart options and the account
 			}
 			raw := n.get("value").kids[i]
 			p.extra(p.path(keyAdditional, k), []string{keyTask, keyAdditional, k}, raw)

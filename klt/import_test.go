@@ -176,7 +176,7 @@ func TestCredentialsAndPrivateDataAreReported(t *testing.T) {
 		t.Fatalf("account %v, name %q", imp.Task.Account, imp.AccountName)
 	}
 	ws := codes(imp.Warnings)
-	if d := cmp.Diff([]string{"credentials_required@task.TF_ACCOUNT_NAME", "private_data@task.TASK_ADDITIONAL_PARAMS.proxy_url"}, ws); d != "" {
+	if d := cmp.Diff([]string{"credentials_required@task.TASK_ADDITIONAL_PARAMS.klprts-TaskAccountUser", "private_data@task.TASK_ADDITIONAL_PARAMS.proxy_url"}, ws); d != "" {
 		t.Fatalf("warnings (-want +got):\n%s", d)
 	}
 	// The administrator re-enters the password before committing.

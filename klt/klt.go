@@ -115,7 +115,7 @@ const (
 var (
 	knownRoot = []string{keyExportedAt, keyFormat, keyFormatVersion, keyLibraryVersion, keyTask}
 	knownTask = append([]string{keyAdditional, keyInfo, keyProductName, keyProductVersion, keyTaskName, keyScheduleType,
-		keyRunMissed, keyTFAccountName, keyTFNotifications, keyTFRestart, keyTFSchedule, keyTFScope, keyTFSecurity}, publicScheduleKeys...)
+		keyRunMissed, keyTFAccountName, keyTFNotifications, keyTFRestart, keyTFSchedule, keyTFScope, keyTFSecurity, keyHostList}, publicScheduleKeys...)
 	knownInfo = []string{keyDisplayName, keyAutoRandom, keyGroupID, keyExceptGroups, keyTFDescription, keyTFSuspended}
 )
 
@@ -331,7 +331,10 @@ func taskParams(t *task.Task) (*node, map[string]bool, error) {
 	info := newObject()
 	info.set(keyDisplayName, strNode(t.Name))
 	info.set(keyAutoRandom, boolNode(t.Schedule.RandomDelay.Mode == schedule.DelayAutomatic))
-	if t.Scope.Kind == scope.Group {
+	if t.Scope.Kind != scope.Group {
+		// The Open API's mark of a task for a set of devices.
+		info.set(keyGroupID, numNode("-1"))
+	} else {
 		info.set(keyGroupID, groupNode(t.Scope.Group))
 		if len(t.Scope.ExcludedGroups) > 0 {
 			arr := &node{kind: kArray}
@@ -362,7 +365,19 @@ func taskParams(t *task.Task) (*node, map[string]bool, error) {
 			keys[k] = true
 		}
 	}
-	tp.set(keyAdditional, plainToParams(settings))
+	addNode := plainToParams(settings)
+	addObj := addNode.get("value")
+	publicRestart(addObj, pol)
+	if !t.Account.IsDefault() {
+		addObj.set(keyAccountUser, strNode(t.Account.Name))
+	}
+	for _, k := range publicAdditional {
+		keys[k] = true
+	}
+	tp.set(keyAdditional, addNode)
+	if t.Scope.Kind == scope.Devices {
+		tp.set(keyHostList, hostListNode(t.Scope.Devices))
+	}
 
 	for _, part := range []struct {
 		key string
@@ -387,9 +402,6 @@ func taskParams(t *task.Task) (*node, map[string]bool, error) {
 			datetimes(pn.get("value"), "at", "saved_at", "start")
 		}
 		tp.set(part.key, pn)
-	}
-	if !t.Account.IsDefault() {
-		tp.set(keyTFAccountName, strNode(t.Account.Name))
 	}
 	return tp, keys, nil
 }

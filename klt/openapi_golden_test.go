@@ -8,14 +8,15 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/taskfleet/taskfleet/credentials"
 	"github.com/taskfleet/taskfleet/klt"
 	"github.com/taskfleet/taskfleet/schedule"
-	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/storage"
 	"github.com/taskfleet/taskfleet/storage/sqlstore"
 )
@@ -29,7 +30,15 @@ type openAPICase struct {
 	fields    string // the schedule fields, JSON members
 	want      func() schedule.Schedule
 	converted bool
+	// add replaces the restart options in TASK_ADDITIONAL_PARAMS; group
+	// replaces PRTS_TASK_GROUPID (default 42).
+	add, group string
 }
+
+// defaultReboot are the restart options of the default policy.
+const defaultReboot = `"KLTSK_RU_REBOOT_IMMEDIATELY": false, "KLTSK_RU_REBOOT_ASK_FOR_REBOOT": true,
+    "KLTSK_RU_REBOOT_ASK_FOR_REBOOT_PERIOD": {"type": "long", "value": 5}, "KLTSK_RU_REBOOT_FORCE_REBOOT_PERIOD": {"type": "long", "value": 30},
+    "KLTSK_RU_REBOOT_MESSAGE": ""`
 
 func at(s string) time.Time {
 	v, err := time.Parse(time.RFC3339, s)
@@ -42,29 +51,29 @@ func at(s string) time.Time {
 func openAPICases() []openAPICase {
 	base := func(k schedule.Kind) schedule.Schedule { return schedule.Default(k, time.Time{}, nil) }
 	return []openAPICase{
-		{"manual", `"TASKSCH_TYPE": 0, "EVENT_TYPE": ""`, func() schedule.Schedule { return base(schedule.Manual) }, true},
+		{"manual", `"TASKSCH_TYPE": 0, "EVENT_TYPE": ""`, func() schedule.Schedule { return base(schedule.Manual) }, true, "", ""},
 		{"once", `"TASKSCH_TYPE": 1, "TASKSCH_MS_PERIOD": 0, "TASKSCH_FIRST_EXECUTION_TIME": {"type": "datetime", "value": "2026-12-24T20:15:00Z"}`,
-			func() schedule.Schedule { return schedule.Default(schedule.Once, at("2026-12-24T20:15:00Z"), nil) }, true},
+			func() schedule.Schedule { return schedule.Default(schedule.Once, at("2026-12-24T20:15:00Z"), nil) }, true, "", ""},
 		{"every_minutes", `"TASKSCH_TYPE": 1, "TASKSCH_MS_PERIOD": 2700000, "TASKSCH_FIRST_EXECUTION_TIME": {"type": "datetime", "value": "2026-11-20T10:00:00Z"}`,
 			func() schedule.Schedule {
 				s := schedule.Default(schedule.EveryMinutes, at("2026-11-20T10:00:00Z"), nil)
 				s.Every = 45
 				return s
-			}, true},
+			}, true, "", ""},
 		{"every_hours", `"TASKSCH_TYPE": 1, "TASKSCH_MS_PERIOD": {"type": "long", "value": 2678400000}, "TASKSCH_FIRST_EXECUTION_TIME": {"type": "datetime", "value": "2026-11-20T10:00:00Z"}, "TASK_START_DELTA": 30`,
 			func() schedule.Schedule {
 				s := schedule.Default(schedule.EveryHours, at("2026-11-20T10:00:00Z"), nil)
 				s.Every = 744
 				s.RandomDelay = schedule.RandomDelay{Mode: schedule.DelayInterval, IntervalMinutes: 30}
 				return s
-			}, true},
+			}, true, "", ""},
 		{"every_days", `"TASKSCH_TYPE": 2, "TASKSCH_ED_HOURS": 3, "TASKSCH_ED_MINS": 4, "TASKSCH_ED_SECS": 5, "TASKSCH_FIRST_EXECUTION_TIME": {"type": "datetime", "value": "2026-11-21T03:04:05Z"}`,
 			func() schedule.Schedule {
 				s := base(schedule.EveryDays)
 				s.Time = schedule.Clock(3, 4, 5)
 				s.StartDate = schedule.Date{Year: 2026, Month: 11, Day: 21}
 				return s
-			}, true},
+			}, true, "", ""},
 		{"weekly", `"TASKSCH_TYPE": 6, "TASKSCH_WD_DAYS": 130, "TASKSCH_WD_HOURS": 23, "TASKSCH_WD_MINS": 59, "TASKSCH_WD_SECS": 58, "TASK_MAX_EXEC_TIME": 10080, "TASKSCH_RUN_MISSED_FLAG": true`,
 			func() schedule.Schedule {
 				s := base(schedule.Weekly)
@@ -73,34 +82,52 @@ func openAPICases() []openAPICase {
 				s.StopAfter = schedule.Limit{Enabled: true, Minutes: 10080}
 				s.RunMissed = true
 				return s
-			}, true},
+			}, true, "", ""},
 		{"monthly", `"TASKSCH_TYPE": 4, "TASKSCH_EM_DAY": 31, "TASKSCH_EM_HOURS": 0, "TASKSCH_EM_MINS": 30, "TASKSCH_EM_SECS": 0`,
 			func() schedule.Schedule {
 				s := base(schedule.Monthly)
 				s.Day = 31
 				s.Time = schedule.Clock(0, 30, 0)
 				return s
-			}, true},
+			}, true, "", ""},
 		{"on_updates_downloaded", `"TASKSCH_TYPE": 0, "EVENT_TYPE": "on_updates_downloaded"`,
-			func() schedule.Schedule { return base(schedule.OnUpdates) }, true},
+			func() schedule.Schedule { return base(schedule.OnUpdates) }, true, "", ""},
 		{"on_virus_outbreak", `"TASKSCH_TYPE": 0, "EVENT_TYPE": "on_virus_outbreak"`,
-			func() schedule.Schedule { return base(schedule.OnVirusOutbreak) }, true},
+			func() schedule.Schedule { return base(schedule.OnVirusOutbreak) }, true, "", ""},
 		// Not described by public fields: imported manual, kept opaque.
 		{"nth_weekday", `"TASKSCH_TYPE": 7, "TASKSCH_FIRST_EXECUTION_TIME": {"type": "datetime", "value": "2026-11-20T18:00:00Z"}`,
-			func() schedule.Schedule { return base(schedule.Manual) }, false},
+			func() schedule.Schedule { return base(schedule.Manual) }, false, "", ""},
 		{"on_task_completion", `"TASKSCH_TYPE": 0, "EVENT_TYPE": "on_task_completion"`,
-			func() schedule.Schedule { return base(schedule.Manual) }, false},
+			func() schedule.Schedule { return base(schedule.Manual) }, false, "", ""},
 		{"server_event", `"TASKSCH_TYPE": 0, "EVENT_TYPE": "KLEVP_EV_SOME_SERVER_EVENT", "TASK_START_DELTA": 5`,
-			func() schedule.Schedule { return base(schedule.Manual) }, false},
+			func() schedule.Schedule { return base(schedule.Manual) }, false, "", ""},
+		// A task for specific devices, run as an account, restarting at once.
+		{"device_list_account_restart", `"TASKSCH_TYPE": 0, "EVENT_TYPE": "", "HostList": ["dev-01", "dev-03"]`,
+			func() schedule.Schedule { return base(schedule.Manual) }, true,
+			`"KLTSK_RU_REBOOT_IMMEDIATELY": true, "KLTSK_RU_REBOOT_ASK_FOR_REBOOT": false,
+    "KLTSK_RU_REBOOT_ASK_FOR_REBOOT_PERIOD": {"type": "long", "value": 0}, "KLTSK_RU_REBOOT_FORCE_REBOOT_PERIOD": {"type": "long", "value": 0},
+    "KLTSK_RU_REBOOT_MESSAGE": "Save your work", "klprts-TaskAccountUser": "CORP\\svc-update", "klprts-TaskAccountPassword": {"type": "binary", "value": "c2VjcmV0"}`, "-1"},
+		// Prompt the user, repeat every 15 minutes, never force.
+		{"restart_prompt", `"TASKSCH_TYPE": 0, "EVENT_TYPE": ""`,
+			func() schedule.Schedule { return base(schedule.Manual) }, true,
+			`"KLTSK_RU_REBOOT_IMMEDIATELY": false, "KLTSK_RU_REBOOT_ASK_FOR_REBOOT": true,
+    "KLTSK_RU_REBOOT_ASK_FOR_REBOOT_PERIOD": {"type": "long", "value": 15}, "KLTSK_RU_REBOOT_FORCE_REBOOT_PERIOD": {"type": "long", "value": 0},
+    "KLTSK_RU_REBOOT_MESSAGE": "Restart when you can"`, ""},
 	}
 }
 
 func openAPIDoc(c openAPICase) []byte {
+	if c.add == "" {
+		c.add = defaultReboot
+	}
+	if c.group == "" {
+		c.group = "42"
+	}
 	doc := `{"PxgRetVal": {
   "TASKID_PRODUCT_NAME": "Endpoint Security", "TASKID_VERSION": "12.1", "TASK_NAME": "update",
   "TASK_UNIQUE_ID": "_LOCAL_` + c.name + `",
-  "TASK_INFO_PARAMS": {"type": "params", "value": {"DisplayName": "Server task ` + c.name + `", "PRTS_TASK_GROUPID": 42}},
-  "TASK_ADDITIONAL_PARAMS": {"type": "params", "value": {"source": "administration-server"}},
+  "TASK_INFO_PARAMS": {"type": "params", "value": {"DisplayName": "Server task ` + c.name + `", "PRTS_TASK_GROUPID": ` + c.group + `}},
+  "TASK_ADDITIONAL_PARAMS": {"type": "params", "value": {"source": "administration-server", ` + c.add + `}},
   ` + c.fields + `}}`
 	n, err := klt.Normalize([]byte(doc))
 	if err != nil {
@@ -168,7 +195,12 @@ func TestOpenAPIScheduleGolden(t *testing.T) {
 				if notConverted == c.converted {
 					t.Fatalf("converted %v, but warnings %q", c.converted, codes(imp.Warnings))
 				}
-				created, err := imp.Commit(b.ctx, b.m, b.admin, scope.Scope{Kind: scope.Group, Group: "42"})
+				if imp.AccountName != "" {
+					// The administrator enters the password again.
+					imp.Task.Account, err = credentials.Specify(imp.AccountName, credentials.NewSecret("re-entered"), b.seal)
+					must(t, err)
+				}
+				created, err := imp.Commit(b.ctx, b.m, b.admin, *imp.SourceScope)
 				must(t, err)
 				stored, err := b.m.Get(b.ctx, b.admin, created.ID)
 				must(t, err)
@@ -177,11 +209,18 @@ func TestOpenAPIScheduleGolden(t *testing.T) {
 				got := members(t, out)
 				for k, v := range members(t, in) {
 					if k == "TASK_INFO_PARAMS" {
-						continue // DisplayName gains an index when taken; compared below
+						continue // DisplayName gains an index when taken
+					}
+					if k == "TASK_ADDITIONAL_PARAMS" {
+						// Everything but the password, which is never exported.
+						v = strings.Replace(v, `,"klprts-TaskAccountPassword":{"type":"binary","value":"c2VjcmV0"}`, "", 1)
 					}
 					if got[k] != v {
 						t.Errorf("%s: exported %s, server had %s", k, got[k], v)
 					}
+				}
+				if bytes.Contains(out, []byte("c2VjcmV0")) || bytes.Contains(out, []byte("re-entered")) {
+					t.Errorf("a password was exported:\n%s", out)
 				}
 				again, err := klt.Parse(bytes.NewReader(out), b.reg, klt.ParseOptions{})
 				must(t, err)
@@ -206,6 +245,10 @@ func TestPublicScheduleRefusals(t *testing.T) {
 	must(t, err)
 	days, err := os.ReadFile("testdata/openapi/schedule_every_days.json")
 	must(t, err)
+	prompt, err := os.ReadFile("testdata/openapi/schedule_restart_prompt.json")
+	must(t, err)
+	devices, err := os.ReadFile("testdata/openapi/schedule_device_list_account_restart.json")
+	must(t, err)
 	cases := []struct {
 		name     string
 		doc      []byte
@@ -228,6 +271,11 @@ func TestPublicScheduleRefusals(t *testing.T) {
 		{"delay out of range", weekly, `"TASKSCH_RUN_MISSED_FLAG": true`, `"TASKSCH_RUN_MISSED_FLAG": true, "TASK_START_DELTA": 1441`, "PxgRetVal.TASK_START_DELTA"},
 		{"invalid typed vendor value", weekly, `"TASKSCH_RUN_MISSED_FLAG": true`, `"TASKSCH_RUN_MISSED_FLAG": true, "KLX_VENDOR": {"type": "long", "value": 1.5}`, "PxgRetVal.KLX_VENDOR"},
 		{"invalid nested vendor value", weekly, `"TASKSCH_RUN_MISSED_FLAG": true`, `"TASKSCH_RUN_MISSED_FLAG": true, "KLX_VENDOR": {"type": "params", "value": {"d": {"type": "date", "value": "2026-02-30"}}}`, "PxgRetVal.KLX_VENDOR.d"},
+		{"restart and prompt at once", prompt, `"KLTSK_RU_REBOOT_IMMEDIATELY": false`, `"KLTSK_RU_REBOOT_IMMEDIATELY": true`, "PxgRetVal.TASK_ADDITIONAL_PARAMS.KLTSK_RU_REBOOT_ASK_FOR_REBOOT"},
+		{"prompt period too long", prompt, `"value": 15`, `"value": 1441`, "PxgRetVal.TASK_ADDITIONAL_PARAMS.KLTSK_RU_REBOOT_ASK_FOR_REBOOT_PERIOD"},
+		{"restart disagrees with TF_RESTART", golden, `"KLTSK_RU_REBOOT_IMMEDIATELY": false`, `"KLTSK_RU_REBOOT_IMMEDIATELY": true`, "task.TASK_ADDITIONAL_PARAMS.KLTSK_RU_REBOOT_IMMEDIATELY"},
+		{"host not a string", devices, `"dev-03"`, `3`, "PxgRetVal.HostList[1]"},
+		{"device list with a group", devices, `"PRTS_TASK_GROUPID": -1`, `"PRTS_TASK_GROUPID": 42`, "PxgRetVal.HostList"},
 		{"event not a string", weekly, `"TASKSCH_RUN_MISSED_FLAG": true`, `"TASKSCH_RUN_MISSED_FLAG": true, "EVENT_TYPE": 3`, "PxgRetVal.EVENT_TYPE"},
 	}
 	for _, c := range cases {
