@@ -724,21 +724,39 @@ func (p *parser) settings(tp *node) {
 			p.fail(err)
 			return
 		}
-		plain, err := paramsToPlain(n, path)
-		if err != nil {
-			p.fail(err)
-			return
+		obj := n.get("value")
+		typeErrs := 0
+		defer func() {
+			if typeErrs > 0 {
+				t.Settings = nil
+			}
+		}()
+		var fields map[string]field
+		if tt.Settings != nil {
+			fields = structFields(reflect.TypeOf(tt.Settings))
 		}
-		for i, k := range plain.keys {
+		for i, k := range obj.keys {
+			raw := obj.kids[i]
 			if known[k] {
-				own.set(k, plain.kids[i])
+				// Declared settings are checked against their Open API
+				// types (typed.go) as they are converted.
+				f := fields[k]
+				plain, err := fromTyped(raw, f.typ, f.tag, join(path, k))
+				if err != nil {
+					p.fail(err)
+					typeErrs++
+					continue
+				}
+				own.set(k, plain)
 				continue
 			}
 			if isPublicAdditional(k) {
 				continue // mapped: the restart options and the account
 			}
-			raw := n.get("value").kids[i]
 			p.extra(p.path(keyAdditional, k), []string{keyTask, keyAdditional, k}, raw)
+		}
+		if typeErrs > 0 {
+			return // the settings are not decoded with values missing
 		}
 	} else if tt.Settings != nil {
 		// No settings in the file: the type's defaults, as a task created

@@ -68,11 +68,11 @@ const (
 	// with the default limits, for any input: bytes allocated in total and
 	// held at once (TestMemoryAndQuoteLimits measures the worst documents:
 	// a 16 MiB document of 220,000 vendor strings costs about 153 MiB and
-	// 101 MiB, 249,000 vendor numbers about 95 MiB and 78 MiB, a 16 MiB
-	// string 48 MiB and 40 MiB; a number beyond 1024 characters is refused
+	// 100-115 MiB, 249,000 vendor numbers about 95 MiB and 63-78 MiB, a
+	// 16 MiB string 48 MiB and 32-40 MiB; a number beyond 1024 characters is refused
 	// before it costs anything).
 	MaxParseAlloc = 160 << 20
-	MaxParseLive  = 112 << 20
+	MaxParseLive  = 128 << 20
 )
 
 // Field names of the document. The public ones are the KSC Open API's
@@ -366,6 +366,12 @@ func taskParams(t *task.Task) (*node, map[string]bool, error) {
 		}
 	}
 	addNode := plainToParams(settings)
+	if _, raw := t.Settings.(json.RawMessage); t.Settings != nil && !raw {
+		// Declared settings keep their Open API types (typed.go).
+		if addNode, err = toTyped(settings, reflect.TypeOf(t.Settings), "", "settings"); err != nil {
+			return nil, nil, err
+		}
+	}
 	addObj := addNode.get("value")
 	publicRestart(addObj, pol)
 	if !t.Account.IsDefault() {

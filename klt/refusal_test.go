@@ -128,7 +128,7 @@ func TestParseRefusals(t *testing.T) {
 		{"schedule type not an integer", m(func(_, tv, _, _ map[string]any) { tv["TASKSCH_TYPE"] = 2.5 }), klt.ParseOptions{}, "task.TASKSCH_TYPE", klt.ErrInvalid},
 		{"auto randomization disagrees", m(func(_, _, i, _ map[string]any) { i["KLTSK_ALLOW_AUTO_RANDOMIZATION"] = true }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.KLTSK_ALLOW_AUTO_RANDOMIZATION", klt.ErrInvalid},
 		{"settings out of range", m(func(_, _, _, a map[string]any) { a["max_file_size_mb"] = 0 }), klt.ParseOptions{}, "task.TASK_ADDITIONAL_PARAMS.max_file_size_mb", klt.ErrInvalid},
-		{"settings of the wrong type", m(func(_, _, _, a map[string]any) { a["max_file_size_mb"] = "big" }), klt.ParseOptions{}, "task.TASK_ADDITIONAL_PARAMS", klt.ErrInvalid},
+		{"settings of the wrong type", m(func(_, _, _, a map[string]any) { a["max_file_size_mb"] = "big" }), klt.ParseOptions{}, "task.TASK_ADDITIONAL_PARAMS.max_file_size_mb", klt.ErrInvalid},
 		{"settings not params", m(func(_, tv, _, _ map[string]any) { tv["TASK_ADDITIONAL_PARAMS"] = []any{} }), klt.ParseOptions{}, "task.TASK_ADDITIONAL_PARAMS", klt.ErrInvalid},
 		{"bad scope", m(func(_, tv, _, _ map[string]any) { value(tv, "TF_SCOPE")["kind"] = "galaxy" }), klt.ParseOptions{}, "task.TF_SCOPE.kind", klt.ErrInvalid},
 		{"group id disagrees", m(func(_, _, i, _ map[string]any) { i["PRTS_TASK_GROUPID"] = 7 }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.PRTS_TASK_GROUPID", klt.ErrInvalid},
