@@ -335,13 +335,22 @@ func taskParams(t *task.Task) (*node, map[string]bool, error) {
 		// The Open API's mark of a task for a set of devices.
 		info.set(keyGroupID, numNode("-1"))
 	} else {
-		info.set(keyGroupID, groupNode(t.Scope.Group))
+		// The Open API's group ids are integers: a group id that is not
+		// one is carried by TF_SCOPE alone, and the excluded groups are
+		// written only when all of them are integers.
+		if g, ok := groupNode(t.Scope.Group); ok {
+			info.set(keyGroupID, g)
+		}
 		if len(t.Scope.ExcludedGroups) > 0 {
 			arr := &node{kind: kArray}
 			for _, g := range t.Scope.ExcludedGroups {
-				arr.kids = append(arr.kids, groupNode(g))
+				if n, ok := groupNode(g); ok {
+					arr.kids = append(arr.kids, n)
+				}
 			}
-			info.set(keyExceptGroups, arr)
+			if len(arr.kids) == len(t.Scope.ExcludedGroups) {
+				info.set(keyExceptGroups, arr)
+			}
 		}
 	}
 	if t.Description != "" {
@@ -441,13 +450,13 @@ func settingsTree(s any) (*node, error) {
 }
 
 // groupNode writes a group id as paramInt when it is the canonical
-// decimal form of a 32-bit integer (the Open API's group ids), and as a
-// string otherwise, so both read back unchanged.
-func groupNode(g scope.GroupID) *node {
-	if v, err := strconv.ParseInt(string(g), 10, 32); err == nil && strconv.FormatInt(v, 10) == string(g) {
-		return numNode(string(g))
+// decimal form of a non-negative 32-bit integer (the Open API's group
+// ids); it returns false for any other id, which the Open API cannot name.
+func groupNode(g scope.GroupID) (*node, bool) {
+	if v, err := strconv.ParseInt(string(g), 10, 32); err == nil && strconv.FormatInt(v, 10) == string(g) && v >= 0 {
+		return numNode(string(g)), true
 	}
-	return strNode(string(g))
+	return nil, false
 }
 
 // mergeOpaque returns the fields to write: extra, then the task's opaque
