@@ -31,6 +31,12 @@ type ParseOptions struct {
 	MaxDepth int
 	// MaxValues is the most JSON values (default DefaultMaxValues).
 	MaxValues int
+	// AnyType accepts a task whose type reg does not have, so that a
+	// console can show any task: its Settings stay nil and every field of
+	// TASK_ADDITIONAL_PARAMS is kept as an opaque field (Import.Extra),
+	// with a WarnUnregisteredType warning. Such an import cannot be
+	// committed until the type is registered. Default: refused.
+	AnyType bool
 }
 
 func (o ParseOptions) limits() (limits, error) {
@@ -94,6 +100,9 @@ const (
 	// WarnIgnored: a field outside the task that is not kept (the other
 	// output values of an Open API response).
 	WarnIgnored WarningCode = "ignored"
+	// WarnUnregisteredType: ParseOptions.AnyType accepted a task type the
+	// registry does not have; its settings are kept as opaque fields.
+	WarnUnregisteredType WarningCode = "unregistered_type"
 )
 
 // Warning is something the administrator should know before committing
@@ -167,7 +176,7 @@ func Parse(r io.Reader, reg *task.Registry, opts ParseOptions) (*Import, error) 
 		return nil, errs.Invalid("", "", "must be a JSON object")
 	}
 	imp := &Import{}
-	p := &parser{imp: imp, reg: reg}
+	p := &parser{imp: imp, reg: reg, anyType: opts.AnyType}
 	var tp *node
 	var base string
 	if root.get(keyFormat) == nil && root.get(keyPxgRetVal) != nil {
@@ -210,6 +219,7 @@ type parser struct {
 	fatal error // a refusal that is not about a field
 	// unknown counts the unknown fields kept.
 	unknown int
+	anyType bool
 }
 
 func (p *parser) warn(path string, code WarningCode, msg string) {
@@ -705,6 +715,10 @@ func (p *parser) groupID(n *node, path string) (scope.GroupID, bool) {
 func (p *parser) settings(tp *node) {
 	t := &p.imp.Task
 	tt, ok := p.reg.Lookup(t.Application, t.Type)
+	if !ok && p.anyType {
+		p.warn(p.path(keyTaskName), WarnUnregisteredType, fmt.Sprintf("no task type %q is registered for application %q; its settings are kept as opaque fields and shown as they are", short(t.Type), short(t.Application)))
+		tt, ok = task.TaskType{Application: t.Application, Name: t.Type}, true
+	}
 	if !ok {
 		p.fail(errs.Invalid(p.path(keyTaskName), short(t.Type), fmt.Sprintf("no task type %q is registered for application %q", short(t.Type), short(t.Application))))
 		return

@@ -2,6 +2,7 @@ package klt_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/storage"
 	"github.com/taskfleet/taskfleet/storage/sqlstore"
+	"github.com/taskfleet/taskfleet/task"
 )
 
 // secretsInVendorDoc is every secret of testdata/openapi_secrets_vendor.json,
@@ -131,5 +133,29 @@ func TestOpaqueFieldsSurviveStorage(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// ParseOptions.AnyType shows a task of a type the registry does not have:
+// its settings are kept as opaque fields; without it the type is refused.
+func TestAnyTypeKeepsSettingsOpaque(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("testdata/openapi_secrets_vendor.json")
+	must(t, err)
+	reg := task.NewRegistry()
+	if _, err := klt.Parse(bytes.NewReader(raw), reg, klt.ParseOptions{}); !errors.Is(err, klt.ErrInvalid) || !slices.Contains(fieldsOf(err), "PxgRetVal.TASK_NAME") {
+		t.Fatalf("an unregistered type without AnyType: %v", err)
+	}
+	imp, err := klt.Parse(bytes.NewReader(raw), reg, klt.ParseOptions{AnyType: true})
+	must(t, err)
+	if imp.Task.Settings != nil || !slices.Contains(codes(imp.Warnings), "unregistered_type@PxgRetVal.TASK_NAME") {
+		t.Fatalf("settings %v, warnings %q", imp.Task.Settings, codes(imp.Warnings))
+	}
+	var paths []string
+	for _, f := range imp.Extra {
+		paths = append(paths, f.PathString())
+	}
+	if !slices.Contains(paths, "task.TASK_ADDITIONAL_PARAMS.source") || slices.Contains(paths, "task.TASK_ADDITIONAL_PARAMS.proxy_pwd") {
+		t.Fatalf("opaque fields %q", paths)
 	}
 }
