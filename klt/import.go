@@ -219,6 +219,8 @@ type parser struct {
 	fatal error // a refusal that is not about a field
 	// unknown counts the unknown fields kept.
 	unknown int
+	// flat is set for an Open API attribute list (no TASK_INFO_PARAMS).
+	flat bool
 	anyType bool
 }
 
@@ -381,6 +383,15 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// infoPath names a member of TASK_INFO_PARAMS (of the task itself in an
+// attribute list).
+func (p *parser) infoPath(keys ...string) string {
+	if p.flat {
+		return p.path(keys...)
+	}
+	return p.path(append([]string{keyInfo}, keys...)...)
+}
+
 func (p *parser) path(keys ...string) string {
 	return strings.Join(append([]string{p.base}, keys...), ".")
 }
@@ -449,10 +460,15 @@ func (p *parser) part(obj *node, key string, v any) bool {
 func (p *parser) task(tp *node) error {
 	imp := p.imp
 	t := &imp.Task
+	flat := p.imp.FromOpenAPI && tp.get(keyInfo) == nil
 	for i, k := range tp.keys {
-		if !contains(knownTask, k) {
-			p.extra(p.path(k), []string{keyTask, k}, tp.kids[i])
+		if contains(knownTask, k) {
+			continue
 		}
+		if flat && (contains(knownInfo, k) || k == keyDisplayNameV10) {
+			continue // an attribute of the task-independent settings
+		}
+		p.extra(p.path(k), []string{keyTask, k}, tp.kids[i])
 	}
 	var hasType, hasApp bool
 	t.Type, hasType = p.str(tp, keyTaskName, p.path(keyTaskName), true)
@@ -465,7 +481,21 @@ func (p *parser) task(tp *node) error {
 	}
 	t.ApplicationVersion, _ = p.str(tp, keyProductVersion, p.path(keyProductVersion), false)
 
+	// An Open API attribute list (Tasks.GetTask) has no TASK_INFO_PARAMS:
+	// its task-independent attributes are members of the task itself.
+	p.flat = p.imp.FromOpenAPI && tp.get(keyInfo) == nil
+	if p.flat {
+		if tp.get(keyDisplayName) == nil {
+			if n := tp.get(keyDisplayNameV10); n != nil {
+				tp.set(keyDisplayName, n)
+				tp.del(keyDisplayNameV10)
+			}
+		}
+	}
 	info, err := paramsObject(tp.get(keyInfo), p.path(keyInfo), false)
+	if p.flat {
+		info, err = tp, nil
+	}
 	if err != nil {
 		p.fail(err)
 	}
@@ -476,21 +506,21 @@ func (p *parser) task(tp *node) error {
 		}
 	}
 	for i, k := range info.keys {
-		if !contains(knownInfo, k) {
-			p.extra(p.path(keyInfo, k), []string{keyTask, keyInfo, k}, info.kids[i])
+		if !contains(knownInfo, k) && !p.flat {
+			p.extra(p.infoPath(k), []string{keyTask, keyInfo, k}, info.kids[i])
 		}
 	}
-	namePath := p.path(keyInfo, keyDisplayName)
+	namePath := p.infoPath(keyDisplayName)
 	if name, ok := p.str(info, keyDisplayName, namePath, true); ok {
 		t.Name = name
 		p.fail(checkText(namePath, name, task.MaxNameLength, true))
 	}
-	descPath := p.path(keyInfo, keyTFDescription)
+	descPath := p.infoPath(keyTFDescription)
 	if d, ok := p.str(info, keyTFDescription, descPath, false); ok {
 		t.Description = d
 		p.fail(checkText(descPath, d, task.MaxDescriptionLength, false))
 	}
-	t.Suspended, _ = p.boolean(info, keyTFSuspended, p.path(keyInfo, keyTFSuspended))
+	t.Suspended, _ = p.boolean(info, keyTFSuspended, p.infoPath(keyTFSuspended))
 
 	p.schedule(tp, info)
 	p.scope(tp, info)
@@ -547,7 +577,7 @@ func (p *parser) task(tp *node) error {
 func (p *parser) schedule(tp, info *node) {
 	t := &p.imp.Task
 	runMissed, hasRunMissed := p.boolean(tp, keyRunMissed, p.path(keyRunMissed))
-	autoRand, hasAutoRand := p.boolean(info, keyAutoRandom, p.path(keyInfo, keyAutoRandom))
+	autoRand, hasAutoRand := p.boolean(info, keyAutoRandom, p.infoPath(keyAutoRandom))
 	schType, hasSchType := int64(0), false
 	if n := tp.get(keyScheduleType); n != nil {
 		v, ok, isInt := integer(n.s)
@@ -588,7 +618,7 @@ func (p *parser) schedule(tp, info *node) {
 	}
 	s := t.Schedule
 	if hasAutoRand && autoRand != (s.RandomDelay.Mode == schedule.DelayAutomatic) {
-		p.fail(errs.Invalid(p.path(keyInfo, keyAutoRandom), "", "disagrees with "+p.path(keyTFSchedule)+": random_delay.mode is "+string(s.RandomDelay.Mode)))
+		p.fail(errs.Invalid(p.infoPath(keyAutoRandom), "", "disagrees with "+p.path(keyTFSchedule)+": random_delay.mode is "+string(s.RandomDelay.Mode)))
 	}
 	if hasRunMissed && runMissed != s.RunMissed {
 		p.fail(errs.Invalid(p.path(keyRunMissed), "", "disagrees with "+p.path(keyTFSchedule)+": run_missed is "+strconv.FormatBool(s.RunMissed)))
@@ -625,13 +655,13 @@ func (p *parser) keepSchedule(tp *node, s schedule.Schedule, all bool) {
 func (p *parser) scope(tp, info *node) {
 	var group *scope.GroupID
 	var except []scope.GroupID
-	gpath := p.path(keyInfo, keyGroupID)
+	gpath := p.infoPath(keyGroupID)
 	if n := info.get(keyGroupID); n != nil {
 		if g, ok := p.groupID(n, gpath); ok && g != "-1" {
 			group = &g
 		}
 	}
-	epath := p.path(keyInfo, keyExceptGroups)
+	epath := p.infoPath(keyExceptGroups)
 	if n := info.get(keyExceptGroups); n != nil {
 		if n.kind != kArray {
 			p.fail(errs.Invalid(epath, "", "must be an array of group ids"))

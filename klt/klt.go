@@ -94,6 +94,9 @@ const (
 	keyAdditional      = "TASK_ADDITIONAL_PARAMS"
 	keyInfo            = "TASK_INFO_PARAMS"
 	keyDisplayName     = "DisplayName"
+	// keyDisplayNameV10 is the display name's older public name (KSC
+	// Automation's "Task settings format"), read from attribute lists.
+	keyDisplayNameV10 = "TASK_DISPLAY_NAME"
 	keyAutoRandom      = "KLTSK_ALLOW_AUTO_RANDOMIZATION"
 	keyGroupID         = "PRTS_TASK_GROUPID"
 	keyExceptGroups    = "PRTS_EXCEPT_GROUPIDS"

@@ -294,3 +294,36 @@ func TestPublicScheduleRefusals(t *testing.T) {
 		})
 	}
 }
+
+// The attribute list of Tasks.GetTask, with the task-independent
+// attributes beside the others (no TASK_INFO_PARAMS, the display name as
+// TASK_DISPLAY_NAME), imports like the settings document of
+// Tasks.GetTaskData; Export writes the settings shape.
+func TestOpenAPIAttributeList(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	imp, _ := parseFile(t, b.reg, "testdata/openapi_gettask_attributes.json")
+	want := schedule.Default(schedule.Monthly, time.Time{}, nil)
+	want.Day, want.Time = 15, schedule.Clock(2, 30, 0)
+	if imp.Task.Name != "Nightly update" || imp.SourceScope == nil || imp.SourceScope.Group != "42" {
+		t.Fatalf("name %q, scope %+v", imp.Task.Name, imp.SourceScope)
+	}
+	if d := cmp.Diff(want, imp.Task.Schedule, cmpOpts...); d != "" {
+		t.Fatalf("schedule (-want +got):\n%s", d)
+	}
+	var paths []string
+	for _, f := range imp.Extra {
+		paths = append(paths, f.PathString())
+	}
+	if d := cmp.Diff([]string{"task.TASK_UNIQUE_ID"}, paths); d != "" {
+		t.Fatalf("opaque fields (-want +got):\n%s", d)
+	}
+	got, err := imp.Commit(b.ctx, b.m, b.admin, *imp.SourceScope)
+	must(t, err)
+	out, _, err := klt.Export(got, lookup(t, b.reg, got), klt.ExportOptions{Time: exportTime})
+	must(t, err)
+	info := members(t, out)["TASK_INFO_PARAMS"]
+	if !strings.Contains(info, `"DisplayName":"Nightly update"`) || !strings.Contains(info, `"PRTS_TASK_GROUPID":42`) {
+		t.Fatalf("TASK_INFO_PARAMS %s", info)
+	}
+}
