@@ -220,7 +220,7 @@ type parser struct {
 	// unknown counts the unknown fields kept.
 	unknown int
 	// flat is set for an Open API attribute list (no TASK_INFO_PARAMS).
-	flat bool
+	flat    bool
 	anyType bool
 }
 
@@ -642,8 +642,9 @@ func (p *parser) keepSchedule(tp *node, s schedule.Schedule, all bool) {
 		}
 		w := written.get(k)
 		switch {
-		case !all && w != nil && string(compact(w)) == string(compact(n)):
-			// mapped
+		case w != nil && string(compact(w)) == string(compact(n)):
+			// mapped (also for a schedule that was not converted: the
+			// value is the one the manual start writes)
 		case all || w == nil || s.Kind == schedule.Manual:
 			p.extra(p.path(k), []string{keyTask, k}, n)
 		default:

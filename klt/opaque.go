@@ -3,6 +3,7 @@ package klt
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 
 	"github.com/taskfleet/taskfleet/internal/errs"
@@ -174,6 +175,12 @@ func DecodeOpaque(raw json.RawMessage) ([]Field, error) {
 	}
 	out := make([]Field, len(list))
 	for i, e := range list {
+		if len(e.Path) < 1 || len(e.Path) > 3 {
+			return nil, errs.Invalid(fmt.Sprintf("opaque[%d].path", i), "", "must have 1 to 3 elements")
+		}
+		if !json.Valid([]byte(e.JSON)) {
+			return nil, errs.Invalid(fmt.Sprintf("opaque[%d].json", i), "", "must be a JSON value")
+		}
 		out[i] = Field{Path: e.Path, Value: json.RawMessage(e.JSON)}
 	}
 	return out, nil
