@@ -975,6 +975,13 @@ func (imp *Import) Commit(ctx context.Context, m *task.Manager, actor task.Actor
 	t.ID, t.Revision, t.SettingsRevision = "", 0, 0
 	t.CreatedAt, t.UpdatedAt = time.Time{}, time.Time{}
 	t.CreatedBy, t.UpdatedBy = "", ""
+	return createWithFreeName(ctx, m, actor, t)
+}
+
+// createWithFreeName is the one place klt reaches the Manager's free-name
+// creation (the " (n)" index of a taken name, also under races), so that
+// it can be pointed at another surface in one edit.
+func createWithFreeName(ctx context.Context, m *task.Manager, actor task.Actor, t task.Task) (*task.Task, error) {
 	return m.CreateWithFreeName(ctx, actor, t, "import")
 }
 
