@@ -1,5 +1,5 @@
 // Package klt exports one task with all its settings to a KLT file and
-// imports a task from one (the seeds' "Exporting a task" and "Importing a
+// imports a task from one (the product documentation's "Exporting a task" and "Importing a
 // task"), losslessly and close to what the administration server's public
 // Open API says about tasks.
 //
@@ -20,7 +20,7 @@
 //	created, err := imp.Commit(ctx, manager, actor, chosenScope)    // step 2
 //
 // Export refuses Administration Server tasks and types marked
-// NotExportable with a *NotExportableError (the seeds: "Administration
+// NotExportable with a *NotExportableError (the product documentation: "Administration
 // Server tasks are also unavailable for export"). Parse validates
 // everything it can without storing anything, so a console can show what
 // will be imported. Commit creates the task in the scope the administrator
@@ -78,10 +78,6 @@
 //     paramLong, paramDateTime, paramBinary, …) in the KlAkOAPI JSON
 //     convention: the typed values below.
 //
-// [KSC Open API, "Task settings format"]: https://support.kaspersky.com/help/KSC/14/KSCAPI/a00030.html
-// [KSC Open API, "Schedule types"]: https://support.kaspersky.com/help/KSC/14/KSCAPI/a00028.html
-// [KSC Automation, "Task settings format"]: http://certsrv.ru/klakaut.en/a00012.html
-//
 // # Field names
 //
 // Task level:
@@ -123,7 +119,7 @@
 //	                   no public names)
 //	TF_NOTIFICATIONS   task.Notifications: the public KLPRSS_EVPNotifications
 //	                   container lists events by severity, and how the
-//	                   seeds' history level, retention and e-mail map onto
+//	                   product documentation's history level, retention and e-mail map onto
 //	                   it is not publicly documented; a server's
 //	                   KLPRSS_EVPNotifications is kept as an opaque field
 //	TF_SECURITY        task.Security (the access list): no public name
@@ -293,4 +289,8 @@
 // paths ("schedule.weekdays") and "extra[i]". Commit returns what
 // task.Manager returns (task paths, ErrConflict, ErrPermission).
 // *NotExportableError and *VersionError also match ErrInvalid.
+//
+// [KSC Open API, "Task settings format"]: https://support.kaspersky.com/help/KSC/14/KSCAPI/a00030.html
+// [KSC Open API, "Schedule types"]: https://support.kaspersky.com/help/KSC/14/KSCAPI/a00028.html
+// [KSC Automation, "Task settings format"]: http://certsrv.ru/klakaut.en/a00012.html
 package klt
