@@ -87,8 +87,8 @@ func (r *repeater) Read(p []byte) (int, error) {
 func TestMemoryAndQuoteLimits(t *testing.T) {
 	reg := registry(t)
 	const (
-		maxTotal = klt.MaxParseAlloc
-		maxLive  = klt.MaxParseLive
+		maxTotal = uint64(klt.MaxParseAlloc * raceSlack)
+		maxLive  = uint64(klt.MaxParseLive * raceSlack)
 		maxErr   = 1024 // an error names a path and quotes at most 64 bytes
 	)
 	head := `{"PxgRetVal": {"TASKID_PRODUCT_NAME": "Endpoint Security", "TASK_NAME": "update", "TASK_INFO_PARAMS": {"type": "params", "value": {"DisplayName": "x"}}, `

@@ -136,8 +136,7 @@ func EncodeOpaque(fields []Field) json.RawMessage {
 			size += quotedLen(k) + 1
 		}
 	}
-	var b bytes.Buffer
-	b.Grow(size)
+	b := bytes.NewBuffer(make([]byte, 0, size)) // Grow would double it
 	b.WriteByte('[')
 	for i, f := range fields {
 		if i > 0 {
@@ -148,10 +147,10 @@ func EncodeOpaque(fields []Field) json.RawMessage {
 			if j > 0 {
 				b.WriteByte(',')
 			}
-			writeString(&b, k)
+			writeString(b, k)
 		}
 		b.WriteString(`],"json":`)
-		writeString(&b, string(f.Value))
+		writeString(b, string(f.Value))
 		b.WriteByte('}')
 	}
 	b.WriteByte(']')

@@ -730,8 +730,13 @@ func writeString(buf *bytes.Buffer, s string) {
 
 // compact returns n as canonical JSON without indentation.
 func compact(n *node) []byte {
-	if n.kind == kNumber {
+	switch n.kind {
+	case kNumber:
 		return []byte(n.s)
+	case kString:
+		buf := bytes.NewBuffer(make([]byte, 0, quotedLen(n.s)))
+		writeString(buf, n.s)
+		return buf.Bytes()
 	}
 	var buf bytes.Buffer
 	encodeTree(&buf, n, 0, false)
