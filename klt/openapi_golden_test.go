@@ -175,6 +175,12 @@ func TestOpenAPIScheduleGolden(t *testing.T) {
 		name  string
 		store storage.Store
 	}{{"memstore", nil}, {"sqlite", sqlite}}
+	if pg := postgresStore(t); pg != nil {
+		stores = append(stores, struct {
+			name  string
+			store storage.Store
+		}{"postgres", pg})
+	}
 	for _, st := range stores {
 		b := setupStore(t, st.store)
 		for _, c := range openAPICases() {

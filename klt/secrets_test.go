@@ -2,7 +2,11 @@ package klt_test
 
 import (
 	"bytes"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
 	"errors"
+	"net/url"
 	"fmt"
 	"os"
 	"slices"
@@ -101,10 +105,17 @@ func TestOpaqueFieldsSurviveStorage(t *testing.T) {
 	sqlite, err := sqlstore.OpenSQLite(t.Context(), ":memory:")
 	must(t, err)
 	t.Cleanup(func() { sqlite.Close() })
-	for _, st := range []struct {
+	stores := []struct {
 		name  string
 		store storage.Store
-	}{{"memstore", nil}, {"sqlite", sqlite}} {
+	}{{"memstore", nil}, {"sqlite", sqlite}}
+	if pg := postgresStore(t); pg != nil {
+		stores = append(stores, struct {
+			name  string
+			store storage.Store
+		}{"postgres", pg})
+	}
+	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
 			b := setupStore(t, st.store)
 			imp, err := klt.Parse(bytes.NewReader(raw), b.reg, klt.ParseOptions{})
@@ -158,4 +169,46 @@ func TestAnyTypeKeepsSettingsOpaque(t *testing.T) {
 	if !slices.Contains(paths, "task.TASK_ADDITIONAL_PARAMS.source") || slices.Contains(paths, "task.TASK_ADDITIONAL_PARAMS.proxy_pwd") {
 		t.Fatalf("opaque fields %q", paths)
 	}
+}
+
+// postgresStore opens a store in a fresh schema of the PostgreSQL server
+// named by TASKFLEET_TEST_POSTGRES (CI sets it), or returns nil without
+// one: PostgreSQL rewrites JSON bodies (jsonb), which opaque fields must
+// survive.
+func postgresStore(t *testing.T) *sqlstore.Store {
+	base := os.Getenv("TASKFLEET_TEST_POSTGRES")
+	if base == "" {
+		return nil
+	}
+	var rnd [6]byte
+	_, err := rand.Read(rnd[:])
+	must(t, err)
+	schema := "tf_klt_" + hex.EncodeToString(rnd[:])
+	admin, err := sql.Open("pgx", base)
+	must(t, err)
+	defer admin.Close()
+	_, err = admin.Exec("CREATE SCHEMA " + schema)
+	must(t, err)
+	t.Cleanup(func() {
+		db, err := sql.Open("pgx", base)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer db.Close()
+		if _, err := db.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	dsn := base + " search_path=" + schema
+	if u, err := url.Parse(base); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		dsn = u.String()
+	}
+	s, err := sqlstore.Open(t.Context(), sqlstore.Config{Dialect: sqlstore.Postgres, DSN: dsn})
+	must(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s
 }
