@@ -140,8 +140,11 @@ type Import struct {
 	Header Header
 	// FromOpenAPI is set for a PxgRetVal object (an Open API task read).
 	FromOpenAPI bool
-	// Extra are the fields this version does not know, kept verbatim,
-	// ordered by path. Pass them to ExportOptions.Extra to write them back.
+	// Extra are the fields this version does not map, kept verbatim,
+	// ordered by path; Task.Opaque holds the same fields (EncodeOpaque),
+	// so the stored task writes them back on export without the caller
+	// passing them. Password and secret fields (IsSecretField) are never
+	// among them.
 	Extra []Field
 	// Warnings are what the administrator should see before Commit.
 	Warnings []Warning
