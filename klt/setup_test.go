@@ -15,6 +15,7 @@ import (
 	"github.com/taskfleet/taskfleet/schedule"
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/scope/inmem"
+	"github.com/taskfleet/taskfleet/storage"
 	"github.com/taskfleet/taskfleet/storage/memstore"
 	"github.com/taskfleet/taskfleet/task"
 )
@@ -106,13 +107,19 @@ type bundle struct {
 	seal  credentials.Sealer
 }
 
-func setup(t testing.TB) *bundle {
+func setup(t testing.TB) *bundle { return setupStore(t, nil) }
+
+// setupStore is setup with a given store (nil: a new memstore).
+func setupStore(t testing.TB, store storage.Store) *bundle {
+	if store == nil {
+		store = memstore.New()
+	}
 	clk := clock.NewMock()
 	clk.Set(start)
 	reg := registry(t)
 	var mu sync.Mutex
 	ids := 0
-	m, err := task.New(task.Config{Store: memstore.New(), Registry: reg, Inventory: inventory(t), Clock: clk,
+	m, err := task.New(task.Config{Store: store, Registry: reg, Inventory: inventory(t), Clock: clk,
 		NewID: func() string { mu.Lock(); defer mu.Unlock(); ids++; return fmt.Sprintf("task-%05d", ids) }})
 	must(t, err)
 	sealer, err := credentials.NewAESGCM(credentials.AESGCMConfig{Keys: []credentials.Key{{ID: "k1", Material: make([]byte, 32)}}, ActiveKeyID: "k1"})

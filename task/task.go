@@ -116,6 +116,16 @@ type Task struct {
 	// Suspended holds scheduled starts and pauses running ones.
 	Suspended bool `json:"suspended,omitempty"`
 
+	// Opaque holds the fields of an imported task document that taskfleet
+	// does not map (a server's vendor fields), in the form the klt package
+	// writes (klt.EncodeOpaque), so that exporting the stored task later
+	// writes them back unchanged. The task package does not interpret or
+	// validate it; it is stored with the task by every store and appears
+	// in revision diffs as one value. It never holds secrets: klt drops
+	// password and secret fields before they get here. Nil for tasks not
+	// imported.
+	Opaque json.RawMessage `json:"opaque,omitempty"`
+
 	// Revision is the number of the latest revision; pass it back to
 	// Update as the expected revision.
 	Revision int64 `json:"revision"`

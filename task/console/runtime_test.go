@@ -68,7 +68,7 @@ func TestTaskPageShowsSecondaryServers(t *testing.T) {
 	views, err := branch.Tasks(ctx)
 	must(t, err)
 	for _, v := range views {
-		_, err := bm.RecordResults(ctx, []task.Result{{TaskID: v.Task.ID, DeviceID: "pc-1", RunID: 1, Seq: 2, State: task.Completed}})
+		_, err := bm.Runtime().RecordResults(ctx, []task.Result{{TaskID: v.Task.ID, DeviceID: "pc-1", RunID: 1, Seq: 2, State: task.Completed}})
 		must(t, err)
 	}
 	must(t, branch.Report(ctx))
