@@ -147,7 +147,7 @@ func setup(t testing.TB, o setupOptions) *fixture {
 				return nil
 			}
 			return fmt.Errorf("group %s: %w", g, task.ErrPermission)
-		}},
+		}, Inventory: f.inv},
 		NewID: func() string { idMu.Lock(); defer idMu.Unlock(); ids++; return fmt.Sprintf("task-%04d", ids) }})
 	must(t, err)
 	sealer, err := credentials.NewAESGCM(credentials.AESGCMConfig{Keys: []credentials.Key{{ID: "k1", Material: make([]byte, 32)}}, ActiveKeyID: "k1"})
