@@ -147,11 +147,11 @@ type Server struct {
 	stats         Stats
 	opened        bool
 	zones         map[string]*time.Location
-	in            intake // the device-message path (intake.go)
+	in            intake          // the device-message path (intake.go)
 	ids           []string        // sorted task ids (nil: rebuild)
 	trig          map[string]bool // ids of tasks others wait for (nil: rebuild)
-	owner         string // this replica's id in claims and the leader lease
-	afterClaim    func() // test hook (export_test.go)
+	owner         string          // this replica's id in claims and the leader lease
+	afterClaim    func()          // test hook (export_test.go)
 	nextStale     time.Time
 	leading       bool
 	// controls are the unanswered StopRun, PauseRun and ResumeRun per
