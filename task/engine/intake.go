@@ -409,7 +409,19 @@ func (s *Server) checkEvent(ctx context.Context, d scope.DeviceID, e *transport.
 	if ts == nil {
 		return RejectUnknownTask
 	}
-	if !assigned(ts, d) {
+	in := assigned(ts, d)
+	if e.RunID != 0 {
+		// An event about a run: a run of the device's (issued to it, or
+		// of its own schedule).
+		if s.checkRun(ctx, ts, d, e.RunID, in, now) == runBad {
+			if !in {
+				return RejectNotAssigned
+			}
+			return RejectRun
+		}
+		return ""
+	}
+	if !in {
 		if _, err := s.cfg.Store.GetResult(ctx, ts.t.ID, string(d)); err != nil {
 			return RejectNotAssigned
 		}
