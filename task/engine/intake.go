@@ -206,16 +206,24 @@ func (s *Server) refuse(ctx context.Context, m transport.Message, code, why stri
 // to it (checked by the run id against its stored result).
 func assigned(ts *taskState, d scope.DeviceID) bool { return ts.inScope[d] }
 
-// ownRun reports whether run is one device d's own schedule of ts
+// window is the span of activation times, in Unix milliseconds, in
+// which a device's own runs may lie: DeviceRunWindow before and
+// MaxClockSkew after the server's clock.
+type window struct{ lo, hi int64 }
+
+func windowAt(now time.Time) window {
+	return window{now.Add(-DeviceRunWindow).UnixMilli(), now.Add(MaxClockSkew).UnixMilli()}
+}
+
+// ownRun reports whether run is one a device's own schedule of ts
 // produces: a scheduled (or, for "when new updates are downloaded", a
 // triggered) run id of a task the device runs itself, whose activation
-// lies within DeviceRunWindow before and MaxClockSkew after now, or the
-// task's Once or Immediately activation.
-func ownRun(ts *taskState, run int64, now time.Time) bool {
+// lies within w, or the task's Once or Immediately activation.
+func ownRun(ts *taskState, run int64, w window) bool {
 	if ts.onServer || run <= 0 {
 		return false
 	}
-	sch := ts.t.Schedule
+	sch := &ts.t.Schedule
 	switch transport.RunKind(run % 4) {
 	case transport.Scheduled:
 		if !sch.Timed() && sch.Kind != schedule.OnUpdates {
@@ -228,12 +236,17 @@ func ownRun(ts *taskState, run int64, now time.Time) bool {
 	default:
 		return false
 	}
-	if (sch.Kind == schedule.Once && run == transport.RunID(sch.At, transport.Scheduled)) ||
-		(sch.Kind == schedule.Immediately && !ts.since.IsZero() && run/4 <= ts.since.UnixMilli()+1 && run/4 >= ts.since.UnixMilli()-1) {
+	ms := run / 4
+	if ms >= w.lo && ms <= w.hi {
 		return true
 	}
-	ms := run / 4
-	return ms >= now.Add(-DeviceRunWindow).UnixMilli() && ms <= now.Add(MaxClockSkew).UnixMilli()
+	switch sch.Kind {
+	case schedule.Once:
+		return run == transport.RunID(sch.At, transport.Scheduled)
+	case schedule.Immediately:
+		return !ts.since.IsZero() && ms <= ts.since.UnixMilli()+1 && ms >= ts.since.UnixMilli()-1
+	}
+	return false
 }
 
 // runCheck says how a device's run id relates to what the server knows.
@@ -248,12 +261,12 @@ const (
 // checkRun decides whether run of ts is one the server issued to d or d's
 // own schedule produces (see ownRun). The stored result is read only
 // when the cheaper checks do not decide.
-func (s *Server) checkRun(ctx context.Context, ts *taskState, d scope.DeviceID, run int64, in bool, now time.Time) runCheck {
+func (s *Server) checkRun(ctx context.Context, ts *taskState, d scope.DeviceID, run int64, in bool, w window) runCheck {
 	if run <= 0 {
 		return runBad
 	}
 	if in {
-		if ownRun(ts, run, now) {
+		if ownRun(ts, run, w) {
 			return runOK
 		}
 		if dp := s.pending[dkey{ts.t.ID, d}]; dp != nil && dp.start.RunID == run {
@@ -281,9 +294,37 @@ func saneTime(t, now time.Time) bool {
 	return t.IsZero() || (t.Unix() >= 0 && !t.After(now.Add(MaxClockSkew)))
 }
 
-// checkResult checks one result of sender d; "" means it may be stored.
-func (s *Server) checkResult(ctx context.Context, d scope.DeviceID, r *transport.Result, now time.Time) (task.State, RejectReason, runCheck) {
-	if r.Device != "" && r.Device != d {
+// checker checks the items of one message of sender d; it keeps the
+// task of the previous item (a device's results come grouped by task).
+type checker struct {
+	s    *Server
+	d    scope.DeviceID
+	now  time.Time
+	w    window
+	id   string
+	ts   *taskState
+	in   bool
+	seen bool
+}
+
+func (s *Server) checker(d scope.DeviceID, now time.Time) checker {
+	return checker{s: s, d: d, now: now, w: windowAt(now)}
+}
+
+// task returns the task of an item and whether the sender is assigned
+// to it.
+func (c *checker) task(id string) (*taskState, bool) {
+	if !c.seen || id != c.id {
+		c.id, c.seen = id, true
+		c.ts = c.s.tasks[id]
+		c.in = c.ts != nil && assigned(c.ts, c.d)
+	}
+	return c.ts, c.in
+}
+
+// result checks one result; a reason means it is rejected.
+func (c *checker) result(ctx context.Context, r *transport.Result) (task.State, RejectReason, runCheck) {
+	if r.Device != "" && r.Device != c.d {
 		return "", RejectOtherDevice, runBad
 	}
 	st, ok := deviceStates[r.State]
@@ -296,15 +337,15 @@ func (s *Server) checkResult(ctx context.Context, d scope.DeviceID, r *transport
 	if len(r.Message) > transport.MaxText || len(r.TaskID) > transport.MaxKeyBytes {
 		return "", RejectTooLong, runBad
 	}
+	now := c.now
 	if r.Progress < 0 || r.Progress > 100 || !saneTime(r.DueAt, now) || !saneTime(r.StartedAt, now) || !saneTime(r.FinishedAt, now) || !saneTime(r.UpdatedAt, now) {
 		return "", RejectInvalid, runBad
 	}
-	ts := s.tasks[r.TaskID]
+	ts, in := c.task(r.TaskID)
 	if ts == nil {
 		return "", RejectUnknownTask, runBad
 	}
-	in := assigned(ts, d)
-	switch s.checkRun(ctx, ts, d, r.RunID, in, now) {
+	switch c.s.checkRun(ctx, ts, c.d, r.RunID, in, c.w) {
 	case runOK:
 		return st, "", runOK
 	case runStale:
@@ -327,6 +368,7 @@ func (s *Server) takeResults(ctx context.Context, m transport.Message, now time.
 		items = items[:transport.MaxItems]
 	}
 	from := len(s.in.results)
+	c := s.checker(d, now)
 	for i := range items {
 		r := &items[i]
 		var st task.State
@@ -335,7 +377,7 @@ func (s *Server) takeResults(ctx context.Context, m transport.Message, now time.
 		} else {
 			var why RejectReason
 			var rc runCheck
-			st, why, rc = s.checkResult(ctx, d, r, now)
+			st, why, rc = c.result(ctx, r)
 			if why != "" {
 				s.reject(d, why, 1, r.TaskID, fmt.Sprintf("run %d seq %d state %q", r.RunID, r.Seq, clipLog(r.State)))
 				continue
@@ -364,8 +406,9 @@ func (s *Server) takeEvents(ctx context.Context, m transport.Message, now time.T
 		items = items[:transport.MaxItems]
 	}
 	evs := make([]task.EventInput, 0, len(items))
+	c := s.checker(d, now)
 	for _, e := range items {
-		why := s.checkEvent(ctx, d, &e, now)
+		why := c.event(ctx, &e)
 		if why != "" {
 			s.reject(d, why, 1, e.TaskID, "event")
 			continue
@@ -394,7 +437,9 @@ func (s *Server) takeEvents(ctx context.Context, m transport.Message, now time.T
 // server's own records never start with it.
 const deviceKeyPrefix = "device/"
 
-func (s *Server) checkEvent(ctx context.Context, d scope.DeviceID, e *transport.Event, now time.Time) RejectReason {
+// event checks one event; a reason means it is rejected.
+func (c *checker) event(ctx context.Context, e *transport.Event) RejectReason {
+	s, d, now := c.s, c.d, c.now
 	switch {
 	case e.Device != "" && e.Device != d:
 		return RejectOtherDevice
@@ -405,15 +450,14 @@ func (s *Server) checkEvent(ctx context.Context, d scope.DeviceID, e *transport.
 		e.RunID < 0, !saneTime(e.At, now):
 		return RejectInvalid
 	}
-	ts := s.tasks[e.TaskID]
+	ts, in := c.task(e.TaskID)
 	if ts == nil {
 		return RejectUnknownTask
 	}
-	in := assigned(ts, d)
 	if e.RunID != 0 {
 		// An event about a run: a run of the device's (issued to it, or
 		// of its own schedule).
-		if s.checkRun(ctx, ts, d, e.RunID, in, now) == runBad {
+		if s.checkRun(ctx, ts, d, e.RunID, in, c.w) == runBad {
 			if !in {
 				return RejectNotAssigned
 			}
