@@ -16,6 +16,7 @@ import (
 	"github.com/taskfleet/taskfleet/storage/memstore"
 	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/engine"
+	"github.com/taskfleet/taskfleet/task/engine/enginetest"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
 
@@ -211,4 +212,49 @@ func FuzzIntake(f *testing.F) {
 			t.Errorf("after a message from %s, %s's honest result was not stored: %s", d, other, b)
 		}
 	})
+}
+
+// The whole conversation of a fleet survives the wire codec: with every
+// message encoded and decoded, scheduled, manual and outbreak runs run
+// once, their results arrive, a local edit is merged, and nothing of the
+// honest agents is rejected (setup's check).
+func TestFleetOverTheWire(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 4, func(c *enginetest.Config) { c.Wire = true })
+	daily := b.create(t, task.Task{Scope: groupScope("g-all"), Schedule: sched(schedule.EveryDays, func(s *schedule.Schedule) { s.Time = 6 * 3600 })})
+	manual := b.create(t, task.Task{Scope: groupScope("g-all")})
+	ob := b.create(t, task.Task{Scope: groupScope("g-all"), Schedule: sched(schedule.OnVirusOutbreak, nil)})
+	local := b.create(t, task.Task{Scope: scope.Scope{Kind: scope.Local, Device: "d00001"}, Description: "v1"})
+	_, err := b.sim.Manager.Start(b.ctx, task.System, manual.ID)
+	must(t, err)
+	must(t, b.sim.Agent("d00002").ReportVirusOutbreak(b.ctx, "o1", schedule.WorkstationsFileServers))
+	def := b.sim.Agent("d00001").Tasks()
+	var edit task.Task
+	for _, d := range def {
+		if d.Task.ID == local.ID {
+			edit = d.Task
+		}
+	}
+	edit.Description = "edited on the device"
+	must(t, b.sim.Agent("d00001").EditLocalTask(b.ctx, "carol", edit))
+	b.step(t, 24*time.Hour)
+	for i := range 4 {
+		d := scope.DeviceID(fmtID(i))
+		for _, c := range []struct {
+			tk   *task.Task
+			want int
+		}{{daily, 1}, {manual, 1}, {ob, 1}} {
+			if got := len(b.sim.Exec.Runs(c.tk.ID, d)); got != c.want {
+				t.Errorf("%s on %s: %d runs, want %d", c.tk.Name, d, got, c.want)
+			}
+			if r := b.result(t, c.tk.ID, d); r.State != task.Completed {
+				t.Errorf("%s on %s: %s", c.tk.Name, d, r.State)
+			}
+		}
+	}
+	got, err := b.sim.Manager.Get(b.ctx, task.System, local.ID)
+	must(t, err)
+	if got.Description != "edited on the device" {
+		t.Errorf("local task %q, want the device user's edit", got.Description)
+	}
 }
