@@ -316,6 +316,9 @@ func (s *Server) updatesDownloaded(ctx context.Context, key string, now time.Tim
 		if s.updKeys[key] {
 			return
 		}
+		if len(s.updKeys) >= maxOutbreakKeys {
+			s.updKeys = map[string]bool{} // bounded: devices choose the keys
+		}
 		s.updKeys[key] = true
 	}
 	s.updAt = now.UTC()
