@@ -176,8 +176,9 @@
 //   - a device event's key is stored in the device's own key space
 //     ("device/<device>/<key>"), which the engine's own records never
 //     use;
-//   - a virus outbreak counts only from a device the inventory knows,
-//     with a valid application type; it is dated by the server's clock
+//   - a virus outbreak or an updates-downloaded report counts only from
+//     a device the inventory knows (or the server's own agent); an outbreak needs
+//     a valid application type; it is dated by the server's clock
 //     when it arrives (to the minute, so reports of the same outbreak
 //     from several devices start each task once), the device's time is
 //     logged only; a resent report (same key) starts nothing;

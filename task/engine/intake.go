@@ -174,6 +174,10 @@ func (s *Server) receive(ctx context.Context, m transport.Message, now time.Time
 	case transport.Events:
 		ack = s.takeEvents(ctx, m, now)
 	case transport.UpdatesDownloaded:
+		if !s.knownDevice(ctx, d) {
+			s.reject(d, RejectUnknownDevice, 1, "", "updates downloaded")
+			break
+		}
 		s.updatesDownloaded(ctx, m.Key, now)
 	case transport.VirusOutbreak:
 		s.takeOutbreak(ctx, m, now)
@@ -473,6 +477,17 @@ func (c *checker) event(ctx context.Context, e *transport.Event) RejectReason {
 	return ""
 }
 
+// knownDevice reports whether device d is in the inventory (or is the
+// server's own agent): only those report fleet-wide events (outbreaks,
+// downloaded updates).
+func (s *Server) knownDevice(ctx context.Context, d scope.DeviceID) bool {
+	if d == task.ServerDevice {
+		return true
+	}
+	_, err := s.cfg.Inventory.Device(ctx, d)
+	return err == nil
+}
+
 // takeOutbreak starts the "on virus outbreak" tasks for a report of a
 // device the inventory knows. The outbreak is dated by the server's clock
 // when it arrives (to the minute: reports of the fleet received within the
@@ -484,11 +499,9 @@ func (s *Server) takeOutbreak(ctx context.Context, m transport.Message, now time
 		s.reject(d, RejectInvalid, 1, "", "virus outbreak without a valid application type")
 		return
 	}
-	if d != task.ServerDevice {
-		if _, err := s.cfg.Inventory.Device(ctx, d); err != nil {
-			s.reject(d, RejectUnknownDevice, 1, "", "virus outbreak")
-			return
-		}
+	if !s.knownDevice(ctx, d) {
+		s.reject(d, RejectUnknownDevice, 1, "", "virus outbreak")
+		return
 	}
 	if m.Key != "" {
 		if s.in.outbreaks[m.Key] {
