@@ -393,8 +393,8 @@ func (a *Agent) ReportEvent(ctx context.Context, key string, e task.EventInput) 
 	if key == "" {
 		key = fmt.Sprintf("%s/%d/%d", e.TaskID, e.RunID, e.At.UnixNano())
 	}
-	e.Key = string(a.cfg.Device) + "/" + key
-	return a.enqueue(ctx, transport.Message{Key: "ev/" + e.Key, Kind: transport.Events, Events: []task.EventInput{e}})
+	e.Key = transport.Clip(string(a.cfg.Device)+"/"+key, transport.MaxKeyBytes-len("ev/"))
+	return a.enqueue(ctx, transport.Message{Key: "ev/" + e.Key, Kind: transport.Events, Events: []transport.Event{wireEvent(e)}})
 }
 
 // EditLocalTask sends the device user's edit of a local task to the
@@ -407,8 +407,18 @@ func (a *Agent) EditLocalTask(ctx context.Context, user string, edited task.Task
 	if t == nil || t.Def.Task.Kind() != task.Local {
 		return errs.Invalid("id", edited.ID, "is not a local task of this device")
 	}
+	if len(user) > transport.MaxUserBytes {
+		return errs.Invalid("user", "", fmt.Sprintf("must be at most %d bytes", transport.MaxUserBytes))
+	}
+	doc, err := json.Marshal(edited)
+	if err != nil {
+		return fmt.Errorf("agent: encode the edited task: %w", err)
+	}
+	if len(doc) > transport.MaxEditBytes {
+		return errs.Invalid("task", "", fmt.Sprintf("must encode to at most %d bytes", transport.MaxEditBytes))
+	}
 	key := fmt.Sprintf("e/%s/%s/%d/%d", a.cfg.Device, edited.ID, t.Def.Task.Revision, a.clk.Now().UnixNano())
-	return a.enqueue(ctx, transport.Message{Key: key, Kind: transport.LocalEdit, Edit: &transport.Edit{User: user, BaseRevision: t.Def.Task.Revision, Task: edited}})
+	return a.enqueue(ctx, transport.Message{Key: key, Kind: transport.LocalEdit, Edit: &transport.Edit{User: user, BaseRevision: t.Def.Task.Revision, Task: doc}})
 }
 
 // AcceptRestart records that the user accepted the restart prompt of a
@@ -449,6 +459,7 @@ func (a *Agent) OutboxLen(ctx context.Context) int {
 }
 
 func (a *Agent) enqueue(ctx context.Context, m transport.Message) error {
+	m.Version = transport.ProtocolVersion
 	m.Device = a.cfg.Device
 	m.SentAt = a.clk.Now().UTC()
 	if err := a.cfg.Store.Enqueue(ctx, m); err != nil {
@@ -472,12 +483,14 @@ func (a *Agent) report(ctx context.Context, t *LocalTask, r task.Result) {
 	a.logEvent(ctx, t, r)
 }
 
-// queueResult puts a result of this device into the outbox.
+// queueResult puts a result of this device into the outbox, its message
+// clipped to transport.MaxText so that the server never rejects it.
 func (a *Agent) queueResult(ctx context.Context, r task.Result) task.Result {
 	r.DeviceID = a.cfg.Device
 	r.UpdatedAt = a.clk.Now().UTC()
+	r.Message = transport.Clip(r.Message, transport.MaxText)
 	key := resultKey(a.cfg.Device, r.TaskID, r.RunID, r.Seq)
-	if err := a.enqueue(ctx, transport.Message{Key: key, Kind: transport.Results, Results: []task.Result{r}}); err != nil {
+	if err := a.enqueue(ctx, transport.Message{Key: key, Kind: transport.Results, Results: []transport.Result{wireResult(r)}}); err != nil {
 		a.log.Error().Err(err).Msg("agent: result not queued")
 	}
 	return r
@@ -510,4 +523,18 @@ func (a *Agent) NextWake() time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, n)
+}
+
+// wireResult is the wire form of a result of this device (the sender is
+// the device: the result names none).
+func wireResult(r task.Result) transport.Result {
+	return transport.Result{TaskID: r.TaskID, RunID: r.RunID, Seq: r.Seq, State: string(r.State), DueAt: r.DueAt, StartedAt: r.StartedAt,
+		FinishedAt: r.FinishedAt, UpdatedAt: r.UpdatedAt, Progress: r.Progress, Message: transport.Clip(r.Message, transport.MaxText), RestartRequired: r.RestartRequired}
+}
+
+// wireEvent is the wire form of an event of this device, its message
+// clipped to transport.MaxText.
+func wireEvent(e task.EventInput) transport.Event {
+	return transport.Event{TaskID: e.TaskID, RunID: e.RunID, At: e.At, Level: string(e.Level), Severity: string(e.Severity),
+		Message: transport.Clip(e.Message, transport.MaxText), Key: e.Key}
 }

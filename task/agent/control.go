@@ -65,7 +65,7 @@ func (a *Agent) pauseRun(ctx context.Context, t *LocalTask, order int64, now tim
 		a.report(ctx, t, task.Result{RunID: r.RunID, Seq: r.Seq, State: task.Running, DueAt: r.At.UTC(), StartedAt: r.StartedAt.UTC(), Message: msg})
 		e := task.EventInput{TaskID: id, DeviceID: a.cfg.Device, RunID: r.RunID, At: now.UTC(), Level: task.EventProgress, Severity: task.SeverityWarning, Message: msg,
 			Key: fmt.Sprintf("%s/pause/%s/%d/%d", a.cfg.Device, id, r.RunID, order)}
-		if err := a.enqueue(ctx, transport.Message{Key: "ev/" + e.Key, Kind: transport.Events, Events: []task.EventInput{e}}); err != nil {
+		if err := a.enqueue(ctx, transport.Message{Key: "ev/" + e.Key, Kind: transport.Events, Events: []transport.Event{wireEvent(e)}}); err != nil {
 			a.log.Error().Err(err).Str("task", id).Msg("agent: event not queued")
 		}
 		return

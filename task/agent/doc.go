@@ -83,6 +83,18 @@
 // answered. SQLiteStore (modernc.org/sqlite, driver "sqlite") keeps all of
 // it across restarts; MemStore is for tests and simulations.
 //
+// # Messages
+//
+// The agent speaks transport.ProtocolVersion. Its results and events
+// name no device (the transport sets the sender) and their texts are
+// clipped to transport.MaxText before they are queued (transport.Clip:
+// a 5 KB stack trace from an executor is cut, never the reason a result
+// is refused); results are merged into messages of at most 256 entries,
+// well within transport.MaxItems and MaxMessageBytes. A local user's
+// edit (EditLocalTask) carries the user name, at most
+// transport.MaxUserBytes; the server records it as that user of this
+// device. An Error answer from the server is logged.
+//
 // # Restart policy
 //
 // A run whose outcome needs an operating-system restart follows the task's

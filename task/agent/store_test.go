@@ -73,7 +73,7 @@ func TestStoreConformance(t *testing.T) {
 				t.Errorf("task round trip (-want +got):\n%s", diff)
 			}
 			for _, k := range []string{"k1", "k2", "k1", "k3"} {
-				m := transport.Message{Key: k, Kind: transport.Results, Results: []task.Result{{TaskID: "a", DeviceID: "d", RunID: 1, State: task.Completed}}}
+				m := transport.Message{Key: k, Kind: transport.Results, Results: []transport.Result{{TaskID: "a", RunID: 1, State: string(task.Completed)}}}
 				if err := s.Enqueue(ctx, m); err != nil {
 					t.Fatal(err)
 				}

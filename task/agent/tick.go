@@ -183,7 +183,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		}
 	}
 	hb := &transport.HeartbeatInfo{UpdatesGeneration: a.updGen, Held: a.held}
-	_ = a.ep.Send(ctx, transport.Message{Kind: transport.Heartbeat, Device: a.cfg.Device, SentAt: a.clk.Now().UTC(), Heartbeat: hb})
+	_ = a.ep.Send(ctx, transport.Message{Version: transport.ProtocolVersion, Kind: transport.Heartbeat, Device: a.cfg.Device, SentAt: a.clk.Now().UTC(), Heartbeat: hb})
 }
 
 // flush sends every unacknowledged outbox message; they stay queued until
@@ -225,9 +225,9 @@ func (a *Agent) flush(ctx context.Context, now time.Time) {
 					}
 					n, k = n+1, k+len(r.Results)
 				}
-				merged = transport.Message{Key: m.Key, Kind: transport.Results, Device: m.Device, SentAt: now.UTC(), Merged: make([]string, 0, n)}
+				merged = transport.Message{Version: transport.ProtocolVersion, Key: m.Key, Kind: transport.Results, Device: m.Device, SentAt: now.UTC(), Merged: make([]string, 0, n)}
 				if k > 0 {
-					merged.Results = make([]task.Result, 0, k)
+					merged.Results = make([]transport.Result, 0, k)
 				}
 			}
 			merged.Merged = append(merged.Merged, m.Key)
@@ -634,7 +634,7 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 		if m.Key != "" && a.ep != nil {
 			// The order is applied and the run's new state queued in
 			// the outbox: the server may stop resending it.
-			_ = a.ep.Send(ctx, transport.Message{Kind: transport.Ack, Device: a.cfg.Device, SentAt: now.UTC(), Acks: []string{m.Key}})
+			_ = a.ep.Send(ctx, transport.Message{Version: transport.ProtocolVersion, Kind: transport.Ack, Device: a.cfg.Device, SentAt: now.UTC(), Acks: []string{m.Key}})
 		}
 	case transport.Sync:
 		if m.SyncInfo != nil && m.SyncInfo.UpdatesGeneration > a.updGen {
@@ -656,6 +656,12 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 		if a.outboxBusy {
 			a.flushNow = true
 			a.wake.Store(0) // the server is reachable: send what waits
+		}
+	case transport.Error:
+		// The server could not process a message at all (a kind or
+		// version it does not know): say so; the outbox keeps it.
+		if e := m.Error; e != nil {
+			a.log.Error().Str("code", e.Code).Str("kind", string(e.Kind)).Str("key", e.Key).Str("reason", e.Message).Msg("agent: the server refused a message")
 		}
 	case transport.Shutdown:
 		if a.cfg.Power != nil {

@@ -170,9 +170,62 @@
 // not dispatch it twice. The assumption is that the database's clock does
 // not jump backwards by more than LeaseTTL while leases are held.
 //
+// # Device input
+//
+// Everything a device sends takes one path through the server, the
+// intake (Handle): decode (the transport) → check every item against the
+// authenticated sender (Message.Device, set by the transport) and what
+// the server knows → record → acknowledge. Nothing is stored or acted on
+// before its item passed the checks:
+//
+//   - an item names no device but the sender (protocol 1 results and
+//     events name their device: it must be the sender);
+//   - its task exists, and the sender is in the task's scope (holds the
+//     device task, or is a device of the server-run task), or the run
+//     was issued to it while it was (its stored result has that run);
+//   - a result's state is one a device reports (never scheduled or
+//     pending: those are the server's), its Seq is within SeqDevice to
+//     transport.MaxSeq, its progress 0 to 100, its times no later than
+//     MaxClockSkew after the server's clock, its texts within
+//     transport.MaxText;
+//   - a run id is one the server issued to the sender (its dispatch, its
+//     stored result, the task's last manual start), or one the sender's
+//     own schedule produces: a scheduled run id (a triggered one for
+//     "when new updates are downloaded") of a task the device runs
+//     itself whose activation lies within DeviceRunWindow (31 days)
+//     before and MaxClockSkew (1 hour) after the server's clock, or the
+//     task's Once or Immediately activation. A result of an older run
+//     than the stored one is acknowledged and not stored (storage would
+//     ignore it anyway). An event about a run (RunID set) is checked the
+//     same way;
+//   - a device event's key is stored in the device's own key space
+//     ("device/<device>/<key>"), which the engine's own records never
+//     use;
+//   - a virus outbreak or an updates-downloaded report counts only from
+//     a device the inventory knows (or the server's own agent); an outbreak needs
+//     a valid application type; it is dated by the server's clock
+//     when it arrives (to the minute, so reports of the same outbreak
+//     from several devices start each task once), the device's time is
+//     logged only; a resent report (same key) starts nothing;
+//   - a local edit is taken only from the device whose local task it is;
+//     its actor is DeviceActor(device, user) ("device:<device>/<user>"),
+//     which the revision shows, never a name the payload chooses;
+//   - a heartbeat lists at most transport.MaxHeld tasks; the answer is
+//     bounded by what the device holds or should hold: Deliver for its
+//     tasks, Withdraw for held tasks of the server's that are not its,
+//     and for at most MaxUnknownWithdraws ids the server does not know.
+//
+// An item that fails a check is dropped, counted (Stats.Rejected,
+// Stats.RejectedBy by RejectReason) and logged with the device and the
+// reason; the other items of the message are recorded and acknowledged,
+// and the rejected ones are acknowledged too (resending cannot help). A
+// message of an unknown kind or unsupported version gets a
+// transport.Error answer. The checks cost less than 10% of the intake's
+// throughput (BenchmarkIntake).
+//
 // # Results
 //
-// Results messages are buffered and recorded through task.Runtime
+// Checked results are buffered and recorded through task.Runtime
 // RecordResults in one call per Tick (or every 10,000 results), then
 // acknowledged (every key of a merged message); storage failures,
 // including a failed write of their history events, acknowledge nothing,

@@ -150,7 +150,7 @@ func (e *deviceSim) loop(ctx context.Context, db *sql.DB, id string, srv *engine
 		now := time.Now().UTC()
 		for i, st := range starts {
 			srv.Handle(ctx, transport.Message{Kind: transport.Results, Device: devs[i], Key: fmt.Sprintf("r/%s/%d/%s", st.TaskID, st.RunID, devs[i]),
-				Results: []task.Result{{TaskID: st.TaskID, DeviceID: devs[i], RunID: st.RunID, Seq: transport.SeqDevice, State: task.Running, DueAt: st.Due, StartedAt: now, UpdatedAt: now}}})
+				Results: []transport.Result{{TaskID: st.TaskID, RunID: st.RunID, Seq: transport.SeqDevice, State: string(task.Running), DueAt: st.Due, StartedAt: now, UpdatedAt: now}}})
 		}
 	}
 }

@@ -159,13 +159,11 @@ type Server struct {
 	stats         Stats
 	opened        bool
 	zones         map[string]*time.Location
-	rbuf          []transport.Message
-	flushBuf      []task.Result   // flushResults' reusable batch
+	in            intake          // the device-message path (intake.go)
 	ids           []string        // sorted task ids (nil: rebuild)
 	trig          map[string]bool // ids of tasks others wait for (nil: rebuild)
-	rcount        int
-	owner         string // this replica's id in claims and the leader lease
-	afterClaim    func() // test hook (export_test.go)
+	owner         string          // this replica's id in claims and the leader lease
+	afterClaim    func()          // test hook (export_test.go)
 	nextStale     time.Time
 	leading       bool
 	// controls are the unanswered StopRun, PauseRun and ResumeRun per
@@ -188,6 +186,11 @@ type Stats struct {
 	// Undecodable counts tasks the server skipped because their stored
 	// settings cannot be decoded (task.DecodeError); each is logged.
 	Undecodable int64
+	// Rejected counts the items of device messages the intake dropped
+	// (results, events, edits, outbreaks, held tasks, whole messages of
+	// an unknown kind); RejectedBy splits it by reason.
+	Rejected   int64
+	RejectedBy map[RejectReason]int64
 }
 
 // New returns a Server; call Open before use.
@@ -322,7 +325,7 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.stats
+	return s.stats.statsCopy()
 }
 
 // load (re)computes a task's state; it does not send anything.

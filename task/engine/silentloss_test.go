@@ -56,8 +56,8 @@ func TestResultsNotAcknowledgedWhenEventWriteFails(t *testing.T) {
 	must(t, err)
 	must(t, srv.Tick(ctx))
 	rec.take()
-	msg := transport.Message{Kind: transport.Results, Device: "d1", Key: "r-1", Results: []task.Result{{
-		TaskID: tk.ID, DeviceID: "d1", RunID: run.ID, Seq: transport.SeqDevice + 1, State: task.Completed,
+	msg := transport.Message{Kind: transport.Results, Device: "d1", Key: "r-1", Results: []transport.Result{{
+		TaskID: tk.ID, RunID: run.ID, Seq: transport.SeqDevice + 1, State: string(task.Completed),
 		StartedAt: t0, FinishedAt: t0, UpdatedAt: t0,
 	}}}
 	ackedKey := func(key string) bool {
@@ -100,8 +100,8 @@ func TestResultsNotAcknowledgedWhenEventWriteFails(t *testing.T) {
 	}
 
 	// An Events message is not acknowledged either while its write fails.
-	ev := transport.Message{Kind: transport.Events, Device: "d1", Key: "e-1", Events: []task.EventInput{{
-		TaskID: tk.ID, DeviceID: "d1", RunID: run.ID, Level: task.EventProgress, Severity: task.SeverityInfo, Message: "50%", Key: "d1/progress/1",
+	ev := transport.Message{Kind: transport.Events, Device: "d1", Key: "e-1", Events: []transport.Event{{
+		TaskID: tk.ID, RunID: run.ID, Level: string(task.EventProgress), Severity: string(task.SeverityInfo), Message: "50%", Key: "d1/progress/1",
 	}}}
 	store.fail.Store(true)
 	srv.Handle(ctx, ev)

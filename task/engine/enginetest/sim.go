@@ -37,6 +37,9 @@ type Config struct {
 	ServerLocation *time.Location
 	Faults         inproc.Faults
 	Seed           uint64
+	// Wire sends every message through the wire codec (inproc.Config
+	// Wire), as over a real channel.
+	Wire bool
 	// Heartbeat of the agents (default 5 minutes).
 	Heartbeat time.Duration
 	// Server tunes the server (Store, Inventory, Clock and Location are
@@ -134,7 +137,7 @@ func New(ctx context.Context, cfg Config) (*Sim, error) {
 	if err := s.Inv.PutDevices(devs...); err != nil {
 		return nil, err
 	}
-	s.Net = inproc.New(inproc.Config{Clock: clk, Faults: cfg.Faults, Seed: cfg.Seed})
+	s.Net = inproc.New(inproc.Config{Clock: clk, Faults: cfg.Faults, Seed: cfg.Seed, Wire: cfg.Wire})
 	scfg := cfg.Server
 	scfg.Store, scfg.Inventory, scfg.Clock, scfg.Location = s.Store, s.Inv, clk, cfg.ServerLocation
 	if scfg.ReplicaID == "" {
