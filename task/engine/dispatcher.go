@@ -441,6 +441,7 @@ func (s *Server) flushResults(ctx context.Context, now time.Time) {
 		s.flushBuf = all[:0]
 	}()
 	ok := msgs
+	var dropped map[int]bool // indexes in ok of messages rejected as invalid
 	n, err := s.m.RecordResults(ctx, all)
 	switch {
 	case err == nil:
@@ -454,6 +455,10 @@ func (s *Server) flushResults(ctx context.Context, now time.Time) {
 			}
 			if err != nil {
 				s.log.Error().Err(err).Str("device", string(m.Device)).Msg("engine: invalid results dropped")
+				if dropped == nil {
+					dropped = map[int]bool{}
+				}
+				dropped[len(ok)] = true
 			}
 			s.stats.ResultsApplied += int64(n)
 			ok = append(ok, m)
@@ -483,7 +488,10 @@ func (s *Server) flushResults(ctx context.Context, now time.Time) {
 		_ = s.send(ctx, transport.Message{Kind: transport.Ack, Device: d, Acks: acks[d]})
 	}
 	var trig plan
-	for _, m := range ok {
+	for i, m := range ok {
+		if !dropped[i] {
+			s.sinkResults(ctx, m.Results)
+		}
 		for _, r := range m.Results {
 			s.afterResult(ctx, &trig, r, now)
 		}

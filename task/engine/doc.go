@@ -155,6 +155,16 @@
 // Notifications go through the Manager's Notifier; history is purged by
 // calling Manager.PurgeHistory every PurgeEvery.
 //
+// # The server's OS event log
+//
+// The product documentation saves task results "in the operating system
+// event log on the Administration Server". Config.ResultSink (off by
+// default) receives every final result the server records, each once: the
+// devices' results and the ones the server writes itself (missed,
+// stopped before it started). Package task/engine/syslogsink implements
+// it on log/syslog for Unix hosts; ResultSink documents the shape of a
+// Windows Event Log sink.
+//
 // # Scale
 //
 // Scopes are resolved when a task is saved, when a server-run activation

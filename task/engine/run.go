@@ -32,7 +32,9 @@ func (s *Server) record(ctx context.Context, rs []task.Result) int {
 	n, err := s.m.RecordResults(ctx, rs)
 	if err != nil {
 		s.log.Error().Err(err).Msg("engine: record results")
+		return n
 	}
+	s.sinkResults(ctx, rs)
 	return n
 }
 

@@ -82,6 +82,10 @@ type Config struct {
 	// at once (DefaultDispatchWorkers, at most MaxDispatchWorkers): the
 	// store's work per batch runs in parallel, the sends stay serial.
 	DispatchWorkers int
+	// ResultSink receives every final result the server records, for
+	// the Administration Server's OS event log (optional: nil, the
+	// default, writes nowhere). See ResultSink.
+	ResultSink ResultSink
 	// SingleReplica turns the claim layer and the leader lease off even
 	// when the store offers them (storage.Claimer, storage.Leader): the
 	// server then keeps due starts in memory as with any store.
@@ -161,6 +165,11 @@ type Server struct {
 	controls map[dkey]*control
 	ctlKeys  map[string]dkey
 	nextCtl  time.Time
+	// sunk are the results written to the ResultSink (the last
+	// sinkMemory, in sunkRing from sunkNext).
+	sunk     map[sinkKey]bool
+	sunkRing []sinkKey
+	sunkNext int
 }
 
 // Stats counts what the server did.
