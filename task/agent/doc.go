@@ -94,7 +94,10 @@
 // "When new updates are downloaded" tasks run when the server's Sync
 // reports a new repository generation, and every hour while no updates
 // arrived for UpdatesOverdue (25 hours) or the distribution point is
-// unreachable (SetDistributionPointReachable).
+// unreachable (SetDistributionPointReachable). Device-selection update
+// tasks (held once the server started them on the device) run hourly here
+// only while the distribution point is unreachable and updates are not
+// yet overdue; when they are overdue the server fires them every hour.
 //
 // # Durability
 //

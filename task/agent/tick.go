@@ -157,11 +157,11 @@ func (a *Agent) tasksWake(now time.Time) (w time.Time, atOnce bool) {
 			}
 			min(q.Due)
 		}
+		if t.Def.Task.Schedule.Kind == schedule.OnUpdates && (!t.Transient || a.dpDown) {
+			updates = true
+		}
 		if t.Transient {
 			continue
-		}
-		if t.Def.Task.Schedule.Kind == schedule.OnUpdates {
-			updates = true
 		}
 		if !t.nextOK {
 			t.nextDue, t.nextOK = time.Time{}, true
@@ -669,18 +669,26 @@ func (a *Agent) updatesFallback(ctx context.Context, now time.Time) {
 		return
 	}
 	any := false
+	overdue := !now.Before(a.updAt.Add(UpdatesOverdue))
 	for _, t := range a.sorted() {
-		if t.Transient || t.Def.Task.Schedule.Kind != schedule.OnUpdates || suspended(t) {
+		if t.Def.Task.Schedule.Kind != schedule.OnUpdates || suspended(t) {
+			continue
+		}
+		// A device-selection task (held transient, since the server
+		// started it here) runs on the device's own fallback only while
+		// its distribution point is unreachable: when updates are
+		// overdue the server fires it every hour on the whole selection.
+		if t.Transient && (!a.dpDown || overdue) {
 			continue
 		}
 		any = true
 		t.Queue = append(t.Queue, transport.Start{TaskID: t.Def.Task.ID, RunID: transport.RunID(due, transport.Scheduled), At: due, Due: due})
 		a.save(ctx, t)
 	}
+	a.lastFall = due
 	if !any {
 		return
 	}
-	a.lastFall = due
 	_ = a.cfg.Store.SetMeta(ctx, "fallback", due, 0)
 	for _, t := range a.sorted() {
 		if t.Running == nil {

@@ -23,6 +23,15 @@
 // scope and run by their agents on device-local time, also while they are
 // offline; their results arrive later through the agent's outbox.
 //
+// "When new updates are downloaded" tasks for device selections (and
+// Administration Server tasks) fire when the repository receives updates,
+// and, as the agent does for device tasks, every hour while the
+// repository got no new updates for UpdatesOverdue (25 hours, counted
+// from the last download or from Open). A device whose distribution point
+// is unreachable runs the selection's update task every hour itself (it
+// holds the task once the server started it there), except while the
+// server's 25-hour fallback runs it anyway.
+//
 // Manual starts, starts for selected devices, "on completing another task",
 // "on virus outbreak" and "when new updates are downloaded" are started by
 // the server; Wake-on-LAN requests go out the chosen minutes before each
@@ -206,6 +215,9 @@
 //     one of their starts (or on Open); device task delivery and
 //     heartbeats are per replica (the transport decides which replica a
 //     device talks to).
+//   - The 25-hour updates fallback counts from the last download this
+//     server saw, or from Open: a server restarted after a day without
+//     updates waits 25 hours again.
 //   - Fire markers are history events: a task whose history is purged
 //     within RecoveryWindow of an activation could fire it twice after a
 //     restart (retention is at least one day).

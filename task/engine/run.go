@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/taskfleet/taskfleet/schedule"
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/storage"
 	"github.com/taskfleet/taskfleet/task"
@@ -187,6 +188,9 @@ func (s *Server) Tick(ctx context.Context) error {
 		}
 		ts.next = time.Time{}
 	}
+	if lead {
+		s.updatesFallback(ctx, now)
+	}
 	s.wake(ctx, now)
 	if c := s.claimer(); c != nil {
 		s.dispatchClaimed(ctx, c, now)
@@ -209,6 +213,36 @@ func (s *Server) Tick(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// updatesFallback fires the server-run "when new updates are downloaded"
+// tasks (device selections, Administration Server tasks) every
+// UpdatesFallbackEvery while the repository got no new updates for
+// UpdatesOverdue, as the agent does for device tasks: the activations
+// are at base+UpdatesOverdue+k*UpdatesFallbackEvery (base: the last
+// download, or Open), the latest due one fires (one catch-up after a
+// stall, none twice: a clock stepping back fires nothing until it passes
+// the last one again).
+func (s *Server) updatesFallback(ctx context.Context, now time.Time) {
+	base := s.updAt
+	if base.IsZero() {
+		base = s.openedAt
+	}
+	first := base.Add(UpdatesOverdue)
+	if first.After(now) {
+		return
+	}
+	act := first.Add(now.Sub(first) / UpdatesFallbackEvery * UpdatesFallbackEvery)
+	if !act.After(s.lastFall) {
+		return
+	}
+	s.lastFall = act
+	for _, id := range s.sortedIDs() {
+		ts := s.tasks[id]
+		if ts.onServer && ts.t.Schedule.Kind == schedule.OnUpdates && !ts.t.Suspended {
+			s.fire(ctx, ts, act, now, transport.Scheduled)
+		}
+	}
 }
 
 // Run ticks every interval until ctx is done (goroutine mode).

@@ -40,6 +40,12 @@ const (
 	DefaultPurgeEvery        = 24 * time.Hour
 	DefaultVisibilityTimeout = 15 * time.Minute
 	DefaultRecoveryWindow    = 10 * time.Minute
+	// UpdatesOverdue is how long without new updates in the repository
+	// before server-run "when new updates are downloaded" tasks run every
+	// UpdatesFallbackEvery (the product documentation: 25 hours, then
+	// every hour; agent.UpdatesOverdue for device tasks).
+	UpdatesOverdue       = 25 * time.Hour
+	UpdatesFallbackEvery = time.Hour
 )
 
 // Config configures a Server. Store and Inventory are required.
@@ -143,6 +149,10 @@ type Server struct {
 	updGen    int64
 	updAt     time.Time
 	updKeys   map[string]bool
+	// openedAt is when Open ran (the updates fallback counts from it
+	// until updates arrive); lastFall the last fallback activation.
+	openedAt time.Time
+	lastFall time.Time
 	nextScope time.Time
 	nextPurge time.Time
 	// nextReconcile: when the leader next rebuilds control orders
@@ -296,6 +306,7 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 	s.nextPurge = now
 	s.nextReconcile = now.Add(s.cfg.ScopeRefresh)
 	s.opened = true
+	s.openedAt = now
 	return nil
 }
 
