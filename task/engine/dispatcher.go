@@ -112,7 +112,14 @@ func (s *Server) Start(ctx context.Context, t *task.Task, run task.Run) error {
 		at = now
 	}
 	st := transport.Start{TaskID: t.ID, RunID: transport.RunID(at, transport.Manual), At: at, Manual: true}
-	devices := append(append([]scope.DeviceID(nil), run.Devices...), run.Skipped...)
+	devices := make([]scope.DeviceID, 0, len(run.Devices)+len(run.Skipped))
+	for _, d := range slices.Concat(run.Devices, run.Skipped) {
+		// Devices of secondary and virtual servers in a distributed
+		// task's scope are started by their own server (see resolve).
+		if ts.inScope[d] {
+			devices = append(devices, d)
+		}
+	}
 	if !ts.onServer {
 		ts.manual = &st
 	} else {

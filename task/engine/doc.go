@@ -32,6 +32,12 @@
 // holds the task once the server started it there), except while the
 // server's 25-hour fallback runs it anyway.
 //
+// A group task distributed to secondary and virtual Administration
+// Servers runs here only on the devices this server manages: the devices
+// of those servers run it through their own server's inherited copy
+// (package task/hierarchy), so each device runs each activation once
+// and is counted once. A manual start leaves them out too.
+//
 // Manual starts, starts for selected devices, "on completing another task",
 // "on virus outbreak" and "when new updates are downloaded" are started by
 // the server; Wake-on-LAN requests go out the chosen minutes before each

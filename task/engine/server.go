@@ -351,7 +351,15 @@ func (s *Server) resolve(ctx context.Context, ts *taskState) []scope.DeviceID {
 	if ts.t.Scope.Kind == scope.Server {
 		devs = []scope.DeviceID{task.ServerDevice}
 	} else {
-		res, err := scope.Resolve(ctx, ts.t.Scope, s.cfg.Inventory)
+		sc := ts.t.Scope
+		// "Distribute to secondary and virtual Administration Servers":
+		// the devices those servers manage are in the task's scope, but
+		// their own server runs the task on them (its inherited copy,
+		// package task/hierarchy) and reports their figures up; this
+		// server runs it on the devices it manages, so each device runs
+		// each run once and is counted once.
+		sc.DistributeToServers = false
+		res, err := scope.Resolve(ctx, sc, s.cfg.Inventory)
 		if err != nil {
 			s.log.Error().Err(err).Str("task", ts.t.ID).Msg("engine: resolve scope")
 			return nil
