@@ -291,3 +291,28 @@ func TestOnceAtTheInstantOfSavingRuns(t *testing.T) {
 		t.Fatalf("%d runs after an hour, want still 1", len(r.x.runs))
 	}
 }
+
+// The device's clock steps back two hours after a daily activation ran:
+// the activation is not run again when the clock passes it a second time,
+// and the next day's runs. A forward step under SleepGap runs the
+// activation stepped over, late.
+func TestDeviceClockStepsNeitherRepeatNorSkip(t *testing.T) {
+	t.Parallel()
+	r := newMissedRig(t, agent.Config{})
+	d := dailyDef("daily", false)
+	d.Task.Schedule.RandomDelay = schedule.RandomDelay{Mode: schedule.DelayOff}
+	r.deliver(d, t0)
+	r.advance(10 * time.Hour) // 09:00 ran
+	r.clk.Set(r.clk.Now().Add(-2 * time.Hour))
+	r.tick()
+	r.advance(3 * time.Hour) // 08:00 to 11:00 again
+	if len(r.x.runs) != 1 {
+		t.Fatalf("%d runs after the step back, want the one 09:00 run", len(r.x.runs))
+	}
+	r.advance(22*time.Hour - 10*time.Minute) // 08:50 the next day
+	r.clk.Set(r.clk.Now().Add(12 * time.Minute))
+	r.tick()
+	if len(r.x.runs) != 2 {
+		t.Fatalf("%d runs after a 12-minute step over 09:00, want 2", len(r.x.runs))
+	}
+}

@@ -112,6 +112,10 @@ func (s *Server) Start(ctx context.Context, t *task.Task, run task.Run) error {
 		at = now
 	}
 	st := transport.Start{TaskID: t.ID, RunID: transport.RunID(at, transport.Manual), At: at, Manual: true}
+	if run.ID != 0 {
+		st.RunID = run.ID // ManualRunID's: the latest of the task
+	}
+	ts.sawRun(st.RunID)
 	devices := make([]scope.DeviceID, 0, len(run.Devices)+len(run.Skipped))
 	for _, d := range slices.Concat(run.Devices, run.Skipped) {
 		// Devices of secondary and virtual servers in a distributed
@@ -234,6 +238,9 @@ func (s *Server) Handle(ctx context.Context, m transport.Message) {
 // completing another task" tasks.
 func (s *Server) afterResult(ctx context.Context, trig *plan, r task.Result, now time.Time) {
 	k := dkey{r.TaskID, r.DeviceID}
+	if ts := s.tasks[r.TaskID]; ts != nil {
+		ts.sawRun(r.RunID)
+	}
 	if dp := s.pending[k]; dp != nil && r.Seq >= transport.SeqDevice && r.RunID >= dp.start.RunID {
 		delete(s.pending, k)
 	}

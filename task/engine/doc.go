@@ -56,6 +56,17 @@
 // Run ids are derived from the activation instant (transport.RunID), so the
 // same activation has the same id in every process.
 //
+// When the server's clock steps (the rule of package schedule, "Clocks
+// that jump"): back, server-run activations already fired are not fired
+// again (their fire markers exist and the cursor is past them) and the
+// schedule goes on after the last fired one; forward, the activations
+// stepped over fire at once, each once, and each device runs the latest
+// of them (a device's newer start replaces its older one not yet sent).
+// A manual start's run id is always after the task's newest run id
+// (ManualRunID), so a manual run after the clock was set back is the
+// task's latest and its results replace the older run's. Device tasks
+// follow the device's clock (package agent, "Clocks that jump").
+//
 // # Exactly once
 //
 // Before a server-run activation is dispatched it is recorded twice: a fire

@@ -60,6 +60,7 @@ type plan struct {
 func (p *plan) scheduled(i int) bool { return i >= len(p.off) || !p.off[i] }
 
 func (s *Server) plan(ctx context.Context, p *plan, ts *taskState, st transport.Start, devices []scope.DeviceID, revision int64, now time.Time) {
+	ts.sawRun(st.RunID)
 	sch := ts.t.Schedule
 	var conn, off []scope.DeviceID
 	for _, d := range devices {

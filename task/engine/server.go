@@ -112,6 +112,10 @@ type taskState struct {
 	wakes    map[scope.DeviceID]time.Time
 	nextWake time.Time
 	def      *transport.Definition // cached; rebuilt when stale
+	// maxRun is the newest run id seen of the task (maxRunOK: the stored
+	// results were read too), so a manual start is always the latest.
+	maxRun   int64
+	maxRunOK bool
 }
 
 type dispatch struct {
