@@ -45,8 +45,22 @@
 // revision (the run id for manual starts, so a manual start moves the
 // offsets): schedule.RandomOffset for "within an interval", and for the
 // automatic delay transport.Offset, which gives each device its own part
-// of the window (its place in the scope, sent with the definition as a
-// transport.Slot) so no second exceeds the start budget.
+// of the window (its place in the task's delay layout, sent with the
+// definition as a transport.Slot) so no second exceeds the start budget.
+//
+// The automatic delay's calculated start times stay put, as the product
+// documentation says, until the task's settings are edited or it is
+// started manually. A device's start depends only on its place (a tenth
+// of a second each), and a device task keeps a layout of places: a new
+// one (devices in id order) when the task is created or its settings are
+// edited, a new one that moves every device when it is started manually;
+// when devices join or leave the scope, the devices that stay keep their
+// places, new devices take the places that leaving ones freed (lowest
+// first) or new places after the others. The layout is kept in memory;
+// after a restart it is rebuilt from the places the devices report in
+// their heartbeats (a device keeps the place it holds unless another
+// device confirmed it first; until all devices reported, new devices get
+// new places rather than free ones).
 //
 // # Time semantics
 //
@@ -217,14 +231,15 @@
 //   - "On completing another task" is decided by the server when the
 //     trigger's result arrives, so on an offline device the dependent
 //     task starts after the device reconnects.
-//   - A device's delay slot is its place in the scope it last received.
-//     When devices join or leave a scope, the connected devices whose slot
-//     moved get the new one at once on a save and at the next scope
-//     refresh (ScopeRefresh) after an inventory change; an offline device
-//     gets it with its next heartbeat (which reports the slots it holds).
-//     Until then, and while a device is offline (it keeps running its
-//     tasks on the slot it has), two devices may share a part of the
-//     window.
+//   - A device's delay slot is its place in the layout it last received.
+//     After an edit or a manual start the connected devices get their new
+//     places at once; an offline device gets its place with its next
+//     heartbeat (which reports the places it holds), and until then it
+//     may share a part of the window with another device. Devices that
+//     join a scope make the window longer (their places come after the
+//     others') until places free up; a layout that lost devices keeps its
+//     length. Server-run tasks (device selections) are resolved at each
+//     fire and spread the devices connected then.
 //   - With replicas, starts of devices that were offline (pending, "run
 //     missed tasks") and resends stay with the replica that planned or
 //     dispatched them; if it dies they are resent when a replica opens.

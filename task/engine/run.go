@@ -390,7 +390,7 @@ func (s *Server) wake(ctx context.Context, now time.Time) {
 				_ = s.send(ctx, transport.Message{Kind: transport.Wake, Device: d})
 			}
 			l := s.deviceLoc(ctx, d)
-			off := transport.Offset(ts.t.Schedule, len(ts.devices), slotOf(ts, d), ts.t.ID, string(d), ts.t.SettingsRevision)
+			off := transport.Offset(ts.t.Schedule, slotCount(ts), slotOf(ts, d), ts.t.ID, string(d), ts.t.SettingsRevision)
 			after := now.Add(lead - off)
 			nx, ok2 := ts.t.Schedule.Next(after, l)
 			if !ok2 {

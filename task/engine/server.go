@@ -112,6 +112,9 @@ type taskState struct {
 	wakes    map[scope.DeviceID]time.Time
 	nextWake time.Time
 	def      *transport.Definition // cached; rebuilt when stale
+	// slots is the automatic randomized delay's layout (nil: the delay
+	// is not automatic, or a server-run task).
+	slots *slotLayout
 	// maxRun is the newest run id seen of the task (maxRunOK: the stored
 	// results were read too), so a manual start is always the latest.
 	maxRun   int64
@@ -270,6 +273,11 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 		for _, app := range page.Applications {
 			for _, t := range app.Tasks {
 				ts := s.load(ctx, t, now)
+				if ts.slots != nil {
+					// Rebuilt: the devices' reports of the places they
+					// hold restore the layout (slotLayout).
+					ts.slots.provisional = true
+				}
 				if ts.onServer {
 					ts.cursor = now.Add(-s.cfg.RecoveryWindow)
 					ts.next = time.Time{}
@@ -334,6 +342,9 @@ func (s *Server) load(ctx context.Context, t *task.Task, now time.Time) *taskSta
 	ts.def = nil
 	ts.onServer = t.RunsOnServer()
 	s.trig = nil
+	if settingsChanged || !automaticDelay(ts) {
+		ts.slots = nil // a new layout (settings edited)
+	}
 	if settingsChanged {
 		ts.since = t.UpdatedAt
 		ts.cursor = now
@@ -383,6 +394,7 @@ func (s *Server) resolve(ctx context.Context, ts *taskState) []scope.DeviceID {
 		}
 	}
 	ts.devices, ts.inScope = devs, in
+	ts.followSlots()
 	return added
 }
 
@@ -414,8 +426,8 @@ func (s *Server) rebuildByDevice() {
 }
 
 func (s *Server) definition(ts *taskState) *transport.Definition {
-	if ts.def == nil || ts.def.Devices != len(ts.devices) || ts.def.LastManual != ts.manual {
-		ts.def = &transport.Definition{Task: *ts.t, Since: ts.since, Devices: len(ts.devices), LastManual: ts.manual}
+	if n := slotCount(ts); ts.def == nil || ts.def.Devices != n || ts.def.LastManual != ts.manual {
+		ts.def = &transport.Definition{Task: *ts.t, Since: ts.since, Devices: n, LastManual: ts.manual}
 	}
 	return ts.def
 }
@@ -442,9 +454,8 @@ func (s *Server) send(ctx context.Context, m transport.Message) error {
 	return err
 }
 
-// slot returns a device's place in a task's scope (device id order), for
-// the stratified automatic randomized delay; nil when the delay is not
-// automatic.
+// slotOf returns a device's place in a task's automatic randomized delay
+// (slotLayout); nil when the delay is not automatic.
 func slotOf(ts *taskState, d scope.DeviceID) *transport.Slot {
 	sl, ok := slotAt(ts, d)
 	if !ok {
@@ -455,12 +466,12 @@ func slotOf(ts *taskState, d scope.DeviceID) *transport.Slot {
 
 // slotAt is slotOf as a value (false: no slot).
 func slotAt(ts *taskState, d scope.DeviceID) (transport.Slot, bool) {
-	if ts.t.Schedule.RandomDelay.Mode != schedule.DelayAutomatic {
+	if ts.slots == nil {
 		return transport.Slot{}, false
 	}
-	i, ok := slices.BinarySearch(ts.devices, d)
+	i, ok := ts.slots.index[d]
 	if !ok {
 		return transport.Slot{}, false
 	}
-	return transport.Slot{Index: i, Of: len(ts.devices)}, true
+	return transport.Slot{Index: i, Of: len(ts.slots.by)}, true
 }
