@@ -173,8 +173,9 @@ type Config struct {
 	// SleepGap: a Tick that comes more than SleepGap after the previous
 	// one means the device slept (or the host stopped ticking) in
 	// between; the device was not visible then, and the activations due
-	// in the gap are missed (default DefaultSleepGapBeats heartbeats).
-	// Hosts that tick less often than that must raise it.
+	// in the gap are missed (default DefaultSleepGapBeats heartbeats; at
+	// least Heartbeat). Hosts that tick less often than that must raise
+	// it.
 	SleepGap time.Duration
 }
 
@@ -275,6 +276,11 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.SleepGap == 0 {
 		cfg.SleepGap = DefaultSleepGapBeats * cfg.Heartbeat
 	}
+	if cfg.SleepGap < cfg.Heartbeat {
+		// The agent wakes at least every heartbeat: a shorter gap would
+		// count the device asleep between heartbeats.
+		return nil, errs.Invalid("SleepGap", cfg.SleepGap.String(), "must be at least Heartbeat ("+cfg.Heartbeat.String()+")")
+	}
 	a := &Agent{cfg: cfg, clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger, tasks: map[string]*LocalTask{}, withdrawn: map[string][]int64{}, dirty: true, outboxBusy: true}
 	a.bootAt = a.clk.Now()
 	a.awakeSince, a.lastTick = a.bootAt, a.bootAt
@@ -330,8 +336,14 @@ func (a *Agent) sorted() []*LocalTask {
 	return a.order
 }
 
-// Run ticks every interval until ctx is done (goroutine mode).
+// Run ticks every interval until ctx is done (goroutine mode). The
+// interval must be positive and at most Config.SleepGap (ticks further
+// apart count as sleeps of the device); otherwise Run returns a
+// ValidationError at once.
 func (a *Agent) Run(ctx context.Context, interval time.Duration) error {
+	if interval <= 0 || interval > a.cfg.SleepGap {
+		return errs.Invalid("interval", interval.String(), fmt.Sprintf("must be positive and at most SleepGap (%s)", a.cfg.SleepGap))
+	}
 	tk := a.clk.Ticker(interval)
 	defer tk.Stop()
 	for {

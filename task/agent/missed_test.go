@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -314,5 +315,31 @@ func TestDeviceClockStepsNeitherRepeatNorSkip(t *testing.T) {
 	r.tick()
 	if len(r.x.runs) != 2 {
 		t.Fatalf("%d runs after a 12-minute step over 09:00, want 2", len(r.x.runs))
+	}
+}
+
+// Run refuses an interval that would make every tick look like a sleep.
+func TestRunRefusesAnIntervalOverSleepGap(t *testing.T) {
+	t.Parallel()
+	r := newMissedRig(t, agent.Config{Heartbeat: time.Minute, SleepGap: time.Minute})
+	for _, iv := range []time.Duration{0, -time.Second, 2 * time.Minute} {
+		if err := r.a.Run(r.ctx, iv); !errors.Is(err, agent.ErrInvalid) {
+			t.Errorf("Run(%v) = %v, want ErrInvalid", iv, err)
+		}
+	}
+}
+
+// A SleepGap shorter than the heartbeat is refused: the agent wakes only
+// every heartbeat when idle, and would count itself asleep in between.
+func TestNewRefusesASleepGapUnderTheHeartbeat(t *testing.T) {
+	t.Parallel()
+	_, err := agent.New(context.Background(), agent.Config{Device: "d1", Store: agent.NewMemStore(), Executor: &appExec{}, SleepGap: time.Minute})
+	var ve agent.ValidationErrors
+	var one *agent.ValidationError
+	if !errors.Is(err, agent.ErrInvalid) || (!errors.As(err, &ve) && !errors.As(err, &one)) {
+		t.Fatalf("err %v, want a SleepGap validation error", err)
+	}
+	if !strings.Contains(err.Error(), "SleepGap") {
+		t.Errorf("err %v does not name SleepGap", err)
 	}
 }
