@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -235,5 +236,21 @@ func TestDeviceEventsReachTheHistoryOnce(t *testing.T) {
 	}
 	if err := b.sim.Agent("d00000").ReportEvent(b.ctx, "e2", task.EventInput{TaskID: "nope"}); err == nil {
 		t.Error("event of an unknown task accepted")
+	}
+}
+
+// A device not visible when a run starts is recorded missed with a
+// message that says why.
+func TestMissedMessageSaysTheDeviceWasNotVisible(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2, nil)
+	tk := b.create(t, task.Task{Scope: groupScope("g-all"), Schedule: sched(schedule.Manual, nil)})
+	b.sim.Disconnect("d00001")
+	_, err := b.sim.Manager.Start(b.ctx, task.System, tk.ID)
+	must(t, err)
+	b.step(t, 10*time.Minute)
+	r := b.result(t, tk.ID, "d00001")
+	if r.State != task.Missed || !strings.Contains(r.Message, "not visible") {
+		t.Fatalf("result %s %q, want missed saying the device was not visible", r.State, r.Message)
 	}
 }

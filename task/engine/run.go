@@ -96,7 +96,7 @@ func (s *Server) plan(ctx context.Context, p *plan, ts *taskState, st transport.
 			continue
 		}
 		p.rows = append(p.rows, task.Result{TaskID: ts.t.ID, DeviceID: d, RunID: st.RunID, Seq: transport.SeqScheduled, State: task.Missed, DueAt: st.At, FinishedAt: now, UpdatedAt: now,
-			Message: "the device was not connected when the task started"})
+			Message: "missed: the device was not visible (not connected to the Administration Server) when the task started"})
 	}
 }
 
