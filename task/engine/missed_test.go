@@ -254,3 +254,45 @@ func TestMissedMessageSaysTheDeviceWasNotVisible(t *testing.T) {
 		t.Fatalf("result %s %q, want missed saying the device was not visible", r.State, r.Message)
 	}
 }
+
+// "If this option is enabled, the system attempts to start the task the
+// next time the Kaspersky application is run on the client device": a
+// device that comes back after missing the task, with the application
+// not running yet, runs it once when the application runs (pending until
+// then); without the option it is recorded missed.
+func TestRunMissedWaitsForTheApplicationToRun(t *testing.T) {
+	t.Parallel()
+	for _, runMissed := range []bool{true, false} {
+		b := setup(t, 1, nil)
+		s := sched(schedule.Weekly, func(s *schedule.Schedule) {
+			s.Weekdays = schedule.AllWeekdays
+			s.Time = schedule.Clock(19, 0, 0)
+			s.RunMissed = runMissed
+		})
+		tk := b.create(t, task.Task{Scope: groupScope("g-all"), Schedule: s})
+		b.sim.PowerOff("d00000")
+		b.step(t, 20*time.Hour) // 19:00 missed
+		b.sim.Exec.SetAppRunning("d00000", false)
+		must(t, b.sim.PowerOn(b.ctx, "d00000"))
+		b.step(t, time.Hour)
+		if got := len(b.sim.Exec.Runs(tk.ID, "d00000")); got != 0 {
+			t.Fatalf("run missed %v: %d runs while the application is not running", runMissed, got)
+		}
+		wantWaiting := map[bool]task.State{true: task.Pending, false: task.Missed}[runMissed]
+		if st := b.result(t, tk.ID, "d00000").State; st != wantWaiting {
+			t.Errorf("run missed %v: state %s while the application is not running, want %s", runMissed, st, wantWaiting)
+		}
+		b.sim.Exec.SetAppRunning("d00000", true)
+		b.step(t, 20*time.Minute)
+		want, wantState := 0, task.Missed
+		if runMissed {
+			want, wantState = 1, task.Completed
+		}
+		if got := len(b.sim.Exec.Runs(tk.ID, "d00000")); got != want {
+			t.Errorf("run missed %v: %d runs once the application runs, want %d", runMissed, got, want)
+		}
+		if st := b.result(t, tk.ID, "d00000").State; st != wantState {
+			t.Errorf("run missed %v: state %s, want %s", runMissed, st, wantState)
+		}
+	}
+}
