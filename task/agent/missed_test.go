@@ -343,3 +343,29 @@ func TestNewRefusesASleepGapUnderTheHeartbeat(t *testing.T) {
 		t.Errorf("err %v does not name SleepGap", err)
 	}
 }
+
+// When the device's clock steps back two hours, heartbeats go on every
+// Heartbeat (the server would count the device invisible otherwise).
+func TestHeartbeatsGoOnWhenTheDeviceClockStepsBack(t *testing.T) {
+	t.Parallel()
+	r := newMissedRig(t, agent.Config{})
+	r.advance(time.Hour)
+	r.clk.Set(r.clk.Now().Add(-2 * time.Hour))
+	before := beats(r.ep)
+	r.advance(15 * time.Minute)
+	if got := beats(r.ep) - before; got < 3 {
+		t.Fatalf("%d heartbeats in the 15 minutes after the step back, want 3 or more", got)
+	}
+}
+
+func beats(e *endpoint) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, m := range e.sent {
+		if m.Kind == transport.Heartbeat {
+			n++
+		}
+	}
+	return n
+}

@@ -33,6 +33,9 @@ func (a *Agent) Tick(ctx context.Context) error {
 			t.nextOK = false
 		}
 	}
+	if now.Before(a.lastTick) {
+		a.clockBack(now)
+	}
 	a.lastTick = now
 	a.cmu.Lock()
 	completed := len(a.compl) > 0
@@ -91,6 +94,27 @@ func (a *Agent) Tick(ctx context.Context) error {
 	}
 	a.cmu.Unlock()
 	return nil
+}
+
+// clockBack follows the device's clock stepping back: the heartbeat, the
+// outbox retry and the application checks are due within their intervals
+// of the new time, not an interval after the old one (the server would
+// count the device invisible meanwhile). Schedules keep their cursors
+// (nothing runs twice).
+func (a *Agent) clockBack(now time.Time) {
+	if a.nextBeat.After(now.Add(a.cfg.Heartbeat)) {
+		a.nextBeat = now
+	}
+	if a.nextFlush.After(now.Add(a.cfg.RetryInterval)) {
+		a.nextFlush = now
+	}
+	for _, t := range a.tasks {
+		if t.appCheck.After(now.Add(a.cfg.RetryInterval)) {
+			t.appCheck = now
+		}
+		t.nextOK = false
+	}
+	a.dirty = true
 }
 
 // nextWake returns the earliest instant at which Tick has something to do,

@@ -10,6 +10,8 @@ import (
 	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/agent"
 	"github.com/taskfleet/taskfleet/task/engine/enginetest"
+	"github.com/taskfleet/taskfleet/task/transport"
+	"github.com/taskfleet/taskfleet/task/transport/inproc"
 )
 
 // With the server's clock set back 2 hours, a new manual run is the
@@ -93,5 +95,32 @@ func TestServerScheduleNeitherSkipsNorRepeatsWhenTheClockSteps(t *testing.T) {
 				t.Errorf("%s: activation %s ran %d times, want %d", d, act.Format("15:04"), seen[act.UnixNano()], want)
 			}
 		}
+	}
+}
+
+// A start whose message was lost is resent within RetryInterval of the
+// server's clock being set back two hours, not two hours later.
+func TestResendsGoOnWhenTheClockIsSetBack(t *testing.T) {
+	t.Parallel()
+	var lose atomic.Bool
+	lose.Store(true)
+	b := setup(t, 1, func(cfg *enginetest.Config) {
+		cfg.Faults.Filter = func(m transport.Message, _ bool) inproc.Fate {
+			if m.Kind == transport.StartRun && lose.Load() {
+				return inproc.DropIt
+			}
+			return inproc.Pass
+		}
+	})
+	tk := b.create(t, task.Task{Scope: groupScope("g-all"), Schedule: sched(schedule.Manual, nil)})
+	b.step(t, 3*time.Hour)
+	_, err := b.sim.Manager.Start(b.ctx, task.System, tk.ID)
+	must(t, err)
+	must(t, b.sim.Settle(b.ctx)) // sent, lost
+	b.sim.Clock.Set(b.sim.Clock.Now().Add(-2 * time.Hour))
+	lose.Store(false)
+	b.stepFine(t, 5*time.Minute)
+	if got := len(b.sim.Exec.Runs(tk.ID, "d00000")); got != 1 {
+		t.Fatalf("%d runs within 5 minutes of the clock step, want the resent start's 1 (stats %+v, result %+v)", got, b.sim.Server.Stats(), b.result(t, tk.ID, "d00000"))
 	}
 }

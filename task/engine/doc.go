@@ -76,6 +76,11 @@
 // schedule goes on after the last fired one; forward, the activations
 // stepped over fire at once, each once, and each device runs the latest
 // of them (a device's newer start replaces its older one not yet sent).
+// A step back also brings the periodic duties forward: resends of
+// unanswered starts and orders, scope refreshes and purges are due within
+// their intervals of the new time, and starts not yet answered are due
+// the length of the step earlier (their due times were computed on the
+// old clock), so nothing waits for the clock to catch up.
 // A manual start's run id is always after the task's newest run id
 // (ManualRunID), so a manual run after the clock was set back is the
 // task's latest and its results replace the older run's. Device tasks

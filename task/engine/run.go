@@ -151,6 +151,10 @@ func (s *Server) Tick(ctx context.Context) error {
 		return fmt.Errorf("engine: Tick before Open: %w", ErrClosed)
 	}
 	now := s.clk.Now()
+	if now.Before(s.lastTick) {
+		s.clockBack(now, s.lastTick.Sub(now))
+	}
+	s.lastTick = now
 	s.flushResults(ctx, now)
 	if !now.Before(s.nextScope) {
 		s.nextScope = now.Add(s.cfg.ScopeRefresh)
@@ -214,6 +218,42 @@ func (s *Server) Tick(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// clockBack follows the server's clock stepping back by step: resends,
+// scope refreshes and the other periodic duties are due within their
+// intervals of the new time rather than an interval after the old one (a
+// start waiting for a resend would otherwise wait for the length of the
+// step), and the starts not yet answered are due step earlier: their due
+// times were computed on the old clock. Schedules keep their cursors:
+// nothing fires twice.
+func (s *Server) clockBack(now time.Time, step time.Duration) {
+	clamp := func(t *time.Time, every time.Duration) {
+		if t.After(now.Add(every)) {
+			*t = now
+		}
+	}
+	for _, dp := range s.pending {
+		clamp(&dp.next, s.cfg.RetryInterval)
+		if dp.start.Due.After(now) {
+			dp.start.Due = dp.start.Due.Add(-step)
+		}
+	}
+	if !s.nextDisp.IsZero() {
+		clamp(&s.nextDisp, s.cfg.RetryInterval)
+	}
+	for _, c := range s.controls {
+		clamp(&c.next, s.cfg.RetryInterval)
+	}
+	if !s.nextCtl.IsZero() {
+		clamp(&s.nextCtl, s.cfg.RetryInterval)
+	}
+	clamp(&s.nextScope, s.cfg.ScopeRefresh)
+	clamp(&s.nextPurge, s.cfg.PurgeEvery)
+	clamp(&s.nextReconcile, s.cfg.ScopeRefresh)
+	for _, ts := range s.tasks {
+		ts.nextWake, ts.wakes = time.Time{}, nil
+	}
 }
 
 // updatesFallback fires the server-run "when new updates are downloaded"

@@ -158,8 +158,11 @@ type Server struct {
 	updKeys  map[string]bool
 	// openedAt is when Open ran (the updates fallback counts from it
 	// until updates arrive); lastFall the last fallback activation.
-	openedAt  time.Time
-	lastFall  time.Time
+	openedAt time.Time
+	lastFall time.Time
+	// lastTick is the clock reading of the last Tick (an earlier reading
+	// after it: the clock stepped back).
+	lastTick  time.Time
 	nextScope time.Time
 	nextPurge time.Time
 	// nextReconcile: when the leader next rebuilds control orders
