@@ -60,7 +60,9 @@
 // (run, missed or skipped). When the device's clock steps back, the
 // activations at or before the cursor are not handled again, so nothing
 // repeats; the next activation after the cursor runs when the clock
-// reaches it again. When the clock steps forward by less than SleepGap
+// reaches it again; the heartbeat, the outbox retries and the checks for
+// the application stay due within their intervals of the new time, so the
+// device stays visible. When the clock steps forward by less than SleepGap
 // the activations stepped over run at once, as late starts; by more,
 // the step counts as a sleep and they are missed (one catch-up with "run
 // missed tasks").
