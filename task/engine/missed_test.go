@@ -296,3 +296,21 @@ func TestRunMissedWaitsForTheApplicationToRun(t *testing.T) {
 		}
 	}
 }
+
+// A Once start at the exact instant of saving runs on a device task, as
+// on a selection task.
+func TestOnceStartAtTheInstantOfSavingRuns(t *testing.T) {
+	t.Parallel()
+	for _, sc := range []scope.Scope{groupScope("g-all"), winSelection()} {
+		b := setup(t, 2, nil)
+		b.step(t, time.Hour)
+		now := b.sim.Clock.Now()
+		tk := b.create(t, task.Task{Scope: sc, Schedule: sched(schedule.Once, func(s *schedule.Schedule) { s.At = now })})
+		b.step(t, 30*time.Minute)
+		for _, d := range []scope.DeviceID{"d00000", "d00001"} {
+			if got := len(b.sim.Exec.Runs(tk.ID, d)); got != 1 {
+				t.Errorf("%s scope, %s: %d runs, want 1", sc.Kind, d, got)
+			}
+		}
+	}
+}
