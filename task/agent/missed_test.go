@@ -369,3 +369,29 @@ func beats(e *endpoint) int {
 	}
 	return n
 }
+
+// A device that starts exactly at an activation runs that one; the
+// activation it missed before is not caught up as well (one run, not two).
+func TestNoCatchUpWhenTheNextActivationRunsAtBoot(t *testing.T) {
+	t.Parallel()
+	r := newMissedRig(t, agent.Config{})
+	d := def("hourly")
+	d.Task.Schedule = schedule.Default(schedule.EveryHours, t0, time.UTC)
+	d.Task.Schedule.Every = 1
+	d.Task.Schedule.RandomDelay = schedule.RandomDelay{Mode: schedule.DelayOff}
+	d.Task.Schedule.RunMissed = true
+	d.LastManual = nil
+	r.deliver(d, t0)
+	r.advance(30 * time.Minute) // saved at 00:00: the first activation is 01:00
+	r.clk.Add(90 * time.Minute) // off over 01:00, boots at 02:00 sharp
+	r.boot()
+	r.tick()
+	want := []int64{transport.RunID(t0.Add(2*time.Hour), transport.Scheduled)}
+	if d := cmp.Diff(want, r.x.runs); d != "" {
+		t.Fatalf("runs (-want +got):\n%s", d)
+	}
+	states, msgs := r.states()
+	if len(msgs) != 1 || !strings.Contains(msgs[0], "a later activation runs instead") {
+		t.Fatalf("results %v %q, want 01:00 missed, noting the later run", states, msgs)
+	}
+}

@@ -378,9 +378,7 @@ func (a *Agent) dueActivations(ctx context.Context, t *LocalTask, now time.Time)
 	}
 	awake := a.awakeSince.Add(-a.cfg.MissedTolerance)
 	reached := t.visibleFrom().Add(-a.cfg.MissedTolerance)
-	var missed []time.Time // activations missed, oldest first
-	why := map[time.Time]string{}
-	skipped := 0 // older missed activations not kept in missed
+	var g missedGap
 	changed := false
 	for act := range s.Between(t.Cursor, now, a.loc) {
 		due := act.Add(off)
@@ -391,27 +389,42 @@ func (a *Agent) dueActivations(ctx context.Context, t *LocalTask, now time.Time)
 		t.Cursor = act
 		switch {
 		case due.Before(reached):
-			why[act] = missedNotReached
+			g.add(act, missedNotReached)
 		case due.Before(awake):
-			why[act] = missedNotRunning
+			g.add(act, missedNotRunning)
 		default:
 			t.Queue = append(t.Queue, transport.Start{TaskID: t.Def.Task.ID, RunID: transport.RunID(act, transport.Scheduled), At: act, Due: due})
-			continue
+			g.later = len(g.acts) > 0
 		}
-		if len(missed) == maxMissed {
-			delete(why, missed[0])
-			missed = slices.Delete(missed, 0, 1)
-			skipped++
-		}
-		missed = append(missed, act)
 	}
-	if len(missed) > 0 {
-		a.missedRun(ctx, t, missed, why, skipped, now)
+	if len(g.acts) > 0 {
+		a.missedRun(ctx, t, g, now)
 	}
 	if changed {
 		t.nextOK = false
 		a.save(ctx, t)
 	}
+}
+
+// missedGap collects the missed activations of one visit, oldest first:
+// the newest maxMissed with why each was missed, and how many older ones
+// were left out.
+type missedGap struct {
+	acts    []time.Time
+	why     []string
+	skipped int
+	// later: an activation after the missed ones runs normally, so "run
+	// missed tasks" has nothing to catch up.
+	later bool
+}
+
+func (g *missedGap) add(act time.Time, why string) {
+	if len(g.acts) == maxMissed {
+		g.acts, g.why = slices.Delete(g.acts, 0, 1), slices.Delete(g.why, 0, 1)
+		g.skipped++
+	}
+	g.acts, g.why = append(g.acts, act), append(g.why, why)
+	g.later = false
 }
 
 // maxMissed bounds the missed activations of one gap recorded one by one
@@ -435,24 +448,27 @@ func (t *LocalTask) visibleFrom() time.Time {
 	return t.ReceivedAt
 }
 
-// missedRun handles the missed activations of one gap (oldest first):
-// with "run missed tasks" the latest runs once now (one catch-up, not a
-// burst) and the others are recorded missed; otherwise all are.
-func (a *Agent) missedRun(ctx context.Context, t *LocalTask, missed []time.Time, why map[time.Time]string, skipped int, now time.Time) {
+// missedRun handles the missed activations of one gap: with "run missed
+// tasks" the latest runs once now (one catch-up, not a burst) unless a
+// later activation runs anyway, and the others are recorded missed;
+// otherwise all are.
+func (a *Agent) missedRun(ctx context.Context, t *LocalTask, g missedGap, now time.Time) {
+	note := ""
 	if t.Def.Task.Schedule.RunMissed {
-		last := missed[len(missed)-1]
-		missed = missed[:len(missed)-1]
-		t.Queue = append(t.Queue, transport.Start{TaskID: t.Def.Task.ID, RunID: transport.RunID(last, transport.Scheduled), At: last, Due: now})
+		note = "; a later activation runs instead"
+		if !g.later {
+			last := g.acts[len(g.acts)-1]
+			g.acts, g.why = g.acts[:len(g.acts)-1], g.why[:len(g.why)-1]
+			t.Queue = append(t.Queue, transport.Start{TaskID: t.Def.Task.ID, RunID: transport.RunID(last, transport.Scheduled), At: last, Due: now})
+			note = "; the latest missed activation runs instead"
+		}
 	}
-	for i, act := range missed {
-		msg := why[act]
-		if i == 0 && skipped > 0 {
-			msg += fmt.Sprintf(" (and %d earlier activations)", skipped)
+	for i, act := range g.acts {
+		msg := g.why[i]
+		if i == 0 && g.skipped > 0 {
+			msg += fmt.Sprintf(" (and %d earlier activations)", g.skipped)
 		}
-		if t.Def.Task.Schedule.RunMissed {
-			msg += "; the latest missed activation runs instead"
-		}
-		a.recordMissed(ctx, t, transport.RunID(act, transport.Scheduled), transport.SeqDevice, act, now, msg)
+		a.recordMissed(ctx, t, transport.RunID(act, transport.Scheduled), transport.SeqDevice, act, now, msg+note)
 	}
 }
 
