@@ -39,8 +39,9 @@
 //     let activations due shortly before the device became visible run
 //     (a slow boot), and is zero unless the host sets it.
 //   - With "run missed tasks" on, the device runs one catch-up per gap,
-//     not a burst: the latest missed activation runs at once and the
-//     earlier ones are recorded missed. A gap of more than 64
+//     not a burst: the latest missed activation runs at once (unless a
+//     later activation is due already and runs anyway) and the earlier
+//     ones are recorded missed. A gap of more than 64
 //     activations records the newest 64, the oldest naming how many came
 //     before.
 //   - With "run missed tasks" on, a start that finds the task's
