@@ -141,28 +141,21 @@ type dkey struct {
 // on the server's time, delivers every other task to the devices, and
 // takes their results. Drive it with Tick (deterministic) or Run.
 type Server struct {
-	mu       sync.Mutex
-	cfg      Config
-	clk      clock.Clock
-	loc      *time.Location
-	log      zerolog.Logger
-	m        *task.Manager
-	ep       transport.ServerEndpoint
-	tasks    map[string]*taskState
-	byDevice map[scope.DeviceID][]string
-	pending  map[dkey]*dispatch
-	nextDisp time.Time
-	seen     map[scope.DeviceID]time.Time
-	updGen   int64
-	updAt    time.Time
-	updKeys  map[string]bool
-	// openedAt is when Open ran (the updates fallback counts from it
-	// until updates arrive); lastFall the last fallback activation.
-	openedAt time.Time
-	lastFall time.Time
-	// lastTick is the clock reading of the last Tick (an earlier reading
-	// after it: the clock stepped back).
-	lastTick  time.Time
+	mu        sync.Mutex
+	cfg       Config
+	clk       clock.Clock
+	loc       *time.Location
+	log       zerolog.Logger
+	m         *task.Manager
+	ep        transport.ServerEndpoint
+	tasks     map[string]*taskState
+	byDevice  map[scope.DeviceID][]string
+	pending   map[dkey]*dispatch
+	nextDisp  time.Time
+	seen      map[scope.DeviceID]time.Time
+	updGen    int64
+	updAt     time.Time
+	updKeys   map[string]bool
 	nextScope time.Time
 	nextPurge time.Time
 	// nextReconcile: when the leader next rebuilds control orders
@@ -185,6 +178,14 @@ type Server struct {
 	controls map[dkey]*control
 	ctlKeys  map[string]dkey
 	nextCtl  time.Time
+
+	// openedAt is when Open ran (the updates fallback counts from it
+	// until updates arrive); lastFall the last fallback activation;
+	// lastTick the clock reading of the last Tick (an earlier reading
+	// after it: the clock stepped back).
+	openedAt time.Time
+	lastFall time.Time
+	lastTick time.Time
 	// sunk are the results written to the ResultSink (the last
 	// sinkMemory, in sunkRing from sunkNext).
 	sunk     map[sinkKey]bool
