@@ -809,6 +809,9 @@ func (s *Server) newLayout(ctx context.Context, ts *taskState, runID int64) {
 	ts.freshSlots(manualShift(runID, len(ts.devices)))
 	ts.slots.moveAll(old, ts.devices)
 	ts.wakes, ts.nextWake = nil, time.Time{}
+	if ts.onServer {
+		return // the server uses the slots at each fire
+	}
 	def := s.definition(ts)
 	for _, d := range ts.devices {
 		if s.connected(ctx, d) && s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: def, Slot: slotOf(ts, d)}) == nil {

@@ -243,8 +243,10 @@
 //     may share a part of the window with another device. Devices that
 //     join a scope make the window longer (their places come after the
 //     others') until places free up; a layout that lost devices keeps its
-//     length. Server-run tasks (device selections) are resolved at each
-//     fire and spread the devices connected then.
+//     length. A server-run task (a device selection) keeps a layout over
+//     the selection's devices, connected or not, and uses it at each
+//     fire; its devices hold no slot, so after a restart its layout is
+//     rebuilt in id order (start times may move once).
 //   - With replicas, starts of devices that were offline (pending, "run
 //     missed tasks") and resends stay with the replica that planned or
 //     dispatched them; if it dies they are resent when a replica opens.

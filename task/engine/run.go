@@ -71,7 +71,14 @@ func (s *Server) plan(ctx context.Context, p *plan, ts *taskState, st transport.
 		}
 	}
 	for i, d := range conn {
-		at := st.At.Add(transport.Offset(sch, len(conn), &transport.Slot{Index: i, Of: len(conn)}, ts.t.ID, string(d), revision))
+		// The task's delay layout (slotLayout) when the delay is
+		// automatic, so a device's start stays put while others come and
+		// go; otherwise its place among the connected devices.
+		n, slot := len(conn), &transport.Slot{Index: i, Of: len(conn)}
+		if sl, ok := slotAt(ts, d); ok {
+			n, slot = slotCount(ts), &sl
+		}
+		at := st.At.Add(transport.Offset(sch, n, slot, ts.t.ID, string(d), revision))
 		p.rows = append(p.rows, task.Result{TaskID: ts.t.ID, DeviceID: d, RunID: st.RunID, Seq: transport.SeqScheduled, State: task.Scheduled, DueAt: at, UpdatedAt: now})
 		x := st
 		x.Due = at

@@ -277,7 +277,7 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 		for _, app := range page.Applications {
 			for _, t := range app.Tasks {
 				ts := s.load(ctx, t, now)
-				if ts.slots != nil {
+				if ts.slots != nil && !ts.onServer {
 					// Rebuilt: the devices' reports of the places they
 					// hold restore the layout (slotLayout).
 					ts.slots.provisional = true

@@ -8,7 +8,7 @@ import (
 	"github.com/taskfleet/taskfleet/task/transport"
 )
 
-// slotLayout is the automatic randomized delay of a device task: each
+// slotLayout is the automatic randomized delay of a task: each
 // device's place (transport.Slot.Index) among Of = size places. A place
 // is a tenth of a second of the window (schedule.AutoWindow gives every
 // device DefaultStartsPerSecond⁻¹ s), so a device's calculated start time
@@ -26,6 +26,8 @@ import (
 //     place it was takes the reporter's), so the devices keep their start
 //     times across restarts; until every device has reported, new devices
 //     take new places at the end, not free ones a silent device may hold.
+//     (A server-run task's devices hold no slot: its layout is rebuilt in
+//     id order.)
 type slotLayout struct {
 	index map[scope.DeviceID]int
 	by    []scope.DeviceID // by place; "" is free
@@ -36,10 +38,11 @@ type slotLayout struct {
 	sure        map[scope.DeviceID]bool
 }
 
-// automaticDelay reports whether a task's devices get delay slots: a
-// device task with the automatic randomized delay.
+// automaticDelay reports whether a task's devices get delay slots: a task
+// with the automatic randomized delay (device tasks send each device its
+// slot; server-run tasks use theirs at each fire).
 func automaticDelay(ts *taskState) bool {
-	return !ts.onServer && ts.t.Schedule.RandomDelay.Mode == schedule.DelayAutomatic
+	return ts.t.Schedule.RandomDelay.Mode == schedule.DelayAutomatic
 }
 
 // freshSlots gives the scope's devices places 0..n-1: in id order rotated

@@ -169,3 +169,43 @@ func TestRestartedServerAdoptsOnlyPlausibleHeldSlots(t *testing.T) {
 		}
 	}
 }
+
+// A device selection's task with the automatic delay: the devices keep
+// their start times at every fire while another device is offline
+// (recorded missed) or joins the selection.
+func TestSelectionAutomaticDelayStartTimesStayPut(t *testing.T) {
+	t.Parallel()
+	const n = 20
+	b := setup(t, n, halves(n))
+	s := sched(schedule.EveryHours, func(s *schedule.Schedule) {
+		s.Every = 1
+		s.Start = t0.Add(30 * time.Minute)
+		s.RandomDelay = schedule.RandomDelay{Mode: schedule.DelayAutomatic, IntervalMinutes: 1}
+	})
+	tk := b.create(t, task.Task{Scope: scope.Scope{Kind: scope.Selection, Selection: `device.group == "g-a"`}, Schedule: s})
+	var all []scope.DeviceID
+	for i := range n {
+		all = append(all, scope.DeviceID(fmtID(i)))
+	}
+	act := func(h int) time.Time { return t0.Add(time.Duration(h)*time.Hour + 30*time.Minute) }
+	b.step(t, 40*time.Minute)
+	first := offsets(b, tk.ID, all, act(0))
+	if len(first) != n/2 {
+		t.Fatalf("%d devices ran 00:30, want %d", len(first), n/2)
+	}
+	b.sim.Disconnect("d00002")
+	moveTo(t, b, "g-a", "d00019")
+	b.step(t, 60*time.Minute)
+	second := offsets(b, tk.ID, all, act(1))
+	if _, ok := second["d00019"]; !ok {
+		t.Fatal("d00019 did not run after joining the selection")
+	}
+	for d, off := range first {
+		if d == "d00002" {
+			continue
+		}
+		if second[d] != off {
+			t.Errorf("%s: delay %v at 01:30 with d00002 offline and d00019 joined, want the calculated %v", d, second[d], off)
+		}
+	}
+}
