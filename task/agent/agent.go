@@ -38,8 +38,10 @@ type (
 const (
 	DefaultHeartbeat     = 5 * time.Minute
 	DefaultRetryInterval = time.Minute
-	DefaultMissedGrace   = 5 * time.Minute
-	DefaultLateDelivery  = time.Hour
+	// DefaultSleepGapBeats is SleepGap's default in heartbeats: a device
+	// whose agent did not tick for three heartbeats (15 minutes by
+	// default, the server's default visibility timeout) was not visible.
+	DefaultSleepGapBeats = 3
 	// UpdatesOverdue is how long without new updates before "when new
 	// updates are downloaded" tasks run hourly (the seeds: 25 hours).
 	UpdatesOverdue = 25 * time.Hour
@@ -160,40 +162,49 @@ type Config struct {
 	// RetryInterval is how often unacknowledged outbox messages are
 	// resent (default 1 minute).
 	RetryInterval time.Duration
-	// MissedGrace: an activation due less than this before the agent
-	// started (or received the task) is run normally rather than treated
-	// as missed (default 5 minutes), so a Once task set for "now" runs on
-	// devices that receive it a moment later.
-	MissedGrace time.Duration
-	// LateDelivery: activations of a newly received task that fell at most
-	// this long before it arrived (and after its settings were saved) are
-	// run, late, rather than treated as missed: the definition was delayed
-	// by the channel (default 1 hour).
-	LateDelivery time.Duration
+	// MissedTolerance is how long before the device became visible an
+	// activation may be due and still run as an ordinary start rather than
+	// a missed one (see "Missed runs" in the package documentation). The
+	// default, zero, is strict, as the product documentation describes
+	// "run missed tasks" off: a task runs only on devices visible at its
+	// scheduled time. A host may allow for a slow boot with a few
+	// minutes.
+	MissedTolerance time.Duration
+	// SleepGap: a Tick that comes more than SleepGap after the previous
+	// one means the device slept (or the host stopped ticking) in
+	// between; the device was not visible then, and the activations due
+	// in the gap are missed (default DefaultSleepGapBeats heartbeats; at
+	// least Heartbeat). Hosts that tick less often than that must raise
+	// it.
+	SleepGap time.Duration
 }
 
 // Agent is the device runtime. Drive it with Tick (deterministic, for
 // simulations) or Run (a goroutine on the configured clock); deliver
 // messages with Handle.
 type Agent struct {
-	mu        sync.Mutex
-	cfg       Config
-	clk       clock.Clock
-	loc       *time.Location
-	log       zerolog.Logger
-	ep        transport.DeviceEndpoint
-	tasks     map[string]*LocalTask
-	bootAt    time.Time
-	nextBeat  time.Time
-	nextFlush time.Time
-	flushNow  bool
-	updGen    int64
-	updAt     time.Time
-	lastFall  time.Time
-	dpDown    bool
-	closed    bool
-	dirty     bool
-	wakeAt    time.Time
+	mu     sync.Mutex
+	cfg    Config
+	clk    clock.Clock
+	loc    *time.Location
+	log    zerolog.Logger
+	ep     transport.DeviceEndpoint
+	tasks  map[string]*LocalTask
+	bootAt time.Time
+	// awakeSince is when the device last became visible: the agent's
+	// start, or the end of the last sleep (a gap of ticks over SleepGap).
+	awakeSince time.Time
+	lastTick   time.Time
+	nextBeat   time.Time
+	nextFlush  time.Time
+	flushNow   bool
+	updGen     int64
+	updAt      time.Time
+	lastFall   time.Time
+	dpDown     bool
+	closed     bool
+	dirty      bool
+	wakeAt     time.Time
 	// taskWake is the tasks' part of wakeAt (nextWake): while nothing is
 	// dirty, Tick before it only sends the heartbeat and flushes.
 	taskWake time.Time
@@ -238,11 +249,11 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.Heartbeat < 0 {
 		bad = append(bad, errs.Invalid("Heartbeat", cfg.Heartbeat.String(), "must not be negative"))
 	}
-	if cfg.LateDelivery < 0 {
-		bad = append(bad, errs.Invalid("LateDelivery", cfg.LateDelivery.String(), "must not be negative"))
+	if cfg.MissedTolerance < 0 {
+		bad = append(bad, errs.Invalid("MissedTolerance", cfg.MissedTolerance.String(), "must not be negative"))
 	}
-	if cfg.MissedGrace < 0 {
-		bad = append(bad, errs.Invalid("MissedGrace", cfg.MissedGrace.String(), "must not be negative"))
+	if cfg.SleepGap < 0 {
+		bad = append(bad, errs.Invalid("SleepGap", cfg.SleepGap.String(), "must not be negative"))
 	}
 	if cfg.RetryInterval < 0 {
 		bad = append(bad, errs.Invalid("RetryInterval", cfg.RetryInterval.String(), "must not be negative"))
@@ -262,14 +273,17 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.RetryInterval == 0 {
 		cfg.RetryInterval = DefaultRetryInterval
 	}
-	if cfg.LateDelivery == 0 {
-		cfg.LateDelivery = DefaultLateDelivery
+	if cfg.SleepGap == 0 {
+		cfg.SleepGap = DefaultSleepGapBeats * cfg.Heartbeat
 	}
-	if cfg.MissedGrace == 0 {
-		cfg.MissedGrace = DefaultMissedGrace
+	if cfg.SleepGap < cfg.Heartbeat {
+		// The agent wakes at least every heartbeat: a shorter gap would
+		// count the device asleep between heartbeats.
+		return nil, errs.Invalid("SleepGap", cfg.SleepGap.String(), "must be at least Heartbeat ("+cfg.Heartbeat.String()+")")
 	}
 	a := &Agent{cfg: cfg, clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger, tasks: map[string]*LocalTask{}, withdrawn: map[string][]int64{}, dirty: true, outboxBusy: true}
 	a.bootAt = a.clk.Now()
+	a.awakeSince, a.lastTick = a.bootAt, a.bootAt
 	ts, err := cfg.Store.Tasks(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("agent: load tasks: %w", err)
@@ -322,8 +336,14 @@ func (a *Agent) sorted() []*LocalTask {
 	return a.order
 }
 
-// Run ticks every interval until ctx is done (goroutine mode).
+// Run ticks every interval until ctx is done (goroutine mode). The
+// interval must be positive and at most Config.SleepGap (ticks further
+// apart count as sleeps of the device); otherwise Run returns a
+// ValidationError at once.
 func (a *Agent) Run(ctx context.Context, interval time.Duration) error {
+	if interval <= 0 || interval > a.cfg.SleepGap {
+		return errs.Invalid("interval", interval.String(), fmt.Sprintf("must be positive and at most SleepGap (%s)", a.cfg.SleepGap))
+	}
 	tk := a.clk.Ticker(interval)
 	defer tk.Stop()
 	for {

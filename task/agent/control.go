@@ -133,22 +133,26 @@ func (a *Agent) stopRun(ctx context.Context, m transport.Message, now time.Time)
 		return // ended already: a repeated StopRun
 	}
 	var due time.Time
+	seq := transport.SeqDevice
 	if i := slices.IndexFunc(t.Queue, func(q transport.Start) bool { return q.RunID == id }); i >= 0 {
 		due = t.Queue[i].At.UTC()
+	}
+	if w := t.Waiting; w != nil && w.RunID == id {
+		due, seq = w.At.UTC(), seq+1 // after its "waiting for the application" report
 	}
 	a.stopTask(ctx, t, now)
 	if !running {
 		t.Done = appendDone(t.Done, id)
 		a.save(ctx, t)
-		a.report(ctx, t, task.Result{RunID: id, Seq: transport.SeqDevice, State: task.Stopped, DueAt: due, FinishedAt: now.UTC(),
+		a.report(ctx, t, task.Result{RunID: id, Seq: seq, State: task.Stopped, DueAt: due, FinishedAt: now.UTC(),
 			Message: "stopped before it started on the device"})
 	}
 }
 
 // stopTask stops the task's run in progress, if any, and drops its queued
-// starts.
+// and waiting starts.
 func (a *Agent) stopTask(ctx context.Context, t *LocalTask, now time.Time) {
-	t.Queue = nil
+	t.Queue, t.Waiting = nil, nil
 	if t.Running == nil {
 		a.save(ctx, t)
 		return

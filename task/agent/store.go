@@ -16,8 +16,12 @@ type LocalTask struct {
 	// by StartRun): the agent keeps it, without evaluating its schedule,
 	// to remember which runs it did, until the server withdraws it.
 	Transient bool
-	// ReceivedAt is when this agent first received the task.
+	// ReceivedAt is when this agent first received the task, and SentAt
+	// when the server sent it (the message's SentAt, zero if it carried
+	// none): the device was visible for the task from the earlier of the
+	// two (activations before that are missed).
 	ReceivedAt time.Time
+	SentAt     time.Time
 	// Cursor: every activation at or before it has been handled.
 	Cursor time.Time
 	// LastManualDone is the newest manual run id handled.
@@ -27,6 +31,12 @@ type LocalTask struct {
 	Done []int64
 	// Queue holds starts received but not begun.
 	Queue []transport.Start
+	// Waiting is a start that found the task's application not running
+	// while the task runs missed tasks: it begins the next time the
+	// application runs (checked every RetryInterval, and at once after
+	// Agent.ApplicationStarted). A newer start replaces it (the replaced
+	// one is recorded missed).
+	Waiting *transport.Start
 	// Running is the run in progress, if any.
 	Running *RunState
 	// Slot is the device's place in the task's automatic randomized delay
@@ -42,6 +52,9 @@ type LocalTask struct {
 	// nextDue caches the next activation's start (not stored).
 	nextDue time.Time
 	nextOK  bool
+	// appCheck is when Waiting's application is checked next (not
+	// stored; zero: at the next visit).
+	appCheck time.Time
 }
 
 // RunState is a run in progress.

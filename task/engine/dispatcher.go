@@ -111,13 +111,25 @@ func (s *Server) Start(ctx context.Context, t *task.Task, run task.Run) error {
 		at = now
 	}
 	st := transport.Start{TaskID: t.ID, RunID: transport.RunID(at, transport.Manual), At: at, Manual: true}
-	devices := append(append([]scope.DeviceID(nil), run.Devices...), run.Skipped...)
+	if run.ID != 0 {
+		st.RunID = run.ID // ManualRunID's: the latest of the task
+	}
+	ts.sawRun(st.RunID)
+	devices := make([]scope.DeviceID, 0, len(run.Devices)+len(run.Skipped))
+	for _, d := range slices.Concat(run.Devices, run.Skipped) {
+		// Devices of secondary and virtual servers in a distributed
+		// task's scope are started by their own server (see resolve).
+		if ts.inScope[d] {
+			devices = append(devices, d)
+		}
+	}
 	if !ts.onServer {
 		ts.manual = &st
 	} else {
 		ts.lastFire = &st
 	}
 	s.startOn(ctx, ts, st, devices, st.RunID, now)
+	s.newLayout(ctx, ts, st.RunID)
 	return nil
 }
 
@@ -176,6 +188,9 @@ func (s *Server) Stop(ctx context.Context, t *task.Task) error {
 // completing another task" tasks.
 func (s *Server) afterResult(ctx context.Context, trig *plan, r task.Result, now time.Time) {
 	k := dkey{r.TaskID, r.DeviceID}
+	if ts := s.tasks[r.TaskID]; ts != nil {
+		ts.sawRun(r.RunID)
+	}
 	if dp := s.pending[k]; dp != nil && r.Seq >= transport.SeqDevice && r.RunID >= dp.start.RunID {
 		delete(s.pending, k)
 	}
@@ -249,7 +264,10 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 			h, ok = held[j], true
 		}
 		ts := s.tasks[id]
-		// A stale revision, or a delay slot that the scope has moved
+		if ok && h.Revision == ts.t.Revision {
+			ts.adoptSlot(d, h.Slot) // after a restart: keep the place it holds
+		}
+		// A stale revision, or a delay slot that a new layout has moved
 		// since the device got the definition, is redelivered.
 		if !ok || h.Revision < ts.t.Revision || !holdsSlot(h.Slot, ts, d) {
 			if s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: s.definition(ts), Slot: slotOf(ts, d)}) == nil {
@@ -632,41 +650,48 @@ func joined(before, after []scope.DeviceID) []scope.DeviceID {
 	return out
 }
 
-func sameSlot(a, b *transport.Slot) bool {
-	return (a == nil && b == nil) || (a != nil && b != nil && *a == *b)
-}
-
-// holdsSlot is sameSlot(held, slotOf(ts, d)) without allocating.
+// holdsSlot reports whether a device holds its place in the task's delay
+// layout, without allocating. Only the index counts: a device's start
+// time depends on its index alone (slotLayout), so a layout that grew
+// does not send every device a new Of.
 func holdsSlot(held *transport.Slot, ts *taskState, d scope.DeviceID) bool {
 	want, ok := slotAt(ts, d)
 	if !ok {
 		return held == nil
 	}
-	return held != nil && *held == want
+	return held != nil && held.Index == want.Index
 }
 
 // reslot follows a change of a device task's scope from before: its
-// Wake-on-LAN times are planned again, and with the automatic randomized
-// delay the connected devices whose slot moved get the definition with
-// their new slot now, so the new scope keeps to the start budget (the
-// others get it with their next heartbeat, which reports the slot they
-// hold). It returns how many devices were sent a new slot.
-func (s *Server) reslot(ctx context.Context, ts *taskState, before []scope.DeviceID) int {
-	if !s.rescoped(ts, before) || ts.t.Schedule.RandomDelay.Mode != schedule.DelayAutomatic {
-		return 0
+// Wake-on-LAN times are planned again. The devices that stayed keep their
+// delay slots (slotLayout) and new devices get the task, with their slot,
+// at their next heartbeat, so nothing is sent.
+func (s *Server) reslot(_ context.Context, ts *taskState, before []scope.DeviceID) {
+	s.rescoped(ts, before)
+}
+
+// newLayout gives a device task with the automatic randomized delay a new
+// layout after a manual start (the product documentation: the calculated
+// start time changes when the task is started manually) and sends the
+// connected devices their new slots; the others get theirs with their
+// next heartbeat.
+func (s *Server) newLayout(ctx context.Context, ts *taskState, runID int64) {
+	if ts.slots == nil {
+		return
+	}
+	old := ts.slots
+	ts.freshSlots(manualShift(runID, len(ts.devices)))
+	ts.slots.moveAll(old, ts.devices)
+	ts.wakes, ts.nextWake = nil, time.Time{}
+	if ts.onServer {
+		return // the server uses the slots at each fire
 	}
 	def := s.definition(ts)
-	n := 0
-	for i, d := range ts.devices {
-		if j, ok := slices.BinarySearch(before, d); !ok || (j == i && len(before) == len(ts.devices)) {
-			continue // new devices get the task with their heartbeat; unmoved slots stay
-		}
-		if s.connected(ctx, d) && s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: def, Slot: &transport.Slot{Index: i, Of: len(ts.devices)}}) == nil {
+	for _, d := range ts.devices {
+		if s.connected(ctx, d) && s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: def, Slot: slotOf(ts, d)}) == nil {
 			s.stats.Delivered++
-			n++
 		}
 	}
-	return n
 }
 
 // rescoped reports whether a device task's scope changed from before, and

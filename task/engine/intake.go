@@ -30,9 +30,17 @@ const (
 	// DeviceRunWindow is how far back from the server's clock the
 	// activation of a run a device started on its own schedule may lie.
 	DeviceRunWindow = 31 * 24 * time.Hour
-	// MaxClockSkew is how far ahead of the server's clock a device's
-	// times and the activations of its own runs may lie.
+	// MaxClockSkew is how far ahead of the server's clock the
+	// activations of a device's own runs may lie.
 	MaxClockSkew = time.Hour
+	// MaxDeviceTimeAhead is how far ahead of the server's clock the
+	// times a device reports (a result's due, start, finish and update
+	// times, an event's time) may lie. They are data only (the server
+	// orders runs by run id and Seq, and dates triggers by its own
+	// clock), so the bound is wide: a device whose clock is ahead, or a
+	// server whose clock was set back, loses no result; a time further
+	// ahead (9999-12-31) is rejected.
+	MaxDeviceTimeAhead = 7 * 24 * time.Hour
 	// MaxUnknownWithdraws bounds the Withdraw answers one heartbeat gets
 	// for held task ids the server does not know (deleted tasks).
 	MaxUnknownWithdraws = 64
@@ -55,8 +63,8 @@ const (
 	// RejectNotOwner: a local edit of a task that is not the sender's
 	// own local task.
 	RejectNotOwner RejectReason = "not_owner"
-	// RejectState: a state a device never reports (scheduled, pending)
-	// or no state at all.
+	// RejectState: a state a device never reports (scheduled) or no
+	// state at all.
 	RejectState RejectReason = "state"
 	// RejectRun: a run id the server did not issue to the sender and the
 	// sender's own schedule does not produce within the windows.
@@ -80,12 +88,16 @@ const (
 	RejectMessage RejectReason = "message"
 )
 
-// deviceStates are the states a device may report.
+// deviceStates are the states a device may report: all but scheduled,
+// which only the server sets. A device reports pending for a start that
+// waits for its application to run ("run missed tasks"); like every
+// state, it is taken only for a run issued to the sender or produced by
+// its own schedule, so it cannot start anything.
 var deviceStates = map[string]task.State{}
 
 func init() {
 	for _, st := range task.States {
-		if st != task.Scheduled && st != task.Pending {
+		if st != task.Scheduled {
 			deviceStates[string(st)] = st
 		}
 	}
@@ -222,12 +234,22 @@ func windowAt(now time.Time) window {
 // ownRun reports whether run is one a device's own schedule of ts
 // produces: a scheduled (or, for "when new updates are downloaded", a
 // triggered) run id of a task the device runs itself, whose activation
-// lies within w, or the task's Once or Immediately activation.
+// lies within w, or the task's Once or Immediately activation; for a
+// server-run "when new updates are downloaded" task, the scheduled run
+// ids of the device's hourly fallback within w.
 func ownRun(ts *taskState, run int64, w window) bool {
-	if ts.onServer || run <= 0 {
+	if run <= 0 {
 		return false
 	}
 	sch := &ts.t.Schedule
+	if ts.onServer {
+		// A device-selection "when new updates are downloaded" task is
+		// the server's, but a device in its scope whose distribution
+		// point is unreachable runs it every hour on its own (a
+		// scheduled run id within w).
+		ms := run / 4
+		return sch.Kind == schedule.OnUpdates && transport.RunKind(run%4) == transport.Scheduled && ms >= w.lo && ms <= w.hi
+	}
 	switch transport.RunKind(run % 4) {
 	case transport.Scheduled:
 		if !sch.Timed() && sch.Kind != schedule.OnUpdates {
@@ -293,9 +315,9 @@ func (s *Server) checkRun(ctx context.Context, ts *taskState, d scope.DeviceID, 
 }
 
 // saneTime reports whether a device's time is zero or between the Unix
-// epoch and MaxClockSkew after now.
+// epoch and MaxDeviceTimeAhead after now.
 func saneTime(t, now time.Time) bool {
-	return t.IsZero() || (t.Unix() >= 0 && !t.After(now.Add(MaxClockSkew)))
+	return t.IsZero() || (t.Unix() >= 0 && !t.After(now.Add(MaxDeviceTimeAhead)))
 }
 
 // checker checks the items of one message of sender d; it keeps the
@@ -637,6 +659,7 @@ func (s *Server) flushResults(ctx context.Context, now time.Time) {
 			_ = s.send(ctx, transport.Message{Kind: transport.Ack, Device: d, Acks: byDev[d]})
 		}
 	}
+	s.sinkResults(ctx, recorded)
 	var trig plan
 	for _, r := range recorded {
 		s.afterResult(ctx, &trig, r, now)

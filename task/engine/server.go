@@ -40,6 +40,12 @@ const (
 	DefaultPurgeEvery        = 24 * time.Hour
 	DefaultVisibilityTimeout = 15 * time.Minute
 	DefaultRecoveryWindow    = 10 * time.Minute
+	// UpdatesOverdue is how long without new updates in the repository
+	// before server-run "when new updates are downloaded" tasks run every
+	// UpdatesFallbackEvery (the product documentation: 25 hours, then
+	// every hour; agent.UpdatesOverdue for device tasks).
+	UpdatesOverdue       = 25 * time.Hour
+	UpdatesFallbackEvery = time.Hour
 )
 
 // Config configures a Server. Store and Inventory are required.
@@ -83,6 +89,10 @@ type Config struct {
 	// at once (DefaultDispatchWorkers, at most MaxDispatchWorkers): the
 	// store's work per batch runs in parallel, the sends stay serial.
 	DispatchWorkers int
+	// ResultSink receives every final result the server records, for
+	// the Administration Server's OS event log (optional: nil, the
+	// default, writes nowhere). See ResultSink.
+	ResultSink ResultSink
 	// SingleReplica turns the claim layer and the leader lease off: the
 	// server keeps due starts in memory and never checks for other
 	// replicas. Only for a host that guarantees one server per store.
@@ -114,6 +124,13 @@ type taskState struct {
 	wakes    map[scope.DeviceID]time.Time
 	nextWake time.Time
 	def      *transport.Definition // cached; rebuilt when stale
+	// slots is the automatic randomized delay's layout (nil: the delay
+	// is not automatic, or a server-run task).
+	slots *slotLayout
+	// maxRun is the newest run id seen of the task (maxRunOK: the stored
+	// results were read too), so a manual start is always the latest.
+	maxRun   int64
+	maxRunOK bool
 }
 
 type dispatch struct {
@@ -171,6 +188,19 @@ type Server struct {
 	controls map[dkey]*control
 	ctlKeys  map[string]dkey
 	nextCtl  time.Time
+
+	// openedAt is when Open ran (the updates fallback counts from it
+	// until updates arrive); lastFall the last fallback activation;
+	// lastTick the clock reading of the last Tick (an earlier reading
+	// after it: the clock stepped back).
+	openedAt time.Time
+	lastFall time.Time
+	lastTick time.Time
+	// sunk are the results written to the ResultSink (the last
+	// sinkMemory, in sunkRing from sunkNext).
+	sunk     map[sinkKey]bool
+	sunkRing []sinkKey
+	sunkNext int
 }
 
 // Stats counts what the server did.
@@ -278,6 +308,11 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 		for _, app := range page.Applications {
 			for _, t := range app.Tasks {
 				ts := s.load(ctx, t, now)
+				if ts.slots != nil && !ts.onServer {
+					// Rebuilt: the devices' reports of the places they
+					// hold restore the layout (slotLayout).
+					ts.slots.provisional = true
+				}
 				if ts.onServer {
 					ts.cursor = now.Add(-s.cfg.RecoveryWindow)
 					ts.next = time.Time{}
@@ -318,6 +353,7 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 	s.nextPurge = now
 	s.nextReconcile = now.Add(s.cfg.ScopeRefresh)
 	s.opened = true
+	s.openedAt = now
 	return nil
 }
 
@@ -341,6 +377,9 @@ func (s *Server) load(ctx context.Context, t *task.Task, now time.Time) *taskSta
 	ts.def = nil
 	ts.onServer = t.RunsOnServer()
 	s.trig = nil
+	if settingsChanged || !automaticDelay(ts) {
+		ts.slots = nil // a new layout (settings edited)
+	}
 	if settingsChanged {
 		ts.since = t.UpdatedAt
 		ts.cursor = now
@@ -362,7 +401,15 @@ func (s *Server) resolve(ctx context.Context, ts *taskState) []scope.DeviceID {
 	if ts.t.Scope.Kind == scope.Server {
 		devs = []scope.DeviceID{task.ServerDevice}
 	} else {
-		res, err := scope.Resolve(ctx, ts.t.Scope, s.cfg.Inventory)
+		sc := ts.t.Scope
+		// "Distribute to secondary and virtual Administration Servers":
+		// the devices those servers manage are in the task's scope, but
+		// their own server runs the task on them (its inherited copy,
+		// package task/hierarchy) and reports their figures up; this
+		// server runs it on the devices it manages, so each device runs
+		// each run once and is counted once.
+		sc.DistributeToServers = false
+		res, err := scope.Resolve(ctx, sc, s.cfg.Inventory)
 		if err != nil {
 			s.log.Error().Err(err).Str("task", ts.t.ID).Msg("engine: resolve scope")
 			return nil
@@ -382,6 +429,7 @@ func (s *Server) resolve(ctx context.Context, ts *taskState) []scope.DeviceID {
 		}
 	}
 	ts.devices, ts.inScope = devs, in
+	ts.followSlots()
 	return added
 }
 
@@ -413,8 +461,8 @@ func (s *Server) rebuildByDevice() {
 }
 
 func (s *Server) definition(ts *taskState) *transport.Definition {
-	if ts.def == nil || ts.def.Devices != len(ts.devices) || ts.def.LastManual != ts.manual {
-		ts.def = &transport.Definition{Task: *ts.t, Since: ts.since, Devices: len(ts.devices), LastManual: ts.manual}
+	if n := slotCount(ts); ts.def == nil || ts.def.Devices != n || ts.def.LastManual != ts.manual {
+		ts.def = &transport.Definition{Task: *ts.t, Since: ts.since, Devices: n, LastManual: ts.manual}
 	}
 	return ts.def
 }
@@ -441,9 +489,8 @@ func (s *Server) send(ctx context.Context, m transport.Message) error {
 	return err
 }
 
-// slot returns a device's place in a task's scope (device id order), for
-// the stratified automatic randomized delay; nil when the delay is not
-// automatic.
+// slotOf returns a device's place in a task's automatic randomized delay
+// (slotLayout); nil when the delay is not automatic.
 func slotOf(ts *taskState, d scope.DeviceID) *transport.Slot {
 	sl, ok := slotAt(ts, d)
 	if !ok {
@@ -454,12 +501,12 @@ func slotOf(ts *taskState, d scope.DeviceID) *transport.Slot {
 
 // slotAt is slotOf as a value (false: no slot).
 func slotAt(ts *taskState, d scope.DeviceID) (transport.Slot, bool) {
-	if ts.t.Schedule.RandomDelay.Mode != schedule.DelayAutomatic {
+	if ts.slots == nil {
 		return transport.Slot{}, false
 	}
-	i, ok := slices.BinarySearch(ts.devices, d)
+	i, ok := ts.slots.index[d]
 	if !ok {
 		return transport.Slot{}, false
 	}
-	return transport.Slot{Index: i, Of: len(ts.devices)}, true
+	return transport.Slot{Index: i, Of: len(ts.slots.by)}, true
 }

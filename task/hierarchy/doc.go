@@ -39,6 +39,18 @@
 // sender's Version, so a set repeated or delivered after a newer one
 // (concurrent Distribute calls, a retrying Link) changes nothing.
 //
+// # Who runs a distributed task
+//
+// With "Distribute to secondary and virtual Administration Servers" on,
+// the task's scope on the primary includes the devices those servers
+// manage (scope.Resolve, Explain), but each device runs the task through
+// its own server: the servers below run their inherited copies on their
+// devices, and the engine (package task/engine) of the server that owns
+// the task runs it only on the devices it manages itself (Server.Role
+// primary, or empty) — scheduled activations and manual starts alike. So
+// each device runs each activation once, and the roll-up counts it once:
+// in the statistics of the server that manages it, relayed up.
+//
 // # Roll-up
 //
 // Node.Report sends the parent, for every copy inherited from it, the
