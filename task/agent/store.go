@@ -71,7 +71,8 @@ type RunState struct {
 // Store is the agent's local store: the tasks delivered to its device and
 // the durable outbox. Implementations must be safe for concurrent use; the
 // agent calls them with its own lock held. MemStore keeps everything in
-// memory; SQLiteStore (NewSQLite) survives agent restarts.
+// memory; agentsqlite.Store (agentsqlite.Open) survives agent restarts.
+// agenttest.RunStore is the conformance suite.
 type Store interface {
 	// Tasks returns every stored task, in any order.
 	Tasks(ctx context.Context) ([]LocalTask, error)
@@ -80,7 +81,7 @@ type Store interface {
 	// DeleteTask removes a task; a missing task is not an error.
 	DeleteTask(ctx context.Context, id string) error
 	// Enqueue appends m to the outbox. A message whose Key is already in
-	// the outbox is ignored.
+	// the outbox is ignored; an empty Key is an ErrInvalid error.
 	Enqueue(ctx context.Context, m transport.Message) error
 	// Outbox returns the queued messages in the order they were queued.
 	Outbox(ctx context.Context) ([]transport.Message, error)
@@ -212,6 +213,9 @@ func (s *MemStore) Enqueue(_ context.Context, m transport.Message) error {
 	defer s.mu.Unlock()
 	if err := s.check(); err != nil {
 		return err
+	}
+	if m.Key == "" {
+		return errs.Invalid("key", "", "an outbox message needs an idempotency key")
 	}
 	if _, ok := s.outbox[m.Key]; ok {
 		return nil
