@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -25,6 +26,9 @@ import (
 var (
 	ErrInvalid = errs.ErrInvalid
 	ErrClosed  = errs.ErrClosed
+	// ErrNotAttached is returned by Tick (and Run) before Attach has
+	// given the agent its transport endpoint.
+	ErrNotAttached = errors.New("agent: not attached to a transport endpoint (call Attach before Tick or Run)")
 )
 
 // ValidationError and ValidationErrors are the shared validation error
@@ -301,7 +305,10 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 }
 
 // Attach connects the agent to its endpoint (returned by the host's
-// transport for this agent as its Handler).
+// transport for this agent as its Handler). Tick and Run return
+// ErrNotAttached until it is called; the endpoint may report a device
+// offline, in which case the agent keeps running tasks and queues its
+// reports.
 func (a *Agent) Attach(ep transport.DeviceEndpoint) {
 	a.mu.Lock()
 	a.ep = ep
@@ -322,8 +329,15 @@ func (a *Agent) sorted() []*LocalTask {
 	return a.order
 }
 
-// Run ticks every interval until ctx is done (goroutine mode).
+// Run ticks every interval until ctx is done (goroutine mode). It returns
+// ErrNotAttached at once before Attach.
 func (a *Agent) Run(ctx context.Context, interval time.Duration) error {
+	a.mu.Lock()
+	attached := a.ep != nil
+	a.mu.Unlock()
+	if !attached {
+		return ErrNotAttached
+	}
 	tk := a.clk.Ticker(interval)
 	defer tk.Stop()
 	for {

@@ -24,6 +24,10 @@ import (
 var (
 	ErrInvalid = errs.ErrInvalid
 	ErrClosed  = errs.ErrClosed
+	// ErrAlreadyOpen is returned by a second Open of a Server: a Server
+	// binds one Manager and one endpoint for its life; make a new Server
+	// (engine.New) to bind others.
+	ErrAlreadyOpen = errors.New("engine: server already open")
 )
 
 // ValidationError and ValidationErrors are the shared validation error
@@ -236,6 +240,9 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.opened {
+		return ErrAlreadyOpen
+	}
 	s.m, s.ep = m, ep
 	now := s.clk.Now()
 	p := task.ListParams{Order: storage.OrderByID, Limit: 1000}
