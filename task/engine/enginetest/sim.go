@@ -118,7 +118,7 @@ func New(ctx context.Context, cfg Config) (*Sim, error) {
 		power: map[scope.DeviceID]int{}, byID: map[scope.DeviceID]*slot{}}
 	s.Exec = &Executor{clk: clk, behavior: cfg.Behavior, runs: map[RunKey][]Record{}, timers: map[RunKey]*simTimer{}, notRunning: map[scope.DeviceID]bool{},
 		finished: s.finished}
-	if err := s.Inv.PutGroups(cfg.Groups...); err != nil {
+	if err := s.Inv.PutGroups(ctx, cfg.Groups...); err != nil {
 		return nil, err
 	}
 	for _, d := range cfg.Devices {
@@ -131,7 +131,7 @@ func New(ctx context.Context, cfg Config) (*Sim, error) {
 	for _, id := range s.order {
 		devs = append(devs, s.devices[id])
 	}
-	if err := s.Inv.PutDevices(devs...); err != nil {
+	if err := s.Inv.PutDevices(ctx, devs...); err != nil {
 		return nil, err
 	}
 	s.Net = inproc.New(inproc.Config{Clock: clk, Faults: cfg.Faults, Seed: cfg.Seed})
@@ -240,7 +240,7 @@ func (s *Sim) setConnected(id scope.DeviceID, v bool) {
 	d := s.devices[id]
 	d.Connected = v
 	s.devices[id] = d
-	_ = s.Inv.PutDevices(d)
+	_ = s.Inv.PutDevices(context.Background(), d)
 }
 
 // PowerOff stops a device: its agent stops (runs in progress end with it)
