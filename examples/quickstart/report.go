@@ -321,4 +321,3 @@ func chart(counts []int, kind string, label func(int) (string, bool), title func
 	b.WriteString("</svg>\n")
 	return b.String()
 }
-
