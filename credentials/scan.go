@@ -61,7 +61,7 @@ const (
 	scanMaxFindings = 1000
 )
 
-// ScanSettings warns about private data in a task's settings (the seeds:
+// ScanSettings warns about private data in a task's settings (the product documentation:
 // "Do not include private data in task settings. For example, avoid
 // specifying the domain administrator password."). It walks v — structs
 // (by their JSON field names, honouring `json:"-"` and embedded structs),

@@ -20,7 +20,7 @@ type TaskAccount struct {
 	TaskID   string
 	TaskName string
 	// Local marks a local task. The wizard never changes local tasks (the
-	// seeds: the wizard covers non-local tasks), even if a store returns
+	// the product documentation: the wizard covers non-local tasks), even if a store returns
 	// one.
 	Local bool
 	// Revision is the task's revision, for compare-and-set.
@@ -201,7 +201,7 @@ type WizardConfig struct {
 	MaxAttempts int
 }
 
-// Wizard is the seeds' "Change tasks password" wizard as an API:
+// Wizard is the product documentation's "Change tasks password" wizard as an API:
 //
 //  1. Start with the new credentials (and optionally the previous
 //     password): every non-local task whose account name matches gets the

@@ -1,5 +1,5 @@
 // Package klt exports one task with all its settings to a KLT file and
-// imports a task from one (the seeds' "Exporting a task" and "Importing a
+// imports a task from one (the product documentation's "Exporting a task" and "Importing a
 // task"), losslessly and close to what the administration server's public
 // Open API says about tasks.
 //
@@ -18,7 +18,7 @@
 //	created, err := imp.Commit(ctx, manager, actor, chosenScope)    // step 2
 //
 // Export refuses Administration Server tasks and types marked
-// NotExportable with a *NotExportableError (the seeds: "Administration
+// NotExportable with a *NotExportableError (the product documentation: "Administration
 // Server tasks are also unavailable for export"). Parse validates
 // everything it can without storing anything, so a console can show what
 // will be imported. Commit creates the task in the scope the administrator

@@ -113,7 +113,7 @@ func (w Warning) String() string {
 }
 
 // Import is a parsed and validated document: what will be imported. It
-// is step 1 of the seeds' import; Commit is step 2.
+// is step 1 of the product documentation's import; Commit is step 2.
 type Import struct {
 	// Task is the task to create: every setting of the file, with no ID,
 	// scope, timestamps or revisions, and the default account (set
@@ -672,7 +672,7 @@ func (p *parser) settings(tp *node) {
 	}
 	for _, f := range credentials.ScanSettings(t.Settings) {
 		fp := strings.TrimSuffix(path+"."+strings.TrimPrefix(f.Path, "$."), ".")
-		p.warn(fp, WarnPrivateData, "looks like private data ("+string(f.Reason)+"); the seeds advise against private data in task settings")
+		p.warn(fp, WarnPrivateData, "looks like private data ("+string(f.Reason)+"); the product documentation advises against private data in task settings")
 	}
 }
 
@@ -783,7 +783,7 @@ func checkSecurity(s task.Security) error {
 
 // Commit creates the imported task in the scope the caller chose (a
 // group, device addresses, devices, or a device selection): step 2 of the
-// seeds' import. A name that is taken gets the next free " (n)" index,
+// the product documentation's import. A name that is taken gets the next free " (n)" index,
 // also when several imports of the same name race (task.Manager's
 // CreateWithFreeName). The task starts by its schedule. Commit may be
 // called again (each call creates a task).

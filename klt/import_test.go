@@ -243,7 +243,7 @@ func TestCommit(t *testing.T) {
 	}
 }
 
-// The seeds: a name that exists gets the next free " (n)", also when the
+// The product documentation: a name that exists gets the next free " (n)", also when the
 // same file is imported concurrently.
 func TestConcurrentImportsGetDistinctNames(t *testing.T) {
 	t.Parallel()

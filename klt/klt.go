@@ -145,7 +145,7 @@ func ScheduleType(k schedule.Kind) int {
 var ErrNotExportable = errors.New("klt: the task cannot be exported or imported")
 
 // NotExportableError refuses an Administration Server task or a task type
-// marked NotExportable (the seeds: "Administration Server tasks are also
+// marked NotExportable (the product documentation: "Administration Server tasks are also
 // unavailable for export"). It matches ErrNotExportable and ErrInvalid.
 type NotExportableError struct {
 	Application string
@@ -225,7 +225,7 @@ type ExportReport struct {
 	// PrivateData lists the settings values that look like private data
 	// (credentials.ScanSettings), with paths in document coordinates
 	// ("task.TASK_ADDITIONAL_PARAMS.proxy_url"). They are exported as they
-	// are: the seeds ask administrators not to put private data in task
+	// are: the product documentation asks administrators not to put private data in task
 	// settings, and the report lets a console warn before saving.
 	PrivateData []credentials.Finding
 }

@@ -35,7 +35,7 @@ func AutoWindow(devices int) time.Duration {
 // RandomOffset returns the randomized delay of one device for one start: a
 // value in [0, window) (0 when window ≤ 0), derived only from its
 // arguments, so it is the same in every process, on every restart and on
-// every architecture. The seeds want the offset to change when the task's
+// every architecture. The product documentation wants the offset to change when the task's
 // settings are edited or the task is started manually: pass the task's
 // settings revision, and have the task manager bump it (or pass a counter
 // of manual starts mixed into it) on those events.

@@ -83,7 +83,7 @@
 // [RandomOffset](window, taskID, deviceID, revision), a deterministic value
 // in [0, window) that is the same in every process and changes when the
 // revision does (bump it when settings are edited or on a manual start, as
-// the seeds require). The window is [Schedule.DelayWindow]: the interval,
+// the product documentation requires). The window is [Schedule.DelayWindow]: the interval,
 // or for the automatic mode [AutoWindow](devices) =
 // min(devices / DefaultStartsPerSecond s, MaxAutoWindow).
 //

@@ -19,7 +19,7 @@ var ErrInvalid = errs.ErrInvalid
 // Kind is how a task is started. Its JSON value is the string.
 type Kind string
 
-// The start kinds of the seeds ("Start task" setting).
+// The start kinds of the product documentation ("Start task" setting).
 const (
 	// Manual: the task never starts by itself. The default.
 	Manual Kind = "manual"
@@ -50,7 +50,7 @@ const (
 	OnTaskCompletion Kind = "on_task_completion"
 )
 
-// Kinds lists every kind in the seeds' order.
+// Kinds lists every kind in the product documentation's order.
 var Kinds = []Kind{Manual, Once, Immediately, EveryMinutes, EveryHours, EveryDays, Weekly, Monthly,
 	NthWeekday, OnUpdates, OnVirusOutbreak, OnTaskCompletion}
 
@@ -65,17 +65,17 @@ func (k Kind) Known() bool {
 }
 
 // Defaults and bounds. Every value a Schedule carries has a named default
-// (the seeds') and an inclusive range that Validate enforces.
+// (the product documentation's) and an inclusive range that Validate enforces.
 const (
-	DefaultEveryMinutes = 30 // Every N minutes: the seeds' default
+	DefaultEveryMinutes = 30 // Every N minutes: the product documentation's default
 	MinEveryMinutes     = 1
 	MaxEveryMinutes     = 1440 // one day
 
-	DefaultEveryHours = 6 // Every N hours: the seeds' default
+	DefaultEveryHours = 6 // Every N hours: the product documentation's default
 	MinEveryHours     = 1
 	MaxEveryHours     = 744 // 31 days
 
-	DefaultEveryDays = 1 // Every N days: the seeds' default
+	DefaultEveryDays = 1 // Every N days: the product documentation's default
 	MinEveryDays     = 1
 	MaxEveryDays     = 366 // one leap year
 
@@ -113,7 +113,7 @@ const (
 // OnTaskCompletion schedule.
 type CompletionStatus string
 
-// The statuses the seeds offer: "Completed successfully" and "Failed".
+// The statuses the product documentation offers: "Completed successfully" and "Failed".
 const (
 	Completed CompletionStatus = "completed"
 	Failed    CompletionStatus = "failed"
@@ -200,13 +200,13 @@ type Schedule struct {
 	ShutdownAfter bool
 }
 
-// Default returns the seeds' default schedule of kind for a task created at
+// Default returns the product documentation's default schedule of kind for a task created at
 // now, whose creator sees local time in loc (nil means UTC). Values that
-// the seeds tie to "the current system time" (Once's At, the Start of
+// the product documentation ties to "the current system time" (Once's At, the Start of
 // EveryMinutes/EveryHours, EveryDays' StartDate and Time, Monthly's Time)
 // are taken from now, truncated to whole seconds; instants are UTC.
 //
-// NthWeekday's default selects no weeks and no weekdays, as in the seeds;
+// NthWeekday's default selects no weeks and no weekdays, as in the product documentation;
 // Validate rejects it until at least one of each is selected.
 // OnTaskCompletion's default has no TaskID; Validate requires one.
 // An unknown kind yields a Schedule that Validate rejects.
@@ -266,7 +266,7 @@ func staticDefault(kind Kind) Schedule {
 }
 
 // UsesLocalTime reports whether s is a wall-clock rule evaluated in a
-// zone (the seeds' table: Every N days, By days of week, Monthly, N-th
+// zone (the product documentation's table: Every N days, By days of week, Monthly, N-th
 // weekday). Once, EveryMinutes and EveryHours are absolute instants; the
 // other kinds are triggers.
 func (s Schedule) UsesLocalTime() bool {
@@ -300,7 +300,7 @@ func (s Schedule) Event() bool {
 }
 
 // Location returns the zone the engine must pass to Next and Between for a
-// task with this schedule. The seeds: tasks for device selections run on
+// task with this schedule. The product documentation: tasks for device selections run on
 // the Administration Server and follow the server's local time; every
 // other task runs on the device and follows the device's local time. So
 // it returns server when runsOnServer (device-selection tasks, server

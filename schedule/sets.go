@@ -114,7 +114,7 @@ const (
 	PerimeterDefense                             // Anti-virus for perimeter defense
 	MailSystems                                  // Anti-virus for mail systems
 
-	// AllAppTypes is the seeds' default: every application type.
+	// AllAppTypes is the product documentation's default: every application type.
 	AllAppTypes = WorkstationsFileServers | PerimeterDefense | MailSystems
 )
 

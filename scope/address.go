@@ -336,7 +336,7 @@ func quoteChar(s string, i int) string {
 }
 
 // ParseAddressList reads a TXT list of device addresses, one per line (the
-// seeds' "import from a TXT file"). Blank lines and lines starting with '#'
+// the product documentation's "import from a TXT file"). Blank lines and lines starting with '#'
 // (after leading white space) are skipped; white space around an address is
 // trimmed; LF and CRLF line ends are accepted; a UTF-8 byte order mark is
 // skipped, and a UTF-16 file (with its byte order mark, as Windows Notepad
@@ -443,7 +443,7 @@ func decodeText(b []byte) (string, error) {
 
 // ImportAddressList parses a TXT address list like ParseAddressList and
 // also checks that every NetBIOS and DNS name resolves to at least one
-// device already in inv (the seeds: a list of names "can only contain
+// device already in inv (the product documentation: a list of names "can only contain
 // devices for which information has already been entered into the
 // Administration Server database"). Unknown names are reported with their
 // line, together with any malformed lines, all at once; on any error no

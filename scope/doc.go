@@ -3,7 +3,7 @@
 //
 // # Concepts
 //
-// A Scope has a Kind (the seeds' "About task scope"):
+// A Scope has a Kind (the product documentation's "About task scope"):
 //
 //   - Local: one device (a local task).
 //   - Server: the Administration Server itself.
@@ -109,7 +109,7 @@
 // Windows Notepad writes it) are accepted. All malformed lines are
 // reported at once with their line numbers, and nothing is returned on
 // error. ImportAddressList also requires every name to belong to a device
-// already in the inventory, as the seeds require, and reports unknown
+// already in the inventory, as the product documentation requires, and reports unknown
 // names with their line.
 //
 // # Errors

@@ -10,7 +10,7 @@ import (
 // Kind is how a scope names its devices.
 type Kind string
 
-// Scope kinds (the seeds' "About task scope").
+// Scope kinds (the product documentation's "About task scope").
 const (
 	// Local: one device (a local task).
 	Local Kind = "local"
@@ -60,8 +60,8 @@ const (
 //	{"kind":"selection","selection":"\"accounting\" in device.tags","selection_name":"Accounting"}
 //
 // Every field except kind is omitted when zero, so a missing group_only
-// means "distribute to subgroups" (the seeds' default) and a missing
-// distribute_to_servers means off (the seeds' default). Addresses use the
+// means "distribute to subgroups" (the product documentation's default) and a missing
+// distribute_to_servers means off (the product documentation's default). Addresses use the
 // canonical text of Address.String.
 type Scope struct {
 	Kind Kind `json:"kind"`
@@ -73,7 +73,7 @@ type Scope struct {
 	Group GroupID `json:"group,omitempty"`
 	// GroupOnly turns off "Distribute to subgroups": only the devices
 	// directly in Group. The zero value (false) distributes to subgroups,
-	// the seeds' default.
+	// the product documentation's default.
 	GroupOnly bool `json:"group_only,omitempty"`
 	// DistributeToServers is "Distribute to secondary and virtual
 	// Administration Servers": devices managed by secondary and virtual

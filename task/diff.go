@@ -181,7 +181,7 @@ func diffFlat(a, b flat, secretPaths map[string]bool) []Change {
 // merge3 merges the device user's edit (user) into the administrator's
 // current version (admin), both derived from base. Fields only one side
 // changed take that side's value; fields both changed differently take the
-// administrator's (the seeds: the administrator's changes have priority)
+// administrator's (the product documentation: the administrator's changes have priority)
 // and are reported as conflicts. With section set, paths are compared by
 // their first `section` segments, so a subtree changed by both sides is
 // taken whole from the administrator.

@@ -1,5 +1,5 @@
 // Package task is the task model and the management API of taskfleet:
-// everything an administration console does with tasks (the seeds' "About
+// everything an administration console does with tasks (the product documentation's "About
 // tasks", "Creating a task", "Viewing the task list", "Starting a task",
 // "General task settings", "Viewing task run results", revision history).
 //
@@ -34,7 +34,7 @@
 //
 // Names are unique case-insensitively among non-local tasks, and among the
 // local tasks of each device. Copy and CreateWithFreeName add the next free
-// " (n)" index, also when callers race for the same name (the seeds' import
+// " (n)" index, also when callers race for the same name (the product documentation's import
 // rule).
 //
 // # Results, history and notifications

@@ -53,7 +53,7 @@ type Config struct {
 	NewID func() string
 }
 
-// Manager is the management API of tasks (the seeds' task list, task
+// Manager is the management API of tasks (the product documentation's task list, task
 // properties, start and stop, results, history and revision history). It
 // validates, authorizes and records revisions once; the Store only
 // persists. A Manager is safe for concurrent use.
@@ -455,7 +455,7 @@ func (m *Manager) Delete(ctx context.Context, actor Actor, id string, expectRevi
 const MaxNameIndex = 10000
 
 // FreeName returns name if no task in its namespace uses it, or name with
-// the next free " (n)" index (the seeds' import rule).
+// the next free " (n)" index (the product documentation's import rule).
 func (m *Manager) FreeName(ctx context.Context, t *Task) (string, error) {
 	base := t.Name
 	for i := 0; i <= MaxNameIndex; i++ {

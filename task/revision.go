@@ -134,7 +134,7 @@ type MergeResult struct {
 }
 
 // MergeDeviceEdit merges an edit of a local task made by the device's
-// user into the current task (the seeds: local tasks can be modified by the
+// user into the current task (the product documentation: local tasks can be modified by the
 // administrator and by the device user; when both modify them at the same
 // time, the administrator's changes take effect). edited is the user's
 // version of the task, derived from revision baseRevision. Fields only the

@@ -31,7 +31,7 @@ type (
 // Kind is the kind of a task, derived from its scope.
 type Kind string
 
-// Task kinds (the seeds' "About tasks").
+// Task kinds (the product documentation's "About tasks").
 const (
 	// Local: performed on one device; editable by the administrator and
 	// the device user.
@@ -67,7 +67,7 @@ const (
 	MaxACLEntries        = 256
 )
 
-// Task is a task with all its settings (the seeds' "General task settings
+// Task is a task with all its settings (the product documentation's "General task settings
 // and properties").
 //
 // A zero Schedule means the default schedule (Manually); a zero Restart
@@ -136,7 +136,7 @@ func (t *Task) RunsOnServer() bool { return t.Scope.RunsOnServer() }
 // HistoryLevel is what the task history stores.
 type HistoryLevel string
 
-// History levels (the seeds' "Store task history" block).
+// History levels (the product documentation's "Store task history" block).
 const (
 	// HistoryAll saves all events.
 	HistoryAll HistoryLevel = "all"
@@ -225,7 +225,7 @@ type AccessEntry struct {
 // State is the state of a task on one device.
 type State string
 
-// Per-device states (the seeds' task results).
+// Per-device states (the product documentation's task results).
 const (
 	Scheduled             State = "scheduled"
 	Pending               State = "pending"

@@ -12,7 +12,7 @@ import (
 )
 
 // validate checks every setting of t against its registered type and the
-// seeds' rules. It returns ValidationErrors with JSON paths.
+// the product documentation's rules. It returns ValidationErrors with JSON paths.
 func (m *Manager) validate(t *Task, reg *registered) error {
 	var bad ValidationErrors
 	add := func(err error, prefix string) {

@@ -1,5 +1,5 @@
 // Command kltconvert exports a task to a KLT file and imports it back,
-// printing what would be imported: the seeds' "Exporting a task" and the
+// printing what would be imported: the product documentation's "Exporting a task" and the
 // two steps of "Importing a task" (a console first shows the file's task,
 // then creates it in the scope the administrator picks).
 //

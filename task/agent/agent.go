@@ -45,7 +45,7 @@ const (
 	DefaultMissedGrace   = 5 * time.Minute
 	DefaultLateDelivery  = time.Hour
 	// UpdatesOverdue is how long without new updates before "when new
-	// updates are downloaded" tasks run hourly (the seeds: 25 hours).
+	// updates are downloaded" tasks run hourly (the product documentation: 25 hours).
 	UpdatesOverdue = 25 * time.Hour
 	// UpdatesFallbackEvery is how often they then run (every hour).
 	UpdatesFallbackEvery = time.Hour
@@ -116,7 +116,7 @@ type Power interface {
 }
 
 // EventLog writes task events to the device's operating-system event log
-// (the Windows Event Log, journald, syslog): the seeds' "Store in the OS
+// (the Windows Event Log, journald, syslog): the product documentation's "Store in the OS
 // event log on device" (task.Notifications.DeviceEventLog). The host
 // implements it; it must be safe for concurrent use. A failed write is
 // logged and does not fail the run.
