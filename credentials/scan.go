@@ -43,11 +43,14 @@ const (
 type Finding struct {
 	// Path is the dotted JSON path of the value ("install.args[2]",
 	// `env["DB PASSWORD"]`); "" is the root.
-	Path   string `json:"path"`
+	Path string `json:"path"`
+	// Reason says why the value looks private.
 	Reason Reason `json:"reason"`
 }
 
+// String formats the finding as "path: reason".
 func (f Finding) String() string {
+
 	p := f.Path
 	if p == "" {
 		p = "(root)"

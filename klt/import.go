@@ -782,7 +782,7 @@ func checkSecurity(s task.Security) error {
 }
 
 // Commit creates the imported task in the scope the caller chose (a
-// group, device addresses, devices, or a device selection): step 2 of the
+// group, device addresses, devices, or a device selection): step 2 of
 // the product documentation's import. A name that is taken gets the next free " (n)" index,
 // also when several imports of the same name race (task.Manager's
 // CreateWithFreeName). The task starts by its schedule. Commit may be

@@ -29,7 +29,7 @@ func (p Policy) MarshalJSON() ([]byte, error) {
 	return json.Marshal(plain(p))
 }
 
-// UnmarshalJSON decodes a policy strictly. A field that is absent keeps the
+// UnmarshalJSON decodes a policy strictly. A field that is absent keeps
 // the product documentation's default (so {} is Default(), and {"repeat_prompt":{"minutes":10}}
 // keeps the toggle on); unknown fields, duplicate fields, null, values of
 // the wrong type and out-of-range values are rejected with

@@ -64,7 +64,7 @@ type Interval struct {
 
 // Policy is a task's operating-system restart settings.
 //
-// The zero Policy is not valid (its Action is empty); use Default() for the
+// The zero Policy is not valid (its Action is empty); use Default() for
 // the product documentation's defaults. IsZero lets an embedding type treat an unset policy as
 // the default.
 type Policy struct {

@@ -28,7 +28,10 @@ const (
 	DNSName
 )
 
+// String returns the kind's name: "ip", "range", "subnet", "netbios" or
+// "dns".
 func (k AddressKind) String() string {
+
 	switch k {
 	case IP:
 		return "ip"
@@ -72,6 +75,8 @@ const (
 // "10.1.0.0/16", "ACCT-PC01" (NetBIOS names upper case), "pc01.example.com"
 // (DNS names lower case, no trailing dot). ParseAddress(a.String()) == a.
 type Address struct {
+	// Kind is what the address is: an IP, a range, a subnet, a NetBIOS
+	// or a DNS name.
 	Kind AddressKind
 	// From and To bound the addresses covered (inclusive): equal for IP,
 	// the range ends for Range, the first and last address of Subnet.
@@ -335,7 +340,7 @@ func quoteChar(s string, i int) string {
 	return fmt.Sprintf("%q", r)
 }
 
-// ParseAddressList reads a TXT list of device addresses, one per line (the
+// ParseAddressList reads a TXT list of device addresses, one per line (
 // the product documentation's "import from a TXT file"). Blank lines and lines starting with '#'
 // (after leading white space) are skipped; white space around an address is
 // trimmed; LF and CRLF line ends are accepted; a UTF-8 byte order mark is

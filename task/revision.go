@@ -12,9 +12,13 @@ import (
 
 // Revision is one numbered version of a task's settings.
 type Revision struct {
+	// Number counts the task's revisions from 1 (Task.Revision is the
+	// latest).
 	Number int64
+	// Author is the ID of the Actor that made it.
 	Author string
-	At     time.Time
+	// At is when it was stored (UTC).
+	At time.Time
 	// Action made the revision: create, update, copy, import, rollback,
 	// merge, suspend, resume, start_for_devices.
 	Action string
@@ -127,7 +131,9 @@ func (m *Manager) Rollback(ctx context.Context, actor Actor, id string, n, expec
 
 // MergeResult is the outcome of MergeDeviceEdit.
 type MergeResult struct {
+	// Task is the merged task as stored.
 	Task *Task
+
 	// Conflicts are the fields both sides changed; the administrator's
 	// values were kept.
 	Conflicts []Conflict

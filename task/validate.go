@@ -11,7 +11,7 @@ import (
 	"github.com/taskfleet/taskfleet/scope"
 )
 
-// validate checks every setting of t against its registered type and the
+// validate checks every setting of t against its registered type and
 // the product documentation's rules. It returns ValidationErrors with JSON paths.
 func (m *Manager) validate(t *Task, reg *registered) error {
 	var bad ValidationErrors

@@ -100,10 +100,15 @@ type Config struct {
 
 // Behavior is how one run goes.
 type Behavior struct {
-	Duration        time.Duration
-	State           task.State
+	// Duration is how long the run takes on the simulated clock (0: it
+	// ends at once).
+	Duration time.Duration
+	// State is the run's final state (empty: completed).
+	State task.State
+	// RestartRequired makes the run need an operating-system restart.
 	RestartRequired bool
-	Message         string
+	// Message is the run's result message.
+	Message string
 }
 
 // Sim is a simulated fleet.
@@ -567,18 +572,26 @@ func (s *Sim) Step(ctx context.Context, d, step time.Duration) error {
 
 // RunKey names the runs of a task on a device.
 type RunKey struct {
-	Task   string
+	// Task is the task's ID.
+	Task string
+	// Device is the device.
 	Device scope.DeviceID
 }
 
 // Record is one run the executor started.
 type Record struct {
-	RunID     int64
-	At        time.Time
-	Due       time.Time
+	// RunID identifies the run.
+	RunID int64
+	// At is the run's nominal start (the activation).
+	At time.Time
+	// Due is when it was due (At plus the randomized delay).
+	Due time.Time
+	// StartedAt is when the agent started it.
 	StartedAt time.Time
-	Manual    bool
-	Stopped   bool
+	// Manual is true for a start by an administrator.
+	Manual bool
+	// Stopped is true when the agent stopped the run.
+	Stopped bool
 }
 
 // Executor is the simulated security application of every device.
