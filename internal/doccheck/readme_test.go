@@ -239,9 +239,6 @@ func applyDiff(src, diff string) (string, error) {
 // prints what the hello world prints, and so does the PostgreSQL step when
 // TASKFLEET_TEST_POSTGRES names a server.
 func TestReadmeDiffsBuildAndRun(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the hello world once per step")
-	}
 	t.Parallel()
 	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
 	if err != nil {
