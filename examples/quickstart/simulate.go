@@ -146,7 +146,7 @@ func simulate(ctx context.Context, o options, out io.Writer, bar *bar) (*outcome
 			_ = store.Close()
 		}
 	}()
-	inv := store.Inventory().(*sqlstore.Inventory)
+	inv := store.Devices()
 	devs := fleetDevices(o.devices)
 	reg, err := registry()
 	if err != nil {

@@ -8,7 +8,7 @@
 //
 //	store, _ := sqlstore.OpenSQLite(ctx, "/tmp/sim.db")
 //	sim, err := enginetest.New(ctx, enginetest.Config{Start: start, Registry: reg,
-//		Store: store, Inventory: store.Inventory().(*sqlstore.Inventory),
+//		Store: store, Inventory: store.Devices(),
 //		Groups: groups, Devices: devices, ServerLocation: zone})
 //	...
 //	err = sim.Step(ctx, 7*24*time.Hour, 5*time.Minute) // a simulated week

@@ -88,7 +88,7 @@ func simulate(t *testing.T, store *sqlstore.Store) (map[scope.DeviceID][]time.Ti
 			return enginetest.Behavior{Duration: 10 * time.Minute}
 		}}
 	if store != nil {
-		cfg.Store, cfg.Inventory = store, store.Inventory().(*sqlstore.Inventory)
+		cfg.Store, cfg.Inventory = store, store.Devices()
 	}
 	sim, err := enginetest.New(ctx, cfg)
 	if err != nil {
