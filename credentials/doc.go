@@ -4,7 +4,7 @@
 //
 // # Concepts
 //
-// An Account is the seeds' "Account settings": the default account (the
+// An Account is the product documentation's "Account settings": the default account (the
 // zero Account; the task runs under the account of the application that
 // performs it) or a specified account, a name and a password. The password
 // is held as a Sealed value, never in plaintext:
@@ -31,7 +31,7 @@
 //
 // # The change-password wizard
 //
-// Wizard follows the seeds' three steps: Start (new credentials, optional
+// Wizard follows the product documentation's three steps: Start (new credentials, optional
 // previous password; tasks whose password is the previous one change
 // automatically), Change.Apply (per remaining task: ActionDeleteCredentials,
 // ActionEnforce or ActionNone) and the Report. Tasks are reached through the

@@ -62,11 +62,14 @@ func markedSecret(f reflect.StructField) bool {
 type Finding struct {
 	// Path is the dotted JSON path of the value ("install.args[2]",
 	// `env["DB PASSWORD"]`); "" is the root.
-	Path   string `json:"path"`
+	Path string `json:"path"`
+	// Reason says why the value looks private.
 	Reason Reason `json:"reason"`
 }
 
+// String formats the finding as "path: reason".
 func (f Finding) String() string {
+
 	p := f.Path
 	if p == "" {
 		p = "(root)"
@@ -80,7 +83,7 @@ const (
 	scanMaxFindings = 1000
 )
 
-// ScanSettings warns about private data in a task's settings (the seeds:
+// ScanSettings warns about private data in a task's settings (the product documentation:
 // "Do not include private data in task settings. For example, avoid
 // specifying the domain administrator password."). It walks v — structs
 // (by their JSON field names, honouring `json:"-"` and embedded structs),

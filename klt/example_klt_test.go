@@ -27,7 +27,7 @@ func Example() {
 	clk.Set(time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC))
 
 	inv := inmem.New()
-	_ = inv.PutGroups(scope.AdminGroup{ID: "office", Name: "Office"}, scope.AdminGroup{ID: "lab", Name: "Lab"})
+	_ = inv.PutGroups(ctx, scope.AdminGroup{ID: "office", Name: "Office"}, scope.AdminGroup{ID: "lab", Name: "Lab"})
 
 	type ScanSettings struct {
 		ScanArchives bool `json:"scan_archives"`

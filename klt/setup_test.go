@@ -79,7 +79,7 @@ func lookup(t testing.TB, reg *task.Registry, x *task.Task) task.TaskType {
 // inventory: root > office > (accounting, sales); lab; a device each.
 func inventory(t testing.TB) *inmem.Inventory {
 	inv := inmem.New()
-	must(t, inv.PutGroups(
+	must(t, inv.PutGroups(context.Background(),
 		scope.AdminGroup{ID: "root", Name: "Managed devices"},
 		scope.AdminGroup{ID: "office", Parent: "root", Name: "Office"},
 		scope.AdminGroup{ID: "accounting", Parent: "office", Name: "Accounting"},
@@ -94,7 +94,7 @@ func inventory(t testing.TB) *inmem.Inventory {
 			GroupID: g, Connected: true, Server: scope.ServerRef{ID: "primary", Role: scope.Primary},
 		})
 	}
-	must(t, inv.PutDevices(devs...))
+	must(t, inv.PutDevices(context.Background(), devs...))
 	return inv
 }
 

@@ -28,6 +28,7 @@ const (
 
 // Resolution is a scope resolved against an inventory at one moment.
 type Resolution struct {
+	// Kind is the scope's kind.
 	Kind Kind `json:"kind"`
 	// OnServer is true for a Server scope: the task runs on the
 	// Administration Server itself, and Devices is empty.
@@ -51,6 +52,7 @@ type Resolution struct {
 
 // UnknownDevice is a device whose membership could not be decided.
 type UnknownDevice struct {
+	// ID is the device.
 	ID DeviceID `json:"id"`
 	// Reason names the missing fact ("unknown fact device.os") or the
 	// evaluation failure.
@@ -62,12 +64,15 @@ type MissingRef struct {
 	// Field is the JSON path of the entry: "device", "devices[3]",
 	// "addresses[7]".
 	Field string `json:"field"`
+	// Value is the entry as written (a device id, an address).
 	Value string `json:"value"`
 }
 
 // Explanation says why one device is in or out of a scope.
 type Explanation struct {
-	Device     DeviceID   `json:"device"`
+	// Device is the device explained.
+	Device DeviceID `json:"device"`
+	// Membership is whether it is in, out, or unknown.
 	Membership Membership `json:"membership"`
 	// Rule is a stable code for what decided: "local", "server",
 	// "device_list", "group", "subgroup", "group_only", "excluded_group",
@@ -81,7 +86,9 @@ type Explanation struct {
 	Reason string `json:"reason"`
 }
 
+// String formats the explanation as "device: membership (rule): reason".
 func (e Explanation) String() string {
+
 	return fmt.Sprintf("%s: %s (%s): %s", e.Device, e.Membership, e.Rule, e.Reason)
 }
 

@@ -64,6 +64,7 @@ const (
 // distribute_to_servers means off (the product documentation's default). Addresses use the
 // canonical text of Address.String.
 type Scope struct {
+	// Kind decides which of the fields below apply.
 	Kind Kind `json:"kind"`
 
 	// Device is the device of a Local scope.

@@ -203,7 +203,7 @@ func TestScopeJSONGolden(t *testing.T) {
 func TestScopeJSONDefaults(t *testing.T) {
 	t.Parallel()
 	// A stored group scope without the option fields distributes to
-	// subgroups and not to secondary servers (the seeds' defaults).
+	// subgroups and not to secondary servers (the product documentation's defaults).
 	var s scope.Scope
 	if err := json.Unmarshal([]byte(`{"kind":"group","group":"g-1"}`), &s); err != nil {
 		t.Fatal(err)

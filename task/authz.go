@@ -13,7 +13,11 @@ import (
 // revisions; Groups are the principals the actor belongs to, matched
 // against access lists.
 type Actor struct {
-	ID     string
+	// ID identifies the actor (an administrator's account name, "system",
+	// or a device user); it is recorded as the author of revisions.
+	ID string
+	// Groups are the principals the actor belongs to, matched against
+	// access lists.
 	Groups []string
 }
 
@@ -43,6 +47,8 @@ const (
 // for other tasks it may apply t.Security (ACLAuthorizer does). It must be
 // safe for concurrent use.
 type Authorizer interface {
+	// Authorize returns nil when actor may perform op on t, or an error
+	// matching ErrPermission.
 	Authorize(ctx context.Context, actor Actor, op Operation, t *Task) error
 }
 

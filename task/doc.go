@@ -1,5 +1,5 @@
 // Package task is the task model and the management API of taskfleet:
-// everything an administration console does with tasks (the seeds' "About
+// everything an administration console does with tasks (the product documentation's "About
 // tasks", "Creating a task", "Viewing the task list", "Starting a task",
 // "General task settings", "Viewing task run results", revision history).
 //

@@ -23,8 +23,8 @@ func Example() {
 
 	// The host's device inventory: one group with two devices.
 	inv := inmem.New()
-	_ = inv.PutGroups(scope.AdminGroup{ID: "office", Name: "Office"})
-	_ = inv.PutDevices(
+	_ = inv.PutGroups(ctx, scope.AdminGroup{ID: "office", Name: "Office"})
+	_ = inv.PutDevices(ctx,
 		scope.Device{ID: "pc-1", GroupID: "office", Connected: true, Server: scope.ServerRef{ID: "main", Role: scope.Primary}},
 		scope.Device{ID: "pc-2", GroupID: "office", Connected: true, Server: scope.ServerRef{ID: "main", Role: scope.Primary}},
 	)

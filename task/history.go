@@ -117,24 +117,34 @@ func (m *Manager) recordEvents(ctx context.Context, events []EventInput) (int, e
 
 // EventInput is an event reported to RecordEvents.
 type EventInput struct {
-	TaskID   string
+	// TaskID is the task the event belongs to.
+	TaskID string
+	// DeviceID is the device it happened on ("" for the task itself).
 	DeviceID scope.DeviceID
-	RunID    int64
+	// RunID is the run it belongs to (0: none).
+	RunID int64
 	// At is when it happened (default: now).
-	At       time.Time
-	Level    EventLevel
+	At time.Time
+	// Level decides whether the task's history level keeps the event.
+	Level EventLevel
+	// Severity is how the event list marks it.
 	Severity Severity
-	Message  string
+	// Message describes the event (at most MaxResultMessage bytes).
+	Message string
 	// Key de-duplicates redelivered events (empty: no de-duplication).
 	Key string
 }
 
 // HistoryParams filter and page task history.
 type HistoryParams struct {
-	Device   scope.DeviceID
+	// Device keeps only the events of one device (empty: all).
+	Device scope.DeviceID
+	// From and To keep events with From <= At < To (zero: unbounded).
 	From, To time.Time
 	// After is the ID of the last event of the previous page.
 	After int64
+	// Limit is the page size (0: the store's default, at most
+	// storage.MaxListLimit).
 	Limit int
 }
 

@@ -62,7 +62,7 @@ type Config struct {
 	CacheSize int
 }
 
-// Manager is the management API of tasks (the seeds' task list, task
+// Manager is the management API of tasks (the product documentation's task list, task
 // properties, start and stop, results, history and revision history). It
 // validates, authorizes and records revisions once; the Store only
 // persists. A Manager is safe for concurrent use.
@@ -618,15 +618,22 @@ func (m *Manager) Copy(ctx context.Context, actor Actor, id, name string) (*Task
 // ListParams filter, sort and page the task list. Zero fields do not
 // filter.
 type ListParams struct {
-	Application  string
-	Type         string
-	Kind         Kind
-	Group        scope.GroupID
-	Device       scope.DeviceID
+	// Application keeps the tasks of one application.
+	Application string
+	// Type keeps the tasks of one task type (with Application).
+	Type string
+	// Kind keeps local, group or global tasks (or server tasks).
+	Kind Kind
+	// Group keeps the group tasks of one administration group.
+	Group scope.GroupID
+	// Device keeps the local tasks of one device.
+	Device scope.DeviceID
+	// NameContains keeps tasks whose name contains it (case-insensitive).
 	NameContains string
 	// Order is storage.OrderByName (default), OrderByCreatedAt or
 	// OrderByID.
-	Order      storage.TaskOrder
+	Order storage.TaskOrder
+	// Descending reverses Order.
 	Descending bool
 	// After is the Next of the previous page.
 	After string
@@ -637,13 +644,16 @@ type ListParams struct {
 // ApplicationTasks are the tasks of one application on a page of the
 // task list.
 type ApplicationTasks struct {
+	// Application is the application name.
 	Application string
-	Tasks       []*Task
+	// Tasks are its tasks on the page, in the requested order.
+	Tasks []*Task
 }
 
 // ListResult is one page of the task list grouped by application name
 // (applications in name order; tasks in the requested order).
 type ListResult struct {
+	// Applications are the page's tasks grouped by application.
 	Applications []ApplicationTasks
 	// Undecodable are the tasks of the page whose stored settings cannot
 	// be decoded (see DecodeError), in page order, that the actor may

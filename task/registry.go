@@ -25,9 +25,12 @@ import (
 type TaskType struct {
 	// Application is the application the type belongs to; the task list
 	// is grouped by it.
-	Application        string
+	Application string
+	// ApplicationVersion is the version of the application that offers
+	// the type; tasks created without one take it.
 	ApplicationVersion string
 	// Name identifies the type within its application.
+
 	Name string
 	// DisplayName is shown to administrators (default Name).
 	DisplayName string

@@ -12,9 +12,13 @@ import (
 
 // Revision is one numbered version of a task's settings.
 type Revision struct {
+	// Number counts the task's revisions from 1 (Task.Revision is the
+	// latest).
 	Number int64
+	// Author is the ID of the Actor that made it.
 	Author string
-	At     time.Time
+	// At is when it was stored (UTC).
+	At time.Time
 	// Action is what made the revision (one of the RevisionAction
 	// constants).
 	Action RevisionAction
@@ -127,14 +131,16 @@ func (m *Manager) Rollback(ctx context.Context, actor Actor, id string, n, expec
 
 // MergeResult is the outcome of MergeDeviceEdit.
 type MergeResult struct {
+	// Task is the merged task as stored.
 	Task *Task
+
 	// Conflicts are the fields both sides changed; the administrator's
 	// values were kept.
 	Conflicts []Conflict
 }
 
 // MergeDeviceEdit merges an edit of a local task made by the device's
-// user into the current task (the seeds: local tasks can be modified by the
+// user into the current task (the product documentation: local tasks can be modified by the
 // administrator and by the device user; when both modify them at the same
 // time, the administrator's changes take effect). edited is the user's
 // version of the task, derived from revision baseRevision. Fields only the

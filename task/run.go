@@ -16,7 +16,7 @@ import (
 // resultBatch is how many results are written per store call.
 const resultBatch = 10000
 
-// Start starts a task now on every device of its scope (the seeds'
+// Start starts a task now on every device of its scope (the product documentation's
 // "Starting a task manually"). The scope is resolved against the
 // inventory; every device in it gets a pending result for the new run.
 // For tasks the server runs (device selections), devices not connected to
@@ -36,7 +36,7 @@ func (m *Manager) Start(ctx context.Context, actor Actor, id string) (Run, error
 	return m.start(ctx, actor, t, nil)
 }
 
-// StartFor starts a task for the selected devices (the seeds' "Starting a
+// StartFor starts a task for the selected devices (the product documentation's "Starting a
 // task for selected devices"): the task's scope becomes exactly these
 // devices (a new revision) and the task starts on them at once. Its
 // schedule is not changed. Only global tasks (devices, addresses or a

@@ -28,7 +28,7 @@ func TestCreateAppliesSeedDefaults(t *testing.T) {
 		t.Fatalf("id/revision = %q/%d/%d", got.ID, got.Revision, got.SettingsRevision)
 	}
 	if got.Kind() != task.Group || got.Schedule.Kind != schedule.Manual {
-		t.Fatalf("kind %s, schedule %s; want group, manual (the seeds' default)", got.Kind(), got.Schedule.Kind)
+		t.Fatalf("kind %s, schedule %s; want group, manual (the product documentation's default)", got.Kind(), got.Schedule.Kind)
 	}
 	if d := cmp.Diff(restart.Default(), got.Restart); d != "" {
 		t.Fatalf("restart policy is not the default (-want +got):\n%s", d)

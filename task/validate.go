@@ -11,8 +11,8 @@ import (
 	"github.com/taskfleet/taskfleet/scope"
 )
 
-// validate checks every setting of t against its registered type and the
-// seeds' rules. It returns ValidationErrors with JSON paths.
+// validate checks every setting of t against its registered type and
+// the product documentation's rules. It returns ValidationErrors with JSON paths.
 func (m *Manager) validate(t *Task, reg *registered) error {
 	var bad ValidationErrors
 	add := func(err error, prefix string) {

@@ -15,6 +15,7 @@ import (
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/agent"
+	"github.com/taskfleet/taskfleet/task/agent/agentsqlite"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
 
@@ -124,7 +125,7 @@ func (s *scanner) Stop(context.Context, string, int64) error { return nil }
 // runAgent runs one device: its agent on a SQLite store (tasks, schedule
 // state and the durable outbox), the poll loop and the tick loop.
 func runAgent(ctx context.Context, o options, out io.Writer) error {
-	st, err := agent.NewSQLite(ctx, o.db)
+	st, err := agentsqlite.Open(ctx, o.db)
 	if err != nil {
 		return err
 	}

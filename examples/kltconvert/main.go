@@ -225,7 +225,7 @@ type server struct {
 
 func newServer(reg *task.Registry, clk clock.Clock) (*server, error) {
 	inv := inmem.New()
-	if err := inv.PutGroups(
+	if err := inv.PutGroups(context.Background(),
 		scope.AdminGroup{ID: "root", Name: "Managed devices"},
 		scope.AdminGroup{ID: "office", Parent: "root", Name: "Office"},
 		scope.AdminGroup{ID: "sales", Parent: "office", Name: "Sales"},

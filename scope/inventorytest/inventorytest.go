@@ -267,10 +267,10 @@ func Run(t *testing.T, h Harness) {
 		t.Parallel()
 		inv := load(t)
 		ref := inmem.New()
-		if err := ref.PutGroups(groups...); err != nil {
+		if err := ref.PutGroups(ctx, groups...); err != nil {
 			t.Fatal(err)
 		}
-		if err := ref.PutDevices(devices...); err != nil {
+		if err := ref.PutDevices(ctx, devices...); err != nil {
 			t.Fatal(err)
 		}
 		for _, s := range Scopes() {

@@ -120,7 +120,9 @@
 //
 // Config.MaxOpenConns, MaxIdleConns and ConnMaxLifetime size the pool.
 // Runtime parameters in the DSN (search_path, application_name) are passed
-// to the server, so a host can keep taskfleet in its own schema.
+// to the server, so a host can keep taskfleet in its own schema. The schema
+// must exist: Open does not create it (a typo would start an empty second
+// database) and fails with a *NoSchemaError saying so.
 //
 // # Errors
 //

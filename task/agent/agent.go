@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -25,6 +26,9 @@ import (
 var (
 	ErrInvalid = errs.ErrInvalid
 	ErrClosed  = errs.ErrClosed
+	// ErrNotAttached is returned by Tick (and Run) before Attach has
+	// given the agent its transport endpoint.
+	ErrNotAttached = errors.New("agent: not attached to a transport endpoint (call Attach before Tick or Run)")
 )
 
 // ValidationError and ValidationErrors are the shared validation error
@@ -43,7 +47,7 @@ const (
 	// default, the server's default visibility timeout) was not visible.
 	DefaultSleepGapBeats = 3
 	// UpdatesOverdue is how long without new updates before "when new
-	// updates are downloaded" tasks run hourly (the seeds: 25 hours).
+	// updates are downloaded" tasks run hourly (the product documentation: 25 hours).
 	UpdatesOverdue = 25 * time.Hour
 	// UpdatesFallbackEvery is how often they then run (every hour).
 	UpdatesFallbackEvery = time.Hour
@@ -52,17 +56,23 @@ const (
 
 // Run is one run handed to the Executor.
 type Run struct {
-	TaskID      string
-	RunID       int64
+	// TaskID is the task to run.
+	TaskID string
+	// RunID identifies the run among the task's runs on this device.
+	RunID int64
+	// Application is the application the task belongs to.
 	Application string
-	Type        string
+	// Type is the task type within Application.
+	Type string
 	// Settings are the task's type-specific settings as JSON.
 	Settings json.RawMessage
 	// Account is the run-as account; Password its opened password (empty
 	// for the default account or without a Sealer). Never log it.
-	Account  credentials.Account
+	Account credentials.Account
+	// Password is the opened password of Account (see above).
 	Password credentials.Secret
-	Manual   bool
+	// Manual is true for a start by an administrator (Start, StartFor).
+	Manual bool
 	// At is the nominal start (the activation), Due when it was due (At
 	// plus the randomized delay; zero: at once), StartedAt the actual one.
 	At, Due, StartedAt time.Time
@@ -71,7 +81,9 @@ type Run struct {
 // Outcome is how a run ended.
 type Outcome struct {
 	// State is final: Completed, CompletedWithWarnings, Failed, Stopped.
-	State   task.State
+	State task.State
+	// Message explains the state (an error, a warning); the agent clips
+	// it to task.MaxResultMessage bytes.
 	Message string
 	// RestartRequired: the operation needs an OS restart to complete; the
 	// agent applies the task's restart policy.
@@ -102,7 +114,9 @@ type Executor interface {
 // event and the running result's message). When Resume returns an error
 // the agent stops the run and reports it failed.
 type Pauser interface {
+	// Pause pauses the run in progress.
 	Pause(ctx context.Context, taskID string, runID int64) error
+	// Resume continues a paused run.
 	Resume(ctx context.Context, taskID string, runID int64) error
 }
 
@@ -114,38 +128,56 @@ type Power interface {
 }
 
 // EventLog writes task events to the device's operating-system event log
-// (the Windows Event Log, journald, syslog): the seeds' "Store in the OS
+// (the Windows Event Log, journald, syslog): the product documentation's "Store in the OS
 // event log on device" (task.Notifications.DeviceEventLog). The host
 // implements it; it must be safe for concurrent use. A failed write is
 // logged and does not fail the run.
 type EventLog interface {
+	// Write appends e to the operating-system event log.
 	Write(ctx context.Context, e LogEntry) error
 }
 
 // LogEntry is one task event for the device's event log: a state change
 // of a run, kept according to the task's history level.
 type LogEntry struct {
-	TaskID   string
+	// TaskID is the task whose run changed state.
+	TaskID string
+	// TaskName is the task's name, for the log's reader.
 	TaskName string
-	RunID    int64
-	State    task.State
-	Level    task.EventLevel
+	// RunID is the run.
+	RunID int64
+	// State is the run's new state.
+	State task.State
+	// Level is the history level the event belongs to.
+	Level task.EventLevel
+	// Severity is the severity to log it with.
 	Severity task.Severity
-	Message  string
-	At       time.Time
+	// Message describes the change.
+	Message string
+	// At is when it happened (UTC).
+	At time.Time
 }
 
 // Config configures an Agent. Device, Transport-side wiring (Attach),
 // Store and Executor are required.
 type Config struct {
-	Device   scope.DeviceID
-	Store    Store
+	// Device is this device's id, as the server's inventory knows it.
+	// Required.
+	Device scope.DeviceID
+	// Store keeps the delivered tasks and the outbox: agentsqlite.Open on
+	// a real device, NewMemStore in tests. Required.
+	Store Store
+	// Executor is the vendor's application that runs the tasks. Required.
 	Executor Executor
 	// Location is the device's zone (default UTC): device tasks follow
 	// it.
 	Location *time.Location
-	Clock    clock.Clock
-	Logger   zerolog.Logger
+	// Clock is the time source (default: the wall clock, clock.New());
+	// simulations pass a mock and drive the agent with Tick.
+	Clock clock.Clock
+	// Logger receives the agent's log (default: zerolog.Nop()).
+	Logger zerolog.Logger
+
 	// Restarter carries out restart policies (optional: without it a run
 	// that needs a restart ends restart_required).
 	Restarter restart.Device
@@ -315,7 +347,10 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 }
 
 // Attach connects the agent to its endpoint (returned by the host's
-// transport for this agent as its Handler).
+// transport for this agent as its Handler). Tick and Run return
+// ErrNotAttached until it is called; the endpoint may report a device
+// offline, in which case the agent keeps running tasks and queues its
+// reports.
 func (a *Agent) Attach(ep transport.DeviceEndpoint) {
 	a.mu.Lock()
 	a.ep = ep
@@ -339,10 +374,17 @@ func (a *Agent) sorted() []*LocalTask {
 // Run ticks every interval until ctx is done (goroutine mode). The
 // interval must be positive and at most Config.SleepGap (ticks further
 // apart count as sleeps of the device); otherwise Run returns a
-// ValidationError at once.
+// ValidationError at once. It returns ErrNotAttached at once before
+// Attach.
 func (a *Agent) Run(ctx context.Context, interval time.Duration) error {
 	if interval <= 0 || interval > a.cfg.SleepGap {
 		return errs.Invalid("interval", interval.String(), fmt.Sprintf("must be positive and at most SleepGap (%s)", a.cfg.SleepGap))
+	}
+	a.mu.Lock()
+	attached := a.ep != nil
+	a.mu.Unlock()
+	if !attached {
+		return ErrNotAttached
 	}
 	tk := a.clk.Ticker(interval)
 	defer tk.Stop()

@@ -6,7 +6,7 @@
 //
 // # Concepts
 //
-//	st, _ := agent.NewSQLite(ctx, "/var/lib/agent/tasks.db")
+//	st, _ := agentsqlite.Open(ctx, "/var/lib/agent/tasks.db") // or agent.NewMemStore()
 //	a, _ := agent.New(ctx, agent.Config{Device: id, Store: st, Executor: app, Location: zone})
 //	a.Attach(channel.Device(id, a)) // a is the transport.Handler
 //	go a.Run(ctx, time.Minute)      // or a.Tick(ctx) from a simulation
@@ -131,8 +131,11 @@
 // result, event and report goes into the outbox with an idempotency key and
 // stays there until the server acknowledges it; the agent resends
 // unacknowledged messages every RetryInterval and whenever a heartbeat is
-// answered. SQLiteStore (modernc.org/sqlite, driver "sqlite") keeps all of
-// it across restarts; MemStore is for tests and simulations.
+// answered. The store of subpackage agentsqlite (modernc.org/sqlite, driver
+// "sqlite") keeps all of it across restarts; MemStore is for tests and
+// simulations. The SQL driver lives in that subpackage so an agent built
+// with another store links none; agenttest.RunStore is the conformance
+// suite of a vendor's own Store.
 //
 // # Messages
 //

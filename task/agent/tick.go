@@ -17,12 +17,16 @@ import (
 // runs, starts due activations and queued starts, stops runs over their
 // maximum time, follows restart timelines, sends the heartbeat and flushes
 // the outbox. Simulations call it after each clock step; it is cheap when
-// nothing is due.
+// nothing is due. It returns ErrNotAttached before Attach and ErrClosed
+// after Close.
 func (a *Agent) Tick(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
 		return ErrClosed
+	}
+	if a.ep == nil {
+		return ErrNotAttached
 	}
 	now := a.clk.Now()
 	if now.Sub(a.lastTick) > a.cfg.SleepGap {

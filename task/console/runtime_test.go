@@ -46,7 +46,7 @@ func TestTaskPageShowsSecondaryServers(t *testing.T) {
 		reg := task.NewRegistry()
 		must(t, reg.Register(task.TaskType{Application: appES, Name: "virus_scan"}))
 		inv := inmem.New()
-		must(t, inv.PutGroups(groups...))
+		must(t, inv.PutGroups(context.Background(), groups...))
 		clk := clock.NewMock()
 		clk.Set(start)
 		m, err := task.New(task.Config{Store: memstore.New(), Registry: reg, Inventory: inv, Clock: clk, Authorizer: hierarchy.ReadOnly(nil)})

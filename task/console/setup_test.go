@@ -95,7 +95,7 @@ func actorFromHeader(r *http.Request) (task.Actor, error) {
 // Berlin and New York.
 func inventory(t testing.TB, n int) *inmem.Inventory {
 	inv := inmem.New()
-	must(t, inv.PutGroups(
+	must(t, inv.PutGroups(context.Background(),
 		scope.AdminGroup{ID: "root", Name: "Managed devices"},
 		scope.AdminGroup{ID: "office", Parent: "root", Name: "Office"},
 		scope.AdminGroup{ID: "lab", Parent: "root", Name: "Lab"},
@@ -110,7 +110,7 @@ func inventory(t testing.TB, n int) *inmem.Inventory {
 			GroupID: g, TimeZone: tz, Connected: true, Server: scope.ServerRef{ID: "primary", Role: scope.Primary},
 			Applications: map[string]scope.AppState{appES: {Installed: true, Running: true}}})
 	}
-	must(t, inv.PutDevices(devs...))
+	must(t, inv.PutDevices(context.Background(), devs...))
 	return inv
 }
 

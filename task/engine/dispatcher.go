@@ -584,7 +584,7 @@ func (s *Server) suspendChanged(ctx context.Context, ts *taskState, now time.Tim
 }
 
 // lastStartKinds are the schedules whose last start a device joining the
-// scope runs when the task runs missed tasks (the seeds).
+// scope runs when the task runs missed tasks (the product documentation).
 func lastStartKinds(k schedule.Kind) bool {
 	return k == schedule.Manual || k == schedule.Once || k == schedule.Immediately
 }

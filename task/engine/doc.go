@@ -13,7 +13,7 @@
 //	_ = srv.Open(ctx, m, network.Server(srv))
 //	go srv.Run(ctx, time.Minute) // or call srv.Tick(ctx) from a simulation
 //
-// Who runs a task follows the seeds: tasks for device selections and
+// Who runs a task follows the product documentation: tasks for device selections and
 // Administration Server tasks are run by the server, on the server's local
 // time (Config.Location); the selection is resolved when the activation
 // fires and only devices connected then get the run (the others are

@@ -79,11 +79,11 @@ type intakeBench struct {
 func newIntakeBench(b *testing.B, checks bool) *intakeBench {
 	ctx := context.Background()
 	inv := inmem.New()
-	must(b, inv.PutGroups(scope.AdminGroup{ID: "g", Name: "g"}))
+	must(b, inv.PutGroups(context.Background(), scope.AdminGroup{ID: "g", Name: "g"}))
 	devs := make([]scope.DeviceID, intakeDevices)
 	for i := range devs {
 		devs[i] = scope.DeviceID(fmt.Sprintf("d%04d", i))
-		must(b, inv.PutDevices(scope.Device{ID: devs[i], GroupID: "g", Connected: true}))
+		must(b, inv.PutDevices(context.Background(), scope.Device{ID: devs[i], GroupID: "g", Connected: true}))
 	}
 	clk := clock.NewMock()
 	clk.Set(t0)

@@ -37,9 +37,9 @@ func newFleet3(t testing.TB) *fleet3 {
 	t.Helper()
 	ctx := context.Background()
 	inv := inmem.New()
-	must(t, inv.PutGroups(scope.AdminGroup{ID: "g", Name: "g"}))
+	must(t, inv.PutGroups(context.Background(), scope.AdminGroup{ID: "g", Name: "g"}))
 	for _, d := range []scope.DeviceID{"d1", "d2", "d3"} {
-		must(t, inv.PutDevices(scope.Device{ID: d, GroupID: "g", Connected: true, Applications: map[string]scope.AppState{appES: {Installed: true, Running: true}}}))
+		must(t, inv.PutDevices(context.Background(), scope.Device{ID: d, GroupID: "g", Connected: true, Applications: map[string]scope.AppState{appES: {Installed: true, Running: true}}}))
 	}
 	clk := clock.NewMock()
 	clk.Set(t0)

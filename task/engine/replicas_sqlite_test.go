@@ -50,11 +50,11 @@ func replicaFleet(t *testing.T, n int, offline ...int) (*inmem.Inventory, *clock
 	clk.Set(t0.Add(9 * time.Hour))
 	groups, devs := fleet(n)
 	inv := inmem.New()
-	must(t, inv.PutGroups(groups...))
+	must(t, inv.PutGroups(context.Background(), groups...))
 	for i := range devs {
 		devs[i].Connected = !slices.Contains(offline, i)
 	}
-	must(t, inv.PutDevices(devs...))
+	must(t, inv.PutDevices(context.Background(), devs...))
 	return inv, clk, devs
 }
 
@@ -188,11 +188,11 @@ func TestReplicasFireServerScheduleOnce(t *testing.T) {
 	clk.Set(t0.Add(9 * time.Hour))
 	groups, devs := fleet(5)
 	inv := inmem.New()
-	must(t, inv.PutGroups(groups...))
+	must(t, inv.PutGroups(ctx, groups...))
 	for i := range devs {
 		devs[i].Connected = true
 	}
-	must(t, inv.PutDevices(devs...))
+	must(t, inv.PutDevices(ctx, devs...))
 	var srvs []*engine.Server
 	var logs []*startLog
 	var m0 *task.Manager

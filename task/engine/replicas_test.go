@@ -80,14 +80,14 @@ func replicaManager(ctx context.Context, dsn string, reg *task.Registry, devices
 		return nil, nil, nil, err
 	}
 	inv := inmem.New()
-	if err := inv.PutGroups(scope.AdminGroup{ID: "g-all", Name: "all"}); err != nil {
+	if err := inv.PutGroups(ctx, scope.AdminGroup{ID: "g-all", Name: "all"}); err != nil {
 		return nil, nil, nil, err
 	}
 	devs := make([]scope.Device, devices)
 	for i := range devs {
 		devs[i] = scope.Device{ID: scope.DeviceID(fmt.Sprintf("d%05d", i)), GroupID: "g-all", Connected: true}
 	}
-	if err := inv.PutDevices(devs...); err != nil {
+	if err := inv.PutDevices(ctx, devs...); err != nil {
 		return nil, nil, nil, err
 	}
 	var s *engine.Server

@@ -39,7 +39,7 @@ func moveTo(t *testing.T, b *bundle, g scope.GroupID, ids ...scope.DeviceID) {
 		d, err := b.sim.Inv.Device(context.Background(), id)
 		must(t, err)
 		d.GroupID = g
-		must(t, b.sim.Inv.PutDevices(*d))
+		must(t, b.sim.Inv.PutDevices(context.Background(), *d))
 	}
 }
 

@@ -24,6 +24,10 @@ import (
 var (
 	ErrInvalid = errs.ErrInvalid
 	ErrClosed  = errs.ErrClosed
+	// ErrAlreadyOpen is returned by a second Open of a Server: a Server
+	// binds one Manager and one endpoint for its life; make a new Server
+	// (engine.New) to bind others.
+	ErrAlreadyOpen = errors.New("engine: server already open")
 )
 
 // ValidationError and ValidationErrors are the shared validation error
@@ -58,8 +62,11 @@ type Config struct {
 	Inventory scope.Inventory
 	// Location is the Administration Server's zone (default UTC).
 	Location *time.Location
-	Clock    clock.Clock
-	Logger   zerolog.Logger
+	// Clock is the time source (default: the wall clock); simulations
+	// pass a mock and drive the server with Tick.
+	Clock clock.Clock
+	// Logger receives the engine's log (default: zerolog.Nop()).
+	Logger zerolog.Logger
 	// RetryInterval: how often unanswered starts are resent (1 minute).
 	RetryInterval time.Duration
 	// ScopeRefresh: how often scopes are re-resolved (15 minutes).
@@ -205,7 +212,21 @@ type Server struct {
 
 // Stats counts what the server did.
 type Stats struct {
-	Fired, Dispatched, Resent, Heartbeats, ResultsApplied, Delivered int64
+	// Fired counts activations of server-run tasks (device selections,
+	// Administration Server tasks) that started a run.
+	Fired int64
+	// Dispatched counts starts sent to devices.
+	Dispatched int64
+	// Resent counts starts sent again because the device had not
+	// answered within RetryInterval.
+	Resent int64
+	// Heartbeats counts device heartbeats handled.
+	Heartbeats int64
+	// ResultsApplied counts device results written to the store.
+	ResultsApplied int64
+	// Delivered counts task definitions delivered to devices.
+	Delivered int64
+
 	// Fenced counts dispatched starts this replica stopped resending
 	// because its lease was gone: another replica took them over (a newer
 	// epoch) or the device answered through another replica.
@@ -284,6 +305,9 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.opened {
+		return ErrAlreadyOpen
+	}
 	// On a store without storage.Claimer only one replica may run: a
 	// second one fails here, before it loads or sends anything.
 	if s.claimer() == nil {

@@ -120,8 +120,8 @@ func TestRestartedServerAdoptsOnlyPlausibleHeldSlots(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	inv := inmem.New()
-	must(t, inv.PutGroups(scope.AdminGroup{ID: "g", Name: "g"}))
-	must(t, inv.PutDevices(scope.Device{ID: "d1", GroupID: "g", Connected: true}, scope.Device{ID: "d2", GroupID: "g", Connected: true},
+	must(t, inv.PutGroups(context.Background(), scope.AdminGroup{ID: "g", Name: "g"}))
+	must(t, inv.PutDevices(context.Background(), scope.Device{ID: "d1", GroupID: "g", Connected: true}, scope.Device{ID: "d2", GroupID: "g", Connected: true},
 		scope.Device{ID: "d3", GroupID: "g", Connected: true}))
 	clk := clock.NewMock()
 	clk.Set(t0)

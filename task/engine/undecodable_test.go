@@ -28,8 +28,8 @@ func TestOpenSkipsUndecodableTask(t *testing.T) {
 		Level int `json:"level"`
 	}
 	inv := inmem.New()
-	must(t, inv.PutGroups(scope.AdminGroup{ID: "g", Name: "g"}))
-	must(t, inv.PutDevices(scope.Device{ID: "d1", GroupID: "g", Connected: true}))
+	must(t, inv.PutGroups(context.Background(), scope.AdminGroup{ID: "g", Name: "g"}))
+	must(t, inv.PutDevices(context.Background(), scope.Device{ID: "d1", GroupID: "g", Connected: true}))
 	clk := clock.NewMock()
 	clk.Set(t0)
 	store := memstore.New()

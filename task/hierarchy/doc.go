@@ -1,4 +1,4 @@
-// Package hierarchy models the seeds' hierarchy of Administration
+// Package hierarchy models the product documentation's hierarchy of Administration
 // Servers: a primary server with secondary and virtual servers deployed in
 // its administration groups, which can have secondary and virtual servers
 // of their own, to any depth.
@@ -25,7 +25,7 @@
 // distributes its copies (and its own distributed tasks) on to its own
 // children in the same call, so one Distribute on the primary reaches the
 // whole tree. A task of the same type that already exists on a server is
-// left alone: both run, as the seeds say. Copies are read-only at every
+// left alone: both run, as the product documentation says. Copies are read-only at every
 // level: wrap each Manager's Authorizer with ReadOnly so only the Node may
 // modify or delete them. Node.Tasks shows them as inherited, with their
 // Lineage: the task on every server above, up to its origin.

@@ -75,7 +75,18 @@ const (
 
 // Stats counts what the network did.
 type Stats struct {
-	Sent, Delivered, Dropped, Duplicated, Reordered int64
+	// Sent counts messages handed to the network.
+	Sent int64
+	// Delivered counts messages handed to a Handler.
+	Delivered int64
+	// Dropped counts messages lost (a fault, or the device was
+	// disconnected).
+	Dropped int64
+	// Duplicated counts messages delivered twice by a fault.
+	Duplicated int64
+	// Reordered counts messages held back by a fault so a later one
+	// overtook them.
+	Reordered int64
 }
 
 // Config configures a Network.
