@@ -44,6 +44,8 @@ type Inventory struct {
 	// gidx gives every group id a dense index; indexes are never reused.
 	gidx map[scope.GroupID]int32
 	snap *snapshot // nil after a write
+	// saved holds the saved selections (selections.go).
+	saved savedSelections
 }
 
 // snapshot is an immutable, sorted view used by readers without locks.
