@@ -6,7 +6,8 @@
 // group scope over a million devices is a scan of a bitset, and names are
 // indexed for address scopes. It implements the optional
 // scope.GroupMemberLister, scope.NameResolver and scope.DeviceChecker
-// interfaces.
+// interfaces, and keeps saved selections (scope.SelectionStore) with their
+// history.
 //
 // Writes are cheap (a map update); the sorted snapshot that reads use is
 // rebuilt on the first read after a write, so load many devices with one

@@ -38,7 +38,10 @@
 // (foreign keys with ON DELETE CASCADE, and an explicit delete for
 // results, the hot table, which has no foreign key to keep ingest cheap).
 // On PostgreSQL, result_deltas holds per-task counters (below); on SQLite,
-// result_counts does (schema version 5). Schema
+// result_counts does (schema version 5). Schema version 6 adds saved
+// device selections (scope.SelectionStore on Inventory): selections, the
+// current revision of each, and selection_revisions, their history, kept
+// after a deletion. Schema
 // version 2 adds the device inventory: admin_groups (the group tree) and
 // devices (indexed columns plus the other facts as JSON), read and written
 // through Store.Inventory and Store.Devices (see Inventory). Schema
