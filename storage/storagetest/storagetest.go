@@ -72,6 +72,7 @@ func Run(t *testing.T, h Harness) {
 		{"AllocateRunID", testAllocateRunID},
 		{"ResultsIdempotentAndMonotonic", testResults},
 		{"ResultsListAndDue", testResultsListDue},
+		{"StatisticsCounters", testStatisticsCounters},
 		{"Events", testEvents},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"ConcurrentResults", testConcurrentResults},
