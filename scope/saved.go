@@ -220,14 +220,19 @@ type SelectionStore interface {
 
 // ValidatePutSelection checks p without a store: the id, name, actor and
 // time are present and within their limits, the strings are valid UTF-8
-// without NUL, and Expr compiles within the cost limit (field "expr").
+// without NUL, and Expr has no NUL and compiles within the cost limit
+// (field "expr").
 // Stores call it before anything else.
 func ValidatePutSelection(p PutSelectionParams) error {
 	var bad ValidationErrors
 	bad = append(bad, checkSelectionID(p.ID)...)
 	bad = append(bad, checkText("name", p.Name, MaxSelectionNameLength, true)...)
 	bad = append(bad, checkChange(p.ExpectRevision, p.Actor, p.At)...)
-	if _, err := compileCached(p.Expr); err != nil {
+	if strings.ContainsRune(p.Expr, 0) {
+		// CEL accepts a raw NUL inside a string literal; no store keeps it
+		// (PostgreSQL text cannot hold one).
+		bad = append(bad, errs.Invalid("expr", "", "must not contain NUL characters"))
+	} else if _, err := compileCached(p.Expr); err != nil {
 		for _, e := range flatten(err) {
 			c := *e
 			c.Field = "expr"

@@ -85,16 +85,17 @@ func runSavedSelections(t *testing.T, inv scope.Inventory) {
 		"too long": func(p *scope.PutSelectionParams) {
 			p.Expr = strings.Repeat("true && ", scope.MaxSelectionLength) + "true"
 		},
-		"no id":          func(p *scope.PutSelectionParams) { p.ID = "" },
-		"long id":        func(p *scope.PutSelectionParams) { p.ID = scope.SelectionID(strings.Repeat("x", scope.MaxIDLength+1)) },
-		"NUL in id":      func(p *scope.PutSelectionParams) { p.ID = "sel\x00" },
-		"no name":        func(p *scope.PutSelectionParams) { p.Name = "" },
-		"long name":      func(p *scope.PutSelectionParams) { p.Name = strings.Repeat("n", scope.MaxSelectionNameLength+1) },
-		"bad UTF-8 name": func(p *scope.PutSelectionParams) { p.Name = "\xff" },
-		"no actor":       func(p *scope.PutSelectionParams) { p.Actor = "" },
-		"long actor":     func(p *scope.PutSelectionParams) { p.Actor = strings.Repeat("a", scope.MaxActorLength+1) },
-		"no time":        func(p *scope.PutSelectionParams) { p.At = time.Time{} },
-		"negative rev":   func(p *scope.PutSelectionParams) { p.ExpectRevision = -1 },
+		"NUL in expression": func(p *scope.PutSelectionParams) { p.Expr = "device.id == \"a\x00b\"" },
+		"no id":             func(p *scope.PutSelectionParams) { p.ID = "" },
+		"long id":           func(p *scope.PutSelectionParams) { p.ID = scope.SelectionID(strings.Repeat("x", scope.MaxIDLength+1)) },
+		"NUL in id":         func(p *scope.PutSelectionParams) { p.ID = "sel\x00" },
+		"no name":           func(p *scope.PutSelectionParams) { p.Name = "" },
+		"long name":         func(p *scope.PutSelectionParams) { p.Name = strings.Repeat("n", scope.MaxSelectionNameLength+1) },
+		"bad UTF-8 name":    func(p *scope.PutSelectionParams) { p.Name = "\xff" },
+		"no actor":          func(p *scope.PutSelectionParams) { p.Actor = "" },
+		"long actor":        func(p *scope.PutSelectionParams) { p.Actor = strings.Repeat("a", scope.MaxActorLength+1) },
+		"no time":           func(p *scope.PutSelectionParams) { p.At = time.Time{} },
+		"negative rev":      func(p *scope.PutSelectionParams) { p.ExpectRevision = -1 },
 	} {
 		p := good
 		mod(&p)
