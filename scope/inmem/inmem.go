@@ -6,7 +6,8 @@
 // group scope over a million devices is a scan of a bitset, and names are
 // indexed for address scopes. It implements the optional
 // scope.GroupMemberLister, scope.NameResolver and scope.DeviceChecker
-// interfaces.
+// interfaces, and keeps saved selections (scope.SelectionStore) with their
+// history.
 //
 // Writes are cheap (a map update); the sorted snapshot that reads use is
 // rebuilt on the first read after a write, so load many devices with one
@@ -46,6 +47,8 @@ type Inventory struct {
 	// gidx gives every group id a dense index; indexes are never reused.
 	gidx map[scope.GroupID]int32
 	snap *snapshot // nil after a write
+	// saved holds the saved selections (selections.go).
+	saved savedSelections
 }
 
 // snapshot is an immutable, sorted view used by readers without locks.
