@@ -24,7 +24,7 @@ func FuzzPutSelection(f *testing.F) {
 	at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, id, name, expr, actor string) {
 		inv := inmem.New()
-		if err := inv.PutDevices(scope.Device{ID: "d-1", Connected: true}); err != nil {
+		if err := inv.PutDevices(context.Background(), scope.Device{ID: "d-1", Connected: true}); err != nil {
 			t.Fatal(err)
 		}
 		sel, err := inv.PutSelection(ctx, scope.PutSelectionParams{ID: scope.SelectionID(id), Name: name, Expr: expr, Actor: actor, At: at})

@@ -31,10 +31,10 @@ func runSavedSelections(t *testing.T, inv scope.Inventory) {
 	}
 	ref := inmem.New()
 	g, d := Fixture()
-	if err := ref.PutGroups(g...); err != nil {
+	if err := ref.PutGroups(ctx, g...); err != nil {
 		t.Fatal(err)
 	}
-	if err := ref.PutDevices(d...); err != nil {
+	if err := ref.PutDevices(ctx, d...); err != nil {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.FixedZone("CET", 3600))

@@ -37,11 +37,11 @@
 // refused). Deleting a task removes all of them in one transaction
 // (foreign keys with ON DELETE CASCADE, and an explicit delete for
 // results, the hot table, which has no foreign key to keep ingest cheap).
-// On PostgreSQL, result_deltas holds per-task counters (below); on SQLite,
-// result_counts does (schema version 5). Schema version 6 adds saved
-// device selections (scope.SelectionStore on Inventory): selections, the
-// current revision of each, and selection_revisions, their history, kept
-// after a deletion. Schema
+// On PostgreSQL, result_deltas holds per-task counters (below); SQLite
+// counts a task's results when asked. Schema version 6 adds saved device
+// selections (scope.SelectionStore on Inventory): selections, the current
+// revision of each, and selection_revisions, their history, kept after a
+// deletion. Schema
 // version 2 adds the device inventory: admin_groups (the group tree) and
 // devices (indexed columns plus the other facts as JSON), read and written
 // through Store.Inventory and Store.Devices (see Inventory). Schema
@@ -100,13 +100,9 @@
 // (task, state) and statement, TaskStatistics sums a task's deltas
 // (O(states), well under a millisecond for a million-device task) and
 // folds them into one row per state when they pile up (also every 64th
-// UpsertResults). SQLite, which has one writer at a time, keeps one
-// counter row per (task, state) in result_counts, maintained by row
-// triggers on results in the same statement (so a killed process leaves
-// counters equal to the rows, and writes from a host's own connection are
-// counted too); TaskStatistics reads those rows (O(states), about a
-// millisecond for a 1.2-million-device task instead of 0.3-0.8 s of
-// counting).
+// UpsertResults). SQLite counts the task's results through a covering
+// index: linear in the task's devices (about 0.3 s for 1.2 million on a
+// small machine), fine for the embedded scale.
 //
 // # SQLite
 //

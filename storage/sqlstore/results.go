@@ -401,7 +401,7 @@ func (s *Store) compact(ctx context.Context, taskID string) {
 
 // TaskStatistics implements storage.ResultStore. PostgreSQL sums the
 // task's delta rows (maintained by statement triggers, O(states)); SQLite
-// reads its counter rows (maintained by row triggers, O(states)).
+// scans the covering index (task_id, state, restart_required).
 func (s *Store) TaskStatistics(ctx context.Context, taskID string) (storage.Statistics, error) {
 	if err := s.checkOpen(); err != nil {
 		return storage.Statistics{}, err

@@ -45,10 +45,7 @@ func buildQueries(db *sqlx.DB) queries {
 		getRevision:    rb(`SELECT ` + revisionCols + ` FROM revisions WHERE task_id = ? AND number = ?`),
 		listRevisions:  rb(`SELECT ` + revisionCols + ` FROM revisions WHERE task_id = ? AND number > ? ORDER BY number LIMIT ?`),
 		getResult:      rb(`SELECT ` + resultCols + ` FROM results WHERE task_id = ? AND device_id = ?`),
-		// SQLite keeps one counter row per (task, state), maintained by
-		// row triggers (migration 0005_result_counts).
-		statistics:     rb(`SELECT state, n, restart, 0 FROM result_counts WHERE task_id = ?`),
-		deleteDeltas:   rb(`DELETE FROM result_counts WHERE task_id = ?`),
+		statistics:     rb(`SELECT state, COUNT(*), SUM(CASE WHEN restart_required THEN 1 ELSE 0 END), 0 FROM results WHERE task_id = ? GROUP BY state`),
 		insertEventKey: rb(`INSERT INTO event_keys (task_id, key) VALUES (?, ?) ON CONFLICT DO NOTHING`),
 		insertEvent:    rb(`INSERT INTO events (task_id, device_id, run_id, at, level, severity, message, key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
 		purgeEvents:    rb(`DELETE FROM events WHERE task_id = ? AND at < ?`),
@@ -196,7 +193,9 @@ func (s *Store) DeleteTask(ctx context.Context, p storage.DeleteTaskParams) erro
 		if _, err = tx.ExecContext(ctx, s.q.deleteResults, p.ID); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, s.q.deleteDeltas, p.ID)
+		if s.dialect == Postgres {
+			_, err = tx.ExecContext(ctx, s.q.deleteDeltas, p.ID)
+		}
 		return err
 	})
 	if err != nil {
