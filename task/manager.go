@@ -170,6 +170,42 @@ func (m *Manager) checkScope(ctx context.Context, t *Task) error {
 	return nil
 }
 
+// checkAll reports every validation error of t in one round: invalid is
+// the result of validate, and op is authorized before the inventory
+// checks, whose errors tell which groups and devices exist. An actor
+// who may not do op gets invalid when it holds errors (they reveal
+// nothing of the inventory), else the permission error. The inventory
+// checks run only when the scope is well formed (a malformed scope is
+// already in invalid); their errors are added to invalid's.
+func (m *Manager) checkAll(ctx context.Context, actor Actor, op Operation, t *Task, invalid error) error {
+	if invalid != nil && (m.inv == nil || t.Scope.Validate() != nil) {
+		return invalid // no inventory check would run: nothing to add
+	}
+	if err := m.authorize(ctx, actor, op, t); err != nil {
+		if invalid != nil {
+			return invalid
+		}
+		return err
+	}
+	serr := m.checkScope(ctx, t)
+	if serr == nil {
+		return invalid
+	}
+	var bad ValidationErrors
+	for _, err := range []error{invalid, serr} {
+		switch e := err.(type) {
+		case nil:
+		case ValidationErrors:
+			bad = append(bad, e...)
+		case *ValidationError:
+			bad = append(bad, e)
+		default:
+			return err // the inventory failed: not a validation error
+		}
+	}
+	return bad.Err()
+}
+
 // Create validates and stores a new task (revision 1) and returns it. The
 // ID, timestamps and revision numbers are assigned; zero sub-settings take
 // their defaults.
@@ -199,15 +235,9 @@ func (m *Manager) create(ctx context.Context, actor Actor, t Task, action Revisi
 	t.Revision, t.SettingsRevision = 1, 1
 	t.CreatedAt, t.UpdatedAt = now, now
 	t.CreatedBy, t.UpdatedBy = actor.ID, actor.ID
-	if err := m.validate(&t, reg); err != nil {
-		return nil, err
-	}
-	// Authorize before the inventory checks: their errors tell which
-	// groups and devices exist.
-	if err := m.authorize(ctx, actor, OpCreate, &t); err != nil {
-		return nil, err
-	}
-	if err := m.checkScope(ctx, &t); err != nil {
+	// Every validation error in one round, the inventory checks' too;
+	// authorization comes before those (see checkAll).
+	if err := m.checkAll(ctx, actor, OpCreate, &t, m.validate(&t, reg)); err != nil {
 		return nil, err
 	}
 	body, err := encode(&t)
@@ -347,16 +377,11 @@ func (m *Manager) update(ctx context.Context, actor Actor, t Task, action Revisi
 	t.CreatedAt, t.CreatedBy = cur.CreatedAt, cur.CreatedBy
 	t.UpdatedAt, t.UpdatedBy = now, actor.ID
 	t.Revision = cur.Revision + 1
-	if err := m.validate(&t, reg); err != nil {
-		return nil, err
-	}
 	// The new settings must be allowed too (an ACL change must not lock
 	// the author out or grant what the author lacks), before the
-	// inventory checks, whose errors tell which groups exist.
-	if err := m.authorize(ctx, actor, OpModify, &t); err != nil {
-		return nil, err
-	}
-	if err := m.checkScope(ctx, &t); err != nil {
+	// inventory checks, whose errors tell which groups exist; every
+	// validation error is reported in one round (see checkAll).
+	if err := m.checkAll(ctx, actor, OpModify, &t, m.validate(&t, reg)); err != nil {
 		return nil, err
 	}
 	oldBody, err := encode(cur)
