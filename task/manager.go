@@ -569,16 +569,30 @@ func (m *Manager) freeName(ctx context.Context, t *Task) (string, error) {
 }
 
 func (m *Manager) nameTaken(ctx context.Context, t *Task) (bool, error) {
+	_, err := m.taskIDByName(ctx, t)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	}
+	return false, err
+}
+
+// taskIDByName returns the ID of the task with t's unique name (its
+// name, case-folded, and for a local task its device), or an error
+// matching ErrNotFound.
+func (m *Manager) taskIDByName(ctx context.Context, t *Task) (string, error) {
 	want := uniqueName(t)
 	if l, ok := m.store.(storage.UniqueNameLookup); ok {
-		_, err := l.TaskIDByUniqueName(ctx, want)
+		id, err := l.TaskIDByUniqueName(ctx, want)
 		switch {
 		case err == nil:
-			return true, nil
+			return id, nil
 		case errors.Is(err, ErrNotFound):
-			return false, nil
+			return "", fmt.Errorf("task: no task is named %q: %w", t.Name, ErrNotFound)
 		}
-		return false, m.storeErr(err, "look up task name")
+		return "", m.storeErr(err, "look up task name")
 	}
 	p := storage.ListTasksParams{NameContains: strings.ToLower(t.Name), Limit: storage.MaxListLimit}
 	if t.Kind() == Local {
@@ -587,15 +601,15 @@ func (m *Manager) nameTaken(ctx context.Context, t *Task) (bool, error) {
 	for {
 		page, err := m.store.ListTasks(ctx, p)
 		if err != nil {
-			return false, m.storeErr(err, "list tasks")
+			return "", m.storeErr(err, "list tasks")
 		}
 		for _, r := range page.Tasks {
 			if r.UniqueName == want {
-				return true, nil
+				return r.ID, nil
 			}
 		}
 		if page.Next == "" {
-			return false, nil
+			return "", fmt.Errorf("task: no task is named %q: %w", t.Name, ErrNotFound)
 		}
 		p.After = page.Next
 	}
