@@ -16,7 +16,7 @@ import (
 // unknownFleet returns a manager over known Windows devices win-00..
 // and devices unk-00.. that have reported no OS facts, all connected,
 // and a created selection task over device.os.name.
-func unknownFleet(t *testing.T, known, unknown int) (*bundle, *task.Task) {
+func unknownFleet(t testing.TB, known, unknown int) (*bundle, *task.Task) {
 	t.Helper()
 	b := setup(t)
 	inv := inmem.New()
@@ -139,5 +139,37 @@ func TestUnknownMembershipIsNotAReportableState(t *testing.T) {
 	_, err := b.m.Runtime().RecordResults(b.ctx, []task.Result{{TaskID: x.ID, DeviceID: "win-00", RunID: 1, Seq: 1, State: task.UnknownMembership}})
 	if err == nil {
 		t.Fatal("a device recorded the computed state unknown_membership")
+	}
+}
+
+// BenchmarkStatisticsUnknownMembership measures what counting devices of
+// unknown membership adds to Statistics: a selection task over 10,000
+// devices, 1,000 of which have not reported the fact it reads, and a
+// result for each of the 9,000 others.
+func BenchmarkStatisticsUnknownMembership(b *testing.B) {
+	bd, x := unknownFleet(b, 0, 0)
+	inv := inmem.New()
+	var devs []scope.Device
+	for i := range 10_000 {
+		d := scope.Device{ID: scope.DeviceID(fmt.Sprintf("d-%05d", i)), Connected: true, Server: scope.ServerRef{ID: "primary", Role: scope.Primary}}
+		if i%10 != 0 {
+			d.OS = &scope.OS{Name: "Windows", Version: "11"}
+		}
+		devs = append(devs, d)
+	}
+	must(b, inv.PutDevices(bd.ctx, devs...))
+	m, err := task.New(task.Config{Store: bd.store, Registry: registry(b), Inventory: inv, Clock: bd.clk})
+	must(b, err)
+	run, err := m.Start(bd.ctx, bd.admin, x.ID)
+	must(b, err)
+	if len(run.Devices) != 9000 || len(run.Unknown) != 1000 {
+		b.Fatalf("run: %d devices, %d unknown", len(run.Devices), len(run.Unknown))
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		st, err := m.Statistics(bd.ctx, bd.admin, x.ID)
+		if err != nil || st.Unknown != 1000 || st.Total != 10_000 {
+			b.Fatal(st, err)
+		}
 	}
 }
