@@ -173,3 +173,31 @@ func BenchmarkStatisticsUnknownMembership(b *testing.B) {
 		}
 	}
 }
+
+// A group task's device whose managing server's role is not recognized is
+// counted and listed as unknown too, with the reason.
+func TestUnknownMembershipOfAGroupTask(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	must(t, b.inv.PutDevices(b.ctx, scope.Device{ID: "dev-99", GroupID: "sales", Connected: true, Server: scope.ServerRef{ID: "s2", Role: "cluster-node"}}))
+	x, err := b.m.Create(b.ctx, b.admin, groupScan("Scan"))
+	must(t, err)
+	st, err := b.m.Statistics(b.ctx, b.admin, x.ID)
+	must(t, err)
+	if st.Unknown != 1 || st.ByState[task.UnknownMembership] != 1 || st.Total != 1 {
+		t.Fatalf("statistics %+v, want dev-99 unknown", st)
+	}
+	res, err := b.m.Results(b.ctx, b.admin, x.ID, task.ResultsParams{})
+	must(t, err)
+	if len(res) != 1 || res[0].DeviceID != "dev-99" || res[0].State != task.UnknownMembership || !strings.Contains(res[0].Message, "server.role") {
+		t.Fatalf("results %+v, want dev-99 unknown with the role as reason", res)
+	}
+	// Once the inventory knows the fact, the device is decided: no longer
+	// unknown.
+	must(t, b.inv.PutDevices(b.ctx, scope.Device{ID: "dev-99", GroupID: "sales", Connected: true, Server: scope.ServerRef{ID: "primary", Role: scope.Primary}}))
+	st, err = b.m.Statistics(b.ctx, b.admin, x.ID)
+	must(t, err)
+	if st.Unknown != 0 || st.Total != 0 {
+		t.Fatalf("statistics %+v after the role is known, want no unknown device", st)
+	}
+}
