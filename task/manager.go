@@ -140,7 +140,7 @@ func (m *Manager) applyDefaults(t *Task, reg *registered, now time.Time) error {
 	if t.Restart == (restart.Policy{}) {
 		t.Restart = restart.Default()
 	}
-	if t.Settings == nil {
+	if t.Settings == nil && reg != nil {
 		v, err := reg.newSettings()
 		if err != nil {
 			return err
@@ -217,15 +217,13 @@ func (m *Manager) Create(ctx context.Context, actor Actor, t Task) (*Task, error
 }
 
 func (m *Manager) create(ctx context.Context, actor Actor, t Task, action RevisionAction) (*Task, error) {
-	reg, err := m.typeOf(&t)
-	if err != nil {
-		return nil, err
-	}
+	// An unregistered type is reported with the other errors (reg is nil).
+	reg, typeErr := m.typeOf(&t)
 	now := m.now()
 	if err := m.applyDefaults(&t, reg, now); err != nil {
 		return nil, err
 	}
-	if t.ApplicationVersion == "" {
+	if t.ApplicationVersion == "" && reg != nil {
 		t.ApplicationVersion = reg.ApplicationVersion
 	}
 	if t.Schedule.Kind == schedule.Immediately {
@@ -237,7 +235,7 @@ func (m *Manager) create(ctx context.Context, actor Actor, t Task, action Revisi
 	t.CreatedBy, t.UpdatedBy = actor.ID, actor.ID
 	// Every validation error in one round, the inventory checks' too;
 	// authorization comes before those (see checkAll).
-	if err := m.checkAll(ctx, actor, OpCreate, &t, m.validate(&t, reg)); err != nil {
+	if err := m.checkAll(ctx, actor, OpCreate, &t, m.validate(&t, reg, typeErr)); err != nil {
 		return nil, err
 	}
 	body, err := encode(&t)
@@ -366,10 +364,7 @@ func (m *Manager) update(ctx context.Context, actor Actor, t Task, action Revisi
 	if err := bad.Err(); err != nil {
 		return nil, err
 	}
-	reg, err := m.typeOf(&t)
-	if err != nil {
-		return nil, err
-	}
+	reg, typeErr := m.typeOf(&t) // reported with the other errors
 	now := m.now()
 	if err := m.applyDefaults(&t, reg, now); err != nil {
 		return nil, err
@@ -381,7 +376,7 @@ func (m *Manager) update(ctx context.Context, actor Actor, t Task, action Revisi
 	// the author out or grant what the author lacks), before the
 	// inventory checks, whose errors tell which groups exist; every
 	// validation error is reported in one round (see checkAll).
-	if err := m.checkAll(ctx, actor, OpModify, &t, m.validate(&t, reg)); err != nil {
+	if err := m.checkAll(ctx, actor, OpModify, &t, m.validate(&t, reg, typeErr)); err != nil {
 		return nil, err
 	}
 	oldBody, err := encode(cur)

@@ -49,6 +49,14 @@ func TestValidationReportsEveryErrorInOneRound(t *testing.T) {
 		t.Errorf("Create errors (-want +got):\n%s", diff)
 	}
 
+	// A type not registered (yet) is one more error of the same round.
+	unreg := task.Task{Name: "", Application: appES, Type: "no_such_type", Scope: scope.Scope{Kind: scope.Group, Group: "no-such-group"}}
+	_, err = b.m.Create(b.ctx, b.admin, unreg)
+	want = []string{"name", "scope.group", "type"}
+	if diff := cmp.Diff(want, fields(t, err)); diff != "" {
+		t.Errorf("Create of an unregistered type, errors (-want +got):\n%s", diff)
+	}
+
 	x, err := b.m.Create(b.ctx, b.admin, groupScan("Scan"))
 	must(t, err)
 	upd := *x
