@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 )
 
 // ensureAttempts bounds Ensure's look-up and create rounds: each lost
@@ -34,6 +36,12 @@ const ensureAttempts = 5
 // of another type, or when the name keeps changing hands (a task created
 // and deleted concurrently, repeatedly).
 func (m *Manager) Ensure(ctx context.Context, actor Actor, t Task) (got *Task, created bool, err error) {
+	if len(t.Name) > 4*MaxNameLength || !utf8.ValidString(t.Name) || strings.TrimSpace(t.Name) == "" {
+		// No task can have this name: Create reports why, without a
+		// store look-up of hostile input.
+		out, err := m.Create(ctx, actor, t)
+		return out, err == nil, err
+	}
 	for range ensureAttempts {
 		id, err := m.taskIDByName(ctx, &t)
 		switch {

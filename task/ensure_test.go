@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -53,6 +54,13 @@ func TestEnsureChecksReadAccessAndType(t *testing.T) {
 	upd := task.Task{Name: "scan", Application: appES, Type: "update", Scope: scope.Scope{Kind: scope.Group, Group: "office"}}
 	if _, _, err := b.m.Ensure(b.ctx, b.admin, upd); !errors.Is(err, task.ErrConflict) {
 		t.Errorf("Ensure of another type under a taken name = %v, want ErrConflict", err)
+	}
+	// A name no task can have is refused as Create refuses it, without
+	// being looked up.
+	for _, name := range []string{"", strings.Repeat("x", 1<<20), "bad\xffutf8"} {
+		if _, _, err := b.m.Ensure(b.ctx, b.admin, groupScan(name)); !errors.Is(err, task.ErrInvalid) {
+			t.Errorf("Ensure of name %.20q = %v, want ErrInvalid", name, err)
+		}
 	}
 	// Invalid input that would create a task is refused as Create refuses it.
 	bad := groupScan("Other")
