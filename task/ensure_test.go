@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -11,7 +12,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/storage"
 	"github.com/taskfleet/taskfleet/storage/memstore"
+	"github.com/taskfleet/taskfleet/storage/sqlstore"
 	"github.com/taskfleet/taskfleet/task"
 )
 
@@ -70,10 +73,15 @@ func TestEnsureChecksReadAccessAndType(t *testing.T) {
 	}
 }
 
-// racingStore holds every name look-up until all callers have looked the
-// name up once, so that they all see it free and all try to create it.
+// racingStore holds every name look-up until callers look-ups (over
+// all the racingStores of a race) have been made, so that the callers all
+// see the name free and all try to create it.
 type racingStore struct {
-	*memstore.Store
+	storage.Store
+	race *race
+}
+
+type race struct {
 	mu      sync.Mutex
 	waiting int
 	callers int
@@ -81,63 +89,90 @@ type racingStore struct {
 }
 
 func (s *racingStore) TaskIDByUniqueName(ctx context.Context, name string) (string, error) {
-	s.mu.Lock()
-	s.waiting++
-	if s.waiting == s.callers {
-		close(s.release)
+	r := s.race
+	r.mu.Lock()
+	r.waiting++
+	if r.waiting == r.callers {
+		close(r.release)
 	}
-	s.mu.Unlock()
-	<-s.release
-	return s.Store.TaskIDByUniqueName(ctx, name)
+	r.mu.Unlock()
+	<-r.release
+	return s.Store.(storage.UniqueNameLookup).TaskIDByUniqueName(ctx, name)
 }
 
 // Concurrent setups racing on one name all get the same task, and
-// exactly one of them created it.
+// exactly one of them created it: callers of one Manager on memstore, and
+// Managers of two processes on one SQLite database (each with its own
+// store handle).
 func TestEnsureRaceGivesEveryCallerTheSameTask(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
 	const callers = 8
-	st := &racingStore{Store: memstore.New(), callers: callers, release: make(chan struct{})}
-	var idMu sync.Mutex
-	ids := 0
-	m, err := task.New(task.Config{Store: st, Registry: registry(t), Inventory: b.inv, Clock: b.clk,
-		NewID: func() string { idMu.Lock(); defer idMu.Unlock(); ids++; return fmt.Sprintf("task-%04d", ids) }})
-	must(t, err)
-	type answer struct {
-		id      string
-		created bool
-		err     error
+	sqlite := func(t *testing.T) []storage.Store {
+		path := filepath.Join(t.TempDir(), "ensure.db")
+		var out []storage.Store
+		for range 2 {
+			st, err := sqlstore.OpenSQLite(context.Background(), path)
+			must(t, err)
+			t.Cleanup(func() { st.Close() })
+			out = append(out, st)
+		}
+		return out
 	}
-	answers := make([]answer, callers)
-	var wg sync.WaitGroup
-	for i := range callers {
-		wg.Go(func() {
-			got, created, err := m.Ensure(b.ctx, b.admin, groupScan("Setup scan"))
-			answers[i] = answer{created: created, err: err}
-			if got != nil {
-				answers[i].id = got.ID
+	for name, stores := range map[string]func(*testing.T) []storage.Store{
+		"memstore": func(*testing.T) []storage.Store { return []storage.Store{memstore.New()} },
+		"sqlite":   sqlite,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			sts := stores(t)
+			var idMu sync.Mutex
+			ids := 0
+			r := &race{callers: callers, release: make(chan struct{})}
+			var managers []*task.Manager
+			for _, st := range sts {
+				m, err := task.New(task.Config{Store: &racingStore{Store: st, race: r}, Registry: registry(t), Inventory: b.inv, Clock: b.clk,
+					NewID: func() string { idMu.Lock(); defer idMu.Unlock(); ids++; return fmt.Sprintf("task-%04d", ids) }})
+				must(t, err)
+				managers = append(managers, m)
+			}
+			type answer struct {
+				id      string
+				created bool
+				err     error
+			}
+			answers := make([]answer, callers)
+			var wg sync.WaitGroup
+			for i := range callers {
+				wg.Go(func() {
+					got, created, err := managers[i%len(managers)].Ensure(b.ctx, b.admin, groupScan("Setup scan"))
+					answers[i] = answer{created: created, err: err}
+					if got != nil {
+						answers[i].id = got.ID
+					}
+				})
+			}
+			wg.Wait()
+			createdN := 0
+			for i, a := range answers {
+				if a.err != nil {
+					t.Fatalf("caller %d: %v", i, a.err)
+				}
+				if a.id != answers[0].id {
+					t.Errorf("caller %d got task %q, caller 0 got %q", i, a.id, answers[0].id)
+				}
+				if a.created {
+					createdN++
+				}
+			}
+			if createdN != 1 {
+				t.Errorf("%d callers created the task, want exactly 1", createdN)
+			}
+			res, err := managers[0].List(b.ctx, b.admin, task.ListParams{})
+			must(t, err)
+			if n := len(res.Applications); n != 1 || len(res.Applications[0].Tasks) != 1 {
+				t.Errorf("the store holds %+v, want one task", res.Applications)
 			}
 		})
-	}
-	wg.Wait()
-	createdN := 0
-	for i, a := range answers {
-		if a.err != nil {
-			t.Fatalf("caller %d: %v", i, a.err)
-		}
-		if a.id != answers[0].id {
-			t.Errorf("caller %d got task %q, caller 0 got %q", i, a.id, answers[0].id)
-		}
-		if a.created {
-			createdN++
-		}
-	}
-	if createdN != 1 {
-		t.Errorf("%d callers created the task, want exactly 1", createdN)
-	}
-	res, err := m.List(b.ctx, b.admin, task.ListParams{})
-	must(t, err)
-	if n := len(res.Applications); n != 1 || len(res.Applications[0].Tasks) != 1 {
-		t.Errorf("the store holds %+v, want one task", res.Applications)
 	}
 }
