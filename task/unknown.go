@@ -25,6 +25,12 @@ import (
 // result even when its membership is unknown now.
 const UnknownMembership State = "unknown_membership"
 
+// StatisticsStates are the states Statistics.ByState and Results may
+// show: every result state (States) and UnknownMembership. A console or
+// report that lists counts by state loops over these, so its rows add up
+// to Statistics.Total.
+var StatisticsStates = append(States[:len(States):len(States)], UnknownMembership)
+
 // unknownCheckOneByOne is how many unknown devices are checked for a
 // stored result one store read each; above it, the task's results are
 // walked once in pages instead.
