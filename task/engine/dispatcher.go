@@ -31,6 +31,9 @@ var _ transport.Handler = (*Server)(nil)
 func (s *Server) TaskSaved(ctx context.Context, t *task.Task) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.live("TaskSaved"); err != nil {
+		return err
+	}
 	if !s.opened {
 		return nil // Open loads every task
 	}
@@ -74,6 +77,9 @@ func (s *Server) TaskSaved(ctx context.Context, t *task.Task) error {
 func (s *Server) TaskDeleted(ctx context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.live("TaskDeleted"); err != nil {
+		return err
+	}
 	ts := s.tasks[id]
 	if ts == nil {
 		return nil
@@ -97,13 +103,17 @@ func (s *Server) TaskDeleted(ctx context.Context, id string) error {
 	return nil
 }
 
-// Start implements task.Dispatcher (a manual start): every device of the
+// StartRun implements task.Dispatcher (a manual start of a task run; it
+// does not start the server, see Open): every device of the
 // run gets it at its randomized start; devices not connected get it when
 // they become visible if the task runs missed tasks, and are recorded
 // missed otherwise. A manual start changes the randomized offsets.
-func (s *Server) Start(ctx context.Context, t *task.Task, run task.Run) error {
+func (s *Server) StartRun(ctx context.Context, t *task.Task, run task.Run) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.live("StartRun"); err != nil {
+		return err
+	}
 	now := s.clk.Now()
 	ts := s.load(ctx, t, now)
 	at := run.At
@@ -133,13 +143,17 @@ func (s *Server) Start(ctx context.Context, t *task.Task, run task.Run) error {
 	return nil
 }
 
-// Stop implements task.Dispatcher: starts not yet begun are recorded
+// StopRun implements task.Dispatcher (stopping a task's runs; it does
+// not stop the server, see Close): starts not yet begun are recorded
 // stopped; devices running the task (or paused, or sent a start) are told
 // to stop: StopRun is resent every RetryInterval until the device reports
 // a final state for the run (stopped, or whatever it ended with).
-func (s *Server) Stop(ctx context.Context, t *task.Task) error {
+func (s *Server) StopRun(ctx context.Context, t *task.Task) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.live("StopRun"); err != nil {
+		return err
+	}
 	now := s.clk.Now()
 	// A durable stop order in the engine's own state (history settings and
 	// retention never touch it): a server that restarts before every
@@ -328,6 +342,9 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 func (s *Server) UpdatesDownloaded(ctx context.Context, key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.live("UpdatesDownloaded"); err != nil {
+		return err
+	}
 	s.updatesDownloaded(ctx, key, s.clk.Now())
 	return nil
 }
@@ -368,6 +385,9 @@ func (s *Server) updatesDownloaded(ctx context.Context, key string, now time.Tim
 func (s *Server) VirusOutbreak(ctx context.Context, appType schedule.AppTypes, at time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.live("VirusOutbreak"); err != nil {
+		return err
+	}
 	s.virusOutbreak(ctx, appType, at, s.clk.Now())
 	return nil
 }

@@ -12,6 +12,13 @@
 //	m, _ := task.New(task.Config{Store: store, Registry: reg, Inventory: inv, Dispatcher: srv})
 //	_ = srv.Open(ctx, m, network.Server(srv))
 //	go srv.Run(ctx, time.Minute) // or call srv.Tick(ctx) from a simulation
+//	defer srv.Close(ctx)
+//
+// The server's own lifecycle is Open and Close: Close records the
+// results still buffered, releases the leader lease (another replica
+// takes over at once) and stops sending; every call after it returns an
+// error wrapping ErrClosed. StartRun and StopRun (task.Dispatcher) start
+// and stop a task's run, not the server.
 //
 // Who runs a task follows the product documentation: tasks for device selections and
 // Administration Server tasks are run by the server, on the server's local
@@ -129,13 +136,13 @@
 // "Stop the task if it runs longer than" counts execution time: time
 // spent paused is not counted.
 //
-// Stop records the starts not yet sent as stopped and sends StopRun to
+// StopRun records the starts not yet sent as stopped and sends StopRun to
 // the devices running the task (or paused, or sent a start). StopRun is
 // resent every RetryInterval until the device reports a final state of
 // that run (stopped, or whatever the run ended with); agents apply it
 // once per run, and answer a StopRun for a run they never received with
 // "stopped" (that run then never starts). Stopping a paused run stops it;
-// a later resume does not bring it back. Stop also writes a durable stop
+// a later resume does not bring it back. StopRun also writes a durable stop
 // order into the engine's own state (storage.EngineStateStop; not
 // history, so history settings and retention never touch it, and only the
 // latest order of a task is kept), so a server that restarts before every device

@@ -147,8 +147,8 @@ func clipLog(s string) string { return transport.Clip(s, 128) }
 func (s *Server) Handle(ctx context.Context, m transport.Message) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.opened {
-		return
+	if !s.opened || s.closed {
+		return // before Open or after Close: the device resends it
 	}
 	s.receive(ctx, m, s.clk.Now())
 }
@@ -593,10 +593,10 @@ func DeviceActor(d scope.DeviceID, user string) task.Actor {
 // buffered result passed the intake's checks; should the Manager still
 // reject the batch as invalid, it is retried message by message so one
 // message cannot hold back the others. A storage failure acknowledges
-// nothing, so devices resend.
-func (s *Server) flushResults(ctx context.Context, now time.Time) {
+// nothing, so devices resend; its error is returned.
+func (s *Server) flushResults(ctx context.Context, now time.Time) error {
 	if len(s.in.acks) == 0 {
-		return
+		return nil
 	}
 	all, acks := s.in.results, s.in.acks
 	s.in.results, s.in.acks = s.in.flushBuf[:0], nil
@@ -633,7 +633,7 @@ func (s *Server) flushResults(ctx context.Context, now time.Time) {
 			}
 		default:
 			s.log.Error().Err(err).Msg("engine: results not recorded; devices will resend")
-			return
+			return err
 		}
 	}
 	byDev := map[scope.DeviceID][]string{}
@@ -665,6 +665,7 @@ func (s *Server) flushResults(ctx context.Context, now time.Time) {
 		s.afterResult(ctx, &trig, r, now)
 	}
 	s.commit(ctx, trig) // "on completing another task" starts, in one batch
+	return nil
 }
 
 // statsCopy returns the counters with their own RejectedBy map.

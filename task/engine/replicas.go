@@ -107,6 +107,22 @@ func (s *Server) leader(ctx context.Context) (bool, error) {
 	return got.Held, nil
 }
 
+// releaseLeader gives this replica's leader lease up (Close): it is
+// renewed for one nanosecond, so it has expired by the time another
+// replica asks for it. The storage contract has no separate release call;
+// a renewal by its holder is the one change of a lease it allows.
+func (s *Server) releaseLeader(ctx context.Context) {
+	if s.cfg.SingleReplica || !s.leading {
+		return
+	}
+	s.leading = false
+	if _, err := s.cfg.Store.AcquireLeader(ctx, storage.LeaderParams{Name: LeaderLease, Owner: s.owner, TTL: time.Nanosecond, Now: s.leaseNow()}); err != nil {
+		s.log.Error().Err(err).Msg("engine: release the leader lease")
+		return
+	}
+	s.log.Info().Str("replica", s.owner).Msg("engine: leader lease released")
+}
+
 // taskFor returns the state of a task, loading it through the Manager
 // when another replica created it after this one opened, or changed it
 // (the claim carries the task's revision in the store).

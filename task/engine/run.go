@@ -174,6 +174,9 @@ func (s *Server) fire(ctx context.Context, ts *taskState, act, now time.Time, ki
 func (s *Server) Tick(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.live("Tick"); err != nil {
+		return err
+	}
 	if !s.opened {
 		return fmt.Errorf("engine: Tick before Open: %w", ErrClosed)
 	}
@@ -182,7 +185,7 @@ func (s *Server) Tick(ctx context.Context) error {
 		s.clockBack(now, s.lastTick.Sub(now))
 	}
 	s.lastTick = now
-	s.flushResults(ctx, now)
+	_ = s.flushResults(ctx, now) // logged; devices resend what was not recorded
 	if !now.Before(s.nextScope) {
 		s.nextScope = now.Add(s.cfg.ScopeRefresh)
 		s.refresh(ctx, now)
@@ -320,7 +323,8 @@ func (s *Server) updatesFallback(ctx context.Context, now time.Time) {
 	}
 }
 
-// Run ticks every interval until ctx is done (goroutine mode).
+// Run ticks every interval until ctx is done or the server is closed
+// (goroutine mode); after Close it returns an error wrapping ErrClosed.
 func (s *Server) Run(ctx context.Context, interval time.Duration) error {
 	tk := s.clk.Ticker(interval)
 	defer tk.Stop()

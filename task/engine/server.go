@@ -182,6 +182,7 @@ type Server struct {
 	nextReconcile time.Time
 	stats         Stats
 	opened        bool
+	closed        bool // Close ran: nothing is sent or taken any more
 	zones         map[string]*time.Location
 	in            intake          // the device-message path (intake.go)
 	ids           []string        // sorted task ids (nil: rebuild)
@@ -292,93 +293,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	return &Server{cfg: cfg, owner: replicaOwner(cfg.ReplicaID), clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger,
 		tasks: map[string]*taskState{}, byDevice: map[scope.DeviceID][]string{}, pending: map[dkey]*dispatch{}, seen: map[scope.DeviceID]time.Time{}, updKeys: map[string]bool{}, zones: map[string]*time.Location{}}, nil
-}
-
-// Open binds the server to its Manager (whose Config.Dispatcher is this
-// server) and transport endpoint, loads every task, and recovers what a
-// previous server left: scheduled and pending starts are dispatched again,
-// and server-run activations of the last RecoveryWindow that were not
-// fired are fired.
-func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerEndpoint) error {
-	if m == nil || ep == nil {
-		return errs.Invalid("manager", "", "Open needs the Manager and the transport endpoint")
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.opened {
-		return ErrAlreadyOpen
-	}
-	// On a store without storage.Claimer only one replica may run: a
-	// second one fails here, before it loads or sends anything.
-	if s.claimer() == nil {
-		if _, err := s.leader(ctx); err != nil {
-			return err
-		}
-	}
-	s.m, s.ep = m, ep
-	now := s.clk.Now()
-	p := task.ListParams{Order: storage.OrderByID, Limit: 1000}
-	for {
-		page, err := m.List(ctx, task.System, p)
-		if err != nil {
-			return fmt.Errorf("engine: load tasks: %w", err)
-		}
-		for _, u := range page.Undecodable {
-			// One task whose settings no longer decode must not keep the
-			// server from running every other task.
-			s.stats.Undecodable++
-			s.log.Error().Err(u).Str("task", u.TaskID).Msg("engine: task skipped: its stored settings cannot be decoded")
-		}
-		for _, app := range page.Applications {
-			for _, t := range app.Tasks {
-				ts := s.load(ctx, t, now)
-				if ts.slots != nil && !ts.onServer {
-					// Rebuilt: the devices' reports of the places they
-					// hold restore the layout (slotLayout).
-					ts.slots.provisional = true
-				}
-				if ts.onServer {
-					ts.cursor = now.Add(-s.cfg.RecoveryWindow)
-					ts.next = time.Time{}
-				}
-			}
-		}
-		if page.Next == "" {
-			break
-		}
-		p.After = page.Next
-	}
-	s.byDevice = nil
-	recover := []task.State{task.Scheduled, task.Pending}
-	claims := s.claimer() != nil
-	if claims {
-		recover = recover[1:] // scheduled starts are dispatched from the store
-	}
-	for _, st := range recover {
-		recs, err := s.cfg.Store.DueResults(ctx, storage.DueResultsParams{State: string(st), Before: now.Add(366 * 24 * time.Hour), Limit: storage.MaxListLimit})
-		if err != nil {
-			return fmt.Errorf("engine: recover starts: %w", err)
-		}
-		for _, r := range recs {
-			if s.tasks[r.TaskID] == nil {
-				continue
-			}
-			if claims && r.Seq >= transport.SeqDispatched {
-				continue // leased to the replica that dispatched it; taken over when its lease expires
-			}
-			at := r.DueAt
-			s.addDispatch(transport.Start{TaskID: r.TaskID, RunID: r.RunID, At: at, Due: at}, scope.DeviceID(r.DeviceID), at)
-		}
-	}
-	if err := s.recoverRuns(ctx, now, false); err != nil {
-		return err
-	}
-	s.nextScope = now.Add(s.cfg.ScopeRefresh)
-	s.nextPurge = now
-	s.nextReconcile = now.Add(s.cfg.ScopeRefresh)
-	s.opened = true
-	s.openedAt = now
-	return nil
 }
 
 // Stats returns the counters.
@@ -505,6 +419,9 @@ func (s *Server) visible(d scope.DeviceID, now time.Time) bool {
 }
 
 func (s *Server) send(ctx context.Context, m transport.Message) error {
+	if s.closed {
+		return ErrClosed
+	}
 	m.SentAt = s.clk.Now().UTC()
 	err := s.ep.Send(ctx, m)
 	if err != nil && !errors.Is(err, transport.ErrUnreachable) {
