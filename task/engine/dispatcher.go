@@ -41,12 +41,12 @@ func (s *Server) TaskSaved(ctx context.Context, t *task.Task) error {
 	now := s.clk.Now()
 	var before []scope.DeviceID
 	wasSuspended, known := false, false
-	if old := s.tasks[t.ID]; old != nil {
+	if old := s.cat.tasks[t.ID]; old != nil {
 		before, wasSuspended, known = old.devices, old.t.Suspended, true
 		settingsChanged = old.t.SettingsRevision != t.SettingsRevision
 	}
 	ts := s.load(ctx, t, now)
-	s.byDevice = nil
+	s.dev.byDevice = nil
 	if known && ts.t.Suspended != wasSuspended {
 		s.suspendChanged(ctx, ts, now)
 	}
@@ -80,23 +80,23 @@ func (s *Server) TaskDeleted(ctx context.Context, id string) error {
 	if err := s.live("TaskDeleted"); err != nil {
 		return err
 	}
-	ts := s.tasks[id]
+	ts := s.cat.tasks[id]
 	if ts == nil {
 		return nil
 	}
-	delete(s.tasks, id)
-	s.ids, s.trig = nil, nil
-	for k := range s.pending {
+	delete(s.cat.tasks, id)
+	s.cat.ids, s.cat.trig = nil, nil
+	for k := range s.disp.pending {
 		if k.task == id {
-			delete(s.pending, k)
+			delete(s.disp.pending, k)
 		}
 	}
-	for k := range s.controls {
+	for k := range s.ctl.controls {
 		if k.task == id {
 			s.dropControl(k)
 		}
 	}
-	s.byDevice = nil
+	s.dev.byDevice = nil
 	for _, d := range ts.devices {
 		_ = s.send(ctx, transport.Message{Kind: transport.Withdraw, Device: d, TaskID: id})
 	}
@@ -181,8 +181,8 @@ func (s *Server) StopRun(ctx context.Context, t *task.Task) error {
 		for _, r := range page {
 			d := scope.DeviceID(r.DeviceID)
 			k := dkey{t.ID, d}
-			dp := s.pending[k]
-			delete(s.pending, k)
+			dp := s.disp.pending[k]
+			delete(s.disp.pending, k)
 			unsent := r.State == string(task.Scheduled) || (r.State == string(task.Pending) && (dp == nil || dp.sent == 0))
 			if claims && r.State == string(task.Pending) && r.Seq >= transport.SeqDispatched {
 				unsent = false // another replica dispatched it
@@ -202,11 +202,11 @@ func (s *Server) StopRun(ctx context.Context, t *task.Task) error {
 // completing another task" tasks.
 func (s *Server) afterResult(ctx context.Context, trig *plan, r task.Result, now time.Time) {
 	k := dkey{r.TaskID, r.DeviceID}
-	if ts := s.tasks[r.TaskID]; ts != nil {
+	if ts := s.cat.tasks[r.TaskID]; ts != nil {
 		ts.sawRun(r.RunID)
 	}
-	if dp := s.pending[k]; dp != nil && r.Seq >= transport.SeqDevice && r.RunID >= dp.start.RunID {
-		delete(s.pending, k)
+	if dp := s.disp.pending[k]; dp != nil && r.Seq >= transport.SeqDevice && r.RunID >= dp.start.RunID {
+		delete(s.disp.pending, k)
 	}
 	s.controlResult(ctx, k, r, now)
 	var status schedule.CompletionStatus
@@ -226,12 +226,12 @@ func (s *Server) afterResult(ctx context.Context, trig *plan, r task.Result, now
 		at = r.UpdatedAt
 	}
 	for _, id := range s.sortedIDs() {
-		ts := s.tasks[id]
+		ts := s.cat.tasks[id]
 		sch := ts.t.Schedule
 		if sch.Kind != schedule.OnTaskCompletion || sch.TaskID != r.TaskID || sch.Status != status || ts.t.Suspended || !ts.inScope[r.DeviceID] {
 			continue
 		}
-		if trig := s.tasks[r.TaskID]; trig == nil || !trig.inScope[r.DeviceID] {
+		if trig := s.cat.tasks[r.TaskID]; trig == nil || !trig.inScope[r.DeviceID] {
 			continue // both tasks must be assigned to the device
 		}
 		st := transport.Start{TaskID: id, RunID: transport.RunID(at, transport.Triggered), At: at}
@@ -248,7 +248,7 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 	s.stats.Heartbeats++
 	d := m.Device
 	wasVisible := s.visible(d, now)
-	s.seen[d] = now
+	s.dev.seen[d] = now
 	// The device's tasks (in id order, rebuildByDevice) and the ones it
 	// holds (in id order from our agents) are merged, not mapped: this
 	// runs for every heartbeat of the fleet. Of one id held twice the
@@ -277,7 +277,7 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 		for ; j < len(held) && held[j].TaskID == id; j++ {
 			h, ok = held[j], true
 		}
-		ts := s.tasks[id]
+		ts := s.cat.tasks[id]
 		if ok && h.Revision == ts.t.Revision {
 			ts.adoptSlot(d, h.Slot) // after a restart: keep the place it holds
 		}
@@ -303,7 +303,7 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 			i++
 		}
 		if i == len(ids) || ids[i] != h.TaskID {
-			if s.tasks[h.TaskID] == nil {
+			if s.cat.tasks[h.TaskID] == nil {
 				if unknown++; unknown > MaxUnknownWithdraws || len(h.TaskID) > transport.MaxKeyBytes {
 					continue
 				}
@@ -314,21 +314,21 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 	if unknown > MaxUnknownWithdraws {
 		s.reject(d, RejectTooMany, unknown-MaxUnknownWithdraws, "", "held task ids the server does not know")
 	}
-	_ = s.send(ctx, transport.Message{Kind: transport.Sync, Device: d, SyncInfo: &transport.SyncInfo{UpdatesGeneration: s.updGen, UpdatesAt: s.updAt}})
+	_ = s.send(ctx, transport.Message{Kind: transport.Sync, Device: d, SyncInfo: &transport.SyncInfo{UpdatesGeneration: s.upd.updGen, UpdatesAt: s.upd.updAt}})
 	if !wasVisible {
 		// Became visible: starts, stops, pauses and resumes waiting for
 		// it go out now.
-		for k, dp := range s.pending {
+		for k, dp := range s.disp.pending {
 			if k.device == d && dp.sent > 0 {
 				dp.next = now
-				s.nextDisp = now
+				s.disp.nextDisp = now
 			}
 		}
 		s.dispatchDue(ctx, now)
-		for k, c := range s.controls {
+		for k, c := range s.ctl.controls {
 			if k.device == d && !c.acked {
 				c.next = now
-				s.nextCtl = now
+				s.ctl.nextCtl = now
 			}
 		}
 		s.controlsDue(ctx, now)
@@ -351,27 +351,27 @@ func (s *Server) UpdatesDownloaded(ctx context.Context, key string) error {
 
 func (s *Server) updatesDownloaded(ctx context.Context, key string, now time.Time) {
 	if key != "" {
-		if s.updKeys[key] {
+		if s.upd.updKeys[key] {
 			return
 		}
-		if len(s.updKeys) >= maxOutbreakKeys {
-			s.updKeys = map[string]bool{} // bounded: devices choose the keys
+		if len(s.upd.updKeys) >= maxOutbreakKeys {
+			s.upd.updKeys = map[string]bool{} // bounded: devices choose the keys
 		}
-		s.updKeys[key] = true
+		s.upd.updKeys[key] = true
 	}
-	s.updAt = now.UTC()
+	s.upd.updAt = now.UTC()
 	gen := now.UnixMilli()
-	if gen <= s.updGen {
-		gen = s.updGen + 1
+	if gen <= s.upd.updGen {
+		gen = s.upd.updGen + 1
 	}
-	s.updGen = gen
+	s.upd.updGen = gen
 	for _, id := range s.sortedIDs() {
-		ts := s.tasks[id]
+		ts := s.cat.tasks[id]
 		if ts.onServer && ts.t.Schedule.Kind == schedule.OnUpdates && !ts.t.Suspended {
 			s.fire(ctx, ts, now, now, transport.Triggered)
 		}
 	}
-	sync := &transport.SyncInfo{UpdatesGeneration: s.updGen, UpdatesAt: s.updAt}
+	sync := &transport.SyncInfo{UpdatesGeneration: s.upd.updGen, UpdatesAt: s.upd.updAt}
 	for d := range s.devicesTasks() {
 		if s.visible(d, now) {
 			_ = s.send(ctx, transport.Message{Kind: transport.Sync, Device: d, SyncInfo: sync})
@@ -394,7 +394,7 @@ func (s *Server) VirusOutbreak(ctx context.Context, appType schedule.AppTypes, a
 
 func (s *Server) virusOutbreak(ctx context.Context, appType schedule.AppTypes, at, now time.Time) {
 	for _, id := range s.sortedIDs() {
-		ts := s.tasks[id]
+		ts := s.cat.tasks[id]
 		sch := ts.t.Schedule
 		if sch.Kind != schedule.OnVirusOutbreak || !sch.AppTypes.Has(appType) || ts.t.Suspended {
 			continue
@@ -414,15 +414,15 @@ const maxResultBatch = 10000
 // triggered returns the ids of tasks that some "on completing another
 // task" task waits for (rebuilt with the task list).
 func (s *Server) triggered() map[string]bool {
-	if s.trig == nil {
-		s.trig = map[string]bool{}
-		for _, ts := range s.tasks {
+	if s.cat.trig == nil {
+		s.cat.trig = map[string]bool{}
+		for _, ts := range s.cat.tasks {
 			if ts.t.Schedule.Kind == schedule.OnTaskCompletion {
-				s.trig[ts.t.Schedule.TaskID] = true
+				s.cat.trig[ts.t.Schedule.TaskID] = true
 			}
 		}
 	}
-	return s.trig
+	return s.cat.trig
 }
 
 // control is a StopRun, PauseRun or ResumeRun the device has not answered
@@ -457,23 +457,23 @@ func controlKey(kind transport.Kind, k dkey, run, order int64) string {
 // is answered. A newer order replaces the device's unanswered one, except
 // that a pending stop is never replaced by a pause or resume.
 func (s *Server) order(ctx context.Context, kind transport.Kind, k dkey, run, ord int64, now time.Time) {
-	if s.controls == nil {
-		s.controls, s.ctlKeys = map[dkey]*control{}, map[string]dkey{}
+	if s.ctl.controls == nil {
+		s.ctl.controls, s.ctl.ctlKeys = map[dkey]*control{}, map[string]dkey{}
 	}
-	if cur := s.controls[k]; cur != nil {
+	if cur := s.ctl.controls[k]; cur != nil {
 		if cur.kind == transport.StopRun && kind != transport.StopRun && run <= cur.run {
 			return
 		}
 		if cur.kind == kind && cur.run == run && cur.order == ord {
 			return // under way
 		}
-		delete(s.ctlKeys, cur.key)
+		delete(s.ctl.ctlKeys, cur.key)
 	}
 	c := &control{kind: kind, run: run, order: ord, key: controlKey(kind, k, run, ord), next: now.Add(s.cfg.RetryInterval)}
-	s.controls[k] = c
-	s.ctlKeys[c.key] = k
-	if s.nextCtl.IsZero() || c.next.Before(s.nextCtl) {
-		s.nextCtl = c.next
+	s.ctl.controls[k] = c
+	s.ctl.ctlKeys[c.key] = k
+	if s.ctl.nextCtl.IsZero() || c.next.Before(s.ctl.nextCtl) {
+		s.ctl.nextCtl = c.next
 	}
 	s.sendControl(ctx, k, c)
 }
@@ -483,17 +483,17 @@ func (s *Server) sendControl(ctx context.Context, k dkey, c *control) {
 }
 
 func (s *Server) dropControl(k dkey) {
-	if c := s.controls[k]; c != nil {
-		delete(s.ctlKeys, c.key)
-		delete(s.controls, k)
+	if c := s.ctl.controls[k]; c != nil {
+		delete(s.ctl.ctlKeys, c.key)
+		delete(s.ctl.controls, k)
 	}
 }
 
 // acked settles the pause and resume orders device d acknowledged.
 func (s *Server) acked(d scope.DeviceID, keys []string) {
 	for _, key := range keys {
-		if k, ok := s.ctlKeys[key]; ok && k.device == d {
-			s.controls[k].acked = true
+		if k, ok := s.ctl.ctlKeys[key]; ok && k.device == d {
+			s.ctl.controls[k].acked = true
 		}
 	}
 }
@@ -501,12 +501,12 @@ func (s *Server) acked(d scope.DeviceID, keys []string) {
 // controlsDue resends the unanswered controls whose retry time has come;
 // those whose run has ended meanwhile (by the stored result) are settled.
 func (s *Server) controlsDue(ctx context.Context, now time.Time) {
-	if s.nextCtl.IsZero() || s.nextCtl.After(now) {
+	if s.ctl.nextCtl.IsZero() || s.ctl.nextCtl.After(now) {
 		return
 	}
 	var next time.Time
 	var keys []dkey
-	for k, c := range s.controls {
+	for k, c := range s.ctl.controls {
 		if c.acked {
 			continue
 		}
@@ -518,7 +518,7 @@ func (s *Server) controlsDue(ctx context.Context, now time.Time) {
 	}
 	sortKeys(keys)
 	for _, k := range keys {
-		c := s.controls[k]
+		c := s.ctl.controls[k]
 		if s.ended(ctx, k, c.run) {
 			s.dropControl(k)
 			continue
@@ -529,7 +529,7 @@ func (s *Server) controlsDue(ctx context.Context, now time.Time) {
 		}
 		s.sendControl(ctx, k, c)
 	}
-	s.nextCtl = next
+	s.ctl.nextCtl = next
 }
 
 // ended reports whether the stored result of a device shows run ended
@@ -549,13 +549,13 @@ func (s *Server) ended(ctx context.Context, k dkey, run int64) bool {
 // reported paused while it is not gets a resume (a run that started from
 // a start sent before the suspend, or a report that crossed the order).
 func (s *Server) controlResult(ctx context.Context, k dkey, r task.Result, now time.Time) {
-	if c := s.controls[k]; c != nil && (r.RunID > c.run || (r.RunID == c.run && r.State.Final())) {
+	if c := s.ctl.controls[k]; c != nil && (r.RunID > c.run || (r.RunID == c.run && r.State.Final())) {
 		s.dropControl(k)
 	}
 	if r.State != task.Running && r.State != task.Paused {
 		return
 	}
-	ts := s.tasks[r.TaskID]
+	ts := s.cat.tasks[r.TaskID]
 	if ts == nil {
 		return
 	}
@@ -577,14 +577,14 @@ func (s *Server) suspendChanged(ctx context.Context, ts *taskState, now time.Tim
 	}
 	id := ts.t.ID
 	var keys []dkey
-	for k, c := range s.controls {
+	for k, c := range s.ctl.controls {
 		if k.task == id && c.kind != transport.StopRun {
 			keys = append(keys, k)
 		}
 	}
 	sortKeys(keys)
 	for _, k := range keys {
-		s.order(ctx, kind, k, s.controls[k].run, ts.t.Revision, now)
+		s.order(ctx, kind, k, s.ctl.controls[k].run, ts.t.Revision, now)
 	}
 	after := ""
 	for {
@@ -739,7 +739,7 @@ func (s *Server) rescoped(ts *taskState, before []scope.DeviceID) bool {
 // an order and died before every device answered leaves it to the leader.
 func (s *Server) recoverRuns(ctx context.Context, now time.Time, controlsOnly bool) error {
 	for _, id := range s.sortedIDs() {
-		ts := s.tasks[id]
+		ts := s.cat.tasks[id]
 		state, kind := task.Paused, transport.ResumeRun
 		if ts.t.Suspended {
 			state, kind = task.Running, transport.PauseRun

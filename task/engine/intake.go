@@ -295,7 +295,7 @@ func (s *Server) checkRun(ctx context.Context, ts *taskState, d scope.DeviceID, 
 		if ownRun(ts, run, w) {
 			return runOK
 		}
-		if dp := s.pending[dkey{ts.t.ID, d}]; dp != nil && dp.start.RunID == run {
+		if dp := s.disp.pending[dkey{ts.t.ID, d}]; dp != nil && dp.start.RunID == run {
 			return runOK
 		}
 		if ts.manual != nil && ts.manual.RunID == run {
@@ -342,7 +342,7 @@ func (s *Server) checker(d scope.DeviceID, now time.Time) checker {
 func (c *checker) task(id string) (*taskState, bool) {
 	if !c.seen || id != c.id {
 		c.id, c.seen = id, true
-		c.ts = c.s.tasks[id]
+		c.ts = c.s.cat.tasks[id]
 		c.in = c.ts != nil && assigned(c.ts, c.d)
 	}
 	return c.ts, c.in
@@ -561,7 +561,7 @@ func (s *Server) takeEdit(ctx context.Context, m transport.Message) bool {
 		s.reject(d, RejectInvalid, 1, "", "local edit: the task cannot be decoded")
 		return true
 	}
-	ts := s.tasks[edited.ID]
+	ts := s.cat.tasks[edited.ID]
 	if ts == nil {
 		s.reject(d, RejectUnknownTask, 1, edited.ID, "local edit")
 		return true

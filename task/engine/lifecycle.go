@@ -74,7 +74,7 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 		}
 		p.After = page.Next
 	}
-	s.byDevice = nil
+	s.dev.byDevice = nil
 	recover := []task.State{task.Scheduled, task.Pending}
 	claims := s.claimer() != nil
 	if claims {
@@ -86,7 +86,7 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 			return fmt.Errorf("engine: recover starts: %w", err)
 		}
 		for _, r := range recs {
-			if s.tasks[r.TaskID] == nil {
+			if s.cat.tasks[r.TaskID] == nil {
 				continue
 			}
 			if claims && r.Seq >= transport.SeqDispatched {
@@ -99,11 +99,11 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 	if err := s.recoverRuns(ctx, now, false); err != nil {
 		return err
 	}
-	s.nextScope = now.Add(s.cfg.ScopeRefresh)
-	s.nextPurge = now
-	s.nextReconcile = now.Add(s.cfg.ScopeRefresh)
+	s.sched.nextScope = now.Add(s.cfg.ScopeRefresh)
+	s.sched.nextPurge = now
+	s.lead.nextReconcile = now.Add(s.cfg.ScopeRefresh)
 	s.opened = true
-	s.openedAt = now
+	s.sched.openedAt = now
 	return nil
 }
 
@@ -131,7 +131,7 @@ func (s *Server) Close(ctx context.Context) error {
 			err = fmt.Errorf("engine: close: buffered results not recorded (their devices resend them): %w", ferr)
 		}
 		s.releaseLeader(ctx)
-		s.log.Info().Str("replica", s.owner).Msg("engine: server closed")
+		s.log.Info().Str("replica", s.lead.owner).Msg("engine: server closed")
 	}
 	s.closed = true
 	return err

@@ -15,13 +15,13 @@ import (
 
 func (s *Server) addDispatch(st transport.Start, d scope.DeviceID, at time.Time) {
 	k := dkey{st.TaskID, d}
-	if cur := s.pending[k]; cur != nil && cur.start.RunID > st.RunID {
+	if cur := s.disp.pending[k]; cur != nil && cur.start.RunID > st.RunID {
 		return
 	}
 	dp := &dispatch{start: st, device: d, next: at}
-	s.pending[k] = dp
-	if s.nextDisp.IsZero() || dp.next.Before(s.nextDisp) {
-		s.nextDisp = dp.next
+	s.disp.pending[k] = dp
+	if s.disp.nextDisp.IsZero() || dp.next.Before(s.disp.nextDisp) {
+		s.disp.nextDisp = dp.next
 	}
 }
 
@@ -181,13 +181,13 @@ func (s *Server) Tick(ctx context.Context) error {
 		return fmt.Errorf("engine: Tick before Open: %w", ErrClosed)
 	}
 	now := s.clk.Now()
-	if now.Before(s.lastTick) {
-		s.clockBack(now, s.lastTick.Sub(now))
+	if now.Before(s.sched.lastTick) {
+		s.clockBack(now, s.sched.lastTick.Sub(now))
 	}
-	s.lastTick = now
+	s.sched.lastTick = now
 	_ = s.flushResults(ctx, now) // logged; devices resend what was not recorded
-	if !now.Before(s.nextScope) {
-		s.nextScope = now.Add(s.cfg.ScopeRefresh)
+	if !now.Before(s.sched.nextScope) {
+		s.sched.nextScope = now.Add(s.cfg.ScopeRefresh)
 		s.refresh(ctx, now)
 	}
 	lead, err := s.leader(ctx)
@@ -195,7 +195,7 @@ func (s *Server) Tick(ctx context.Context) error {
 		return err
 	}
 	for _, id := range s.sortedIDs() {
-		ts := s.tasks[id]
+		ts := s.cat.tasks[id]
 		if !ts.onServer || !ts.t.Schedule.Timed() {
 			continue
 		}
@@ -239,17 +239,17 @@ func (s *Server) Tick(ctx context.Context) error {
 		s.dispatchDue(ctx, now)
 		s.controlsDue(ctx, now)
 	}
-	if lead && s.claimer() != nil && !now.Before(s.nextReconcile) {
+	if lead && s.claimer() != nil && !now.Before(s.lead.nextReconcile) {
 		// With replicas, the leader rebuilds the pause, resume and stop
 		// orders from the stored states every ScopeRefresh, so an order
 		// whose replica died before its devices answered still arrives.
-		s.nextReconcile = now.Add(s.cfg.ScopeRefresh)
+		s.lead.nextReconcile = now.Add(s.cfg.ScopeRefresh)
 		if err := s.recoverRuns(ctx, now, true); err != nil {
 			s.log.Error().Err(err).Msg("engine: reconcile pause, resume and stop orders")
 		}
 	}
-	if lead && !now.Before(s.nextPurge) {
-		s.nextPurge = now.Add(s.cfg.PurgeEvery)
+	if lead && !now.Before(s.sched.nextPurge) {
+		s.sched.nextPurge = now.Add(s.cfg.PurgeEvery)
 		if _, err := s.m.Runtime().PurgeHistory(ctx); err != nil {
 			s.log.Error().Err(err).Msg("engine: purge history")
 		}
@@ -270,25 +270,25 @@ func (s *Server) clockBack(now time.Time, step time.Duration) {
 			*t = now
 		}
 	}
-	for _, dp := range s.pending {
+	for _, dp := range s.disp.pending {
 		clamp(&dp.next, s.cfg.RetryInterval)
 		if dp.start.Due.After(now) {
 			dp.start.Due = dp.start.Due.Add(-step)
 		}
 	}
-	if !s.nextDisp.IsZero() {
-		clamp(&s.nextDisp, s.cfg.RetryInterval)
+	if !s.disp.nextDisp.IsZero() {
+		clamp(&s.disp.nextDisp, s.cfg.RetryInterval)
 	}
-	for _, c := range s.controls {
+	for _, c := range s.ctl.controls {
 		clamp(&c.next, s.cfg.RetryInterval)
 	}
-	if !s.nextCtl.IsZero() {
-		clamp(&s.nextCtl, s.cfg.RetryInterval)
+	if !s.ctl.nextCtl.IsZero() {
+		clamp(&s.ctl.nextCtl, s.cfg.RetryInterval)
 	}
-	clamp(&s.nextScope, s.cfg.ScopeRefresh)
-	clamp(&s.nextPurge, s.cfg.PurgeEvery)
-	clamp(&s.nextReconcile, s.cfg.ScopeRefresh)
-	for _, ts := range s.tasks {
+	clamp(&s.sched.nextScope, s.cfg.ScopeRefresh)
+	clamp(&s.sched.nextPurge, s.cfg.PurgeEvery)
+	clamp(&s.lead.nextReconcile, s.cfg.ScopeRefresh)
+	for _, ts := range s.cat.tasks {
 		ts.nextWake, ts.wakes = time.Time{}, nil
 	}
 }
@@ -302,21 +302,21 @@ func (s *Server) clockBack(now time.Time, step time.Duration) {
 // stall, none twice: a clock stepping back fires nothing until it passes
 // the last one again).
 func (s *Server) updatesFallback(ctx context.Context, now time.Time) {
-	base := s.updAt
+	base := s.upd.updAt
 	if base.IsZero() {
-		base = s.openedAt
+		base = s.sched.openedAt
 	}
 	first := base.Add(UpdatesOverdue)
 	if first.After(now) {
 		return
 	}
 	act := first.Add(now.Sub(first) / UpdatesFallbackEvery * UpdatesFallbackEvery)
-	if !act.After(s.lastFall) {
+	if !act.After(s.upd.lastFall) {
 		return
 	}
-	s.lastFall = act
+	s.upd.lastFall = act
 	for _, id := range s.sortedIDs() {
-		ts := s.tasks[id]
+		ts := s.cat.tasks[id]
 		if ts.onServer && ts.t.Schedule.Kind == schedule.OnUpdates && !ts.t.Suspended {
 			s.fire(ctx, ts, act, now, transport.Scheduled)
 		}
@@ -341,25 +341,25 @@ func (s *Server) Run(ctx context.Context, interval time.Duration) error {
 }
 
 func (s *Server) sortedIDs() []string {
-	if s.ids == nil {
-		s.ids = make([]string, 0, len(s.tasks))
-		for id := range s.tasks {
-			s.ids = append(s.ids, id)
+	if s.cat.ids == nil {
+		s.cat.ids = make([]string, 0, len(s.cat.tasks))
+		for id := range s.cat.tasks {
+			s.cat.ids = append(s.cat.ids, id)
 		}
-		sortStrings(s.ids)
+		sortStrings(s.cat.ids)
 	}
-	return s.ids
+	return s.cat.ids
 }
 
 // dispatchDue sends starts whose time has come and resends unanswered
 // ones every RetryInterval.
 func (s *Server) dispatchDue(ctx context.Context, now time.Time) {
-	if s.nextDisp.IsZero() || s.nextDisp.After(now) {
+	if s.disp.nextDisp.IsZero() || s.disp.nextDisp.After(now) {
 		return
 	}
 	var next time.Time
 	keys := make([]dkey, 0)
-	for k, dp := range s.pending {
+	for k, dp := range s.disp.pending {
 		if !dp.next.After(now) {
 			keys = append(keys, k)
 		} else if next.IsZero() || dp.next.Before(next) {
@@ -374,16 +374,16 @@ func (s *Server) dispatchDue(ctx context.Context, now time.Time) {
 	var firstRows []task.Result
 	var sends []transport.Message
 	for _, k := range keys {
-		dp := s.pending[k]
+		dp := s.disp.pending[k]
 		if lost[k] {
-			delete(s.pending, k) // taken over by another replica, or answered
+			delete(s.disp.pending, k) // taken over by another replica, or answered
 			s.stats.Fenced++
 			continue
 		}
-		ts := s.tasks[k.task]
+		ts := s.cat.tasks[k.task]
 		if ts == nil || ts.t.Suspended {
 			if ts == nil {
-				delete(s.pending, k)
+				delete(s.disp.pending, k)
 				continue
 			}
 			dp.next = now.Add(s.cfg.RetryInterval)
@@ -403,7 +403,7 @@ func (s *Server) dispatchDue(ctx context.Context, now time.Time) {
 			next = dp.next
 		}
 	}
-	s.nextDisp = next
+	s.disp.nextDisp = next
 	// Pending is recorded (one batch) before the starts go out.
 	s.record(ctx, firstRows)
 	for _, m := range sends {
@@ -418,13 +418,13 @@ func (s *Server) dispatchDue(ctx context.Context, now time.Time) {
 // start (once).
 func (s *Server) refresh(ctx context.Context, now time.Time) {
 	for _, id := range s.sortedIDs() {
-		ts := s.tasks[id]
+		ts := s.cat.tasks[id]
 		before := ts.devices
 		added := s.resolve(ctx, ts)
 		s.joinedMissed(ctx, ts, added, now)
 		s.reslot(ctx, ts, before)
 	}
-	s.byDevice = nil
+	s.dev.byDevice = nil
 }
 
 // wake sends Wake-on-LAN requests the chosen minutes before each device's
@@ -433,7 +433,7 @@ func (s *Server) refresh(ctx context.Context, now time.Time) {
 // the device's own local activation plus its randomized delay.
 func (s *Server) wake(ctx context.Context, now time.Time) {
 	for _, id := range s.sortedIDs() {
-		ts := s.tasks[id]
+		ts := s.cat.tasks[id]
 		lead, ok := ts.t.Schedule.WakeLead()
 		if !ok || !ts.t.Schedule.Timed() || ts.t.Suspended {
 			continue
@@ -489,13 +489,13 @@ func (s *Server) deviceLoc(ctx context.Context, d scope.DeviceID) *time.Location
 	if err != nil || dev.TimeZone == "" {
 		return time.UTC
 	}
-	if l, ok := s.zones[dev.TimeZone]; ok {
+	if l, ok := s.dev.zones[dev.TimeZone]; ok {
 		return l
 	}
 	l, err := time.LoadLocation(dev.TimeZone)
 	if err != nil {
 		l = time.UTC
 	}
-	s.zones[dev.TimeZone] = l
+	s.dev.zones[dev.TimeZone] = l
 	return l
 }

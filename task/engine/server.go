@@ -11,6 +11,7 @@ import (
 
 	"github.com/benbjohnson/clock"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/taskfleet/taskfleet/internal/errs"
 	"github.com/taskfleet/taskfleet/schedule"
@@ -65,8 +66,16 @@ type Config struct {
 	// Clock is the time source (default: the wall clock); simulations
 	// pass a mock and drive the server with Tick.
 	Clock clock.Clock
-	// Logger receives the engine's log (default: zerolog.Nop()).
+	// Logger receives the engine's log (default: zerolog.Nop(), the zero
+	// Logger logs nothing either): lifecycle at info (opened, closed,
+	// leader lease taken or released), decisions at debug (task loaded,
+	// run fired, run dispatched to N devices, catch-up run), rejected
+	// device items and undecodable tasks at warn/error. Secrets never
+	// appear in it.
 	Logger zerolog.Logger
+	// MeterProvider receives the engine's OpenTelemetry metrics (nil,
+	// the default: no metrics). See the Metric* names.
+	MeterProvider metric.MeterProvider
 	// RetryInterval: how often unanswered starts are resent (1 minute).
 	RetryInterval time.Duration
 	// ScopeRefresh: how often scopes are re-resolved (15 minutes).
@@ -158,54 +167,112 @@ type dkey struct {
 // Server is the Administration Server runtime: it implements
 // task.Dispatcher, runs device-selection and Administration Server tasks
 // on the server's time, delivers every other task to the devices, and
-// takes their results. Drive it with Tick (deterministic) or Run.
+// takes their results. Drive it with Tick (deterministic) or Run; stop it
+// with Close.
+//
+// The runtime is made of parts with one job each; each part's state is
+// its own struct below, and the comment on each says which code owns it.
+// One mutex (mu) guards them all: a device result (intake) settles a
+// dispatch, may end a control order and fire a dependent task in the same
+// step, and the parts call each other in that order while holding it, so
+// finer locks would have to be taken in a fixed order on every path; the
+// split keeps that possible without changing behaviour now. A device
+// message travels one way: Handle → intake (checks) → record (flush) →
+// follow-ups (dispatch settled, control orders ended, dependent tasks
+// fired, result sink).
 type Server struct {
-	mu        sync.Mutex
-	cfg       Config
-	clk       clock.Clock
-	loc       *time.Location
-	log       zerolog.Logger
-	m         *task.Manager
-	ep        transport.ServerEndpoint
-	tasks     map[string]*taskState
-	byDevice  map[scope.DeviceID][]string
-	pending   map[dkey]*dispatch
-	nextDisp  time.Time
-	seen      map[scope.DeviceID]time.Time
-	updGen    int64
-	updAt     time.Time
-	updKeys   map[string]bool
+	mu  sync.Mutex
+	cfg Config
+	clk clock.Clock
+	loc *time.Location
+	log zerolog.Logger
+	met *metrics // OpenTelemetry instruments (metrics.go)
+	m   *task.Manager
+	ep  transport.ServerEndpoint
+
+	// Lifecycle (lifecycle.go): opened by Open, closed by Close.
+	opened bool
+	closed bool // Close ran: nothing is sent or taken any more
+
+	cat   catalog       // the tasks the engine knows (server.go)
+	sched scheduling    // server-run activations and periodic duties (run.go)
+	disp  dispatching   // starts waiting for devices (run.go, replicas.go)
+	ctl   controlOrders // stop, pause and resume orders (dispatcher.go)
+	dev   deviceSync    // heartbeats, delivery and withdrawal (dispatcher.go)
+	upd   updatesState  // "when new updates are downloaded" (dispatcher.go, run.go)
+	lead  leadership    // claims and the leader lease (replicas.go)
+	in    intake        // the device-message path (intake.go)
+	sink  sinkState     // results written to the ResultSink (sink.go)
+	stats Stats
+}
+
+// catalog is the engine's view of the tasks: their state, loaded by Open
+// and kept current by TaskSaved and TaskDeleted.
+type catalog struct {
+	tasks map[string]*taskState
+	ids   []string        // sorted task ids (nil: rebuild)
+	trig  map[string]bool // ids of tasks others wait for (nil: rebuild)
+}
+
+// scheduling is the state of the periodic work of Tick: the next scope
+// refresh and history purge, and the clock readings it compares.
+type scheduling struct {
 	nextScope time.Time
 	nextPurge time.Time
-	// nextReconcile: when the leader next rebuilds control orders
-	// (replicas only).
-	nextReconcile time.Time
-	stats         Stats
-	opened        bool
-	closed        bool // Close ran: nothing is sent or taken any more
-	zones         map[string]*time.Location
-	in            intake          // the device-message path (intake.go)
-	ids           []string        // sorted task ids (nil: rebuild)
-	trig          map[string]bool // ids of tasks others wait for (nil: rebuild)
-	owner         string          // this replica's id in claims and the leader lease
-	afterClaim    func()          // test hook (export_test.go)
-	nextStale     time.Time
-	leading       bool
-	// controls are the unanswered StopRun, PauseRun and ResumeRun per
-	// device (ctlKeys: by message key); nextCtl is the earliest resend.
+	// openedAt is when Open ran (the updates fallback counts from it
+	// until updates arrive); lastTick the clock reading of the last Tick
+	// (an earlier reading after it: the clock stepped back).
+	openedAt time.Time
+	lastTick time.Time
+}
+
+// dispatching holds the starts sent (or to send) to devices and not yet
+// answered, and when the next one is due.
+type dispatching struct {
+	pending  map[dkey]*dispatch
+	nextDisp time.Time
+}
+
+// controlOrders are the unanswered StopRun, PauseRun and ResumeRun per
+// device (ctlKeys: by message key); nextCtl is the earliest resend.
+type controlOrders struct {
 	controls map[dkey]*control
 	ctlKeys  map[string]dkey
 	nextCtl  time.Time
+}
 
-	// openedAt is when Open ran (the updates fallback counts from it
-	// until updates arrive); lastFall the last fallback activation;
-	// lastTick the clock reading of the last Tick (an earlier reading
-	// after it: the clock stepped back).
-	openedAt time.Time
+// deviceSync is what the server knows of devices: which tasks each has
+// (byDevice, nil: rebuild), when each was last heard from, and zones.
+type deviceSync struct {
+	byDevice map[scope.DeviceID][]string
+	seen     map[scope.DeviceID]time.Time
+	zones    map[string]*time.Location
+}
+
+// updatesState follows the repository's update downloads: the generation
+// and time of the last one, the report keys seen, and the last fallback
+// activation while updates are overdue.
+type updatesState struct {
+	updGen   int64
+	updAt    time.Time
+	updKeys  map[string]bool
 	lastFall time.Time
-	lastTick time.Time
-	// sunk are the results written to the ResultSink (the last
-	// sinkMemory, in sunkRing from sunkNext).
+}
+
+// leadership is this replica's part among replicas sharing a store.
+type leadership struct {
+	owner   string // this replica's id in claims and the leader lease
+	leading bool
+	// nextStale: when claims of dead replicas are next looked for;
+	// nextReconcile: when the leader next rebuilds control orders.
+	nextStale     time.Time
+	nextReconcile time.Time
+	afterClaim    func() // test hook (export_test.go)
+}
+
+// sinkState remembers the results written to the ResultSink (the last
+// sinkMemory, in sunkRing from sunkNext), so none is written twice.
+type sinkState struct {
 	sunk     map[sinkKey]bool
 	sunkRing []sinkKey
 	sunkNext int
@@ -291,8 +358,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ClaimBatch == 0 {
 		cfg.ClaimBatch = DefaultClaimBatch
 	}
-	return &Server{cfg: cfg, owner: replicaOwner(cfg.ReplicaID), clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger,
-		tasks: map[string]*taskState{}, byDevice: map[scope.DeviceID][]string{}, pending: map[dkey]*dispatch{}, seen: map[scope.DeviceID]time.Time{}, updKeys: map[string]bool{}, zones: map[string]*time.Location{}}, nil
+	srv := &Server{cfg: cfg, clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger, met: newMetrics(cfg.MeterProvider),
+		cat:  catalog{tasks: map[string]*taskState{}},
+		disp: dispatching{pending: map[dkey]*dispatch{}},
+		dev:  deviceSync{byDevice: map[scope.DeviceID][]string{}, seen: map[scope.DeviceID]time.Time{}, zones: map[string]*time.Location{}},
+		upd:  updatesState{updKeys: map[string]bool{}},
+		lead: leadership{owner: replicaOwner(cfg.ReplicaID)},
+	}
+	srv.observeConnected(cfg.MeterProvider)
+	return srv, nil
 }
 
 // Stats returns the counters.
@@ -304,17 +378,17 @@ func (s *Server) Stats() Stats {
 
 // load (re)computes a task's state; it does not send anything.
 func (s *Server) load(ctx context.Context, t *task.Task, now time.Time) *taskState {
-	ts := s.tasks[t.ID]
+	ts := s.cat.tasks[t.ID]
 	settingsChanged := ts == nil || ts.t.SettingsRevision != t.SettingsRevision
 	if ts == nil {
 		ts = &taskState{}
-		s.tasks[t.ID] = ts
-		s.ids = nil
+		s.cat.tasks[t.ID] = ts
+		s.cat.ids = nil
 	}
 	ts.t = t
 	ts.def = nil
 	ts.onServer = t.RunsOnServer()
-	s.trig = nil
+	s.cat.trig = nil
 	if settingsChanged || !automaticDelay(ts) {
 		ts.slots = nil // a new layout (settings edited)
 	}
@@ -374,26 +448,26 @@ func (s *Server) resolve(ctx context.Context, ts *taskState) []scope.DeviceID {
 // devicesTasks returns the device tasks of every device, rebuilt after
 // the task list or a scope changed.
 func (s *Server) devicesTasks() map[scope.DeviceID][]string {
-	if s.byDevice == nil {
+	if s.dev.byDevice == nil {
 		s.rebuildByDevice()
 	}
-	return s.byDevice
+	return s.dev.byDevice
 }
 
 func (s *Server) rebuildByDevice() {
-	s.byDevice = map[scope.DeviceID][]string{}
-	ids := make([]string, 0, len(s.tasks))
-	for id := range s.tasks {
+	s.dev.byDevice = map[scope.DeviceID][]string{}
+	ids := make([]string, 0, len(s.cat.tasks))
+	for id := range s.cat.tasks {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		ts := s.tasks[id]
+		ts := s.cat.tasks[id]
 		if ts.onServer {
 			continue
 		}
 		for _, d := range ts.devices {
-			s.byDevice[d] = append(s.byDevice[d], id)
+			s.dev.byDevice[d] = append(s.dev.byDevice[d], id)
 		}
 	}
 }
@@ -414,7 +488,7 @@ func (s *Server) connected(ctx context.Context, d scope.DeviceID) bool {
 }
 
 func (s *Server) visible(d scope.DeviceID, now time.Time) bool {
-	t, ok := s.seen[d]
+	t, ok := s.dev.seen[d]
 	return ok && now.Sub(t) <= s.cfg.VisibilityTimeout
 }
 
