@@ -136,6 +136,7 @@ func (s *Server) reject(d scope.DeviceID, why RejectReason, n int, taskID, detai
 		s.stats.RejectedBy = map[RejectReason]int64{}
 	}
 	s.stats.RejectedBy[why] += int64(n)
+	s.met.rejected.Add(context.Background(), int64(n), s.met.reason(why))
 	s.log.Warn().Str("device", clipLog(string(d))).Str("reason", string(why)).Int("items", n).Str("task", clipLog(taskID)).Str("detail", detail).Msg("engine: device items rejected")
 }
 
@@ -612,10 +613,13 @@ func (s *Server) flushResults(ctx context.Context, now time.Time) error {
 	ok := acks
 	recorded := all
 	if len(all) > 0 {
+		began := s.clk.Now()
 		n, err := s.m.Runtime().RecordResults(ctx, all)
+		s.storeCall(ctx, "RecordResults", began)
 		switch {
 		case err == nil:
 			s.stats.ResultsApplied += int64(n)
+			s.met.recorded.Add(ctx, int64(n))
 		case errors.Is(err, task.ErrInvalid):
 			ok, recorded = nil, nil
 			for _, a := range acks {
@@ -629,6 +633,7 @@ func (s *Server) flushResults(ctx context.Context, now time.Time) error {
 					recorded = append(recorded, all[a.from:a.to]...)
 				}
 				s.stats.ResultsApplied += int64(n)
+				s.met.recorded.Add(ctx, int64(n))
 				ok = append(ok, a)
 			}
 		default:
@@ -662,6 +667,9 @@ func (s *Server) flushResults(ctx context.Context, now time.Time) error {
 	s.sinkResults(ctx, recorded)
 	var trig plan
 	for _, r := range recorded {
+		if r.RestartRequired && r.State.Final() {
+			s.log.Info().Str("task", r.TaskID).Str("device", string(r.DeviceID)).Int64("run", r.RunID).Msg("engine: restart pending: the device must restart to finish the run")
+		}
 		s.afterResult(ctx, &trig, r, now)
 	}
 	s.commit(ctx, trig) // "on completing another task" starts, in one batch

@@ -53,11 +53,13 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 			// One task whose settings no longer decode must not keep the
 			// server from running every other task.
 			s.stats.Undecodable++
+			s.met.undecodable.Add(ctx, 1)
 			s.log.Error().Err(u).Str("task", u.TaskID).Msg("engine: task skipped: its stored settings cannot be decoded")
 		}
 		for _, app := range page.Applications {
 			for _, t := range app.Tasks {
 				ts := s.load(ctx, t, now)
+				s.log.Debug().Str("task", t.ID).Str("name", t.Name).Bool("server_run", ts.onServer).Int("devices", len(ts.devices)).Msg("engine: task loaded")
 				if ts.slots != nil && !ts.onServer {
 					// Rebuilt: the devices' reports of the places they
 					// hold restore the layout (slotLayout).
@@ -75,13 +77,16 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 		p.After = page.Next
 	}
 	s.dev.byDevice = nil
+	recovered := 0
 	recover := []task.State{task.Scheduled, task.Pending}
 	claims := s.claimer() != nil
 	if claims {
 		recover = recover[1:] // scheduled starts are dispatched from the store
 	}
 	for _, st := range recover {
+		began := s.clk.Now()
 		recs, err := s.cfg.Store.DueResults(ctx, storage.DueResultsParams{State: string(st), Before: now.Add(366 * 24 * time.Hour), Limit: storage.MaxListLimit})
+		s.storeCall(ctx, "DueResults", began)
 		if err != nil {
 			return fmt.Errorf("engine: recover starts: %w", err)
 		}
@@ -93,6 +98,7 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 				continue // leased to the replica that dispatched it; taken over when its lease expires
 			}
 			at := r.DueAt
+			recovered++
 			s.addDispatch(transport.Start{TaskID: r.TaskID, RunID: r.RunID, At: at, Due: at}, scope.DeviceID(r.DeviceID), at)
 		}
 	}
@@ -104,6 +110,7 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 	s.lead.nextReconcile = now.Add(s.cfg.ScopeRefresh)
 	s.opened = true
 	s.sched.openedAt = now
+	s.log.Info().Str("replica", s.lead.owner).Int("tasks", len(s.cat.tasks)).Int("recovered_starts", recovered).Int64("undecodable", s.stats.Undecodable).Msg("engine: server opened")
 	return nil
 }
 

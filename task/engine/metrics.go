@@ -76,6 +76,9 @@ func newMetrics(mp metric.MeterProvider) *metrics {
 		reasons:   map[RejectReason]metric.MeasurementOption{},
 		ops:       map[string]metric.MeasurementOption{},
 	}
+	for _, op := range storeOps {
+		met.ops[op] = metric.WithAttributeSet(attribute.NewSet(attribute.String("db.operation.name", op)))
+	}
 	// An instrument the provider refuses (an invalid name cannot occur:
 	// they are constants) falls back to a no-op one.
 	nop := noop.Meter{}
@@ -142,13 +145,16 @@ func (m *metrics) reason(why RejectReason) metric.MeasurementOption {
 	return o
 }
 
-// storeCall records the duration of one store call that began at start
-// (called under the server's lock, which guards ops).
+// storeOps are the store calls whose duration the engine records (the
+// values of the db.operation.name attribute).
+var storeOps = []string{"RecordResults", "DueResults", "DispatchDue", "ClaimStale", "RenewClaims", "AcquireLeader", "PutEngineState", "ListResults", "PurgeHistory"}
+
+// storeCall records the duration of one store call that began at start.
+// ops is read-only after newMetrics, so it is safe without the lock.
 func (s *Server) storeCall(ctx context.Context, op string, start time.Time) {
 	o, ok := s.met.ops[op]
 	if !ok {
 		o = metric.WithAttributeSet(attribute.NewSet(attribute.String("db.operation.name", op)))
-		s.met.ops[op] = o
 	}
 	s.met.store.Record(ctx, s.clk.Since(start).Seconds(), o)
 }

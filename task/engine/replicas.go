@@ -94,11 +94,22 @@ func (s *Server) leader(ctx context.Context) (bool, error) {
 		s.lead.leading = true
 		return true, nil
 	}
+	began := s.clk.Now()
 	got, err := s.cfg.Store.AcquireLeader(ctx, storage.LeaderParams{Name: LeaderLease, Owner: s.lead.owner, TTL: s.cfg.LeaseTTL, Now: s.leaseNow()})
+	s.storeCall(ctx, "AcquireLeader", began)
 	if err != nil {
+		if s.lead.leading {
+			s.log.Warn().Str("replica", s.lead.owner).Msg("engine: leader lease lost: the store cannot be reached")
+		}
 		s.log.Error().Err(err).Msg("engine: leader lease")
 		s.lead.leading = false
 		return false, nil
+	}
+	switch {
+	case got.Held && !s.lead.leading:
+		s.log.Info().Str("replica", s.lead.owner).Int64("epoch", got.Epoch).Msg("engine: leader lease taken")
+	case !got.Held && s.lead.leading:
+		s.log.Warn().Str("replica", s.lead.owner).Str("leader", got.Owner).Msg("engine: leader lease lost to another replica")
 	}
 	s.lead.leading = got.Held
 	if !got.Held && s.claimer() == nil {
@@ -134,6 +145,7 @@ func (s *Server) taskFor(ctx context.Context, id string, rev int64, now time.Tim
 	if err != nil {
 		if errors.Is(err, task.ErrUndecodable) {
 			s.stats.Undecodable++
+			s.met.undecodable.Add(ctx, 1)
 		}
 		if !errors.Is(err, task.ErrNotFound) {
 			s.log.Error().Err(err).Str("task", id).Msg("engine: load task for a claimed start")
@@ -164,7 +176,9 @@ func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now tim
 	// One batch first; the parallel workers start only when it came back
 	// full (more is due), so an idle Tick costs one store call.
 	s.mu.Unlock()
+	began := s.clk.Now()
 	first, err := c.DispatchDue(ctx, p)
+	s.storeCall(ctx, "DispatchDue", began)
 	if err == nil && len(first) > 0 && s.lead.afterClaim != nil {
 		s.lead.afterClaim() // tests: stall or die after the dispatch, before the sends
 	}
@@ -184,7 +198,9 @@ func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now tim
 	for range workers {
 		wg.Go(func() {
 			for !stop.Load() {
+				began := s.clk.Now()
 				claims, err := c.DispatchDue(ctx, p)
+				s.storeCall(ctx, "DispatchDue", began)
 				if err != nil {
 					s.log.Error().Err(err).Msg("engine: dispatch due starts")
 					stop.Store(true) // nothing changed in the store: the next Tick tries again
@@ -239,6 +255,9 @@ func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now tim
 // sendClaimed sends the starts of dispatched claims and keeps them for
 // resending until their devices answer.
 func (s *Server) sendClaimed(ctx context.Context, claims []storage.Claim, now time.Time, takeover bool) {
+	if takeover && len(claims) > 0 {
+		s.log.Info().Str("replica", s.lead.owner).Int("starts", len(claims)).Msg("engine: took over dispatched starts of a replica whose lease expired")
+	}
 	for _, cl := range claims {
 		ts := s.taskFor(ctx, cl.TaskID, cl.TaskRevision, now)
 		if ts == nil {
@@ -261,8 +280,11 @@ func (s *Server) sendClaimed(ctx context.Context, claims []storage.Claim, now ti
 		}
 		if takeover {
 			s.stats.TakenOver++
+			s.met.takeovers.Add(ctx, 1)
 		} else {
 			s.stats.Dispatched++
+			s.met.dispatched.Add(ctx, 1, s.met.firstSend)
+			s.met.lag.Record(ctx, max(now.Sub(cl.DueAt), 0).Seconds())
 		}
 		_ = s.send(ctx, transport.Message{Key: startKey(cl.TaskID, cl.RunID), Kind: transport.StartRun, Device: d, Start: &st, Definition: s.definition(ts)})
 	}

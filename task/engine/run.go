@@ -31,7 +31,9 @@ func (s *Server) record(ctx context.Context, rs []task.Result) int {
 	if len(rs) == 0 {
 		return 0
 	}
+	began := s.clk.Now()
 	n, err := s.m.Runtime().RecordResults(ctx, rs)
+	s.storeCall(ctx, "RecordResults", began)
 	if err != nil {
 		s.log.Error().Err(err).Msg("engine: record results")
 		return n
@@ -47,6 +49,18 @@ func (s *Server) record(ctx context.Context, rs []task.Result) int {
 func (s *Server) startOn(ctx context.Context, ts *taskState, st transport.Start, devices []scope.DeviceID, revision int64, now time.Time) {
 	var p plan
 	s.plan(ctx, &p, ts, st, devices, revision, now)
+	if e := s.log.Info(); e.Enabled() {
+		waiting, missed := 0, 0
+		for _, r := range p.rows {
+			switch r.State {
+			case task.Missed:
+				missed++
+			case task.Pending:
+				waiting++
+			}
+		}
+		e.Str("task", ts.t.ID).Int64("run", st.RunID).Bool("manual", st.Manual).Int("devices", len(p.rows)-waiting-missed).Int("waiting_for_device", waiting).Int("missed", missed).Msg("engine: run dispatched")
+	}
 	s.commit(ctx, p)
 }
 
@@ -164,6 +178,10 @@ func (s *Server) fire(ctx context.Context, ts *taskState, act, now time.Time, ki
 		}
 	}
 	s.stats.Fired++
+	s.met.fired.Add(ctx, 1)
+	if late := now.Sub(act); late > s.cfg.RetryInterval {
+		s.log.Info().Str("task", ts.t.ID).Time("activation", act.UTC()).Dur("late", late).Msg("engine: catch-up run: an activation the server missed fires now")
+	}
 	s.resolve(ctx, ts)
 	ts.lastFire = &st
 	s.startOn(ctx, ts, st, ts.devices, ts.t.SettingsRevision, now)
@@ -250,7 +268,10 @@ func (s *Server) Tick(ctx context.Context) error {
 	}
 	if lead && !now.Before(s.sched.nextPurge) {
 		s.sched.nextPurge = now.Add(s.cfg.PurgeEvery)
-		if _, err := s.m.Runtime().PurgeHistory(ctx); err != nil {
+		began := s.clk.Now()
+		_, err := s.m.Runtime().PurgeHistory(ctx)
+		s.storeCall(ctx, "PurgeHistory", began)
+		if err != nil {
 			s.log.Error().Err(err).Msg("engine: purge history")
 		}
 	}
@@ -391,8 +412,13 @@ func (s *Server) dispatchDue(ctx context.Context, now time.Time) {
 			if dp.sent == 0 {
 				firstRows = append(firstRows, task.Result{TaskID: k.task, DeviceID: k.device, RunID: dp.start.RunID, Seq: transport.SeqDispatched, State: task.Pending, DueAt: dp.start.Due, UpdatedAt: now})
 				s.stats.Dispatched++
+				s.met.dispatched.Add(ctx, 1, s.met.firstSend)
+				if !dp.start.Due.IsZero() {
+					s.met.lag.Record(ctx, max(now.Sub(dp.start.Due), 0).Seconds())
+				}
 			} else {
 				s.stats.Resent++
+				s.met.dispatched.Add(ctx, 1, s.met.resend)
 			}
 			dp.sent++
 			st := dp.start
