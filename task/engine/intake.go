@@ -681,3 +681,6 @@ func (st Stats) statsCopy() Stats {
 	st.RejectedBy = maps.Clone(st.RejectedBy)
 	return st
 }
+
+// maxResultBatch is how many buffered results force a flush.
+const maxResultBatch = 10000

@@ -1,11 +1,8 @@
 package engine
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -14,11 +11,17 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/taskfleet/taskfleet/internal/errs"
-	"github.com/taskfleet/taskfleet/schedule"
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/storage"
 	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/transport"
+)
+
+// The Server is the Manager's task.Dispatcher and the transport's
+// Handler.
+var (
+	_ task.Dispatcher   = (*Server)(nil)
+	_ transport.Handler = (*Server)(nil)
 )
 
 // Errors, shared with every taskfleet package.
@@ -177,9 +180,9 @@ type dkey struct {
 // step, and the parts call each other in that order while holding it, so
 // finer locks would have to be taken in a fixed order on every path; the
 // split keeps that possible without changing behaviour now. A device
-// message travels one way: Handle → intake (checks) → record (flush) →
-// follow-ups (dispatch settled, control orders ended, dependent tasks
-// fired, result sink).
+// message travels one way: Handle → intake (checks, intake.go) → record
+// (flushResults) → follow-ups (followups.go: dispatch settled, control
+// orders ended, dependent tasks fired; result sink).
 type Server struct {
 	mu  sync.Mutex
 	cfg Config
@@ -194,12 +197,12 @@ type Server struct {
 	opened bool
 	closed bool // Close ran: nothing is sent or taken any more
 
-	cat   catalog       // the tasks the engine knows (server.go)
-	sched scheduling    // server-run activations and periodic duties (run.go)
-	disp  dispatching   // starts waiting for devices (run.go, replicas.go)
-	ctl   controlOrders // stop, pause and resume orders (dispatcher.go)
-	dev   deviceSync    // heartbeats, delivery and withdrawal (dispatcher.go)
-	upd   updatesState  // "when new updates are downloaded" (dispatcher.go, run.go)
+	cat   catalog       // the tasks the engine knows (catalog.go)
+	sched scheduling    // server-run activations and periodic duties (activations.go, tick.go)
+	disp  dispatching   // starts waiting for devices (dispatch.go, replicas.go)
+	ctl   controlOrders // stop, pause and resume orders (control.go, recovery.go)
+	dev   deviceSync    // heartbeats, delivery and withdrawal (devices.go)
+	upd   updatesState  // "when new updates are downloaded" (activations.go)
 	lead  leadership    // claims and the leader lease (replicas.go)
 	in    intake        // the device-message path (intake.go)
 	sink  sinkState     // results written to the ResultSink (sink.go)
@@ -374,154 +377,4 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.stats.statsCopy()
-}
-
-// load (re)computes a task's state; it does not send anything.
-func (s *Server) load(ctx context.Context, t *task.Task, now time.Time) *taskState {
-	ts := s.cat.tasks[t.ID]
-	settingsChanged := ts == nil || ts.t.SettingsRevision != t.SettingsRevision
-	if ts == nil {
-		ts = &taskState{}
-		s.cat.tasks[t.ID] = ts
-		s.cat.ids = nil
-	}
-	ts.t = t
-	ts.def = nil
-	ts.onServer = t.RunsOnServer()
-	s.cat.trig = nil
-	if settingsChanged || !automaticDelay(ts) {
-		ts.slots = nil // a new layout (settings edited)
-	}
-	if settingsChanged {
-		ts.since = t.UpdatedAt
-		ts.cursor = now
-		if t.Schedule.Kind == schedule.Immediately || t.Schedule.Kind == schedule.Once {
-			ts.cursor = t.UpdatedAt.Add(-time.Nanosecond)
-			if t.Schedule.Kind == schedule.Once && t.Schedule.At.Before(ts.cursor) {
-				ts.cursor = now
-			}
-		}
-		ts.next = time.Time{}
-	}
-	s.resolve(ctx, ts)
-	return ts
-}
-
-// resolve refreshes a task's device list.
-func (s *Server) resolve(ctx context.Context, ts *taskState) []scope.DeviceID {
-	var devs []scope.DeviceID
-	if ts.t.Scope.Kind == scope.Server {
-		devs = []scope.DeviceID{task.ServerDevice}
-	} else {
-		sc := ts.t.Scope
-		// "Distribute to secondary and virtual Administration Servers":
-		// the devices those servers manage are in the task's scope, but
-		// their own server runs the task on them (its inherited copy,
-		// package task/hierarchy) and reports their figures up; this
-		// server runs it on the devices it manages, so each device runs
-		// each run once and is counted once.
-		sc.DistributeToServers = false
-		res, err := scope.Resolve(ctx, sc, s.cfg.Inventory)
-		if err != nil {
-			s.log.Error().Err(err).Str("task", ts.t.ID).Msg("engine: resolve scope")
-			return nil
-		}
-		devs = res.Devices
-		if ts.onServer {
-			devs = append(slices.Clone(res.Devices), res.Offline...)
-			slices.Sort(devs)
-		}
-	}
-	var added []scope.DeviceID
-	in := make(map[scope.DeviceID]bool, len(devs))
-	for _, d := range devs {
-		in[d] = true
-		if ts.inScope != nil && !ts.inScope[d] {
-			added = append(added, d)
-		}
-	}
-	ts.devices, ts.inScope = devs, in
-	ts.followSlots()
-	return added
-}
-
-// devicesTasks returns the device tasks of every device, rebuilt after
-// the task list or a scope changed.
-func (s *Server) devicesTasks() map[scope.DeviceID][]string {
-	if s.dev.byDevice == nil {
-		s.rebuildByDevice()
-	}
-	return s.dev.byDevice
-}
-
-func (s *Server) rebuildByDevice() {
-	s.dev.byDevice = map[scope.DeviceID][]string{}
-	ids := make([]string, 0, len(s.cat.tasks))
-	for id := range s.cat.tasks {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		ts := s.cat.tasks[id]
-		if ts.onServer {
-			continue
-		}
-		for _, d := range ts.devices {
-			s.dev.byDevice[d] = append(s.dev.byDevice[d], id)
-		}
-	}
-}
-
-func (s *Server) definition(ts *taskState) *transport.Definition {
-	if n := slotCount(ts); ts.def == nil || ts.def.Devices != n || ts.def.LastManual != ts.manual {
-		ts.def = &transport.Definition{Task: *ts.t, Since: ts.since, Devices: n, LastManual: ts.manual}
-	}
-	return ts.def
-}
-
-func (s *Server) connected(ctx context.Context, d scope.DeviceID) bool {
-	if d == task.ServerDevice {
-		return true
-	}
-	dev, err := s.cfg.Inventory.Device(ctx, d)
-	return err == nil && dev.Connected
-}
-
-func (s *Server) visible(d scope.DeviceID, now time.Time) bool {
-	t, ok := s.dev.seen[d]
-	return ok && now.Sub(t) <= s.cfg.VisibilityTimeout
-}
-
-func (s *Server) send(ctx context.Context, m transport.Message) error {
-	if s.closed {
-		return ErrClosed
-	}
-	m.SentAt = s.clk.Now().UTC()
-	err := s.ep.Send(ctx, m)
-	if err != nil && !errors.Is(err, transport.ErrUnreachable) {
-		s.log.Error().Err(err).Str("device", string(m.Device)).Str("kind", string(m.Kind)).Msg("engine: send")
-	}
-	return err
-}
-
-// slotOf returns a device's place in a task's automatic randomized delay
-// (slotLayout); nil when the delay is not automatic.
-func slotOf(ts *taskState, d scope.DeviceID) *transport.Slot {
-	sl, ok := slotAt(ts, d)
-	if !ok {
-		return nil
-	}
-	return &sl
-}
-
-// slotAt is slotOf as a value (false: no slot).
-func slotAt(ts *taskState, d scope.DeviceID) (transport.Slot, bool) {
-	if ts.slots == nil {
-		return transport.Slot{}, false
-	}
-	i, ok := ts.slots.index[d]
-	if !ok {
-		return transport.Slot{}, false
-	}
-	return transport.Slot{Index: i, Of: len(ts.slots.by)}, true
 }
