@@ -355,6 +355,41 @@
 //     within RecoveryWindow of an activation could fire it twice after a
 //     restart (retention is at least one day).
 //
+// # Parts of the runtime
+//
+// A Server is made of parts with one job each, each with its own state
+// struct and file: the catalog of tasks (catalog.go), scheduling
+// activations (activations.go), dispatching runs (dispatch.go; with
+// replicas through the store's claims, replicas.go), control orders
+// (control.go), device sync (devices.go), the intake (intake.go),
+// follow-ups of recorded results (followups.go), recovery after a restart
+// (recovery.go, called from Open) and leadership (replicas.go). Tick
+// (tick.go) calls them in a fixed order. One mutex guards every part: a
+// device result settles a dispatch, ends a control order and fires a
+// dependent task in one step, so the parts share the lock rather than
+// take several in an order every path would have to respect. A device
+// message travels one way: Handle → intake checks → flushResults records
+// (at the next Tick, or Close) → follow-ups.
+//
+// # Logs and metrics
+//
+// Config.Logger (zerolog; default none) gets lifecycle at info (server
+// opened with its task count and recovered starts, closed, leader lease
+// taken, lost or released, starts taken over from a dead replica),
+// decisions at info and debug (task loaded, "run dispatched" with the
+// number of devices started, waiting and missed, catch-up run of an
+// activation fired late, restart pending), rejected device items at
+// warn with the device and the reason, and undecodable tasks at error.
+// Secrets never appear: settings and credentials are not logged.
+//
+// Config.MeterProvider (OpenTelemetry metric API; nil: no metrics) gets
+// the instruments named by the Metric* constants: runs dispatched
+// (first sends and resends) and fired, results recorded and rejected (by
+// taskfleet.reject.reason), dispatch lag and store call duration
+// (histograms, seconds, by db.operation.name), connected devices, claim
+// takeovers and undecodable tasks. The engine imports only the API; the
+// host picks the SDK and exporter (examples/metrics uses Prometheus).
+//
 // # Errors
 //
 // New returns ValidationErrors naming bad Config fields. Open returns
