@@ -269,13 +269,13 @@ func (s *Server) dispatchDue(ctx context.Context, now time.Time) {
 			if dp.sent == 0 {
 				firstRows = append(firstRows, task.Result{TaskID: k.task, DeviceID: k.device, RunID: dp.start.RunID, Seq: transport.SeqDispatched, State: task.Pending, DueAt: dp.start.Due, UpdatedAt: now})
 				s.stats.Dispatched++
-				s.met.dispatched.Add(ctx, 1, s.met.firstSend)
+				s.met.dispatched.Add(ctx, 1, s.met.firstSend...)
 				if !dp.start.Due.IsZero() {
 					s.met.lag.Record(ctx, max(now.Sub(dp.start.Due), 0).Seconds())
 				}
 			} else {
 				s.stats.Resent++
-				s.met.dispatched.Add(ctx, 1, s.met.resend)
+				s.met.dispatched.Add(ctx, 1, s.met.resend...)
 			}
 			dp.sent++
 			st := dp.start

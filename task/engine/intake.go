@@ -136,7 +136,7 @@ func (s *Server) reject(d scope.DeviceID, why RejectReason, n int, taskID, detai
 		s.stats.RejectedBy = map[RejectReason]int64{}
 	}
 	s.stats.RejectedBy[why] += int64(n)
-	s.met.rejected.Add(context.Background(), int64(n), s.met.reason(why))
+	s.met.rejected.Add(context.Background(), int64(n), s.met.reason(why)...)
 	s.log.Warn().Str("device", clipLog(string(d))).Str("reason", string(why)).Int("items", n).Str("task", clipLog(taskID)).Str("detail", detail).Msg("engine: device items rejected")
 }
 

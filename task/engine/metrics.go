@@ -60,9 +60,11 @@ type metrics struct {
 	store       metric.Float64Histogram
 	undecodable metric.Int64Counter
 
-	firstSend, resend metric.MeasurementOption
-	reasons           map[RejectReason]metric.MeasurementOption
-	ops               map[string]metric.MeasurementOption
+	// Attribute options, built once and passed as slices (a variadic
+	// call through the instrument interface would allocate each time).
+	firstSend, resend []metric.AddOption
+	reasons           map[RejectReason][]metric.AddOption
+	ops               map[string][]metric.RecordOption
 }
 
 func newMetrics(mp metric.MeterProvider) *metrics {
@@ -71,13 +73,13 @@ func newMetrics(mp metric.MeterProvider) *metrics {
 	}
 	m := mp.Meter(ScopeName)
 	met := &metrics{
-		firstSend: metric.WithAttributeSet(attribute.NewSet(attribute.Bool("taskfleet.dispatch.resend", false))),
-		resend:    metric.WithAttributeSet(attribute.NewSet(attribute.Bool("taskfleet.dispatch.resend", true))),
-		reasons:   map[RejectReason]metric.MeasurementOption{},
-		ops:       map[string]metric.MeasurementOption{},
+		firstSend: []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.Bool("taskfleet.dispatch.resend", false)))},
+		resend:    []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.Bool("taskfleet.dispatch.resend", true)))},
+		reasons:   map[RejectReason][]metric.AddOption{},
+		ops:       map[string][]metric.RecordOption{},
 	}
 	for _, op := range storeOps {
-		met.ops[op] = metric.WithAttributeSet(attribute.NewSet(attribute.String("db.operation.name", op)))
+		met.ops[op] = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("db.operation.name", op)))}
 	}
 	// An instrument the provider refuses (an invalid name cannot occur:
 	// they are constants) falls back to a no-op one.
@@ -136,10 +138,12 @@ func (s *Server) observeConnected(mp metric.MeterProvider) {
 	}
 }
 
-func (m *metrics) reason(why RejectReason) metric.MeasurementOption {
+// reason returns the attribute option of a reject reason (called under
+// the server's lock, which guards reasons).
+func (m *metrics) reason(why RejectReason) []metric.AddOption {
 	o, ok := m.reasons[why]
 	if !ok {
-		o = metric.WithAttributeSet(attribute.NewSet(attribute.String("taskfleet.reject.reason", string(why))))
+		o = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("taskfleet.reject.reason", string(why))))}
 		m.reasons[why] = o
 	}
 	return o
@@ -154,7 +158,7 @@ var storeOps = []string{"RecordResults", "DueResults", "DispatchDue", "ClaimStal
 func (s *Server) storeCall(ctx context.Context, op string, start time.Time) {
 	o, ok := s.met.ops[op]
 	if !ok {
-		o = metric.WithAttributeSet(attribute.NewSet(attribute.String("db.operation.name", op)))
+		o = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("db.operation.name", op)))}
 	}
-	s.met.store.Record(ctx, s.clk.Since(start).Seconds(), o)
+	s.met.store.Record(ctx, s.clk.Since(start).Seconds(), o...)
 }
