@@ -70,18 +70,18 @@ type Dispatcher interface {
 	TaskSaved(ctx context.Context, t *Task) error
 	// TaskDeleted is called after a task was deleted.
 	TaskDeleted(ctx context.Context, id string) error
-	// Start starts a run on the run's devices. Their results are already
-	// recorded as pending, unless the Dispatcher is a RunPlanner, which
-	// records them itself.
-	Start(ctx context.Context, t *Task, run Run) error
-	// Stop stops the task's runs in progress.
-	Stop(ctx context.Context, t *Task) error
+	// StartRun starts a run of t on the run's devices. Their results are
+	// already recorded as pending, unless the Dispatcher is a RunPlanner,
+	// which records them itself.
+	StartRun(ctx context.Context, t *Task, run Run) error
+	// StopRun stops the task's runs in progress.
+	StopRun(ctx context.Context, t *Task) error
 }
 
 // RunPlanner is an optional interface of a Dispatcher that plans manual
 // runs itself: it chooses their ids (the engine derives them from the start
 // instant, so every process agrees) and records the per-device results of
-// each run it is given in Start (scheduled at a randomized time, pending,
+// each run it is given in StartRun (scheduled at a randomized time, pending,
 // or missed), knowing more than the Manager does. The Manager then records
 // only the start event and returns the planned id in Run.ID. Ids must
 // increase with time: a result is replaced only by one with a greater

@@ -153,7 +153,7 @@ func (m *Manager) start(ctx context.Context, actor Actor, t *Task, only []scope.
 	m.appendEvents(ctx, t, []storage.EventRecord{{TaskID: t.ID, RunID: runID, At: now, Level: string(EventProgress), Severity: string(SeverityInfo), Message: msg, Key: fmt.Sprintf("start/%d", runID)}})
 	m.log.Info().Str("task", t.ID).Int64("run", runID).Int("devices", len(res.Devices)).Str("actor", actor.ID).Msg("task started")
 	if m.disp != nil {
-		if err := m.disp.Start(ctx, t, run); err != nil {
+		if err := m.disp.StartRun(ctx, t, run); err != nil {
 			m.log.Error().Err(err).Str("task", t.ID).Int64("run", runID).Msg("dispatcher did not take the run")
 		}
 	}
@@ -176,7 +176,7 @@ func (m *Manager) Stop(ctx context.Context, actor Actor, id string) error {
 	now := m.now()
 	m.appendEvents(ctx, t, []storage.EventRecord{{TaskID: t.ID, At: now, Level: string(EventProgress), Severity: string(SeverityInfo), Message: "stop requested by " + actor.ID}})
 	if m.disp != nil {
-		if err := m.disp.Stop(ctx, t); err != nil {
+		if err := m.disp.StopRun(ctx, t); err != nil {
 			return fmt.Errorf("task %q: stop: %w", id, err)
 		}
 		return nil

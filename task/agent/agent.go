@@ -12,6 +12,7 @@ import (
 
 	"github.com/benbjohnson/clock"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/taskfleet/taskfleet/credentials"
 	"github.com/taskfleet/taskfleet/internal/errs"
@@ -175,8 +176,16 @@ type Config struct {
 	// Clock is the time source (default: the wall clock, clock.New());
 	// simulations pass a mock and drive the agent with Tick.
 	Clock clock.Clock
-	// Logger receives the agent's log (default: zerolog.Nop()).
+	// Logger receives the agent's log (default: zerolog.Nop(); the zero
+	// Logger logs nothing either): attach at info, task delivered or
+	// withdrawn at debug, run started and ended and restart pending at
+	// info, storage and transport failures at error. Run-as passwords
+	// never appear in it.
 	Logger zerolog.Logger
+	// MeterProvider receives the agent's OpenTelemetry metrics (nil, the
+	// default: no metrics): see the Metric* names. The agent uses only
+	// the OpenTelemetry metric API; the host picks the SDK and exporter.
+	MeterProvider metric.MeterProvider
 
 	// Restarter carries out restart policies (optional: without it a run
 	// that needs a restart ends restart_required).
@@ -220,6 +229,7 @@ type Agent struct {
 	clk    clock.Clock
 	loc    *time.Location
 	log    zerolog.Logger
+	met    *metrics
 	ep     transport.DeviceEndpoint
 	tasks  map[string]*LocalTask
 	bootAt time.Time
@@ -313,7 +323,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		// count the device asleep between heartbeats.
 		return nil, errs.Invalid("SleepGap", cfg.SleepGap.String(), "must be at least Heartbeat ("+cfg.Heartbeat.String()+")")
 	}
-	a := &Agent{cfg: cfg, clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger, tasks: map[string]*LocalTask{}, withdrawn: map[string][]int64{}, dirty: true, outboxBusy: true}
+	a := &Agent{cfg: cfg, clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger, met: newMetrics(cfg.MeterProvider, cfg.Store), tasks: map[string]*LocalTask{}, withdrawn: map[string][]int64{}, dirty: true, outboxBusy: true}
 	a.bootAt = a.clk.Now()
 	a.awakeSince, a.lastTick = a.bootAt, a.bootAt
 	ts, err := cfg.Store.Tasks(ctx)
@@ -355,6 +365,7 @@ func (a *Agent) Attach(ep transport.DeviceEndpoint) {
 	a.mu.Lock()
 	a.ep = ep
 	a.mu.Unlock()
+	a.log.Info().Str("device", string(a.cfg.Device)).Msg("agent: attached to the transport")
 }
 
 // Device returns the agent's device id.
@@ -554,6 +565,14 @@ func (a *Agent) queueResult(ctx context.Context, r task.Result) task.Result {
 	key := resultKey(a.cfg.Device, r.TaskID, r.RunID, r.Seq)
 	if err := a.enqueue(ctx, transport.Message{Key: key, Kind: transport.Results, Results: []transport.Result{wireResult(r)}}); err != nil {
 		a.log.Error().Err(err).Msg("agent: result not queued")
+		return r
+	}
+	a.met.queued.Add(ctx, 1)
+	switch {
+	case r.RestartRequired:
+		a.log.Info().Str("task", r.TaskID).Int64("run", r.RunID).Str("state", string(r.State)).Msg("agent: restart pending: the run needs the device to restart")
+	case r.State.Final():
+		a.log.Info().Str("task", r.TaskID).Int64("run", r.RunID).Str("state", string(r.State)).Msg("agent: run ended")
 	}
 	return r
 }

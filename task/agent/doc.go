@@ -157,6 +157,18 @@
 // session unless applications may be closed), AcceptRestart when the user
 // agrees. Without a Restarter the result is restart_required.
 //
+// # Logs and metrics
+//
+// Config.Logger (zerolog; default none) gets the attach to the
+// transport, runs started and ended and restart pending at info, tasks
+// delivered and withdrawn at debug, storage and transport failures at
+// error; run-as passwords never appear. Config.MeterProvider
+// (OpenTelemetry metric API; nil: no metrics) gets the outbox depth
+// (MetricOutboxDepth, read from the Store at each collection), runs
+// started and results queued. The agent links only the metric API, never
+// an SDK or exporter (a test keeps it so): a device binary pays for them
+// only if its host chooses them.
+//
 // # Errors
 //
 // New returns ValidationErrors naming bad Config fields; store errors are

@@ -567,7 +567,10 @@ func (a *Agent) begin(ctx context.Context, t *LocalTask, s transport.Start, now 
 	}
 	if err := a.cfg.Executor.Start(ctx, run, done); err != nil {
 		a.finish(ctx, t, Outcome{State: task.Failed, Message: "the run did not start: " + err.Error()})
+		return
 	}
+	a.met.started.Add(ctx, 1)
+	a.log.Info().Str("task", id).Int64("run", runID).Bool("manual", s.Manual).Time("due", s.Due.UTC()).Msg("agent: run started")
 }
 
 // wait keeps s until the task's application runs ("run missed tasks":
@@ -761,6 +764,7 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 	case transport.Deliver:
 		if m.Definition != nil {
 			t := a.deliver(ctx, *m.Definition, false, m.SentAt, now)
+			a.log.Debug().Str("task", m.Definition.Task.ID).Int64("revision", m.Definition.Task.Revision).Msg("agent: task delivered")
 			if t.Slot == nil || m.Slot == nil || *t.Slot != *m.Slot {
 				t.Slot, t.nextOK = m.Slot, false
 				a.save(ctx, t)
@@ -772,6 +776,7 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 				_ = a.cfg.Executor.Stop(ctx, t.Def.Task.ID, t.Running.RunID)
 				a.end(ctx, t, Outcome{State: task.Stopped, Message: "the task was withdrawn from the device"}, now)
 			}
+			a.log.Debug().Str("task", m.TaskID).Msg("agent: task withdrawn")
 			a.withdrawn[m.TaskID] = t.Done // a late StartRun must not rerun them
 			delete(a.tasks, m.TaskID)
 			a.order = nil

@@ -12,6 +12,13 @@
 //	m, _ := task.New(task.Config{Store: store, Registry: reg, Inventory: inv, Dispatcher: srv})
 //	_ = srv.Open(ctx, m, network.Server(srv))
 //	go srv.Run(ctx, time.Minute) // or call srv.Tick(ctx) from a simulation
+//	defer srv.Close(ctx)
+//
+// The server's own lifecycle is Open and Close: Close records the
+// results still buffered, releases the leader lease (another replica
+// takes over at once) and stops sending; every call after it returns an
+// error wrapping ErrClosed. StartRun and StopRun (task.Dispatcher) start
+// and stop a task's run, not the server.
 //
 // Who runs a task follows the product documentation: tasks for device selections and
 // Administration Server tasks are run by the server, on the server's local
@@ -129,13 +136,13 @@
 // "Stop the task if it runs longer than" counts execution time: time
 // spent paused is not counted.
 //
-// Stop records the starts not yet sent as stopped and sends StopRun to
+// StopRun records the starts not yet sent as stopped and sends StopRun to
 // the devices running the task (or paused, or sent a start). StopRun is
 // resent every RetryInterval until the device reports a final state of
 // that run (stopped, or whatever the run ended with); agents apply it
 // once per run, and answer a StopRun for a run they never received with
 // "stopped" (that run then never starts). Stopping a paused run stops it;
-// a later resume does not bring it back. Stop also writes a durable stop
+// a later resume does not bring it back. StopRun also writes a durable stop
 // order into the engine's own state (storage.EngineStateStop; not
 // history, so history settings and retention never touch it, and only the
 // latest order of a task is kept), so a server that restarts before every device
@@ -347,6 +354,41 @@
 //   - Fire markers are history events: a task whose history is purged
 //     within RecoveryWindow of an activation could fire it twice after a
 //     restart (retention is at least one day).
+//
+// # Parts of the runtime
+//
+// A Server is made of parts with one job each, each with its own state
+// struct and file: the catalog of tasks (catalog.go), scheduling
+// activations (activations.go), dispatching runs (dispatch.go; with
+// replicas through the store's claims, replicas.go), control orders
+// (control.go), device sync (devices.go), the intake (intake.go),
+// follow-ups of recorded results (followups.go), recovery after a restart
+// (recovery.go, called from Open) and leadership (replicas.go). Tick
+// (tick.go) calls them in a fixed order. One mutex guards every part: a
+// device result settles a dispatch, ends a control order and fires a
+// dependent task in one step, so the parts share the lock rather than
+// take several in an order every path would have to respect. A device
+// message travels one way: Handle → intake checks → flushResults records
+// (at the next Tick, or Close) → follow-ups.
+//
+// # Logs and metrics
+//
+// Config.Logger (zerolog; default none) gets lifecycle at info (server
+// opened with its task count and recovered starts, closed, leader lease
+// taken, lost or released, starts taken over from a dead replica),
+// decisions at info and debug (task loaded, "run dispatched" with the
+// number of devices started, waiting and missed, catch-up run of an
+// activation fired late, restart pending), rejected device items at
+// warn with the device and the reason, and undecodable tasks at error.
+// Secrets never appear: settings and credentials are not logged.
+//
+// Config.MeterProvider (OpenTelemetry metric API; nil: no metrics) gets
+// the instruments named by the Metric* constants: runs dispatched
+// (first sends and resends) and fired, results recorded and rejected (by
+// taskfleet.reject.reason), dispatch lag and store call duration
+// (histograms, seconds, by db.operation.name), connected devices, claim
+// takeovers and undecodable tasks. The engine imports only the API; the
+// host picks the SDK and exporter (examples/metrics uses Prometheus).
 //
 // # Errors
 //

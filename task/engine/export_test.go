@@ -2,7 +2,7 @@ package engine
 
 // SetAfterClaim installs a hook called after each claim, before the
 // claimed starts are completed (tests stall or kill a replica there).
-func SetAfterClaim(s *Server, f func()) { s.afterClaim = f }
+func SetAfterClaim(s *Server, f func()) { s.lead.afterClaim = f }
 
 // SetIntakeChecks turns the intake's item checks on or off (the
 // benchmark measures their cost; a server always runs with them on).

@@ -136,6 +136,7 @@ func (s *Server) reject(d scope.DeviceID, why RejectReason, n int, taskID, detai
 		s.stats.RejectedBy = map[RejectReason]int64{}
 	}
 	s.stats.RejectedBy[why] += int64(n)
+	s.met.rejected.Add(context.Background(), int64(n), s.met.reason(why)...)
 	s.log.Warn().Str("device", clipLog(string(d))).Str("reason", string(why)).Int("items", n).Str("task", clipLog(taskID)).Str("detail", detail).Msg("engine: device items rejected")
 }
 
@@ -147,8 +148,8 @@ func clipLog(s string) string { return transport.Clip(s, 128) }
 func (s *Server) Handle(ctx context.Context, m transport.Message) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.opened {
-		return
+	if !s.opened || s.closed {
+		return // before Open or after Close: the device resends it
 	}
 	s.receive(ctx, m, s.clk.Now())
 }
@@ -295,7 +296,7 @@ func (s *Server) checkRun(ctx context.Context, ts *taskState, d scope.DeviceID, 
 		if ownRun(ts, run, w) {
 			return runOK
 		}
-		if dp := s.pending[dkey{ts.t.ID, d}]; dp != nil && dp.start.RunID == run {
+		if dp := s.disp.pending[dkey{ts.t.ID, d}]; dp != nil && dp.start.RunID == run {
 			return runOK
 		}
 		if ts.manual != nil && ts.manual.RunID == run {
@@ -342,7 +343,7 @@ func (s *Server) checker(d scope.DeviceID, now time.Time) checker {
 func (c *checker) task(id string) (*taskState, bool) {
 	if !c.seen || id != c.id {
 		c.id, c.seen = id, true
-		c.ts = c.s.tasks[id]
+		c.ts = c.s.cat.tasks[id]
 		c.in = c.ts != nil && assigned(c.ts, c.d)
 	}
 	return c.ts, c.in
@@ -561,7 +562,7 @@ func (s *Server) takeEdit(ctx context.Context, m transport.Message) bool {
 		s.reject(d, RejectInvalid, 1, "", "local edit: the task cannot be decoded")
 		return true
 	}
-	ts := s.tasks[edited.ID]
+	ts := s.cat.tasks[edited.ID]
 	if ts == nil {
 		s.reject(d, RejectUnknownTask, 1, edited.ID, "local edit")
 		return true
@@ -593,10 +594,10 @@ func DeviceActor(d scope.DeviceID, user string) task.Actor {
 // buffered result passed the intake's checks; should the Manager still
 // reject the batch as invalid, it is retried message by message so one
 // message cannot hold back the others. A storage failure acknowledges
-// nothing, so devices resend.
-func (s *Server) flushResults(ctx context.Context, now time.Time) {
+// nothing, so devices resend; its error is returned.
+func (s *Server) flushResults(ctx context.Context, now time.Time) error {
 	if len(s.in.acks) == 0 {
-		return
+		return nil
 	}
 	all, acks := s.in.results, s.in.acks
 	s.in.results, s.in.acks = s.in.flushBuf[:0], nil
@@ -612,10 +613,13 @@ func (s *Server) flushResults(ctx context.Context, now time.Time) {
 	ok := acks
 	recorded := all
 	if len(all) > 0 {
+		began := s.clk.Now()
 		n, err := s.m.Runtime().RecordResults(ctx, all)
+		s.storeCall(ctx, "RecordResults", began)
 		switch {
 		case err == nil:
 			s.stats.ResultsApplied += int64(n)
+			s.met.recorded.Add(ctx, int64(n))
 		case errors.Is(err, task.ErrInvalid):
 			ok, recorded = nil, nil
 			for _, a := range acks {
@@ -629,11 +633,12 @@ func (s *Server) flushResults(ctx context.Context, now time.Time) {
 					recorded = append(recorded, all[a.from:a.to]...)
 				}
 				s.stats.ResultsApplied += int64(n)
+				s.met.recorded.Add(ctx, int64(n))
 				ok = append(ok, a)
 			}
 		default:
 			s.log.Error().Err(err).Msg("engine: results not recorded; devices will resend")
-			return
+			return err
 		}
 	}
 	byDev := map[scope.DeviceID][]string{}
@@ -662,9 +667,13 @@ func (s *Server) flushResults(ctx context.Context, now time.Time) {
 	s.sinkResults(ctx, recorded)
 	var trig plan
 	for _, r := range recorded {
+		if r.RestartRequired && r.State.Final() {
+			s.log.Info().Str("task", r.TaskID).Str("device", string(r.DeviceID)).Int64("run", r.RunID).Msg("engine: restart pending: the device must restart to finish the run")
+		}
 		s.afterResult(ctx, &trig, r, now)
 	}
 	s.commit(ctx, trig) // "on completing another task" starts, in one batch
+	return nil
 }
 
 // statsCopy returns the counters with their own RejectedBy map.
@@ -672,3 +681,6 @@ func (st Stats) statsCopy() Stats {
 	st.RejectedBy = maps.Clone(st.RejectedBy)
 	return st
 }
+
+// maxResultBatch is how many buffered results force a flush.
+const maxResultBatch = 10000

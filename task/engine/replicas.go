@@ -91,41 +91,69 @@ func (s *Server) leaseNow() *time.Time {
 // back silently to a path that would dispatch twice.
 func (s *Server) leader(ctx context.Context) (bool, error) {
 	if s.cfg.SingleReplica {
-		s.leading = true
+		s.lead.leading = true
 		return true, nil
 	}
-	got, err := s.cfg.Store.AcquireLeader(ctx, storage.LeaderParams{Name: LeaderLease, Owner: s.owner, TTL: s.cfg.LeaseTTL, Now: s.leaseNow()})
+	began := s.clk.Now()
+	got, err := s.cfg.Store.AcquireLeader(ctx, storage.LeaderParams{Name: LeaderLease, Owner: s.lead.owner, TTL: s.cfg.LeaseTTL, Now: s.leaseNow()})
+	s.storeCall(ctx, "AcquireLeader", began)
 	if err != nil {
+		if s.lead.leading {
+			s.log.Warn().Str("replica", s.lead.owner).Msg("engine: leader lease lost: the store cannot be reached")
+		}
 		s.log.Error().Err(err).Msg("engine: leader lease")
-		s.leading = false
+		s.lead.leading = false
 		return false, nil
 	}
-	s.leading = got.Held
+	switch {
+	case got.Held && !s.lead.leading:
+		s.log.Info().Str("replica", s.lead.owner).Int64("epoch", got.Epoch).Msg("engine: leader lease taken")
+	case !got.Held && s.lead.leading:
+		s.log.Warn().Str("replica", s.lead.owner).Str("leader", got.Owner).Msg("engine: leader lease lost to another replica")
+	}
+	s.lead.leading = got.Held
 	if !got.Held && s.claimer() == nil {
-		return false, &ReplicaError{Replica: s.owner, Leader: got.Owner}
+		return false, &ReplicaError{Replica: s.lead.owner, Leader: got.Owner}
 	}
 	return got.Held, nil
+}
+
+// releaseLeader gives this replica's leader lease up (Close): it is
+// renewed for one nanosecond, so it has expired by the time another
+// replica asks for it. The storage contract has no separate release call;
+// a renewal by its holder is the one change of a lease it allows.
+func (s *Server) releaseLeader(ctx context.Context) {
+	if s.cfg.SingleReplica || !s.lead.leading {
+		return
+	}
+	s.lead.leading = false
+	if _, err := s.cfg.Store.AcquireLeader(ctx, storage.LeaderParams{Name: LeaderLease, Owner: s.lead.owner, TTL: time.Nanosecond, Now: s.leaseNow()}); err != nil {
+		s.log.Error().Err(err).Msg("engine: release the leader lease")
+		return
+	}
+	s.log.Info().Str("replica", s.lead.owner).Msg("engine: leader lease released")
 }
 
 // taskFor returns the state of a task, loading it through the Manager
 // when another replica created it after this one opened, or changed it
 // (the claim carries the task's revision in the store).
 func (s *Server) taskFor(ctx context.Context, id string, rev int64, now time.Time) *taskState {
-	if ts := s.tasks[id]; ts != nil && ts.t.Revision >= rev {
+	if ts := s.cat.tasks[id]; ts != nil && ts.t.Revision >= rev {
 		return ts
 	}
 	t, err := s.m.Get(ctx, task.System, id)
 	if err != nil {
 		if errors.Is(err, task.ErrUndecodable) {
 			s.stats.Undecodable++
+			s.met.undecodable.Add(ctx, 1)
 		}
 		if !errors.Is(err, task.ErrNotFound) {
 			s.log.Error().Err(err).Str("task", id).Msg("engine: load task for a claimed start")
 		}
-		return s.tasks[id]
+		return s.cat.tasks[id]
 	}
 	ts := s.load(ctx, t, now)
-	s.byDevice = nil
+	s.dev.byDevice = nil
 	return ts
 }
 
@@ -143,14 +171,16 @@ func (s *Server) dispatchTTL() time.Duration { return s.cfg.RetryInterval + s.cf
 // LeaseTTL the leader also takes over the dispatched starts of replicas
 // whose leases expired (dead or stalled) and resends them.
 func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now time.Time) {
-	p := storage.DispatchParams{Owner: s.owner, FromState: string(task.Scheduled), State: string(task.Pending),
+	p := storage.DispatchParams{Owner: s.lead.owner, FromState: string(task.Scheduled), State: string(task.Pending),
 		Seq: transport.SeqDispatched, At: now.UTC(), Before: now, TTL: s.dispatchTTL(), Limit: s.cfg.ClaimBatch, Now: s.leaseNow()}
 	// One batch first; the parallel workers start only when it came back
 	// full (more is due), so an idle Tick costs one store call.
 	s.mu.Unlock()
+	began := s.clk.Now()
 	first, err := c.DispatchDue(ctx, p)
-	if err == nil && len(first) > 0 && s.afterClaim != nil {
-		s.afterClaim() // tests: stall or die after the dispatch, before the sends
+	s.storeCall(ctx, "DispatchDue", began)
+	if err == nil && len(first) > 0 && s.lead.afterClaim != nil {
+		s.lead.afterClaim() // tests: stall or die after the dispatch, before the sends
 	}
 	s.mu.Lock()
 	if err != nil {
@@ -168,7 +198,9 @@ func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now tim
 	for range workers {
 		wg.Go(func() {
 			for !stop.Load() {
+				began := s.clk.Now()
 				claims, err := c.DispatchDue(ctx, p)
+				s.storeCall(ctx, "DispatchDue", began)
 				if err != nil {
 					s.log.Error().Err(err).Msg("engine: dispatch due starts")
 					stop.Store(true) // nothing changed in the store: the next Tick tries again
@@ -190,21 +222,21 @@ func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now tim
 	}()
 	s.mu.Unlock()
 	for claims := range batches {
-		if s.afterClaim != nil {
-			s.afterClaim()
+		if s.lead.afterClaim != nil {
+			s.lead.afterClaim()
 		}
 		s.mu.Lock()
 		s.sendClaimed(ctx, claims, now, false)
 		s.mu.Unlock()
 	}
 	s.mu.Lock()
-	if !s.leading || now.Before(s.nextStale) {
+	if !s.lead.leading || now.Before(s.lead.nextStale) {
 		return // the sweep is a singleton duty: it scans the pending results
 	}
-	s.nextStale = now.Add(s.cfg.LeaseTTL)
+	s.lead.nextStale = now.Add(s.cfg.LeaseTTL)
 	for {
 		s.mu.Unlock()
-		claims, err := c.ClaimStale(ctx, storage.StaleParams{Owner: s.owner, State: string(task.Pending), Seq: transport.SeqDispatched, TTL: s.dispatchTTL(), Limit: s.cfg.ClaimBatch, Now: s.leaseNow()})
+		claims, err := c.ClaimStale(ctx, storage.StaleParams{Owner: s.lead.owner, State: string(task.Pending), Seq: transport.SeqDispatched, TTL: s.dispatchTTL(), Limit: s.cfg.ClaimBatch, Now: s.leaseNow()})
 		s.mu.Lock()
 		if err != nil {
 			s.log.Error().Err(err).Msg("engine: take over expired dispatches")
@@ -223,6 +255,9 @@ func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now tim
 // sendClaimed sends the starts of dispatched claims and keeps them for
 // resending until their devices answer.
 func (s *Server) sendClaimed(ctx context.Context, claims []storage.Claim, now time.Time, takeover bool) {
+	if takeover && len(claims) > 0 {
+		s.log.Info().Str("replica", s.lead.owner).Int("starts", len(claims)).Msg("engine: took over dispatched starts of a replica whose lease expired")
+	}
 	for _, cl := range claims {
 		ts := s.taskFor(ctx, cl.TaskID, cl.TaskRevision, now)
 		if ts == nil {
@@ -239,14 +274,17 @@ func (s *Server) sendClaimed(ctx context.Context, claims []storage.Claim, now ti
 		}
 		d := scope.DeviceID(cl.DeviceID)
 		dp := &dispatch{start: st, device: d, sent: 1, epoch: cl.Epoch, next: now.Add(s.cfg.RetryInterval)}
-		s.pending[dkey{cl.TaskID, d}] = dp
-		if s.nextDisp.IsZero() || dp.next.Before(s.nextDisp) {
-			s.nextDisp = dp.next
+		s.disp.pending[dkey{cl.TaskID, d}] = dp
+		if s.disp.nextDisp.IsZero() || dp.next.Before(s.disp.nextDisp) {
+			s.disp.nextDisp = dp.next
 		}
 		if takeover {
 			s.stats.TakenOver++
+			s.met.takeovers.Add(ctx, 1)
 		} else {
 			s.stats.Dispatched++
+			s.met.dispatched.Add(ctx, 1, s.met.firstSend...)
+			s.met.lag.Record(ctx, max(now.Sub(cl.DueAt), 0).Seconds())
 		}
 		_ = s.send(ctx, transport.Message{Key: startKey(cl.TaskID, cl.RunID), Kind: transport.StartRun, Device: d, Start: &st, Definition: s.definition(ts)})
 	}
@@ -258,14 +296,14 @@ func (s *Server) sendClaimed(ctx context.Context, claims []storage.Claim, now ti
 func (s *Server) renewClaimed(ctx context.Context, c storage.Claimer, keys []dkey) map[dkey]bool {
 	var cs []storage.Claim
 	for _, k := range keys {
-		if dp := s.pending[k]; dp != nil && dp.epoch > 0 && dp.sent > 0 {
+		if dp := s.disp.pending[k]; dp != nil && dp.epoch > 0 && dp.sent > 0 {
 			cs = append(cs, storage.Claim{TaskID: k.task, DeviceID: string(k.device), RunID: dp.start.RunID, Epoch: dp.epoch})
 		}
 	}
 	if len(cs) == 0 {
 		return nil
 	}
-	held, err := c.RenewClaims(ctx, storage.RenewParams{Owner: s.owner, State: string(task.Pending), Seq: transport.SeqDispatched, TTL: s.dispatchTTL(), Claims: cs, Now: s.leaseNow()})
+	held, err := c.RenewClaims(ctx, storage.RenewParams{Owner: s.lead.owner, State: string(task.Pending), Seq: transport.SeqDispatched, TTL: s.dispatchTTL(), Claims: cs, Now: s.leaseNow()})
 	if err != nil {
 		s.log.Error().Err(err).Msg("engine: renew dispatch leases")
 		return nil // resend anyway: devices de-duplicate, and the lease check repeats next time

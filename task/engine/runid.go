@@ -28,7 +28,7 @@ func (s *Server) ManualRunID(t *task.Task, at time.Time) int64 {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ts := s.tasks[t.ID]
+	ts := s.cat.tasks[t.ID]
 	if ts == nil {
 		return id
 	}

@@ -1,23 +1,27 @@
 package engine
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"sort"
 	"sync"
 	"time"
 
 	"github.com/benbjohnson/clock"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/taskfleet/taskfleet/internal/errs"
-	"github.com/taskfleet/taskfleet/schedule"
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/storage"
 	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/transport"
+)
+
+// The Server is the Manager's task.Dispatcher and the transport's
+// Handler.
+var (
+	_ task.Dispatcher   = (*Server)(nil)
+	_ transport.Handler = (*Server)(nil)
 )
 
 // Errors, shared with every taskfleet package.
@@ -65,8 +69,16 @@ type Config struct {
 	// Clock is the time source (default: the wall clock); simulations
 	// pass a mock and drive the server with Tick.
 	Clock clock.Clock
-	// Logger receives the engine's log (default: zerolog.Nop()).
+	// Logger receives the engine's log (default: zerolog.Nop(), the zero
+	// Logger logs nothing either): lifecycle at info (opened, closed,
+	// leader lease taken or released), decisions at debug (task loaded,
+	// run fired, run dispatched to N devices, catch-up run), rejected
+	// device items and undecodable tasks at warn/error. Secrets never
+	// appear in it.
 	Logger zerolog.Logger
+	// MeterProvider receives the engine's OpenTelemetry metrics (nil,
+	// the default: no metrics). See the Metric* names.
+	MeterProvider metric.MeterProvider
 	// RetryInterval: how often unanswered starts are resent (1 minute).
 	RetryInterval time.Duration
 	// ScopeRefresh: how often scopes are re-resolved (15 minutes).
@@ -158,53 +170,112 @@ type dkey struct {
 // Server is the Administration Server runtime: it implements
 // task.Dispatcher, runs device-selection and Administration Server tasks
 // on the server's time, delivers every other task to the devices, and
-// takes their results. Drive it with Tick (deterministic) or Run.
+// takes their results. Drive it with Tick (deterministic) or Run; stop it
+// with Close.
+//
+// The runtime is made of parts with one job each; each part's state is
+// its own struct below, and the comment on each says which code owns it.
+// One mutex (mu) guards them all: a device result (intake) settles a
+// dispatch, may end a control order and fire a dependent task in the same
+// step, and the parts call each other in that order while holding it, so
+// finer locks would have to be taken in a fixed order on every path; the
+// split keeps that possible without changing behaviour now. A device
+// message travels one way: Handle → intake (checks, intake.go) → record
+// (flushResults) → follow-ups (followups.go: dispatch settled, control
+// orders ended, dependent tasks fired; result sink).
 type Server struct {
-	mu        sync.Mutex
-	cfg       Config
-	clk       clock.Clock
-	loc       *time.Location
-	log       zerolog.Logger
-	m         *task.Manager
-	ep        transport.ServerEndpoint
-	tasks     map[string]*taskState
-	byDevice  map[scope.DeviceID][]string
-	pending   map[dkey]*dispatch
-	nextDisp  time.Time
-	seen      map[scope.DeviceID]time.Time
-	updGen    int64
-	updAt     time.Time
-	updKeys   map[string]bool
+	mu  sync.Mutex
+	cfg Config
+	clk clock.Clock
+	loc *time.Location
+	log zerolog.Logger
+	met *metrics // OpenTelemetry instruments (metrics.go)
+	m   *task.Manager
+	ep  transport.ServerEndpoint
+
+	// Lifecycle (lifecycle.go): opened by Open, closed by Close.
+	opened bool
+	closed bool // Close ran: nothing is sent or taken any more
+
+	cat   catalog       // the tasks the engine knows (catalog.go)
+	sched scheduling    // server-run activations and periodic duties (activations.go, tick.go)
+	disp  dispatching   // starts waiting for devices (dispatch.go, replicas.go)
+	ctl   controlOrders // stop, pause and resume orders (control.go, recovery.go)
+	dev   deviceSync    // heartbeats, delivery and withdrawal (devices.go)
+	upd   updatesState  // "when new updates are downloaded" (activations.go)
+	lead  leadership    // claims and the leader lease (replicas.go)
+	in    intake        // the device-message path (intake.go)
+	sink  sinkState     // results written to the ResultSink (sink.go)
+	stats Stats
+}
+
+// catalog is the engine's view of the tasks: their state, loaded by Open
+// and kept current by TaskSaved and TaskDeleted.
+type catalog struct {
+	tasks map[string]*taskState
+	ids   []string        // sorted task ids (nil: rebuild)
+	trig  map[string]bool // ids of tasks others wait for (nil: rebuild)
+}
+
+// scheduling is the state of the periodic work of Tick: the next scope
+// refresh and history purge, and the clock readings it compares.
+type scheduling struct {
 	nextScope time.Time
 	nextPurge time.Time
-	// nextReconcile: when the leader next rebuilds control orders
-	// (replicas only).
-	nextReconcile time.Time
-	stats         Stats
-	opened        bool
-	zones         map[string]*time.Location
-	in            intake          // the device-message path (intake.go)
-	ids           []string        // sorted task ids (nil: rebuild)
-	trig          map[string]bool // ids of tasks others wait for (nil: rebuild)
-	owner         string          // this replica's id in claims and the leader lease
-	afterClaim    func()          // test hook (export_test.go)
-	nextStale     time.Time
-	leading       bool
-	// controls are the unanswered StopRun, PauseRun and ResumeRun per
-	// device (ctlKeys: by message key); nextCtl is the earliest resend.
+	// openedAt is when Open ran (the updates fallback counts from it
+	// until updates arrive); lastTick the clock reading of the last Tick
+	// (an earlier reading after it: the clock stepped back).
+	openedAt time.Time
+	lastTick time.Time
+}
+
+// dispatching holds the starts sent (or to send) to devices and not yet
+// answered, and when the next one is due.
+type dispatching struct {
+	pending  map[dkey]*dispatch
+	nextDisp time.Time
+}
+
+// controlOrders are the unanswered StopRun, PauseRun and ResumeRun per
+// device (ctlKeys: by message key); nextCtl is the earliest resend.
+type controlOrders struct {
 	controls map[dkey]*control
 	ctlKeys  map[string]dkey
 	nextCtl  time.Time
+}
 
-	// openedAt is when Open ran (the updates fallback counts from it
-	// until updates arrive); lastFall the last fallback activation;
-	// lastTick the clock reading of the last Tick (an earlier reading
-	// after it: the clock stepped back).
-	openedAt time.Time
+// deviceSync is what the server knows of devices: which tasks each has
+// (byDevice, nil: rebuild), when each was last heard from, and zones.
+type deviceSync struct {
+	byDevice map[scope.DeviceID][]string
+	seen     map[scope.DeviceID]time.Time
+	zones    map[string]*time.Location
+}
+
+// updatesState follows the repository's update downloads: the generation
+// and time of the last one, the report keys seen, and the last fallback
+// activation while updates are overdue.
+type updatesState struct {
+	updGen   int64
+	updAt    time.Time
+	updKeys  map[string]bool
 	lastFall time.Time
-	lastTick time.Time
-	// sunk are the results written to the ResultSink (the last
-	// sinkMemory, in sunkRing from sunkNext).
+}
+
+// leadership is this replica's part among replicas sharing a store.
+type leadership struct {
+	owner   string // this replica's id in claims and the leader lease
+	leading bool
+	// nextStale: when claims of dead replicas are next looked for;
+	// nextReconcile: when the leader next rebuilds control orders.
+	nextStale     time.Time
+	nextReconcile time.Time
+	afterClaim    func() // test hook (export_test.go)
+}
+
+// sinkState remembers the results written to the ResultSink (the last
+// sinkMemory, in sunkRing from sunkNext), so none is written twice.
+type sinkState struct {
 	sunk     map[sinkKey]bool
 	sunkRing []sinkKey
 	sunkNext int
@@ -290,95 +361,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ClaimBatch == 0 {
 		cfg.ClaimBatch = DefaultClaimBatch
 	}
-	return &Server{cfg: cfg, owner: replicaOwner(cfg.ReplicaID), clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger,
-		tasks: map[string]*taskState{}, byDevice: map[scope.DeviceID][]string{}, pending: map[dkey]*dispatch{}, seen: map[scope.DeviceID]time.Time{}, updKeys: map[string]bool{}, zones: map[string]*time.Location{}}, nil
-}
-
-// Open binds the server to its Manager (whose Config.Dispatcher is this
-// server) and transport endpoint, loads every task, and recovers what a
-// previous server left: scheduled and pending starts are dispatched again,
-// and server-run activations of the last RecoveryWindow that were not
-// fired are fired.
-func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerEndpoint) error {
-	if m == nil || ep == nil {
-		return errs.Invalid("manager", "", "Open needs the Manager and the transport endpoint")
+	srv := &Server{cfg: cfg, clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger, met: newMetrics(cfg.MeterProvider),
+		cat:  catalog{tasks: map[string]*taskState{}},
+		disp: dispatching{pending: map[dkey]*dispatch{}},
+		dev:  deviceSync{byDevice: map[scope.DeviceID][]string{}, seen: map[scope.DeviceID]time.Time{}, zones: map[string]*time.Location{}},
+		upd:  updatesState{updKeys: map[string]bool{}},
+		lead: leadership{owner: replicaOwner(cfg.ReplicaID)},
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.opened {
-		return ErrAlreadyOpen
-	}
-	// On a store without storage.Claimer only one replica may run: a
-	// second one fails here, before it loads or sends anything.
-	if s.claimer() == nil {
-		if _, err := s.leader(ctx); err != nil {
-			return err
-		}
-	}
-	s.m, s.ep = m, ep
-	now := s.clk.Now()
-	p := task.ListParams{Order: storage.OrderByID, Limit: 1000}
-	for {
-		page, err := m.List(ctx, task.System, p)
-		if err != nil {
-			return fmt.Errorf("engine: load tasks: %w", err)
-		}
-		for _, u := range page.Undecodable {
-			// One task whose settings no longer decode must not keep the
-			// server from running every other task.
-			s.stats.Undecodable++
-			s.log.Error().Err(u).Str("task", u.TaskID).Msg("engine: task skipped: its stored settings cannot be decoded")
-		}
-		for _, app := range page.Applications {
-			for _, t := range app.Tasks {
-				ts := s.load(ctx, t, now)
-				if ts.slots != nil && !ts.onServer {
-					// Rebuilt: the devices' reports of the places they
-					// hold restore the layout (slotLayout).
-					ts.slots.provisional = true
-				}
-				if ts.onServer {
-					ts.cursor = now.Add(-s.cfg.RecoveryWindow)
-					ts.next = time.Time{}
-				}
-			}
-		}
-		if page.Next == "" {
-			break
-		}
-		p.After = page.Next
-	}
-	s.byDevice = nil
-	recover := []task.State{task.Scheduled, task.Pending}
-	claims := s.claimer() != nil
-	if claims {
-		recover = recover[1:] // scheduled starts are dispatched from the store
-	}
-	for _, st := range recover {
-		recs, err := s.cfg.Store.DueResults(ctx, storage.DueResultsParams{State: string(st), Before: now.Add(366 * 24 * time.Hour), Limit: storage.MaxListLimit})
-		if err != nil {
-			return fmt.Errorf("engine: recover starts: %w", err)
-		}
-		for _, r := range recs {
-			if s.tasks[r.TaskID] == nil {
-				continue
-			}
-			if claims && r.Seq >= transport.SeqDispatched {
-				continue // leased to the replica that dispatched it; taken over when its lease expires
-			}
-			at := r.DueAt
-			s.addDispatch(transport.Start{TaskID: r.TaskID, RunID: r.RunID, At: at, Due: at}, scope.DeviceID(r.DeviceID), at)
-		}
-	}
-	if err := s.recoverRuns(ctx, now, false); err != nil {
-		return err
-	}
-	s.nextScope = now.Add(s.cfg.ScopeRefresh)
-	s.nextPurge = now
-	s.nextReconcile = now.Add(s.cfg.ScopeRefresh)
-	s.opened = true
-	s.openedAt = now
-	return nil
+	srv.observeConnected(cfg.MeterProvider)
+	return srv, nil
 }
 
 // Stats returns the counters.
@@ -386,151 +377,4 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.stats.statsCopy()
-}
-
-// load (re)computes a task's state; it does not send anything.
-func (s *Server) load(ctx context.Context, t *task.Task, now time.Time) *taskState {
-	ts := s.tasks[t.ID]
-	settingsChanged := ts == nil || ts.t.SettingsRevision != t.SettingsRevision
-	if ts == nil {
-		ts = &taskState{}
-		s.tasks[t.ID] = ts
-		s.ids = nil
-	}
-	ts.t = t
-	ts.def = nil
-	ts.onServer = t.RunsOnServer()
-	s.trig = nil
-	if settingsChanged || !automaticDelay(ts) {
-		ts.slots = nil // a new layout (settings edited)
-	}
-	if settingsChanged {
-		ts.since = t.UpdatedAt
-		ts.cursor = now
-		if t.Schedule.Kind == schedule.Immediately || t.Schedule.Kind == schedule.Once {
-			ts.cursor = t.UpdatedAt.Add(-time.Nanosecond)
-			if t.Schedule.Kind == schedule.Once && t.Schedule.At.Before(ts.cursor) {
-				ts.cursor = now
-			}
-		}
-		ts.next = time.Time{}
-	}
-	s.resolve(ctx, ts)
-	return ts
-}
-
-// resolve refreshes a task's device list.
-func (s *Server) resolve(ctx context.Context, ts *taskState) []scope.DeviceID {
-	var devs []scope.DeviceID
-	if ts.t.Scope.Kind == scope.Server {
-		devs = []scope.DeviceID{task.ServerDevice}
-	} else {
-		sc := ts.t.Scope
-		// "Distribute to secondary and virtual Administration Servers":
-		// the devices those servers manage are in the task's scope, but
-		// their own server runs the task on them (its inherited copy,
-		// package task/hierarchy) and reports their figures up; this
-		// server runs it on the devices it manages, so each device runs
-		// each run once and is counted once.
-		sc.DistributeToServers = false
-		res, err := scope.Resolve(ctx, sc, s.cfg.Inventory)
-		if err != nil {
-			s.log.Error().Err(err).Str("task", ts.t.ID).Msg("engine: resolve scope")
-			return nil
-		}
-		devs = res.Devices
-		if ts.onServer {
-			devs = append(slices.Clone(res.Devices), res.Offline...)
-			slices.Sort(devs)
-		}
-	}
-	var added []scope.DeviceID
-	in := make(map[scope.DeviceID]bool, len(devs))
-	for _, d := range devs {
-		in[d] = true
-		if ts.inScope != nil && !ts.inScope[d] {
-			added = append(added, d)
-		}
-	}
-	ts.devices, ts.inScope = devs, in
-	ts.followSlots()
-	return added
-}
-
-// devicesTasks returns the device tasks of every device, rebuilt after
-// the task list or a scope changed.
-func (s *Server) devicesTasks() map[scope.DeviceID][]string {
-	if s.byDevice == nil {
-		s.rebuildByDevice()
-	}
-	return s.byDevice
-}
-
-func (s *Server) rebuildByDevice() {
-	s.byDevice = map[scope.DeviceID][]string{}
-	ids := make([]string, 0, len(s.tasks))
-	for id := range s.tasks {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		ts := s.tasks[id]
-		if ts.onServer {
-			continue
-		}
-		for _, d := range ts.devices {
-			s.byDevice[d] = append(s.byDevice[d], id)
-		}
-	}
-}
-
-func (s *Server) definition(ts *taskState) *transport.Definition {
-	if n := slotCount(ts); ts.def == nil || ts.def.Devices != n || ts.def.LastManual != ts.manual {
-		ts.def = &transport.Definition{Task: *ts.t, Since: ts.since, Devices: n, LastManual: ts.manual}
-	}
-	return ts.def
-}
-
-func (s *Server) connected(ctx context.Context, d scope.DeviceID) bool {
-	if d == task.ServerDevice {
-		return true
-	}
-	dev, err := s.cfg.Inventory.Device(ctx, d)
-	return err == nil && dev.Connected
-}
-
-func (s *Server) visible(d scope.DeviceID, now time.Time) bool {
-	t, ok := s.seen[d]
-	return ok && now.Sub(t) <= s.cfg.VisibilityTimeout
-}
-
-func (s *Server) send(ctx context.Context, m transport.Message) error {
-	m.SentAt = s.clk.Now().UTC()
-	err := s.ep.Send(ctx, m)
-	if err != nil && !errors.Is(err, transport.ErrUnreachable) {
-		s.log.Error().Err(err).Str("device", string(m.Device)).Str("kind", string(m.Kind)).Msg("engine: send")
-	}
-	return err
-}
-
-// slotOf returns a device's place in a task's automatic randomized delay
-// (slotLayout); nil when the delay is not automatic.
-func slotOf(ts *taskState, d scope.DeviceID) *transport.Slot {
-	sl, ok := slotAt(ts, d)
-	if !ok {
-		return nil
-	}
-	return &sl
-}
-
-// slotAt is slotOf as a value (false: no slot).
-func slotAt(ts *taskState, d scope.DeviceID) (transport.Slot, bool) {
-	if ts.slots == nil {
-		return transport.Slot{}, false
-	}
-	i, ok := ts.slots.index[d]
-	if !ok {
-		return transport.Slot{}, false
-	}
-	return transport.Slot{Index: i, Of: len(ts.slots.by)}, true
 }

@@ -76,26 +76,26 @@ func (s *Server) sinkResults(ctx context.Context, rs []task.Result) {
 			continue
 		}
 		k := sinkKey{r.TaskID, r.DeviceID, r.RunID, r.Seq}
-		if s.sunk[k] {
+		if s.sink.sunk[k] {
 			continue
 		}
-		if s.sunk == nil {
-			s.sunk = make(map[sinkKey]bool, sinkMemory)
+		if s.sink.sunk == nil {
+			s.sink.sunk = make(map[sinkKey]bool, sinkMemory)
 		}
-		if len(s.sunkRing) == sinkMemory {
-			delete(s.sunk, s.sunkRing[s.sunkNext])
-			s.sunkRing[s.sunkNext] = k
-			s.sunkNext = (s.sunkNext + 1) % sinkMemory
+		if len(s.sink.sunkRing) == sinkMemory {
+			delete(s.sink.sunk, s.sink.sunkRing[s.sink.sunkNext])
+			s.sink.sunkRing[s.sink.sunkNext] = k
+			s.sink.sunkNext = (s.sink.sunkNext + 1) % sinkMemory
 		} else {
-			s.sunkRing = append(s.sunkRing, k)
+			s.sink.sunkRing = append(s.sink.sunkRing, k)
 		}
-		s.sunk[k] = true
+		s.sink.sunk[k] = true
 		e := ResultEntry{TaskID: r.TaskID, DeviceID: r.DeviceID, RunID: r.RunID, State: r.State, Message: r.Message, At: r.FinishedAt.UTC()}
 		if e.At.IsZero() {
 			e.At = r.UpdatedAt.UTC()
 		}
 		_, e.Severity = task.EventOf(r.State)
-		if ts := s.tasks[r.TaskID]; ts != nil {
+		if ts := s.cat.tasks[r.TaskID]; ts != nil {
 			e.TaskName, e.Application, e.Type = ts.t.Name, ts.t.Application, ts.t.Type
 		}
 		if err := s.cfg.ResultSink.WriteResult(ctx, e); err != nil {

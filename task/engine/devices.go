@@ -1,0 +1,258 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/task"
+	"github.com/taskfleet/taskfleet/task/transport"
+)
+
+// Device sync: heartbeats bring each device's definitions up to date
+// (deliver, withdraw), Wake-on-LAN before starts, and everything the
+// server sends goes out through send (state: deviceSync).
+
+// heartbeat makes the device visible, brings its task definitions up to
+// date and answers with the repository state.
+func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Time) {
+	s.stats.Heartbeats++
+	d := m.Device
+	wasVisible := s.visible(d, now)
+	s.dev.seen[d] = now
+	// The device's tasks (in id order, rebuildByDevice) and the ones it
+	// holds (in id order from our agents) are merged, not mapped: this
+	// runs for every heartbeat of the fleet. Of one id held twice the
+	// later entry counts.
+	var held []transport.HeldTask
+	if m.Heartbeat != nil {
+		held = m.Heartbeat.Held
+		if len(held) > transport.MaxHeld {
+			s.reject(d, RejectTooMany, len(held)-transport.MaxHeld, "", "held tasks beyond the per-heartbeat limit")
+			held = held[:transport.MaxHeld]
+		}
+		byID := func(a, b transport.HeldTask) int { return strings.Compare(a.TaskID, b.TaskID) }
+		if !slices.IsSortedFunc(held, byID) {
+			held = slices.Clone(held)
+			slices.SortStableFunc(held, byID)
+		}
+	}
+	ids := s.devicesTasks()[d]
+	j := 0
+	for _, id := range ids {
+		for j < len(held) && held[j].TaskID < id {
+			j++
+		}
+		var h transport.HeldTask
+		ok := false
+		for ; j < len(held) && held[j].TaskID == id; j++ {
+			h, ok = held[j], true
+		}
+		ts := s.cat.tasks[id]
+		if ok && h.Revision == ts.t.Revision {
+			ts.adoptSlot(d, h.Slot) // after a restart: keep the place it holds
+		}
+		// A stale revision, or a delay slot that a new layout has moved
+		// since the device got the definition, is redelivered.
+		if !ok || h.Revision < ts.t.Revision || !holdsSlot(h.Slot, ts, d) {
+			if s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: s.definition(ts), Slot: slotOf(ts, d)}) == nil {
+				s.stats.Delivered++
+			}
+		}
+	}
+	// Withdraw what the device holds but is not its task: a task of
+	// the server's (bounded by the task list), or at most
+	// MaxUnknownWithdraws ids the server does not know (deleted tasks;
+	// the rest go with later heartbeats), so the answer is bounded by
+	// what the device holds or should hold, not by what it claims.
+	i, unknown := 0, 0
+	for j, h := range held {
+		if j > 0 && held[j-1].TaskID == h.TaskID {
+			continue
+		}
+		for i < len(ids) && ids[i] < h.TaskID {
+			i++
+		}
+		if i == len(ids) || ids[i] != h.TaskID {
+			if s.cat.tasks[h.TaskID] == nil {
+				if unknown++; unknown > MaxUnknownWithdraws || len(h.TaskID) > transport.MaxKeyBytes {
+					continue
+				}
+			}
+			_ = s.send(ctx, transport.Message{Kind: transport.Withdraw, Device: d, TaskID: h.TaskID})
+		}
+	}
+	if unknown > MaxUnknownWithdraws {
+		s.reject(d, RejectTooMany, unknown-MaxUnknownWithdraws, "", "held task ids the server does not know")
+	}
+	_ = s.send(ctx, transport.Message{Kind: transport.Sync, Device: d, SyncInfo: &transport.SyncInfo{UpdatesGeneration: s.upd.updGen, UpdatesAt: s.upd.updAt}})
+	if !wasVisible {
+		// Became visible: starts, stops, pauses and resumes waiting for
+		// it go out now.
+		for k, dp := range s.disp.pending {
+			if k.device == d && dp.sent > 0 {
+				dp.next = now
+				s.disp.nextDisp = now
+			}
+		}
+		s.dispatchDue(ctx, now)
+		for k, c := range s.ctl.controls {
+			if k.device == d && !c.acked {
+				c.next = now
+				s.ctl.nextCtl = now
+			}
+		}
+		s.controlsDue(ctx, now)
+	}
+}
+
+// wake sends Wake-on-LAN requests the chosen minutes before each device's
+// start: for server-run tasks to every device of the scope (connected or
+// not: waking turned-off devices is the point), for device tasks before
+// the device's own local activation plus its randomized delay.
+func (s *Server) wake(ctx context.Context, now time.Time) {
+	for _, id := range s.sortedIDs() {
+		ts := s.cat.tasks[id]
+		lead, ok := ts.t.Schedule.WakeLead()
+		if !ok || !ts.t.Schedule.Timed() || ts.t.Suspended {
+			continue
+		}
+		if ts.onServer {
+			nx, ok := ts.t.Schedule.Next(ts.cursor, s.loc)
+			if !ok || nx.Add(-lead).After(now) || ts.wokeFor.Equal(nx) {
+				continue
+			}
+			ts.wokeFor = nx
+			for _, d := range ts.devices {
+				_ = s.send(ctx, transport.Message{Kind: transport.Wake, Device: d})
+			}
+			continue
+		}
+		if !ts.nextWake.IsZero() && ts.nextWake.After(now) {
+			continue
+		}
+		if ts.wakes == nil {
+			ts.wakes = map[scope.DeviceID]time.Time{}
+		}
+		ts.nextWake = time.Time{}
+		for _, d := range ts.devices {
+			w, ok := ts.wakes[d]
+			if ok && w.After(now) {
+				if ts.nextWake.IsZero() || w.Before(ts.nextWake) {
+					ts.nextWake = w
+				}
+				continue
+			}
+			if ok {
+				_ = s.send(ctx, transport.Message{Kind: transport.Wake, Device: d})
+			}
+			l := s.deviceLoc(ctx, d)
+			off := transport.Offset(ts.t.Schedule, slotCount(ts), slotOf(ts, d), ts.t.ID, string(d), ts.t.SettingsRevision)
+			after := now.Add(lead - off)
+			nx, ok2 := ts.t.Schedule.Next(after, l)
+			if !ok2 {
+				delete(ts.wakes, d)
+				continue
+			}
+			w = nx.Add(off - lead)
+			ts.wakes[d] = w
+			if ts.nextWake.IsZero() || w.Before(ts.nextWake) {
+				ts.nextWake = w
+			}
+		}
+	}
+}
+
+func (s *Server) deviceLoc(ctx context.Context, d scope.DeviceID) *time.Location {
+	dev, err := s.cfg.Inventory.Device(ctx, d)
+	if err != nil || dev.TimeZone == "" {
+		return time.UTC
+	}
+	if l, ok := s.dev.zones[dev.TimeZone]; ok {
+		return l
+	}
+	l, err := time.LoadLocation(dev.TimeZone)
+	if err != nil {
+		l = time.UTC
+	}
+	s.dev.zones[dev.TimeZone] = l
+	return l
+}
+
+// devicesTasks returns the device tasks of every device, rebuilt after
+// the task list or a scope changed.
+func (s *Server) devicesTasks() map[scope.DeviceID][]string {
+	if s.dev.byDevice == nil {
+		s.rebuildByDevice()
+	}
+	return s.dev.byDevice
+}
+
+func (s *Server) rebuildByDevice() {
+	s.dev.byDevice = map[scope.DeviceID][]string{}
+	ids := make([]string, 0, len(s.cat.tasks))
+	for id := range s.cat.tasks {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		ts := s.cat.tasks[id]
+		if ts.onServer {
+			continue
+		}
+		for _, d := range ts.devices {
+			s.dev.byDevice[d] = append(s.dev.byDevice[d], id)
+		}
+	}
+}
+
+func (s *Server) connected(ctx context.Context, d scope.DeviceID) bool {
+	if d == task.ServerDevice {
+		return true
+	}
+	dev, err := s.cfg.Inventory.Device(ctx, d)
+	return err == nil && dev.Connected
+}
+
+func (s *Server) visible(d scope.DeviceID, now time.Time) bool {
+	t, ok := s.dev.seen[d]
+	return ok && now.Sub(t) <= s.cfg.VisibilityTimeout
+}
+
+func (s *Server) send(ctx context.Context, m transport.Message) error {
+	if s.closed {
+		return ErrClosed
+	}
+	m.SentAt = s.clk.Now().UTC()
+	err := s.ep.Send(ctx, m)
+	if err != nil && !errors.Is(err, transport.ErrUnreachable) {
+		s.log.Error().Err(err).Str("device", string(m.Device)).Str("kind", string(m.Kind)).Msg("engine: send")
+	}
+	return err
+}
+
+// slotOf returns a device's place in a task's automatic randomized delay
+// (slotLayout); nil when the delay is not automatic.
+func slotOf(ts *taskState, d scope.DeviceID) *transport.Slot {
+	sl, ok := slotAt(ts, d)
+	if !ok {
+		return nil
+	}
+	return &sl
+}
+
+// slotAt is slotOf as a value (false: no slot).
+func slotAt(ts *taskState, d scope.DeviceID) (transport.Slot, bool) {
+	if ts.slots == nil {
+		return transport.Slot{}, false
+	}
+	i, ok := ts.slots.index[d]
+	if !ok {
+		return transport.Slot{}, false
+	}
+	return transport.Slot{Index: i, Of: len(ts.slots.by)}, true
+}
