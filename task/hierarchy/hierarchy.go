@@ -52,6 +52,10 @@ type Config struct {
 	Children []Child
 	// Link connects the servers. Required.
 	Link Link
+	// Store keeps the Node's hierarchy state durable (nil: in memory
+	// only). Required by Open, refused by New. Servers sharing one store
+	// (a physical server and its virtual servers) keep apart by ID.
+	Store storage.HierarchyStore
 	// Clock stamps reports (nil: the system clock). The Node's reports are
 	// ordered by the clock reading when it was created (its epoch) and a
 	// counter, so a restarted server must start at a later clock reading
@@ -207,6 +211,13 @@ type childReport struct {
 // Errors: ValidationErrors naming each bad field; a *CycleError when the
 // server is its own parent or its parent is also its child.
 func New(cfg Config) (*Node, error) {
+	if cfg.Store != nil {
+		return nil, errs.Invalid("store", "", "is set: use Open, which loads the durable state")
+	}
+	return newNode(cfg)
+}
+
+func newNode(cfg Config) (*Node, error) {
 	var bad errs.ValidationErrors
 	if cfg.ID == "" {
 		bad = append(bad, errs.Invalid("id", "", "is required"))
@@ -358,8 +369,10 @@ func (n *Node) distribute(ctx context.Context, path []string) error {
 	n.setSeq++
 	version := Version{Epoch: n.epoch, Seq: n.setSeq}
 	n.dist.Unlock()
-	n.pruneDeleted(all)
 	var failed []error
+	if err := n.pruneDeleted(ctx, all); err != nil {
+		failed = append(failed, err)
+	}
 	for _, c := range n.cfg.Children {
 		anc, err := n.ancestors(ctx, c.Group)
 		if err != nil {
@@ -379,7 +392,9 @@ func (n *Node) distribute(ctx context.Context, path []string) error {
 			failed = append(failed, fmt.Errorf("hierarchy: send tasks from %q to %q: %w", n.cfg.ID, c.ID, err))
 			continue
 		}
-		n.pruneWithdrawn(c.ID, ids)
+		if err := n.pruneWithdrawn(ctx, c.ID, ids); err != nil {
+			failed = append(failed, err)
+		}
 	}
 	return errors.Join(failed...)
 }
@@ -498,6 +513,9 @@ func (n *Node) applyTasks(ctx context.Context, m TaskSet) (applied bool, err err
 	if err := n.syncCopies(ctx, m); err != nil {
 		return false, err
 	}
+	if err := n.persistCopies(ctx, m); err != nil {
+		return false, err
+	}
 	v := m.Version
 	n.lastSet = &v
 	return true, nil
@@ -557,8 +575,15 @@ func (n *Node) withdraw(ctx context.Context, t *task.Task) error {
 		return fmt.Errorf("hierarchy: %q withdraws inherited %q from %q: %w", n.cfg.ID, hops[0].TaskID, hops[0].Server, err)
 	}
 	n.mu.Lock()
+	defer n.mu.Unlock()
+	var keys []storage.HierarchyFigureKey
+	for s := range n.stat[t.ID] {
+		keys = append(keys, storage.HierarchyFigureKey{TaskID: t.ID, Server: s})
+	}
+	if err := n.deleteFigures(ctx, keys); err != nil {
+		return err
+	}
 	delete(n.stat, t.ID)
-	n.mu.Unlock()
 	return nil
 }
 
