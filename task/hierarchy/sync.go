@@ -136,10 +136,10 @@ func (s *Sync) run(ctx context.Context, n *Node, cfg SyncConfig) {
 		} else {
 			failures = 0
 		}
+		t := n.clk.Timer(wait) // before OnRound: a test may move the clock then
 		if cfg.OnRound != nil {
 			cfg.OnRound(err)
 		}
-		t := n.clk.Timer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
