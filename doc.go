@@ -6,7 +6,48 @@
 // to its own persistence and device channel.
 //
 // This root package holds only documentation; the API lives in the packages
-// below.
+// below. Start with the README's hello world (examples/hello).
+//
+// # The product documentation
+//
+// The requirements are the task chapters of two product manuals of an
+// enterprise endpoint-management server: Kaspersky Security Center Cloud
+// Console ("Tasks") and Open Single Management Platform ("Managing
+// tasks"). Package documentation calls them "the product documentation";
+// every option, default and range they give is implemented and tested.
+//
+// # Glossary
+//
+//   - Administration Server: the management server of the product; here,
+//     the host's server process embedding task/engine and task.Manager.
+//     Administration Server tasks run on it (task.ServerDevice) rather
+//     than on devices.
+//   - Network Agent: the product's agent on every managed device; here,
+//     task/agent embedded in the vendor's device software. It keeps the
+//     delivered tasks, runs them on device-local time, also offline, and
+//     reports through a durable outbox.
+//   - Managed device: a computer known to the inventory (scope.Device),
+//     usually in one administration group.
+//   - Administration group: a node of the tree of groups devices are
+//     filed in (scope.AdminGroup); a group task applies to a group and,
+//     by default, its subgroups.
+//   - Device selection: a saved query over device facts (CEL here) that a
+//     scope can name; its tasks run on the server's clock on the connected
+//     devices.
+//   - Scope: which devices a task applies to: a group, a device list, IP
+//     ranges or a TXT list of addresses, or a device selection.
+//   - Local, group and global tasks: a task of one device, of a group, or
+//     of a set of devices (device list, addresses, selection).
+//   - Application: the security application a task type belongs to (for
+//     example "Endpoint Security"); task types are registered per
+//     application (task.Registry).
+//   - Run, result: one start of a task on one device, and the device's
+//     latest state for the task (scheduled, running, completed, failed,
+//     missed, ...).
+//   - KLT: the product's file format for exporting a task and importing
+//     it on another server (package klt).
+//   - Randomized delay: a per-device offset added to a scheduled start so
+//     that a fleet does not start at the same second.
 //
 // # Package map
 //
@@ -16,7 +57,8 @@
 //     exact DST semantics, and the advanced settings (run missed tasks,
 //     randomized delay, stop if longer than, wake-on-LAN, shut down after).
 //   - scope: the device inventory contract, scope kinds, addresses and TXT
-//     lists, CEL device selections; Resolve and Explain.
+//     lists, CEL device selections; Resolve and Explain. scope/inmem is an
+//     in-memory inventory.
 //   - restart: operating-system restart policies and the device-side prompt
 //     timeline.
 //   - credentials: run-as accounts with sealed passwords, key rotation, the
@@ -24,8 +66,10 @@
 //   - task: the task model and the management API a host calls (Manager).
 //   - task/transport: the contract of the channel between server and
 //     devices; task/transport/inproc implements it in process.
-//   - task/engine: the server runtime that schedules and dispatches.
-//   - task/agent: the device runtime that runs tasks on device-local time.
+//   - task/engine: the server runtime that schedules and dispatches;
+//     task/engine/enginetest simulates a fleet on any store.
+//   - task/agent: the device runtime that runs tasks on device-local time;
+//     task/agent/agentsqlite is its durable store.
 //   - storage: the storage contract, with storage/memstore, storage/sqlstore
 //     (SQLite embedded, PostgreSQL for scale-out) and the conformance suite
 //     storage/storagetest.
@@ -34,21 +78,32 @@
 //
 // # Wiring a host
 //
-// A vendor's administration server creates a store, a registry of its task
-// types, a task.Manager and the engine, and connects the engine to its
-// device channel:
+// A host creates a store and an inventory, registers its task types, and
+// connects the engine (the server runtime, which is also the Manager's
+// Dispatcher) to its device channel; on each device an agent runs the
+// vendor's Executor. From examples/hello:
 //
-//	store, _ := sqlstore.OpenSQLite(ctx, "/var/lib/vendor/taskfleet.db")
+//	store, inv := memstore.New(), inmem.New() // or SQLite, PostgreSQL: see the README
+//	must(inv.PutGroups(ctx, scope.AdminGroup{ID: "office", Name: "Office"}))
 //	reg := task.NewRegistry()
-//	reg.Register(task.TaskType{Application: "Endpoint Security", Name: "virus_scan", Settings: ScanSettings{}})
-//	srv := engine.New(...)                          // implements task.Dispatcher
-//	m, _ := task.New(task.Config{Store: store, Registry: reg, Inventory: inv, Dispatcher: srv})
+//	must(reg.Register(task.TaskType{Application: "Antivirus", Name: "scan"}))
+//	srv, err := engine.New(engine.Config{Store: store, Inventory: inv, Clock: clk})
+//	must(err)
+//	m, err := task.New(task.Config{Store: store, Registry: reg, Inventory: inv, Dispatcher: srv, Clock: clk})
+//	must(err)
+//	net := inproc.New(inproc.Config{Clock: clk}) // the device channel; over a network: examples/httptransport
+//	must(srv.Open(ctx, m, net.Server(srv)))
+//	...
+//	a, err := agent.New(ctx, agent.Config{Device: d.ID, Store: agent.NewMemStore(), Executor: scanner{}, Location: loc, Clock: clk})
+//	must(err)
+//	a.Attach(net.Device(d.ID, a)) // the agent is the channel's handler
 //
 // The device channel implements task/transport's endpoints (the in-process
 // implementation shows the contract); the device agent embeds task/agent
 // with the vendor's Executor. Storage backends implement storage.Store and
-// run storagetest; inventories implement scope.Inventory and run
-// scope/inventorytest.
+// run storagetest; inventories implement scope.Inventory (and
+// scope.InventoryWriter) and run scope/inventorytest; agent stores
+// implement agent.Store and run agenttest.
 //
 // # Errors
 //

@@ -62,7 +62,7 @@ func openDispatchReplica(b *testing.B, dsn, id string, clk clock.Clock) dispatch
 		b.Fatal(err)
 	}
 	inv := inmem.New()
-	if err := inv.PutGroups(scope.AdminGroup{ID: "g-all"}); err != nil {
+	if err := inv.PutGroups(ctx, scope.AdminGroup{ID: "g-all"}); err != nil {
 		b.Fatal(err)
 	}
 	srv, err := engine.New(engine.Config{Store: st, Inventory: inv, Clock: clk, ReplicaID: id})

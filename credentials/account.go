@@ -19,7 +19,7 @@ import (
 // ("DOMAIN\user", "user@domain" or a local name).
 const MaxAccountNameLength = 256
 
-// Account is the account a non-local task runs under (the seeds' "Account
+// Account is the account a non-local task runs under (the product documentation's "Account
 // settings"): the default account (the zero Account: the task runs under
 // the account of the application that performs it) or a specified account
 // with a name and a sealed password.

@@ -22,7 +22,9 @@ import (
 // ErrMalformed for a zero or inconsistent Sealed; errors never contain the
 // plaintext.
 type Sealer interface {
+	// Seal encrypts plaintext with the active key.
 	Seal(plaintext Secret) (Sealed, error)
+	// Open decrypts sealed with the key it names.
 	Open(sealed Sealed) (Secret, error)
 }
 
@@ -181,6 +183,7 @@ func (a *AESGCM) Open(s Sealed) (Secret, error) {
 // ActiveKeyer is an optional interface of a Sealer that can tell which key
 // it seals with; Reseal uses it to skip passwords already sealed with it.
 type ActiveKeyer interface {
+	// ActiveKeyID returns the id of the key Seal uses.
 	ActiveKeyID() string
 }
 

@@ -4,7 +4,7 @@
 //
 // # Concepts
 //
-// An Account is the seeds' "Account settings": the default account (the
+// An Account is the product documentation's "Account settings": the default account (the
 // zero Account; the task runs under the account of the application that
 // performs it) or a specified account, a name and a password. The password
 // is held as a Sealed value, never in plaintext:
@@ -31,7 +31,7 @@
 //
 // # The change-password wizard
 //
-// Wizard follows the seeds' three steps: Start (new credentials, optional
+// Wizard follows the product documentation's three steps: Start (new credentials, optional
 // previous password; tasks whose password is the previous one change
 // automatically), Change.Apply (per remaining task: ActionDeleteCredentials,
 // ActionEnforce or ActionNone) and the Report. Tasks are reached through the
@@ -40,12 +40,20 @@
 // RunTaskAccounts. Local tasks are never changed. Every change is one
 // compare-and-set of the whole account, so a task never holds half a
 // credential; a rerun reports finished tasks as already done.
+// TaskAccounts must list only tasks the wizard's user may modify: the
+// wizard compares their passwords with what the user typed, so listing a
+// task the user may only read would let the user test password guesses.
+// The wizard logs the opaque reference of its run (Change.Ref), never the
+// account name, which may be a mistyped password.
 //
 // # Private data in settings
 //
 // ScanSettings walks a task's settings and reports the JSON paths (never the
 // values) of password-like fields, URL credentials, embedded passwords,
-// private keys, known token formats and random-looking tokens.
+// private keys, known token formats and random-looking tokens, and of every
+// field marked with the struct tag `taskfleet:"secret"` (SecretTag). The
+// task package redacts what it reports from revision diffs and never
+// quotes it in validation errors.
 //
 // # Errors
 //

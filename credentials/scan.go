@@ -36,18 +36,40 @@ const (
 	ReasonKnownToken Reason = "known_token"
 	// ReasonHighEntropy: a long random-looking token.
 	ReasonHighEntropy Reason = "high_entropy"
+	// ReasonMarkedSecret: the field is marked secret with the struct tag
+	// `taskfleet:"secret"` and its value is not zero.
+	ReasonMarkedSecret Reason = "marked_secret"
 )
+
+// SecretTag is the struct tag that marks a settings field as secret:
+// `taskfleet:"secret"`. ScanSettings reports a marked field whatever its
+// value looks like, so task revision diffs redact it and validation
+// errors never quote it.
+const SecretTag = "secret"
+
+// markedSecret reports whether a struct field carries `taskfleet:"secret"`.
+func markedSecret(f reflect.StructField) bool {
+	for _, opt := range strings.Split(f.Tag.Get("taskfleet"), ",") {
+		if strings.TrimSpace(opt) == SecretTag {
+			return true
+		}
+	}
+	return false
+}
 
 // Finding is one value of a task's settings that looks like private data.
 // It never contains the value itself.
 type Finding struct {
 	// Path is the dotted JSON path of the value ("install.args[2]",
 	// `env["DB PASSWORD"]`); "" is the root.
-	Path   string `json:"path"`
+	Path string `json:"path"`
+	// Reason says why the value looks private.
 	Reason Reason `json:"reason"`
 }
 
+// String formats the finding as "path: reason".
 func (f Finding) String() string {
+
 	p := f.Path
 	if p == "" {
 		p = "(root)"
@@ -61,7 +83,7 @@ const (
 	scanMaxFindings = 1000
 )
 
-// ScanSettings warns about private data in a task's settings (the seeds:
+// ScanSettings warns about private data in a task's settings (the product documentation:
 // "Do not include private data in task settings. For example, avoid
 // specifying the domain administrator password."). It walks v — structs
 // (by their JSON field names, honouring `json:"-"` and embedded structs),
@@ -226,6 +248,12 @@ func (sc *scanner) walkStruct(v reflect.Value, path string, depth int) {
 		}
 		if name == "" {
 			name = f.Name
+		}
+		if markedSecret(f) {
+			if !v.Field(i).IsZero() {
+				sc.add(joinKey(path, name), ReasonMarkedSecret)
+			}
+			continue
 		}
 		sc.walk(v.Field(i), joinKey(path, name), name, depth+1)
 	}

@@ -217,3 +217,19 @@ func TestScanSettingsRates(t *testing.T) {
 		}
 	}
 }
+
+// A field tagged `taskfleet:"secret"` is reported whatever its name and
+// value look like, and only when it is set.
+func TestScanSettingsMarkedField(t *testing.T) {
+	type s struct {
+		K     string `json:"k" taskfleet:"secret"`
+		Empty string `json:"empty" taskfleet:"secret"`
+		Port  int    `json:"port" taskfleet:"secret"`
+		Plain string `json:"plain"`
+	}
+	got := ScanSettings(s{K: "abc", Port: 8080, Plain: "abc"})
+	want := []Finding{{Path: "k", Reason: ReasonMarkedSecret}, {Path: "port", Reason: ReasonMarkedSecret}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("ScanSettings = %v, want %v", got, want)
+	}
+}

@@ -2,6 +2,8 @@ package credentials
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -17,15 +19,18 @@ import (
 // TaskAccount is one task's run-as account, as the change-password wizard
 // sees it.
 type TaskAccount struct {
-	TaskID   string
+	// TaskID identifies the task.
+	TaskID string
+	// TaskName is the task's name, for the report.
 	TaskName string
-	// Local marks a local task. The wizard never changes local tasks (the
-	// seeds: the wizard covers non-local tasks), even if a store returns
-	// one.
+	// Local marks a local task. The wizard never changes local tasks
+	// (the product documentation: the wizard covers non-local tasks), even
+	// if a store returns one.
 	Local bool
 	// Revision is the task's revision, for compare-and-set.
 	Revision int64
-	Account  Account
+	// Account is the task's run-as account.
+	Account Account
 }
 
 // ListTasksParams selects a page of tasks by account name.
@@ -42,6 +47,7 @@ type ListTasksParams struct {
 
 // SetTaskAccountParams replaces one task's account.
 type SetTaskAccountParams struct {
+	// TaskID is the task to change.
 	TaskID string
 	// ExpectedRevision must equal the task's current revision.
 	ExpectedRevision int64
@@ -56,7 +62,9 @@ type SetTaskAccountParams struct {
 // name matches p.AccountName (SameAccountName), with TaskID > p.After,
 // ordered by TaskID ascending; fewer than p.Limit (possibly none) means the
 // end. It may return extra tasks (the wizard filters again) but must not
-// miss one.
+// miss one. It must return only tasks the user running the wizard may
+// modify: the wizard compares their passwords with the ones it is given,
+// so a task the user may only read would let it test password guesses.
 //
 // GetTaskAccount returns one task's current state, or an error matching
 // ErrNotFound.
@@ -69,8 +77,12 @@ type SetTaskAccountParams struct {
 // with an error matching ErrInvalid. It records the change in the task's
 // revision history like any other edit.
 type TaskAccounts interface {
+	// ListTasksByAccount returns a page of tasks by account name (above).
 	ListTasksByAccount(ctx context.Context, p ListTasksParams) ([]TaskAccount, error)
+	// GetTaskAccount returns one task's account (above).
 	GetTaskAccount(ctx context.Context, taskID string) (TaskAccount, error)
+	// SetTaskAccount replaces one task's account if its revision is
+	// still the expected one (above).
 	SetTaskAccount(ctx context.Context, p SetTaskAccountParams) (newRevision int64, err error)
 }
 
@@ -148,10 +160,14 @@ const (
 
 // TaskResult is the step-3 report line of one task.
 type TaskResult struct {
-	TaskID   string  `json:"task_id"`
-	TaskName string  `json:"task_name"`
-	Action   Action  `json:"action"`
-	Outcome  Outcome `json:"outcome"`
+	// TaskID identifies the task.
+	TaskID string `json:"task_id"`
+	// TaskName is the task's name.
+	TaskName string `json:"task_name"`
+	// Action is what the wizard was asked to do with the task.
+	Action Action `json:"action"`
+	// Outcome is what happened.
+	Outcome Outcome `json:"outcome"`
 	// NewRevision is the task's revision after a write (OutcomeChanged).
 	NewRevision int64 `json:"new_revision,omitempty"`
 	// Err explains Conflict, NotFound, Failed and Canceled outcomes. It
@@ -163,16 +179,22 @@ type TaskResult struct {
 
 // PendingTask is a task awaiting a step-2 choice.
 type PendingTask struct {
-	TaskID   string        `json:"task_id"`
-	TaskName string        `json:"task_name"`
-	Revision int64         `json:"revision"`
-	Reason   PendingReason `json:"reason"`
+	// TaskID identifies the task.
+	TaskID string `json:"task_id"`
+	// TaskName is the task's name.
+	TaskName string `json:"task_name"`
+	// Revision is the task's revision when the wizard looked.
+	Revision int64 `json:"revision"`
+	// Reason says why the administrator must choose.
+	Reason PendingReason `json:"reason"`
 }
 
 // Report is step 3: one result per task the wizard found, in TaskID order.
 type Report struct {
-	AccountName string       `json:"account_name"`
-	Results     []TaskResult `json:"results"`
+	// AccountName is the account whose password changed.
+	AccountName string `json:"account_name"`
+	// Results has one entry per task, in TaskID order.
+	Results []TaskResult `json:"results"`
 }
 
 // Counts tallies the results by outcome.
@@ -201,7 +223,7 @@ type WizardConfig struct {
 	MaxAttempts int
 }
 
-// Wizard is the seeds' "Change tasks password" wizard as an API:
+// Wizard is the product documentation's "Change tasks password" wizard as an API:
 //
 //  1. Start with the new credentials (and optionally the previous
 //     password): every non-local task whose account name matches gets the
@@ -266,6 +288,7 @@ type NewCredentials struct {
 type Change struct {
 	w        *Wizard
 	name     string
+	ref      string // opaque reference logged instead of the account name
 	newPW    Sealed
 	prevPW   Secret
 	hasPrev  bool
@@ -278,6 +301,20 @@ type Change struct {
 	step2   map[string]TaskResult
 	matches map[string]match // open-and-compare cache by ciphertext
 	keyBuf  []byte
+}
+
+// Ref returns the opaque reference of this wizard run: its log lines
+// carry it (field "change") instead of the account name, which may be a
+// mistyped password. A host that needs to audit which account a run
+// changed records the reference next to the account name in its own
+// audit trail.
+func (ch *Change) Ref() string { return ch.ref }
+
+// newChangeRef returns a random reference for a wizard run.
+func newChangeRef() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return "chpw-" + hex.EncodeToString(b[:])
 }
 
 // match caches the comparison of one ciphertext with the passwords.
@@ -312,11 +349,11 @@ func (w *Wizard) Start(ctx context.Context, c NewCredentials) (*Change, error) {
 		return nil, fmt.Errorf("credentials: sealing the new password: %w", err)
 	}
 	ch := &Change{
-		w: w, name: c.AccountName, newPW: sealed, newPlain: c.NewPassword,
+		w: w, name: c.AccountName, ref: newChangeRef(), newPW: sealed, newPlain: c.NewPassword,
 		prevPW: c.PreviousPassword, hasPrev: !c.PreviousPassword.IsZero(),
 		tasks: map[string]TaskAccount{}, step2: map[string]TaskResult{}, matches: map[string]match{},
 	}
-	log := w.cfg.Logger.With().Str("component", "change_password_wizard").Str("account", c.AccountName).Logger()
+	log := w.cfg.Logger.With().Str("component", "change_password_wizard").Str("change", ch.ref).Logger()
 	after := ""
 	for {
 		if err := ctx.Err(); err != nil {
@@ -438,7 +475,7 @@ func (ch *Change) Apply(ctx context.Context, choices map[string]Action) (Report,
 	if err := bad.Err(); err != nil {
 		return Report{}, err
 	}
-	log := ch.w.cfg.Logger.With().Str("component", "change_password_wizard").Str("account", ch.name).Logger()
+	log := ch.w.cfg.Logger.With().Str("component", "change_password_wizard").Str("change", ch.ref).Logger()
 	var ctxErr error
 	for _, p := range ch.pending {
 		action := choices[p.TaskID]

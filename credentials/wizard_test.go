@@ -54,7 +54,7 @@ func account(t testing.TB, s credentials.Sealer, name, pw string) credentials.Ac
 	return a
 }
 
-// setup builds the seeds' scenario: tasks of CORP\svc with the old, the new
+// setup builds the product documentation's scenario: tasks of CORP\svc with the old, the new
 // and other passwords, plus tasks that must never be touched.
 func setup(t *testing.T, cfg func(*credentials.WizardConfig)) *wiz {
 	t.Helper()

@@ -1,13 +1,15 @@
 // Package klt exports one task with all its settings to a KLT file and
-// imports a task from one (the seeds' "Exporting a task" and "Importing a
+// imports a task from one (the product documentation's "Exporting a task" and "Importing a
 // task"), losslessly and close to what the administration server's public
 // Open API says about tasks.
 //
 // The vendor's own KLT encoding is not publicly specified, so this package
 // defines an open one: a UTF-8 JSON document whose body is the task as an
-// Open API parameter tree, with the field names of the public KSC Open API
-// "Task settings format" where one exists. Only public documentation (the
-// KSC Open API reference) was used for those names.
+// Open API parameter tree (the KlAkOAPI typed JSON convention), with the
+// public names of the administration server's API for everything that has
+// one, so that a task read from a server imports with its schedule,
+// devices, restart options and account, and exports in a shape the server
+// knows. Only public documentation was used (see "Sources").
 //
 // # Export and import
 //
@@ -18,13 +20,15 @@
 //	created, err := imp.Commit(ctx, manager, actor, chosenScope)    // step 2
 //
 // Export refuses Administration Server tasks and types marked
-// NotExportable with a *NotExportableError (the seeds: "Administration
+// NotExportable with a *NotExportableError (the product documentation: "Administration
 // Server tasks are also unavailable for export"). Parse validates
 // everything it can without storing anything, so a console can show what
 // will be imported. Commit creates the task in the scope the administrator
 // picks — a group, devices, addresses or a device selection — and a name
 // that is taken gets the next free " (n)" index, also when imports of the
-// same name race (task.Manager.CreateWithFreeName). The imported task
+// same name race (task.Runtime.CreateWithFreeName). The task keeps the
+// document's opaque fields (task.Task.Opaque), so a later export writes
+// them back. The imported task
 // starts by its imported schedule.
 //
 // # Document
@@ -34,7 +38,7 @@
 //	{
 //	  "exported_at": "2026-11-22T01:02:03Z",      export time, UTC, whole seconds
 //	  "format": "taskfleet-klt",
-//	  "format_version": "1.0",                    MAJOR.MINOR (FormatVersion)
+//	  "format_version": "1.1",                    MAJOR.MINOR (FormatVersion)
 //	  "library_version": "0.1.0",                 LibraryVersion
 //	  "task": {"type": "params", "value": {…}}    the task, below
 //	}
@@ -49,89 +53,205 @@
 // numbers double (with their exact text), whole-second schedule instants
 // datetime; decoding reverses it exactly.
 //
+// # Sources of the public names
+//
+// Every public name below comes from public documentation of the
+// administration server's API; a reading this package had to choose
+// where a page is silent is marked "reading":
+//
+//   - [KSC Open API, "Task settings format"]: TASK_NAME, TASKID_PRODUCT_NAME,
+//     TASKID_VERSION, TASK_ADDITIONAL_PARAMS, TASK_INFO_PARAMS, DisplayName,
+//     TASKSCH_TYPE, PRTS_TASK_GROUPID (-1 or absent: a task for a set of
+//     devices), PRTS_EXCEPT_GROUPIDS, UNLOCK_PASSWORD_CRYPTED (dropped).
+//   - [KSC Open API, "Schedule types"]: the TASKSCH_TYPE ids 0-7.
+//   - [KSC Automation, "Task settings format"]: TASKSCH_RUN_MISSED_FLAG,
+//     TASKSCH_FIRST_EXECUTION_TIME, TASKSCH_MS_PERIOD, TASKSCH_ED_HOURS/MINS/SECS,
+//     TASKSCH_WD_HOURS/MINS/SECS, TASKSCH_WD_DAYS (bits 1-7 Sunday to Saturday),
+//     TASKSCH_EM_DAY/HOURS/MINS/SECS, TASK_START_DELTA, TASK_DISPLAY_NAME.
+//   - The Open API's "List of deployment task attributes" (referred to by
+//     Tasks.ProtectPassword):
+//     KLTSK_RU_REBOOT_IMMEDIATELY, KLTSK_RU_REBOOT_ASK_FOR_REBOOT,
+//     KLTSK_RU_REBOOT_ASK_FOR_REBOOT_PERIOD and _FORCE_REBOOT_PERIOD
+//     (minutes, long), KLTSK_RU_REBOOT_MESSAGE, klprts-TaskAccountUser,
+//     klprts-TaskAccountPassword (dropped).
+//   - The KSC Open API's description of parameter values (paramParams,
+//     paramLong, paramDateTime, paramBinary, …) in the KlAkOAPI JSON
+//     convention: the typed values below.
+//
 // # Field names
 //
-// Public names of the Open API "Task settings format":
+// Task level:
 //
 //	TASK_NAME                       the task type (task.Task.Type)
 //	TASKID_PRODUCT_NAME             the application (Application)
 //	TASKID_VERSION                  the application version
-//	TASKSCH_TYPE                    the Open API schedule type id (ScheduleType)
-//	TASKSCH_RUN_MISSED_FLAG         run missed tasks (Schedule.RunMissed)
-//	TASK_ADDITIONAL_PARAMS          the type-specific settings, by their JSON names
+//	TASKSCH_TYPE, TASKSCH_*, TASK_START_DELTA, TASK_MAX_EXEC_TIME, EVENT_TYPE
+//	                                the schedule (below)
+//	HostList                        the devices of a devices scope: an array of
+//	                                device ids (reading: plain strings, so a
+//	                                list of scope.MaxListLength devices stays
+//	                                within DefaultMaxValues)
+//	TASK_ADDITIONAL_PARAMS          the type-specific settings by their JSON names
+//	                                (typed as below), and:
+//	  KLTSK_RU_REBOOT_*             the restart policy (below)
+//	  klprts-TaskAccountUser        the run-as account name (absent: default)
 //	TASK_INFO_PARAMS                container of:
 //	  DisplayName                   the task name
 //	  KLTSK_ALLOW_AUTO_RANDOMIZATION the automatic randomized delay is on
-//	  PRTS_TASK_GROUPID             the group of a group scope: paramInt when the
-//	                                id is a 32-bit decimal number, else a string
-//	  PRTS_EXCEPT_GROUPIDS          the excluded groups, likewise
+//	  PRTS_TASK_GROUPID             the group of a group scope when its id is a
+//	                                non-negative 32-bit integer; -1 for any
+//	                                scope that is not a group
+//	  PRTS_EXCEPT_GROUPIDS          the excluded groups, when all are integers
 //
-// Taskfleet's own names, for settings the public format has no name for
+// Taskfleet's own names, each for what the public names cannot carry
 // (every one starts with TF_):
 //
-//	TF_SCHEDULE        params: the schedule, in schedule's JSON encoding
-//	TF_SCOPE           params: the scope the task had, in scope's JSON encoding
-//	                   (informational: Commit takes the scope to use)
-//	TF_RESTART         params: the restart policy, in restart's JSON encoding
-//	TF_NOTIFICATIONS   params: task.Notifications
-//	TF_SECURITY        params: task.Security (the access list)
-//	TF_ACCOUNT_NAME    string: the run-as account name (absent: default account)
-//	TASK_INFO_PARAMS.TF_DESCRIPTION  string: the description (absent when empty)
-//	TASK_INFO_PARAMS.TF_SUSPENDED    bool: the task is suspended (absent when not)
+//	TF_SCHEDULE        the schedule in schedule's JSON encoding: it is
+//	                   authoritative, because the public fields lose the
+//	                   N-th weekday and event details, the period of every
+//	                   N days, Wake-on-LAN, shutdown and the values kept
+//	                   while an option is off
+//	TF_SCOPE           the scope in scope's JSON encoding (addresses,
+//	                   selections, local and group options have no public
+//	                   names; informational: Commit takes the scope to use)
+//	TF_RESTART         the restart policy (force-closing locked sessions
+//	                   and the minutes kept while an interval is off have
+//	                   no public names)
+//	TF_NOTIFICATIONS   task.Notifications: the public KLPRSS_EVPNotifications
+//	                   container lists events by severity, and how the
+//	                   product documentation's history level, retention and e-mail map onto
+//	                   it is not publicly documented; a server's
+//	                   KLPRSS_EVPNotifications is kept as an opaque field
+//	TF_SECURITY        task.Security (the access list): no public name
+//	TASK_INFO_PARAMS.TF_DESCRIPTION  the description: no public name
+//	TASK_INFO_PARAMS.TF_SUSPENDED    suspended: no public name
 //
-// TF_SCHEDULE is authoritative; TASKSCH_TYPE, TASKSCH_RUN_MISSED_FLAG and
-// KLTSK_ALLOW_AUTO_RANDOMIZATION mirror it for Open API readers, and Parse
-// refuses a document where they disagree. Likewise PRTS_TASK_GROUPID and
-// PRTS_EXCEPT_GROUPIDS must agree with TF_SCOPE. TASKSCH_TYPE is 5 for
-// every N minutes or hours, 2 for every N days, 6 for days of the week, 4
-// for monthly, 7 for the N-th weekday and 0 (the empty schedule) for the
-// other kinds.
+// The public fields mirror the TF_ containers: Parse refuses a document
+// where a public field disagrees with its TF_ container (naming the
+// public field), and builds the value from the public fields alone when
+// the TF_ container is absent, as in a task read from a server.
 //
-// TASK_MAX_EXEC_TIME and TASK_START_DELTA are public names, but the public
-// documentation used does not state their units, so this version neither
-// writes nor interprets them: the stop-after limit and the randomized
-// delay interval travel in TF_SCHEDULE, and these fields, when a document
-// has them, are kept as unknown fields.
+// # Schedules
+//
+// Export writes, beside TF_SCHEDULE, the public fields of every kind
+// (TASKSCH_RUN_MISSED_FLAG, TASK_START_DELTA, TASK_MAX_EXEC_TIME and
+// EVENT_TYPE always):
+//
+//	manual            TASKSCH_TYPE 0, EVENT_TYPE ""
+//	once              1, TASKSCH_MS_PERIOD 0, TASKSCH_FIRST_EXECUTION_TIME At
+//	immediately       1, TASKSCH_MS_PERIOD 0, TASKSCH_FIRST_EXECUTION_TIME SavedAt
+//	every N minutes   1, TASKSCH_MS_PERIOD N·60000, TASKSCH_FIRST_EXECUTION_TIME Start
+//	every N hours     1, TASKSCH_MS_PERIOD N·3600000 (long beyond 32 bits), likewise
+//	every N days      2, TASKSCH_ED_HOURS/MINS/SECS, TASKSCH_FIRST_EXECUTION_TIME
+//	                  the start date at that time
+//	days of the week  6, TASKSCH_WD_HOURS/MINS/SECS, TASKSCH_WD_DAYS
+//	monthly           4, TASKSCH_EM_DAY, TASKSCH_EM_HOURS/MINS/SECS
+//	N-th weekday      7 (no public detail fields: TF_SCHEDULE only)
+//	event kinds       0, EVENT_TYPE the kind ("on_updates_downloaded",
+//	                  "on_virus_outbreak", "on_task_completion")
+//
+// Readings chosen where the pages are silent: a milliseconds schedule
+// (type 1, and type 5 read the same way) with period 0 starts once at
+// TASKSCH_FIRST_EXECUTION_TIME; a period that is a whole number of hours
+// reads as every N hours, else of minutes as every N minutes (any other
+// period is refused); TASK_START_DELTA is the randomized delay interval in
+// minutes (0: off or automatic, as KLTSK_ALLOW_AUTO_RANDOMIZATION says);
+// TASK_MAX_EXEC_TIME is the stop-after limit in minutes (0: off); the
+// wall-clock fields of types 2, 4 and 6 and the date of
+// TASKSCH_FIRST_EXECUTION_TIME for type 2 are the server's local time,
+// as schedule.Schedule's are; a server document of type 2 has every
+// N days = 1 (the period has no public field); the EVENT_TYPE values are
+// the schedule kinds' names. A server schedule the public fields do not
+// describe (type 7, a task-completion event, an EVENT_TYPE this version
+// does not know) imports as a manual start with a WarnScheduleNotConverted
+// warning, and its fields are kept as opaque fields, written back while
+// the task keeps that manual start.
+//
+// # Restart options
+//
+//	KLTSK_RU_REBOOT_IMMEDIATELY   true for restart.Restart
+//	KLTSK_RU_REBOOT_ASK_FOR_REBOOT true for restart.Prompt (both false:
+//	                              restart.DoNotRestart)
+//	KLTSK_RU_REBOOT_ASK_FOR_REBOOT_PERIOD  repeat-prompt minutes, 0 when off
+//	KLTSK_RU_REBOOT_FORCE_REBOOT_PERIOD    restart-after minutes, 0 when off
+//	KLTSK_RU_REBOOT_MESSAGE       the prompt text
+//
+// These names, and klprts-TaskAccountUser, are reserved in
+// TASK_ADDITIONAL_PARAMS: a settings field of one of these names is not
+// supported.
+//
+// # Typed settings
+//
+// Declared settings keep their Open API value types in both directions,
+// driven by the registered settings struct: []byte is binary, time.Time
+// datetime (whole UTC seconds), int64, uint32 and uint64 long, int and
+// smaller integers int (long beyond 32 bits), float64 double, float32
+// float, structs and string-keyed maps params, slices arrays of their
+// element's type. A field tag chooses where the Go type is ambiguous:
+// klt:"date" (a time.Time at midnight UTC written as a date), klt:"long",
+// klt:"int", klt:"float", klt:"double". Parse refuses a typed value of
+// another type at its path; int and long are interchangeable for integer
+// fields, and any number for floating-point fields. Export refuses what it
+// cannot write in the declared type (a datetime with a fraction of a
+// second, a uint64 beyond a signed long), so both agree on what is valid.
 //
 // # Open API task reads
 //
 // Parse also accepts the object the Open API's task-reading calls return,
-// {"PxgRetVal": {…task settings…}}, so a task read from a running server
-// can be brought in. The public fields above are used (a group in
-// PRTS_TASK_GROUPID becomes the SourceScope; -1 means none); the schedule
-// needs TF_SCHEDULE, so without it the task is imported with a manual
-// start, run-missed and automatic randomization from the public flags, and
-// a WarnScheduleNotConverted warning. Every other field (TASK_UNIQUE_ID,
-// TASKSCH_*, KLPRSS_EVPNotifications, …) is kept verbatim as an unknown
-// field; output values beside PxgRetVal are ignored with a warning.
+// {"PxgRetVal": {…}}, so a task read from a running server can be
+// brought in. Tasks.GetTaskData and GroupTaskControlApi.GetTaskByRevision
+// return the settings document above (TASK_INFO_PARAMS holds the
+// task-independent settings); Tasks.GetTask returns the attribute list,
+// in which those attributes (DisplayName, or TASK_DISPLAY_NAME as KSC
+// Automation names it, PRTS_TASK_GROUPID, …) are members of the task
+// itself: Parse reads a PxgRetVal without TASK_INFO_PARAMS that way.
+// Export always writes the settings document. Output values beside
+// PxgRetVal are ignored with a WarnIgnored warning. ParseOptions.AnyType
+// accepts a task type the registry does not have (its settings become
+// opaque fields), so a console can show any task.
 //
-// # Unknown fields
+// # Opaque fields
 //
-// A field this version does not know — in the header, in the task, in
+// A field this version does not map — in the header, in the task, in
 // TASK_INFO_PARAMS or in TASK_ADDITIONAL_PARAMS (a settings field the
-// registered type does not have) — is kept verbatim in Import.Extra, with
-// its path, and a WarnUnknownField warning. Export writes
-// ExportOptions.Extra back at those paths, so export → import → export
-// loses nothing. Unknown fields inside our own containers (TF_SCHEDULE,
-// TF_SCOPE, …) are errors: those encodings are strict.
+// registered type does not have) — is kept verbatim, with its path, in
+// Import.Extra and in Import.Task.Opaque (EncodeOpaque), with a
+// WarnUnknownField warning (the first 100 get one each, the rest one
+// summary warning). task.Task.Opaque is stored with the task by every
+// store, so exporting the task later writes the fields back, value for
+// value and type for type, without the caller carrying them; an
+// ExportOptions.Extra entry replaces an opaque field of the same path. An
+// opaque value must be a valid typed value all the way down: Parse refuses
+// one Export could not write. Unknown fields inside our own containers
+// (TF_SCHEDULE, TF_SCOPE, …) are errors: those encodings are strict.
 //
 // # Secrets
 //
-// The password of the run-as account is never exported; its name is
-// (TF_ACCOUNT_NAME). ExportReport.PasswordDropped says so, and Parse warns
-// with WarnCredentials and returns the task with the default account and
-// the name in Import.AccountName: set Import.Task.Account to re-enter the
-// credentials before Commit. ExportReport.PrivateData and WarnPrivateData
-// name the settings values that look like private data
-// (credentials.ScanSettings), never the values.
+// No secret is ever exported, encrypted or not. The run-as account's
+// password is never written; its name is (klprts-TaskAccountUser).
+// ExportReport.PasswordDropped says so, and Parse warns with
+// WarnCredentials and returns the task with the default account and the
+// name in Import.AccountName: set Import.Task.Account to re-enter the
+// credentials before Commit. Every field IsSecretField names — the known
+// password fields (klprts-TaskAccountPassword, UNLOCK_PASSWORD_CRYPTED,
+// DeinstallationPassword, proxy_pwd) and any field whose name contains
+// "password", "passwd", "passphrase", "pwd", "secret", "privatekey" or
+// "private_key" — is dropped on import with a WarnCredentials warning,
+// also inside a vendor container, and never written on export
+// (ExportReport.SecretsDropped names any that an Extra or Opaque value
+// carried). ExportReport.PrivateData and WarnPrivateData name the
+// settings values that look like private data (credentials.ScanSettings),
+// never the values.
 //
 // # Versions
 //
 // A document of a newer major format version is refused with a
 // *VersionError (matching ErrUnsupportedVersion). A newer minor version is
-// read, with WarnNewerMinor; the fields it adds are unknown fields. Older
-// versions are upgraded (WarnUpgraded): format 0.x kept the description in
-// a top-level TF_COMMENT, which becomes TASK_INFO_PARAMS.TF_DESCRIPTION.
+// read, with WarnNewerMinor; the fields it adds are opaque fields. Older
+// versions are read: format 1.0 had no public schedule, restart or device
+// list fields and named the account TF_ACCOUNT_NAME (still read); format
+// 0.x kept the description in a top-level TF_COMMENT, which becomes
+// TASK_INFO_PARAMS.TF_DESCRIPTION (WarnUpgraded).
 //
 // # Round trips and normalisation
 //
@@ -149,9 +269,12 @@
 // refuses, before the document is held in memory: more than
 // ParseOptions.MaxSize bytes (DefaultMaxSize, 16 MiB), invalid UTF-8, a
 // key repeated in an object, nesting deeper than MaxDepth
-// (DefaultMaxDepth, 64) and more than MaxValues values (DefaultMaxValues,
-// 250,000). With the defaults a hostile document costs at most about 64 MiB
-// of allocations in total.
+// (DefaultMaxDepth, 64), more than MaxValues values (DefaultMaxValues,
+// 250,000) and a number longer than 1024 characters. With the defaults,
+// Parse of any document allocates at most MaxParseAlloc (160 MiB) in
+// total and holds at most MaxParseLive (128 MiB) at once;
+// TestMemoryAndQuoteLimits measures the worst documents with
+// runtime.MemStats.
 //
 // # Errors
 //
@@ -162,8 +285,12 @@
 // "task.TASK_ADDITIONAL_PARAMS.max_file_size_mb", "PxgRetVal.TASK_NAME");
 // for a document the JSON scanner refuses (duplicate key, depth, syntax),
 // the literal JSON path ("task.value.TASK_INFO_PARAMS.value.DisplayName").
-// Document text quoted in an error is cut to 64 bytes. Export names task
+// Document text quoted in an error is cut to 64 bytes, for any input. Export names task
 // paths ("schedule.weekdays") and "extra[i]". Commit returns what
 // task.Manager returns (task paths, ErrConflict, ErrPermission).
 // *NotExportableError and *VersionError also match ErrInvalid.
+//
+// [KSC Open API, "Task settings format"]: https://support.kaspersky.com/help/KSC/14/KSCAPI/a00030.html
+// [KSC Open API, "Schedule types"]: https://support.kaspersky.com/help/KSC/14/KSCAPI/a00028.html
+// [KSC Automation, "Task settings format"]: http://certsrv.ru/klakaut.en/a00012.html
 package klt

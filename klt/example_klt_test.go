@@ -27,7 +27,7 @@ func Example() {
 	clk.Set(time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC))
 
 	inv := inmem.New()
-	_ = inv.PutGroups(scope.AdminGroup{ID: "office", Name: "Office"}, scope.AdminGroup{ID: "lab", Name: "Lab"})
+	_ = inv.PutGroups(ctx, scope.AdminGroup{ID: "office", Name: "Office"}, scope.AdminGroup{ID: "lab", Name: "Lab"})
 
 	type ScanSettings struct {
 		ScanArchives bool `json:"scan_archives"`
@@ -90,6 +90,6 @@ func Example() {
 	// exported; password dropped: true
 	// will import "Friday scan" (Endpoint Security/virus_scan), weekly schedule, run missed true
 	// settings {ScanArchives:true MaxFileMB:250}, exported from group "office"
-	// warning: credentials_required task.TF_ACCOUNT_NAME
+	// warning: credentials_required task.TASK_ADDITIONAL_PARAMS.klprts-TaskAccountUser
 	// imported "Friday scan (1)" into group "lab", next start Fri, 20 Nov 2026 18:00:00 UTC
 }

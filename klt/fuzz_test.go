@@ -3,6 +3,7 @@ package klt_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"reflect"
 	"testing"
@@ -131,4 +132,32 @@ func hasDuplicateKeys(data []byte) bool {
 			}
 		}
 	}
+}
+
+// FuzzDecodeOpaque feeds arbitrary task.Task.Opaque values (stored data a
+// store hands back) to DecodeOpaque: it never panics, and what it accepts
+// encodes to a value that decodes to the same fields.
+func FuzzDecodeOpaque(f *testing.F) {
+	f.Add([]byte(`[{"path":["task","TASK_UNIQUE_ID"],"json":"\"_LOCAL_1\""}]`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`[{"path":["task"],"json":"1","x":2}]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fields, err := klt.DecodeOpaque(data)
+		if err != nil {
+			if !errors.Is(err, klt.ErrInvalid) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		again, err := klt.DecodeOpaque(klt.EncodeOpaque(fields))
+		if err != nil {
+			t.Fatalf("EncodeOpaque wrote what DecodeOpaque refuses: %v", err)
+		}
+		if len(fields) == 0 && len(again) == 0 {
+			return
+		}
+		if d := cmp.Diff(fields, again); d != "" {
+			t.Fatalf("round trip (-first +again):\n%s", d)
+		}
+	})
 }

@@ -31,6 +31,12 @@ type ParseOptions struct {
 	MaxDepth int
 	// MaxValues is the most JSON values (default DefaultMaxValues).
 	MaxValues int
+	// AnyType accepts a task whose type reg does not have, so that a
+	// console can show any task: its Settings stay nil and every field of
+	// TASK_ADDITIONAL_PARAMS is kept as an opaque field (Import.Extra),
+	// with a WarnUnregisteredType warning. Such an import cannot be
+	// committed until the type is registered. Default: refused.
+	AnyType bool
 }
 
 func (o ParseOptions) limits() (limits, error) {
@@ -94,6 +100,9 @@ const (
 	// WarnIgnored: a field outside the task that is not kept (the other
 	// output values of an Open API response).
 	WarnIgnored WarningCode = "ignored"
+	// WarnUnregisteredType: ParseOptions.AnyType accepted a task type the
+	// registry does not have; its settings are kept as opaque fields.
+	WarnUnregisteredType WarningCode = "unregistered_type"
 )
 
 // Warning is something the administrator should know before committing
@@ -113,7 +122,7 @@ func (w Warning) String() string {
 }
 
 // Import is a parsed and validated document: what will be imported. It
-// is step 1 of the seeds' import; Commit is step 2.
+// is step 1 of the product documentation's import; Commit is step 2.
 type Import struct {
 	// Task is the task to create: every setting of the file, with no ID,
 	// scope, timestamps or revisions, and the default account (set
@@ -131,8 +140,11 @@ type Import struct {
 	Header Header
 	// FromOpenAPI is set for a PxgRetVal object (an Open API task read).
 	FromOpenAPI bool
-	// Extra are the fields this version does not know, kept verbatim,
-	// ordered by path. Pass them to ExportOptions.Extra to write them back.
+	// Extra are the fields this version does not map, kept verbatim,
+	// ordered by path; Task.Opaque holds the same fields (EncodeOpaque),
+	// so the stored task writes them back on export without the caller
+	// passing them. Password and secret fields (IsSecretField) are never
+	// among them.
 	Extra []Field
 	// Warnings are what the administrator should see before Commit.
 	Warnings []Warning
@@ -167,7 +179,7 @@ func Parse(r io.Reader, reg *task.Registry, opts ParseOptions) (*Import, error) 
 		return nil, errs.Invalid("", "", "must be a JSON object")
 	}
 	imp := &Import{}
-	p := &parser{imp: imp, reg: reg}
+	p := &parser{imp: imp, reg: reg, anyType: opts.AnyType}
 	var tp *node
 	var base string
 	if root.get(keyFormat) == nil && root.get(keyPxgRetVal) != nil {
@@ -194,7 +206,11 @@ func Parse(r io.Reader, reg *task.Registry, opts ParseOptions) (*Import, error) 
 	if err := p.task(tp); err != nil {
 		return nil, err
 	}
+	if n := p.unknown - maxUnknownWarnings; n > 0 {
+		p.warn(base, WarnUnknownField, fmt.Sprintf("and %d more fields not known to this version; kept verbatim (see Import.Extra)", n))
+	}
 	slices.SortFunc(imp.Extra, func(a, b Field) int { return slices.Compare(a.Path, b.Path) })
+	imp.Task.Opaque = EncodeOpaque(imp.Extra)
 	return imp, nil
 }
 
@@ -204,6 +220,11 @@ type parser struct {
 	base  string
 	bad   ValidationErrors
 	fatal error // a refusal that is not about a field
+	// unknown counts the unknown fields kept.
+	unknown int
+	// flat is set for an Open API attribute list (no TASK_INFO_PARAMS).
+	flat    bool
+	anyType bool
 }
 
 func (p *parser) warn(path string, code WarningCode, msg string) {
@@ -223,8 +244,35 @@ func (p *parser) fail(err error) {
 }
 
 func (p *parser) extra(srcPath string, path []string, v *node) {
-	p.imp.Extra = append(p.imp.Extra, Field{Path: path, Value: compact(v)})
-	p.warn(srcPath, WarnUnknownField, "not known to this version; kept verbatim")
+	if IsSecretField(path[len(path)-1]) {
+		p.dropSecret(srcPath)
+		return
+	}
+	for _, sp := range stripSecrets(v, srcPath) {
+		p.dropSecret(sp)
+	}
+	// An opaque value must be one Export can write again: a valid Open
+	// API typed value all the way down.
+	if _, err := paramsToPlain(v, srcPath); err != nil {
+		p.fail(err)
+		return
+	}
+	p.imp.Extra = append(grow(p.imp.Extra), Field{Path: path, Value: compact(v)})
+	p.unknown++
+	if p.unknown <= maxUnknownWarnings {
+		p.warn(srcPath, WarnUnknownField, "not known to this version; kept verbatim")
+	}
+}
+
+// maxUnknownWarnings is how many unknown fields get a warning each; the
+// rest are counted in one more WarnUnknownField warning (all are kept in
+// Import.Extra), so a document of many vendor fields costs one warning
+// per field at most this many times.
+const maxUnknownWarnings = 100
+
+// dropSecret reports a password or secret field that is not imported.
+func (p *parser) dropSecret(srcPath string) {
+	p.warn(srcPath, WarnCredentials, "a password or secret field: never imported or exported, encrypted or not; enter it again on this side")
 }
 
 // header checks the header and upgrades older versions; it returns the
@@ -338,6 +386,15 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// infoPath names a member of TASK_INFO_PARAMS (of the task itself in an
+// attribute list).
+func (p *parser) infoPath(keys ...string) string {
+	if p.flat {
+		return p.path(keys...)
+	}
+	return p.path(append([]string{keyInfo}, keys...)...)
+}
+
 func (p *parser) path(keys ...string) string {
 	return strings.Join(append([]string{p.base}, keys...), ".")
 }
@@ -406,10 +463,15 @@ func (p *parser) part(obj *node, key string, v any) bool {
 func (p *parser) task(tp *node) error {
 	imp := p.imp
 	t := &imp.Task
+	flat := p.imp.FromOpenAPI && tp.get(keyInfo) == nil
 	for i, k := range tp.keys {
-		if !contains(knownTask, k) {
-			p.extra(p.path(k), []string{keyTask, k}, tp.kids[i])
+		if contains(knownTask, k) {
+			continue
 		}
+		if flat && (contains(knownInfo, k) || k == keyDisplayNameV10) {
+			continue // an attribute of the task-independent settings
+		}
+		p.extra(p.path(k), []string{keyTask, k}, tp.kids[i])
 	}
 	var hasType, hasApp bool
 	t.Type, hasType = p.str(tp, keyTaskName, p.path(keyTaskName), true)
@@ -422,7 +484,21 @@ func (p *parser) task(tp *node) error {
 	}
 	t.ApplicationVersion, _ = p.str(tp, keyProductVersion, p.path(keyProductVersion), false)
 
+	// An Open API attribute list (Tasks.GetTask) has no TASK_INFO_PARAMS:
+	// its task-independent attributes are members of the task itself.
+	p.flat = p.imp.FromOpenAPI && tp.get(keyInfo) == nil
+	if p.flat {
+		if tp.get(keyDisplayName) == nil {
+			if n := tp.get(keyDisplayNameV10); n != nil {
+				tp.set(keyDisplayName, n)
+				tp.del(keyDisplayNameV10)
+			}
+		}
+	}
 	info, err := paramsObject(tp.get(keyInfo), p.path(keyInfo), false)
+	if p.flat {
+		info, err = tp, nil
+	}
 	if err != nil {
 		p.fail(err)
 	}
@@ -433,29 +509,42 @@ func (p *parser) task(tp *node) error {
 		}
 	}
 	for i, k := range info.keys {
-		if !contains(knownInfo, k) {
-			p.extra(p.path(keyInfo, k), []string{keyTask, keyInfo, k}, info.kids[i])
+		if !contains(knownInfo, k) && !p.flat {
+			p.extra(p.infoPath(k), []string{keyTask, keyInfo, k}, info.kids[i])
 		}
 	}
-	namePath := p.path(keyInfo, keyDisplayName)
+	namePath := p.infoPath(keyDisplayName)
 	if name, ok := p.str(info, keyDisplayName, namePath, true); ok {
 		t.Name = name
 		p.fail(checkText(namePath, name, task.MaxNameLength, true))
 	}
-	descPath := p.path(keyInfo, keyTFDescription)
+	descPath := p.infoPath(keyTFDescription)
 	if d, ok := p.str(info, keyTFDescription, descPath, false); ok {
 		t.Description = d
 		p.fail(checkText(descPath, d, task.MaxDescriptionLength, false))
 	}
-	t.Suspended, _ = p.boolean(info, keyTFSuspended, p.path(keyInfo, keyTFSuspended))
+	t.Suspended, _ = p.boolean(info, keyTFSuspended, p.infoPath(keyTFSuspended))
 
 	p.schedule(tp, info)
 	p.scope(tp, info)
 
+	addPath := p.path(keyAdditional)
+	addObj, _ := paramsObject(tp.get(keyAdditional), addPath, false) // refused by settings when bad
+	if addObj == nil {
+		addObj = newObject()
+	}
 	if p.part(tp, keyTFRestart, &t.Restart) {
-		// decoded strictly and validated by restart.Policy
+		// Decoded strictly and validated by restart.Policy; the public
+		// restart options must agree with it.
+		want := newObject()
+		publicRestart(want, t.Restart)
+		p.checkMirror(addObj, want, addPath, p.path(keyTFRestart))
 	} else if tp.get(keyTFRestart) == nil {
-		t.Restart = restart.Default()
+		if pol, ok := p.restartFromPublic(addObj, addPath); ok {
+			t.Restart = pol
+		} else {
+			t.Restart = restart.Default()
+		}
 	}
 	if p.part(tp, keyTFNotifications, &t.Notifications) {
 		p.fail(errs.Prefix(p.path(keyTFNotifications), checkNotifications(t.Notifications)))
@@ -464,8 +553,13 @@ func (p *parser) task(tp *node) error {
 		p.fail(errs.Prefix(p.path(keyTFSecurity), checkSecurity(t.Security)))
 	}
 
-	accPath := p.path(keyTFAccountName)
-	if name, ok := p.str(tp, keyTFAccountName, accPath, false); ok {
+	// The account name: klprts-TaskAccountUser, or TF_ACCOUNT_NAME of a
+	// format 1.0 file.
+	accObj, accKey, accPath := addObj, keyAccountUser, p.path(keyAdditional, keyAccountUser)
+	if addObj.get(keyAccountUser) == nil {
+		accObj, accKey, accPath = tp, keyTFAccountName, p.path(keyTFAccountName)
+	}
+	if name, ok := p.str(accObj, accKey, accPath, false); ok {
 		if err := checkText(accPath, name, credentials.MaxAccountNameLength, true); err != nil {
 			p.fail(err)
 		} else {
@@ -486,7 +580,7 @@ func (p *parser) task(tp *node) error {
 func (p *parser) schedule(tp, info *node) {
 	t := &p.imp.Task
 	runMissed, hasRunMissed := p.boolean(tp, keyRunMissed, p.path(keyRunMissed))
-	autoRand, hasAutoRand := p.boolean(info, keyAutoRandom, p.path(keyInfo, keyAutoRandom))
+	autoRand, hasAutoRand := p.boolean(info, keyAutoRandom, p.infoPath(keyAutoRandom))
 	schType, hasSchType := int64(0), false
 	if n := tp.get(keyScheduleType); n != nil {
 		v, ok, isInt := integer(n.s)
@@ -497,47 +591,81 @@ func (p *parser) schedule(tp, info *node) {
 		}
 	}
 	if tp.get(keyTFSchedule) == nil {
-		s := schedule.Default(schedule.Manual, time.Time{}, nil)
-		s.RunMissed = runMissed
-		if autoRand {
-			s.RandomDelay.Mode = schedule.DelayAutomatic
+		if !hasSchType && tp.get(keyEventType) == nil {
+			s := schedule.Default(schedule.Manual, time.Time{}, nil)
+			s.RunMissed = runMissed
+			if autoRand {
+				s.RandomDelay.Mode = schedule.DelayAutomatic
+			}
+			t.Schedule = s
+			return
 		}
-		t.Schedule = s
-		if hasSchType && schType != schEmpty {
-			p.warn(p.path(keyScheduleType), WarnScheduleNotConverted, fmt.Sprintf("the Open API schedule type %d is not converted; the task is imported with a manual start", schType))
+		s, converted, ok := p.scheduleFromPublic(tp, schType, runMissed, autoRand)
+		if !converted {
+			// Not converted: a manual start, and the server's schedule
+			// fields travel on as opaque fields.
+			s = schedule.Default(schedule.Manual, time.Time{}, nil)
+			s.RunMissed = runMissed
+			if autoRand {
+				s.RandomDelay.Mode = schedule.DelayAutomatic
+			}
 		}
+		if ok {
+			t.Schedule = s
+		}
+		p.keepSchedule(tp, s, !converted)
 		return
 	}
 	if !p.part(tp, keyTFSchedule, &t.Schedule) {
 		return
 	}
 	s := t.Schedule
-	mirror := func(key, path string, ok bool, reason string) {
-		if !ok {
-			p.fail(errs.Invalid(path, "", "disagrees with "+p.path(keyTFSchedule)+": "+reason))
+	if hasAutoRand && autoRand != (s.RandomDelay.Mode == schedule.DelayAutomatic) {
+		p.fail(errs.Invalid(p.infoPath(keyAutoRandom), "", "disagrees with "+p.path(keyTFSchedule)+": random_delay.mode is "+string(s.RandomDelay.Mode)))
+	}
+	if hasRunMissed && runMissed != s.RunMissed {
+		p.fail(errs.Invalid(p.path(keyRunMissed), "", "disagrees with "+p.path(keyTFSchedule)+": run_missed is "+strconv.FormatBool(s.RunMissed)))
+	}
+	p.keepSchedule(tp, s, false)
+}
+
+// keepSchedule sorts the public schedule fields of a document once its
+// schedule s is known: a field Export writes for s with the same value is
+// mapped; a field s does not use is kept as an opaque field, as is every
+// field of a schedule that was not converted (all set) or of a manual
+// TF_SCHEDULE (a server schedule an earlier import did not convert); a
+// field that disagrees with a TF_SCHEDULE of another kind is refused.
+func (p *parser) keepSchedule(tp *node, s schedule.Schedule, all bool) {
+	written := newObject()
+	publicSchedule(written, s)
+	for _, k := range append([]string{keyScheduleType}, publicScheduleKeys...) {
+		n := tp.get(k)
+		if n == nil {
+			continue
 		}
-	}
-	if hasSchType {
-		mirror(keyScheduleType, p.path(keyScheduleType), schType == int64(ScheduleType(s.Kind)), fmt.Sprintf("a %s schedule has type %d", s.Kind, ScheduleType(s.Kind)))
-	}
-	if hasRunMissed {
-		mirror(keyRunMissed, p.path(keyRunMissed), runMissed == s.RunMissed, "run_missed is "+strconv.FormatBool(s.RunMissed))
-	}
-	if hasAutoRand {
-		mirror(keyAutoRandom, p.path(keyInfo, keyAutoRandom), autoRand == (s.RandomDelay.Mode == schedule.DelayAutomatic), "random_delay.mode is "+string(s.RandomDelay.Mode))
+		w := written.get(k)
+		switch {
+		case w != nil && string(compact(w)) == string(compact(n)):
+			// mapped (also for a schedule that was not converted: the
+			// value is the one the manual start writes)
+		case all || w == nil || s.Kind == schedule.Manual:
+			p.extra(p.path(k), []string{keyTask, k}, n)
+		default:
+			p.fail(errs.Invalid(p.path(k), short(string(compact(n))), fmt.Sprintf("disagrees with %s: a %s schedule has %s", p.path(keyTFSchedule), s.Kind, short(string(compact(w))))))
+		}
 	}
 }
 
 func (p *parser) scope(tp, info *node) {
 	var group *scope.GroupID
 	var except []scope.GroupID
-	gpath := p.path(keyInfo, keyGroupID)
+	gpath := p.infoPath(keyGroupID)
 	if n := info.get(keyGroupID); n != nil {
 		if g, ok := p.groupID(n, gpath); ok && g != "-1" {
 			group = &g
 		}
 	}
-	epath := p.path(keyInfo, keyExceptGroups)
+	epath := p.infoPath(keyExceptGroups)
 	if n := info.get(keyExceptGroups); n != nil {
 		if n.kind != kArray {
 			p.fail(errs.Invalid(epath, "", "must be an array of group ids"))
@@ -549,17 +677,34 @@ func (p *parser) scope(tp, info *node) {
 			}
 		}
 	}
+	hosts, hasHosts := p.hostList(tp)
 	var sc scope.Scope
 	if p.part(tp, keyTFScope, &sc) {
 		if err := sc.Validate(); err != nil {
 			p.fail(errs.Prefix(p.path(keyTFScope), err))
 			return
 		}
+		if tp.get(keyHostList) != nil && (sc.Kind != scope.Devices || !slices.Equal(hosts, sc.Devices)) {
+			p.fail(errs.Invalid(p.path(keyHostList), "", "disagrees with "+p.path(keyTFScope, "devices")))
+		}
 		if group != nil && (sc.Kind != scope.Group || sc.Group != *group) {
 			p.fail(errs.Invalid(gpath, short(string(*group)), "disagrees with "+p.path(keyTFScope)))
 		}
 		if info.get(keyExceptGroups) != nil && !equalGroups(except, sc.ExcludedGroups) {
 			p.fail(errs.Invalid(epath, "", "disagrees with "+p.path(keyTFScope, "excluded_groups")))
+		}
+		p.imp.SourceScope = &sc
+		return
+	}
+	if tp.get(keyTFScope) == nil && hasHosts {
+		if group != nil {
+			p.fail(errs.Invalid(p.path(keyHostList), "", "a task for specific devices has no group: "+gpath+" must be -1 or absent"))
+			return
+		}
+		sc = scope.Scope{Kind: scope.Devices, Devices: hosts}
+		if err := sc.Validate(); err != nil {
+			p.fail(errs.Prefix(p.path(keyHostList), err))
+			return
 		}
 		p.imp.SourceScope = &sc
 		return
@@ -604,6 +749,10 @@ func (p *parser) groupID(n *node, path string) (scope.GroupID, bool) {
 func (p *parser) settings(tp *node) {
 	t := &p.imp.Task
 	tt, ok := p.reg.Lookup(t.Application, t.Type)
+	if !ok && p.anyType {
+		p.warn(p.path(keyTaskName), WarnUnregisteredType, fmt.Sprintf("no task type %q is registered for application %q; its settings are kept as opaque fields and shown as they are", short(t.Type), short(t.Application)))
+		tt, ok = task.TaskType{Application: t.Application, Name: t.Type}, true
+	}
 	if !ok {
 		p.fail(errs.Invalid(p.path(keyTaskName), short(t.Type), fmt.Sprintf("no task type %q is registered for application %q", short(t.Type), short(t.Application))))
 		return
@@ -623,18 +772,39 @@ func (p *parser) settings(tp *node) {
 			p.fail(err)
 			return
 		}
-		plain, err := paramsToPlain(n, path)
-		if err != nil {
-			p.fail(err)
-			return
+		obj := n.get("value")
+		typeErrs := 0
+		defer func() {
+			if typeErrs > 0 {
+				t.Settings = nil
+			}
+		}()
+		var fields map[string]field
+		if tt.Settings != nil {
+			fields = structFields(reflect.TypeOf(tt.Settings))
 		}
-		for i, k := range plain.keys {
+		for i, k := range obj.keys {
+			raw := obj.kids[i]
 			if known[k] {
-				own.set(k, plain.kids[i])
+				// Declared settings are checked against their Open API
+				// types (typed.go) as they are converted.
+				f := fields[k]
+				plain, err := fromTyped(raw, f.typ, f.tag, join(path, k))
+				if err != nil {
+					p.fail(err)
+					typeErrs++
+					continue
+				}
+				own.set(k, plain)
 				continue
 			}
-			raw := n.get("value").kids[i]
+			if isPublicAdditional(k) {
+				continue // mapped: the restart options and the account
+			}
 			p.extra(p.path(keyAdditional, k), []string{keyTask, keyAdditional, k}, raw)
+		}
+		if typeErrs > 0 {
+			return // the settings are not decoded with values missing
 		}
 	} else if tt.Settings != nil {
 		// No settings in the file: the type's defaults, as a task created
@@ -672,7 +842,7 @@ func (p *parser) settings(tp *node) {
 	}
 	for _, f := range credentials.ScanSettings(t.Settings) {
 		fp := strings.TrimSuffix(path+"."+strings.TrimPrefix(f.Path, "$."), ".")
-		p.warn(fp, WarnPrivateData, "looks like private data ("+string(f.Reason)+"); the seeds advise against private data in task settings")
+		p.warn(fp, WarnPrivateData, "looks like private data ("+string(f.Reason)+"); the product documentation advises against private data in task settings")
 	}
 }
 
@@ -783,8 +953,8 @@ func checkSecurity(s task.Security) error {
 
 // Commit creates the imported task in the scope the caller chose (a
 // group, device addresses, devices, or a device selection): step 2 of the
-// seeds' import. A name that is taken gets the next free " (n)" index,
-// also when several imports of the same name race (task.Manager's
+// product documentation's import. A name that is taken gets the next free " (n)" index,
+// also when several imports of the same name race (task.Runtime's
 // CreateWithFreeName). The task starts by its schedule. Commit may be
 // called again (each call creates a task).
 //
@@ -808,7 +978,14 @@ func (imp *Import) Commit(ctx context.Context, m *task.Manager, actor task.Actor
 	t.ID, t.Revision, t.SettingsRevision = "", 0, 0
 	t.CreatedAt, t.UpdatedAt = time.Time{}, time.Time{}
 	t.CreatedBy, t.UpdatedBy = "", ""
-	return m.CreateWithFreeName(ctx, actor, t, "import")
+	return createWithFreeName(ctx, m, actor, t)
+}
+
+// createWithFreeName is the one place klt reaches the Manager's free-name
+// creation (the " (n)" index of a taken name, also under races), so that
+// it can be pointed at another surface in one edit.
+func createWithFreeName(ctx context.Context, m *task.Manager, actor task.Actor, t task.Task) (*task.Task, error) {
+	return m.Runtime().CreateWithFreeName(ctx, actor, t, task.ActionImport)
 }
 
 // maxErrorValue bounds the document text quoted in an error.

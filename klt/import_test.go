@@ -69,7 +69,7 @@ func TestUnknownFieldsArePreserved(t *testing.T) {
 	out := reexport(t, reg, imp, credentials.Account{})
 	// The re-export is written by this version; apart from that it is the
 	// same document.
-	in = bytes.Replace(in, []byte(`"format_version": "1.7"`), []byte(`"format_version": "1.0"`), 1)
+	in = bytes.Replace(in, []byte(`"format_version": "1.7"`), []byte(`"format_version": "1.1"`), 1)
 	a, err := klt.Normalize(in)
 	must(t, err)
 	b, err := klt.Normalize(out)
@@ -108,11 +108,15 @@ func TestOpenAPIPxgRetVal(t *testing.T) {
 	if !imp.FromOpenAPI || imp.Header.Format != "" {
 		t.Fatalf("FromOpenAPI %v, header %+v", imp.FromOpenAPI, imp.Header)
 	}
-	wantSched := schedule.Default(schedule.Manual, time.Time{}, nil)
+	// TASKSCH_TYPE 6 with TASKSCH_WD_DAYS 64 (bit 6: Friday) at 18:00:00.
+	wantSched := schedule.Default(schedule.Weekly, time.Time{}, nil)
+	wantSched.Weekdays = schedule.NewWeekdays(time.Friday)
+	wantSched.Time = schedule.Clock(18, 0, 0)
 	wantSched.RunMissed = true
 	wantSched.RandomDelay.Mode = schedule.DelayAutomatic
 	want := task.Task{Name: "Update databases", Application: appES, ApplicationVersion: "12.1", Type: "update",
-		Schedule: wantSched, Restart: restartDefault(), Settings: UpdateSettings{Source: "administration-server"}}
+		Schedule: wantSched, Restart: restartDefault(), Settings: UpdateSettings{Source: "administration-server"},
+		Opaque: klt.EncodeOpaque(imp.Extra)}
 	if d := cmp.Diff(want, imp.Task, cmpOpts...); d != "" {
 		t.Fatalf("task (-want +got):\n%s", d)
 	}
@@ -120,7 +124,7 @@ func TestOpenAPIPxgRetVal(t *testing.T) {
 		t.Fatalf("source scope (-want +got):\n%s", d)
 	}
 	ws := codes(imp.Warnings)
-	if !slices.Contains(ws, "schedule_not_converted@PxgRetVal.TASKSCH_TYPE") || !slices.Contains(ws, "unknown_field@PxgRetVal.TASK_UNIQUE_ID") ||
+	if slices.Contains(ws, "schedule_not_converted@PxgRetVal.TASKSCH_TYPE") || !slices.Contains(ws, "unknown_field@PxgRetVal.TASK_UNIQUE_ID") ||
 		!slices.Contains(ws, "unknown_field@PxgRetVal.TASK_ADDITIONAL_PARAMS.nSource") {
 		t.Fatalf("warnings %q", ws)
 	}
@@ -172,7 +176,7 @@ func TestCredentialsAndPrivateDataAreReported(t *testing.T) {
 		t.Fatalf("account %v, name %q", imp.Task.Account, imp.AccountName)
 	}
 	ws := codes(imp.Warnings)
-	if d := cmp.Diff([]string{"credentials_required@task.TF_ACCOUNT_NAME", "private_data@task.TASK_ADDITIONAL_PARAMS.proxy_url"}, ws); d != "" {
+	if d := cmp.Diff([]string{"credentials_required@task.TASK_ADDITIONAL_PARAMS.klprts-TaskAccountUser", "private_data@task.TASK_ADDITIONAL_PARAMS.proxy_url"}, ws); d != "" {
 		t.Fatalf("warnings (-want +got):\n%s", d)
 	}
 	// The administrator re-enters the password before committing.
@@ -243,7 +247,7 @@ func TestCommit(t *testing.T) {
 	}
 }
 
-// The seeds: a name that exists gets the next free " (n)", also when the
+// The product documentation: a name that exists gets the next free " (n)", also when the
 // same file is imported concurrently.
 func TestConcurrentImportsGetDistinctNames(t *testing.T) {
 	t.Parallel()

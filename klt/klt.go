@@ -44,7 +44,7 @@ const (
 	// "MAJOR.MINOR". Parse refuses a newer major version and upgrades
 	// older ones; a newer minor version only adds fields, which are kept
 	// as unknown fields.
-	FormatVersion = "1.0"
+	FormatVersion = "1.1"
 	// FormatMajor is the major part of FormatVersion.
 	FormatMajor = 1
 	// LibraryVersion is the taskfleet version written to the header's
@@ -63,6 +63,16 @@ const (
 	// objects) a document may hold: enough for a scope list of
 	// scope.MaxListLength entries with room to spare.
 	DefaultMaxValues = 250_000
+
+	// MaxParseAlloc and MaxParseLive are the memory Parse costs at most
+	// with the default limits, for any input: bytes allocated in total and
+	// held at once (TestMemoryAndQuoteLimits measures the worst documents:
+	// a 16 MiB document of 220,000 vendor strings costs about 153 MiB and
+	// 100-115 MiB, 249,000 vendor numbers about 95 MiB and 63-78 MiB, a
+	// 16 MiB string 48 MiB and 32-40 MiB; a number beyond 1024 characters is refused
+	// before it costs anything).
+	MaxParseAlloc = 160 << 20
+	MaxParseLive  = 128 << 20
 )
 
 // Field names of the document. The public ones are the KSC Open API's
@@ -76,14 +86,17 @@ const (
 	keyTask           = "task"
 	keyPxgRetVal      = "PxgRetVal"
 
-	keyTaskName        = "TASK_NAME"
-	keyProductName     = "TASKID_PRODUCT_NAME"
-	keyProductVersion  = "TASKID_VERSION"
-	keyScheduleType    = "TASKSCH_TYPE"
-	keyRunMissed       = "TASKSCH_RUN_MISSED_FLAG"
-	keyAdditional      = "TASK_ADDITIONAL_PARAMS"
-	keyInfo            = "TASK_INFO_PARAMS"
-	keyDisplayName     = "DisplayName"
+	keyTaskName       = "TASK_NAME"
+	keyProductName    = "TASKID_PRODUCT_NAME"
+	keyProductVersion = "TASKID_VERSION"
+	keyScheduleType   = "TASKSCH_TYPE"
+	keyRunMissed      = "TASKSCH_RUN_MISSED_FLAG"
+	keyAdditional     = "TASK_ADDITIONAL_PARAMS"
+	keyInfo           = "TASK_INFO_PARAMS"
+	keyDisplayName    = "DisplayName"
+	// keyDisplayNameV10 is the display name's older public name (KSC
+	// Automation's "Task settings format"), read from attribute lists.
+	keyDisplayNameV10  = "TASK_DISPLAY_NAME"
 	keyAutoRandom      = "KLTSK_ALLOW_AUTO_RANDOMIZATION"
 	keyGroupID         = "PRTS_TASK_GROUPID"
 	keyExceptGroups    = "PRTS_EXCEPT_GROUPIDS"
@@ -104,48 +117,16 @@ const (
 // and reads; anything else is an unknown field, kept verbatim.
 var (
 	knownRoot = []string{keyExportedAt, keyFormat, keyFormatVersion, keyLibraryVersion, keyTask}
-	knownTask = []string{keyAdditional, keyInfo, keyProductName, keyProductVersion, keyTaskName, keyScheduleType,
-		keyRunMissed, keyTFAccountName, keyTFNotifications, keyTFRestart, keyTFSchedule, keyTFScope, keyTFSecurity}
+	knownTask = append([]string{keyAdditional, keyInfo, keyProductName, keyProductVersion, keyTaskName, keyScheduleType,
+		keyRunMissed, keyTFAccountName, keyTFNotifications, keyTFRestart, keyTFSchedule, keyTFScope, keyTFSecurity, keyHostList}, publicScheduleKeys...)
 	knownInfo = []string{keyDisplayName, keyAutoRandom, keyGroupID, keyExceptGroups, keyTFDescription, keyTFSuspended}
 )
-
-// Open API schedule type ids (KSC Open API, "Schedule types").
-const (
-	schEmpty     = 0 // never run by the scheduler
-	schEveryDay  = 2
-	schMonth     = 4
-	schSeconds   = 5 // periodic, period in seconds
-	schWeekDays  = 6
-	schMonthDays = 7
-)
-
-// ScheduleType returns the Open API schedule type id (TASKSCH_TYPE)
-// written for a schedule kind: 5 (periodic) for every N minutes and every
-// N hours, 2 for every N days, 6 for days of the week, 4 for monthly, 7
-// for the N-th weekday, and 0 (the empty schedule, never started by the
-// server's scheduler) for manual, once, immediately and the event kinds,
-// whose start TF_SCHEDULE describes.
-func ScheduleType(k schedule.Kind) int {
-	switch k {
-	case schedule.EveryMinutes, schedule.EveryHours:
-		return schSeconds
-	case schedule.EveryDays:
-		return schEveryDay
-	case schedule.Weekly:
-		return schWeekDays
-	case schedule.Monthly:
-		return schMonth
-	case schedule.NthWeekday:
-		return schMonthDays
-	}
-	return schEmpty
-}
 
 // ErrNotExportable matches a *NotExportableError.
 var ErrNotExportable = errors.New("klt: the task cannot be exported or imported")
 
 // NotExportableError refuses an Administration Server task or a task type
-// marked NotExportable (the seeds: "Administration Server tasks are also
+// marked NotExportable (the product documentation: "Administration Server tasks are also
 // unavailable for export"). It matches ErrNotExportable and ErrInvalid.
 type NotExportableError struct {
 	Application string
@@ -211,6 +192,10 @@ type ExportOptions struct {
 	// or foreign file keeps them. A path must be a header field
 	// (one element), or a field of "task", "task.TASK_INFO_PARAMS" or
 	// "task.TASK_ADDITIONAL_PARAMS" that this version does not write.
+	// The task's own opaque fields (task.Task.Opaque, set by an import)
+	// are written too; an Extra entry with the same path replaces one of
+	// them. Password and secret fields (IsSecretField) are never written:
+	// ExportReport.SecretsDropped names them.
 	Extra []Field
 }
 
@@ -225,9 +210,13 @@ type ExportReport struct {
 	// PrivateData lists the settings values that look like private data
 	// (credentials.ScanSettings), with paths in document coordinates
 	// ("task.TASK_ADDITIONAL_PARAMS.proxy_url"). They are exported as they
-	// are: the seeds ask administrators not to put private data in task
+	// are: the product documentation asks administrators not to put private data in task
 	// settings, and the report lets a console warn before saving.
 	PrivateData []credentials.Finding
+	// SecretsDropped are the paths of password and secret fields
+	// (IsSecretField) in the opaque or extra fields that were not
+	// written: no secret is ever exported, encrypted or not.
+	SecretsDropped []string
 }
 
 // Export writes t as a KLT document. tt is t's registered type (the
@@ -287,7 +276,11 @@ func Export(t *task.Task, tt task.TaskType, opts ExportOptions) ([]byte, ExportR
 	doc.set(keyLibraryVersion, strNode(LibraryVersion))
 	doc.set(keyExportedAt, strNode(when.Format(time.RFC3339)))
 	doc.set(keyTask, paramsNode(tp))
-	if err := addExtra(doc, tp, settingsKeys, opts.Extra); err != nil {
+	extra, err := mergeOpaque(t.Opaque, opts.Extra)
+	if err != nil {
+		return nil, rep, err
+	}
+	if rep.SecretsDropped, err = addExtra(doc, tp, settingsKeys, extra, t.Schedule.Kind); err != nil {
 		return nil, rep, err
 	}
 	var buf bytes.Buffer
@@ -336,20 +329,31 @@ func taskParams(t *task.Task) (*node, map[string]bool, error) {
 	tp.set(keyTaskName, strNode(t.Type))
 	tp.set(keyProductName, strNode(t.Application))
 	tp.set(keyProductVersion, strNode(t.ApplicationVersion))
-	tp.set(keyScheduleType, intNode(int64(ScheduleType(t.Schedule.Kind))))
-	tp.set(keyRunMissed, boolNode(t.Schedule.RunMissed))
+	publicSchedule(tp, t.Schedule)
 
 	info := newObject()
 	info.set(keyDisplayName, strNode(t.Name))
 	info.set(keyAutoRandom, boolNode(t.Schedule.RandomDelay.Mode == schedule.DelayAutomatic))
-	if t.Scope.Kind == scope.Group {
-		info.set(keyGroupID, groupNode(t.Scope.Group))
+	if t.Scope.Kind != scope.Group {
+		// The Open API's mark of a task for a set of devices.
+		info.set(keyGroupID, numNode("-1"))
+	} else {
+		// The Open API's group ids are integers: a group id that is not
+		// one is carried by TF_SCOPE alone, and the excluded groups are
+		// written only when all of them are integers.
+		if g, ok := groupNode(t.Scope.Group); ok {
+			info.set(keyGroupID, g)
+		}
 		if len(t.Scope.ExcludedGroups) > 0 {
 			arr := &node{kind: kArray}
 			for _, g := range t.Scope.ExcludedGroups {
-				arr.kids = append(arr.kids, groupNode(g))
+				if n, ok := groupNode(g); ok {
+					arr.kids = append(arr.kids, n)
+				}
 			}
-			info.set(keyExceptGroups, arr)
+			if len(arr.kids) == len(t.Scope.ExcludedGroups) {
+				info.set(keyExceptGroups, arr)
+			}
 		}
 	}
 	if t.Description != "" {
@@ -373,7 +377,25 @@ func taskParams(t *task.Task) (*node, map[string]bool, error) {
 			keys[k] = true
 		}
 	}
-	tp.set(keyAdditional, plainToParams(settings))
+	addNode := plainToParams(settings)
+	if _, raw := t.Settings.(json.RawMessage); t.Settings != nil && !raw {
+		// Declared settings keep their Open API types (typed.go).
+		if addNode, err = toTyped(settings, reflect.TypeOf(t.Settings), "", "settings"); err != nil {
+			return nil, nil, err
+		}
+	}
+	addObj := addNode.get("value")
+	publicRestart(addObj, pol)
+	if !t.Account.IsDefault() {
+		addObj.set(keyAccountUser, strNode(t.Account.Name))
+	}
+	for _, k := range publicAdditional {
+		keys[k] = true
+	}
+	tp.set(keyAdditional, addNode)
+	if t.Scope.Kind == scope.Devices {
+		tp.set(keyHostList, hostListNode(t.Scope.Devices))
+	}
 
 	for _, part := range []struct {
 		key string
@@ -398,9 +420,6 @@ func taskParams(t *task.Task) (*node, map[string]bool, error) {
 			datetimes(pn.get("value"), "at", "saved_at", "start")
 		}
 		tp.set(part.key, pn)
-	}
-	if !t.Account.IsDefault() {
-		tp.set(keyTFAccountName, strNode(t.Account.Name))
 	}
 	return tp, keys, nil
 }
@@ -434,18 +453,45 @@ func settingsTree(s any) (*node, error) {
 }
 
 // groupNode writes a group id as paramInt when it is the canonical
-// decimal form of a 32-bit integer (the Open API's group ids), and as a
-// string otherwise, so both read back unchanged.
-func groupNode(g scope.GroupID) *node {
-	if v, err := strconv.ParseInt(string(g), 10, 32); err == nil && strconv.FormatInt(v, 10) == string(g) {
-		return numNode(string(g))
+// decimal form of a non-negative 32-bit integer (the Open API's group
+// ids); it returns false for any other id, which the Open API cannot name.
+func groupNode(g scope.GroupID) (*node, bool) {
+	if v, err := strconv.ParseInt(string(g), 10, 32); err == nil && strconv.FormatInt(v, 10) == string(g) && v >= 0 {
+		return numNode(string(g)), true
 	}
-	return strNode(string(g))
+	return nil, false
 }
 
-// addExtra inserts ExportOptions.Extra into the document.
-func addExtra(doc, tp *node, settingsKeys map[string]bool, extra []Field) error {
+// mergeOpaque returns the fields to write: extra, then the task's opaque
+// fields whose paths extra does not have.
+func mergeOpaque(opaque json.RawMessage, extra []Field) ([]Field, error) {
+	own, err := DecodeOpaque(opaque)
+	if err != nil || len(own) == 0 {
+		return extra, err
+	}
+	have := make(map[string]bool, len(extra))
+	for _, f := range extra {
+		have[f.PathString()] = true
+	}
+	out := slices.Clone(extra)
+	for _, f := range own {
+		if !have[f.PathString()] {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+// addExtra inserts the extra and opaque fields into the document and
+// returns the paths of the secret fields it left out.
+//
+// The public schedule fields of a server schedule that Parse did not
+// convert are opaque fields too: they replace the ones Export writes while
+// the task still has the manual start it was imported with, and are left
+// out once the task has a schedule of its own.
+func addExtra(doc, tp *node, settingsKeys map[string]bool, extra []Field, kind schedule.Kind) ([]string, error) {
 	var bad ValidationErrors
+	var dropped []string
 	seen := map[string]bool{}
 	info, _ := paramsObject(tp.get(keyInfo), "", false)
 	add, _ := paramsObject(tp.get(keyAdditional), "", false)
@@ -469,6 +515,22 @@ func addExtra(doc, tp *node, settingsKeys map[string]bool, extra []Field) error 
 		}
 		key := f.Path[len(f.Path)-1]
 		p := f.PathString()
+		if IsSecretField(key) {
+			dropped = append(dropped, p)
+			continue
+		}
+		if dst == tp && (key == keyScheduleType || slices.Contains(publicScheduleKeys, key)) && !seen[p] {
+			seen[p] = true
+			if tp.get(key) != nil && kind != schedule.Manual && kind != "" {
+				continue // the task's own schedule replaced the server's
+			}
+			if v, err := decodeTree(bytes.NewReader(f.Value), defaultLimits()); err == nil {
+				dst.set(key, v)
+			} else {
+				bad = append(bad, errs.Invalid(field+".value", "", "is not valid JSON"))
+			}
+			continue
+		}
 		switch {
 		case slices.Contains(known, key) || ownKeys[key]:
 			bad = append(bad, errs.Invalid(field+".path", p, "is a field taskfleet writes itself"))
@@ -486,9 +548,10 @@ func addExtra(doc, tp *node, settingsKeys map[string]bool, extra []Field) error 
 			bad = append(bad, errs.Invalid(field+".value", "", "is not a valid Open API params value: "+err.Error()))
 			continue
 		}
+		dropped = append(dropped, stripSecrets(v, p)...)
 		dst.set(key, v)
 	}
-	return bad.Err()
+	return dropped, bad.Err()
 }
 
 // jsonFieldNames returns the JSON names of a struct type's fields (through

@@ -117,7 +117,7 @@ func typedParts(n *node, path string) (string, *node, error) {
 		return "", nil, errs.Invalid(path, "", `must be a plain value or an Open API typed value {"type": …, "value": …}`)
 	}
 	bad := func(want string) (string, *node, error) {
-		return "", nil, errs.Invalid(path, tn.s, "the value of a "+tn.s+" must be "+want)
+		return "", nil, errs.Invalid(path, tn.s, "the value of a "+tn.s+" must be "+want) // tn.s is a known type name here
 	}
 	switch tn.s {
 	case typeParams:
@@ -157,7 +157,7 @@ func typedParts(n *node, path string) (string, *node, error) {
 			return bad("a base64 string")
 		}
 	default:
-		return "", nil, errs.Invalid(join(path, "type"), tn.s, "must be one of: params, long, double, float, datetime, date, binary")
+		return "", nil, errs.Invalid(join(path, "type"), short(tn.s), "must be one of: params, long, double, float, datetime, date, binary")
 	}
 	return tn.s, vn, nil
 }

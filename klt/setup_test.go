@@ -15,6 +15,7 @@ import (
 	"github.com/taskfleet/taskfleet/schedule"
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/scope/inmem"
+	"github.com/taskfleet/taskfleet/storage"
 	"github.com/taskfleet/taskfleet/storage/memstore"
 	"github.com/taskfleet/taskfleet/task"
 )
@@ -78,7 +79,7 @@ func lookup(t testing.TB, reg *task.Registry, x *task.Task) task.TaskType {
 // inventory: root > office > (accounting, sales); lab; a device each.
 func inventory(t testing.TB) *inmem.Inventory {
 	inv := inmem.New()
-	must(t, inv.PutGroups(
+	must(t, inv.PutGroups(context.Background(),
 		scope.AdminGroup{ID: "root", Name: "Managed devices"},
 		scope.AdminGroup{ID: "office", Parent: "root", Name: "Office"},
 		scope.AdminGroup{ID: "accounting", Parent: "office", Name: "Accounting"},
@@ -93,7 +94,7 @@ func inventory(t testing.TB) *inmem.Inventory {
 			GroupID: g, Connected: true, Server: scope.ServerRef{ID: "primary", Role: scope.Primary},
 		})
 	}
-	must(t, inv.PutDevices(devs...))
+	must(t, inv.PutDevices(context.Background(), devs...))
 	return inv
 }
 
@@ -106,13 +107,19 @@ type bundle struct {
 	seal  credentials.Sealer
 }
 
-func setup(t testing.TB) *bundle {
+func setup(t testing.TB) *bundle { return setupStore(t, nil) }
+
+// setupStore is setup with a given store (nil: a new memstore).
+func setupStore(t testing.TB, store storage.Store) *bundle {
+	if store == nil {
+		store = memstore.New()
+	}
 	clk := clock.NewMock()
 	clk.Set(start)
 	reg := registry(t)
 	var mu sync.Mutex
 	ids := 0
-	m, err := task.New(task.Config{Store: memstore.New(), Registry: reg, Inventory: inventory(t), Clock: clk,
+	m, err := task.New(task.Config{Store: store, Registry: reg, Inventory: inventory(t), Clock: clk,
 		NewID: func() string { mu.Lock(); defer mu.Unlock(); ids++; return fmt.Sprintf("task-%05d", ids) }})
 	must(t, err)
 	sealer, err := credentials.NewAESGCM(credentials.AESGCMConfig{Keys: []credentials.Key{{ID: "k1", Material: make([]byte, 32)}}, ActiveKeyID: "k1"})

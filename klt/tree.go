@@ -77,6 +77,18 @@ func strNode(s string) *node   { return &node{kind: kString, s: s} }
 func boolNode(b bool) *node    { return &node{kind: kBool, b: b} }
 func numNode(lit string) *node { return &node{kind: kNumber, s: lit} }
 
+// grow makes room for one more element by doubling the capacity, so a
+// long list costs at most twice its size in allocations (append's growth
+// factor falls to 1.25 for large slices, which costs five times).
+func grow[T any](s []T) []T {
+	if len(s) < cap(s) {
+		return s
+	}
+	n := make([]T, len(s), 2*cap(s)+4)
+	copy(n, s)
+	return n
+}
+
 // limits bound what the decoder accepts.
 type limits struct {
 	size   int64
@@ -303,7 +315,6 @@ func (p *treeParser) literal(rest string) error {
 
 func (p *treeParser) object(depth int) (*node, error) {
 	n := newObject()
-	var seen map[string]bool
 	c, err := p.skipSpace()
 	if err != nil {
 		return nil, err
@@ -319,24 +330,13 @@ func (p *treeParser) object(depth int) (*node, error) {
 		if err != nil {
 			return nil, err
 		}
-		dup := false
-		if seen != nil {
-			dup = seen[k]
-		} else {
-			dup = slices.Contains(n.keys, k)
-			if len(n.keys) >= 16 {
-				seen = make(map[string]bool, 2*len(n.keys))
-				for _, x := range n.keys {
-					seen[x] = true
-				}
-			}
-		}
+		// Small objects are checked for a repeated key at once; large ones
+		// when they end (checkDuplicates), which costs a sorted copy of the
+		// keys instead of a map.
+		dup := len(n.keys) < smallObject && slices.Contains(n.keys, k)
 		p.stack = append(p.stack, pathElem{key: k, index: -1})
 		if dup {
 			return nil, errs.Invalid(p.path(), "", "is a duplicate key")
-		}
-		if seen != nil {
-			seen[k] = true
 		}
 		if c, err = p.skipSpace(); err != nil {
 			return nil, err
@@ -352,13 +352,18 @@ func (p *treeParser) object(depth int) (*node, error) {
 			return nil, err
 		}
 		p.stack = p.stack[:len(p.stack)-1]
-		n.keys = append(n.keys, k)
-		n.kids = append(n.kids, v)
+		n.keys = append(grow(n.keys), k)
+		n.kids = append(grow(n.kids), v)
 		if c, err = p.skipSpace(); err != nil {
 			return nil, err
 		}
 		switch c {
 		case '}':
+			if len(n.keys) > smallObject {
+				if err := p.checkDuplicates(n.keys); err != nil {
+					return nil, err
+				}
+			}
 			return n, nil
 		case ',':
 			if c, err = p.skipSpace(); err != nil {
@@ -368,6 +373,23 @@ func (p *treeParser) object(depth int) (*node, error) {
 			return nil, p.syntax(fmt.Sprintf("expected ',' or '}', found %q", c))
 		}
 	}
+}
+
+// smallObject is the size up to which object checks each key for a
+// repeat as it reads it.
+const smallObject = 16
+
+// checkDuplicates refuses a repeated key of a large object.
+func (p *treeParser) checkDuplicates(keys []string) error {
+	sorted := slices.Clone(keys)
+	slices.Sort(sorted)
+	for i := 1; i < len(sorted); i++ {
+		if sorted[i] == sorted[i-1] {
+			p.stack = append(p.stack, pathElem{key: sorted[i], index: -1})
+			return errs.Invalid(p.path(), "", "is a duplicate key")
+		}
+	}
+	return nil
 }
 
 func (p *treeParser) array(depth int) (*node, error) {
@@ -386,7 +408,7 @@ func (p *treeParser) array(depth int) (*node, error) {
 			return nil, err
 		}
 		p.stack = p.stack[:len(p.stack)-1]
-		n.kids = append(n.kids, v)
+		n.kids = append(grow(n.kids), v)
 		if c, err = p.skipSpace(); err != nil {
 			return nil, err
 		}
@@ -402,6 +424,11 @@ func (p *treeParser) array(depth int) (*node, error) {
 		}
 	}
 }
+
+// maxNumberLen bounds the text of a JSON number: far more than any
+// Open API value needs (a long has at most 20 characters, a double's
+// shortest form 24), so a hostile number is refused before it is held.
+const maxNumberLen = 1024
 
 // number reads a JSON number whose first byte is c, keeping its text.
 func (p *treeParser) number(c byte) (*node, error) {
@@ -421,6 +448,9 @@ func (p *treeParser) number(c byte) (*node, error) {
 				return n, nil
 			}
 			p.off++
+			if len(b) >= maxNumberLen {
+				return n, &limitError{field: p.path(), reason: fmt.Sprintf("is a number longer than the limit of %d characters", maxNumberLen)}
+			}
 			b = append(b, c)
 			n++
 		}
@@ -700,6 +730,14 @@ func writeString(buf *bytes.Buffer, s string) {
 
 // compact returns n as canonical JSON without indentation.
 func compact(n *node) []byte {
+	switch n.kind {
+	case kNumber:
+		return []byte(n.s)
+	case kString:
+		buf := bytes.NewBuffer(make([]byte, 0, quotedLen(n.s)))
+		writeString(buf, n.s)
+		return buf.Bytes()
+	}
 	var buf bytes.Buffer
 	encodeTree(&buf, n, 0, false)
 	return buf.Bytes()

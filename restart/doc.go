@@ -3,7 +3,7 @@
 //
 // # Concepts
 //
-// A Policy is one of three actions (the seeds' "Operating system restart
+// A Policy is one of three actions (the product documentation's "Operating system restart
 // settings"):
 //
 //   - DoNotRestart: the device is never restarted; the Outcome records that
@@ -48,7 +48,7 @@
 //
 // Policy encodes with every field present in a fixed order (see
 // MarshalJSON and testdata/default_policy.json). Decoding is strict: an
-// omitted field keeps the seeds' default (the default-on toggles stay on),
+// omitted field keeps the product documentation's default (the default-on toggles stay on),
 // and unknown or duplicate fields, null, wrong types and out-of-range values
 // are ValidationErrors naming the JSON path.
 //

@@ -90,7 +90,7 @@ func ExamplePlan() {
 	// restart 09:30
 }
 
-// Decoding is strict: omitted fields keep the seeds' defaults, and an
+// Decoding is strict: omitted fields keep the product documentation's defaults, and an
 // out-of-range value is an error naming the field.
 func ExamplePolicy_UnmarshalJSON() {
 	var p restart.Policy

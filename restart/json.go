@@ -29,8 +29,8 @@ func (p Policy) MarshalJSON() ([]byte, error) {
 	return json.Marshal(plain(p))
 }
 
-// UnmarshalJSON decodes a policy strictly. A field that is absent keeps the
-// seeds' default (so {} is Default(), and {"repeat_prompt":{"minutes":10}}
+// UnmarshalJSON decodes a policy strictly. A field that is absent keeps
+// the product documentation's default (so {} is Default(), and {"repeat_prompt":{"minutes":10}}
 // keeps the toggle on); unknown fields, duplicate fields, null, values of
 // the wrong type and out-of-range values are rejected with
 // ValidationErrors naming the JSON path. On error p is left unchanged.

@@ -34,7 +34,7 @@ func (a Action) Valid() bool {
 	return false
 }
 
-// The seeds' defaults and ranges, written once.
+// The product documentation's defaults and ranges, written once.
 const (
 	// DefaultAction is the action of Default().
 	DefaultAction = Prompt
@@ -64,8 +64,8 @@ type Interval struct {
 
 // Policy is a task's operating-system restart settings.
 //
-// The zero Policy is not valid (its Action is empty); use Default() for the
-// seeds' defaults. IsZero lets an embedding type treat an unset policy as
+// The zero Policy is not valid (its Action is empty); use Default() for
+// the product documentation's defaults. IsZero lets an embedding type treat an unset policy as
 // the default.
 type Policy struct {
 	// Action is the restart behaviour.
@@ -87,7 +87,7 @@ type Policy struct {
 	ForceCloseLocked bool `json:"force_close_locked"`
 }
 
-// Default returns the seeds' default policy: prompt the user, repeat the
+// Default returns the product documentation's default policy: prompt the user, repeat the
 // prompt every 5 minutes, force the restart after 30 minutes, do not close
 // applications in locked sessions.
 func Default() Policy {

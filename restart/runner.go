@@ -59,23 +59,37 @@ const (
 type Reason string
 
 const (
-	ReasonDoNotRestart      Reason = "policy_do_not_restart"
-	ReasonImmediate         Reason = "policy_restart"
-	ReasonUserAccepted      Reason = "user_accepted"
-	ReasonRestartAfter      Reason = "restart_after_elapsed"
-	ReasonSessionLocked     Reason = "session_locked"
-	ReasonStopped           Reason = "stopped"
+	// ReasonDoNotRestart: the policy does not restart; the restart stays
+	// required.
+	ReasonDoNotRestart Reason = "policy_do_not_restart"
+	// ReasonImmediate: the policy restarts without asking.
+	ReasonImmediate Reason = "policy_restart"
+	// ReasonUserAccepted: the user chose to restart at a prompt.
+	ReasonUserAccepted Reason = "user_accepted"
+	// ReasonRestartAfter: the policy's "restart after" time elapsed.
+	ReasonRestartAfter Reason = "restart_after_elapsed"
+	// ReasonSessionLocked: the forced restart was due but the session was
+	// locked and the policy does not close applications.
+	ReasonSessionLocked Reason = "session_locked"
+	// ReasonStopped: the timeline was stopped (the run or agent stopped).
+	ReasonStopped Reason = "stopped"
+	// ReasonSessionLockFailed: the session-lock check returned an error.
 	ReasonSessionLockFailed Reason = "session_lock_check_failed"
-	ReasonCloseAppsFailed   Reason = "close_applications_failed"
-	ReasonRestartFailed     Reason = "restart_failed"
+	// ReasonCloseAppsFailed: closing the applications returned an error.
+	ReasonCloseAppsFailed Reason = "close_applications_failed"
+	// ReasonRestartFailed: the restart itself returned an error.
+	ReasonRestartFailed Reason = "restart_failed"
 )
 
 // Outcome is the record of one Run, for the task result and device status.
 // Times are UTC readings of the Runner's clock.
 type Outcome struct {
+	// Result is how the restart timeline ended.
 	Result Result `json:"result"`
+	// Reason says why it ended so.
 	Reason Reason `json:"reason"`
 	// RequiredAt is the requiredAt passed to Run, in UTC.
+
 	RequiredAt time.Time `json:"required_at"`
 	// Prompts are the times prompts were shown successfully.
 	Prompts []time.Time `json:"prompts,omitempty"`

@@ -332,8 +332,8 @@ var errBoom = errors.New("boom")
 
 // TestRunMatchesPlan checks, for random policies, that the timeline the
 // runner follows minute by minute is exactly the one Plan computes, and
-// that both match a brute-force minute-by-minute oracle written from the
-// seeds' wording.
+// that both match a brute-force minute-by-minute oracle written from
+// the product documentation's wording.
 func TestRunMatchesPlan(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(4, 2))

@@ -81,9 +81,12 @@ func ParseTimeOfDay(s string) (TimeOfDay, error) {
 // JSON and text form is "YYYY-MM-DD" (for example "2026-11-22"). Valid years
 // are MinYear..MaxYear.
 type Date struct {
-	Year  int
+	// Year is the year, MinYear to MaxYear.
+	Year int
+	// Month is the month, January to December.
 	Month time.Month
-	Day   int
+	// Day is the day of the month, from 1.
+	Day int
 }
 
 // Bounds of a Date's year (the years RFC 3339 can write).

@@ -101,6 +101,26 @@
 // Package task/agent's build tag taskfleet_tzdata embeds Go's zone data
 // for devices without zone files.
 //
+// # Clocks that jump
+//
+// The package is pure; its callers keep a cursor (the last activation
+// handled) and ask for Between(cursor, now). That gives the rule the
+// engine (task/engine) and the agent (task/agent) follow when a clock
+// steps:
+//
+//   - Back: the activations at or before the cursor were handled and are
+//     not handled again (nothing repeats); the schedule goes on with the
+//     first activation after the cursor when the clock reaches it.
+//   - Forward: the activations stepped over are handled at once, each
+//     once (nothing is lost). A server-run task fires each of them and
+//     each device runs the latest (one catch-up); an agent runs them late
+//     after a step shorter than its SleepGap, and treats a longer step as
+//     a sleep (they are missed, one catch-up with "run missed tasks").
+//
+// Manual starts do not follow the clock alone: a manual run's id is
+// always after the task's newest run, so it shows as the latest even
+// when the server's clock was set back.
+//
 // # Randomized delay
 //
 // With a randomized delay each device starts at the activation plus

@@ -137,16 +137,21 @@ const (
 // (and validated) even when Mode is not DelayInterval, so switching the mode
 // back restores the administrator's value.
 type RandomDelay struct {
-	Mode            DelayMode `json:"mode"`
-	IntervalMinutes int       `json:"interval_minutes"`
+	// Mode is off, automatic (a window from the fleet's size) or a fixed
+	// interval.
+	Mode DelayMode `json:"mode"`
+	// IntervalMinutes is the window of DelayInterval.
+	IntervalMinutes int `json:"interval_minutes"`
 }
 
 // Limit is an option that is off or on with a number of minutes ("Stop the
 // task if it runs longer than", "Wake-on-LAN before start"). Minutes is kept
 // and validated while the option is off.
 type Limit struct {
+	// Enabled turns the option on.
 	Enabled bool `json:"enabled"`
-	Minutes int  `json:"minutes"`
+	// Minutes is the option's number of minutes.
+	Minutes int `json:"minutes"`
 }
 
 // Schedule is a task's start setting plus the advanced scheduling settings

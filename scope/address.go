@@ -28,7 +28,10 @@ const (
 	DNSName
 )
 
+// String returns the kind's name: "ip", "range", "subnet", "netbios" or
+// "dns".
 func (k AddressKind) String() string {
+
 	switch k {
 	case IP:
 		return "ip"
@@ -76,6 +79,8 @@ const (
 // "10.1.0.0/16", "ACCT-PC01" (NetBIOS names upper case), "pc01.example.com"
 // (DNS names lower case, no trailing dot). ParseAddress(a.String()) == a.
 type Address struct {
+	// Kind is what the address is: an IP, a range, a subnet, a NetBIOS
+	// or a DNS name.
 	Kind AddressKind
 	// From and To bound the addresses covered (inclusive): equal for IP,
 	// the range ends for Range, the first and last address of Subnet.

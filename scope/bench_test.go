@@ -50,7 +50,7 @@ func benchFleet(tb testing.TB) *inmem.Inventory {
 				groups[i].Parent = benchGroupID((i - 1) / 10)
 			}
 		}
-		if err := inv.PutGroups(groups...); err != nil {
+		if err := inv.PutGroups(context.Background(), groups...); err != nil {
 			panic(err)
 		}
 		oses := []*scope.OS{
@@ -94,7 +94,7 @@ func benchFleet(tb testing.TB) *inmem.Inventory {
 				d.Server = scope.ServerRef{ID: "ksc-2", Role: scope.Secondary}
 			}
 		}
-		if err := inv.PutDevices(devs...); err != nil {
+		if err := inv.PutDevices(context.Background(), devs...); err != nil {
 			panic(err)
 		}
 		devs = nil
@@ -225,7 +225,7 @@ func BenchmarkInventoryMemoryUniqueFacts(b *testing.B) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	inv := inmem.New()
-	if err := inv.PutGroups(scope.AdminGroup{ID: "g"}); err != nil {
+	if err := inv.PutGroups(context.Background(), scope.AdminGroup{ID: "g"}); err != nil {
 		b.Fatal(err)
 	}
 	devs := make([]scope.Device, n)
@@ -245,7 +245,7 @@ func BenchmarkInventoryMemoryUniqueFacts(b *testing.B) {
 			Server: scope.ServerRef{ID: "ksc-1", Role: scope.Primary},
 		}
 	}
-	if err := inv.PutDevices(devs...); err != nil {
+	if err := inv.PutDevices(context.Background(), devs...); err != nil {
 		b.Fatal(err)
 	}
 	devs = nil

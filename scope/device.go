@@ -46,16 +46,29 @@ type GroupID string
 // an implementation replaces a device rather than mutating one it has
 // handed out.
 type Device struct {
-	ID          DeviceID
+	// ID identifies the device; it is what tasks, results and the agent
+	// (agent.Config.Device) use.
+	ID DeviceID
+	// NetBIOSName is the Windows computer name, matched by NetBIOS name
+	// addresses (case-insensitive).
 	NetBIOSName string
-	DNSName     string
-	IPs         []netip.Addr
+	// DNSName is the fully qualified name, matched by DNS name addresses
+	// (case-insensitive, without the trailing dot).
+	DNSName string
+	// IPs are the device's addresses, matched by IP, range and subnet
+	// addresses.
+	IPs []netip.Addr
 	// GroupID is the administration group the device belongs to, or "" for
 	// an unassigned device.
-	GroupID  GroupID
-	Tags     []string
+	GroupID GroupID
+	// Tags are the administrator's labels, visible to device selections
+	// (device.tags).
+	Tags []string
+	// Software is the installed software, visible to device selections.
 	Software []Software
-	OS       *OS
+	// OS is the operating system; nil means unknown (a selection that
+	// reads it leaves the device's membership unknown).
+	OS *OS
 	// TimeZone is the device's IANA time zone name, for example
 	// "Europe/Berlin".
 	TimeZone string
@@ -65,7 +78,9 @@ type Device struct {
 	Applications map[string]AppState
 	// LastSeen is the last time the device contacted the Administration
 	// Server (UTC).
-	LastSeen  time.Time
+	LastSeen time.Time
+	// Connected says whether the device is connected now; tasks the
+	// server runs (device selections) start only on connected devices.
 	Connected bool
 	// Server is the Administration Server that manages the device.
 	Server ServerRef
@@ -73,9 +88,12 @@ type Device struct {
 
 // Software is one installed program.
 type Software struct {
-	Name    string
+	// Name is the product name.
+	Name string
+	// Version is the installed version ("" when unknown).
 	Version string
-	Vendor  string
+	// Vendor is the publisher ("" when unknown).
+	Vendor string
 }
 
 // OS describes the operating system of a device. Empty fields are unknown.
@@ -93,8 +111,11 @@ type OS struct {
 // AppState is the state of one application on a device. A task is started
 // on a device only if the application it belongs to is running.
 type AppState struct {
+	// Installed says the application is installed.
 	Installed bool
-	Running   bool
+	// Running says it runs now; otherwise the task's result is
+	// application_not_running.
+	Running bool
 }
 
 // ServerRole says whether the Administration Server that manages a device is
@@ -119,16 +140,21 @@ func (r ServerRole) effective() ServerRole {
 
 // ServerRef names the Administration Server that manages a device.
 type ServerRef struct {
-	ID   string
+	// ID identifies the Administration Server.
+	ID string
+	// Role is its role (primary, secondary, virtual; "" unknown).
 	Role ServerRole
 }
 
 // AdminGroup is one administration group. Groups form a tree: Parent is ""
 // for a root group. (The name Group is taken by the scope Kind.)
 type AdminGroup struct {
-	ID     GroupID
+	// ID identifies the group.
+	ID GroupID
+	// Parent is the parent group's ID ("" for a root group).
 	Parent GroupID
-	Name   string
+	// Name is shown to administrators.
+	Name string
 }
 
 // Inventory is the host's device inventory, read by Resolve, Explain,
@@ -178,7 +204,9 @@ type InventoryProvider interface {
 // its id and the role of the Administration Server that manages it
 // (Device.Server.Role).
 type Member struct {
-	ID   DeviceID
+	// ID is the device.
+	ID DeviceID
+	// Role is the role of the server that manages it.
 	Role ServerRole
 }
 

@@ -45,7 +45,8 @@
 // for a missing device or group). An implementation can add fast paths by
 // implementing the optional interfaces GroupMemberLister, NameResolver and
 // DeviceChecker, detected with a type assertion, in the style of
-// database/sql/driver.
+// database/sql/driver; an inventory that stores saved selections
+// implements SelectionLookup (and SelectionStore for writing).
 // Package scope/inmem is a concurrent-safe, indexed in-memory inventory,
 // and package scope/inventorytest is the conformance suite every
 // implementation (a host's inventory, a SQL backend) runs with
@@ -101,6 +102,46 @@
 // "Windows 11 devices without application X":
 //
 //	device.os.name.startsWith("Windows 11") && !("X" in device.applications)
+//
+// # Saved selections
+//
+// The product documentation lets a task's scope be "one of the existing
+// device selections". A SavedSelection is such a selection, stored beside
+// the inventory by an implementation of SelectionStore (scope/inmem,
+// storage/sqlstore). A scope refers to it by id:
+//
+//	Scope{Kind: Selection, SelectionID: "sel-accounting"}
+//
+// instead of carrying an inline expression (Scope.Selection, which keeps
+// working; exactly one of the two is set). The task stores only the id:
+// Resolve, Explain and ValidateWith read the selection's current
+// expression from the inventory (SelectionLookup) every time, so an edit
+// of the selection applies to every task that refers to it, without
+// editing the tasks. Resolution and Explanation name the selection and the
+// revision they used; Explain's Reason names it for the administrator
+// (`the device matches the selection "Accounting" (sel-accounting,
+// revision 3)`). A scope naming a selection that does not exist fails
+// with a *SelectionNotFoundError (ErrNotFound and ErrInvalid); an
+// inventory without saved selections refuses such a scope (ErrInvalid).
+//
+// PutSelection validates before it stores: id, name and actor within
+// their limits, valid UTF-8 without NUL, and an expression that
+// CompileSelection accepts (type bool, MaxSelectionCost). Edits are
+// optimistic: ExpectRevision 0 creates, otherwise it must be the stored
+// revision (ErrConflict). Every create, edit and deletion appends a
+// SelectionRevision (who, when, the name and expression after the change,
+// and which of them changed); the history outlives a deletion.
+//
+// Deletion of a selection in use is refused with a *SelectionInUseError
+// (ErrConflict). "In use" is asked of the task store through
+// SelectionUsers (task.Manager implements it) rather than kept as a
+// reference count beside the selection: a count drifts whenever a task is
+// edited, deleted, rolled back or imported by a path that forgets to count
+// and would need the inventory and the task store in one transaction; the
+// task store's own answer cannot drift. The one gap, a task saved in the
+// instant between the check and the deletion, fails safe: that task's
+// scope resolves to a *SelectionNotFoundError, never to an empty or stale
+// device list.
 //
 // # Fact limits
 //

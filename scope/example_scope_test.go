@@ -14,14 +14,14 @@ import (
 // its Lab, and one device whose managing server is not known yet.
 func exampleInventory() *inmem.Inventory {
 	inv := inmem.New()
-	_ = inv.PutGroups(
+	_ = inv.PutGroups(context.Background(),
 		scope.AdminGroup{ID: "g-hq", Name: "HQ"},
 		scope.AdminGroup{ID: "g-acct", Parent: "g-hq", Name: "Accounting"},
 		scope.AdminGroup{ID: "g-lab", Parent: "g-acct", Name: "Lab"},
 	)
 	primary := scope.ServerRef{ID: "ksc", Role: scope.Primary}
 	win11 := &scope.OS{Name: "Windows 11 Pro", Platform: "windows"}
-	_ = inv.PutDevices(
+	_ = inv.PutDevices(context.Background(),
 		scope.Device{ID: "d-1", NetBIOSName: "RECEPTION", GroupID: "g-hq", Server: primary, IPs: []netip.Addr{netip.MustParseAddr("10.0.0.10")},
 			OS: win11, Tags: []string{}, Applications: map[string]scope.AppState{}, Connected: true},
 		scope.Device{ID: "d-2", NetBIOSName: "ACCT-01", GroupID: "g-acct", Server: primary, IPs: []netip.Addr{netip.MustParseAddr("10.0.1.20")},

@@ -1,6 +1,7 @@
 package scope_test
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 	"strings"
@@ -81,7 +82,7 @@ func TestPutDevicesRejectsOversizeDevice(t *testing.T) {
 	t.Parallel()
 	inv := inmem.New()
 	hostile := scope.Device{ID: "d-hostile", OS: &scope.OS{Name: strings.Repeat("W", 16<<10)}}
-	err := inv.PutDevices(scope.Device{ID: "d-1"}, hostile, scope.Device{ID: "d-2", Tags: []string{"ok"}})
+	err := inv.PutDevices(context.Background(), scope.Device{ID: "d-1"}, hostile, scope.Device{ID: "d-2", Tags: []string{"ok"}})
 	var over *scope.OversizeDevicesError
 	if !errors.As(err, &over) || !errors.Is(err, scope.ErrInvalid) {
 		t.Fatalf("PutDevices = %v, want *scope.OversizeDevicesError matching ErrInvalid", err)
@@ -106,7 +107,7 @@ func TestPutDevicesRejectsOversizeDevice(t *testing.T) {
 		t.Errorf("stored devices (-want +got):\n%s", diff)
 	}
 	// A structural error still refuses the whole call.
-	if err := inv.PutDevices(scope.Device{ID: "d-3"}, scope.Device{ID: "d-4", GroupID: "nowhere"}); errors.As(err, &over) || !errors.Is(err, scope.ErrInvalid) {
+	if err := inv.PutDevices(context.Background(), scope.Device{ID: "d-3"}, scope.Device{ID: "d-4", GroupID: "nowhere"}); errors.As(err, &over) || !errors.Is(err, scope.ErrInvalid) {
 		t.Fatalf("unknown group: %v", err)
 	}
 	if _, err := inv.Device(t.Context(), "d-3"); !errors.Is(err, scope.ErrNotFound) {

@@ -28,6 +28,7 @@ const (
 
 // Resolution is a scope resolved against an inventory at one moment.
 type Resolution struct {
+	// Kind is the scope's kind.
 	Kind Kind `json:"kind"`
 	// OnServer is true for a Server scope: the task runs on the
 	// Administration Server itself, and Devices is empty.
@@ -47,10 +48,15 @@ type Resolution struct {
 	// Missing are the entries of the scope that name no device in the
 	// inventory (a deleted device id, a name no device has any more).
 	Missing []MissingRef `json:"missing,omitempty"`
+	// SelectionID and SelectionRevision name the saved selection (and the
+	// revision of it) a scope with a SelectionID was resolved with.
+	SelectionID       SelectionID `json:"selection_id,omitempty"`
+	SelectionRevision int64       `json:"selection_revision,omitempty"`
 }
 
 // UnknownDevice is a device whose membership could not be decided.
 type UnknownDevice struct {
+	// ID is the device.
 	ID DeviceID `json:"id"`
 	// Reason names the missing fact ("unknown fact device.os") or the
 	// evaluation failure.
@@ -62,12 +68,15 @@ type MissingRef struct {
 	// Field is the JSON path of the entry: "device", "devices[3]",
 	// "addresses[7]".
 	Field string `json:"field"`
+	// Value is the entry as written (a device id, an address).
 	Value string `json:"value"`
 }
 
 // Explanation says why one device is in or out of a scope.
 type Explanation struct {
-	Device     DeviceID   `json:"device"`
+	// Device is the device explained.
+	Device DeviceID `json:"device"`
+	// Membership is whether it is in, out, or unknown.
 	Membership Membership `json:"membership"`
 	// Rule is a stable code for what decided: "local", "server",
 	// "device_list", "group", "subgroup", "group_only", "excluded_group",
@@ -77,11 +86,18 @@ type Explanation struct {
 	// Field is the JSON path of the scope entry that decided, when one did:
 	// "devices[3]", "excluded_groups[0]", "addresses[5]".
 	Field string `json:"field,omitempty"`
-	// Reason is a sentence for an administrator.
+	// Reason is a sentence for an administrator. For a saved selection
+	// it names the selection, its id and revision.
 	Reason string `json:"reason"`
+	// SelectionID and SelectionRevision name the saved selection that
+	// decided, for a scope with a SelectionID.
+	SelectionID       SelectionID `json:"selection_id,omitempty"`
+	SelectionRevision int64       `json:"selection_revision,omitempty"`
 }
 
+// String formats the explanation as "device: membership (rule): reason".
 func (e Explanation) String() string {
+
 	return fmt.Sprintf("%s: %s (%s): %s", e.Device, e.Membership, e.Rule, e.Reason)
 }
 
@@ -89,8 +105,10 @@ func (e Explanation) String() string {
 // device of a Local scope exists; the group of a Group scope exists and
 // every excluded group is a strict subgroup of it; every device of a
 // Devices scope exists; every name of an Addresses scope resolves to a
-// device. It returns ValidationErrors naming each offending entry
-// ("excluded_groups[1]"), or an error from inv (wrapped).
+// device; the saved selection of a SelectionID exists (a
+// *SelectionNotFoundError otherwise). It returns ValidationErrors naming
+// each offending entry ("excluded_groups[1]"), or an error from inv
+// (wrapped).
 func (s Scope) ValidateWith(ctx context.Context, inv Inventory) error {
 	if err := s.Validate(); err != nil {
 		return err
@@ -117,6 +135,12 @@ func (s Scope) ValidateWith(ctx context.Context, inv Inventory) error {
 		}
 		for _, i := range missing {
 			bad = append(bad, errs.Invalid(fmt.Sprintf("devices[%d]", i), string(s.Devices[i]), "no such device in the inventory"))
+		}
+	case Selection:
+		if s.SelectionID != "" {
+			if _, err := savedSelection(ctx, s, inv); err != nil {
+				return err
+			}
 		}
 	case Addresses:
 		missing, err := unresolvedNames(ctx, inv, s.Addresses)
@@ -263,6 +287,14 @@ func Resolve(ctx context.Context, s Scope, inv Inventory) (Resolution, error) {
 	case Addresses:
 		err = resolveAddresses(ctx, s, inv, &r)
 	case Selection:
+		if s.SelectionID != "" {
+			sel, serr := savedSelection(ctx, s, inv)
+			if serr != nil {
+				return Resolution{}, serr
+			}
+			s.Selection = sel.Expr
+			r.SelectionID, r.SelectionRevision = sel.ID, sel.Revision
+		}
 		err = resolveSelection(ctx, s, inv, &r)
 	}
 	if err != nil {
@@ -821,23 +853,30 @@ func Explain(ctx context.Context, s Scope, inv Inventory, id DeviceID) (Explanat
 	case Addresses:
 		explainAddresses(s, d, set)
 	case Selection:
+		name, field := "the selection", "selection"
+		if s.SelectionID != "" {
+			sel, err := savedSelection(ctx, s, inv)
+			if err != nil {
+				return Explanation{}, err
+			}
+			s.Selection, name, field = sel.Expr, sel.label(), "selection_id"
+			e.SelectionID, e.SelectionRevision = sel.ID, sel.Revision
+		} else if s.SelectionName != "" {
+			name = fmt.Sprintf("the selection %q", s.SelectionName)
+		}
 		prg, err := compileCached(s.Selection)
 		if err != nil {
 			return Explanation{}, err
 		}
-		name := "the selection"
-		if s.SelectionName != "" {
-			name = fmt.Sprintf("the selection %q", s.SelectionName)
-		}
 		switch m, reason := prg.Evaluate(d); {
 		case m == Unknown:
-			set(Unknown, "unknown_fact", "selection", "%s cannot be decided for this device: %s", name, reason)
+			set(Unknown, "unknown_fact", field, "%s cannot be decided for this device: %s", name, reason)
 		case m == Out:
-			set(Out, "selection", "selection", "the device does not match %s", name)
+			set(Out, "selection", field, "the device does not match %s", name)
 		case !d.Connected:
-			set(Out, "offline", "selection", "the device matches %s but is not connected to the Administration Server; tasks for selections run only on connected devices", name)
+			set(Out, "offline", field, "the device matches %s but is not connected to the Administration Server; tasks for selections run only on connected devices", name)
 		default:
-			set(In, "selection", "selection", "the device matches %s", name)
+			set(In, "selection", field, "the device matches %s", name)
 		}
 	}
 	return e, nil

@@ -44,7 +44,7 @@ func ips(s ...string) []netip.Addr {
 func setup(t *testing.T) bundle {
 	t.Helper()
 	inv := inmem.New()
-	if err := inv.PutGroups(
+	if err := inv.PutGroups(context.Background(),
 		scope.AdminGroup{ID: "g-root", Name: "Root"},
 		scope.AdminGroup{ID: "g-hq", Parent: "g-root", Name: "HQ"},
 		scope.AdminGroup{ID: "g-acct", Parent: "g-hq", Name: "Accounting"},
@@ -72,7 +72,7 @@ func setup(t *testing.T) bundle {
 	d09.OS, d09.Connected = nil, false
 	d10 := dev("d-10", "g-acct", ips("10.0.2.10"), primary)
 	d10.Tags, d10.Connected = []string{"accounting"}, false
-	if err := inv.PutDevices(
+	if err := inv.PutDevices(context.Background(),
 		dev("d-01", "g-root", ips("10.0.0.1"), primary),
 		dev("d-02", "g-hq", ips("10.0.1.2"), primary),
 		d03,
@@ -388,7 +388,7 @@ func TestResolveAgreesWithExplain(t *testing.T) {
 			if i > 0 {
 				g.Parent = scope.GroupID(fmt.Sprintf("g%02d", r.IntN(i)))
 			}
-			if err := inv.PutGroups(g); err != nil {
+			if err := inv.PutGroups(ctx, g); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -411,7 +411,7 @@ func TestResolveAgreesWithExplain(t *testing.T) {
 			if r.IntN(4) > 0 {
 				d.OS = &scope.OS{Platform: []string{"windows", "linux", ""}[r.IntN(3)]}
 			}
-			if err := inv.PutDevices(d); err != nil {
+			if err := inv.PutDevices(ctx, d); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -567,7 +567,7 @@ func (failing) Devices(context.Context) iter.Seq2[*scope.Device, error] {
 func TestUnrecognizedServerRoleIsUnknown(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	if err := b.inv.PutDevices(scope.Device{ID: "d-11", GroupID: "g-lab", Server: scope.ServerRef{ID: "x", Role: "tertiary"}}); err != nil {
+	if err := b.inv.PutDevices(context.Background(), scope.Device{ID: "d-11", GroupID: "g-lab", Server: scope.ServerRef{ID: "x", Role: "tertiary"}}); err != nil {
 		t.Fatal(err)
 	}
 	s := scope.Scope{Kind: scope.Group, Group: "g-lab"}
@@ -597,10 +597,10 @@ func TestUnrecognizedServerRoleIsUnknown(t *testing.T) {
 func TestZeroServerRefIsThePrimaryServer(t *testing.T) {
 	t.Parallel()
 	inv := inmem.New()
-	if err := inv.PutGroups(scope.AdminGroup{ID: "g", Name: "G"}); err != nil {
+	if err := inv.PutGroups(context.Background(), scope.AdminGroup{ID: "g", Name: "G"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := inv.PutDevices(
+	if err := inv.PutDevices(context.Background(),
 		scope.Device{ID: "plain", GroupID: "g", Connected: true},
 		scope.Device{ID: "second", GroupID: "g", Connected: true, Server: scope.ServerRef{ID: "s2", Role: scope.Secondary}},
 		scope.Device{ID: "odd", GroupID: "g", Connected: true, Server: scope.ServerRef{ID: "s3", Role: "regional"}},

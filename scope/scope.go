@@ -58,12 +58,14 @@ const (
 //	{"kind":"devices","devices":["d-1","d-2"]}
 //	{"kind":"addresses","addresses":["10.0.0.0/24","10.1.0.1-10.1.0.9","PC01","pc02.example.com"]}
 //	{"kind":"selection","selection":"\"accounting\" in device.tags","selection_name":"Accounting"}
+//	{"kind":"selection","selection_id":"sel-accounting"}
 //
 // Every field except kind is omitted when zero, so a missing group_only
 // means "distribute to subgroups" (the product documentation's default) and a missing
 // distribute_to_servers means off (the product documentation's default). Addresses use the
 // canonical text of Address.String.
 type Scope struct {
+	// Kind decides which of the fields below apply.
 	Kind Kind `json:"kind"`
 
 	// Device is the device of a Local scope.
@@ -96,8 +98,16 @@ type Scope struct {
 	// Selection is the CEL expression of a Selection scope (see
 	// CompileSelection for the device schema).
 	Selection string `json:"selection,omitempty"`
-	// SelectionName is the display name of the selection (optional).
+	// SelectionName is the display name of the selection (optional; only
+	// with an inline Selection).
 	SelectionName string `json:"selection_name,omitempty"`
+	// SelectionID refers to a saved selection ("one of the existing
+	// device selections", see SavedSelection) instead of an inline
+	// Selection: exactly one of the two is set. Resolve and Explain read
+	// the selection's current expression from the inventory (which must
+	// implement SelectionLookup) every time, so an edit of the selection
+	// applies to every task that refers to it.
+	SelectionID SelectionID `json:"selection_id,omitempty"`
 }
 
 // RunsOnServer reports whether tasks with this scope are run by the
@@ -140,6 +150,7 @@ func (s Scope) Validate() error {
 	only("addresses", s.Addresses != nil && s.Kind != Addresses, "addresses")
 	only("selection", s.Selection != "" && s.Kind != Selection, "selection")
 	only("selection_name", s.SelectionName != "" && s.Kind != Selection, "selection")
+	only("selection_id", s.SelectionID != "" && s.Kind != Selection, "selection")
 
 	switch s.Kind {
 	case Local:
@@ -212,6 +223,16 @@ func (s Scope) Validate() error {
 			}
 		}
 	case Selection:
+		if s.SelectionID != "" {
+			if s.Selection != "" {
+				add("selection", "", "only one of selection (an inline expression) and selection_id (a saved selection) may be set")
+			}
+			if s.SelectionName != "" {
+				add("selection_name", "", "only allowed with an inline selection: a saved selection has its own name")
+			}
+			bad = append(bad, prefixed("selection_id", checkSelectionID(s.SelectionID))...)
+			break
+		}
 		if _, err := compileCached(s.Selection); err != nil {
 			bad = append(bad, flatten(err)...)
 		}
@@ -246,4 +267,12 @@ func flatten(err error) ValidationErrors {
 	default:
 		return ValidationErrors{errs.Invalid("selection", "", err.Error())}
 	}
+}
+
+// prefixed renames the field of each error to field.
+func prefixed(field string, bad ValidationErrors) ValidationErrors {
+	for _, e := range bad {
+		e.Field = field
+	}
+	return bad
 }

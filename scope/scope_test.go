@@ -86,6 +86,17 @@ func TestValidate(t *testing.T) {
 		{"devices", scope.Scope{Kind: scope.Devices, Devices: []scope.DeviceID{"d-1", "d-2"}}, nil},
 		{"addresses", scope.Scope{Kind: scope.Addresses, Addresses: mustAddrs(t, "10.0.0.0/8", "PC01")}, nil},
 		{"selection", scope.Scope{Kind: scope.Selection, Selection: `"a" in device.tags`, SelectionName: "A"}, nil},
+		{"saved selection", scope.Scope{Kind: scope.Selection, SelectionID: "sel-1"}, nil},
+		{"saved and inline selection", scope.Scope{Kind: scope.Selection, SelectionID: "sel-1", Selection: "true"},
+			[]fieldErr{{"selection", "", "only one of selection"}}},
+		{"saved selection with a name", scope.Scope{Kind: scope.Selection, SelectionID: "sel-1", SelectionName: "X"},
+			[]fieldErr{{"selection_name", "", "only allowed with an inline selection"}}},
+		{"saved selection long id", scope.Scope{Kind: scope.Selection, SelectionID: scope.SelectionID(long)},
+			[]fieldErr{{"selection_id", long[:80] + "…", "at most 256 bytes"}}},
+		{"saved selection NUL id", scope.Scope{Kind: scope.Selection, SelectionID: "a\x00b"},
+			[]fieldErr{{"selection_id", "", "valid UTF-8 without NUL"}}},
+		{"selection id on a group", scope.Scope{Kind: scope.Group, Group: "g-1", SelectionID: "sel-1"},
+			[]fieldErr{{"selection_id", "", "only allowed for kind selection"}}},
 
 		{"kind missing", scope.Scope{}, []fieldErr{{"kind", "", "is required"}}},
 		{"kind unknown", scope.Scope{Kind: "global"}, []fieldErr{{"kind", "global", "must be one of"}}},
@@ -161,6 +172,7 @@ func TestScopeJSONGolden(t *testing.T) {
 		{Kind: scope.Devices, Devices: []scope.DeviceID{"d-1", "d-2"}},
 		{Kind: scope.Addresses, Addresses: mustAddrs(t, "10.0.0.0/24", "10.1.0.1-10.1.0.9", "2001:db8::7", "pc01", "PC02.Example.com")},
 		{Kind: scope.Selection, Selection: `"accounting" in device.tags`, SelectionName: "Accounting"},
+		{Kind: scope.Selection, SelectionID: "sel-accounting"},
 	}
 	var b strings.Builder
 	for _, s := range scopes {
@@ -203,7 +215,7 @@ func TestScopeJSONGolden(t *testing.T) {
 func TestScopeJSONDefaults(t *testing.T) {
 	t.Parallel()
 	// A stored group scope without the option fields distributes to
-	// subgroups and not to secondary servers (the seeds' defaults).
+	// subgroups and not to secondary servers (the product documentation's defaults).
 	var s scope.Scope
 	if err := json.Unmarshal([]byte(`{"kind":"group","group":"g-1"}`), &s); err != nil {
 		t.Fatal(err)

@@ -694,7 +694,9 @@ func evalReason(err error) string {
 
 // NamedSelection is a ready-made device selection.
 type NamedSelection struct {
+	// Name is the selection's display name.
 	Name string
+	// Expr is its CEL expression.
 	Expr string
 }
 

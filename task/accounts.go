@@ -12,7 +12,8 @@ import (
 // Accounts returns the tasks as the change-password wizard sees them
 // (credentials.NewWizard's TaskAccounts), acting as actor: every account
 // change is an authorized update with its own revision (action
-// "change_password"), and tasks the actor may not read are not listed.
+// ActionChangePassword), and tasks the actor may not modify are not listed,
+// so their passwords are never compared with what the actor types.
 func (m *Manager) Accounts(actor Actor) credentials.TaskAccounts {
 	return accountView{m: m, actor: actor}
 }
@@ -38,15 +39,19 @@ func (v accountView) ListTasksByAccount(ctx context.Context, p credentials.ListT
 		if err != nil {
 			return nil, v.m.storeErr(err, "list tasks by account")
 		}
-		for _, rec := range page.Tasks {
-			if rec.Kind == string(Local) {
+		for i := range page.Tasks {
+			if page.Tasks[i].Kind == string(Local) {
 				continue
 			}
-			t, err := v.m.decode(rec.Body)
+			t, err := v.m.decodeShared(&page.Tasks[i]) // read only; taskAccount copies values
 			if err != nil {
-				return nil, err
+				v.m.log.Error().Err(err).Str("task", page.Tasks[i].ID).Msg("change-password wizard: a task that cannot be decoded was skipped")
+				continue
 			}
-			if !t.Account.SameName(p.AccountName) || v.m.authz.Authorize(ctx, v.actor, OpRead, t) != nil {
+			// Modify access first: the wizard compares the listed tasks'
+			// passwords with the ones it is given, so a task the actor
+			// may only read would let it test password guesses.
+			if !t.Account.SameName(p.AccountName) || v.m.authz.Authorize(ctx, v.actor, OpModify, t) != nil {
 				continue
 			}
 			out = append(out, taskAccount(t))
@@ -83,7 +88,7 @@ func (v accountView) SetTaskAccount(ctx context.Context, p credentials.SetTaskAc
 	}
 	t.Account = p.Account
 	t.Revision = p.ExpectedRevision
-	out, err := v.m.update(ctx, v.actor, *t, "change_password", nil)
+	out, err := v.m.update(ctx, v.actor, *t, ActionChangePassword, nil)
 	if err != nil {
 		return 0, err
 	}

@@ -13,7 +13,11 @@ import (
 // revisions; Groups are the principals the actor belongs to, matched
 // against access lists.
 type Actor struct {
-	ID     string
+	// ID identifies the actor (an administrator's account name, "system",
+	// or a device user); it is recorded as the author of revisions.
+	ID string
+	// Groups are the principals the actor belongs to, matched against
+	// access lists.
 	Groups []string
 }
 
@@ -43,6 +47,8 @@ const (
 // for other tasks it may apply t.Security (ACLAuthorizer does). It must be
 // safe for concurrent use.
 type Authorizer interface {
+	// Authorize returns nil when actor may perform op on t, or an error
+	// matching ErrPermission.
 	Authorize(ctx context.Context, actor Actor, op Operation, t *Task) error
 }
 
@@ -60,10 +66,23 @@ func (AllowAll) Authorize(context.Context, Actor, Operation, *Task) error { retu
 // actor needs an entry (by ID or one of its Groups) allowing the
 // operation's permission and none denying it. Creating a task needs
 // modify rights under its own list.
+//
+// Global tasks (a device list, addresses or a device selection) reach
+// devices of administration groups without being group tasks, so when
+// Groups is set, creating, modifying and starting one also needs the
+// operation's rights under the security settings of the group of every
+// device it targets (unassigned devices: group ""), exactly as a group
+// task of that group would: the device-level check. That needs Inventory
+// to find the devices; with Groups set and no Inventory, those operations
+// on global tasks are refused.
 type ACLAuthorizer struct {
 	// Groups decides for group tasks from the group's security settings
-	// (nil: group tasks are allowed).
+	// (nil: group tasks are allowed, and global tasks get no device-level
+	// check).
 	Groups func(ctx context.Context, actor Actor, op Operation, group scope.GroupID) error
+	// Inventory resolves the devices of global tasks for the device-level
+	// check (see above).
+	Inventory scope.Inventory
 }
 
 // Authorize implements Authorizer.
@@ -74,6 +93,16 @@ func (a ACLAuthorizer) Authorize(ctx context.Context, actor Actor, op Operation,
 		}
 		return a.Groups(ctx, actor, op, t.Scope.Group)
 	}
+	if err := a.taskACL(actor, op, t); err != nil {
+		return err
+	}
+	if t.Kind() == Global && a.Groups != nil && (op == OpCreate || op == OpModify || op == OpExecute) {
+		return a.devices(ctx, actor, op, t)
+	}
+	return nil
+}
+
+func (a ACLAuthorizer) taskACL(actor Actor, op Operation, t *Task) error {
 	if len(t.Security.ACL) == 0 {
 		return nil
 	}
@@ -95,6 +124,35 @@ func (a ACLAuthorizer) Authorize(ctx context.Context, actor Actor, op Operation,
 	}
 	if !allowed {
 		return fmt.Errorf("task %q: %s is not allowed to %s: %w", t.ID, op, actor.ID, ErrPermission)
+	}
+	return nil
+}
+
+// devices applies Groups to the group of every device a global task
+// targets, once per group.
+func (a ACLAuthorizer) devices(ctx context.Context, actor Actor, op Operation, t *Task) error {
+	if a.Inventory == nil {
+		return fmt.Errorf("task %q: %s of a global task needs the device-level check, and the ACLAuthorizer has no Inventory: %w", t.ID, op, ErrPermission)
+	}
+	res, err := scope.Resolve(ctx, t.Scope, a.Inventory)
+	if err != nil {
+		return fmt.Errorf("task %q: resolve the devices for the permission check: %w", t.ID, err)
+	}
+	seen := map[scope.GroupID]bool{}
+	for _, ids := range [][]scope.DeviceID{res.Devices, res.Offline} {
+		for _, id := range ids {
+			d, err := a.Inventory.Device(ctx, id)
+			if err != nil {
+				return fmt.Errorf("task %q: device %q for the permission check: %w", t.ID, id, err)
+			}
+			if seen[d.GroupID] {
+				continue
+			}
+			seen[d.GroupID] = true
+			if err := a.Groups(ctx, actor, op, d.GroupID); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -37,14 +37,19 @@ func BenchmarkCreate(b *testing.B) {
 	}
 }
 
+// BenchmarkGet reads tasks out of 100,000. cpu-ns/op is the process's
+// CPU time per read: on a shared machine it measures our work where
+// ns/op measures the neighbours too.
 func BenchmarkGet(b *testing.B) {
 	bd, tasks := setupTasks(b, 100_000)
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	for i := 0; b.Loop(); i++ {
 		if _, err := bd.m.Get(bd.ctx, bd.admin, tasks[i%len(tasks)].ID); err != nil {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 func BenchmarkUpdate(b *testing.B) {
@@ -65,12 +70,14 @@ func BenchmarkUpdate(b *testing.B) {
 func BenchmarkListPage(b *testing.B) {
 	bd, _ := setupTasks(b, 100_000)
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	for b.Loop() {
 		page, err := bd.m.List(bd.ctx, bd.admin, task.ListParams{Limit: 100})
 		if err != nil || len(page.Applications[0].Tasks) != 100 {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 const fleet = 1_000_000
@@ -112,7 +119,7 @@ func BenchmarkRecordResults1M(b *testing.B) {
 			for i := range batch {
 				batch[i] = task.Result{TaskID: x.ID, DeviceID: devices[off+i], RunID: 1, Seq: seq, State: state, Progress: 50}
 			}
-			if _, err := bd.m.RecordResults(bd.ctx, batch); err != nil {
+			if _, err := bd.m.Runtime().RecordResults(bd.ctx, batch); err != nil {
 				b.Fatal(err)
 			}
 		}

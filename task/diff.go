@@ -14,11 +14,16 @@ import (
 // side. Secret values (passwords, sealed credentials, settings values that
 // look like secrets) are replaced by the string "[redacted]".
 type Change struct {
-	Path string          `json:"path"`
-	Old  json.RawMessage `json:"old,omitempty"`
-	New  json.RawMessage `json:"new,omitempty"`
+	// Path is the JSON path of the changed field.
+	Path string `json:"path"`
+	// Old is the JSON value before the change (absent: the field was new).
+	Old json.RawMessage `json:"old,omitempty"`
+	// New is the JSON value after the change (absent: the field was
+	// removed).
+	New json.RawMessage `json:"new,omitempty"`
 }
 
+// String formats the change as "path: old -> new".
 func (c Change) String() string {
 	old, nw := string(c.Old), string(c.New)
 	if old == "" {
@@ -33,9 +38,12 @@ func (c Change) String() string {
 // Conflict is a field both the administrator and the device user changed
 // in a merge of a local task; the administrator's value won.
 type Conflict struct {
-	Path  string          `json:"path"`
+	// Path is the JSON path of the field.
+	Path string `json:"path"`
+	// Admin is the administrator's value, which was kept.
 	Admin json.RawMessage `json:"admin,omitempty"`
-	User  json.RawMessage `json:"user,omitempty"`
+	// User is the device user's value, which lost.
+	User json.RawMessage `json:"user,omitempty"`
 }
 
 // revisionDiff is what a revision stores as its Diff.
@@ -181,7 +189,7 @@ func diffFlat(a, b flat, secretPaths map[string]bool) []Change {
 // merge3 merges the device user's edit (user) into the administrator's
 // current version (admin), both derived from base. Fields only one side
 // changed take that side's value; fields both changed differently take the
-// administrator's (the seeds: the administrator's changes have priority)
+// administrator's (the product documentation: the administrator's changes have priority)
 // and are reported as conflicts. With section set, paths are compared by
 // their first `section` segments, so a subtree changed by both sides is
 // taken whole from the administrator.

@@ -23,8 +23,8 @@ func Example() {
 
 	// The host's device inventory: one group with two devices.
 	inv := inmem.New()
-	_ = inv.PutGroups(scope.AdminGroup{ID: "office", Name: "Office"})
-	_ = inv.PutDevices(
+	_ = inv.PutGroups(ctx, scope.AdminGroup{ID: "office", Name: "Office"})
+	_ = inv.PutDevices(ctx,
 		scope.Device{ID: "pc-1", GroupID: "office", Connected: true, Server: scope.ServerRef{ID: "main", Role: scope.Primary}},
 		scope.Device{ID: "pc-2", GroupID: "office", Connected: true, Server: scope.ServerRef{ID: "main", Role: scope.Primary}},
 	)
@@ -56,7 +56,7 @@ func Example() {
 	fmt.Println("run", run.ID, "started on", run.Devices)
 
 	// The engine (or the host's device channel) records what devices report.
-	_, _ = m.RecordResults(ctx, []task.Result{
+	_, _ = m.Runtime().RecordResults(ctx, []task.Result{
 		{TaskID: created.ID, DeviceID: "pc-1", RunID: run.ID, Seq: 1, State: task.Completed, Progress: 100},
 		{TaskID: created.ID, DeviceID: "pc-2", RunID: run.ID, Seq: 1, State: task.Failed, Message: "disk unreadable"},
 	})

@@ -23,15 +23,16 @@ func (n Notifications) Stores(e EventLevel) bool {
 }
 
 // appendEvents stores events of one task, honouring its history
-// settings. Failures are logged: history never fails the operation that
-// produced it.
+// settings. Failures are logged: an administrator's action (start, stop)
+// is not undone because its history line could not be written.
 func (m *Manager) appendEvents(ctx context.Context, t *Task, evs []storage.EventRecord) {
-	m.appendEventsFor(ctx, map[string]*Task{t.ID: t}, evs)
+	_ = m.appendEventsFor(ctx, map[string]*Task{t.ID: t}, evs)
 }
 
 // appendEventsFor stores events of several tasks, dropping those their
 // task's history level or "store in the server database" setting excludes.
-func (m *Manager) appendEventsFor(ctx context.Context, tasks map[string]*Task, evs []storage.EventRecord) {
+// It returns the store's error (also logged).
+func (m *Manager) appendEventsFor(ctx context.Context, tasks map[string]*Task, evs []storage.EventRecord) error {
 	keep := evs[:0] // callers pass slices they own: filter in place
 	for _, e := range evs {
 		t := tasks[e.TaskID]
@@ -44,20 +45,22 @@ func (m *Manager) appendEventsFor(ctx context.Context, tasks map[string]*Task, e
 		keep = append(keep, e)
 	}
 	if len(keep) == 0 {
-		return
+		return nil
 	}
 	if _, err := m.store.AppendEvents(ctx, storage.AppendEventsParams{Events: keep}); err != nil {
 		m.log.Error().Err(err).Int("events", len(keep)).Msg("task history events were not stored")
+		return err
 	}
+	return nil
 }
 
-// RecordEvents stores task events reported by devices or the engine
+// recordEvents (Runtime.RecordEvents) stores task events reported by devices or the engine
 // (progress, information, warnings). Events whose level the task's history
 // setting excludes are dropped; a non-empty key de-duplicates redelivered
 // events. It returns how many were stored.
 //
 // Errors: ErrInvalid (naming the index of each bad event).
-func (m *Manager) RecordEvents(ctx context.Context, events []EventInput) (int, error) {
+func (m *Manager) recordEvents(ctx context.Context, events []EventInput) (int, error) {
 	var bad ValidationErrors
 	now := m.now()
 	recs := make([]storage.EventRecord, 0, len(events))
@@ -114,24 +117,34 @@ func (m *Manager) RecordEvents(ctx context.Context, events []EventInput) (int, e
 
 // EventInput is an event reported to RecordEvents.
 type EventInput struct {
-	TaskID   string
+	// TaskID is the task the event belongs to.
+	TaskID string
+	// DeviceID is the device it happened on ("" for the task itself).
 	DeviceID scope.DeviceID
-	RunID    int64
+	// RunID is the run it belongs to (0: none).
+	RunID int64
 	// At is when it happened (default: now).
-	At       time.Time
-	Level    EventLevel
+	At time.Time
+	// Level decides whether the task's history level keeps the event.
+	Level EventLevel
+	// Severity is how the event list marks it.
 	Severity Severity
-	Message  string
+	// Message describes the event (at most MaxResultMessage bytes).
+	Message string
 	// Key de-duplicates redelivered events (empty: no de-duplication).
 	Key string
 }
 
 // HistoryParams filter and page task history.
 type HistoryParams struct {
-	Device   scope.DeviceID
+	// Device keeps only the events of one device (empty: all).
+	Device scope.DeviceID
+	// From and To keep events with From <= At < To (zero: unbounded).
 	From, To time.Time
 	// After is the ID of the last event of the previous page.
 	After int64
+	// Limit is the page size (0: the store's default, at most
+	// storage.MaxListLimit).
 	Limit int
 }
 
@@ -158,16 +171,21 @@ func (m *Manager) History(ctx context.Context, actor Actor, id string, p History
 
 // PurgeReport says what PurgeHistory deleted.
 type PurgeReport struct {
-	Tasks  int
+	// Tasks is how many tasks were purged.
+	Tasks int
+	// Events is how many events were deleted.
 	Events int64
+	// Undecodable is how many tasks were skipped because their stored
+	// body cannot be decoded (see DecodeError).
+	Undecodable int
 }
 
-// PurgeHistory deletes every task's events older than the task's own
+// purgeHistory (Runtime.PurgeHistory) deletes every task's events older than the task's own
 // retention ("Store in the Administration Server database for N days"),
 // and all events of tasks that do not store history on the server. The
 // engine calls it on a schedule; hosts without the engine call it
 // themselves (daily is enough).
-func (m *Manager) PurgeHistory(ctx context.Context) (PurgeReport, error) {
+func (m *Manager) purgeHistory(ctx context.Context) (PurgeReport, error) {
 	now := m.now()
 	var rep PurgeReport
 	p := storage.ListTasksParams{Order: storage.OrderByID, Limit: 1000}
@@ -176,10 +194,15 @@ func (m *Manager) PurgeHistory(ctx context.Context) (PurgeReport, error) {
 		if err != nil {
 			return rep, m.storeErr(err, "purge history")
 		}
-		for _, rec := range page.Tasks {
-			t, err := m.decode(rec.Body)
+		for i := range page.Tasks {
+			rec := &page.Tasks[i]
+			t, err := m.decodeShared(rec)
 			if err != nil {
-				return rep, err
+				// Its retention is unknown: keep its events, and go on
+				// with the other tasks.
+				rep.Undecodable++
+				m.log.Error().Err(err).Str("task", rec.ID).Msg("task history not purged: the stored task cannot be decoded")
+				continue
 			}
 			cutoff := now.Add(time.Nanosecond) // no server history: everything
 			if keep, stored := t.Notifications.Retention(); stored {

@@ -51,9 +51,18 @@ type Config struct {
 	Dispatcher Dispatcher
 	// NewID returns a new task id (default: a random UUID).
 	NewID func() string
+	// CacheSize is how many decoded tasks the Manager keeps, so that
+	// reads (Get, List, the engine's result intake) decode a task's
+	// stored JSON once per revision instead of at every read (default
+	// DefaultCacheSize; negative: no cache). Every read still reads the
+	// stored record and uses the cached task only while the record has
+	// the revision, update time and body it was decoded from, so replicas that
+	// share a database never serve each other's stale settings. Callers
+	// always get their own deep copy.
+	CacheSize int
 }
 
-// Manager is the management API of tasks (the seeds' task list, task
+// Manager is the management API of tasks (the product documentation's task list, task
 // properties, start and stop, results, history and revision history). It
 // validates, authorizes and records revisions once; the Store only
 // persists. A Manager is safe for concurrent use.
@@ -96,6 +105,10 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if m.newID == nil {
 		m.newID = randomID
+	}
+	m.cache.max = cfg.CacheSize
+	if m.cache.max == 0 {
+		m.cache.max = DefaultCacheSize
 	}
 	return m, nil
 }
@@ -164,10 +177,10 @@ func (m *Manager) checkScope(ctx context.Context, t *Task) error {
 // Errors: ErrInvalid (a *ValidationError or ValidationErrors naming each
 // bad field), ErrPermission, ErrConflict (the name is taken).
 func (m *Manager) Create(ctx context.Context, actor Actor, t Task) (*Task, error) {
-	return m.create(ctx, actor, t, "create")
+	return m.create(ctx, actor, t, ActionCreate)
 }
 
-func (m *Manager) create(ctx context.Context, actor Actor, t Task, action string) (*Task, error) {
+func (m *Manager) create(ctx context.Context, actor Actor, t Task, action RevisionAction) (*Task, error) {
 	reg, err := m.typeOf(&t)
 	if err != nil {
 		return nil, err
@@ -189,10 +202,12 @@ func (m *Manager) create(ctx context.Context, actor Actor, t Task, action string
 	if err := m.validate(&t, reg); err != nil {
 		return nil, err
 	}
-	if err := m.checkScope(ctx, &t); err != nil {
+	// Authorize before the inventory checks: their errors tell which
+	// groups and devices exist.
+	if err := m.authorize(ctx, actor, OpCreate, &t); err != nil {
 		return nil, err
 	}
-	if err := m.authorize(ctx, actor, OpCreate, &t); err != nil {
+	if err := m.checkScope(ctx, &t); err != nil {
 		return nil, err
 	}
 	body, err := encode(&t)
@@ -203,12 +218,13 @@ func (m *Manager) create(ctx context.Context, actor Actor, t Task, action string
 	diff := []byte(`{"changes":[]}`)
 	rec := toRecord(&t, body)
 	err = m.store.CreateTask(ctx, storage.CreateTaskParams{Task: rec, Revision: storage.RevisionRecord{
-		TaskID: t.ID, Number: 1, Author: actor.ID, At: now, Action: action, Body: body, Diff: diff,
+		TaskID: t.ID, Number: 1, Author: actor.ID, At: now, Action: string(action), Body: body, Diff: diff,
 	}})
 	if err != nil {
 		return nil, m.storeErr(err, "create task %q", t.Name)
 	}
-	m.log.Info().Str("task", t.ID).Str("name", t.Name).Str("actor", actor.ID).Str("action", action).Msg("task created")
+	m.warm(&rec)
+	m.log.Info().Str("task", t.ID).Str("name", t.Name).Str("actor", actor.ID).Str("action", string(action)).Msg("task created")
 	m.saved(ctx, &t)
 	return &t, nil
 }
@@ -219,11 +235,15 @@ func (m *Manager) storeErr(err error, format string, args ...any) error {
 	return fmt.Errorf("task: "+format+": %w", append(args, err)...)
 }
 
-// Get returns a task. Errors: ErrNotFound, ErrPermission.
+// Get returns a task: the caller's own copy, which it may modify.
+//
+// Errors: ErrNotFound, ErrPermission, and a *DecodeError (matching
+// ErrUndecodable) for a task whose stored settings cannot be decoded, once
+// the actor passed the read check on what could be decoded.
 func (m *Manager) Get(ctx context.Context, actor Actor, id string) (*Task, error) {
 	t, err := m.load(ctx, id)
 	if err != nil {
-		return nil, err
+		return nil, m.undecodable(ctx, actor, OpRead, err)
 	}
 	if err := m.authorize(ctx, actor, OpRead, t); err != nil {
 		return nil, err
@@ -231,30 +251,68 @@ func (m *Manager) Get(ctx context.Context, actor Actor, id string) (*Task, error
 	return t, nil
 }
 
+// load returns the caller's copy of the current task.
 func (m *Manager) load(ctx context.Context, id string) (*Task, error) {
-	rec, err := m.store.GetTask(ctx, id)
+	t, err := m.loadShared(ctx, id)
 	if err != nil {
-		return nil, m.storeErr(err, "get task %q", id)
+		return nil, err
 	}
-	return m.decode(rec.Body)
+	return cloneTask(t), nil
+}
+
+// undecodedTask carries what can be read of an undecodable task through
+// the error of load, so that permission checks can be made on it.
+type undecodedTask struct {
+	*DecodeError
+	partial *Task
+}
+
+func (e *undecodedTask) Unwrap() error { return e.DecodeError }
+
+// undecodable turns load's error for an undecodable task into ErrPermission
+// when actor may not do op on what could be read of it, and into the
+// *DecodeError otherwise; other errors pass unchanged.
+func (m *Manager) undecodable(ctx context.Context, actor Actor, op Operation, err error) error {
+	var u *undecodedTask
+	if !errors.As(err, &u) {
+		return err
+	}
+	if aerr := m.authorize(ctx, actor, op, u.partial); aerr != nil {
+		return aerr
+	}
+	return u.DecodeError
 }
 
 // Update replaces a task's settings with t. t.ID names the task and
 // t.Revision must be the revision the caller read (optimistic
 // concurrency). The application, type and kind of a task cannot change.
-// It returns the stored task with its new revision.
+// It returns the stored task with its new revision; to an actor who may
+// modify but not read the task, only its bookkeeping (ID, Revision,
+// SettingsRevision, UpdatedAt, UpdatedBy), which the next Update needs.
 //
 // Errors: ErrInvalid, ErrNotFound, ErrPermission, ErrConflict (the task
 // changed since t.Revision, or the new name is taken).
 func (m *Manager) Update(ctx context.Context, actor Actor, t Task) (*Task, error) {
-	return m.update(ctx, actor, t, "update", nil)
+	out, err := m.update(ctx, actor, t, ActionUpdate, nil)
+	if err != nil {
+		return nil, err
+	}
+	return m.readable(ctx, actor, out), nil
+}
+
+// readable returns t, or only its bookkeeping when actor may not read it.
+func (m *Manager) readable(ctx context.Context, actor Actor, t *Task) *Task {
+	if m.authz.Authorize(ctx, actor, OpRead, t) == nil {
+		return t
+	}
+	return &Task{ID: t.ID, Revision: t.Revision, SettingsRevision: t.SettingsRevision, UpdatedAt: t.UpdatedAt, UpdatedBy: t.UpdatedBy}
 }
 
 // update is Update with a revision action and optional merge details.
-func (m *Manager) update(ctx context.Context, actor Actor, t Task, action string, extra *revisionDiff) (*Task, error) {
+func (m *Manager) update(ctx context.Context, actor Actor, t Task, action RevisionAction, extra *revisionDiff) (*Task, error) {
 	cur, err := m.load(ctx, t.ID)
 	if err != nil {
-		return nil, err
+		return nil, m.undecodable(ctx, actor, OpModify, err)
 	}
 	if err := m.authorize(ctx, actor, OpModify, cur); err != nil {
 		return nil, err
@@ -269,7 +327,7 @@ func (m *Manager) update(ctx context.Context, actor Actor, t Task, action string
 	if t.Type != cur.Type {
 		bad = append(bad, errs.Invalid("type", t.Type, "cannot change; create a new task"))
 	}
-	if t.Kind() != cur.Kind() && action != "start_for_devices" {
+	if t.Kind() != cur.Kind() && action != ActionStartForDevices {
 		bad = append(bad, errs.Invalid("scope.kind", string(t.Scope.Kind), fmt.Sprintf("cannot change a %s task into a %s task", cur.Kind(), t.Kind())))
 	}
 	if t.Kind() == Local && t.Scope.Device != cur.Scope.Device {
@@ -292,12 +350,13 @@ func (m *Manager) update(ctx context.Context, actor Actor, t Task, action string
 	if err := m.validate(&t, reg); err != nil {
 		return nil, err
 	}
-	if err := m.checkScope(ctx, &t); err != nil {
+	// The new settings must be allowed too (an ACL change must not lock
+	// the author out or grant what the author lacks), before the
+	// inventory checks, whose errors tell which groups exist.
+	if err := m.authorize(ctx, actor, OpModify, &t); err != nil {
 		return nil, err
 	}
-	// The new settings must be allowed too (an ACL change must not lock
-	// the author out or grant what the author lacks).
-	if err := m.authorize(ctx, actor, OpModify, &t); err != nil {
+	if err := m.checkScope(ctx, &t); err != nil {
 		return nil, err
 	}
 	oldBody, err := encode(cur)
@@ -344,14 +403,16 @@ func (m *Manager) update(ctx context.Context, actor Actor, t Task, action string
 	if err != nil {
 		return nil, err
 	}
+	rec := toRecord(&t, body)
 	err = m.store.UpdateTask(ctx, storage.UpdateTaskParams{
-		Task: toRecord(&t, body), ExpectRevision: cur.Revision,
-		Revision: storage.RevisionRecord{TaskID: t.ID, Number: t.Revision, Author: actor.ID, At: now, Action: action, Body: body, Diff: diff},
+		Task: rec, ExpectRevision: cur.Revision,
+		Revision: storage.RevisionRecord{TaskID: t.ID, Number: t.Revision, Author: actor.ID, At: now, Action: string(action), Body: body, Diff: diff},
 	})
 	if err != nil {
 		return nil, m.storeErr(err, "update task %q", t.ID)
 	}
-	m.log.Info().Str("task", t.ID).Int64("revision", t.Revision).Str("actor", actor.ID).Str("action", action).Msg("task updated")
+	m.warm(&rec)
+	m.log.Info().Str("task", t.ID).Int64("revision", t.Revision).Str("actor", actor.ID).Str("action", string(action)).Msg("task updated")
 	m.saved(ctx, &t)
 	return &t, nil
 }
@@ -428,17 +489,23 @@ func (m *Manager) saved(ctx context.Context, t *Task) {
 }
 
 // Delete removes a task with its revisions, results and history.
-// expectRevision 0 deletes whatever the revision.
+// expectRevision 0 deletes whatever the revision. A task whose stored
+// settings cannot be decoded (see DecodeError) can be deleted.
 //
 // Errors: ErrNotFound, ErrPermission, ErrConflict.
 func (m *Manager) Delete(ctx context.Context, actor Actor, id string, expectRevision int64) error {
 	cur, err := m.load(ctx, id)
 	if err != nil {
-		return err
+		var u *undecodedTask
+		if !errors.As(err, &u) {
+			return err
+		}
+		cur = u.partial
 	}
 	if err := m.authorize(ctx, actor, OpDelete, cur); err != nil {
 		return err
 	}
+	defer m.cache.drop(id)
 	if err := m.store.DeleteTask(ctx, storage.DeleteTaskParams{ID: id, ExpectRevision: expectRevision}); err != nil {
 		return m.storeErr(err, "delete task %q", id)
 	}
@@ -454,9 +521,10 @@ func (m *Manager) Delete(ctx context.Context, actor Actor, id string, expectRevi
 // MaxNameIndex bounds the " (n)" suffixes tried for a free name.
 const MaxNameIndex = 10000
 
-// FreeName returns name if no task in its namespace uses it, or name with
-// the next free " (n)" index (the seeds' import rule).
-func (m *Manager) FreeName(ctx context.Context, t *Task) (string, error) {
+// freeName returns name if no task in its namespace uses it, or name with
+// the next free " (n)" index (the import rule of the product
+// documentation).
+func (m *Manager) freeName(ctx context.Context, t *Task) (string, error) {
 	base := t.Name
 	for i := 0; i <= MaxNameIndex; i++ {
 		cand := base
@@ -508,16 +576,13 @@ func (m *Manager) nameTaken(ctx context.Context, t *Task) (bool, error) {
 	}
 }
 
-// CreateWithFreeName creates t, adding the next free " (n)" index to its
+// createWithFreeName creates t, adding the next free " (n)" index to its
 // name when the name is taken, also when concurrent callers race for the
-// same name. action is recorded in the first revision ("import", "copy").
-func (m *Manager) CreateWithFreeName(ctx context.Context, actor Actor, t Task, action string) (*Task, error) {
-	if action == "" {
-		action = "create"
-	}
+// same name. action is recorded in the first revision.
+func (m *Manager) createWithFreeName(ctx context.Context, actor Actor, t Task, action RevisionAction) (*Task, error) {
 	base := t.Name
 	for attempt := 0; attempt < 100; attempt++ {
-		name, err := m.FreeName(ctx, &Task{Name: base, Scope: t.Scope})
+		name, err := m.freeName(ctx, &Task{Name: base, Scope: t.Scope})
 		if err != nil {
 			return nil, err
 		}
@@ -545,23 +610,30 @@ func (m *Manager) Copy(ctx context.Context, actor Actor, id, name string) (*Task
 	c.Suspended = false
 	if name != "" {
 		c.Name = name
-		return m.create(ctx, actor, c, "copy")
+		return m.create(ctx, actor, c, ActionCopy)
 	}
-	return m.CreateWithFreeName(ctx, actor, c, "copy")
+	return m.createWithFreeName(ctx, actor, c, ActionCopy)
 }
 
 // ListParams filter, sort and page the task list. Zero fields do not
 // filter.
 type ListParams struct {
-	Application  string
-	Type         string
-	Kind         Kind
-	Group        scope.GroupID
-	Device       scope.DeviceID
+	// Application keeps the tasks of one application.
+	Application string
+	// Type keeps the tasks of one task type (with Application).
+	Type string
+	// Kind keeps local, group or global tasks (or server tasks).
+	Kind Kind
+	// Group keeps the group tasks of one administration group.
+	Group scope.GroupID
+	// Device keeps the local tasks of one device.
+	Device scope.DeviceID
+	// NameContains keeps tasks whose name contains it (case-insensitive).
 	NameContains string
 	// Order is storage.OrderByName (default), OrderByCreatedAt or
 	// OrderByID.
-	Order      storage.TaskOrder
+	Order storage.TaskOrder
+	// Descending reverses Order.
 	Descending bool
 	// After is the Next of the previous page.
 	After string
@@ -572,20 +644,30 @@ type ListParams struct {
 // ApplicationTasks are the tasks of one application on a page of the
 // task list.
 type ApplicationTasks struct {
+	// Application is the application name.
 	Application string
-	Tasks       []*Task
+	// Tasks are its tasks on the page, in the requested order.
+	Tasks []*Task
 }
 
 // ListResult is one page of the task list grouped by application name
 // (applications in name order; tasks in the requested order).
 type ListResult struct {
+	// Applications are the page's tasks grouped by application.
 	Applications []ApplicationTasks
+	// Undecodable are the tasks of the page whose stored settings cannot
+	// be decoded (see DecodeError), in page order, that the actor may
+	// read as far as they can be read. They are listed here rather than
+	// failing the page; Delete removes them.
+	Undecodable []*DecodeError
 	// Next continues the listing; empty on the last page.
 	Next string
 }
 
 // List returns a page of the task list, grouped by application. Tasks the
-// actor may not read are left out (a page may then be shorter than Limit).
+// actor may not read are left out (a page may then be shorter than Limit);
+// tasks that cannot be decoded are listed in ListResult.Undecodable. The
+// tasks are the caller's own copies.
 //
 // Errors: ErrInvalid (bad order or cursor or limit).
 func (m *Manager) List(ctx context.Context, actor Actor, p ListParams) (ListResult, error) {
@@ -609,11 +691,19 @@ func (m *Manager) List(ctx context.Context, actor Actor, p ListParams) (ListResu
 	}
 	byApp := map[string]int{}
 	var res ListResult
-	for _, rec := range page.Tasks {
-		t, err := m.decode(rec.Body)
+	for i := range page.Tasks {
+		shared, err := m.decodeShared(&page.Tasks[i])
 		if err != nil {
-			return ListResult{}, err
+			var u *undecodedTask
+			if !errors.As(err, &u) {
+				return ListResult{}, err
+			}
+			if m.authz.Authorize(ctx, actor, OpRead, u.partial) == nil {
+				res.Undecodable = append(res.Undecodable, u.DecodeError)
+			}
+			continue
 		}
+		t := cloneTask(shared)
 		if m.authz.Authorize(ctx, actor, OpRead, t) != nil {
 			continue
 		}

@@ -9,13 +9,20 @@ import (
 
 // Notification tells the administrator about a task result on a device.
 type Notification struct {
-	TaskID   string
+	// TaskID is the task whose result it is.
+	TaskID string
+	// TaskName is the task's name when the result was recorded.
 	TaskName string
+	// DeviceID is the device that reported it.
 	DeviceID scope.DeviceID
-	RunID    int64
-	State    State
-	Message  string
-	At       time.Time
+	// RunID is the run that ended.
+	RunID int64
+	// State is the final state.
+	State State
+	// Message is the device's text for the state.
+	Message string
+	// At is when the result was recorded (UTC).
+	At time.Time
 	// Email are the task's e-mail recipients ("Notify by email"); empty
 	// when the task has none.
 	Email []string
@@ -27,16 +34,20 @@ type Notification struct {
 // logged, never returned to the caller that recorded the result. It must be
 // safe for concurrent use.
 type Notifier interface {
+	// Notify delivers n; an error is logged by the Manager.
 	Notify(ctx context.Context, n Notification) error
 }
 
 // Run is one start of a task.
 type Run struct {
+	// TaskID is the task started.
 	TaskID string
-	ID     int64
+	// ID is the run id the devices report their results under.
+	ID int64
 	// Manual is true for a start by an administrator (Start, StartFor).
 	Manual bool
-	At     time.Time
+	// At is the instant of the start (UTC).
+	At time.Time
 	// Devices are the devices the run was started on.
 	Devices []scope.DeviceID
 	// Skipped are devices in scope the run did not start on, with their
@@ -76,5 +87,6 @@ type Dispatcher interface {
 // increase with time: a result is replaced only by one with a greater
 // (RunID, Seq).
 type RunPlanner interface {
+	// ManualRunID returns the id of a manual run of t started at at.
 	ManualRunID(t *Task, at time.Time) int64
 }

@@ -1,6 +1,8 @@
 package task
 
 import (
+	"bytes"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,9 +10,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/go-playground/validator/v10"
 
+	"github.com/taskfleet/taskfleet/credentials"
 	"github.com/taskfleet/taskfleet/internal/errs"
 	"github.com/taskfleet/taskfleet/schedule"
 )
@@ -21,9 +25,12 @@ import (
 type TaskType struct {
 	// Application is the application the type belongs to; the task list
 	// is grouped by it.
-	Application        string
+	Application string
+	// ApplicationVersion is the version of the application that offers
+	// the type; tasks created without one take it.
 	ApplicationVersion string
 	// Name identifies the type within its application.
+
 	Name string
 	// DisplayName is shown to administrators (default Name).
 	DisplayName string
@@ -40,6 +47,16 @@ type TaskType struct {
 	// NotExportable forbids KLT export (Administration Server tasks are
 	// never exportable).
 	NotExportable bool
+	// Migrate, when set, converts stored settings saved by another
+	// application version (the task's ApplicationVersion differs from
+	// the type's) into JSON of the current Settings type before they are
+	// decoded. It gets the stored version ("" for tasks saved without
+	// one) and a copy of the stored JSON it may modify. Without it, and
+	// after it, fields the type no longer has are ignored; a value that
+	// still does not fit makes the task undecodable (see DecodeError). It
+	// must be safe for concurrent use. The migrated settings are stored
+	// at the task's next update.
+	Migrate func(fromVersion string, settings json.RawMessage) (json.RawMessage, error)
 }
 
 // Exportable reports whether tasks of the type can be exported.
@@ -55,7 +72,11 @@ type Registry struct {
 	mu    sync.RWMutex
 	types map[typeKey]*registered
 	valid *validator.Validate
+	gen   atomic.Uint64 // bumped by Register: decoded tasks cached before are stale
 }
+
+// generation identifies the set of registered types.
+func (r *Registry) generation() uint64 { return r.gen.Load() }
 
 type typeKey struct{ app, name string }
 
@@ -109,9 +130,14 @@ func (r *Registry) Register(tt TaskType) error {
 			bad = append(bad, errs.Invalid("settings", t.String(), "must be a struct or a pointer to a struct"))
 		} else {
 			reg.settingsType = t
+			if err := roundTrips(t, "settings", 0); err != nil {
+				bad = append(bad, err)
+			}
 			b, err := json.Marshal(tt.Settings)
 			if err != nil {
 				bad = append(bad, errs.Invalid("settings", t.String(), "cannot be encoded as JSON: "+err.Error()))
+			} else if err := reg.checkRoundTrip(b); err != nil {
+				bad = append(bad, err)
 			}
 			reg.defaults = b
 		}
@@ -131,6 +157,76 @@ func (r *Registry) Register(tt TaskType) error {
 		return fmt.Errorf("task: type %q of %q is already registered: %w", tt.Name, tt.Application, ErrConflict)
 	}
 	r.types[k] = reg
+	r.gen.Add(1)
+	return nil
+}
+
+var (
+	typeSecret    = reflect.TypeFor[credentials.Secret]()
+	typeMarshaler = reflect.TypeFor[json.Marshaler]()
+	typeTextMarsh = reflect.TypeFor[encoding.TextMarshaler]()
+)
+
+// roundTrips checks that values of t survive being stored as JSON and read
+// back: no plaintext credentials.Secret (it is stored as "[REDACTED]" and
+// the password is lost: put passwords in the task's Account, or seal them
+// with a credentials.Sealer into a credentials.Sealed field), no
+// interfaces (they come back as maps), and nothing encoding/json cannot
+// encode (channels, functions, complex numbers, maps with keys that are
+// not strings, integers or text marshalers).
+func roundTrips(t reflect.Type, path string, depth int) *ValidationError {
+	if depth > 32 {
+		return nil
+	}
+	if t == typeSecret {
+		return errs.Invalid(path, t.String(), "a plaintext credentials.Secret cannot be stored (it is saved as [REDACTED]); use the task's Account or a credentials.Sealed value")
+	}
+	if t.Implements(typeMarshaler) || reflect.PointerTo(t).Implements(typeMarshaler) {
+		return nil // the type's own encoding; checked by the defaults' round trip
+	}
+	switch t.Kind() {
+	case reflect.Chan, reflect.Func, reflect.UnsafePointer, reflect.Complex64, reflect.Complex128:
+		return errs.Invalid(path, t.String(), "cannot be encoded as JSON")
+	case reflect.Interface:
+		return errs.Invalid(path, t.String(), "an interface does not decode back into its type; use a concrete type")
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return roundTrips(t.Elem(), path+"[]", depth+1)
+	case reflect.Map:
+		switch k := t.Key(); {
+		case k.Kind() == reflect.String, k.Kind() >= reflect.Int && k.Kind() <= reflect.Uintptr, k.Implements(typeTextMarsh):
+		default:
+			return errs.Invalid(path, t.String(), "map keys must be strings, integers or text marshalers")
+		}
+		return roundTrips(t.Elem(), path+"[]", depth+1)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "-" || (!f.IsExported() && !f.Anonymous) {
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			if err := roundTrips(f.Type, path+"."+name, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkRoundTrip decodes the encoded default settings and encodes them
+// again: a type whose own JSON encoding loses data is refused.
+func (reg *registered) checkRoundTrip(b []byte) *ValidationError {
+	v, err := reg.decodeSettings(b, true)
+	if err != nil {
+		return errs.Invalid("settings", reg.settingsType.String(), "the encoded defaults do not decode again: "+jsonReason(err))
+	}
+	b2, err := json.Marshal(v)
+	if err != nil || !bytes.Equal(b, b2) {
+		return errs.Invalid("settings", reg.settingsType.String(), "the defaults do not survive being stored as JSON and read back")
+	}
 	return nil
 }
 
@@ -191,17 +287,21 @@ func (reg *registered) newSettings() (any, error) {
 	if reg.settingsType == nil {
 		return nil, nil
 	}
-	return reg.decodeSettings(reg.defaults)
+	return reg.decodeSettings(reg.defaults, true)
 }
 
-// decodeSettings decodes JSON into a value of the registered type,
-// rejecting unknown fields.
-func (reg *registered) decodeSettings(b []byte) (any, error) {
+// decodeSettings decodes JSON into a value of the registered type. strict
+// rejects unknown fields (for input); stored settings are decoded with
+// strict false, so a field a newer version removed does not make them
+// unreadable.
+func (reg *registered) decodeSettings(b []byte, strict bool) (any, error) {
 	p := reflect.New(reg.settingsType)
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(p.Interface()); err != nil {
-		return nil, errs.Invalid("settings", "", "cannot be decoded as "+reg.settingsType.String()+": "+err.Error())
+		return nil, err
 	}
 	if reg.pointer {
 		return p.Interface(), nil
@@ -242,14 +342,85 @@ func (r *Registry) validateSettings(reg *registered, v any) error {
 		return errs.Invalid("settings", "", err.Error())
 	}
 	out := make(ValidationErrors, 0, len(verrs))
+	var secrets []string // paths of secret values, found on the first error
 	for _, fe := range verrs {
 		path := fe.Namespace()
 		if _, rest, ok := strings.Cut(path, "."); ok {
 			path = rest
 		}
-		out = append(out, &ValidationError{Field: "settings." + path, Value: fmt.Sprint(fe.Value()), Reason: reasonFor(fe)})
+		if secrets == nil {
+			secrets = []string{}
+			for _, f := range credentials.ScanSettings(v) {
+				secrets = append(secrets, f.Path)
+			}
+		}
+		value := fmt.Sprint(fe.Value())
+		if secretValue(reg.settingsType, fe, path, secrets) {
+			value = "" // a secret is never quoted, not even in an error
+		}
+		out = append(out, &ValidationError{Field: "settings." + path, Value: value, Reason: reasonFor(fe)})
 	}
 	return out.Err()
+}
+
+// secretValue reports whether the value of a failed settings field may be
+// a secret: a field (or a field containing it) marked
+// `taskfleet:"secret"` or of a credentials type, a path where
+// credentials.ScanSettings found a secret, or a value that looks like one
+// under its field name.
+func secretValue(t reflect.Type, fe validator.FieldError, path string, secrets []string) bool {
+	for _, p := range secrets {
+		if p == path || p == "" || strings.HasPrefix(path, p+".") || strings.HasPrefix(path, p+"[") {
+			return true
+		}
+	}
+	if markedPath(t, fe.StructNamespace()) {
+		return true
+	}
+	return len(credentials.ScanSettings(map[string]any{fe.Field(): fe.Value()})) > 0
+}
+
+var (
+	typeSealed  = reflect.TypeFor[credentials.Sealed]()
+	typeAccount = reflect.TypeFor[credentials.Account]()
+)
+
+// markedPath walks a validator struct namespace ("Settings.Hosts[0].Key")
+// through t and reports whether any field on it is marked secret or has a
+// credentials type.
+func markedPath(t reflect.Type, ns string) bool {
+	parts := strings.Split(ns, ".")
+	if len(parts) > 0 {
+		parts = parts[1:] // the settings type's own name
+	}
+	for _, part := range parts {
+		name, _, _ := strings.Cut(part, "[")
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return false
+		}
+		f, ok := t.FieldByName(name)
+		if !ok {
+			return false
+		}
+		if strings.Contains(f.Tag.Get("taskfleet"), credentials.SecretTag) {
+			return true
+		}
+		t = f.Type
+		for strings.Contains(part, "[") && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Map || t.Kind() == reflect.Pointer) {
+			t = t.Elem()
+			part = part[strings.Index(part, "[")+1:]
+		}
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t == typeSecret || t == typeSealed || t == typeAccount {
+			return true
+		}
+	}
+	return false
 }
 
 func reasonFor(fe validator.FieldError) string {

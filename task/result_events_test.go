@@ -22,7 +22,7 @@ func TestResultEventsAreKeyedByDeviceRunAndSeq(t *testing.T) {
 		{TaskID: created.ID, DeviceID: "dev-02", RunID: 7, Seq: 1, State: task.Failed, Message: "access denied"},
 	}
 	for range 2 {
-		_, err = b.m.RecordResults(b.ctx, upd)
+		_, err = b.m.Runtime().RecordResults(b.ctx, upd)
 		must(t, err)
 	}
 	evs, err := b.store.ListEvents(b.ctx, storage.ListEventsParams{TaskID: created.ID})

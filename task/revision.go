@@ -12,12 +12,16 @@ import (
 
 // Revision is one numbered version of a task's settings.
 type Revision struct {
+	// Number counts the task's revisions from 1 (Task.Revision is the
+	// latest).
 	Number int64
+	// Author is the ID of the Actor that made it.
 	Author string
-	At     time.Time
-	// Action made the revision: create, update, copy, import, rollback,
-	// merge, suspend, resume, start_for_devices.
-	Action string
+	// At is when it was stored (UTC).
+	At time.Time
+	// Action is what made the revision (one of the RevisionAction
+	// constants).
+	Action RevisionAction
 	// Changes against the previous revision (secrets redacted).
 	Changes []Change
 	// Conflicts of a merge: the device user's values that lost to the
@@ -79,7 +83,7 @@ func (m *Manager) revision(r storage.RevisionRecord) (Revision, error) {
 			return Revision{}, fmt.Errorf("task %s: revision %d diff cannot be decoded: %w", r.TaskID, r.Number, err)
 		}
 	}
-	return Revision{Number: r.Number, Author: r.Author, At: r.At, Action: r.Action, Changes: d.Changes, Conflicts: d.Conflicts, MergedUser: d.MergedUser, Task: t}, nil
+	return Revision{Number: r.Number, Author: r.Author, At: r.At, Action: RevisionAction(r.Action), Changes: d.Changes, Conflicts: d.Conflicts, MergedUser: d.MergedUser, Task: t}, nil
 }
 
 // Compare returns the field-level changes from revision a to revision b
@@ -122,19 +126,21 @@ func (m *Manager) Rollback(ctx context.Context, actor Actor, id string, n, expec
 	}
 	t := *rev.Task
 	t.Revision = expectRevision
-	return m.update(ctx, actor, t, "rollback", nil)
+	return m.update(ctx, actor, t, ActionRollback, nil)
 }
 
 // MergeResult is the outcome of MergeDeviceEdit.
 type MergeResult struct {
+	// Task is the merged task as stored.
 	Task *Task
+
 	// Conflicts are the fields both sides changed; the administrator's
 	// values were kept.
 	Conflicts []Conflict
 }
 
 // MergeDeviceEdit merges an edit of a local task made by the device's
-// user into the current task (the seeds: local tasks can be modified by the
+// user into the current task (the product documentation: local tasks can be modified by the
 // administrator and by the device user; when both modify them at the same
 // time, the administrator's changes take effect). edited is the user's
 // version of the task, derived from revision baseRevision. Fields only the
@@ -151,7 +157,7 @@ type MergeResult struct {
 func (m *Manager) MergeDeviceEdit(ctx context.Context, user Actor, id string, baseRevision int64, edited Task) (MergeResult, error) {
 	cur, err := m.load(ctx, id)
 	if err != nil {
-		return MergeResult{}, err
+		return MergeResult{}, m.undecodable(ctx, user, OpModify, err)
 	}
 	if cur.Kind() != Local {
 		return MergeResult{}, errs.Invalid("scope.kind", string(cur.Scope.Kind), "only local tasks can be edited on the device")
@@ -193,7 +199,7 @@ func (m *Manager) MergeDeviceEdit(ctx context.Context, user Actor, id string, ba
 			continue
 		}
 		t.ID, t.Revision = cur.ID, cur.Revision
-		out, err := m.update(ctx, user, *t, "merge", &revisionDiff{Conflicts: conflicts, MergedUser: user.ID})
+		out, err := m.update(ctx, user, *t, ActionMerge, &revisionDiff{Conflicts: conflicts, MergedUser: user.ID})
 		if err == nil {
 			return MergeResult{Task: out, Conflicts: conflicts}, nil
 		}

@@ -16,7 +16,7 @@ import (
 // resultBatch is how many results are written per store call.
 const resultBatch = 10000
 
-// Start starts a task now on every device of its scope (the seeds'
+// Start starts a task now on every device of its scope (the product documentation's
 // "Starting a task manually"). The scope is resolved against the
 // inventory; every device in it gets a pending result for the new run.
 // For tasks the server runs (device selections), devices not connected to
@@ -36,7 +36,7 @@ func (m *Manager) Start(ctx context.Context, actor Actor, id string) (Run, error
 	return m.start(ctx, actor, t, nil)
 }
 
-// StartFor starts a task for the selected devices (the seeds' "Starting a
+// StartFor starts a task for the selected devices (the product documentation's "Starting a
 // task for selected devices"): the task's scope becomes exactly these
 // devices (a new revision) and the task starts on them at once. Its
 // schedule is not changed. Only global tasks (devices, addresses or a
@@ -61,7 +61,7 @@ func (m *Manager) StartFor(ctx context.Context, actor Actor, id string, expectRe
 	next := *cur
 	next.Revision = expectRevision
 	next.Scope = scope.Scope{Kind: scope.Devices, Devices: slices.Clone(devices)}
-	t, err := m.update(ctx, actor, next, "start_for_devices", nil)
+	t, err := m.update(ctx, actor, next, ActionStartForDevices, nil)
 	if err != nil {
 		return Run{}, err
 	}
@@ -230,9 +230,9 @@ func (m *Manager) setSuspended(ctx context.Context, actor Actor, id string, v bo
 			return nil, err
 		}
 		t.Suspended = v
-		action := "resume"
+		action := ActionResume
 		if v {
-			action = "suspend"
+			action = ActionSuspend
 		}
 		out, err := m.update(ctx, actor, *t, action, nil)
 		if errors.Is(err, ErrConflict) && attempt < 3 {
@@ -328,7 +328,7 @@ func (m *Manager) Statistics(ctx context.Context, actor Actor, id string) (Stati
 // MaxResultMessage is the longest result message, in bytes.
 const MaxResultMessage = 4096
 
-// RecordResults stores per-device result updates from the engine or the
+// recordResults (Runtime.RecordResults) stores per-device result updates from the engine or the
 // device channel. Each update replaces the device's result only when its
 // (RunID, Seq) is newer, so retried and reordered deliveries are
 // harmless. For every applied update an event is stored according to the
@@ -338,7 +338,7 @@ const MaxResultMessage = 4096
 //
 // It returns how many updates were applied. Errors: ErrInvalid (naming
 // the index of each bad update; nothing is written then).
-func (m *Manager) RecordResults(ctx context.Context, results []Result) (int, error) {
+func (m *Manager) recordResults(ctx context.Context, results []Result) (int, error) {
 	var bad ValidationErrors
 	bufp := recordBuffers.Get().(*[]storage.ResultRecord)
 	defer func() {
@@ -401,6 +401,14 @@ func (m *Manager) RecordResults(ctx context.Context, results []Result) (int, err
 			break
 		}
 	}
+	// History first: its events are keyed, so writing them again on a
+	// redelivery adds nothing, while a result already applied would not
+	// be applied (nor notified) again. A failed event write fails the
+	// call before any result is written, so the caller's retry brings
+	// both.
+	if err := m.recordResultEvents(ctx, tasks, recs); err != nil {
+		return 0, m.storeErr(err, "record result history")
+	}
 	applied := 0
 	for start := 0; start < len(batch); start += resultBatch {
 		chunk := batch[start:min(start+resultBatch, len(batch))]
@@ -421,10 +429,9 @@ func (m *Manager) RecordResults(ctx context.Context, results []Result) (int, err
 			notify = append(notify, r)
 		}
 	}
-	m.recordResultEvents(ctx, tasks, recs)
 	for _, r := range notify {
 		t := tasks[r.TaskID]
-		err := m.notify.Notify(ctx, Notification{TaskID: t.ID, TaskName: t.Name, DeviceID: scope.DeviceID(r.DeviceID), RunID: r.RunID, State: State(r.State), Message: r.Message, At: r.UpdatedAt, Email: t.Notifications.Email})
+		err := m.notify.Notify(ctx, Notification{TaskID: t.ID, TaskName: t.Name, DeviceID: scope.DeviceID(r.DeviceID), RunID: r.RunID, State: State(r.State), Message: r.Message, At: r.UpdatedAt, Email: slices.Clone(t.Notifications.Email)})
 		if err != nil {
 			m.log.Error().Err(err).Str("task", t.ID).Msg("notification failed")
 		}
@@ -470,7 +477,7 @@ func (m *Manager) wantsNotification(t *Task, st State) bool {
 // recordResultEvents stores history events for result updates according
 // to each task's history level. Events are keyed so a redelivered update
 // adds nothing.
-func (m *Manager) recordResultEvents(ctx context.Context, tasks map[string]*Task, recs []storage.ResultRecord) {
+func (m *Manager) recordResultEvents(ctx context.Context, tasks map[string]*Task, recs []storage.ResultRecord) error {
 	events := make([]storage.EventRecord, 0, len(recs))
 	var t *Task
 	lastID := ""
@@ -503,6 +510,9 @@ func (m *Manager) recordResultEvents(ctx context.Context, tasks map[string]*Task
 		})
 	}
 	for start := 0; start < len(events); start += resultBatch {
-		m.appendEventsFor(ctx, tasks, events[start:min(start+resultBatch, len(events))])
+		if err := m.appendEventsFor(ctx, tasks, events[start:min(start+resultBatch, len(events))]); err != nil {
+			return err
+		}
 	}
+	return nil
 }

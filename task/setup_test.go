@@ -88,7 +88,7 @@ func must(t testing.TB, err error) {
 // leaf group and one unassigned device.
 func inventory(t testing.TB) *inmem.Inventory {
 	inv := inmem.New()
-	must(t, inv.PutGroups(
+	must(t, inv.PutGroups(context.Background(),
 		scope.AdminGroup{ID: "root", Name: "Managed devices"},
 		scope.AdminGroup{ID: "office", Parent: "root", Name: "Office"},
 		scope.AdminGroup{ID: "accounting", Parent: "office", Name: "Accounting"},
@@ -113,7 +113,7 @@ func inventory(t testing.TB) *inmem.Inventory {
 			})
 		}
 	}
-	must(t, inv.PutDevices(devs...))
+	must(t, inv.PutDevices(context.Background(), devs...))
 	return inv
 }
 

@@ -31,7 +31,7 @@ type (
 // Kind is the kind of a task, derived from its scope.
 type Kind string
 
-// Task kinds (the seeds' "About tasks").
+// Task kinds (the product documentation's "About tasks").
 const (
 	// Local: performed on one device; editable by the administrator and
 	// the device user.
@@ -64,10 +64,14 @@ const (
 	MaxNameLength        = 256  // runes
 	MaxDescriptionLength = 4096 // runes
 	MaxSettingsBytes     = 1 << 20
-	MaxACLEntries        = 256
+	// MaxACLEntries bounds a task's access list; each entry's Allow and
+	// Deny list at most the four permissions.
+	MaxACLEntries = 256
+	// MaxPrincipalLength bounds an access-list principal, in bytes.
+	MaxPrincipalLength = 256
 )
 
-// Task is a task with all its settings (the seeds' "General task settings
+// Task is a task with all its settings (the product documentation's "General task settings
 // and properties").
 //
 // A zero Schedule means the default schedule (Manually); a zero Restart
@@ -79,14 +83,18 @@ type Task struct {
 	ID string `json:"id"`
 	// Name is unique among non-local tasks, and among the local tasks of
 	// one device (case-insensitively).
-	Name        string `json:"name"`
+	Name string `json:"name"`
+	// Description is free text for administrators.
 	Description string `json:"description,omitempty"`
 
 	// Application and Type name a registered TaskType. The task list is
 	// grouped by Application.
-	Application        string `json:"application"`
+	Application string `json:"application"`
+	// ApplicationVersion is the application version the task was made
+	// for (informational; copied from the TaskType when empty).
 	ApplicationVersion string `json:"application_version,omitempty"`
-	Type               string `json:"type"`
+	// Type is the TaskType's Name within Application.
+	Type string `json:"type"`
 
 	// Scope is the set of devices the task runs on; it decides Kind.
 	// Group options (distribute to subgroups, to secondary and virtual
@@ -112,17 +120,31 @@ type Task struct {
 	// Suspended holds scheduled starts and pauses running ones.
 	Suspended bool `json:"suspended,omitempty"`
 
+	// Opaque holds the fields of an imported task document that taskfleet
+	// does not map (a server's vendor fields), in the form the klt package
+	// writes (klt.EncodeOpaque), so that exporting the stored task later
+	// writes them back unchanged. The task package does not interpret or
+	// validate it; it is stored with the task by every store and appears
+	// in revision diffs as one value. It never holds secrets: klt drops
+	// password and secret fields before they get here. Nil for tasks not
+	// imported.
+	Opaque json.RawMessage `json:"opaque,omitempty"`
+
 	// Revision is the number of the latest revision; pass it back to
 	// Update as the expected revision.
 	Revision int64 `json:"revision"`
 	// SettingsRevision is the revision that last changed what the task
 	// does (not suspend or resume). The engine derives randomized start
 	// offsets from it.
-	SettingsRevision int64     `json:"settings_revision"`
-	CreatedAt        time.Time `json:"created_at"`
-	CreatedBy        string    `json:"created_by,omitempty"`
-	UpdatedAt        time.Time `json:"updated_at"`
-	UpdatedBy        string    `json:"updated_by,omitempty"`
+	SettingsRevision int64 `json:"settings_revision"`
+	// CreatedAt is when Create stored the task (UTC, the Manager's clock).
+	CreatedAt time.Time `json:"created_at"`
+	// CreatedBy is the ID of the Actor that created the task.
+	CreatedBy string `json:"created_by,omitempty"`
+	// UpdatedAt is when the latest revision was stored (UTC).
+	UpdatedAt time.Time `json:"updated_at"`
+	// UpdatedBy is the ID of the Actor of the latest revision.
+	UpdatedBy string `json:"updated_by,omitempty"`
 }
 
 // Kind returns the task's kind, derived from its scope.
@@ -136,7 +158,7 @@ func (t *Task) RunsOnServer() bool { return t.Scope.RunsOnServer() }
 // HistoryLevel is what the task history stores.
 type HistoryLevel string
 
-// History levels (the seeds' "Store task history" block).
+// History levels (the product documentation's "Store task history" block).
 const (
 	// HistoryAll saves all events.
 	HistoryAll HistoryLevel = "all"
@@ -153,6 +175,9 @@ const (
 	MinRetentionDays     = 1
 	MaxRetentionDays     = 3650
 	MaxEmailRecipients   = 100
+	// MaxEmailLength bounds one e-mail recipient, in bytes (the longest
+	// address SMTP can carry, RFC 5321).
+	MaxEmailLength = 254
 )
 
 // Notifications are a task's history and notification settings. The zero
@@ -211,21 +236,26 @@ const (
 
 // Security is the access list of a non-group task.
 type Security struct {
+	// ACL are the access entries; empty means open to every actor.
 	ACL []AccessEntry `json:"acl,omitempty"`
 }
 
 // AccessEntry allows and denies permissions to a principal (a user or a
 // group name the Authorizer understands). Deny wins over allow.
 type AccessEntry struct {
-	Principal string       `json:"principal"`
-	Allow     []Permission `json:"allow,omitempty"`
-	Deny      []Permission `json:"deny,omitempty"`
+	// Principal is a user or group name (matched against Actor.ID and
+	// Actor.Groups).
+	Principal string `json:"principal"`
+	// Allow are the permissions granted.
+	Allow []Permission `json:"allow,omitempty"`
+	// Deny are the permissions refused, whatever another entry allows.
+	Deny []Permission `json:"deny,omitempty"`
 }
 
 // State is the state of a task on one device.
 type State string
 
-// Per-device states (the seeds' task results).
+// Per-device states (the product documentation's task results).
 const (
 	Scheduled             State = "scheduled"
 	Pending               State = "pending"
@@ -282,26 +312,45 @@ const ServerDevice scope.DeviceID = "@server"
 
 // Result is the state of a task on one device.
 type Result struct {
-	TaskID   string         `json:"task_id"`
+	// TaskID is the task the result belongs to.
+	TaskID string `json:"task_id"`
+	// DeviceID is the device (ServerDevice for an Administration Server
+	// task).
 	DeviceID scope.DeviceID `json:"device_id"`
-	RunID    int64          `json:"run_id"`
+	// RunID identifies the run on the device; a later run has a larger id
+	// (see package task/transport for how run ids are derived).
+	RunID int64 `json:"run_id"`
 	// Seq orders updates within a run; an update with an older
 	// (RunID, Seq) than the stored one is ignored.
-	Seq             int64     `json:"seq"`
-	State           State     `json:"state"`
-	DueAt           time.Time `json:"due_at,omitzero"`
-	StartedAt       time.Time `json:"started_at,omitzero"`
-	FinishedAt      time.Time `json:"finished_at,omitzero"`
-	UpdatedAt       time.Time `json:"updated_at,omitzero"`
-	Progress        int       `json:"progress"`
-	Message         string    `json:"message,omitempty"`
-	RestartRequired bool      `json:"restart_required,omitempty"`
+	Seq int64 `json:"seq"`
+	// State is the device's latest state for the task.
+	State State `json:"state"`
+	// DueAt is when the run is due to start on the device: the
+	// activation plus the device's randomized delay (UTC; zero for a run
+	// not started by a schedule).
+	DueAt time.Time `json:"due_at,omitzero"`
+	// StartedAt is when the device started the run (UTC, device clock).
+	StartedAt time.Time `json:"started_at,omitzero"`
+	// FinishedAt is when the run reached a final state (UTC).
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	// UpdatedAt is when the result last changed (UTC).
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
+	// Progress is the percentage done the device reported, 0 to 100.
+	Progress int `json:"progress"`
+	// Message is the device's text for the state (an error, a warning),
+	// at most MaxResultMessage bytes.
+	Message string `json:"message,omitempty"`
+	// RestartRequired says the run needs an operating-system restart to
+	// finish (see the task's restart.Policy).
+	RestartRequired bool `json:"restart_required,omitempty"`
 }
 
 // Statistics summarise a task's per-device results.
 type Statistics struct {
+	// ByState counts the devices by their latest state.
 	ByState map[State]int `json:"by_state"`
-	Total   int           `json:"total"`
+	// Total is the number of devices with a result for the task.
+	Total int `json:"total"`
 	// Finished counts devices in a final state.
 	Finished int `json:"finished"`
 	// PercentComplete is Finished / Total x 100 (0 without devices).
@@ -312,14 +361,22 @@ type Statistics struct {
 
 // Event is one task history event.
 type Event struct {
-	ID       int64          `json:"id"`
-	TaskID   string         `json:"task_id"`
+	// ID is assigned by the store, increasing in insertion order.
+	ID int64 `json:"id"`
+	// TaskID is the task the event belongs to.
+	TaskID string `json:"task_id"`
+	// DeviceID is the device it happened on ("" for the task itself).
 	DeviceID scope.DeviceID `json:"device_id,omitempty"`
-	RunID    int64          `json:"run_id,omitempty"`
-	At       time.Time      `json:"at"`
-	Level    EventLevel     `json:"level"`
-	Severity Severity       `json:"severity"`
-	Message  string         `json:"message"`
+	// RunID is the run it belongs to (0: none).
+	RunID int64 `json:"run_id,omitempty"`
+	// At is when it happened (UTC).
+	At time.Time `json:"at"`
+	// Level decides whether the task's history level keeps it.
+	Level EventLevel `json:"level"`
+	// Severity is how the product's event list marks it.
+	Severity Severity `json:"severity"`
+	// Message describes the event; it never holds secrets.
+	Message string `json:"message"`
 }
 
 // EventLevel classifies events for the history level filter.

@@ -28,7 +28,7 @@ func TestCreateAppliesSeedDefaults(t *testing.T) {
 		t.Fatalf("id/revision = %q/%d/%d", got.ID, got.Revision, got.SettingsRevision)
 	}
 	if got.Kind() != task.Group || got.Schedule.Kind != schedule.Manual {
-		t.Fatalf("kind %s, schedule %s; want group, manual (the seeds' default)", got.Kind(), got.Schedule.Kind)
+		t.Fatalf("kind %s, schedule %s; want group, manual (the product documentation's default)", got.Kind(), got.Schedule.Kind)
 	}
 	if d := cmp.Diff(restart.Default(), got.Restart); d != "" {
 		t.Fatalf("restart policy is not the default (-want +got):\n%s", d)
@@ -309,7 +309,7 @@ func TestConcurrentImportsGetDistinctNames(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			x, err := b.m.CreateWithFreeName(b.ctx, b.admin, groupScan("Imported"), "import")
+			x, err := b.m.Runtime().CreateWithFreeName(b.ctx, b.admin, groupScan("Imported"), task.ActionImport)
 			if err != nil {
 				t.Error(err)
 				return
@@ -398,12 +398,12 @@ func TestStartRecordsEveryDeviceInScope(t *testing.T) {
 		{TaskID: created.ID, DeviceID: "dev-02", RunID: 1, Seq: 1, State: task.Failed, Message: "access denied"},
 		{TaskID: created.ID, DeviceID: "dev-03", RunID: 1, Seq: 1, State: task.RestartRequired},
 	}
-	n, err := b.m.RecordResults(b.ctx, upd)
+	n, err := b.m.Runtime().RecordResults(b.ctx, upd)
 	must(t, err)
 	if n != 4 {
 		t.Fatalf("applied %d, want 4", n)
 	}
-	n, err = b.m.RecordResults(b.ctx, upd)
+	n, err = b.m.Runtime().RecordResults(b.ctx, upd)
 	must(t, err)
 	if n != 0 {
 		t.Fatalf("a redelivery applied %d, want 0", n)
@@ -428,7 +428,7 @@ func TestStartRecordsEveryDeviceInScope(t *testing.T) {
 	if len(hist) != 5 {
 		t.Fatalf("history has %d events, want 5: %+v", len(hist), hist)
 	}
-	if _, err := b.m.RecordResults(b.ctx, []task.Result{{TaskID: created.ID, DeviceID: "dev-01", State: "exploded"}}); !errors.Is(err, task.ErrInvalid) {
+	if _, err := b.m.Runtime().RecordResults(b.ctx, []task.Result{{TaskID: created.ID, DeviceID: "dev-01", State: "exploded"}}); !errors.Is(err, task.ErrInvalid) {
 		t.Fatalf("bad state = %v", err)
 	}
 }
@@ -440,7 +440,7 @@ func TestNotifyErrorsOnly(t *testing.T) {
 	x.Notifications = task.Notifications{ErrorsOnly: true, History: task.HistoryResults}
 	created, err := b.m.Create(b.ctx, b.admin, x)
 	must(t, err)
-	_, err = b.m.RecordResults(b.ctx, []task.Result{
+	_, err = b.m.Runtime().RecordResults(b.ctx, []task.Result{
 		{TaskID: created.ID, DeviceID: "dev-01", RunID: 1, Seq: 1, State: task.Running},
 		{TaskID: created.ID, DeviceID: "dev-01", RunID: 1, Seq: 2, State: task.Completed},
 		{TaskID: created.ID, DeviceID: "dev-02", RunID: 1, Seq: 1, State: task.FailedTimeout},
@@ -647,14 +647,14 @@ func TestPurgeHistoryByTaskRetention(t *testing.T) {
 	c, err := b.m.Create(b.ctx, b.admin, long)
 	must(t, err)
 	for day := range 5 {
-		_, err := b.m.RecordEvents(b.ctx, []task.EventInput{
+		_, err := b.m.Runtime().RecordEvents(b.ctx, []task.EventInput{
 			{TaskID: a.ID, Level: task.EventInfo, Severity: task.SeverityInfo, Message: fmt.Sprint("a", day), Key: fmt.Sprint("a", day)},
 			{TaskID: c.ID, Level: task.EventInfo, Severity: task.SeverityInfo, Message: fmt.Sprint("c", day), Key: fmt.Sprint("c", day)},
 		})
 		must(t, err)
 		b.clk.Add(24 * time.Hour)
 	}
-	rep, err := b.m.PurgeHistory(b.ctx)
+	rep, err := b.m.Runtime().PurgeHistory(b.ctx)
 	must(t, err)
 	// now = start+5d; Short keeps events newer than start+4d: only day 4.
 	if rep.Events != 4 || rep.Tasks != 2 {
@@ -729,12 +729,12 @@ func TestResultIngestSeesSettingsChanges(t *testing.T) {
 	b := setup(t)
 	created, err := b.m.Create(b.ctx, b.admin, groupScan("Scan"))
 	must(t, err)
-	_, err = b.m.RecordResults(b.ctx, []task.Result{{TaskID: created.ID, DeviceID: "dev-01", RunID: 1, Seq: 1, State: task.Completed}})
+	_, err = b.m.Runtime().RecordResults(b.ctx, []task.Result{{TaskID: created.ID, DeviceID: "dev-01", RunID: 1, Seq: 1, State: task.Completed}})
 	must(t, err)
 	created.Notifications.ErrorsOnly = true
 	_, err = b.m.Update(b.ctx, b.admin, *created)
 	must(t, err)
-	_, err = b.m.RecordResults(b.ctx, []task.Result{
+	_, err = b.m.Runtime().RecordResults(b.ctx, []task.Result{
 		{TaskID: created.ID, DeviceID: "dev-01", RunID: 2, Seq: 1, State: task.Completed},
 		{TaskID: created.ID, DeviceID: "dev-02", RunID: 2, Seq: 1, State: task.Failed},
 	})

@@ -11,8 +11,8 @@ import (
 	"github.com/taskfleet/taskfleet/scope"
 )
 
-// validate checks every setting of t against its registered type and the
-// seeds' rules. It returns ValidationErrors with JSON paths.
+// validate checks every setting of t against its registered type and
+// the product documentation's rules. It returns ValidationErrors with JSON paths.
 func (m *Manager) validate(t *Task, reg *registered) error {
 	var bad ValidationErrors
 	add := func(err error, prefix string) {
@@ -89,6 +89,13 @@ func (m *Manager) validate(t *Task, reg *registered) error {
 		bad = append(bad, errs.Invalid("notifications.email", "", fmt.Sprintf("must have at most %d recipients", MaxEmailRecipients)))
 	}
 	for i, a := range n.Email {
+		if i >= MaxEmailRecipients {
+			break // reported above; do not parse what is over the limit
+		}
+		if len(a) > MaxEmailLength {
+			bad = append(bad, errs.Invalid(fmt.Sprintf("notifications.email[%d]", i), "", fmt.Sprintf("must be at most %d bytes", MaxEmailLength)))
+			continue
+		}
 		if addr, err := mail.ParseAddress(a); err != nil || addr.Address != a {
 			bad = append(bad, errs.Invalid(fmt.Sprintf("notifications.email[%d]", i), a, "must be a plain e-mail address"))
 		}
@@ -101,9 +108,21 @@ func (m *Manager) validate(t *Task, reg *registered) error {
 		bad = append(bad, errs.Invalid("security.acl", "", fmt.Sprintf("must have at most %d entries", MaxACLEntries)))
 	}
 	for i, e := range t.Security.ACL {
+		if i >= MaxACLEntries {
+			break // reported above
+		}
 		f := fmt.Sprintf("security.acl[%d]", i)
-		if strings.TrimSpace(e.Principal) == "" {
+		switch {
+		case strings.TrimSpace(e.Principal) == "":
 			bad = append(bad, errs.Invalid(f+".principal", "", "is required"))
+		case len(e.Principal) > MaxPrincipalLength:
+			bad = append(bad, errs.Invalid(f+".principal", "", fmt.Sprintf("must be at most %d bytes", MaxPrincipalLength)))
+		case !utf8.ValidString(e.Principal) || strings.IndexFunc(e.Principal, unicode.IsControl) >= 0:
+			bad = append(bad, errs.Invalid(f+".principal", "", "must be valid UTF-8 without control characters"))
+		}
+		if len(e.Allow) > len(allPermissions) || len(e.Deny) > len(allPermissions) {
+			bad = append(bad, errs.Invalid(f, "", fmt.Sprintf("allow and deny each list at most the %d permissions", len(allPermissions))))
+			continue
 		}
 		if len(e.Allow) == 0 && len(e.Deny) == 0 {
 			bad = append(bad, errs.Invalid(f, e.Principal, "must allow or deny at least one permission"))
@@ -127,6 +146,8 @@ func (m *Manager) validate(t *Task, reg *registered) error {
 	}
 	return bad.Err()
 }
+
+var allPermissions = []Permission{PermRead, PermModify, PermExecute, PermDelete}
 
 func validPermission(p Permission) bool {
 	switch p {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/agent"
+	"github.com/taskfleet/taskfleet/task/agent/agentsqlite"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
 
@@ -22,6 +24,7 @@ import (
 type deviceEndpoint struct {
 	base   string
 	device scope.DeviceID
+	token  string // this device's token (auth.go); never logged
 	client *http.Client
 }
 
@@ -29,7 +32,7 @@ type deviceEndpoint struct {
 // message over is ErrUnreachable, so the agent keeps it in its outbox and
 // retries.
 func (e *deviceEndpoint) Send(ctx context.Context, m transport.Message) error {
-	body, err := json.Marshal(m)
+	body, err := transport.Encode(m)
 	if err != nil {
 		return err
 	}
@@ -38,6 +41,7 @@ func (e *deviceEndpoint) Send(ctx context.Context, m transport.Message) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+e.token)
 	resp, err := e.client.Do(req)
 	if err != nil {
 		return transport.ErrUnreachable
@@ -73,6 +77,7 @@ func (e *deviceEndpoint) poll(ctx context.Context) ([]transport.Message, error) 
 	if err != nil {
 		return nil, err
 	}
+	req.Header.Set("Authorization", "Bearer "+e.token)
 	resp, err := e.client.Do(req)
 	if err != nil {
 		return nil, err
@@ -82,7 +87,7 @@ func (e *deviceEndpoint) poll(ctx context.Context) ([]transport.Message, error) 
 		return nil, fmt.Errorf("poll: %s", resp.Status)
 	}
 	var msgs []transport.Message
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxMessage)).Decode(&msgs); err != nil {
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxPoll)).Decode(&msgs); err != nil {
 		return nil, err
 	}
 	return msgs, nil
@@ -120,7 +125,7 @@ func (s *scanner) Stop(context.Context, string, int64) error { return nil }
 // runAgent runs one device: its agent on a SQLite store (tasks, schedule
 // state and the durable outbox), the poll loop and the tick loop.
 func runAgent(ctx context.Context, o options, out io.Writer) error {
-	st, err := agent.NewSQLite(ctx, o.db)
+	st, err := agentsqlite.Open(ctx, o.db)
 	if err != nil {
 		return err
 	}
@@ -132,7 +137,10 @@ func runAgent(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 	defer a.Close()
-	ep := &deviceEndpoint{base: o.server, device: id, client: &http.Client{Timeout: 30 * time.Second}}
+	if o.token == "" {
+		return errors.New(tokenEnv + ": this device's token is required in the environment")
+	}
+	ep := &deviceEndpoint{base: o.server, device: id, token: o.token, client: &http.Client{Timeout: 30 * time.Second}}
 	a.Attach(ep)
 	fmt.Fprintf(out, "AGENT %s up, %d messages in the outbox\n", id, a.OutboxLen(ctx))
 	go ep.pollLoop(ctx, a)

@@ -44,6 +44,9 @@ func demo(ctx context.Context, o options, out io.Writer) (err error) {
 		starts: map[string]int{}, dones: map[string]int{}, listen: make(chan string, 1), outbox: map[string]int{}}
 	defer d.stopAll()
 
+	if d.key, err = newKey(); err != nil {
+		return err
+	}
 	d.say("demo: server and %d agents as separate processes on 127.0.0.1, databases in %s", o.agents, dir)
 	if err := d.spawn("server", "-mode", "server", "-addr", "127.0.0.1:0", "-db", filepath.Join(dir, "server.db"), "-devices", strconv.Itoa(o.agents)); err != nil {
 		return err
@@ -224,6 +227,7 @@ type demoRun struct {
 	starts map[string]int // EXEC start lines per "device run"
 	dones  map[string]int
 	outbox map[string]int // outbox length an agent reported at its start
+	key    string         // the fleet key; agents get their own tokens
 }
 
 func (d *demoRun) say(format string, args ...any) {
@@ -242,6 +246,11 @@ func (d *demoRun) startAgent(dev string) error {
 func (d *demoRun) spawn(name string, args ...string) error {
 	cmd := exec.Command(d.self, args...)
 	cmd.Env = append(os.Environ(), childEnv+"=1")
+	if name == "server" {
+		cmd.Env = append(cmd.Env, keyEnv+"="+d.key)
+	} else {
+		cmd.Env = append(cmd.Env, tokenEnv+"="+deviceToken(d.key, scope.DeviceID(name)))
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err

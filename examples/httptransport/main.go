@@ -10,7 +10,12 @@
 // # The channel
 //
 // Device to server: POST /v1/send?device=ID with one transport.Message as
-// JSON. Server to device: GET /v1/poll?device=ID&wait=SECONDS, a long poll
+// JSON, with the device's token (Authorization: Bearer TOKEN; see auth.go:
+// tokens are HMACs of the device id under the fleet key in
+// HTTPTRANSPORT_KEY, agents get theirs in HTTPTRANSPORT_TOKEN). The server
+// authenticates the device before it reads the body, reads at most
+// transport.MaxMessageBytes, decodes it with transport.Decode and hands it
+// to the engine with the authenticated device as its sender. Server to device: GET /v1/poll?device=ID&wait=SECONDS, a long poll
 // that answers with the messages queued for the device (a JSON array) as
 // soon as there is one, or an empty array after wait. The server queues
 // messages only for devices that polled recently; for the others Send
@@ -73,6 +78,8 @@ type options struct {
 	runTime time.Duration
 	timeout time.Duration
 	dir     string
+	// key (server) and token (agent) come from the environment (auth.go).
+	key, token string
 }
 
 func parse(args []string, out io.Writer) (options, error) {
@@ -101,6 +108,7 @@ func parse(args []string, out io.Writer) (options, error) {
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
+	o.key, o.token = os.Getenv(keyEnv), os.Getenv(tokenEnv)
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q (see -help)", fs.Arg(0))
 	}
@@ -133,7 +141,7 @@ func parse(args []string, out io.Writer) (options, error) {
 }
 
 // loopback refuses an address that is not on the loopback interface: the
-// example has no authentication.
+// example authenticates devices but has no TLS.
 func loopback(addr string) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {

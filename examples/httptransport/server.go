@@ -27,8 +27,8 @@ const (
 	// pollGrace: a device that has not polled for this long is not
 	// connected (Send returns ErrUnreachable, the inventory says so).
 	pollGrace = 3 * time.Second
-	// maxMessage bounds a request body.
-	maxMessage = 4 << 20
+	// maxPoll bounds a poll answer an agent reads (many messages).
+	maxPoll = 64 << 20
 )
 
 // hub is the server side of the HTTP channel: a transport.ServerEndpoint
@@ -41,6 +41,7 @@ type hub struct {
 	lastPoll map[scope.DeviceID]time.Time
 	polling  map[scope.DeviceID]int
 	clk      clock.Clock
+	key      string // the fleet key that device tokens derive from (auth.go)
 
 	hmu     sync.Mutex // one message at a time into the engine
 	handler transport.Handler
@@ -50,13 +51,18 @@ type hub struct {
 
 type hubStats struct {
 	Received int `json:"received"`
-	Results  int `json:"results_messages"`
-	Refused  int `json:"refused"`
-	Sent     int `json:"sent"`
+	// Unauthenticated counts requests refused for a missing or wrong
+	// device token, Malformed bodies that are not a message (or too
+	// large).
+	Unauthenticated int `json:"unauthenticated"`
+	Malformed       int `json:"malformed"`
+	Results         int `json:"results_messages"`
+	Refused         int `json:"refused"`
+	Sent            int `json:"sent"`
 }
 
-func newHub(clk clock.Clock) *hub {
-	return &hub{queues: map[scope.DeviceID][]transport.Message{}, wake: map[scope.DeviceID]chan struct{}{},
+func newHub(clk clock.Clock, key string) *hub {
+	return &hub{key: key, queues: map[scope.DeviceID][]transport.Message{}, wake: map[scope.DeviceID]chan struct{}{},
 		lastPoll: map[scope.DeviceID]time.Time{}, polling: map[scope.DeviceID]int{}, clk: clk}
 }
 
@@ -82,11 +88,19 @@ func (h *hub) Send(_ context.Context, m transport.Message) error {
 	return nil
 }
 
-// poll answers GET /v1/poll?device=ID&wait=SECONDS.
+// refuse answers a request without a valid device token.
+func (h *hub) unauthorized(w http.ResponseWriter) {
+	h.mu.Lock()
+	h.stats.Unauthenticated++
+	h.mu.Unlock()
+	http.Error(w, "a device and its token are required", http.StatusUnauthorized)
+}
+
+// poll answers GET /v1/poll?device=ID&wait=SECONDS from that device.
 func (h *hub) poll(w http.ResponseWriter, r *http.Request) {
-	id := scope.DeviceID(r.URL.Query().Get("device"))
+	id := authenticate(h.key, r)
 	if id == "" {
-		http.Error(w, "device: required", http.StatusBadRequest)
+		h.unauthorized(w)
 		return
 	}
 	wait, err := strconv.Atoi(r.URL.Query().Get("wait"))
@@ -134,19 +148,30 @@ func (h *hub) poll(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// send answers POST /v1/send?device=ID: one message from a device.
+// send answers POST /v1/send?device=ID: one message from that device.
+// The device is authenticated before the body is read; the body is read
+// up to transport.MaxMessageBytes and decoded by the wire codec; the
+// message's sender is the authenticated device, whatever it says.
 func (h *hub) send(w http.ResponseWriter, r *http.Request) {
-	id := scope.DeviceID(r.URL.Query().Get("device"))
-	var m transport.Message
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxMessage))
-	if err := dec.Decode(&m); err != nil {
-		http.Error(w, "body: a transport.Message as JSON", http.StatusBadRequest)
+	id := authenticate(h.key, r)
+	if id == "" {
+		h.unauthorized(w)
 		return
 	}
-	if id == "" || m.Device != id {
-		http.Error(w, "device: must name the message's device", http.StatusBadRequest)
+	m, err := transport.Decode(http.MaxBytesReader(w, r.Body, transport.MaxMessageBytes))
+	if err != nil {
+		h.mu.Lock()
+		h.stats.Malformed++
+		h.mu.Unlock()
+		code := http.StatusBadRequest
+		var tooBig *http.MaxBytesError
+		if errors.Is(err, transport.ErrTooLarge) || errors.As(err, &tooBig) {
+			code = http.StatusRequestEntityTooLarge
+		}
+		http.Error(w, "body: one transport message as JSON, at most transport.MaxMessageBytes", code)
 		return
 	}
+	m.Device = id
 	h.mu.Lock()
 	h.lastPoll[id] = h.clk.Now()
 	h.stats.Received++
@@ -240,7 +265,10 @@ func serve(ctx context.Context, o options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	h := newHub(clk)
+	if o.key == "" {
+		return errors.New(keyEnv + ": the fleet key is required in the environment")
+	}
+	h := newHub(clk, o.key)
 	h.handler = srv
 	if err := srv.Open(ctx, m, h); err != nil {
 		return err
@@ -297,7 +325,7 @@ func serve(ctx context.Context, o options, out io.Writer) error {
 		h.mu.Lock()
 		st := h.stats
 		h.mu.Unlock()
-		writeJSON(w, status{Connected: conn, Results: results, Events: events, Hub: st})
+		writeJSON(w, status{Connected: conn, Results: results, Events: events, Hub: st, Engine: srv.Stats()})
 	})
 
 	ln, err := net.Listen("tcp", o.addr)
@@ -339,6 +367,8 @@ type status struct {
 	Results   []task.Result    `json:"results"`
 	Events    []task.Event     `json:"events"`
 	Hub       hubStats         `json:"hub"`
+	// Engine are the engine's counters (Rejected: device items refused).
+	Engine engine.Stats `json:"engine"`
 }
 
 // scanTask returns the demo's manual task, creating it on a new database.

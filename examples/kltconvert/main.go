@@ -1,5 +1,5 @@
 // Command kltconvert exports a task to a KLT file and imports it back,
-// printing what would be imported: the seeds' "Exporting a task" and the
+// printing what would be imported: the product documentation's "Exporting a task" and the
 // two steps of "Importing a task" (a console first shows the file's task,
 // then creates it in the scope the administrator picks).
 //
@@ -20,9 +20,16 @@
 // a second import of the same file shows the " (1)" suffix a taken name
 // gets.
 //
-// With -in it only parses the file and prints what would be imported. A
-// file the klt package refuses is reported as its typed error, naming the
-// JSON path in the document, and the exit code is 2.
+// With -in it only parses the file and prints what would be imported: a
+// taskfleet KLT file or a task read from a server through the Open API
+// ({"PxgRetVal": …}), of a registered type or not (klt.ParseOptions.AnyType:
+// the settings of an unregistered type are shown generically, as kept
+// fields). A "Fields" list then names every field of the task and what the
+// import does with it: mapped to the task model, kept opaque (stored with
+// the task and written back on export), or dropped (a password or secret,
+// never imported or exported). A file the klt package refuses is reported
+// as its typed error, naming the JSON path in the document, and the exit
+// code is 2.
 //
 // The program's logic is in run, so a test drives it with arguments and
 // buffers; main only wires it to the process.
@@ -39,6 +46,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -217,7 +225,7 @@ type server struct {
 
 func newServer(reg *task.Registry, clk clock.Clock) (*server, error) {
 	inv := inmem.New()
-	if err := inv.PutGroups(
+	if err := inv.PutGroups(context.Background(),
 		scope.AdminGroup{ID: "root", Name: "Managed devices"},
 		scope.AdminGroup{ID: "office", Parent: "root", Name: "Office"},
 		scope.AdminGroup{ID: "sales", Parent: "office", Name: "Sales"},
@@ -375,12 +383,91 @@ func parseFile(w io.Writer, path string, reg *task.Registry) (*klt.Import, error
 		return nil, err
 	}
 	defer f.Close()
-	imp, err := klt.Parse(f, reg, klt.ParseOptions{})
+	data, err := io.ReadAll(io.LimitReader(f, klt.DefaultMaxSize+1))
+	if err != nil {
+		return nil, err
+	}
+	// AnyType: a console shows any task, also of a type this host does
+	// not register; such a task cannot be committed until it is.
+	imp, err := klt.Parse(bytes.NewReader(data), reg, klt.ParseOptions{AnyType: true})
 	if err != nil {
 		return nil, err
 	}
 	printImport(w, path, imp)
+	printFields(w, data, imp)
 	return imp, nil
+}
+
+// printFields lists every field of the task in the document and what the
+// import does with it: mapped (to the task model), kept opaque (stored
+// with the task and written back on export), dropped (a password or
+// secret, never imported or exported) or ignored (outside the task).
+func printFields(w io.Writer, data []byte, imp *klt.Import) {
+	var root map[string]json.RawMessage
+	if json.Unmarshal(data, &root) != nil {
+		return
+	}
+	base, body := "task", root["task"]
+	if imp.FromOpenAPI {
+		base, body = "PxgRetVal", root["PxgRetVal"]
+	}
+	members := func(raw json.RawMessage, typed bool) ([]string, map[string]json.RawMessage) {
+		var m map[string]json.RawMessage
+		if typed {
+			var tv struct {
+				Value map[string]json.RawMessage `json:"value"`
+			}
+			if json.Unmarshal(raw, &tv) != nil {
+				return nil, nil
+			}
+			m = tv.Value
+		} else if json.Unmarshal(raw, &m) != nil {
+			return nil, nil
+		}
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		return keys, m
+	}
+	opaque := map[string]bool{}
+	for _, f := range imp.Extra {
+		opaque[f.PathString()] = true
+	}
+	fmt.Fprintln(w, "Fields:")
+	line := func(path []string) {
+		export := "task." + strings.Join(path, ".")
+		var what string
+		switch {
+		case klt.IsSecretField(path[len(path)-1]):
+			what = "dropped: a password or secret, never imported or exported"
+		case opaque[export]:
+			what = "kept opaque: stored with the task, written back on export"
+		default:
+			what = "mapped"
+		}
+		fmt.Fprintf(w, "  %-60s %s\n", base+"."+strings.Join(path, "."), what)
+	}
+	keys, m := members(body, !imp.FromOpenAPI)
+	for _, k := range keys {
+		if k == "TASK_INFO_PARAMS" || k == "TASK_ADDITIONAL_PARAMS" {
+			sub, _ := members(m[k], true)
+			for _, sk := range sub {
+				line([]string{k, sk})
+			}
+			continue
+		}
+		line([]string{k})
+	}
+	for k := range root {
+		if k != "task" && k != "PxgRetVal" && !imp.FromOpenAPI {
+			continue // header fields
+		}
+		if imp.FromOpenAPI && k != "PxgRetVal" {
+			fmt.Fprintf(w, "  %-60s %s\n", k, "ignored: not part of the task")
+		}
+	}
 }
 
 func printImport(w io.Writer, path string, imp *klt.Import) {
@@ -399,7 +486,11 @@ func printImport(w io.Writer, path string, imp *klt.Import) {
 	fmt.Fprintf(w, "  application:   %s %s\n", t.Application, t.ApplicationVersion)
 	fmt.Fprintf(w, "  type:          %s\n", t.Type)
 	fmt.Fprintf(w, "  schedule:      %s\n", describeSchedule(t.Schedule))
-	fmt.Fprintf(w, "  settings:      %s\n", settingsText(t.Settings, imp.Warnings))
+	if t.Settings == nil && len(imp.Extra) > 0 && slices.ContainsFunc(imp.Warnings, func(w klt.Warning) bool { return w.Code == klt.WarnUnregisteredType }) {
+		fmt.Fprintln(w, "  settings:      the type is not registered here: shown as kept fields below")
+	} else {
+		fmt.Fprintf(w, "  settings:      %s\n", settingsText(t.Settings, imp.Warnings))
+	}
 	if imp.AccountName != "" {
 		fmt.Fprintf(w, "  account:       %s (password not in the file)\n", imp.AccountName)
 	} else {

@@ -55,7 +55,7 @@ func TestDemo(t *testing.T) {
 		`  exported from: scope {"kind":"group","group":"office","excluded_groups":["sales"]}`,
 		"  kept field:    task.TASK_DEL_AFTER_RUN_FLAG = false",
 		"  warning:       unknown_field at task.TASK_DEL_AFTER_RUN_FLAG",
-		"  warning:       credentials_required at task.TF_ACCOUNT_NAME",
+		"  warning:       credentials_required at task.TASK_ADDITIONAL_PARAMS.klprts-TaskAccountUser",
 		"  warning:       private_data at task.TASK_ADDITIONAL_PARAMS.update_proxy",
 		`Import: created "Friday scan" in group "lab"`,
 		`Import again: the name is taken, created "Friday scan (1)" in group "lab"`,
@@ -156,8 +156,7 @@ func TestTamperedFile(t *testing.T) {
 		{"mirror disagrees", `"TASKSCH_TYPE": 6`, `"TASKSCH_TYPE": 4`, "task.TASKSCH_TYPE"},
 		{"display name", `"DisplayName": "Friday scan"`, `"DisplayName": ""`, "task.TASK_INFO_PARAMS.DisplayName"},
 		{"duplicate key", `"TASK_NAME": "virus_scan",`, `"TASK_NAME": "virus_scan", "TASK_NAME": "virus_scan",`, "TASK_NAME"},
-		{"unknown type", `"TASK_NAME": "virus_scan"`, `"TASK_NAME": "defrag"`, "task.TASK_NAME"},
-		{"newer major version", `"format_version": "1.0"`, `"format_version": "2.0"`, "2.0"},
+		{"newer major version", `"format_version": "1.1"`, `"format_version": "2.0"`, "2.0"},
 		{"truncated", `"TF_SCHEDULE"`, `"TF_SCHEDULE`, "kltconvert: refused"},
 	}
 	for _, tt := range tests {
@@ -225,5 +224,46 @@ func TestFlagsAndHelp(t *testing.T) {
 				t.Errorf("stderr lacks %q:\n%s", tt.want, r.stderr)
 			}
 		})
+	}
+}
+
+// A task read from a server, of a type this host does not register, is
+// shown anyway: its settings as kept fields, and every field with what the
+// import does with it. No secret of the file is printed.
+func TestServerTaskOfAnyType(t *testing.T) {
+	t.Parallel()
+	r := runWith(t, "-in", filepath.Join("testdata", "server_task.json"))
+	if r.code != exitOK {
+		t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	for _, want := range []string{
+		"  settings:      the type is not registered here: shown as kept fields below",
+		"  warning:       unregistered_type at PxgRetVal.TASK_NAME",
+		`  kept field:    task.TASK_ADDITIONAL_PARAMS.vendor_long = {"type":"long","value":9007199254740993}`,
+		"Fields:",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	for _, re := range []string{
+		`PxgRetVal\.UNLOCK_PASSWORD_CRYPTED +dropped: a password or secret`,
+		`PxgRetVal\.TASK_ADDITIONAL_PARAMS\.proxy_pwd +dropped`,
+		`PxgRetVal\.TASK_ADDITIONAL_PARAMS\.vendor_binary +kept opaque`,
+		`PxgRetVal\.TASK_UNIQUE_ID +kept opaque`,
+		`PxgRetVal\.TASK_INFO_PARAMS\.DisplayName +mapped`,
+		`PxgRetVal\.TASKSCH_TYPE +mapped`,
+	} {
+		if !regexp.MustCompile(re).MatchString(r.stdout) {
+			t.Errorf("output does not match %s", re)
+		}
+	}
+	for _, secret := range []string{"c2VjcmV0LXVubG9jay0xMjM0", "ZW5jcnlwdGVkLXJ1bi1hcy1wYXNzd29yZA==", "vendor-secret-0001", "proxy-password-5678", "cHJveHk=", "deep-secret-9"} {
+		if strings.Contains(r.stdout+r.stderr, secret) {
+			t.Errorf("the output shows the secret %q", secret)
+		}
+	}
+	if t.Failed() {
+		t.Logf("output:\n%s", r.stdout)
 	}
 }

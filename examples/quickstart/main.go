@@ -18,11 +18,19 @@
 // so the Friday scan is caught up when they boot.
 //
 // It prints runs per task, devices per state, missed runs caught up and
-// pending restarts, and writes an HTML report with a timeline of starts
-// per hour for every task (inline SVG, no network). With -serve :8080 it
-// then serves the administration console (package task/console) at
-// http://localhost:8080/console/ and keeps the fleet running, so a
-// newcomer can click through the week, start tasks and watch them run.
+// pending restarts, and writes an HTML report (inline SVG, no network)
+// with that summary and, for every task, the latest state of its devices
+// and its starts per hour in UTC, by time of day in each device's own zone,
+// and by minutes after the activation (the randomized delay). Progress
+// goes to stderr: a bar on a terminal, a line every 3 seconds otherwise.
+//
+// The simulation is package enginetest's harness on the SQLite store
+// (sqlstore), the same wiring a host uses to simulate on its own store.
+//
+// With -serve :8080 it then serves the administration console (package
+// task/console) at http://localhost:8080/console/ and keeps the fleet
+// running, so a newcomer can click through the week, start tasks and
+// watch them run.
 package main
 
 import (
@@ -33,6 +41,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	_ "time/tzdata" // the fleet's zones, whatever the host has installed
@@ -65,7 +74,7 @@ func parse(args []string, out io.Writer) (options, error) {
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the fleet's behaviour: who goes offline, which runs fail or need a restart")
 	fs.StringVar(&o.db, "db", "", "the server's SQLite database file, which must not exist yet (default: a new file under the OS temp dir)")
 	fs.StringVar(&o.report, "report", "", "where to write the HTML report (default: next to the database, .html)")
-	fs.BoolVar(&o.progress, "progress", true, "draw a progress bar on stderr (only when it is a terminal)")
+	fs.BoolVar(&o.progress, "progress", true, "show progress on stderr: a bar on a terminal, otherwise a line every 3 seconds")
 	fs.StringVar(&o.serve, "serve", "", "after the simulation, serve the administration console on this address (for example :8080) and keep the fleet running")
 	startText := fs.String("start", "2026-03-23T08:00:00Z", "simulated start (RFC 3339, UTC); the default week has Europe's spring-forward")
 	fs.Usage = func() {
@@ -119,30 +128,37 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var progress io.Writer
-	if fi, err := os.Stderr.Stat(); err == nil && o.progress && fi.Mode()&os.ModeCharDevice != 0 {
-		progress = os.Stderr // a terminal: redrawn in place
+	var progress *bar
+	if o.progress {
+		fi, err := os.Stderr.Stat()
+		tty := err == nil && fi.Mode()&os.ModeCharDevice != 0 // a terminal: redrawn in place
+		progress = newBar(os.Stderr, tty, time.Duration(o.days)*24*time.Hour, time.Now)
 	}
 	res, err := simulate(ctx, o, out, progress)
 	if err != nil {
 		return err
 	}
 	defer res.close()
-	if err := summarize(ctx, res, out); err != nil {
+	sums, err := summaries(ctx, res)
+	if err != nil {
+		return err
+	}
+	var summary strings.Builder
+	if err := summarize(ctx, res, sums, io.MultiWriter(out, &summary)); err != nil {
 		return err
 	}
 	f, err := os.Create(o.report)
 	if err != nil {
 		return err
 	}
-	if err := writeReport(f, res); err != nil {
+	if err := writeReport(f, res, sums, summary.String()); err != nil {
 		f.Close()
 		return err
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\nHTML report (starts per hour, one chart per task): %s\n", o.report)
+	fmt.Fprintf(out, "\nHTML report (this summary; per task the device states and the starts in UTC, in device-local time and after the randomized delay): %s\n", o.report)
 	if o.serve != "" {
 		return serveConsole(ctx, res, o.serve, out)
 	}

@@ -39,7 +39,7 @@ func TestQuickstartMainPath(t *testing.T) {
 		"Nightly scan of servers",
 		"Missed runs caught up",
 		"Restarts pending",
-		"HTML report (starts per hour, one chart per task): " + report,
+		"HTML report (this summary; per task the device states and the starts in UTC, in device-local time and after the randomized delay): " + report,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
@@ -63,12 +63,13 @@ func TestQuickstartMainPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	html := string(page)
-	if got := strings.Count(html, "<svg"); got != 6 {
-		t.Errorf("report has %d charts, want one per task (6)", got)
+	if got := strings.Count(html, "<svg"); got != 18 {
+		t.Errorf("report has %d charts, want three per task (18)", got)
 	}
-	if got := strings.Count(html, "<h2>"); got != 6 {
-		t.Errorf("report has %d task headings, want 6", got)
+	if got := strings.Count(html, "<h2>"); got != 7 {
+		t.Errorf("report has %d headings, want the summary and one per task (7)", got)
 	}
+	reportAgreesWithTerminal(t, text, html)
 	if strings.Contains(html, "http://") && strings.Count(html, "http://") != strings.Count(html, `xmlns="http://www.w3.org/2000/svg"`) {
 		t.Error("report refers to the network")
 	}
@@ -289,5 +290,68 @@ func TestSameSeedSameWeek(t *testing.T) {
 	}
 	if !strings.Contains(a, "runs on") {
 		t.Errorf("no summary:\n%s", a)
+	}
+}
+
+// reportAgreesWithTerminal checks that the HTML report and the terminal
+// say the same, to the run: the report holds the terminal summary, each
+// task's run count is the terminal's, and the UTC and device-local charts
+// hold every one of those runs.
+func reportAgreesWithTerminal(t *testing.T, text, html string) {
+	t.Helper()
+	terminal := map[string]int{}
+	for _, m := range regexp.MustCompile(`(?m)^  (\S.*?)\s+(\d+) runs on (\d+) devices$`).FindAllStringSubmatch(text, -1) {
+		n, _ := strconv.Atoi(m[2])
+		terminal[m[1]] = n
+	}
+	if len(terminal) != 6 {
+		t.Fatalf("found %d task lines on the terminal, want 6:\n%s", len(terminal), text)
+	}
+	sections := strings.Split(html, "<h2>")[2:]
+	for _, sec := range sections {
+		name := sec[:strings.Index(sec, "</h2>")]
+		want, ok := terminal[name]
+		if !ok {
+			t.Errorf("report task %q is not on the terminal", name)
+			continue
+		}
+		runs := regexp.MustCompile(`data-runs="(\d+)"`).FindStringSubmatch(sec)
+		if runs == nil || runs[1] != strconv.Itoa(want) {
+			t.Errorf("%s: report says %v runs, terminal %d", name, runs, want)
+		}
+		for _, kind := range []string{"utc", "local"} {
+			m := regexp.MustCompile(`class="` + kind + `" data-total="(\d+)"`).FindStringSubmatch(sec)
+			if m == nil || m[1] != strconv.Itoa(want) {
+				t.Errorf("%s: the %s chart holds %v runs, terminal says %d", name, kind, m, want)
+			}
+		}
+	}
+	if !strings.Contains(html, "Runs per task (") {
+		t.Error("the report lacks the terminal summary")
+	}
+}
+
+// Without a terminal the progress is a plain line every few seconds of
+// wall time, and a last line when done.
+func TestProgressWithoutATerminal(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	wall := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	b := newBar(&out, false, 10*time.Hour, func() time.Time { return wall })
+	sim := time.Date(2026, 3, 23, 8, 0, 0, 0, time.UTC)
+	for i := range 60 { // ten simulated minutes and one wall second per step
+		b.update(time.Duration(i)*10*time.Minute, sim.Add(time.Duration(i)*10*time.Minute), int64(i*7))
+		wall = wall.Add(time.Second)
+	}
+	b.done()
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 21 { // at 0, 3, ..., 57 s, then the final line
+		t.Fatalf("%d lines, want 21:\n%s", len(lines), out.String())
+	}
+	if strings.Contains(out.String(), "\r") {
+		t.Error("carriage returns in non-terminal output")
+	}
+	if !strings.Contains(lines[20], "(done)") || !strings.Contains(lines[20], "413 runs") || !strings.Contains(lines[1], "5%") {
+		t.Errorf("unexpected lines:\n%s", out.String())
 	}
 }

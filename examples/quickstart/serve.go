@@ -34,7 +34,7 @@ func serveConsole(ctx context.Context, res *outcome, addr string, out io.Writer)
 		Prefix:    "/console",
 		Inventory: s.inv,
 		Location:  berlin,
-		Clock:     s.clk,
+		Clock:     s.Clock,
 		Engine:    s.srv,
 	})
 	if err != nil {
@@ -65,9 +65,7 @@ func serveConsole(ctx context.Context, res *outcome, addr string, out io.Writer)
 				return
 			case <-t.C:
 			}
-			s.clk.Add(step)
-			s.exec.finishDue(s.clk.Now())
-			if err := s.settle(ctx); err != nil && ctx.Err() == nil {
+			if err := s.Step(ctx, step, time.Minute); err != nil && ctx.Err() == nil {
 				fmt.Fprintln(out, "quickstart: the simulated fleet stopped:", err)
 				return
 			}

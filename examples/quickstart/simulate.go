@@ -15,9 +15,8 @@ import (
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/storage/sqlstore"
 	"github.com/taskfleet/taskfleet/task"
-	"github.com/taskfleet/taskfleet/task/agent"
 	"github.com/taskfleet/taskfleet/task/engine"
-	"github.com/taskfleet/taskfleet/task/transport/inproc"
+	"github.com/taskfleet/taskfleet/task/engine/enginetest"
 )
 
 const (
@@ -126,10 +125,9 @@ type event struct {
 	do func(ctx context.Context) error
 }
 
-func simulate(ctx context.Context, o options, out, progress io.Writer) (*outcome, error) {
+func simulate(ctx context.Context, o options, out io.Writer, bar *bar) (*outcome, error) {
 	wallStart := time.Now()
 	rng := rand.New(rand.NewPCG(o.seed, 10))
-	clk := newSimClock(o.start)
 	berlin, err := time.LoadLocation("Europe/Berlin")
 	if err != nil {
 		return nil, err
@@ -148,19 +146,8 @@ func simulate(ctx context.Context, o options, out, progress io.Writer) (*outcome
 			_ = store.Close()
 		}
 	}()
-	inv := store.Inventory().(*sqlstore.Inventory)
+	inv := store.Devices()
 	devs := fleetDevices(o.devices)
-	if err := inv.PutGroups(ctx, groups...); err != nil {
-		return nil, err
-	}
-	if err := inv.PutDevices(ctx, devs...); err != nil {
-		return nil, err
-	}
-	srv, err := engine.New(engine.Config{Store: store, Inventory: inv, Location: berlin, Clock: clk,
-		VisibilityTimeout: 3 * heartbeat, ScopeRefresh: 6 * time.Hour})
-	if err != nil {
-		return nil, err
-	}
 	reg, err := registry()
 	if err != nil {
 		return nil, err
@@ -169,27 +156,23 @@ func simulate(ctx context.Context, o options, out, progress io.Writer) (*outcome
 	// the same week (the simulated outcomes hash the task id).
 	ids := 0
 	newID := func() string { ids++; return fmt.Sprintf("task-%04d", ids) }
-	m, err := task.New(task.Config{Store: store, Registry: reg, Inventory: inv, Clock: clk, Location: berlin, Dispatcher: srv, NewID: newID})
-	if err != nil {
-		return nil, err
-	}
-	net := inproc.New(inproc.Config{Clock: clk, Seed: o.seed})
-	if err := srv.Open(ctx, m, net.Server(srv)); err != nil {
-		return nil, err
-	}
-	s := &fleetSim{clk: clk, store: store, inv: inv, net: net, srv: srv, m: m, seed: o.seed, accepted: map[scope.DeviceID]bool{},
-		exec:    &executor{clk: clk, seed: o.seed},
-		devices: map[scope.DeviceID]scope.Device{}, agents: map[scope.DeviceID]*agent.Agent{}, stores: map[scope.DeviceID]*agent.MemStore{},
-		locs: map[string]*time.Location{}, touched: map[scope.DeviceID]bool{}}
+	s := &fleetSim{store: store, inv: inv, seed: o.seed, accepted: map[scope.DeviceID]bool{}, devices: map[scope.DeviceID]scope.Device{}}
 	for _, d := range devs {
 		s.devices[d.ID] = d
 		s.order = append(s.order, d.ID)
 	}
-	for _, id := range s.order {
-		if err := s.boot(ctx, id); err != nil {
-			return nil, err
-		}
+	// The fleet: package enginetest wires the engine, the task manager, one
+	// agent per device and the in-process channel on the SQLite store.
+	s.Sim, err = enginetest.New(ctx, enginetest.Config{Start: o.start, Registry: reg, Store: store, Inventory: inv,
+		Groups: groups, Devices: devs, ServerLocation: berlin, Seed: o.seed, Heartbeat: heartbeat, NewID: newID,
+		Server:    engine.Config{VisibilityTimeout: 3 * heartbeat, ScopeRefresh: 6 * time.Hour},
+		Behavior:  behavior(o.seed),
+		Restarter: func(id scope.DeviceID) restart.Device { return &restarter{s, id} }})
+	if err != nil {
+		return nil, err
 	}
+	s.m, s.srv = s.Manager, s.Server
+	clk := s.Clock
 	if err := s.settle(ctx); err != nil {
 		return nil, err
 	}
@@ -211,7 +194,7 @@ func simulate(ctx context.Context, o options, out, progress io.Writer) (*outcome
 	for d := 0; d <= o.days; d++ {
 		at := day0.Add(time.Duration(d)*24*time.Hour + 21*time.Hour)
 		key := fmt.Sprintf("repository-%s", at.Format("2006-01-02"))
-		events = append(events, event{at, func(ctx context.Context) error { return srv.UpdatesDownloaded(ctx, key) }})
+		events = append(events, event{at, func(ctx context.Context) error { return s.srv.UpdatesDownloaded(ctx, key) }})
 	}
 	// Flaky devices: a tenth lose their connection for 3 to 20 hours once
 	// (their agents keep running tasks; results arrive when they are back).
@@ -222,8 +205,8 @@ func simulate(ctx context.Context, o options, out, progress io.Writer) (*outcome
 		from := o.start.Add(time.Duration(rng.IntN(o.days*24*60)) * time.Minute).Truncate(step)
 		to := from.Add(time.Duration(3*60+rng.IntN(17*60)) * time.Minute).Truncate(step)
 		res.cut[id] = append(res.cut[id], [2]time.Time{from, to})
-		events = append(events, event{from, func(ctx context.Context) error { return s.disconnect(ctx, id) }},
-			event{to, func(ctx context.Context) error { return s.reconnect(ctx, id) }})
+		events = append(events, event{from, func(context.Context) error { s.Disconnect(id); return nil }},
+			event{to, func(context.Context) error { s.Reconnect(id); return nil }})
 	}
 	// Friday evening: one device in twenty is switched off from Friday
 	// 06:00 UTC to Saturday 07:00 UTC, across 19:00 in every zone.
@@ -238,14 +221,16 @@ func simulate(ctx context.Context, o options, out, progress io.Writer) (*outcome
 				continue
 			}
 			res.offline[id] = append(res.offline[id], [2]time.Time{from, to})
-			events = append(events, event{from, func(ctx context.Context) error { return s.powerOff(ctx, id) }},
-				event{to, func(ctx context.Context) error { return s.powerOn(ctx, id) }})
+			events = append(events, event{from, func(context.Context) error { s.PowerOff(id); return nil }},
+				event{to, func(ctx context.Context) error { return s.PowerOn(ctx, id) }})
 		}
 	}
 	sort.SliceStable(events, func(i, j int) bool { return events[i].at.Before(events[j].at) })
 
 	// Run the simulated days.
-	bar := newBar(progress, res.end.Sub(o.start))
+	if bar == nil {
+		bar = newBar(nil, false, res.end.Sub(o.start), time.Now)
+	}
 	next := 0
 	for clk.Now().Before(res.end) {
 		for next < len(events) && !events[next].at.After(clk.Now()) {
@@ -254,15 +239,14 @@ func simulate(ctx context.Context, o options, out, progress io.Writer) (*outcome
 			}
 			next++
 		}
-		clk.Add(step)
-		s.exec.finishDue(clk.Now())
+		clk.Add(step) // runs that end by now report to their agents
 		if err := s.settle(ctx); err != nil {
 			return nil, err
 		}
-		bar.update(clk.Now().Sub(o.start), clk.Now(), s.exec)
+		bar.update(clk.Now().Sub(o.start), clk.Now(), s.Exec.Total())
 	}
 	bar.done()
-	res.records = s.exec.snapshot()
+	res.records = s.records()
 	res.wall = time.Since(wallStart)
 	ok = true
 	return res, nil

@@ -1,6 +1,7 @@
 package inmem_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/taskfleet/taskfleet/scope"
@@ -12,10 +13,10 @@ func TestConformance(t *testing.T) {
 	t.Parallel()
 	inventorytest.Run(t, func(t *testing.T, groups []scope.AdminGroup, devices []scope.Device) scope.Inventory {
 		inv := inmem.New()
-		if err := inv.PutGroups(groups...); err != nil {
+		if err := inv.PutGroups(context.Background(), groups...); err != nil {
 			t.Fatal(err)
 		}
-		if err := inv.PutDevices(devices...); err != nil {
+		if err := inv.PutDevices(context.Background(), devices...); err != nil {
 			t.Fatal(err)
 		}
 		return inv

@@ -6,7 +6,8 @@
 // group scope over a million devices is a scan of a bitset, and names are
 // indexed for address scopes. It implements the optional
 // scope.GroupMemberLister, scope.NameResolver and scope.DeviceChecker
-// interfaces.
+// interfaces, and keeps saved selections (scope.SelectionStore) with their
+// history.
 //
 // Writes are cheap (a map update); the sorted snapshot that reads use is
 // rebuilt on the first read after a write, so load many devices with one
@@ -32,7 +33,9 @@ import (
 	"github.com/taskfleet/taskfleet/scope"
 )
 
-// Inventory is an in-memory scope.Inventory. The zero value is not usable;
+// Inventory is an in-memory scope.Inventory and scope.InventoryWriter
+// (the write methods take a context only to share the SQL inventory's
+// signatures; they never block). The zero value is not usable;
 // call New.
 type Inventory struct {
 	mu      sync.Mutex
@@ -44,6 +47,8 @@ type Inventory struct {
 	// gidx gives every group id a dense index; indexes are never reused.
 	gidx map[scope.GroupID]int32
 	snap *snapshot // nil after a write
+	// saved holds the saved selections (selections.go).
+	saved savedSelections
 }
 
 // snapshot is an immutable, sorted view used by readers without locks.
@@ -85,7 +90,7 @@ func New() *Inventory {
 // the same call, ids must be non-empty, and the tree must stay acyclic;
 // otherwise nothing is stored and ValidationErrors name the offending
 // entries ("groups[3].parent").
-func (inv *Inventory) PutGroups(groups ...scope.AdminGroup) error {
+func (inv *Inventory) PutGroups(_ context.Context, groups ...scope.AdminGroup) error {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	next := make(map[scope.GroupID]scope.AdminGroup, len(groups))
@@ -142,7 +147,7 @@ func (inv *Inventory) PutGroups(groups ...scope.AdminGroup) error {
 // DeleteGroup removes a group with no devices and no subgroups. It returns
 // an error matching scope.ErrNotFound if there is none, and one matching
 // errs.ErrConflict if the group is not empty.
-func (inv *Inventory) DeleteGroup(id scope.GroupID) error {
+func (inv *Inventory) DeleteGroup(_ context.Context, id scope.GroupID) error {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	if _, ok := inv.groups[id]; !ok {
@@ -169,7 +174,7 @@ func (inv *Inventory) DeleteGroup(id scope.GroupID) error {
 // while the other devices of the call are, and the call returns a
 // *scope.OversizeDevicesError naming it. The inventory keeps shallow
 // copies (see the package documentation).
-func (inv *Inventory) PutDevices(devices ...scope.Device) error {
+func (inv *Inventory) PutDevices(_ context.Context, devices ...scope.Device) error {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	var bad errs.ValidationErrors
@@ -207,7 +212,7 @@ func (inv *Inventory) PutDevices(devices ...scope.Device) error {
 
 // DeleteDevice removes a device. It returns an error matching
 // scope.ErrNotFound if there is none.
-func (inv *Inventory) DeleteDevice(id scope.DeviceID) error {
+func (inv *Inventory) DeleteDevice(_ context.Context, id scope.DeviceID) error {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	d, ok := inv.devices[id]
@@ -396,3 +401,5 @@ func (inv *Inventory) ExistingDevices(ctx context.Context, ids []scope.DeviceID)
 	slices.Sort(out)
 	return slices.Compact(out), nil
 }
+
+var _ scope.InventoryWriter = (*Inventory)(nil)

@@ -18,14 +18,14 @@ import (
 func setup(t *testing.T) *inmem.Inventory {
 	t.Helper()
 	inv := inmem.New()
-	if err := inv.PutGroups(
+	if err := inv.PutGroups(context.Background(),
 		scope.AdminGroup{ID: "g-b", Parent: "g-a", Name: "B"}, // parent in the same call, listed later
 		scope.AdminGroup{ID: "g-a", Name: "A"},
 		scope.AdminGroup{ID: "g-c", Parent: "g-b", Name: "C"},
 	); err != nil {
 		t.Fatal(err)
 	}
-	if err := inv.PutDevices(
+	if err := inv.PutDevices(context.Background(),
 		scope.Device{ID: "d-3", GroupID: "g-c", NetBIOSName: "pc3", DNSName: "PC3.Example.com."},
 		scope.Device{ID: "d-1", GroupID: "g-a", NetBIOSName: "PC1"},
 		scope.Device{ID: "d-2", GroupID: "g-b", DNSName: "pc2.example.com"},
@@ -132,12 +132,12 @@ func TestWriteErrors(t *testing.T) {
 		err    error
 		fields []string
 	}{
-		{"group without id", inv.PutGroups(scope.AdminGroup{Name: "x"}), []string{"groups[0].id"}},
-		{"group with missing parent", inv.PutGroups(scope.AdminGroup{ID: "g-x", Parent: "g-nope"}), []string{"groups[0].parent"}},
-		{"cycle", inv.PutGroups(scope.AdminGroup{ID: "g-a", Parent: "g-c"}), []string{"groups[0].parent"}},
-		{"self parent", inv.PutGroups(scope.AdminGroup{ID: "g-s", Parent: "g-s"}), []string{"groups[0].parent"}},
-		{"device without id and unknown group", inv.PutDevices(scope.Device{GroupID: "g-nope"}), []string{"devices[0].id", "devices[0].group_id"}},
-		{"duplicate device", inv.PutDevices(scope.Device{ID: "d-9"}, scope.Device{ID: "d-9"}), []string{"devices[1].id"}},
+		{"group without id", inv.PutGroups(context.Background(), scope.AdminGroup{Name: "x"}), []string{"groups[0].id"}},
+		{"group with missing parent", inv.PutGroups(context.Background(), scope.AdminGroup{ID: "g-x", Parent: "g-nope"}), []string{"groups[0].parent"}},
+		{"cycle", inv.PutGroups(context.Background(), scope.AdminGroup{ID: "g-a", Parent: "g-c"}), []string{"groups[0].parent"}},
+		{"self parent", inv.PutGroups(context.Background(), scope.AdminGroup{ID: "g-s", Parent: "g-s"}), []string{"groups[0].parent"}},
+		{"device without id and unknown group", inv.PutDevices(context.Background(), scope.Device{GroupID: "g-nope"}), []string{"devices[0].id", "devices[0].group_id"}},
+		{"duplicate device", inv.PutDevices(context.Background(), scope.Device{ID: "d-9"}, scope.Device{ID: "d-9"}), []string{"devices[1].id"}},
 	}
 	for _, tt := range tests {
 		var list errs.ValidationErrors
@@ -172,29 +172,29 @@ func TestDeletes(t *testing.T) {
 	t.Parallel()
 	inv := setup(t)
 	ctx := context.Background()
-	if err := inv.DeleteGroup("g-c"); !errors.Is(err, errs.ErrConflict) {
+	if err := inv.DeleteGroup(ctx, "g-c"); !errors.Is(err, errs.ErrConflict) {
 		t.Errorf("DeleteGroup of a group with devices = %v, want ErrConflict", err)
 	}
-	if err := inv.DeleteGroup("g-a"); !errors.Is(err, errs.ErrConflict) {
+	if err := inv.DeleteGroup(ctx, "g-a"); !errors.Is(err, errs.ErrConflict) {
 		t.Errorf("DeleteGroup of a group with subgroups = %v, want ErrConflict", err)
 	}
-	if err := inv.DeleteGroup("g-nope"); !errors.Is(err, scope.ErrNotFound) {
+	if err := inv.DeleteGroup(ctx, "g-nope"); !errors.Is(err, scope.ErrNotFound) {
 		t.Errorf("DeleteGroup(nope) = %v, want ErrNotFound", err)
 	}
 	// Moving d-3 out of g-c empties it.
-	if err := inv.PutDevices(scope.Device{ID: "d-3", GroupID: "g-a"}); err != nil {
+	if err := inv.PutDevices(ctx, scope.Device{ID: "d-3", GroupID: "g-a"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := inv.DeleteGroup("g-c"); err != nil {
+	if err := inv.DeleteGroup(ctx, "g-c"); err != nil {
 		t.Fatalf("DeleteGroup of an empty leaf = %v", err)
 	}
-	if err := inv.DeleteDevice("d-2"); err != nil {
+	if err := inv.DeleteDevice(ctx, "d-2"); err != nil {
 		t.Fatal(err)
 	}
-	if err := inv.DeleteDevice("d-2"); !errors.Is(err, scope.ErrNotFound) {
+	if err := inv.DeleteDevice(ctx, "d-2"); !errors.Is(err, scope.ErrNotFound) {
 		t.Errorf("second DeleteDevice = %v, want ErrNotFound", err)
 	}
-	if err := inv.DeleteGroup("g-b"); err != nil {
+	if err := inv.DeleteGroup(ctx, "g-b"); err != nil {
 		t.Fatalf("DeleteGroup after its device left = %v", err)
 	}
 	if diff := cmp.Diff([]scope.DeviceID{"d-1", "d-3"}, members(t, inv.GroupMembers(ctx, []scope.GroupID{"g-a", "g-b", "g-c"}))); diff != "" {
@@ -239,12 +239,12 @@ func TestConcurrentReadersAndWriters(t *testing.T) {
 			defer wg.Done()
 			for i := range 200 {
 				id := scope.DeviceID(fmt.Sprintf("w%d-%03d", w, i))
-				if err := inv.PutDevices(scope.Device{ID: id, GroupID: "g-b"}); err != nil {
+				if err := inv.PutDevices(ctx, scope.Device{ID: id, GroupID: "g-b"}); err != nil {
 					t.Error(err)
 					return
 				}
 				if i%3 == 0 {
-					if err := inv.DeleteDevice(id); err != nil {
+					if err := inv.DeleteDevice(ctx, id); err != nil {
 						t.Error(err)
 						return
 					}

@@ -13,6 +13,14 @@
 // ascending order, each device once, early stop, cancellation, facts stored
 // without turning "unknown" (nil) into "none" (empty) or back, and that
 // Resolve gives the same answer as the reference in-memory inventory.
+//
+// An inventory that implements scope.SelectionStore (saved selections) is
+// also checked for that contract: revisions and conflicts, validation on
+// save (the CEL compiler and its cost limit), history, that an edit
+// changes what a scope referring to the selection resolves to, that
+// Explain names the selection, and that a selection in use cannot be
+// deleted. An inventory without it is checked to refuse a scope with a
+// SelectionID with ErrInvalid.
 package inventorytest
 
 import (
@@ -263,14 +271,18 @@ func Run(t *testing.T, h Harness) {
 			t.Errorf("ExistingDevices(nil) = %v, %v", got, err)
 		}
 	})
+	t.Run("SavedSelections", func(t *testing.T) {
+		t.Parallel()
+		runSavedSelections(t, load(t))
+	})
 	t.Run("ResolveMatchesReference", func(t *testing.T) {
 		t.Parallel()
 		inv := load(t)
 		ref := inmem.New()
-		if err := ref.PutGroups(groups...); err != nil {
+		if err := ref.PutGroups(ctx, groups...); err != nil {
 			t.Fatal(err)
 		}
-		if err := ref.PutDevices(devices...); err != nil {
+		if err := ref.PutDevices(ctx, devices...); err != nil {
 			t.Fatal(err)
 		}
 		for _, s := range Scopes() {

@@ -29,10 +29,10 @@ func TestMinimalInventoryConforms(t *testing.T) {
 	t.Parallel()
 	inventorytest.Run(t, func(t *testing.T, groups []scope.AdminGroup, devices []scope.Device) scope.Inventory {
 		inv := inmem.New()
-		if err := inv.PutGroups(groups...); err != nil {
+		if err := inv.PutGroups(context.Background(), groups...); err != nil {
 			t.Fatal(err)
 		}
-		if err := inv.PutDevices(devices...); err != nil {
+		if err := inv.PutDevices(context.Background(), devices...); err != nil {
 			t.Fatal(err)
 		}
 		return minimal{inv}

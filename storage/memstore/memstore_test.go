@@ -1,6 +1,7 @@
 package memstore_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/taskfleet/taskfleet/scope"
@@ -21,10 +22,10 @@ func TestConformance(t *testing.T) {
 func TestInventoryConformance(t *testing.T) {
 	inventorytest.Run(t, func(t *testing.T, groups []scope.AdminGroup, devices []scope.Device) scope.Inventory {
 		s := memstore.New()
-		if err := s.Devices().PutGroups(groups...); err != nil {
+		if err := s.Devices().PutGroups(context.Background(), groups...); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Devices().PutDevices(devices...); err != nil {
+		if err := s.Devices().PutDevices(context.Background(), devices...); err != nil {
 			t.Fatal(err)
 		}
 		return s.Inventory()

@@ -37,7 +37,11 @@
 // refused). Deleting a task removes all of them in one transaction
 // (foreign keys with ON DELETE CASCADE, and an explicit delete for
 // results, the hot table, which has no foreign key to keep ingest cheap).
-// On PostgreSQL, result_deltas holds per-task counters (below). Schema
+// On PostgreSQL, result_deltas holds per-task counters (below); SQLite
+// counts a task's results when asked. Schema version 6 adds saved device
+// selections (scope.SelectionStore on Inventory): selections, the current
+// revision of each, and selection_revisions, their history, kept after a
+// deletion. Schema
 // version 2 adds the device inventory: admin_groups (the group tree) and
 // devices (indexed columns plus the other facts as JSON), read and written
 // through Store.Inventory and Store.Devices (see Inventory). Schema
@@ -120,7 +124,9 @@
 //
 // Config.MaxOpenConns, MaxIdleConns and ConnMaxLifetime size the pool.
 // Runtime parameters in the DSN (search_path, application_name) are passed
-// to the server, so a host can keep taskfleet in its own schema.
+// to the server, so a host can keep taskfleet in its own schema. The schema
+// must exist: Open does not create it (a typo would start an empty second
+// database) and fails with a *NoSchemaError saying so.
 //
 // # Errors
 //

@@ -35,7 +35,9 @@ var (
 // scope.Inventory and its optional fast paths (scope.GroupMemberLister,
 // scope.NameResolver, scope.DeviceChecker), each an indexed query, and
 // written by the host with PutGroups, PutDevices, DeleteGroup and
-// DeleteDevice.
+// DeleteDevice. It also stores saved device selections and their history
+// (scope.SelectionStore: PutSelection, DeleteSelection, Selection,
+// Selections, SelectionHistory; see selections.go).
 //
 // It is the Store itself seen through its inventory methods, so
 // Store.Inventory and Store.Devices return the same value on every call,

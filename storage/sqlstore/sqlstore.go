@@ -218,7 +218,8 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 //
 // Errors: a Config breaking its documented ranges matches ErrInvalid
 // (ValidationErrors naming each field); a database whose schema is newer
-// than this code is a *SchemaTooNewError; connection and migration
+// than this code is a *SchemaTooNewError; a PostgreSQL search_path naming
+// no existing schema is a *NoSchemaError; connection and migration
 // failures are returned wrapped.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
@@ -237,6 +238,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.q = buildQueries(s.w)
+	if err := s.checkSchema(ctx); err != nil {
+		s.closeDBs()
+		return nil, err
+	}
 	if err := s.migrate(ctx); err != nil {
 		s.closeDBs()
 		return nil, err

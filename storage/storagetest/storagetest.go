@@ -80,6 +80,7 @@ func Run(t *testing.T, h Harness) {
 		{"AllocateRunID", testAllocateRunID},
 		{"ResultsIdempotentAndMonotonic", testResults},
 		{"ResultsListAndDue", testResultsListDue},
+		{"StatisticsCounters", testStatisticsCounters},
 		{"Events", testEvents},
 		{"EngineState", testEngineState},
 		{"ConcurrentUpdates", testConcurrentUpdates},

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -25,6 +26,9 @@ import (
 var (
 	ErrInvalid = errs.ErrInvalid
 	ErrClosed  = errs.ErrClosed
+	// ErrNotAttached is returned by Tick (and Run) before Attach has
+	// given the agent its transport endpoint.
+	ErrNotAttached = errors.New("agent: not attached to a transport endpoint (call Attach before Tick or Run)")
 )
 
 // ValidationError and ValidationErrors are the shared validation error
@@ -38,10 +42,12 @@ type (
 const (
 	DefaultHeartbeat     = 5 * time.Minute
 	DefaultRetryInterval = time.Minute
-	DefaultMissedGrace   = 5 * time.Minute
-	DefaultLateDelivery  = time.Hour
+	// DefaultSleepGapBeats is SleepGap's default in heartbeats: a device
+	// whose agent did not tick for three heartbeats (15 minutes by
+	// default, the server's default visibility timeout) was not visible.
+	DefaultSleepGapBeats = 3
 	// UpdatesOverdue is how long without new updates before "when new
-	// updates are downloaded" tasks run hourly (the seeds: 25 hours).
+	// updates are downloaded" tasks run hourly (the product documentation: 25 hours).
 	UpdatesOverdue = 25 * time.Hour
 	// UpdatesFallbackEvery is how often they then run (every hour).
 	UpdatesFallbackEvery = time.Hour
@@ -50,17 +56,23 @@ const (
 
 // Run is one run handed to the Executor.
 type Run struct {
-	TaskID      string
-	RunID       int64
+	// TaskID is the task to run.
+	TaskID string
+	// RunID identifies the run among the task's runs on this device.
+	RunID int64
+	// Application is the application the task belongs to.
 	Application string
-	Type        string
+	// Type is the task type within Application.
+	Type string
 	// Settings are the task's type-specific settings as JSON.
 	Settings json.RawMessage
 	// Account is the run-as account; Password its opened password (empty
 	// for the default account or without a Sealer). Never log it.
-	Account  credentials.Account
+	Account credentials.Account
+	// Password is the opened password of Account (see above).
 	Password credentials.Secret
-	Manual   bool
+	// Manual is true for a start by an administrator (Start, StartFor).
+	Manual bool
 	// At is the nominal start (the activation), Due when it was due (At
 	// plus the randomized delay; zero: at once), StartedAt the actual one.
 	At, Due, StartedAt time.Time
@@ -69,7 +81,9 @@ type Run struct {
 // Outcome is how a run ended.
 type Outcome struct {
 	// State is final: Completed, CompletedWithWarnings, Failed, Stopped.
-	State   task.State
+	State task.State
+	// Message explains the state (an error, a warning); the agent clips
+	// it to task.MaxResultMessage bytes.
 	Message string
 	// RestartRequired: the operation needs an OS restart to complete; the
 	// agent applies the task's restart policy.
@@ -100,7 +114,9 @@ type Executor interface {
 // event and the running result's message). When Resume returns an error
 // the agent stops the run and reports it failed.
 type Pauser interface {
+	// Pause pauses the run in progress.
 	Pause(ctx context.Context, taskID string, runID int64) error
+	// Resume continues a paused run.
 	Resume(ctx context.Context, taskID string, runID int64) error
 }
 
@@ -112,38 +128,56 @@ type Power interface {
 }
 
 // EventLog writes task events to the device's operating-system event log
-// (the Windows Event Log, journald, syslog): the seeds' "Store in the OS
+// (the Windows Event Log, journald, syslog): the product documentation's "Store in the OS
 // event log on device" (task.Notifications.DeviceEventLog). The host
 // implements it; it must be safe for concurrent use. A failed write is
 // logged and does not fail the run.
 type EventLog interface {
+	// Write appends e to the operating-system event log.
 	Write(ctx context.Context, e LogEntry) error
 }
 
 // LogEntry is one task event for the device's event log: a state change
 // of a run, kept according to the task's history level.
 type LogEntry struct {
-	TaskID   string
+	// TaskID is the task whose run changed state.
+	TaskID string
+	// TaskName is the task's name, for the log's reader.
 	TaskName string
-	RunID    int64
-	State    task.State
-	Level    task.EventLevel
+	// RunID is the run.
+	RunID int64
+	// State is the run's new state.
+	State task.State
+	// Level is the history level the event belongs to.
+	Level task.EventLevel
+	// Severity is the severity to log it with.
 	Severity task.Severity
-	Message  string
-	At       time.Time
+	// Message describes the change.
+	Message string
+	// At is when it happened (UTC).
+	At time.Time
 }
 
 // Config configures an Agent. Device, Transport-side wiring (Attach),
 // Store and Executor are required.
 type Config struct {
-	Device   scope.DeviceID
-	Store    Store
+	// Device is this device's id, as the server's inventory knows it.
+	// Required.
+	Device scope.DeviceID
+	// Store keeps the delivered tasks and the outbox: agentsqlite.Open on
+	// a real device, NewMemStore in tests. Required.
+	Store Store
+	// Executor is the vendor's application that runs the tasks. Required.
 	Executor Executor
 	// Location is the device's zone (default UTC): device tasks follow
 	// it.
 	Location *time.Location
-	Clock    clock.Clock
-	Logger   zerolog.Logger
+	// Clock is the time source (default: the wall clock, clock.New());
+	// simulations pass a mock and drive the agent with Tick.
+	Clock clock.Clock
+	// Logger receives the agent's log (default: zerolog.Nop()).
+	Logger zerolog.Logger
+
 	// Restarter carries out restart policies (optional: without it a run
 	// that needs a restart ends restart_required).
 	Restarter restart.Device
@@ -160,40 +194,49 @@ type Config struct {
 	// RetryInterval is how often unacknowledged outbox messages are
 	// resent (default 1 minute).
 	RetryInterval time.Duration
-	// MissedGrace: an activation due less than this before the agent
-	// started (or received the task) is run normally rather than treated
-	// as missed (default 5 minutes), so a Once task set for "now" runs on
-	// devices that receive it a moment later.
-	MissedGrace time.Duration
-	// LateDelivery: activations of a newly received task that fell at most
-	// this long before it arrived (and after its settings were saved) are
-	// run, late, rather than treated as missed: the definition was delayed
-	// by the channel (default 1 hour).
-	LateDelivery time.Duration
+	// MissedTolerance is how long before the device became visible an
+	// activation may be due and still run as an ordinary start rather than
+	// a missed one (see "Missed runs" in the package documentation). The
+	// default, zero, is strict, as the product documentation describes
+	// "run missed tasks" off: a task runs only on devices visible at its
+	// scheduled time. A host may allow for a slow boot with a few
+	// minutes.
+	MissedTolerance time.Duration
+	// SleepGap: a Tick that comes more than SleepGap after the previous
+	// one means the device slept (or the host stopped ticking) in
+	// between; the device was not visible then, and the activations due
+	// in the gap are missed (default DefaultSleepGapBeats heartbeats; at
+	// least Heartbeat). Hosts that tick less often than that must raise
+	// it.
+	SleepGap time.Duration
 }
 
 // Agent is the device runtime. Drive it with Tick (deterministic, for
 // simulations) or Run (a goroutine on the configured clock); deliver
 // messages with Handle.
 type Agent struct {
-	mu        sync.Mutex
-	cfg       Config
-	clk       clock.Clock
-	loc       *time.Location
-	log       zerolog.Logger
-	ep        transport.DeviceEndpoint
-	tasks     map[string]*LocalTask
-	bootAt    time.Time
-	nextBeat  time.Time
-	nextFlush time.Time
-	flushNow  bool
-	updGen    int64
-	updAt     time.Time
-	lastFall  time.Time
-	dpDown    bool
-	closed    bool
-	dirty     bool
-	wakeAt    time.Time
+	mu     sync.Mutex
+	cfg    Config
+	clk    clock.Clock
+	loc    *time.Location
+	log    zerolog.Logger
+	ep     transport.DeviceEndpoint
+	tasks  map[string]*LocalTask
+	bootAt time.Time
+	// awakeSince is when the device last became visible: the agent's
+	// start, or the end of the last sleep (a gap of ticks over SleepGap).
+	awakeSince time.Time
+	lastTick   time.Time
+	nextBeat   time.Time
+	nextFlush  time.Time
+	flushNow   bool
+	updGen     int64
+	updAt      time.Time
+	lastFall   time.Time
+	dpDown     bool
+	closed     bool
+	dirty      bool
+	wakeAt     time.Time
 	// taskWake is the tasks' part of wakeAt (nextWake): while nothing is
 	// dirty, Tick before it only sends the heartbeat and flushes.
 	taskWake time.Time
@@ -238,11 +281,11 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.Heartbeat < 0 {
 		bad = append(bad, errs.Invalid("Heartbeat", cfg.Heartbeat.String(), "must not be negative"))
 	}
-	if cfg.LateDelivery < 0 {
-		bad = append(bad, errs.Invalid("LateDelivery", cfg.LateDelivery.String(), "must not be negative"))
+	if cfg.MissedTolerance < 0 {
+		bad = append(bad, errs.Invalid("MissedTolerance", cfg.MissedTolerance.String(), "must not be negative"))
 	}
-	if cfg.MissedGrace < 0 {
-		bad = append(bad, errs.Invalid("MissedGrace", cfg.MissedGrace.String(), "must not be negative"))
+	if cfg.SleepGap < 0 {
+		bad = append(bad, errs.Invalid("SleepGap", cfg.SleepGap.String(), "must not be negative"))
 	}
 	if cfg.RetryInterval < 0 {
 		bad = append(bad, errs.Invalid("RetryInterval", cfg.RetryInterval.String(), "must not be negative"))
@@ -262,14 +305,17 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.RetryInterval == 0 {
 		cfg.RetryInterval = DefaultRetryInterval
 	}
-	if cfg.LateDelivery == 0 {
-		cfg.LateDelivery = DefaultLateDelivery
+	if cfg.SleepGap == 0 {
+		cfg.SleepGap = DefaultSleepGapBeats * cfg.Heartbeat
 	}
-	if cfg.MissedGrace == 0 {
-		cfg.MissedGrace = DefaultMissedGrace
+	if cfg.SleepGap < cfg.Heartbeat {
+		// The agent wakes at least every heartbeat: a shorter gap would
+		// count the device asleep between heartbeats.
+		return nil, errs.Invalid("SleepGap", cfg.SleepGap.String(), "must be at least Heartbeat ("+cfg.Heartbeat.String()+")")
 	}
 	a := &Agent{cfg: cfg, clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger, tasks: map[string]*LocalTask{}, withdrawn: map[string][]int64{}, dirty: true, outboxBusy: true}
 	a.bootAt = a.clk.Now()
+	a.awakeSince, a.lastTick = a.bootAt, a.bootAt
 	ts, err := cfg.Store.Tasks(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("agent: load tasks: %w", err)
@@ -301,7 +347,10 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 }
 
 // Attach connects the agent to its endpoint (returned by the host's
-// transport for this agent as its Handler).
+// transport for this agent as its Handler). Tick and Run return
+// ErrNotAttached until it is called; the endpoint may report a device
+// offline, in which case the agent keeps running tasks and queues its
+// reports.
 func (a *Agent) Attach(ep transport.DeviceEndpoint) {
 	a.mu.Lock()
 	a.ep = ep
@@ -322,8 +371,21 @@ func (a *Agent) sorted() []*LocalTask {
 	return a.order
 }
 
-// Run ticks every interval until ctx is done (goroutine mode).
+// Run ticks every interval until ctx is done (goroutine mode). The
+// interval must be positive and at most Config.SleepGap (ticks further
+// apart count as sleeps of the device); otherwise Run returns a
+// ValidationError at once. It returns ErrNotAttached at once before
+// Attach.
 func (a *Agent) Run(ctx context.Context, interval time.Duration) error {
+	if interval <= 0 || interval > a.cfg.SleepGap {
+		return errs.Invalid("interval", interval.String(), fmt.Sprintf("must be positive and at most SleepGap (%s)", a.cfg.SleepGap))
+	}
+	a.mu.Lock()
+	attached := a.ep != nil
+	a.mu.Unlock()
+	if !attached {
+		return ErrNotAttached
+	}
 	tk := a.clk.Ticker(interval)
 	defer tk.Stop()
 	for {
@@ -393,8 +455,8 @@ func (a *Agent) ReportEvent(ctx context.Context, key string, e task.EventInput) 
 	if key == "" {
 		key = fmt.Sprintf("%s/%d/%d", e.TaskID, e.RunID, e.At.UnixNano())
 	}
-	e.Key = string(a.cfg.Device) + "/" + key
-	return a.enqueue(ctx, transport.Message{Key: "ev/" + e.Key, Kind: transport.Events, Events: []task.EventInput{e}})
+	e.Key = transport.Clip(string(a.cfg.Device)+"/"+key, transport.MaxKeyBytes-len("ev/"))
+	return a.enqueue(ctx, transport.Message{Key: "ev/" + e.Key, Kind: transport.Events, Events: []transport.Event{wireEvent(e)}})
 }
 
 // EditLocalTask sends the device user's edit of a local task to the
@@ -407,8 +469,18 @@ func (a *Agent) EditLocalTask(ctx context.Context, user string, edited task.Task
 	if t == nil || t.Def.Task.Kind() != task.Local {
 		return errs.Invalid("id", edited.ID, "is not a local task of this device")
 	}
+	if len(user) > transport.MaxUserBytes {
+		return errs.Invalid("user", "", fmt.Sprintf("must be at most %d bytes", transport.MaxUserBytes))
+	}
+	doc, err := json.Marshal(edited)
+	if err != nil {
+		return fmt.Errorf("agent: encode the edited task: %w", err)
+	}
+	if len(doc) > transport.MaxEditBytes {
+		return errs.Invalid("task", "", fmt.Sprintf("must encode to at most %d bytes", transport.MaxEditBytes))
+	}
 	key := fmt.Sprintf("e/%s/%s/%d/%d", a.cfg.Device, edited.ID, t.Def.Task.Revision, a.clk.Now().UnixNano())
-	return a.enqueue(ctx, transport.Message{Key: key, Kind: transport.LocalEdit, Edit: &transport.Edit{User: user, BaseRevision: t.Def.Task.Revision, Task: edited}})
+	return a.enqueue(ctx, transport.Message{Key: key, Kind: transport.LocalEdit, Edit: &transport.Edit{User: user, BaseRevision: t.Def.Task.Revision, Task: doc}})
 }
 
 // AcceptRestart records that the user accepted the restart prompt of a
@@ -449,6 +521,7 @@ func (a *Agent) OutboxLen(ctx context.Context) int {
 }
 
 func (a *Agent) enqueue(ctx context.Context, m transport.Message) error {
+	m.Version = transport.ProtocolVersion
 	m.Device = a.cfg.Device
 	m.SentAt = a.clk.Now().UTC()
 	if err := a.cfg.Store.Enqueue(ctx, m); err != nil {
@@ -472,12 +545,14 @@ func (a *Agent) report(ctx context.Context, t *LocalTask, r task.Result) {
 	a.logEvent(ctx, t, r)
 }
 
-// queueResult puts a result of this device into the outbox.
+// queueResult puts a result of this device into the outbox, its message
+// clipped to transport.MaxText so that the server never rejects it.
 func (a *Agent) queueResult(ctx context.Context, r task.Result) task.Result {
 	r.DeviceID = a.cfg.Device
 	r.UpdatedAt = a.clk.Now().UTC()
+	r.Message = transport.Clip(r.Message, transport.MaxText)
 	key := resultKey(a.cfg.Device, r.TaskID, r.RunID, r.Seq)
-	if err := a.enqueue(ctx, transport.Message{Key: key, Kind: transport.Results, Results: []task.Result{r}}); err != nil {
+	if err := a.enqueue(ctx, transport.Message{Key: key, Kind: transport.Results, Results: []transport.Result{wireResult(r)}}); err != nil {
 		a.log.Error().Err(err).Msg("agent: result not queued")
 	}
 	return r
@@ -510,4 +585,18 @@ func (a *Agent) NextWake() time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, n)
+}
+
+// wireResult is the wire form of a result of this device (the sender is
+// the device: the result names none).
+func wireResult(r task.Result) transport.Result {
+	return transport.Result{TaskID: r.TaskID, RunID: r.RunID, Seq: r.Seq, State: string(r.State), DueAt: r.DueAt, StartedAt: r.StartedAt,
+		FinishedAt: r.FinishedAt, UpdatedAt: r.UpdatedAt, Progress: r.Progress, Message: transport.Clip(r.Message, transport.MaxText), RestartRequired: r.RestartRequired}
+}
+
+// wireEvent is the wire form of an event of this device, its message
+// clipped to transport.MaxText.
+func wireEvent(e task.EventInput) transport.Event {
+	return transport.Event{TaskID: e.TaskID, RunID: e.RunID, At: e.At, Level: string(e.Level), Severity: string(e.Severity),
+		Message: transport.Clip(e.Message, transport.MaxText), Key: e.Key}
 }

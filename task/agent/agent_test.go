@@ -52,8 +52,9 @@ func (e *endpoint) results() []task.Result {
 				continue
 			}
 			seen[k] = true
-			if r.State.Final() {
-				out = append(out, r)
+			if task.State(r.State).Final() {
+				out = append(out, task.Result{TaskID: r.TaskID, DeviceID: m.Device, RunID: r.RunID, Seq: r.Seq, State: task.State(r.State), DueAt: r.DueAt,
+					StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, UpdatedAt: r.UpdatedAt, Progress: r.Progress, Message: r.Message, RestartRequired: r.RestartRequired})
 			}
 		}
 	}

@@ -65,7 +65,7 @@ func (a *Agent) pauseRun(ctx context.Context, t *LocalTask, order int64, now tim
 		a.report(ctx, t, task.Result{RunID: r.RunID, Seq: r.Seq, State: task.Running, DueAt: r.At.UTC(), StartedAt: r.StartedAt.UTC(), Message: msg})
 		e := task.EventInput{TaskID: id, DeviceID: a.cfg.Device, RunID: r.RunID, At: now.UTC(), Level: task.EventProgress, Severity: task.SeverityWarning, Message: msg,
 			Key: fmt.Sprintf("%s/pause/%s/%d/%d", a.cfg.Device, id, r.RunID, order)}
-		if err := a.enqueue(ctx, transport.Message{Key: "ev/" + e.Key, Kind: transport.Events, Events: []task.EventInput{e}}); err != nil {
+		if err := a.enqueue(ctx, transport.Message{Key: "ev/" + e.Key, Kind: transport.Events, Events: []transport.Event{wireEvent(e)}}); err != nil {
 			a.log.Error().Err(err).Str("task", id).Msg("agent: event not queued")
 		}
 		return
@@ -133,22 +133,26 @@ func (a *Agent) stopRun(ctx context.Context, m transport.Message, now time.Time)
 		return // ended already: a repeated StopRun
 	}
 	var due time.Time
+	seq := transport.SeqDevice
 	if i := slices.IndexFunc(t.Queue, func(q transport.Start) bool { return q.RunID == id }); i >= 0 {
 		due = t.Queue[i].At.UTC()
+	}
+	if w := t.Waiting; w != nil && w.RunID == id {
+		due, seq = w.At.UTC(), seq+1 // after its "waiting for the application" report
 	}
 	a.stopTask(ctx, t, now)
 	if !running {
 		t.Done = appendDone(t.Done, id)
 		a.save(ctx, t)
-		a.report(ctx, t, task.Result{RunID: id, Seq: transport.SeqDevice, State: task.Stopped, DueAt: due, FinishedAt: now.UTC(),
+		a.report(ctx, t, task.Result{RunID: id, Seq: seq, State: task.Stopped, DueAt: due, FinishedAt: now.UTC(),
 			Message: "stopped before it started on the device"})
 	}
 }
 
 // stopTask stops the task's run in progress, if any, and drops its queued
-// starts.
+// and waiting starts.
 func (a *Agent) stopTask(ctx context.Context, t *LocalTask, now time.Time) {
-	t.Queue = nil
+	t.Queue, t.Waiting = nil, nil
 	if t.Running == nil {
 		a.save(ctx, t)
 		return

@@ -203,10 +203,10 @@ func TestRunOfAnExecutorWithoutPauserReportsItCannotBePaused(t *testing.T) {
 		t.Fatalf("states %v, want running twice (the second says why it was not paused)", got)
 	}
 	var msg string
-	var ev []task.EventInput
+	var ev []transport.Event
 	ep.mu.Lock()
 	for _, m := range ep.sent {
-		if m.Kind == transport.Results && m.Results[len(m.Results)-1].State == task.Running {
+		if m.Kind == transport.Results && m.Results[len(m.Results)-1].State == string(task.Running) {
 			msg = m.Results[len(m.Results)-1].Message
 		}
 		if m.Kind == transport.Events {
@@ -217,7 +217,7 @@ func TestRunOfAnExecutorWithoutPauserReportsItCannotBePaused(t *testing.T) {
 	if !strings.Contains(msg, "cannot be paused") {
 		t.Errorf("running result message %q does not say the run cannot be paused", msg)
 	}
-	if len(ev) == 0 || ev[0].Severity != task.SeverityWarning || !strings.Contains(ev[0].Message, "cannot be paused") {
+	if len(ev) == 0 || ev[0].Severity != string(task.SeverityWarning) || !strings.Contains(ev[0].Message, "cannot be paused") {
 		t.Errorf("events %+v, want a warning that the run cannot be paused", ev)
 	}
 	if len(ep.acks()) != 1 {

@@ -6,19 +6,67 @@
 //
 // # Concepts
 //
-//	st, _ := agent.NewSQLite(ctx, "/var/lib/agent/tasks.db")
+//	st, _ := agentsqlite.Open(ctx, "/var/lib/agent/tasks.db") // or agent.NewMemStore()
 //	a, _ := agent.New(ctx, agent.Config{Device: id, Store: st, Executor: app, Location: zone})
 //	a.Attach(channel.Device(id, a)) // a is the transport.Handler
 //	go a.Run(ctx, time.Minute)      // or a.Tick(ctx) from a simulation
 //
 // Scheduled tasks run on device-local time whether or not the device is
-// connected. An activation whose start fell while the agent was not running
-// (the device was off) is missed: with "run missed tasks" the latest one
-// runs once when the agent starts, otherwise it is recorded missed. Runs
-// the server starts (manual starts, triggers, device-selection tasks) arrive
-// as StartRun and run once per run id. A task starts only where its
-// application runs (otherwise application_not_running); a run longer than
-// the task's maximum time is stopped and ends failed_timeout.
+// connected. Runs the server starts (manual starts, triggers,
+// device-selection tasks) arrive as StartRun and run once per run id. A
+// task starts only where its application runs (otherwise
+// application_not_running); a run longer than the task's maximum time is
+// stopped and ends failed_timeout.
+//
+// # Missed runs
+//
+// The product documentation's "run missed tasks" applies when the device
+// is not visible at the scheduled time. The agent's reading:
+//
+//   - The device is visible from the agent's start (New) and from the end
+//     of each sleep: a Tick more than Config.SleepGap after the previous
+//     one (default three heartbeats, 15 minutes, as the server's
+//     visibility timeout) means the device slept or the host stopped
+//     ticking, and it was not visible in between. For a task it is
+//     visible from when the server sent the task to it (the message's
+//     SentAt: a definition pushed at the save and still in flight at the
+//     start counts as visible) or, without that, from when it arrived.
+//   - An activation due (with its randomized delay) before the device was
+//     visible is missed. With "run missed tasks" off (the default) it is
+//     recorded missed, with a message saying why (the agent was not
+//     running or the device was asleep; the task reached the device only
+//     after the start). Strict is the default: Config.MissedTolerance may
+//     let activations due shortly before the device became visible run
+//     (a slow boot), and is zero unless the host sets it.
+//   - With "run missed tasks" on, the device runs one catch-up per gap,
+//     not a burst: the latest missed activation runs at once (unless a
+//     later activation is due already and runs anyway) and the earlier
+//     ones are recorded missed. A gap of more than 64
+//     activations records the newest 64, the oldest naming how many came
+//     before.
+//   - With "run missed tasks" on, a start that finds the task's
+//     application not running waits for it ("the next time the
+//     application is run"): it is reported pending, checked every
+//     RetryInterval and at once after ApplicationStarted, and begins when
+//     the application runs. A newer start of the task replaces a waiting
+//     one, which is recorded missed (the application was not running).
+//     Without the option the start ends application_not_running.
+//   - A Once start at the instant of saving (or later) is the save's own
+//     activation and runs; other schedules start with the first
+//     activation after the save.
+//
+// # Clocks that jump
+//
+// The agent keeps a cursor per task: the last activation it handled
+// (run, missed or skipped). When the device's clock steps back, the
+// activations at or before the cursor are not handled again, so nothing
+// repeats; the next activation after the cursor runs when the clock
+// reaches it again; the heartbeat, the outbox retries and the checks for
+// the application stay due within their intervals of the new time, so the
+// device stays visible. When the clock steps forward by less than SleepGap
+// the activations stepped over run at once, as late starts; by more,
+// the step counts as a sleep and they are missed (one catch-up with "run
+// missed tasks").
 //
 // # Time zones
 //
@@ -70,7 +118,10 @@
 // "When new updates are downloaded" tasks run when the server's Sync
 // reports a new repository generation, and every hour while no updates
 // arrived for UpdatesOverdue (25 hours) or the distribution point is
-// unreachable (SetDistributionPointReachable).
+// unreachable (SetDistributionPointReachable). Device-selection update
+// tasks (held once the server started them on the device) run hourly here
+// only while the distribution point is unreachable and updates are not
+// yet overdue; when they are overdue the server fires them every hour.
 //
 // # Durability
 //
@@ -80,8 +131,23 @@
 // result, event and report goes into the outbox with an idempotency key and
 // stays there until the server acknowledges it; the agent resends
 // unacknowledged messages every RetryInterval and whenever a heartbeat is
-// answered. SQLiteStore (modernc.org/sqlite, driver "sqlite") keeps all of
-// it across restarts; MemStore is for tests and simulations.
+// answered. The store of subpackage agentsqlite (modernc.org/sqlite, driver
+// "sqlite") keeps all of it across restarts; MemStore is for tests and
+// simulations. The SQL driver lives in that subpackage so an agent built
+// with another store links none; agenttest.RunStore is the conformance
+// suite of a vendor's own Store.
+//
+// # Messages
+//
+// The agent speaks transport.ProtocolVersion. Its results and events
+// name no device (the transport sets the sender) and their texts are
+// clipped to transport.MaxText before they are queued (transport.Clip:
+// a 5 KB stack trace from an executor is cut, never the reason a result
+// is refused); results are merged into messages of at most 256 entries,
+// well within transport.MaxItems and MaxMessageBytes. A local user's
+// edit (EditLocalTask) carries the user name, at most
+// transport.MaxUserBytes; the server records it as that user of this
+// device. An Error answer from the server is logged.
 //
 // # Restart policy
 //

@@ -11,13 +11,18 @@ import (
 
 // LocalTask is a task as the agent keeps it, with its local schedule state.
 type LocalTask struct {
+	// Def is the task as the server last delivered it.
 	Def transport.Definition
 	// Transient marks a task the server runs (device selections, started
 	// by StartRun): the agent keeps it, without evaluating its schedule,
 	// to remember which runs it did, until the server withdraws it.
 	Transient bool
-	// ReceivedAt is when this agent first received the task.
+	// ReceivedAt is when this agent first received the task, and SentAt
+	// when the server sent it (the message's SentAt, zero if it carried
+	// none): the device was visible for the task from the earlier of the
+	// two (activations before that are missed).
 	ReceivedAt time.Time
+	SentAt     time.Time
 	// Cursor: every activation at or before it has been handled.
 	Cursor time.Time
 	// LastManualDone is the newest manual run id handled.
@@ -27,6 +32,12 @@ type LocalTask struct {
 	Done []int64
 	// Queue holds starts received but not begun.
 	Queue []transport.Start
+	// Waiting is a start that found the task's application not running
+	// while the task runs missed tasks: it begins the next time the
+	// application runs (checked every RetryInterval, and at once after
+	// Agent.ApplicationStarted). A newer start replaces it (the replaced
+	// one is recorded missed).
+	Waiting *transport.Start
 	// Running is the run in progress, if any.
 	Running *RunState
 	// Slot is the device's place in the task's automatic randomized delay
@@ -37,41 +48,56 @@ type LocalTask struct {
 	// Whichever of Control and the definition's revision is newer decides
 	// whether the task is suspended on this device.
 	Control int64
-	Held    bool
+	// Held: see Control.
+	Held bool
 
 	// nextDue caches the next activation's start (not stored).
 	nextDue time.Time
 	nextOK  bool
+	// appCheck is when Waiting's application is checked next (not
+	// stored; zero: at the next visit).
+	appCheck time.Time
 }
 
 // RunState is a run in progress.
 type RunState struct {
-	RunID     int64
-	At        time.Time
-	Due       time.Time
+	// RunID identifies the run.
+	RunID int64
+	// At is the run's nominal start (the activation).
+	At time.Time
+	// Due is when it was due (At plus the randomized delay).
+	Due time.Time
+	// StartedAt is when the Executor started it.
 	StartedAt time.Time
-	Manual    bool
+	// Manual is true for a start by an administrator.
+	Manual bool
 	// Seq is the last result seq sent for the run.
 	Seq int64
 	// RestartAt is the pending forced restart (restart policy), and
 	// RequiredAt when it became required; Prompts counts prompts shown.
 	RequiredAt time.Time
 	RestartAt  time.Time
+	// NextPrompt is when the restart prompt is shown next.
 	NextPrompt time.Time
-	Prompts    int
-	Executing  bool
+	// Prompts counts the restart prompts shown.
+	Prompts int
+	// Executing: the Executor has the run and has not called done yet.
+	Executing bool
 	// Paused: the executor paused the run (the task was suspended) at
 	// PausedAt; PausedFor is the time it spent paused before, which the
 	// task's maximum run time does not count.
-	Paused    bool
-	PausedAt  time.Time
+	Paused bool
+	// PausedAt is when the run was paused (see Paused).
+	PausedAt time.Time
+	// PausedFor is the time spent paused before (see Paused).
 	PausedFor time.Duration
 }
 
 // Store is the agent's local store: the tasks delivered to its device and
 // the durable outbox. Implementations must be safe for concurrent use; the
 // agent calls them with its own lock held. MemStore keeps everything in
-// memory; SQLiteStore (NewSQLite) survives agent restarts.
+// memory; agentsqlite.Store (agentsqlite.Open) survives agent restarts.
+// agenttest.RunStore is the conformance suite.
 type Store interface {
 	// Tasks returns every stored task, in any order.
 	Tasks(ctx context.Context) ([]LocalTask, error)
@@ -80,16 +106,19 @@ type Store interface {
 	// DeleteTask removes a task; a missing task is not an error.
 	DeleteTask(ctx context.Context, id string) error
 	// Enqueue appends m to the outbox. A message whose Key is already in
-	// the outbox is ignored.
+	// the outbox is ignored; an empty Key is an ErrInvalid error.
 	Enqueue(ctx context.Context, m transport.Message) error
 	// Outbox returns the queued messages in the order they were queued.
 	Outbox(ctx context.Context) ([]transport.Message, error)
 	// Remove deletes acknowledged messages by key; unknown keys are
 	// ignored.
 	Remove(ctx context.Context, keys []string) error
-	// Meta and SetMeta keep small named values (update state).
+	// Meta returns the small named value name (the zero values when it
+	// was never set), used for the "updates downloaded" state.
 	Meta(ctx context.Context, name string) (time.Time, int64, error)
+	// SetMeta sets the named value name.
 	SetMeta(ctx context.Context, name string, t time.Time, n int64) error
+
 	// Close releases the store; later calls fail with ErrClosed.
 	Close() error
 }
@@ -212,6 +241,9 @@ func (s *MemStore) Enqueue(_ context.Context, m transport.Message) error {
 	defer s.mu.Unlock()
 	if err := s.check(); err != nil {
 		return err
+	}
+	if m.Key == "" {
+		return errs.Invalid("key", "", "an outbox message needs an idempotency key")
 	}
 	if _, ok := s.outbox[m.Key]; ok {
 		return nil

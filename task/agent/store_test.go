@@ -1,20 +1,16 @@
 package agent_test
 
 import (
-	"context"
 	"encoding/json"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/taskfleet/taskfleet/restart"
 	"github.com/taskfleet/taskfleet/schedule"
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/agent"
+	"github.com/taskfleet/taskfleet/task/agent/agenttest"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
 
@@ -31,121 +27,7 @@ func def(id string) transport.Definition {
 	}
 }
 
-func stores(t *testing.T) map[string]func() agent.Store {
-	dir := t.TempDir()
-	return map[string]func() agent.Store{
-		"mem": func() agent.Store { return agent.NewMemStore() },
-		"sqlite": func() agent.Store {
-			s, err := agent.NewSQLite(context.Background(), filepath.Join(dir, "agent.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		},
-	}
-}
-
-func TestStoreConformance(t *testing.T) {
+func TestMemStoreConformance(t *testing.T) {
 	t.Parallel()
-	for name, open := range stores(t) {
-		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			s := open()
-			lt := agent.LocalTask{Def: def("a"), ReceivedAt: t0, Cursor: t0.Add(time.Hour), Done: []int64{1, 2},
-				Queue: []transport.Start{{TaskID: "a", RunID: 9, At: t0}}, Running: &agent.RunState{RunID: 7, StartedAt: t0, Seq: 3, Executing: true}}
-			if err := s.PutTask(ctx, lt); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.PutTask(ctx, agent.LocalTask{Def: def("b")}); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.DeleteTask(ctx, "b"); err != nil {
-				t.Fatal(err)
-			}
-			got, err := s.Tasks(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(got) != 1 {
-				t.Fatalf("%d tasks, want 1", len(got))
-			}
-			if diff := cmp.Diff(lt, got[0], cmpopts.IgnoreUnexported(agent.LocalTask{}), cmp.Comparer(func(a, b json.RawMessage) bool { return string(a) == string(b) })); diff != "" {
-				t.Errorf("task round trip (-want +got):\n%s", diff)
-			}
-			for _, k := range []string{"k1", "k2", "k1", "k3"} {
-				m := transport.Message{Key: k, Kind: transport.Results, Results: []task.Result{{TaskID: "a", DeviceID: "d", RunID: 1, State: task.Completed}}}
-				if err := s.Enqueue(ctx, m); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := s.Remove(ctx, []string{"k2", "nope"}); err != nil {
-				t.Fatal(err)
-			}
-			ms, err := s.Outbox(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var keys []string
-			for _, m := range ms {
-				keys = append(keys, m.Key)
-			}
-			if diff := cmp.Diff([]string{"k1", "k3"}, keys); diff != "" {
-				t.Errorf("outbox keys (-want +got):\n%s", diff)
-			}
-			if err := s.SetMeta(ctx, "updates", t0, 5); err != nil {
-				t.Fatal(err)
-			}
-			at, n, err := s.Meta(ctx, "updates")
-			if err != nil || !at.Equal(t0) || n != 5 {
-				t.Errorf("meta = %v %d %v", at, n, err)
-			}
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := s.Tasks(ctx); err == nil {
-				t.Error("Tasks after Close succeeded")
-			}
-		})
-	}
-}
-
-// The SQLite store keeps everything across a reopen (an agent or device
-// restart).
-func TestSQLiteStoreSurvivesReopen(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "a.db")
-	s, err := agent.NewSQLite(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PutTask(ctx, agent.LocalTask{Def: def("x"), Cursor: t0}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Enqueue(ctx, transport.Message{Key: "r1", Kind: transport.Results}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s, err = agent.NewSQLite(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ts, err := s.Tasks(ctx)
-	if err != nil || len(ts) != 1 || ts[0].Def.Task.ID != "x" {
-		t.Fatalf("tasks after reopen: %v %v", ts, err)
-	}
-	ms, err := s.Outbox(ctx)
-	if err != nil || len(ms) != 1 || ms[0].Key != "r1" {
-		t.Fatalf("outbox after reopen: %v %v", ms, err)
-	}
-}
-
-func TestNewSQLiteRejectsEmptyPath(t *testing.T) {
-	t.Parallel()
-	if _, err := agent.NewSQLite(context.Background(), ""); err == nil {
-		t.Fatal("no error")
-	}
+	agenttest.RunStore(t, agenttest.StoreConfig{Open: func(*testing.T, string) agent.Store { return agent.NewMemStore() }})
 }

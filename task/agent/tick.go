@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"time"
 
@@ -16,14 +17,30 @@ import (
 // runs, starts due activations and queued starts, stops runs over their
 // maximum time, follows restart timelines, sends the heartbeat and flushes
 // the outbox. Simulations call it after each clock step; it is cheap when
-// nothing is due.
+// nothing is due. It returns ErrNotAttached before Attach and ErrClosed
+// after Close.
 func (a *Agent) Tick(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
 		return ErrClosed
 	}
+	if a.ep == nil {
+		return ErrNotAttached
+	}
 	now := a.clk.Now()
+	if now.Sub(a.lastTick) > a.cfg.SleepGap {
+		// The device slept (or the host stopped ticking): it was not
+		// visible in between, and becomes visible again now.
+		a.awakeSince, a.dirty = now, true
+		for _, t := range a.tasks {
+			t.nextOK = false
+		}
+	}
+	if now.Before(a.lastTick) {
+		a.clockBack(now)
+	}
+	a.lastTick = now
 	a.cmu.Lock()
 	completed := len(a.compl) > 0
 	a.cmu.Unlock()
@@ -83,6 +100,27 @@ func (a *Agent) Tick(ctx context.Context) error {
 	return nil
 }
 
+// clockBack follows the device's clock stepping back: the heartbeat, the
+// outbox retry and the application checks are due within their intervals
+// of the new time, not an interval after the old one (the server would
+// count the device invisible meanwhile). Schedules keep their cursors
+// (nothing runs twice).
+func (a *Agent) clockBack(now time.Time) {
+	if a.nextBeat.After(now.Add(a.cfg.Heartbeat)) {
+		a.nextBeat = now
+	}
+	if a.nextFlush.After(now.Add(a.cfg.RetryInterval)) {
+		a.nextFlush = now
+	}
+	for _, t := range a.tasks {
+		if t.appCheck.After(now.Add(a.cfg.RetryInterval)) {
+			t.appCheck = now
+		}
+		t.nextOK = false
+	}
+	a.dirty = true
+}
+
 // nextWake returns the earliest instant at which Tick has something to do,
 // and sets taskWake.
 func (a *Agent) nextWake(now time.Time) time.Time {
@@ -135,17 +173,23 @@ func (a *Agent) tasksWake(now time.Time) (w time.Time, atOnce bool) {
 			}
 			continue
 		}
+		if t.Waiting != nil && !suspended(t) {
+			if t.appCheck.IsZero() {
+				return now, true
+			}
+			min(t.appCheck)
+		}
 		for _, q := range t.Queue {
 			if q.Due.IsZero() {
 				return now, true
 			}
 			min(q.Due)
 		}
+		if t.Def.Task.Schedule.Kind == schedule.OnUpdates && (!t.Transient || a.dpDown) {
+			updates = true
+		}
 		if t.Transient {
 			continue
-		}
-		if t.Def.Task.Schedule.Kind == schedule.OnUpdates {
-			updates = true
 		}
 		if !t.nextOK {
 			t.nextDue, t.nextOK = time.Time{}, true
@@ -183,7 +227,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		}
 	}
 	hb := &transport.HeartbeatInfo{UpdatesGeneration: a.updGen, Held: a.held}
-	_ = a.ep.Send(ctx, transport.Message{Kind: transport.Heartbeat, Device: a.cfg.Device, SentAt: a.clk.Now().UTC(), Heartbeat: hb})
+	_ = a.ep.Send(ctx, transport.Message{Version: transport.ProtocolVersion, Kind: transport.Heartbeat, Device: a.cfg.Device, SentAt: a.clk.Now().UTC(), Heartbeat: hb})
 }
 
 // flush sends every unacknowledged outbox message; they stay queued until
@@ -225,9 +269,9 @@ func (a *Agent) flush(ctx context.Context, now time.Time) {
 					}
 					n, k = n+1, k+len(r.Results)
 				}
-				merged = transport.Message{Key: m.Key, Kind: transport.Results, Device: m.Device, SentAt: now.UTC(), Merged: make([]string, 0, n)}
+				merged = transport.Message{Version: transport.ProtocolVersion, Key: m.Key, Kind: transport.Results, Device: m.Device, SentAt: now.UTC(), Merged: make([]string, 0, n)}
 				if k > 0 {
-					merged.Results = make([]task.Result, 0, k)
+					merged.Results = make([]transport.Result, 0, k)
 				}
 			}
 			merged.Merged = append(merged.Merged, m.Key)
@@ -290,6 +334,13 @@ func (a *Agent) tickTask(ctx context.Context, t *LocalTask, now time.Time) {
 			a.dueActivations(ctx, t, now)
 		}
 	}
+	if w := t.Waiting; w != nil && t.Running == nil && !suspended(t) && !now.Before(t.appCheck) {
+		t.appCheck = now.Add(a.cfg.RetryInterval)
+		if a.cfg.Executor.AppRunning(ctx, t.Def.Task.Application) {
+			t.Waiting = nil
+			a.begin(ctx, t, *w, now)
+		}
+	}
 	if t.Running == nil && !suspended(t) {
 		for i, s := range t.Queue {
 			if s.Due.After(now) {
@@ -307,9 +358,11 @@ func (a *Agent) offset(t *LocalTask) time.Duration {
 }
 
 // dueActivations starts the task's scheduled activations that are due.
-// Activations whose start fell before the agent was running (or before it
-// had the task) are missed: with "run missed tasks" the latest runs once
-// now, otherwise it is recorded missed.
+// Activations due before the device became visible (the agent was not
+// running or the device slept, or the task reached the device only after
+// them) are missed: with "run missed tasks" the latest of them runs once
+// now and the others are recorded missed; without it every one is
+// recorded missed (the newest maxMissed of a long gap individually).
 func (a *Agent) dueActivations(ctx context.Context, t *LocalTask, now time.Time) {
 	s := t.Def.Task.Schedule
 	if !s.Timed() {
@@ -327,11 +380,9 @@ func (a *Agent) dueActivations(ctx context.Context, t *LocalTask, now time.Time)
 		// the common case, and the range below allocates.
 		return
 	}
-	missedBefore := a.bootAt.Add(-a.cfg.MissedGrace)
-	if late := t.ReceivedAt.Add(-a.cfg.LateDelivery); late.After(missedBefore) {
-		missedBefore = late
-	}
-	var missed time.Time
+	awake := a.awakeSince.Add(-a.cfg.MissedTolerance)
+	reached := t.visibleFrom().Add(-a.cfg.MissedTolerance)
+	var g missedGap
 	changed := false
 	for act := range s.Between(t.Cursor, now, a.loc) {
 		due := act.Add(off)
@@ -340,23 +391,94 @@ func (a *Agent) dueActivations(ctx context.Context, t *LocalTask, now time.Time)
 		}
 		changed = true
 		t.Cursor = act
-		if due.Before(missedBefore) {
-			missed = act
-			continue
+		switch {
+		case due.Before(reached):
+			g.add(act, missedNotReached)
+		case due.Before(awake):
+			g.add(act, missedNotRunning)
+		default:
+			t.Queue = append(t.Queue, transport.Start{TaskID: t.Def.Task.ID, RunID: transport.RunID(act, transport.Scheduled), At: act, Due: due})
+			g.later = len(g.acts) > 0
 		}
-		if !missed.IsZero() {
-			a.missed(ctx, t, missed, now)
-			missed = time.Time{}
-		}
-		t.Queue = append(t.Queue, transport.Start{TaskID: t.Def.Task.ID, RunID: transport.RunID(act, transport.Scheduled), At: act, Due: due})
 	}
-	if !missed.IsZero() {
-		a.missed(ctx, t, missed, now)
+	if len(g.acts) > 0 {
+		a.missedRun(ctx, t, g, now)
 	}
 	if changed {
 		t.nextOK = false
 		a.save(ctx, t)
 	}
+}
+
+// missedGap collects the missed activations of one visit, oldest first:
+// the newest maxMissed with why each was missed, and how many older ones
+// were left out.
+type missedGap struct {
+	acts    []time.Time
+	why     []string
+	skipped int
+	// later: an activation after the missed ones runs normally, so "run
+	// missed tasks" has nothing to catch up.
+	later bool
+}
+
+func (g *missedGap) add(act time.Time, why string) {
+	if len(g.acts) == maxMissed {
+		g.acts, g.why = slices.Delete(g.acts, 0, 1), slices.Delete(g.why, 0, 1)
+		g.skipped++
+	}
+	g.acts, g.why = append(g.acts, act), append(g.why, why)
+	g.later = false
+}
+
+// maxMissed bounds the missed activations of one gap recorded one by one
+// (a device asleep for a year with a per-minute schedule records the
+// newest maxMissed, the oldest of them naming how many came before).
+const maxMissed = 64
+
+// Why an activation was missed (the missed result's message).
+const (
+	missedNotRunning = "missed: the device was not visible when the task was due (the agent was not running or the device was asleep)"
+	missedNotReached = "missed: the device was not visible when the task was due (the task reached the device only after it)"
+	missedNoApp      = "missed: the application %s was not running; a later start replaced this one"
+)
+
+// visibleFrom is when the task could first run on the device: when the
+// server sent it (the device was reachable then), or when it arrived.
+func (t *LocalTask) visibleFrom() time.Time {
+	if !t.SentAt.IsZero() && t.SentAt.Before(t.ReceivedAt) {
+		return t.SentAt
+	}
+	return t.ReceivedAt
+}
+
+// missedRun handles the missed activations of one gap: with "run missed
+// tasks" the latest runs once now (one catch-up, not a burst) unless a
+// later activation runs anyway, and the others are recorded missed;
+// otherwise all are.
+func (a *Agent) missedRun(ctx context.Context, t *LocalTask, g missedGap, now time.Time) {
+	note := ""
+	if t.Def.Task.Schedule.RunMissed {
+		note = "; a later activation runs instead"
+		if !g.later {
+			last := g.acts[len(g.acts)-1]
+			g.acts, g.why = g.acts[:len(g.acts)-1], g.why[:len(g.why)-1]
+			t.Queue = append(t.Queue, transport.Start{TaskID: t.Def.Task.ID, RunID: transport.RunID(last, transport.Scheduled), At: last, Due: now})
+			note = "; the latest missed activation runs instead"
+		}
+	}
+	for i, act := range g.acts {
+		msg := g.why[i]
+		if i == 0 && g.skipped > 0 {
+			msg += fmt.Sprintf(" (and %d earlier activations)", g.skipped)
+		}
+		a.recordMissed(ctx, t, transport.RunID(act, transport.Scheduled), transport.SeqDevice, act, now, msg+note)
+	}
+}
+
+func (a *Agent) recordMissed(ctx context.Context, t *LocalTask, id, seq int64, act, now time.Time, msg string) {
+	t.Done = appendDone(t.Done, id)
+	a.report(ctx, t, task.Result{RunID: id, Seq: seq, State: task.Missed, DueAt: act.UTC(), FinishedAt: now.UTC(), Message: msg})
 }
 
 // skipActivations passes over the activations of a suspended task: they
@@ -375,17 +497,6 @@ func (a *Agent) skipActivations(ctx context.Context, t *LocalTask, now time.Time
 	}
 }
 
-func (a *Agent) missed(ctx context.Context, t *LocalTask, act, now time.Time) {
-	id := transport.RunID(act, transport.Scheduled)
-	if t.Def.Task.Schedule.RunMissed {
-		t.Queue = append(t.Queue, transport.Start{TaskID: t.Def.Task.ID, RunID: id, At: act, Due: now})
-		return
-	}
-	t.Done = appendDone(t.Done, id)
-	a.report(ctx, t, task.Result{RunID: id, Seq: transport.SeqDevice, State: task.Missed, DueAt: act.UTC(), FinishedAt: now.UTC(),
-		Message: "the device was not running when the task was due"})
-}
-
 func appendDone(d []int64, id int64) []int64 {
 	d = append(d, id)
 	if len(d) > maxDone {
@@ -395,25 +506,42 @@ func appendDone(d []int64, id int64) []int64 {
 }
 
 // begin starts one run.
+// A start that finds the application not running ends
+// application_not_running, or, when the task runs missed tasks, waits for
+// the application (LocalTask.Waiting).
 func (a *Agent) begin(ctx context.Context, t *LocalTask, s transport.Start, now time.Time) {
 	if slices.Contains(t.Done, s.RunID) {
 		a.save(ctx, t)
 		return
 	}
-	t.Done = appendDone(t.Done, s.RunID)
-	if s.Manual && s.RunID > t.LastManualDone {
-		t.LastManualDone = s.RunID
-	}
 	def := &t.Def.Task
+	seq := transport.SeqDevice
+	waited := false
+	if w := t.Waiting; w != nil && w.RunID == s.RunID {
+		t.Waiting = nil
+		waited = true
+	}
 	if !a.cfg.Executor.AppRunning(ctx, def.Application) {
+		if def.Schedule.RunMissed {
+			a.wait(ctx, t, s, now)
+			return
+		}
+		t.Done = appendDone(t.Done, s.RunID)
 		a.save(ctx, t)
 		a.report(ctx, t, task.Result{RunID: s.RunID, Seq: transport.SeqDevice, State: task.AppNotRunning, DueAt: s.At.UTC(), FinishedAt: now.UTC(),
 			Message: "the application " + def.Application + " is not running"})
 		return
 	}
-	t.Running = &RunState{RunID: s.RunID, At: s.At, Due: s.Due, StartedAt: now, Manual: s.Manual, Seq: transport.SeqDevice, Executing: true}
+	if waited {
+		seq++ // the waiting report took SeqDevice
+	}
+	t.Done = appendDone(t.Done, s.RunID)
+	if s.Manual && s.RunID > t.LastManualDone {
+		t.LastManualDone = s.RunID
+	}
+	t.Running = &RunState{RunID: s.RunID, At: s.At, Due: s.Due, StartedAt: now, Manual: s.Manual, Seq: seq, Executing: true}
 	a.save(ctx, t) // write-ahead: a restart reports this run, never reruns it
-	a.report(ctx, t, task.Result{RunID: s.RunID, Seq: transport.SeqDevice, State: task.Running, DueAt: s.At.UTC(), StartedAt: now.UTC()})
+	a.report(ctx, t, task.Result{RunID: s.RunID, Seq: seq, State: task.Running, DueAt: s.At.UTC(), StartedAt: now.UTC()})
 	run := Run{TaskID: def.ID, RunID: s.RunID, Application: def.Application, Type: def.Type, Account: def.Account, Manual: s.Manual, At: s.At, Due: s.Due, StartedAt: now}
 	switch v := def.Settings.(type) {
 	case json.RawMessage:
@@ -439,6 +567,42 @@ func (a *Agent) begin(ctx context.Context, t *LocalTask, s transport.Start, now 
 	}
 	if err := a.cfg.Executor.Start(ctx, run, done); err != nil {
 		a.finish(ctx, t, Outcome{State: task.Failed, Message: "the run did not start: " + err.Error()})
+	}
+}
+
+// wait keeps s until the task's application runs ("run missed tasks":
+// the task starts the next time the application runs). A start already
+// waiting is replaced by a newer one and recorded missed.
+func (a *Agent) wait(ctx context.Context, t *LocalTask, s transport.Start, now time.Time) {
+	if w := t.Waiting; w != nil {
+		if w.RunID >= s.RunID {
+			// An older start than the waiting one: missed.
+			a.recordMissed(ctx, t, s.RunID, transport.SeqDevice, s.At, now, fmt.Sprintf(missedNoApp, t.Def.Task.Application))
+			a.save(ctx, t)
+			return
+		}
+		// After its "waiting for the application" report (SeqDevice).
+		a.recordMissed(ctx, t, w.RunID, transport.SeqDevice+1, w.At, now, fmt.Sprintf(missedNoApp, t.Def.Task.Application))
+	}
+	t.Waiting = &s
+	t.appCheck = now.Add(a.cfg.RetryInterval)
+	a.save(ctx, t)
+	a.report(ctx, t, task.Result{RunID: s.RunID, Seq: transport.SeqDevice, State: task.Pending, DueAt: s.At.UTC(),
+		Message: "waiting for the application " + t.Def.Task.Application + " to run (the task runs missed tasks)"})
+}
+
+// ApplicationStarted tells the agent that an application started on the
+// device: starts waiting for it (tasks that run missed tasks) begin at
+// the next Tick rather than at the next check (every RetryInterval).
+func (a *Agent) ApplicationStarted(application string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, t := range a.tasks {
+		if t.Waiting != nil && t.Def.Task.Application == application {
+			t.appCheck = time.Time{}
+			a.dirty = true
+			a.wake.Store(0)
+		}
 	}
 }
 
@@ -549,18 +713,26 @@ func (a *Agent) updatesFallback(ctx context.Context, now time.Time) {
 		return
 	}
 	any := false
+	overdue := !now.Before(a.updAt.Add(UpdatesOverdue))
 	for _, t := range a.sorted() {
-		if t.Transient || t.Def.Task.Schedule.Kind != schedule.OnUpdates || suspended(t) {
+		if t.Def.Task.Schedule.Kind != schedule.OnUpdates || suspended(t) {
+			continue
+		}
+		// A device-selection task (held transient, since the server
+		// started it here) runs on the device's own fallback only while
+		// its distribution point is unreachable: when updates are
+		// overdue the server fires it every hour on the whole selection.
+		if t.Transient && (!a.dpDown || overdue) {
 			continue
 		}
 		any = true
 		t.Queue = append(t.Queue, transport.Start{TaskID: t.Def.Task.ID, RunID: transport.RunID(due, transport.Scheduled), At: due, Due: due})
 		a.save(ctx, t)
 	}
+	a.lastFall = due
 	if !any {
 		return
 	}
-	a.lastFall = due
 	_ = a.cfg.Store.SetMeta(ctx, "fallback", due, 0)
 	for _, t := range a.sorted() {
 		if t.Running == nil {
@@ -588,7 +760,7 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 		}
 	case transport.Deliver:
 		if m.Definition != nil {
-			t := a.deliver(ctx, *m.Definition, false, now)
+			t := a.deliver(ctx, *m.Definition, false, m.SentAt, now)
 			if t.Slot == nil || m.Slot == nil || *t.Slot != *m.Slot {
 				t.Slot, t.nextOK = m.Slot, false
 				a.save(ctx, t)
@@ -611,13 +783,13 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 		}
 		t := a.tasks[m.Start.TaskID]
 		if m.Definition != nil && (t == nil || t.Transient) {
-			t = a.deliver(ctx, *m.Definition, true, now)
+			t = a.deliver(ctx, *m.Definition, true, m.SentAt, now)
 		}
 		if t == nil {
 			return // the definition arrives with the next heartbeat; the server resends
 		}
 		s := *m.Start
-		if slices.Contains(t.Done, s.RunID) || (t.Running != nil && t.Running.RunID == s.RunID) || slices.ContainsFunc(t.Queue, func(q transport.Start) bool { return q.RunID == s.RunID }) {
+		if slices.Contains(t.Done, s.RunID) || (t.Running != nil && t.Running.RunID == s.RunID) || (t.Waiting != nil && t.Waiting.RunID == s.RunID) || slices.ContainsFunc(t.Queue, func(q transport.Start) bool { return q.RunID == s.RunID }) {
 			return
 		}
 		if a.stoppedBefore(ctx, s.TaskID, s.RunID) {
@@ -634,7 +806,7 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 		if m.Key != "" && a.ep != nil {
 			// The order is applied and the run's new state queued in
 			// the outbox: the server may stop resending it.
-			_ = a.ep.Send(ctx, transport.Message{Kind: transport.Ack, Device: a.cfg.Device, SentAt: now.UTC(), Acks: []string{m.Key}})
+			_ = a.ep.Send(ctx, transport.Message{Version: transport.ProtocolVersion, Kind: transport.Ack, Device: a.cfg.Device, SentAt: now.UTC(), Acks: []string{m.Key}})
 		}
 	case transport.Sync:
 		if m.SyncInfo != nil && m.SyncInfo.UpdatesGeneration > a.updGen {
@@ -657,6 +829,12 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 			a.flushNow = true
 			a.wake.Store(0) // the server is reachable: send what waits
 		}
+	case transport.Error:
+		// The server could not process a message at all (a kind or
+		// version it does not know): say so; the outbox keeps it.
+		if e := m.Error; e != nil {
+			a.log.Error().Str("code", e.Code).Str("kind", string(e.Kind)).Str("key", e.Key).Str("reason", e.Message).Msg("agent: the server refused a message")
+		}
 	case transport.Shutdown:
 		if a.cfg.Power != nil {
 			_ = a.cfg.Power.Shutdown(ctx)
@@ -664,9 +842,9 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 	}
 }
 
-// deliver stores a definition, keeping the local schedule state of a task
-// already held.
-func (a *Agent) deliver(ctx context.Context, d transport.Definition, transient bool, now time.Time) *LocalTask {
+// deliver stores a definition sent at sent (the server's clock), keeping
+// the local schedule state of a task already held.
+func (a *Agent) deliver(ctx context.Context, d transport.Definition, transient bool, sent, now time.Time) *LocalTask {
 	if _, ok := d.Task.Settings.(json.RawMessage); !ok && d.Task.Settings != nil {
 		b, err := json.Marshal(d.Task.Settings)
 		if err == nil {
@@ -682,17 +860,24 @@ func (a *Agent) deliver(ctx context.Context, d transport.Definition, transient b
 		t.nextOK = false
 		t.Transient = transient && t.Transient
 	} else {
-		t = &LocalTask{Def: d, Transient: transient, ReceivedAt: now, Cursor: now.Add(-a.cfg.LateDelivery), Done: a.withdrawn[d.Task.ID]}
+		t = &LocalTask{Def: d, Transient: transient, ReceivedAt: now, SentAt: sent, Done: a.withdrawn[d.Task.ID]}
 		delete(a.withdrawn, d.Task.ID)
+		// Activations from when the device became visible for the task
+		// (less the tolerance) count; earlier ones are not this device's.
+		t.Cursor = t.visibleFrom().Add(-a.cfg.MissedTolerance)
+		if t.Cursor.After(now) {
+			t.Cursor = now // the server's clock is ahead
+		}
 		if d.Since.After(t.Cursor) && !d.Since.After(now) {
 			t.Cursor = d.Since // activations strictly after the save
 		}
 		s := d.Task.Schedule
 		// A Once or Immediately activation from before the device had the
 		// task (it was offline, or joined the scope later) is a missed
-		// activation: "run missed tasks" decides.
+		// activation: "run missed tasks" decides. A Once start at the
+		// instant of saving is the save's own activation.
 		switch {
-		case s.Kind == schedule.Once && s.At.Before(now):
+		case s.Kind == schedule.Once && (!s.At.After(now) || s.At.Equal(d.Since)):
 			t.Cursor = s.At.Add(-time.Nanosecond)
 		case s.Kind == schedule.Immediately && !d.Since.IsZero() && !d.Since.After(now):
 			t.Cursor = d.Since.Add(-time.Nanosecond)

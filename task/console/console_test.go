@@ -283,7 +283,7 @@ func complete(t testing.TB, f *fixture, id string, n int) {
 		rs[i].StartedAt = f.clk.Now()
 		rs[i].FinishedAt = f.clk.Now()
 	}
-	_, err = f.m.RecordResults(f.ctx, rs)
+	_, err = f.m.Runtime().RecordResults(f.ctx, rs)
 	must(t, err)
 }
 
@@ -719,7 +719,7 @@ func TestImportReentersThePassword(t *testing.T) {
 func TestDeviceIDWithSlashUnderPrefix(t *testing.T) {
 	t.Parallel()
 	f := setup(t, setupOptions{prefix: "/console"})
-	_, err := f.m.RecordResults(f.ctx, []task.Result{{TaskID: f.global.ID, DeviceID: "site/pc-1", RunID: 1, Seq: 1, State: task.Completed}})
+	_, err := f.m.Runtime().RecordResults(f.ctx, []task.Result{{TaskID: f.global.ID, DeviceID: "site/pc-1", RunID: 1, Seq: 1, State: task.Completed}})
 	must(t, err)
 	r := f.client("admin").getURL("/console/tasks/" + f.global.ID + "/devices/site%2Fpc-1")
 	if r.code != http.StatusOK || !r.has("on site/pc-1") || !r.has(`<span class="pill good">completed</span>`) {

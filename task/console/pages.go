@@ -370,7 +370,7 @@ func (c *Console) taskPage(w http.ResponseWriter, q *req) error {
 	}
 	for i := len(revs) - 1; i >= 0; i-- {
 		r := revs[i]
-		v.Revisions = append(v.Revisions, revisionRow{Number: r.Number, At: r.At, Author: r.Author, Action: r.Action, Changes: len(r.Changes), Current: r.Number == t.Revision})
+		v.Revisions = append(v.Revisions, revisionRow{Number: r.Number, At: r.At, Author: r.Author, Action: string(r.Action), Changes: len(r.Changes), Current: r.Number == t.Revision})
 	}
 	v.CanCompare = len(v.Revisions) > 1
 	return c.render(w, "task.html", v)
@@ -453,8 +453,8 @@ func (c *Console) comparePage(w http.ResponseWriter, q *req) error {
 		return err
 	}
 	v := compareView{Base: c.base(q, t.Name+": revisions "+strconv.FormatInt(a, 10)+" and "+strconv.FormatInt(b, 10)), Task: t, A: a, B: b,
-		RevA: revisionRow{Number: ra.Number, At: ra.At, Author: ra.Author, Action: ra.Action, Current: ra.Number == t.Revision},
-		RevB: revisionRow{Number: rb.Number, At: rb.At, Author: rb.Author, Action: rb.Action, Current: rb.Number == t.Revision}}
+		RevA: revisionRow{Number: ra.Number, At: ra.At, Author: ra.Author, Action: string(ra.Action), Current: ra.Number == t.Revision},
+		RevB: revisionRow{Number: rb.Number, At: rb.At, Author: rb.Author, Action: string(rb.Action), Current: rb.Number == t.Revision}}
 	for _, x := range ch {
 		v.Changes = append(v.Changes, changeRow{Path: x.Path, Old: string(x.Old), New: string(x.New), OldAbsent: len(x.Old) == 0, NewAbsent: len(x.New) == 0})
 	}

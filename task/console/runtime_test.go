@@ -46,7 +46,7 @@ func TestTaskPageShowsSecondaryServers(t *testing.T) {
 		reg := task.NewRegistry()
 		must(t, reg.Register(task.TaskType{Application: appES, Name: "virus_scan"}))
 		inv := inmem.New()
-		must(t, inv.PutGroups(groups...))
+		must(t, inv.PutGroups(context.Background(), groups...))
 		clk := clock.NewMock()
 		clk.Set(start)
 		m, err := task.New(task.Config{Store: memstore.New(), Registry: reg, Inventory: inv, Clock: clk, Authorizer: hierarchy.ReadOnly(nil)})
@@ -68,7 +68,7 @@ func TestTaskPageShowsSecondaryServers(t *testing.T) {
 	views, err := branch.Tasks(ctx)
 	must(t, err)
 	for _, v := range views {
-		_, err := bm.RecordResults(ctx, []task.Result{{TaskID: v.Task.ID, DeviceID: "pc-1", RunID: 1, Seq: 2, State: task.Completed}})
+		_, err := bm.Runtime().RecordResults(ctx, []task.Result{{TaskID: v.Task.ID, DeviceID: "pc-1", RunID: 1, Seq: 2, State: task.Completed}})
 		must(t, err)
 	}
 	must(t, branch.Report(ctx))

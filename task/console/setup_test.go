@@ -95,7 +95,7 @@ func actorFromHeader(r *http.Request) (task.Actor, error) {
 // Berlin and New York.
 func inventory(t testing.TB, n int) *inmem.Inventory {
 	inv := inmem.New()
-	must(t, inv.PutGroups(
+	must(t, inv.PutGroups(context.Background(),
 		scope.AdminGroup{ID: "root", Name: "Managed devices"},
 		scope.AdminGroup{ID: "office", Parent: "root", Name: "Office"},
 		scope.AdminGroup{ID: "lab", Parent: "root", Name: "Lab"},
@@ -110,7 +110,7 @@ func inventory(t testing.TB, n int) *inmem.Inventory {
 			GroupID: g, TimeZone: tz, Connected: true, Server: scope.ServerRef{ID: "primary", Role: scope.Primary},
 			Applications: map[string]scope.AppState{appES: {Installed: true, Running: true}}})
 	}
-	must(t, inv.PutDevices(devs...))
+	must(t, inv.PutDevices(context.Background(), devs...))
 	return inv
 }
 
@@ -147,7 +147,7 @@ func setup(t testing.TB, o setupOptions) *fixture {
 				return nil
 			}
 			return fmt.Errorf("group %s: %w", g, task.ErrPermission)
-		}},
+		}, Inventory: f.inv},
 		NewID: func() string { idMu.Lock(); defer idMu.Unlock(); ids++; return fmt.Sprintf("task-%04d", ids) }})
 	must(t, err)
 	sealer, err := credentials.NewAESGCM(credentials.AESGCMConfig{Keys: []credentials.Key{{ID: "k1", Material: make([]byte, 32)}}, ActiveKeyID: "k1"})

@@ -265,6 +265,12 @@ func scopeOf(s scope.Scope) scopeView {
 		}
 		v.More = max(len(s.Addresses)-maxScopeRows, 0)
 	case scope.Selection:
+		if s.SelectionID != "" {
+			// A saved selection: its name and expression live in the
+			// inventory and may change; show the reference.
+			v.Rows = append(v.Rows, field{Name: "Saved device selection", Value: string(s.SelectionID)})
+			break
+		}
 		v.Rows = append(v.Rows, field{Name: "Device selection", Value: s.SelectionName}, field{Name: "Expression", Value: s.Selection})
 	case scope.Server:
 		v.Rows = append(v.Rows, field{Name: "Runs on", Value: "the Administration Server"})

@@ -29,7 +29,7 @@ func (nopEndpoint) Send(context.Context, transport.Message) error { return nil }
 func BenchmarkServerMemoryPerTask(b *testing.B) {
 	ctx := context.Background()
 	inv := inmem.New()
-	must(b, inv.PutDevices(scope.Device{ID: "d1", Connected: true, OS: &scope.OS{Name: "Windows 11"}}))
+	must(b, inv.PutDevices(ctx, scope.Device{ID: "d1", Connected: true, OS: &scope.OS{Name: "Windows 11"}}))
 	store := memstore.New()
 	srv, err := engine.New(engine.Config{Store: store, Inventory: inv})
 	must(b, err)

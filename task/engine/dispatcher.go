@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/taskfleet/taskfleet/internal/errs"
 	"github.com/taskfleet/taskfleet/schedule"
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/storage"
@@ -112,13 +111,25 @@ func (s *Server) Start(ctx context.Context, t *task.Task, run task.Run) error {
 		at = now
 	}
 	st := transport.Start{TaskID: t.ID, RunID: transport.RunID(at, transport.Manual), At: at, Manual: true}
-	devices := append(append([]scope.DeviceID(nil), run.Devices...), run.Skipped...)
+	if run.ID != 0 {
+		st.RunID = run.ID // ManualRunID's: the latest of the task
+	}
+	ts.sawRun(st.RunID)
+	devices := make([]scope.DeviceID, 0, len(run.Devices)+len(run.Skipped))
+	for _, d := range slices.Concat(run.Devices, run.Skipped) {
+		// Devices of secondary and virtual servers in a distributed
+		// task's scope are started by their own server (see resolve).
+		if ts.inScope[d] {
+			devices = append(devices, d)
+		}
+	}
 	if !ts.onServer {
 		ts.manual = &st
 	} else {
 		ts.lastFire = &st
 	}
 	s.startOn(ctx, ts, st, devices, st.RunID, now)
+	s.newLayout(ctx, ts, st.RunID)
 	return nil
 }
 
@@ -173,63 +184,13 @@ func (s *Server) Stop(ctx context.Context, t *task.Task) error {
 	}
 }
 
-// Handle implements transport.Handler for messages from devices.
-func (s *Server) Handle(ctx context.Context, m transport.Message) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.opened {
-		return
-	}
-	now := s.clk.Now()
-	ack := true
-	switch m.Kind {
-	case transport.Heartbeat:
-		s.heartbeat(ctx, m, now)
-		return
-	case transport.Ack:
-		s.acked(m)
-		return
-	case transport.Results:
-		// Buffered: Tick records every buffered result in one batch and
-		// acknowledges them afterwards (see flushResults).
-		s.rbuf = append(s.rbuf, m)
-		s.rcount += len(m.Results)
-		if s.rcount >= maxResultBatch {
-			s.flushResults(ctx, now)
-		}
-		return
-	case transport.Events:
-		if _, err := s.m.RecordEvents(ctx, m.Events); err != nil && !errors.Is(err, task.ErrInvalid) {
-			ack = false
-		}
-	case transport.UpdatesDownloaded:
-		s.updatesDownloaded(ctx, m.Key, now)
-	case transport.VirusOutbreak:
-		if m.Outbreak != nil {
-			s.virusOutbreak(ctx, schedule.AppTypes(m.Outbreak.AppType), m.Outbreak.At, now)
-		}
-	case transport.LocalEdit:
-		if m.Edit != nil {
-			s.mu.Unlock() // the Manager calls TaskSaved
-			_, err := s.m.MergeDeviceEdit(ctx, task.Actor{ID: m.Edit.User}, m.Edit.Task.ID, m.Edit.BaseRevision, m.Edit.Task)
-			s.mu.Lock()
-			if err != nil {
-				s.log.Error().Err(err).Str("task", m.Edit.Task.ID).Msg("engine: local edit not merged")
-				ack = !errors.Is(err, errs.ErrRetryable)
-			}
-		}
-	default:
-		return
-	}
-	if ack && m.Key != "" {
-		_ = s.send(ctx, transport.Message{Kind: transport.Ack, Device: m.Device, Acks: []string{m.Key}})
-	}
-}
-
 // afterResult settles the dispatch of a reported run and fires "on
 // completing another task" tasks.
 func (s *Server) afterResult(ctx context.Context, trig *plan, r task.Result, now time.Time) {
 	k := dkey{r.TaskID, r.DeviceID}
+	if ts := s.tasks[r.TaskID]; ts != nil {
+		ts.sawRun(r.RunID)
+	}
 	if dp := s.pending[k]; dp != nil && r.Seq >= transport.SeqDevice && r.RunID >= dp.start.RunID {
 		delete(s.pending, k)
 	}
@@ -281,6 +242,10 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 	var held []transport.HeldTask
 	if m.Heartbeat != nil {
 		held = m.Heartbeat.Held
+		if len(held) > transport.MaxHeld {
+			s.reject(d, RejectTooMany, len(held)-transport.MaxHeld, "", "held tasks beyond the per-heartbeat limit")
+			held = held[:transport.MaxHeld]
+		}
 		byID := func(a, b transport.HeldTask) int { return strings.Compare(a.TaskID, b.TaskID) }
 		if !slices.IsSortedFunc(held, byID) {
 			held = slices.Clone(held)
@@ -299,7 +264,10 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 			h, ok = held[j], true
 		}
 		ts := s.tasks[id]
-		// A stale revision, or a delay slot that the scope has moved
+		if ok && h.Revision == ts.t.Revision {
+			ts.adoptSlot(d, h.Slot) // after a restart: keep the place it holds
+		}
+		// A stale revision, or a delay slot that a new layout has moved
 		// since the device got the definition, is redelivered.
 		if !ok || h.Revision < ts.t.Revision || !holdsSlot(h.Slot, ts, d) {
 			if s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: s.definition(ts), Slot: slotOf(ts, d)}) == nil {
@@ -307,7 +275,12 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 			}
 		}
 	}
-	i := 0
+	// Withdraw what the device holds but is not its task: a task of
+	// the server's (bounded by the task list), or at most
+	// MaxUnknownWithdraws ids the server does not know (deleted tasks;
+	// the rest go with later heartbeats), so the answer is bounded by
+	// what the device holds or should hold, not by what it claims.
+	i, unknown := 0, 0
 	for j, h := range held {
 		if j > 0 && held[j-1].TaskID == h.TaskID {
 			continue
@@ -316,8 +289,16 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 			i++
 		}
 		if i == len(ids) || ids[i] != h.TaskID {
+			if s.tasks[h.TaskID] == nil {
+				if unknown++; unknown > MaxUnknownWithdraws || len(h.TaskID) > transport.MaxKeyBytes {
+					continue
+				}
+			}
 			_ = s.send(ctx, transport.Message{Kind: transport.Withdraw, Device: d, TaskID: h.TaskID})
 		}
+	}
+	if unknown > MaxUnknownWithdraws {
+		s.reject(d, RejectTooMany, unknown-MaxUnknownWithdraws, "", "held task ids the server does not know")
 	}
 	_ = s.send(ctx, transport.Message{Kind: transport.Sync, Device: d, SyncInfo: &transport.SyncInfo{UpdatesGeneration: s.updGen, UpdatesAt: s.updAt}})
 	if !wasVisible {
@@ -355,6 +336,9 @@ func (s *Server) updatesDownloaded(ctx context.Context, key string, now time.Tim
 	if key != "" {
 		if s.updKeys[key] {
 			return
+		}
+		if len(s.updKeys) >= maxOutbreakKeys {
+			s.updKeys = map[string]bool{} // bounded: devices choose the keys
 		}
 		s.updKeys[key] = true
 	}
@@ -406,93 +390,6 @@ func (s *Server) virusOutbreak(ctx context.Context, appType schedule.AppTypes, a
 
 // maxResultBatch is how many buffered results force a flush.
 const maxResultBatch = 10000
-
-// flushResults records the buffered results through the Manager in one
-// call (one task decode per task instead of per message), then
-// acknowledges them and runs their follow-ups. A batch the Manager rejects
-// as invalid is retried message by message so one bad message cannot hold
-// back the others (the bad one is acknowledged and dropped: resending it
-// cannot help); a storage failure acknowledges nothing, so devices resend.
-func (s *Server) flushResults(ctx context.Context, now time.Time) {
-	if len(s.rbuf) == 0 {
-		return
-	}
-	msgs := s.rbuf
-	s.rbuf, s.rcount = nil, 0
-	defer func() {
-		// Keep the buffer for the next results (they arrive all day).
-		clear(msgs)
-		if s.rbuf == nil {
-			s.rbuf = msgs[:0]
-		}
-	}()
-	// One buffer, sized exactly and reused across flushes: RecordResults
-	// keeps nothing of its argument.
-	total := 0
-	for _, m := range msgs {
-		total += len(m.Results)
-	}
-	if cap(s.flushBuf) < total {
-		s.flushBuf = make([]task.Result, 0, total)
-	}
-	all := s.flushBuf[:0]
-	for _, m := range msgs {
-		all = append(all, m.Results...)
-	}
-	defer func() {
-		clear(all)
-		s.flushBuf = all[:0]
-	}()
-	ok := msgs
-	n, err := s.m.RecordResults(ctx, all)
-	switch {
-	case err == nil:
-		s.stats.ResultsApplied += int64(n)
-	case errors.Is(err, task.ErrInvalid):
-		ok = ok[:0:0]
-		for _, m := range msgs {
-			n, err := s.m.RecordResults(ctx, m.Results)
-			if err != nil && !errors.Is(err, task.ErrInvalid) {
-				continue
-			}
-			if err != nil {
-				s.log.Error().Err(err).Str("device", string(m.Device)).Msg("engine: invalid results dropped")
-			}
-			s.stats.ResultsApplied += int64(n)
-			ok = append(ok, m)
-		}
-	default:
-		s.log.Error().Err(err).Msg("engine: results not recorded; devices will resend")
-		return
-	}
-	acks := map[scope.DeviceID][]string{}
-	var order []scope.DeviceID
-	for _, m := range ok {
-		if _, seen := acks[m.Device]; !seen {
-			order = append(order, m.Device)
-		}
-		switch {
-		case len(m.Merged) > 0 && acks[m.Device] == nil:
-			// Usually the device's only message: ack its keys as
-			// they are (clipped, so a later append copies them).
-			acks[m.Device] = slices.Clip(m.Merged)
-		case len(m.Merged) > 0:
-			acks[m.Device] = append(acks[m.Device], m.Merged...)
-		default:
-			acks[m.Device] = append(acks[m.Device], m.Key)
-		}
-	}
-	for _, d := range order {
-		_ = s.send(ctx, transport.Message{Kind: transport.Ack, Device: d, Acks: acks[d]})
-	}
-	var trig plan
-	for _, m := range ok {
-		for _, r := range m.Results {
-			s.afterResult(ctx, &trig, r, now)
-		}
-	}
-	s.commit(ctx, trig) // "on completing another task" starts, in one batch
-}
 
 // triggered returns the ids of tasks that some "on completing another
 // task" task waits for (rebuilt with the task list).
@@ -572,10 +469,10 @@ func (s *Server) dropControl(k dkey) {
 	}
 }
 
-// acked settles the pause and resume orders a device acknowledged.
-func (s *Server) acked(m transport.Message) {
-	for _, key := range m.Acks {
-		if k, ok := s.ctlKeys[key]; ok && k.device == m.Device {
+// acked settles the pause and resume orders device d acknowledged.
+func (s *Server) acked(d scope.DeviceID, keys []string) {
+	for _, key := range keys {
+		if k, ok := s.ctlKeys[key]; ok && k.device == d {
 			s.controls[k].acked = true
 		}
 	}
@@ -687,7 +584,7 @@ func (s *Server) suspendChanged(ctx context.Context, ts *taskState, now time.Tim
 }
 
 // lastStartKinds are the schedules whose last start a device joining the
-// scope runs when the task runs missed tasks (the seeds).
+// scope runs when the task runs missed tasks (the product documentation).
 func lastStartKinds(k schedule.Kind) bool {
 	return k == schedule.Manual || k == schedule.Once || k == schedule.Immediately
 }
@@ -753,41 +650,48 @@ func joined(before, after []scope.DeviceID) []scope.DeviceID {
 	return out
 }
 
-func sameSlot(a, b *transport.Slot) bool {
-	return (a == nil && b == nil) || (a != nil && b != nil && *a == *b)
-}
-
-// holdsSlot is sameSlot(held, slotOf(ts, d)) without allocating.
+// holdsSlot reports whether a device holds its place in the task's delay
+// layout, without allocating. Only the index counts: a device's start
+// time depends on its index alone (slotLayout), so a layout that grew
+// does not send every device a new Of.
 func holdsSlot(held *transport.Slot, ts *taskState, d scope.DeviceID) bool {
 	want, ok := slotAt(ts, d)
 	if !ok {
 		return held == nil
 	}
-	return held != nil && *held == want
+	return held != nil && held.Index == want.Index
 }
 
 // reslot follows a change of a device task's scope from before: its
-// Wake-on-LAN times are planned again, and with the automatic randomized
-// delay the connected devices whose slot moved get the definition with
-// their new slot now, so the new scope keeps to the start budget (the
-// others get it with their next heartbeat, which reports the slot they
-// hold). It returns how many devices were sent a new slot.
-func (s *Server) reslot(ctx context.Context, ts *taskState, before []scope.DeviceID) int {
-	if !s.rescoped(ts, before) || ts.t.Schedule.RandomDelay.Mode != schedule.DelayAutomatic {
-		return 0
+// Wake-on-LAN times are planned again. The devices that stayed keep their
+// delay slots (slotLayout) and new devices get the task, with their slot,
+// at their next heartbeat, so nothing is sent.
+func (s *Server) reslot(_ context.Context, ts *taskState, before []scope.DeviceID) {
+	s.rescoped(ts, before)
+}
+
+// newLayout gives a device task with the automatic randomized delay a new
+// layout after a manual start (the product documentation: the calculated
+// start time changes when the task is started manually) and sends the
+// connected devices their new slots; the others get theirs with their
+// next heartbeat.
+func (s *Server) newLayout(ctx context.Context, ts *taskState, runID int64) {
+	if ts.slots == nil {
+		return
+	}
+	old := ts.slots
+	ts.freshSlots(manualShift(runID, len(ts.devices)))
+	ts.slots.moveAll(old, ts.devices)
+	ts.wakes, ts.nextWake = nil, time.Time{}
+	if ts.onServer {
+		return // the server uses the slots at each fire
 	}
 	def := s.definition(ts)
-	n := 0
-	for i, d := range ts.devices {
-		if j, ok := slices.BinarySearch(before, d); !ok || (j == i && len(before) == len(ts.devices)) {
-			continue // new devices get the task with their heartbeat; unmoved slots stay
-		}
-		if s.connected(ctx, d) && s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: def, Slot: &transport.Slot{Index: i, Of: len(ts.devices)}}) == nil {
+	for _, d := range ts.devices {
+		if s.connected(ctx, d) && s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: def, Slot: slotOf(ts, d)}) == nil {
 			s.stats.Delivered++
-			n++
 		}
 	}
-	return n
 }
 
 // rescoped reports whether a device task's scope changed from before, and

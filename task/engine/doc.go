@@ -13,7 +13,7 @@
 //	_ = srv.Open(ctx, m, network.Server(srv))
 //	go srv.Run(ctx, time.Minute) // or call srv.Tick(ctx) from a simulation
 //
-// Who runs a task follows the seeds: tasks for device selections and
+// Who runs a task follows the product documentation: tasks for device selections and
 // Administration Server tasks are run by the server, on the server's local
 // time (Config.Location); the selection is resolved when the activation
 // fires and only devices connected then get the run (the others are
@@ -23,6 +23,21 @@
 // scope and run by their agents on device-local time, also while they are
 // offline; their results arrive later through the agent's outbox.
 //
+// "When new updates are downloaded" tasks for device selections (and
+// Administration Server tasks) fire when the repository receives updates,
+// and, as the agent does for device tasks, every hour while the
+// repository got no new updates for UpdatesOverdue (25 hours, counted
+// from the last download or from Open). A device whose distribution point
+// is unreachable runs the selection's update task every hour itself (it
+// holds the task once the server started it there), except while the
+// server's 25-hour fallback runs it anyway.
+//
+// A group task distributed to secondary and virtual Administration
+// Servers runs here only on the devices this server manages: the devices
+// of those servers run it through their own server's inherited copy
+// (package task/hierarchy), so each device runs each activation once
+// and is counted once. A manual start leaves them out too.
+//
 // Manual starts, starts for selected devices, "on completing another task",
 // "on virus outbreak" and "when new updates are downloaded" are started by
 // the server; Wake-on-LAN requests go out the chosen minutes before each
@@ -30,8 +45,22 @@
 // revision (the run id for manual starts, so a manual start moves the
 // offsets): schedule.RandomOffset for "within an interval", and for the
 // automatic delay transport.Offset, which gives each device its own part
-// of the window (its place in the scope, sent with the definition as a
-// transport.Slot) so no second exceeds the start budget.
+// of the window (its place in the task's delay layout, sent with the
+// definition as a transport.Slot) so no second exceeds the start budget.
+//
+// The automatic delay's calculated start times stay put, as the product
+// documentation says, until the task's settings are edited or it is
+// started manually. A device's start depends only on its place (a tenth
+// of a second each), and a device task keeps a layout of places: a new
+// one (devices in id order) when the task is created or its settings are
+// edited, a new one that moves every device when it is started manually;
+// when devices join or leave the scope, the devices that stay keep their
+// places, new devices take the places that leaving ones freed (lowest
+// first) or new places after the others. The layout is kept in memory;
+// after a restart it is rebuilt from the places the devices report in
+// their heartbeats (a device keeps the place it holds unless another
+// device confirmed it first; until all devices reported, new devices get
+// new places rather than free ones).
 //
 // # Time semantics
 //
@@ -40,6 +69,22 @@
 // Tick (see package enginetest); hosts call Run, which ticks on a ticker.
 // Run ids are derived from the activation instant (transport.RunID), so the
 // same activation has the same id in every process.
+//
+// When the server's clock steps (the rule of package schedule, "Clocks
+// that jump"): back, server-run activations already fired are not fired
+// again (their fire markers exist and the cursor is past them) and the
+// schedule goes on after the last fired one; forward, the activations
+// stepped over fire at once, each once, and each device runs the latest
+// of them (a device's newer start replaces its older one not yet sent).
+// A step back also brings the periodic duties forward: resends of
+// unanswered starts and orders, scope refreshes and purges are due within
+// their intervals of the new time, and starts not yet answered are due
+// the length of the step earlier (their due times were computed on the
+// old clock), so nothing waits for the clock to catch up.
+// A manual start's run id is always after the task's newest run id
+// (ManualRunID), so a manual run after the clock was set back is the
+// task's latest and its results replace the older run's. Device tasks
+// follow the device's clock (package agent, "Clocks that jump").
 //
 // # Exactly once
 //
@@ -170,15 +215,87 @@
 // not dispatch it twice. The assumption is that the database's clock does
 // not jump backwards by more than LeaseTTL while leases are held.
 //
+// # Device input
+//
+// Everything a device sends takes one path through the server, the
+// intake (Handle): decode (the transport) → check every item against the
+// authenticated sender (Message.Device, set by the transport) and what
+// the server knows → record → acknowledge. Nothing is stored or acted on
+// before its item passed the checks:
+//
+//   - an item names no device but the sender (protocol 1 results and
+//     events name their device: it must be the sender);
+//   - its task exists, and the sender is in the task's scope (holds the
+//     device task, or is a device of the server-run task), or the run
+//     was issued to it while it was (its stored result has that run);
+//   - a result's state is one a device reports (never scheduled, which
+//     is the server's; pending only for a start of its own that waits
+//     for its application to run), its Seq is within SeqDevice to
+//     transport.MaxSeq, its progress 0 to 100, its times no later than
+//     MaxDeviceTimeAhead after the server's clock, its texts within
+//     transport.MaxText;
+//   - a run id is one the server issued to the sender (its dispatch, its
+//     stored result, the task's last manual start), or one the sender's
+//     own schedule produces: a scheduled run id (a triggered one for
+//     "when new updates are downloaded") of a task the device runs
+//     itself whose activation lies within DeviceRunWindow (31 days)
+//     before and MaxClockSkew (1 hour) after the server's clock, or the
+//     task's Once or Immediately activation, or, for a device-selection
+//     "when new updates are downloaded" task, the hourly run of a device
+//     whose distribution point is unreachable. A result of an older run
+//     than the stored one is acknowledged and not stored (storage would
+//     ignore it anyway). An event about a run (RunID set) is checked the
+//     same way;
+//   - a device event's key is stored in the device's own key space
+//     ("device/<device>/<key>"), which the engine's own records never
+//     use;
+//   - a virus outbreak or an updates-downloaded report counts only from
+//     a device the inventory knows (or the server's own agent); an outbreak needs
+//     a valid application type; it is dated by the server's clock
+//     when it arrives (to the minute, so reports of the same outbreak
+//     from several devices start each task once), the device's time is
+//     logged only; a resent report (same key) starts nothing;
+//   - a local edit is taken only from the device whose local task it is;
+//     its actor is DeviceActor(device, user) ("device:<device>/<user>"),
+//     which the revision shows, never a name the payload chooses;
+//   - a heartbeat lists at most transport.MaxHeld tasks; the answer is
+//     bounded by what the device holds or should hold: Deliver for its
+//     tasks, Withdraw for held tasks of the server's that are not its,
+//     and for at most MaxUnknownWithdraws ids the server does not know.
+//
+// An item that fails a check is dropped, counted (Stats.Rejected,
+// Stats.RejectedBy by RejectReason) and logged with the device and the
+// reason; the other items of the message are recorded and acknowledged,
+// and the rejected ones are acknowledged too (resending cannot help). A
+// message of an unknown kind or unsupported version gets a
+// transport.Error answer. The checks cost less than 10% of the intake's
+// throughput (BenchmarkIntake).
+//
 // # Results
 //
-// Results messages are buffered and recorded through task.Manager
+// Checked results are buffered and recorded through task.Runtime
 // RecordResults in one call per Tick (or every 10,000 results), then
-// acknowledged (every key of a merged message); storage failures
-// acknowledge nothing, so devices resend. "On completing another task"
+// acknowledged (every key of a merged message); storage failures,
+// including a failed write of their history events, acknowledge nothing,
+// so devices resend. "On completing another task"
 // starts are planned from the recorded results and written in one batch.
 // Notifications go through the Manager's Notifier; history is purged by
-// calling Manager.PurgeHistory every PurgeEvery.
+// calling task.Runtime PurgeHistory every PurgeEvery.
+//
+// A task whose stored settings cannot be decoded (task.DecodeError, after
+// the host changed its settings type without a migration) does not stop
+// Open: it is skipped with a logged error and counted in
+// Stats.Undecodable, and every other task runs.
+//
+// # The server's OS event log
+//
+// The product documentation saves task results "in the operating system
+// event log on the Administration Server". Config.ResultSink (off by
+// default) receives every final result the server records, each once: the
+// devices' results and the ones the server writes itself (missed,
+// stopped before it started). Package task/engine/syslogsink implements
+// it on log/syslog for Unix hosts; ResultSink documents the shape of a
+// Windows Event Log sink.
 //
 // # Scale
 //
@@ -206,14 +323,17 @@
 //   - "On completing another task" is decided by the server when the
 //     trigger's result arrives, so on an offline device the dependent
 //     task starts after the device reconnects.
-//   - A device's delay slot is its place in the scope it last received.
-//     When devices join or leave a scope, the connected devices whose slot
-//     moved get the new one at once on a save and at the next scope
-//     refresh (ScopeRefresh) after an inventory change; an offline device
-//     gets it with its next heartbeat (which reports the slots it holds).
-//     Until then, and while a device is offline (it keeps running its
-//     tasks on the slot it has), two devices may share a part of the
-//     window.
+//   - A device's delay slot is its place in the layout it last received.
+//     After an edit or a manual start the connected devices get their new
+//     places at once; an offline device gets its place with its next
+//     heartbeat (which reports the places it holds), and until then it
+//     may share a part of the window with another device. Devices that
+//     join a scope make the window longer (their places come after the
+//     others') until places free up; a layout that lost devices keeps its
+//     length. A server-run task (a device selection) keeps a layout over
+//     the selection's devices, connected or not, and uses it at each
+//     fire; its devices hold no slot, so after a restart its layout is
+//     rebuilt in id order (start times may move once).
 //   - With replicas, starts of devices that were offline (pending, "run
 //     missed tasks") and resends stay with the replica that planned or
 //     dispatched them; if it dies they are resent when a replica opens.
@@ -221,6 +341,9 @@
 //     one of their starts (or on Open); device task delivery and
 //     heartbeats are per replica (the transport decides which replica a
 //     device talks to).
+//   - The 25-hour updates fallback counts from the last download this
+//     server saw, or from Open: a server restarted after a day without
+//     updates waits 25 hours again.
 //   - Fire markers are history events: a task whose history is purged
 //     within RecoveryWindow of an activation could fire it twice after a
 //     restart (retention is at least one day).

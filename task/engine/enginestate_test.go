@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -87,10 +88,10 @@ func TestDeviceEventCannotBlockAnActivation(t *testing.T) {
 	tk := b.create(t, task.Task{Scope: winSelection(), Schedule: dailyAt10(), Notifications: task.Notifications{History: task.HistoryAll}})
 	act := time.Date(2026, 3, 23, 10, 0, 0, 0, loc(t, "Europe/Berlin"))
 	key := fmt.Sprintf("fire/%d", transport.RunID(act, transport.Scheduled))
-	b.sim.Server.Handle(b.ctx, transport.Message{Key: "hostile", Kind: transport.Events, Device: "d00001", Events: []task.EventInput{{
-		TaskID: tk.ID, DeviceID: "d00001", Level: task.EventInfo, Severity: task.SeverityInfo, Message: "hello", Key: key,
+	b.sim.Server.Handle(b.ctx, transport.Message{Key: "hostile", Kind: transport.Events, Device: "d00001", Events: []transport.Event{{
+		TaskID: tk.ID, Level: string(task.EventInfo), Severity: string(task.SeverityInfo), Message: "hello", Key: key,
 	}}})
-	if evs := allEvents(t, b, tk.ID); len(evs) != 1 || evs[0].Key != key {
+	if evs := allEvents(t, b, tk.ID); len(evs) != 1 || !strings.HasSuffix(evs[0].Key, "/"+key) {
 		t.Fatalf("the device's event was not stored: %+v", evs)
 	}
 	b.step(t, 12*time.Hour)

@@ -11,6 +11,7 @@ import (
 	"github.com/taskfleet/taskfleet/storage"
 	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/agent"
+	"github.com/taskfleet/taskfleet/task/agent/agentsqlite"
 	"github.com/taskfleet/taskfleet/task/engine/enginetest"
 	"github.com/taskfleet/taskfleet/task/transport/inproc"
 )
@@ -213,7 +214,7 @@ func TestOfflineResultsSurviveAgentRestartWithSQLiteOutbox(t *testing.T) {
 	dir := t.TempDir()
 	b := setup(t, 2, func(c *enginetest.Config) {
 		c.AgentStore = func(id scope.DeviceID) (agent.Store, error) {
-			return agent.NewSQLite(context.Background(), filepath.Join(dir, string(id)+".db"))
+			return agentsqlite.Open(context.Background(), filepath.Join(dir, string(id)+".db"))
 		}
 		c.Faults = inproc.Faults{Duplicate: 0.3}
 	})

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -235,5 +236,81 @@ func TestDeviceEventsReachTheHistoryOnce(t *testing.T) {
 	}
 	if err := b.sim.Agent("d00000").ReportEvent(b.ctx, "e2", task.EventInput{TaskID: "nope"}); err == nil {
 		t.Error("event of an unknown task accepted")
+	}
+}
+
+// A device not visible when a run starts is recorded missed with a
+// message that says why.
+func TestMissedMessageSaysTheDeviceWasNotVisible(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2, nil)
+	tk := b.create(t, task.Task{Scope: groupScope("g-all"), Schedule: sched(schedule.Manual, nil)})
+	b.sim.Disconnect("d00001")
+	_, err := b.sim.Manager.Start(b.ctx, task.System, tk.ID)
+	must(t, err)
+	b.step(t, 10*time.Minute)
+	r := b.result(t, tk.ID, "d00001")
+	if r.State != task.Missed || !strings.Contains(r.Message, "not visible") {
+		t.Fatalf("result %s %q, want missed saying the device was not visible", r.State, r.Message)
+	}
+}
+
+// "If this option is enabled, the system attempts to start the task the
+// next time the Kaspersky application is run on the client device": a
+// device that comes back after missing the task, with the application
+// not running yet, runs it once when the application runs (pending until
+// then); without the option it is recorded missed.
+func TestRunMissedWaitsForTheApplicationToRun(t *testing.T) {
+	t.Parallel()
+	for _, runMissed := range []bool{true, false} {
+		b := setup(t, 1, nil)
+		s := sched(schedule.Weekly, func(s *schedule.Schedule) {
+			s.Weekdays = schedule.AllWeekdays
+			s.Time = schedule.Clock(19, 0, 0)
+			s.RunMissed = runMissed
+		})
+		tk := b.create(t, task.Task{Scope: groupScope("g-all"), Schedule: s})
+		b.sim.PowerOff("d00000")
+		b.step(t, 20*time.Hour) // 19:00 missed
+		b.sim.Exec.SetAppRunning("d00000", false)
+		must(t, b.sim.PowerOn(b.ctx, "d00000"))
+		b.step(t, time.Hour)
+		if got := len(b.sim.Exec.Runs(tk.ID, "d00000")); got != 0 {
+			t.Fatalf("run missed %v: %d runs while the application is not running", runMissed, got)
+		}
+		wantWaiting := map[bool]task.State{true: task.Pending, false: task.Missed}[runMissed]
+		if st := b.result(t, tk.ID, "d00000").State; st != wantWaiting {
+			t.Errorf("run missed %v: state %s while the application is not running, want %s", runMissed, st, wantWaiting)
+		}
+		b.sim.Exec.SetAppRunning("d00000", true)
+		b.step(t, 20*time.Minute)
+		want, wantState := 0, task.Missed
+		if runMissed {
+			want, wantState = 1, task.Completed
+		}
+		if got := len(b.sim.Exec.Runs(tk.ID, "d00000")); got != want {
+			t.Errorf("run missed %v: %d runs once the application runs, want %d", runMissed, got, want)
+		}
+		if st := b.result(t, tk.ID, "d00000").State; st != wantState {
+			t.Errorf("run missed %v: state %s, want %s", runMissed, st, wantState)
+		}
+	}
+}
+
+// A Once start at the exact instant of saving runs on a device task, as
+// on a selection task.
+func TestOnceStartAtTheInstantOfSavingRuns(t *testing.T) {
+	t.Parallel()
+	for _, sc := range []scope.Scope{groupScope("g-all"), winSelection()} {
+		b := setup(t, 2, nil)
+		b.step(t, time.Hour)
+		now := b.sim.Clock.Now()
+		tk := b.create(t, task.Task{Scope: sc, Schedule: sched(schedule.Once, func(s *schedule.Schedule) { s.At = now })})
+		b.step(t, 30*time.Minute)
+		for _, d := range []scope.DeviceID{"d00000", "d00001"} {
+			if got := len(b.sim.Exec.Runs(tk.ID, d)); got != 1 {
+				t.Errorf("%s scope, %s: %d runs, want 1", sc.Kind, d, got)
+			}
+		}
 	}
 }

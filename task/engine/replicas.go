@@ -116,6 +116,9 @@ func (s *Server) taskFor(ctx context.Context, id string, rev int64, now time.Tim
 	}
 	t, err := s.m.Get(ctx, task.System, id)
 	if err != nil {
+		if errors.Is(err, task.ErrUndecodable) {
+			s.stats.Undecodable++
+		}
 		if !errors.Is(err, task.ErrNotFound) {
 			s.log.Error().Err(err).Str("task", id).Msg("engine: load task for a claimed start")
 		}

@@ -50,11 +50,11 @@ func replicaFleet(t *testing.T, n int, offline ...int) (*inmem.Inventory, *clock
 	clk.Set(t0.Add(9 * time.Hour))
 	groups, devs := fleet(n)
 	inv := inmem.New()
-	must(t, inv.PutGroups(groups...))
+	must(t, inv.PutGroups(context.Background(), groups...))
 	for i := range devs {
 		devs[i].Connected = !slices.Contains(offline, i)
 	}
-	must(t, inv.PutDevices(devs...))
+	must(t, inv.PutDevices(context.Background(), devs...))
 	return inv, clk, devs
 }
 
@@ -188,11 +188,11 @@ func TestReplicasFireServerScheduleOnce(t *testing.T) {
 	clk.Set(t0.Add(9 * time.Hour))
 	groups, devs := fleet(5)
 	inv := inmem.New()
-	must(t, inv.PutGroups(groups...))
+	must(t, inv.PutGroups(ctx, groups...))
 	for i := range devs {
 		devs[i].Connected = true
 	}
-	must(t, inv.PutDevices(devs...))
+	must(t, inv.PutDevices(ctx, devs...))
 	var srvs []*engine.Server
 	var logs []*startLog
 	var m0 *task.Manager
@@ -366,7 +366,7 @@ func TestLeaderReconcilesAStopWhoseReplicaDied(t *testing.T) {
 		for _, d := range devs {
 			rs = append(rs, task.Result{TaskID: tk.ID, DeviceID: d.ID, RunID: run.ID, Seq: transport.SeqDevice, State: task.Running, DueAt: clk.Now(), StartedAt: clk.Now(), UpdatedAt: clk.Now()})
 		}
-		_, err = ms[1].RecordResults(ctx, rs)
+		_, err = ms[1].Runtime().RecordResults(ctx, rs)
 		must(t, err)
 	}
 	must(t, ms[0].Stop(ctx, task.System, ids[0])) // r0 sends StopRun, then dies

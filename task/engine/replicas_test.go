@@ -80,14 +80,14 @@ func replicaManager(ctx context.Context, dsn string, reg *task.Registry, devices
 		return nil, nil, nil, err
 	}
 	inv := inmem.New()
-	if err := inv.PutGroups(scope.AdminGroup{ID: "g-all", Name: "all"}); err != nil {
+	if err := inv.PutGroups(ctx, scope.AdminGroup{ID: "g-all", Name: "all"}); err != nil {
 		return nil, nil, nil, err
 	}
 	devs := make([]scope.Device, devices)
 	for i := range devs {
 		devs[i] = scope.Device{ID: scope.DeviceID(fmt.Sprintf("d%05d", i)), GroupID: "g-all", Connected: true}
 	}
-	if err := inv.PutDevices(devs...); err != nil {
+	if err := inv.PutDevices(ctx, devs...); err != nil {
 		return nil, nil, nil, err
 	}
 	var s *engine.Server
@@ -150,7 +150,7 @@ func (e *deviceSim) loop(ctx context.Context, db *sql.DB, id string, srv *engine
 		now := time.Now().UTC()
 		for i, st := range starts {
 			srv.Handle(ctx, transport.Message{Kind: transport.Results, Device: devs[i], Key: fmt.Sprintf("r/%s/%d/%s", st.TaskID, st.RunID, devs[i]),
-				Results: []task.Result{{TaskID: st.TaskID, DeviceID: devs[i], RunID: st.RunID, Seq: transport.SeqDevice, State: task.Running, DueAt: st.Due, StartedAt: now, UpdatedAt: now}}})
+				Results: []transport.Result{{TaskID: st.TaskID, RunID: st.RunID, Seq: transport.SeqDevice, State: string(task.Running), DueAt: st.Due, StartedAt: now, UpdatedAt: now}}})
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/taskfleet/taskfleet/schedule"
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/storage"
 	"github.com/taskfleet/taskfleet/task"
@@ -30,10 +31,12 @@ func (s *Server) record(ctx context.Context, rs []task.Result) int {
 	if len(rs) == 0 {
 		return 0
 	}
-	n, err := s.m.RecordResults(ctx, rs)
+	n, err := s.m.Runtime().RecordResults(ctx, rs)
 	if err != nil {
 		s.log.Error().Err(err).Msg("engine: record results")
+		return n
 	}
+	s.sinkResults(ctx, rs)
 	return n
 }
 
@@ -58,6 +61,7 @@ type plan struct {
 func (p *plan) scheduled(i int) bool { return i >= len(p.off) || !p.off[i] }
 
 func (s *Server) plan(ctx context.Context, p *plan, ts *taskState, st transport.Start, devices []scope.DeviceID, revision int64, now time.Time) {
+	ts.sawRun(st.RunID)
 	sch := ts.t.Schedule
 	var conn, off []scope.DeviceID
 	for _, d := range devices {
@@ -68,7 +72,14 @@ func (s *Server) plan(ctx context.Context, p *plan, ts *taskState, st transport.
 		}
 	}
 	for i, d := range conn {
-		at := st.At.Add(transport.Offset(sch, len(conn), &transport.Slot{Index: i, Of: len(conn)}, ts.t.ID, string(d), revision))
+		// The task's delay layout (slotLayout) when the delay is
+		// automatic, so a device's start stays put while others come and
+		// go; otherwise its place among the connected devices.
+		n, slot := len(conn), &transport.Slot{Index: i, Of: len(conn)}
+		if sl, ok := slotAt(ts, d); ok {
+			n, slot = slotCount(ts), &sl
+		}
+		at := st.At.Add(transport.Offset(sch, n, slot, ts.t.ID, string(d), revision))
 		p.rows = append(p.rows, task.Result{TaskID: ts.t.ID, DeviceID: d, RunID: st.RunID, Seq: transport.SeqScheduled, State: task.Scheduled, DueAt: at, UpdatedAt: now})
 		x := st
 		x.Due = at
@@ -93,7 +104,7 @@ func (s *Server) plan(ctx context.Context, p *plan, ts *taskState, st transport.
 			continue
 		}
 		p.rows = append(p.rows, task.Result{TaskID: ts.t.ID, DeviceID: d, RunID: st.RunID, Seq: transport.SeqScheduled, State: task.Missed, DueAt: st.At, FinishedAt: now, UpdatedAt: now,
-			Message: "the device was not connected when the task started"})
+			Message: "missed: the device was not visible (not connected to the Administration Server) when the task started"})
 	}
 }
 
@@ -167,6 +178,10 @@ func (s *Server) Tick(ctx context.Context) error {
 		return fmt.Errorf("engine: Tick before Open: %w", ErrClosed)
 	}
 	now := s.clk.Now()
+	if now.Before(s.lastTick) {
+		s.clockBack(now, s.lastTick.Sub(now))
+	}
+	s.lastTick = now
 	s.flushResults(ctx, now)
 	if !now.Before(s.nextScope) {
 		s.nextScope = now.Add(s.cfg.ScopeRefresh)
@@ -208,6 +223,9 @@ func (s *Server) Tick(ctx context.Context) error {
 		}
 		ts.next = time.Time{}
 	}
+	if lead {
+		s.updatesFallback(ctx, now)
+	}
 	// Without storage.Claimer the starts are dispatched from memory, so
 	// only the leader may send them (another replica is refused above).
 	if c := s.claimer(); c != nil || lead {
@@ -229,11 +247,77 @@ func (s *Server) Tick(ctx context.Context) error {
 	}
 	if lead && !now.Before(s.nextPurge) {
 		s.nextPurge = now.Add(s.cfg.PurgeEvery)
-		if _, err := s.m.PurgeHistory(ctx); err != nil {
+		if _, err := s.m.Runtime().PurgeHistory(ctx); err != nil {
 			s.log.Error().Err(err).Msg("engine: purge history")
 		}
 	}
 	return nil
+}
+
+// clockBack follows the server's clock stepping back by step: resends,
+// scope refreshes and the other periodic duties are due within their
+// intervals of the new time rather than an interval after the old one (a
+// start waiting for a resend would otherwise wait for the length of the
+// step), and the starts not yet answered are due step earlier: their due
+// times were computed on the old clock. Schedules keep their cursors:
+// nothing fires twice.
+func (s *Server) clockBack(now time.Time, step time.Duration) {
+	clamp := func(t *time.Time, every time.Duration) {
+		if t.After(now.Add(every)) {
+			*t = now
+		}
+	}
+	for _, dp := range s.pending {
+		clamp(&dp.next, s.cfg.RetryInterval)
+		if dp.start.Due.After(now) {
+			dp.start.Due = dp.start.Due.Add(-step)
+		}
+	}
+	if !s.nextDisp.IsZero() {
+		clamp(&s.nextDisp, s.cfg.RetryInterval)
+	}
+	for _, c := range s.controls {
+		clamp(&c.next, s.cfg.RetryInterval)
+	}
+	if !s.nextCtl.IsZero() {
+		clamp(&s.nextCtl, s.cfg.RetryInterval)
+	}
+	clamp(&s.nextScope, s.cfg.ScopeRefresh)
+	clamp(&s.nextPurge, s.cfg.PurgeEvery)
+	clamp(&s.nextReconcile, s.cfg.ScopeRefresh)
+	for _, ts := range s.tasks {
+		ts.nextWake, ts.wakes = time.Time{}, nil
+	}
+}
+
+// updatesFallback fires the server-run "when new updates are downloaded"
+// tasks (device selections, Administration Server tasks) every
+// UpdatesFallbackEvery while the repository got no new updates for
+// UpdatesOverdue, as the agent does for device tasks: the activations
+// are at base+UpdatesOverdue+k*UpdatesFallbackEvery (base: the last
+// download, or Open), the latest due one fires (one catch-up after a
+// stall, none twice: a clock stepping back fires nothing until it passes
+// the last one again).
+func (s *Server) updatesFallback(ctx context.Context, now time.Time) {
+	base := s.updAt
+	if base.IsZero() {
+		base = s.openedAt
+	}
+	first := base.Add(UpdatesOverdue)
+	if first.After(now) {
+		return
+	}
+	act := first.Add(now.Sub(first) / UpdatesFallbackEvery * UpdatesFallbackEvery)
+	if !act.After(s.lastFall) {
+		return
+	}
+	s.lastFall = act
+	for _, id := range s.sortedIDs() {
+		ts := s.tasks[id]
+		if ts.onServer && ts.t.Schedule.Kind == schedule.OnUpdates && !ts.t.Suspended {
+			s.fire(ctx, ts, act, now, transport.Scheduled)
+		}
+	}
 }
 
 // Run ticks every interval until ctx is done (goroutine mode).
@@ -380,7 +464,7 @@ func (s *Server) wake(ctx context.Context, now time.Time) {
 				_ = s.send(ctx, transport.Message{Kind: transport.Wake, Device: d})
 			}
 			l := s.deviceLoc(ctx, d)
-			off := transport.Offset(ts.t.Schedule, len(ts.devices), slotOf(ts, d), ts.t.ID, string(d), ts.t.SettingsRevision)
+			off := transport.Offset(ts.t.Schedule, slotCount(ts), slotOf(ts, d), ts.t.ID, string(d), ts.t.SettingsRevision)
 			after := now.Add(lead - off)
 			nx, ok2 := ts.t.Schedule.Next(after, l)
 			if !ok2 {

@@ -24,6 +24,10 @@ import (
 var (
 	ErrInvalid = errs.ErrInvalid
 	ErrClosed  = errs.ErrClosed
+	// ErrAlreadyOpen is returned by a second Open of a Server: a Server
+	// binds one Manager and one endpoint for its life; make a new Server
+	// (engine.New) to bind others.
+	ErrAlreadyOpen = errors.New("engine: server already open")
 )
 
 // ValidationError and ValidationErrors are the shared validation error
@@ -40,6 +44,12 @@ const (
 	DefaultPurgeEvery        = 24 * time.Hour
 	DefaultVisibilityTimeout = 15 * time.Minute
 	DefaultRecoveryWindow    = 10 * time.Minute
+	// UpdatesOverdue is how long without new updates in the repository
+	// before server-run "when new updates are downloaded" tasks run every
+	// UpdatesFallbackEvery (the product documentation: 25 hours, then
+	// every hour; agent.UpdatesOverdue for device tasks).
+	UpdatesOverdue       = 25 * time.Hour
+	UpdatesFallbackEvery = time.Hour
 )
 
 // Config configures a Server. Store and Inventory are required.
@@ -52,8 +62,11 @@ type Config struct {
 	Inventory scope.Inventory
 	// Location is the Administration Server's zone (default UTC).
 	Location *time.Location
-	Clock    clock.Clock
-	Logger   zerolog.Logger
+	// Clock is the time source (default: the wall clock); simulations
+	// pass a mock and drive the server with Tick.
+	Clock clock.Clock
+	// Logger receives the engine's log (default: zerolog.Nop()).
+	Logger zerolog.Logger
 	// RetryInterval: how often unanswered starts are resent (1 minute).
 	RetryInterval time.Duration
 	// ScopeRefresh: how often scopes are re-resolved (15 minutes).
@@ -83,6 +96,10 @@ type Config struct {
 	// at once (DefaultDispatchWorkers, at most MaxDispatchWorkers): the
 	// store's work per batch runs in parallel, the sends stay serial.
 	DispatchWorkers int
+	// ResultSink receives every final result the server records, for
+	// the Administration Server's OS event log (optional: nil, the
+	// default, writes nowhere). See ResultSink.
+	ResultSink ResultSink
 	// SingleReplica turns the claim layer and the leader lease off: the
 	// server keeps due starts in memory and never checks for other
 	// replicas. Only for a host that guarantees one server per store.
@@ -114,6 +131,13 @@ type taskState struct {
 	wakes    map[scope.DeviceID]time.Time
 	nextWake time.Time
 	def      *transport.Definition // cached; rebuilt when stale
+	// slots is the automatic randomized delay's layout (nil: the delay
+	// is not automatic, or a server-run task).
+	slots *slotLayout
+	// maxRun is the newest run id seen of the task (maxRunOK: the stored
+	// results were read too), so a manual start is always the latest.
+	maxRun   int64
+	maxRunOK bool
 }
 
 type dispatch struct {
@@ -159,13 +183,11 @@ type Server struct {
 	stats         Stats
 	opened        bool
 	zones         map[string]*time.Location
-	rbuf          []transport.Message
-	flushBuf      []task.Result   // flushResults' reusable batch
+	in            intake          // the device-message path (intake.go)
 	ids           []string        // sorted task ids (nil: rebuild)
 	trig          map[string]bool // ids of tasks others wait for (nil: rebuild)
-	rcount        int
-	owner         string // this replica's id in claims and the leader lease
-	afterClaim    func() // test hook (export_test.go)
+	owner         string          // this replica's id in claims and the leader lease
+	afterClaim    func()          // test hook (export_test.go)
 	nextStale     time.Time
 	leading       bool
 	// controls are the unanswered StopRun, PauseRun and ResumeRun per
@@ -173,11 +195,38 @@ type Server struct {
 	controls map[dkey]*control
 	ctlKeys  map[string]dkey
 	nextCtl  time.Time
+
+	// openedAt is when Open ran (the updates fallback counts from it
+	// until updates arrive); lastFall the last fallback activation;
+	// lastTick the clock reading of the last Tick (an earlier reading
+	// after it: the clock stepped back).
+	openedAt time.Time
+	lastFall time.Time
+	lastTick time.Time
+	// sunk are the results written to the ResultSink (the last
+	// sinkMemory, in sunkRing from sunkNext).
+	sunk     map[sinkKey]bool
+	sunkRing []sinkKey
+	sunkNext int
 }
 
 // Stats counts what the server did.
 type Stats struct {
-	Fired, Dispatched, Resent, Heartbeats, ResultsApplied, Delivered int64
+	// Fired counts activations of server-run tasks (device selections,
+	// Administration Server tasks) that started a run.
+	Fired int64
+	// Dispatched counts starts sent to devices.
+	Dispatched int64
+	// Resent counts starts sent again because the device had not
+	// answered within RetryInterval.
+	Resent int64
+	// Heartbeats counts device heartbeats handled.
+	Heartbeats int64
+	// ResultsApplied counts device results written to the store.
+	ResultsApplied int64
+	// Delivered counts task definitions delivered to devices.
+	Delivered int64
+
 	// Fenced counts dispatched starts this replica stopped resending
 	// because its lease was gone: another replica took them over (a newer
 	// epoch) or the device answered through another replica.
@@ -185,6 +234,14 @@ type Stats struct {
 	// TakenOver counts dispatched starts this replica took over from a
 	// replica whose lease expired, and resent.
 	TakenOver int64
+	// Undecodable counts tasks the server skipped because their stored
+	// settings cannot be decoded (task.DecodeError); each is logged.
+	Undecodable int64
+	// Rejected counts the items of device messages the intake dropped
+	// (results, events, edits, outbreaks, held tasks, whole messages of
+	// an unknown kind); RejectedBy splits it by reason.
+	Rejected   int64
+	RejectedBy map[RejectReason]int64
 }
 
 // New returns a Server; call Open before use.
@@ -248,6 +305,9 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.opened {
+		return ErrAlreadyOpen
+	}
 	// On a store without storage.Claimer only one replica may run: a
 	// second one fails here, before it loads or sends anything.
 	if s.claimer() == nil {
@@ -263,9 +323,20 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 		if err != nil {
 			return fmt.Errorf("engine: load tasks: %w", err)
 		}
+		for _, u := range page.Undecodable {
+			// One task whose settings no longer decode must not keep the
+			// server from running every other task.
+			s.stats.Undecodable++
+			s.log.Error().Err(u).Str("task", u.TaskID).Msg("engine: task skipped: its stored settings cannot be decoded")
+		}
 		for _, app := range page.Applications {
 			for _, t := range app.Tasks {
 				ts := s.load(ctx, t, now)
+				if ts.slots != nil && !ts.onServer {
+					// Rebuilt: the devices' reports of the places they
+					// hold restore the layout (slotLayout).
+					ts.slots.provisional = true
+				}
 				if ts.onServer {
 					ts.cursor = now.Add(-s.cfg.RecoveryWindow)
 					ts.next = time.Time{}
@@ -306,6 +377,7 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 	s.nextPurge = now
 	s.nextReconcile = now.Add(s.cfg.ScopeRefresh)
 	s.opened = true
+	s.openedAt = now
 	return nil
 }
 
@@ -313,7 +385,7 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.stats
+	return s.stats.statsCopy()
 }
 
 // load (re)computes a task's state; it does not send anything.
@@ -329,6 +401,9 @@ func (s *Server) load(ctx context.Context, t *task.Task, now time.Time) *taskSta
 	ts.def = nil
 	ts.onServer = t.RunsOnServer()
 	s.trig = nil
+	if settingsChanged || !automaticDelay(ts) {
+		ts.slots = nil // a new layout (settings edited)
+	}
 	if settingsChanged {
 		ts.since = t.UpdatedAt
 		ts.cursor = now
@@ -350,7 +425,15 @@ func (s *Server) resolve(ctx context.Context, ts *taskState) []scope.DeviceID {
 	if ts.t.Scope.Kind == scope.Server {
 		devs = []scope.DeviceID{task.ServerDevice}
 	} else {
-		res, err := scope.Resolve(ctx, ts.t.Scope, s.cfg.Inventory)
+		sc := ts.t.Scope
+		// "Distribute to secondary and virtual Administration Servers":
+		// the devices those servers manage are in the task's scope, but
+		// their own server runs the task on them (its inherited copy,
+		// package task/hierarchy) and reports their figures up; this
+		// server runs it on the devices it manages, so each device runs
+		// each run once and is counted once.
+		sc.DistributeToServers = false
+		res, err := scope.Resolve(ctx, sc, s.cfg.Inventory)
 		if err != nil {
 			s.log.Error().Err(err).Str("task", ts.t.ID).Msg("engine: resolve scope")
 			return nil
@@ -370,6 +453,7 @@ func (s *Server) resolve(ctx context.Context, ts *taskState) []scope.DeviceID {
 		}
 	}
 	ts.devices, ts.inScope = devs, in
+	ts.followSlots()
 	return added
 }
 
@@ -401,8 +485,8 @@ func (s *Server) rebuildByDevice() {
 }
 
 func (s *Server) definition(ts *taskState) *transport.Definition {
-	if ts.def == nil || ts.def.Devices != len(ts.devices) || ts.def.LastManual != ts.manual {
-		ts.def = &transport.Definition{Task: *ts.t, Since: ts.since, Devices: len(ts.devices), LastManual: ts.manual}
+	if n := slotCount(ts); ts.def == nil || ts.def.Devices != n || ts.def.LastManual != ts.manual {
+		ts.def = &transport.Definition{Task: *ts.t, Since: ts.since, Devices: n, LastManual: ts.manual}
 	}
 	return ts.def
 }
@@ -429,9 +513,8 @@ func (s *Server) send(ctx context.Context, m transport.Message) error {
 	return err
 }
 
-// slot returns a device's place in a task's scope (device id order), for
-// the stratified automatic randomized delay; nil when the delay is not
-// automatic.
+// slotOf returns a device's place in a task's automatic randomized delay
+// (slotLayout); nil when the delay is not automatic.
 func slotOf(ts *taskState, d scope.DeviceID) *transport.Slot {
 	sl, ok := slotAt(ts, d)
 	if !ok {
@@ -442,12 +525,12 @@ func slotOf(ts *taskState, d scope.DeviceID) *transport.Slot {
 
 // slotAt is slotOf as a value (false: no slot).
 func slotAt(ts *taskState, d scope.DeviceID) (transport.Slot, bool) {
-	if ts.t.Schedule.RandomDelay.Mode != schedule.DelayAutomatic {
+	if ts.slots == nil {
 		return transport.Slot{}, false
 	}
-	i, ok := slices.BinarySearch(ts.devices, d)
+	i, ok := ts.slots.index[d]
 	if !ok {
 		return transport.Slot{}, false
 	}
-	return transport.Slot{Index: i, Of: len(ts.devices)}, true
+	return transport.Slot{Index: i, Of: len(ts.slots.by)}, true
 }

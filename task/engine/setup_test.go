@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -93,7 +94,17 @@ func setup(t testing.TB, n int, mod func(*enginetest.Config)) *bundle {
 	sim, err := enginetest.New(ctx, cfg)
 	must(t, err)
 	must(t, sim.Settle(ctx))
-	return &bundle{ctx: ctx, sim: sim}
+	b := &bundle{ctx: ctx, sim: sim}
+	if !strings.HasPrefix(t.Name(), "TestHostile") {
+		// Honest agents never send an item the server rejects: every
+		// fleet test checks it.
+		t.Cleanup(func() {
+			if st := b.sim.Server.Stats(); st.Rejected != 0 {
+				t.Errorf("the server rejected %d items of honest agents: %v", st.Rejected, st.RejectedBy)
+			}
+		})
+	}
+	return b
 }
 
 func (b *bundle) create(t testing.TB, tk task.Task) *task.Task {

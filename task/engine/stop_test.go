@@ -34,7 +34,7 @@ func (f *stopFaults) filter(m transport.Message, toServer bool) inproc.Fate {
 	}
 	if toServer && m.Kind == transport.Results && f.lostResults > 0 {
 		for _, r := range m.Results {
-			if r.State == task.Stopped {
+			if r.State == string(task.Stopped) {
 				f.lostResults--
 				return inproc.DropIt
 			}

@@ -46,13 +46,13 @@ func newPauseFleet(t *testing.T, n int, runFor time.Duration, faults inproc.Faul
 	groups, devs := fleet(n)
 	f := &pauseFleet{ctx: ctx, clk: clk, inv: inmem.New(), devs: map[scope.DeviceID]scope.Device{},
 		exec: &pausingExec{clk: clk, runFor: runFor, runs: map[enginetest.RunKey][]*pausedRun{}}}
-	must(t, f.inv.PutGroups(groups...))
+	must(t, f.inv.PutGroups(ctx, groups...))
 	for i := range devs {
 		devs[i].Connected = true
 		f.devs[devs[i].ID] = devs[i]
 		f.ids = append(f.ids, devs[i].ID)
 	}
-	must(t, f.inv.PutDevices(devs...))
+	must(t, f.inv.PutDevices(ctx, devs...))
 	f.net = inproc.New(inproc.Config{Clock: clk, Faults: faults, Seed: 1})
 	store := memstore.New()
 	srv, err := engine.New(engine.Config{Store: store, Inventory: f.inv, Clock: clk, Location: time.UTC})
@@ -113,7 +113,7 @@ func (f *pauseFleet) setConnected(id scope.DeviceID, on bool) {
 	d := f.devs[id]
 	d.Connected = on
 	f.devs[id] = d
-	_ = f.inv.PutDevices(d)
+	_ = f.inv.PutDevices(context.Background(), d)
 	if on {
 		f.net.Connect(id)
 	} else {

@@ -1,4 +1,4 @@
-// Package hierarchy models the seeds' hierarchy of Administration
+// Package hierarchy models the product documentation's hierarchy of Administration
 // Servers: a primary server with secondary and virtual servers deployed in
 // its administration groups, which can have secondary and virtual servers
 // of their own, to any depth.
@@ -25,7 +25,7 @@
 // distributes its copies (and its own distributed tasks) on to its own
 // children in the same call, so one Distribute on the primary reaches the
 // whole tree. A task of the same type that already exists on a server is
-// left alone: both run, as the seeds say. Copies are read-only at every
+// left alone: both run, as the product documentation says. Copies are read-only at every
 // level: wrap each Manager's Authorizer with ReadOnly so only the Node may
 // modify or delete them. Node.Tasks shows them as inherited, with their
 // Lineage: the task on every server above, up to its origin.
@@ -38,6 +38,18 @@
 // deleted when the new parent's tasks arrive. Task sets carry the
 // sender's Version, so a set repeated or delivered after a newer one
 // (concurrent Distribute calls, a retrying Link) changes nothing.
+//
+// # Who runs a distributed task
+//
+// With "Distribute to secondary and virtual Administration Servers" on,
+// the task's scope on the primary includes the devices those servers
+// manage (scope.Resolve, Explain), but each device runs the task through
+// its own server: the servers below run their inherited copies on their
+// devices, and the engine (package task/engine) of the server that owns
+// the task runs it only on the devices it manages itself (Server.Role
+// primary, or empty) — scheduled activations and manual starts alike. So
+// each device runs each activation once, and the roll-up counts it once:
+// in the statistics of the server that manages it, relayed up.
 //
 // # Roll-up
 //

@@ -26,7 +26,7 @@ func Example() {
 		reg := task.NewRegistry()
 		_ = reg.Register(task.TaskType{Application: "Endpoint Security", Name: "virus_scan"})
 		inv := inmem.New()
-		_ = inv.PutGroups(groups...)
+		_ = inv.PutGroups(ctx, groups...)
 		clk := clock.NewMock()
 		clk.Set(time.Date(2026, 3, 23, 9, 0, 0, 0, time.UTC))
 		m, _ := task.New(task.Config{Store: memstore.New(), Registry: reg, Inventory: inv, Clock: clk, Authorizer: hierarchy.ReadOnly(nil)})
@@ -55,7 +55,7 @@ func Example() {
 	views, _ := branch.Tasks(ctx)
 	for _, v := range views {
 		fmt.Printf("%s: inherited=%v from %s\n", v.Task.Name, v.Inherited, v.From)
-		_, _ = bm.RecordResults(ctx, []task.Result{{TaskID: v.Task.ID, DeviceID: "pc-1", RunID: 1, Seq: 2, State: task.Completed}})
+		_, _ = bm.Runtime().RecordResults(ctx, []task.Result{{TaskID: v.Task.ID, DeviceID: "pc-1", RunID: 1, Seq: 2, State: task.Completed}})
 	}
 	_ = branch.Report(ctx)
 	st, _ := primary.SecondaryStatistics(tk.ID, "branch")
@@ -75,7 +75,7 @@ func Example_multiLevel() {
 		reg := task.NewRegistry()
 		_ = reg.Register(task.TaskType{Application: "Endpoint Security", Name: "virus_scan"})
 		inv := inmem.New()
-		_ = inv.PutGroups(groups...)
+		_ = inv.PutGroups(ctx, groups...)
 		clk := clock.NewMock()
 		clk.Set(time.Date(2026, 3, 23, 9, 0, 0, 0, time.UTC))
 		m, _ := task.New(task.Config{Store: memstore.New(), Registry: reg, Inventory: inv, Clock: clk, Authorizer: hierarchy.ReadOnly(nil)})
@@ -105,7 +105,7 @@ func Example_multiLevel() {
 		v := views[0]
 		fmt.Printf("%s: %q inherited from %s, created on %s\n", n.ID(), v.Task.Name, v.From, v.Origin().Server)
 		for _, d := range devices {
-			_, _ = m.RecordResults(ctx, []task.Result{{TaskID: v.Task.ID, DeviceID: d, RunID: 1, Seq: 2, State: task.Completed}})
+			_, _ = m.Runtime().RecordResults(ctx, []task.Result{{TaskID: v.Task.ID, DeviceID: d, RunID: 1, Seq: 2, State: task.Completed}})
 		}
 	}
 	record(region, rm, "pc-1")

@@ -49,7 +49,7 @@ func newServer(t *testing.T, link *hierarchy.InProc, cfg hierarchy.Config, group
 	reg := task.NewRegistry()
 	must(t, reg.Register(task.TaskType{Application: appES, Name: "virus_scan", Settings: Scan{Action: "disinfect"}}))
 	inv := inmem.New()
-	must(t, inv.PutGroups(groups...))
+	must(t, inv.PutGroups(context.Background(), groups...))
 	clk := clock.NewMock()
 	clk.Set(t0)
 	m, err := task.New(task.Config{Store: memstore.New(), Registry: reg, Inventory: inv, Clock: clk, Authorizer: hierarchy.ReadOnly(nil)})
@@ -107,7 +107,7 @@ func record(t *testing.T, m *task.Manager, id string, states map[task.State]int)
 			i++
 		}
 	}
-	_, err := m.RecordResults(context.Background(), rs)
+	_, err := m.Runtime().RecordResults(context.Background(), rs)
 	must(t, err)
 }
 

@@ -79,7 +79,7 @@ func recordAs(t *testing.T, m *task.Manager, id, prefix string, seq int64, state
 			i++
 		}
 	}
-	_, err := m.RecordResults(context.Background(), rs)
+	_, err := m.Runtime().RecordResults(context.Background(), rs)
 	must(t, err)
 }
 
@@ -434,7 +434,7 @@ func TestRollUpRelayedTwiceAndReordered(t *testing.T) {
 
 	// s-ber finishes its two running devices; the news travels up.
 	berCopy := copyID(t, tr.sBer, copyID(t, tr.sDE, all.ID))
-	_, err := tr.sBer.m.RecordResults(ctx, []task.Result{ // ber-002, ber-003 were running
+	_, err := tr.sBer.m.Runtime().RecordResults(ctx, []task.Result{ // ber-002, ber-003 were running
 		{TaskID: berCopy, DeviceID: "ber-002", RunID: 1, Seq: 3, State: task.Completed, UpdatedAt: t0, FinishedAt: t0},
 		{TaskID: berCopy, DeviceID: "ber-003", RunID: 1, Seq: 3, State: task.Completed, UpdatedAt: t0, FinishedAt: t0},
 	})

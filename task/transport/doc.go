@@ -9,8 +9,45 @@
 // Server to device: Deliver and Withdraw task definitions, StartRun,
 // StopRun, PauseRun and ResumeRun (a task suspended and resumed while it
 // runs), Wake (Wake-on-LAN), Shutdown, Sync (the answer to a heartbeat),
-// Ack. Device to server: Heartbeat (visibility, held revisions, update
-// state), Results, Events, UpdatesDownloaded, VirusOutbreak, LocalEdit, Ack.
+// Ack, Error. Device to server: Heartbeat (visibility, held revisions,
+// update state), Results, Events, UpdatesDownloaded, VirusOutbreak,
+// LocalEdit, Ack, Error.
+//
+// # Wire protocol
+//
+// Message and its payloads are the protocol: JSON-tagged types of this
+// package, none of them a type of another taskfleet package but the task
+// document a Deliver or StartRun carries (Definition.Task, the task
+// package's JSON form of a task; the golden files pin it too). Encode and
+// Decode are the codec; testdata/golden holds one file per message kind
+// of the current ProtocolVersion, and a test fails when the encoding of
+// any of them changes, so the wire never changes by accident.
+//
+// Compatibility rule: a server speaks ProtocolVersion and accepts every
+// version from MinProtocolVersion on, so an agent one version older than
+// the server keeps working (protocol 1 had no version field: the field
+// names are still protocol 1's, which encoding/json matches
+// case-insensitively, and results may still name their device). Unknown
+// fields are ignored, so a newer sender may add fields. A message of a
+// kind the receiver does not know, or of a version older than
+// MinProtocolVersion, is not processed and gets an Error answer
+// (ErrorInfo: ErrUnknownKind or ErrVersion, with the kind and key); an
+// Error is never answered. A change that an older peer would misread is
+// a new ProtocolVersion, and the server keeps reading the previous one.
+//
+// # Identity and limits
+//
+// The transport authenticates each device and sets Message.Device (see
+// ServerEndpoint); the server takes that as the only identity of a
+// message. It reads at most MaxMessageBytes of one message before
+// decoding it. The server then checks every item of a device message
+// (see package task/engine, "Device input"): at most MaxItems results,
+// events or acknowledged keys and MaxHeld held tasks per message, texts
+// of at most MaxText bytes, keys and task ids of at most MaxKeyBytes,
+// user names of at most MaxUserBytes, edited tasks of at most
+// MaxEditBytes, Seq from SeqDevice to MaxSeq. Items over a limit are
+// rejected one by one, never the whole message; agents clip texts (Clip)
+// before they queue them, so an honest agent never sends one.
 //
 // # Delivery and retries
 //

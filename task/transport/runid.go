@@ -34,7 +34,8 @@ const (
 // Index in device id order), which spreads an automatic randomized delay
 // evenly instead of by chance.
 type Slot struct {
-	Index, Of int
+	Index int `json:"index"`
+	Of    int `json:"of"`
 }
 
 // Offset returns the randomized start delay of a device. For an automatic

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/taskfleet/taskfleet/internal/errs"
@@ -82,103 +83,182 @@ const (
 // Ack acknowledges messages by their keys, in both directions.
 const Ack Kind = "ack"
 
-// Message is one message of the device channel. Exactly the payload fields
-// of its Kind are set. Messages are values: a transport may copy them, and
-// neither side modifies a message after Send or inside Handle.
+// Error answers a message the receiver could not process at all (an
+// unknown Kind, an unsupported protocol version): Message.Error says why.
+// It is never answered and never retried.
+const Error Kind = "error"
+
+// Message is one message of the device channel: the wire protocol. Exactly
+// the payload fields of its Kind are set. Messages are values: a transport
+// may copy them, and neither side modifies a message after Send or inside
+// Handle.
+//
+// The JSON field names are the protocol (see the package documentation,
+// "Wire protocol"): the envelope and the payloads keep the names protocol
+// 1 used (encoding/json matches them case-insensitively), results the
+// snake_case names they always had. No field is a type of another
+// taskfleet package, so a change to the task model cannot change the wire.
 type Message struct {
+	// Version is the protocol version the sender speaks (ProtocolVersion
+	// when sent by this package's runtimes; 0 is protocol 1, which had no
+	// version field).
+	Version int `json:"version,omitempty"`
 	// Key is the idempotency key of a message that must not be lost; the
 	// receiver de-duplicates by it and acknowledges it with an Ack. It is
 	// empty for messages that may be lost (Heartbeat, Sync, Wake, Ack):
 	// they are repeated periodically by design.
-	Key  string
-	Kind Kind
-	// Device is the device the message is for or from.
-	Device scope.DeviceID
-	// SentAt is the sender's clock reading (UTC).
-	SentAt time.Time
+	Key  string `json:"key,omitempty"`
+	Kind Kind   `json:"kind"`
+	// Device is the device the message is for or from. On a message from
+	// a device it is set by the transport, which authenticated the
+	// sender (see ServerEndpoint): whatever the device wrote there is
+	// replaced.
+	Device scope.DeviceID `json:"device,omitempty"`
+	// SentAt is the sender's clock reading (UTC). It is data only: the
+	// server never schedules by a device's clock.
+	SentAt time.Time `json:"sentAt,omitzero"`
 
-	Definition *Definition
-	TaskID     string
-	Start      *Start
-	Heartbeat  *HeartbeatInfo
-	SyncInfo   *SyncInfo
-	Results    []task.Result
-	Events     []task.EventInput
-	Outbreak   *Outbreak
-	Edit       *Edit
-	Acks       []string
+	Definition *Definition    `json:"definition,omitempty"`
+	TaskID     string         `json:"taskId,omitempty"`
+	Start      *Start         `json:"start,omitempty"`
+	Heartbeat  *HeartbeatInfo `json:"heartbeat,omitempty"`
+	SyncInfo   *SyncInfo      `json:"syncInfo,omitempty"`
+	// Results are a device's run state changes (Results).
+	Results []Result `json:"results,omitempty"`
+	// Events are a device's task events (Events).
+	Events   []Event   `json:"events,omitempty"`
+	Outbreak *Outbreak `json:"outbreak,omitempty"`
+	Edit     *Edit     `json:"edit,omitempty"`
+	Acks     []string  `json:"acks,omitempty"`
 	// Slot is the device's place in the task's automatic randomized
 	// delay (Deliver): see Offset.
-	Slot *Slot
+	Slot *Slot `json:"slot,omitempty"`
 	// Control is the payload of StopRun, PauseRun and ResumeRun.
-	Control *Control
+	Control *Control `json:"control,omitempty"`
 	// Merged lists the keys of the messages merged into this one (a
 	// Results or Events message carrying several outbox entries); the
 	// receiver acknowledges each of them. Key is then the first of them.
-	Merged []string
+	Merged []string `json:"merged,omitempty"`
+	// Error is the payload of an Error answer.
+	Error *ErrorInfo `json:"error,omitempty"`
+}
+
+// Result is one run state change a device reports: the run RunID of task
+// TaskID on the sending device. The device is the message's sender; a
+// result cannot name another one.
+type Result struct {
+	TaskID string `json:"task_id"`
+	// Device is kept for protocol 1 agents, which named their own device
+	// in each result. When set it must be the sender, or the result is
+	// rejected; agents of this version leave it empty.
+	Device scope.DeviceID `json:"device_id,omitempty"`
+	// RunID is the run: one the server started on the device, or one of
+	// the device's own schedule (see RunID).
+	RunID int64 `json:"run_id"`
+	// Seq orders the device's updates of a run, from SeqDevice to
+	// MaxSeq.
+	Seq int64 `json:"seq"`
+	// State is one of the states a device reports: running, paused,
+	// completed, completed_with_warnings, failed, failed_timeout,
+	// stopped, restart_required, missed, application_not_running (never
+	// scheduled or pending: those are the server's).
+	State      string    `json:"state"`
+	DueAt      time.Time `json:"due_at,omitzero"`
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	UpdatedAt  time.Time `json:"updated_at,omitzero"`
+	// Progress is 0 to 100.
+	Progress int `json:"progress"`
+	// Message is at most MaxText bytes (agents clip longer texts, see
+	// Clip).
+	Message         string `json:"message,omitempty"`
+	RestartRequired bool   `json:"restart_required,omitempty"`
+}
+
+// Event is one task event a device reports (progress, information, a
+// warning) for the server's task history.
+type Event struct {
+	TaskID string `json:"taskId"`
+	// Device is kept for protocol 1 agents; when set it must be the
+	// sender, or the event is rejected.
+	Device scope.DeviceID `json:"deviceId,omitempty"`
+	RunID  int64          `json:"runId,omitempty"`
+	// At is when it happened on the device (zero: when received).
+	At time.Time `json:"at,omitzero"`
+	// Level is result, progress or info; Severity info, warning or
+	// error.
+	Level    string `json:"level"`
+	Severity string `json:"severity"`
+	// Message is at most MaxText bytes.
+	Message string `json:"message,omitempty"`
+	// Key de-duplicates a redelivered event (at most MaxKeyBytes). The
+	// server stores it in the sending device's own key space, so it can
+	// never equal a key of the server's own records.
+	Key string `json:"key,omitempty"`
 }
 
 // Definition is a task as a device holds it.
 type Definition struct {
 	// Task is the complete task. Its Settings are json.RawMessage on the
 	// device side (the device does not know the server's registry).
-	Task task.Task
+	Task task.Task `json:"task"`
 	// Since is when the task's current settings were saved: the start of
 	// the window in which a Once or Immediately activation can have been
 	// missed by a device that receives the definition late.
-	Since time.Time
+	Since time.Time `json:"since,omitzero"`
 	// Devices is the number of devices in the task's scope, the input of
 	// the automatic randomized delay window.
-	Devices int
+	Devices int `json:"devices"`
 	// LastManual is the task's latest manual start, which a device joining
 	// the scope runs when the task has "run missed tasks" on.
-	LastManual *Start
+	LastManual *Start `json:"lastManual,omitempty"`
 }
 
 // Start is one start of a task on a device.
 type Start struct {
-	TaskID string
+	TaskID string `json:"taskId"`
 	// RunID identifies the run; a device runs each (TaskID, RunID) at most
 	// once.
-	RunID int64
+	RunID int64 `json:"runId"`
 	// At is when the run was started (its nominal time).
-	At time.Time
+	At time.Time `json:"at,omitzero"`
 	// Due is when the device should start it (At plus its randomized
 	// delay); zero means at once.
-	Due time.Time
+	Due time.Time `json:"due,omitzero"`
 	// Manual is true for a start by an administrator.
-	Manual bool
+	Manual bool `json:"manual,omitempty"`
 }
 
 // Control says which run a StopRun, PauseRun or ResumeRun is for.
 type Control struct {
 	// RunID is the run the server knows to be in progress (or started)
 	// on the device.
-	RunID int64
+	RunID int64 `json:"runId,omitempty"`
 	// Order orders the pause and resume orders of a task on a device: the
 	// task revision that suspended or resumed it. A device applies an
 	// order only if it is newer than the last one it applied, so a
 	// delayed, duplicated or reordered order never undoes a later one.
-	Order int64
+	Order int64 `json:"order,omitempty"`
 }
 
 // HeldTask is a task revision a device holds.
 type HeldTask struct {
-	TaskID   string
-	Revision int64
+	// TaskID is at most MaxKeyBytes bytes.
+	TaskID   string `json:"taskId"`
+	Revision int64  `json:"revision"`
 	// Slot is the delay slot the device holds for the task (nil: none);
 	// the server redelivers the definition when the device's slot in
 	// the task's current scope differs.
-	Slot *Slot
+	Slot *Slot `json:"slot,omitempty"`
 }
 
 // HeartbeatInfo is the payload of a Heartbeat.
 type HeartbeatInfo struct {
-	// Held lists every task the device holds.
-	Held []HeldTask
+	// Held lists every task the device holds (at most MaxHeld).
+	Held []HeldTask `json:"held,omitempty"`
 	// UpdatesGeneration is the newest repository generation the device
 	// has acted on.
-	UpdatesGeneration int64
+	UpdatesGeneration int64 `json:"updatesGeneration,omitempty"`
 }
 
 // SyncInfo is the payload of a Sync.
@@ -186,23 +266,54 @@ type SyncInfo struct {
 	// UpdatesGeneration counts the repository's update downloads; a device
 	// that has acted on an older generation runs its "when new updates are
 	// downloaded" tasks.
-	UpdatesGeneration int64
-	UpdatesAt         time.Time
+	UpdatesGeneration int64     `json:"updatesGeneration,omitempty"`
+	UpdatesAt         time.Time `json:"updatesAt,omitzero"`
 }
 
-// Outbreak is a virus outbreak event.
+// Outbreak is a virus outbreak a device detected.
 type Outbreak struct {
-	// AppType is the type of the application that detected it.
-	AppType uint8
-	At      time.Time
+	// AppType is the type of the application that detected it (a
+	// schedule.AppTypes bit).
+	AppType uint8 `json:"appType"`
+	// At is the device's clock when it detected the outbreak: kept as
+	// data only (logged). The server dates the outbreak by its own clock
+	// when it receives the report.
+	At time.Time `json:"at,omitzero"`
 }
 
-// Edit is the device user's edit of a local task.
+// Edit is the device user's edit of one of the device's own local tasks.
 type Edit struct {
-	User         string
-	BaseRevision int64
-	Task         task.Task
+	// User is the name of the device's local user who edited the task
+	// (at most MaxUserBytes). The server records the edit as made by that
+	// user of that device ("device:<device>/<user>"), never as a server
+	// account.
+	User         string `json:"user"`
+	BaseRevision int64  `json:"baseRevision"`
+	// Task is the edited task as a JSON document in the task package's
+	// form (task.Task's JSON encoding), at most MaxEditBytes.
+	Task json.RawMessage `json:"task"`
 }
+
+// ErrorInfo is the payload of an Error answer.
+type ErrorInfo struct {
+	// Code says what was wrong: ErrUnknownKind or ErrVersion.
+	Code string `json:"code"`
+	// Kind and Key name the message answered.
+	Kind Kind   `json:"kind,omitempty"`
+	Key  string `json:"key,omitempty"`
+	// Message explains it to a person.
+	Message string `json:"message,omitempty"`
+}
+
+// Error codes of ErrorInfo.
+const (
+	// ErrUnknownKind: the receiver does not know the message's Kind (a
+	// newer sender); the message was not processed.
+	ErrUnknownKind = "unknown_kind"
+	// ErrVersion: the sender's protocol version is older than
+	// MinProtocolVersion; the message was not processed.
+	ErrVersion = "unsupported_version"
+)
 
 // Handler receives messages. Handle is called by the transport, one
 // message at a time per receiver; it must not block for long. Sending from
@@ -218,6 +329,15 @@ type HandlerFunc func(ctx context.Context, m Message)
 func (f HandlerFunc) Handle(ctx context.Context, m Message) { f(ctx, m) }
 
 // ServerEndpoint is the Administration Server's side of the channel.
+//
+// Identity: the transport authenticates the device at the other end of
+// every message it hands to the server's Handler (a client certificate, a
+// per-device token) and sets Message.Device to that device, replacing
+// whatever the message carried. The server treats Message.Device as the
+// only identity of a message: every result, event, edit, outbreak and
+// heartbeat item in it must concern that device, and items that name
+// another one are rejected. A transport that cannot authenticate a sender
+// must not deliver its messages.
 type ServerEndpoint interface {
 	// Send sends m to device m.Device. It returns ErrUnreachable when the
 	// device is not connected, and may return nil for a message that is

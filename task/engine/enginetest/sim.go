@@ -1,9 +1,20 @@
 // Package enginetest is a deterministic fleet simulation for tests,
 // benchmarks and hosts that want to try schedules: one engine.Server and
-// one agent.Agent per device over an in-process transport, a memstore,
-// an in-memory inventory and a simulated Clock. Step advances simulated
-// time and lets server, agents and network settle; Executor records every
-// run.
+// one agent.Agent per device over an in-process transport and a simulated
+// Clock, on any store and inventory: memstore and scope/inmem by default,
+// or the sqlstore (SQLite or PostgreSQL) and its inventory a host ships
+// (Config.Store, Config.Inventory). Step advances simulated time and lets
+// server, agents and network settle; Executor records every run.
+//
+//	store, _ := sqlstore.OpenSQLite(ctx, "/tmp/sim.db")
+//	sim, err := enginetest.New(ctx, enginetest.Config{Start: start, Registry: reg,
+//		Store: store, Inventory: store.Devices(),
+//		Groups: groups, Devices: devices, ServerLocation: zone})
+//	...
+//	err = sim.Step(ctx, 7*24*time.Hour, 5*time.Minute) // a simulated week
+//
+// The quickstart (examples/quickstart) simulates its week this way on
+// SQLite.
 package enginetest
 
 import (
@@ -15,8 +26,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/taskfleet/taskfleet/restart"
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/scope/inmem"
+	"github.com/taskfleet/taskfleet/storage"
 	"github.com/taskfleet/taskfleet/storage/memstore"
 	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/agent"
@@ -25,18 +38,51 @@ import (
 	"github.com/taskfleet/taskfleet/task/transport/inproc"
 )
 
-// Config configures a Sim.
+// Inventory is what the Sim needs of a device inventory: the engine reads
+// it, and the Sim writes the fleet into it and keeps each device's
+// Connected up to date. scope/inmem's and storage/sqlstore's inventories
+// are both one.
+type Inventory interface {
+	scope.Inventory
+	scope.InventoryWriter
+}
+
+// Config configures a Sim. Only Start and Registry are required.
 type Config struct {
-	Start    time.Time
+	// Start is the simulated instant the Sim begins at.
+	Start time.Time
+	// Registry holds the task types the simulated tasks use.
 	Registry *task.Registry
-	Groups   []scope.AdminGroup
+	// Store is the server's store; nil means a new memstore. The Sim
+	// does not close it.
+	Store storage.Store
+	// Inventory is the device inventory; nil means a new inmem inventory.
+	// New puts Groups and Devices into it.
+	Inventory Inventory
+	// Groups are the administration groups, put into Inventory by New.
+	Groups []scope.AdminGroup
 	// Devices are the fleet; Connected is managed by the Sim (all start
 	// connected). Their TimeZone decides each agent's zone.
 	Devices []scope.Device
 	// ServerLocation is the Administration Server's zone.
 	ServerLocation *time.Location
-	Faults         inproc.Faults
-	Seed           uint64
+	// Faults are the in-process network's faults (loss, duplicates,
+	// reordering); zero is a perfect network.
+	Faults inproc.Faults
+	// Seed makes the network's faults reproducible.
+	Seed uint64
+	// NewID, when set, gives the Manager's task ids (for example from a
+	// counter, so a seed replays the same run ids); nil means random
+	// UUIDs.
+	NewID func() string
+	// Restarter, when set, returns the restart.Device of a device's agent
+	// (restart prompts, session lock, the restart itself); nil leaves
+	// agents without one, so runs needing a restart stay
+	// restart_required.
+	Restarter func(id scope.DeviceID) restart.Device
+	// Wire sends every message through the wire codec (inproc.Config
+	// Wire), as over a real channel.
+	Wire bool
 	// Heartbeat of the agents (default 5 minutes).
 	Heartbeat time.Duration
 	// Server tunes the server (Store, Inventory, Clock and Location are
@@ -57,22 +103,38 @@ type Config struct {
 
 // Behavior is how one run goes.
 type Behavior struct {
-	Duration        time.Duration
-	State           task.State
+	// Duration is how long the run takes on the simulated clock (0: it
+	// ends at once).
+	Duration time.Duration
+	// State is the run's final state (empty: completed).
+	State task.State
+	// RestartRequired makes the run need an operating-system restart.
 	RestartRequired bool
-	Message         string
+	// Message is the run's result message.
+	Message string
 }
 
 // Sim is a simulated fleet.
 type Sim struct {
-	Clock   *Clock
-	Store   *memstore.Store
-	Inv     *inmem.Inventory
-	Net     *inproc.Network
-	Server  *engine.Server
+	// Clock is the simulated time of server, agents and network.
+	Clock *Clock
+	// Store is the server's store (Config.Store or a memstore).
+	Store storage.Store
+	// Inv is the device inventory (Config.Inventory or an inmem one).
+	Inv Inventory
+	// Net is the in-process channel between server and agents.
+	Net *inproc.Network
+	// Server is the engine; RestartServer replaces it.
+	Server *engine.Server
+	// Manager is the task API hosts call; RestartServer replaces it.
 	Manager *task.Manager
-	Exec    *Executor
-	cfg     Config
+	// Exec is every device's simulated application; it records runs.
+	Exec *Executor
+	cfg  Config
+	// invErr is the first inventory write that failed in a method
+	// without an error result (PowerOff, Disconnect, Reconnect); Settle
+	// returns it.
+	invErr  error
 	devices map[scope.DeviceID]scope.Device
 	order   []scope.DeviceID
 	agents  map[scope.DeviceID]*agent.Agent
@@ -112,13 +174,19 @@ func New(ctx context.Context, cfg Config) (*Sim, error) {
 		cfg.Heartbeat = 5 * time.Minute
 	}
 	clk := NewClock(cfg.Start)
-	s := &Sim{Clock: clk, Store: memstore.New(), Inv: inmem.New(), cfg: cfg,
+	if cfg.Store == nil {
+		cfg.Store = memstore.New()
+	}
+	if cfg.Inventory == nil {
+		cfg.Inventory = inmem.New()
+	}
+	s := &Sim{Clock: clk, Store: cfg.Store, Inv: cfg.Inventory, cfg: cfg,
 		devices: map[scope.DeviceID]scope.Device{}, agents: map[scope.DeviceID]*agent.Agent{},
 		stores: map[scope.DeviceID]agent.Store{}, on: map[scope.DeviceID]bool{}, locs: map[string]*time.Location{},
 		power: map[scope.DeviceID]int{}, byID: map[scope.DeviceID]*slot{}}
 	s.Exec = &Executor{clk: clk, behavior: cfg.Behavior, runs: map[RunKey][]Record{}, timers: map[RunKey]*simTimer{}, notRunning: map[scope.DeviceID]bool{},
 		finished: s.finished}
-	if err := s.Inv.PutGroups(cfg.Groups...); err != nil {
+	if err := s.Inv.PutGroups(ctx, cfg.Groups...); err != nil {
 		return nil, err
 	}
 	for _, d := range cfg.Devices {
@@ -131,10 +199,10 @@ func New(ctx context.Context, cfg Config) (*Sim, error) {
 	for _, id := range s.order {
 		devs = append(devs, s.devices[id])
 	}
-	if err := s.Inv.PutDevices(devs...); err != nil {
+	if err := s.Inv.PutDevices(ctx, devs...); err != nil {
 		return nil, err
 	}
-	s.Net = inproc.New(inproc.Config{Clock: clk, Faults: cfg.Faults, Seed: cfg.Seed})
+	s.Net = inproc.New(inproc.Config{Clock: clk, Faults: cfg.Faults, Seed: cfg.Seed, Wire: cfg.Wire})
 	scfg := cfg.Server
 	scfg.Store, scfg.Inventory, scfg.Clock, scfg.Location = s.Store, s.Inv, clk, cfg.ServerLocation
 	if scfg.ReplicaID == "" {
@@ -145,7 +213,7 @@ func New(ctx context.Context, cfg Config) (*Sim, error) {
 		return nil, err
 	}
 	s.Server = srv
-	m, err := task.New(task.Config{Store: s.Store, Registry: cfg.Registry, Inventory: s.Inv, Clock: clk, Location: cfg.ServerLocation, Dispatcher: srv, Notifier: cfg.Notifier})
+	m, err := task.New(task.Config{Store: s.Store, Registry: cfg.Registry, Inventory: s.Inv, Clock: clk, Location: cfg.ServerLocation, Dispatcher: srv, Notifier: cfg.Notifier, NewID: cfg.NewID})
 	if err != nil {
 		return nil, err
 	}
@@ -197,8 +265,12 @@ func (s *Sim) boot(ctx context.Context, id scope.DeviceID) error {
 		}
 		s.stores[id] = st
 	}
+	var rd restart.Device
+	if s.cfg.Restarter != nil {
+		rd = s.cfg.Restarter(id)
+	}
 	a, err := agent.New(ctx, agent.Config{Device: id, Store: s.stores[id], Executor: s.Exec.For(id), Location: s.loc(id), Clock: s.Clock,
-		Heartbeat: s.cfg.Heartbeat, Power: powerFunc(func() { s.power[id]++ })})
+		Heartbeat: s.cfg.Heartbeat, Power: powerFunc(func() { s.power[id]++ }), Restarter: rd})
 	if err != nil {
 		return err
 	}
@@ -243,7 +315,9 @@ func (s *Sim) setConnected(id scope.DeviceID, v bool) {
 	d := s.devices[id]
 	d.Connected = v
 	s.devices[id] = d
-	_ = s.Inv.PutDevices(d)
+	if err := s.Inv.PutDevices(context.Background(), d); err != nil && s.invErr == nil {
+		s.invErr = fmt.Errorf("enginetest: update device %s in the inventory: %w", id, err)
+	}
 }
 
 // PowerOff stops a device: its agent stops (runs in progress end with it)
@@ -304,7 +378,7 @@ func (s *Sim) RestartServer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m, err := task.New(task.Config{Store: s.Store, Registry: s.cfg.Registry, Inventory: s.Inv, Clock: s.Clock, Location: s.cfg.ServerLocation, Dispatcher: srv, Notifier: s.cfg.Notifier})
+	m, err := task.New(task.Config{Store: s.Store, Registry: s.cfg.Registry, Inventory: s.Inv, Clock: s.Clock, Location: s.cfg.ServerLocation, Dispatcher: srv, Notifier: s.cfg.Notifier, NewID: s.cfg.NewID})
 	if err != nil {
 		return err
 	}
@@ -320,6 +394,10 @@ func (s *Sim) RestartServer(ctx context.Context) error {
 // (by NextWake); after it only the agents that received messages tick
 // again.
 func (s *Sim) Settle(ctx context.Context) error {
+	if err := s.invErr; err != nil {
+		s.invErr = nil
+		return err
+	}
 	now := s.Clock.Now()
 	s.drainWoken()
 	s.round++
@@ -506,18 +584,26 @@ func (s *Sim) Step(ctx context.Context, d, step time.Duration) error {
 
 // RunKey names the runs of a task on a device.
 type RunKey struct {
-	Task   string
+	// Task is the task's ID.
+	Task string
+	// Device is the device.
 	Device scope.DeviceID
 }
 
 // Record is one run the executor started.
 type Record struct {
-	RunID     int64
-	At        time.Time
-	Due       time.Time
+	// RunID identifies the run.
+	RunID int64
+	// At is the run's nominal start (the activation).
+	At time.Time
+	// Due is when it was due (At plus the randomized delay).
+	Due time.Time
+	// StartedAt is when the agent started it.
 	StartedAt time.Time
-	Manual    bool
-	Stopped   bool
+	// Manual is true for a start by an administrator.
+	Manual bool
+	// Stopped is true when the agent stopped the run.
+	Stopped bool
 }
 
 // Executor is the simulated security application of every device.
@@ -544,6 +630,17 @@ func (e *Executor) Runs(taskID string, id scope.DeviceID) []Record {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return append([]Record(nil), e.runs[RunKey{taskID, id}]...)
+}
+
+// All returns every run started so far, by task and device.
+func (e *Executor) All() map[RunKey][]Record {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[RunKey][]Record, len(e.runs))
+	for k, rs := range e.runs {
+		out[k] = append([]Record(nil), rs...)
+	}
+	return out
 }
 
 // Total returns how many runs were started.

@@ -13,6 +13,21 @@
 //
 // # Faults
 //
+// # Identity
+//
+// The endpoint a device gets from Device is bound to that device: every
+// message sent through it reaches the server with Message.Device set to
+// it, whatever the message said, as the transport.ServerEndpoint contract
+// requires of an authenticating transport.
+//
+// # Wire
+//
+// With Config.Wire every message is encoded and decoded with the wire
+// codec (transport.Encode, transport.DecodeBytes) on its way, as over a
+// real channel: the receiver gets only what the protocol carries. A
+// message that does not survive the codec is dropped and counted
+// (Stats.Dropped).
+//
 // Faults are drawn from a seeded generator, so a run with the same seed and
 // the same sends is reproducible. A disconnected device's Send, and the
 // server's Send to it, return transport.ErrUnreachable; messages already
@@ -60,7 +75,18 @@ const (
 
 // Stats counts what the network did.
 type Stats struct {
-	Sent, Delivered, Dropped, Duplicated, Reordered int64
+	// Sent counts messages handed to the network.
+	Sent int64
+	// Delivered counts messages handed to a Handler.
+	Delivered int64
+	// Dropped counts messages lost (a fault, or the device was
+	// disconnected).
+	Dropped int64
+	// Duplicated counts messages delivered twice by a fault.
+	Duplicated int64
+	// Reordered counts messages held back by a fault so a later one
+	// overtook them.
+	Reordered int64
 }
 
 // Config configures a Network.
@@ -71,6 +97,9 @@ type Config struct {
 	Faults Faults
 	// Seed seeds the fault generator.
 	Seed uint64
+	// Wire sends every message through the wire codec (see the package
+	// documentation); off by default (messages are passed as values).
+	Wire bool
 }
 
 type envelope struct {
@@ -85,6 +114,7 @@ type Network struct {
 	mu      sync.Mutex
 	clk     clock.Clock
 	faults  Faults
+	wire    bool
 	rng     *rand.Rand
 	server  transport.Handler
 	devices map[scope.DeviceID]transport.Handler
@@ -103,7 +133,7 @@ func New(cfg Config) *Network {
 		cfg.Clock = clock.New()
 	}
 	return &Network{
-		clk: cfg.Clock, faults: cfg.Faults,
+		clk: cfg.Clock, faults: cfg.Faults, wire: cfg.Wire,
 		rng:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 		devices: map[scope.DeviceID]transport.Handler{}, down: map[scope.DeviceID]bool{},
 	}
@@ -196,6 +226,16 @@ func (n *Network) send(m transport.Message, toServer bool) error {
 		}
 	}
 	n.stats.Sent++
+	if n.wire {
+		b, err := transport.Encode(m)
+		if err == nil {
+			m, err = transport.DecodeBytes(b)
+		}
+		if err != nil {
+			n.stats.Dropped++
+			return nil
+		}
+	}
 	copies := 1
 	fate := Pass
 	if n.faults.Filter != nil {

@@ -139,3 +139,37 @@ func TestDisconnect(t *testing.T) {
 		t.Fatalf("got %v", s.got)
 	}
 }
+
+type keep struct{ got []transport.Message }
+
+func (k *keep) Handle(_ context.Context, m transport.Message) { k.got = append(k.got, m) }
+
+// A device's endpoint sets the sender: a message naming another device
+// reaches the server as the sending device's. With Wire, messages cross
+// the wire codec: the server gets the protocol's form (the version set).
+func TestDeviceEndpointSetsTheSender(t *testing.T) {
+	t.Parallel()
+	for _, wire := range []bool{false, true} {
+		n := inproc.New(inproc.Config{Clock: clock.NewMock(), Wire: wire})
+		srv := &keep{}
+		n.Server(srv)
+		ep := n.Device("d1", &keep{})
+		must := func(err error) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		must(ep.Send(context.Background(), transport.Message{Key: "k", Kind: transport.Results, Device: "d2",
+			Results: []transport.Result{{TaskID: "t", Device: "d2", RunID: 4, Seq: 2, State: "completed"}}}))
+		n.Pump(context.Background())
+		if len(srv.got) != 1 || srv.got[0].Device != "d1" {
+			t.Fatalf("wire %v: server got %+v, want one message from d1", wire, srv.got)
+		}
+		if wire && srv.got[0].Version != transport.ProtocolVersion {
+			t.Errorf("over the wire the message has version %d", srv.got[0].Version)
+		}
+		if r := srv.got[0].Results; len(r) != 1 || r[0].TaskID != "t" || r[0].State != "completed" {
+			t.Errorf("wire %v: results %+v", wire, r)
+		}
+	}
+}

@@ -1,4 +1,4 @@
-package agent
+package agentsqlite
 
 import (
 	"context"
@@ -12,14 +12,15 @@ import (
 	_ "modernc.org/sqlite" // the "sqlite" driver
 
 	"github.com/taskfleet/taskfleet/internal/errs"
+	"github.com/taskfleet/taskfleet/task/agent"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
 
-// SQLiteStore is a Store in a SQLite file: task definitions, local
+// Store is an agent.Store in a SQLite file: task definitions, local
 // schedule state and the outbox survive agent and device restarts. Every
 // write is its own transaction; the database runs in WAL mode with full
 // synchronous commits, so an acknowledged write survives a power loss.
-type SQLiteStore struct {
+type Store struct {
 	db     *sql.DB
 	mu     sync.Mutex
 	closed bool
@@ -31,8 +32,9 @@ CREATE TABLE IF NOT EXISTS agent_outbox (ord INTEGER PRIMARY KEY AUTOINCREMENT, 
 CREATE TABLE IF NOT EXISTS agent_meta (name TEXT PRIMARY KEY, at TEXT NOT NULL, n INTEGER NOT NULL);
 `
 
-// NewSQLite opens (creating if needed) the agent store at path.
-func NewSQLite(ctx context.Context, path string) (*SQLiteStore, error) {
+// Open opens (creating if needed) the agent store in the SQLite file at
+// path. An empty path is an ErrInvalid *ValidationError.
+func Open(ctx context.Context, path string) (*Store, error) {
 	if path == "" {
 		return nil, errs.Invalid("path", "", "is required")
 	}
@@ -45,10 +47,10 @@ func NewSQLite(ctx context.Context, path string) (*SQLiteStore, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("agent: create schema: %w", err)
 	}
-	return &SQLiteStore{db: db}, nil
+	return &Store{db: db}, nil
 }
 
-func (s *SQLiteStore) check() error {
+func (s *Store) check() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -57,8 +59,8 @@ func (s *SQLiteStore) check() error {
 	return nil
 }
 
-// Tasks implements Store.
-func (s *SQLiteStore) Tasks(ctx context.Context) ([]LocalTask, error) {
+// Tasks implements agent.Store.
+func (s *Store) Tasks(ctx context.Context) ([]agent.LocalTask, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
@@ -67,13 +69,13 @@ func (s *SQLiteStore) Tasks(ctx context.Context) ([]LocalTask, error) {
 		return nil, fmt.Errorf("agent: tasks: %w", err)
 	}
 	defer rows.Close()
-	var out []LocalTask
+	var out []agent.LocalTask
 	for rows.Next() {
 		var b []byte
 		if err := rows.Scan(&b); err != nil {
 			return nil, err
 		}
-		var t LocalTask
+		var t agent.LocalTask
 		if err := json.Unmarshal(b, &t); err != nil {
 			return nil, fmt.Errorf("agent: decode task: %w", err)
 		}
@@ -97,8 +99,8 @@ func rawSettings(d *transport.Definition) {
 	}
 }
 
-// PutTask implements Store.
-func (s *SQLiteStore) PutTask(ctx context.Context, t LocalTask) error {
+// PutTask implements agent.Store.
+func (s *Store) PutTask(ctx context.Context, t agent.LocalTask) error {
 	if err := s.check(); err != nil {
 		return err
 	}
@@ -110,8 +112,8 @@ func (s *SQLiteStore) PutTask(ctx context.Context, t LocalTask) error {
 	return err
 }
 
-// DeleteTask implements Store.
-func (s *SQLiteStore) DeleteTask(ctx context.Context, id string) error {
+// DeleteTask implements agent.Store.
+func (s *Store) DeleteTask(ctx context.Context, id string) error {
 	if err := s.check(); err != nil {
 		return err
 	}
@@ -119,8 +121,8 @@ func (s *SQLiteStore) DeleteTask(ctx context.Context, id string) error {
 	return err
 }
 
-// Enqueue implements Store.
-func (s *SQLiteStore) Enqueue(ctx context.Context, m transport.Message) error {
+// Enqueue implements agent.Store.
+func (s *Store) Enqueue(ctx context.Context, m transport.Message) error {
 	if err := s.check(); err != nil {
 		return err
 	}
@@ -135,8 +137,8 @@ func (s *SQLiteStore) Enqueue(ctx context.Context, m transport.Message) error {
 	return err
 }
 
-// Outbox implements Store.
-func (s *SQLiteStore) Outbox(ctx context.Context) ([]transport.Message, error) {
+// Outbox implements agent.Store.
+func (s *Store) Outbox(ctx context.Context) ([]transport.Message, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
@@ -160,8 +162,8 @@ func (s *SQLiteStore) Outbox(ctx context.Context) ([]transport.Message, error) {
 	return out, rows.Err()
 }
 
-// Remove implements Store.
-func (s *SQLiteStore) Remove(ctx context.Context, keys []string) error {
+// Remove implements agent.Store.
+func (s *Store) Remove(ctx context.Context, keys []string) error {
 	if err := s.check(); err != nil {
 		return err
 	}
@@ -178,8 +180,8 @@ func (s *SQLiteStore) Remove(ctx context.Context, keys []string) error {
 	return tx.Commit()
 }
 
-// Meta implements Store.
-func (s *SQLiteStore) Meta(ctx context.Context, name string) (time.Time, int64, error) {
+// Meta implements agent.Store.
+func (s *Store) Meta(ctx context.Context, name string) (time.Time, int64, error) {
 	if err := s.check(); err != nil {
 		return time.Time{}, 0, err
 	}
@@ -199,8 +201,8 @@ func (s *SQLiteStore) Meta(ctx context.Context, name string) (time.Time, int64, 
 	return t, n, nil
 }
 
-// SetMeta implements Store.
-func (s *SQLiteStore) SetMeta(ctx context.Context, name string, t time.Time, n int64) error {
+// SetMeta implements agent.Store.
+func (s *Store) SetMeta(ctx context.Context, name string, t time.Time, n int64) error {
 	if err := s.check(); err != nil {
 		return err
 	}
@@ -209,8 +211,8 @@ func (s *SQLiteStore) SetMeta(ctx context.Context, name string, t time.Time, n i
 	return err
 }
 
-// Close implements Store.
-func (s *SQLiteStore) Close() error {
+// Close implements agent.Store.
+func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -220,4 +222,4 @@ func (s *SQLiteStore) Close() error {
 	return s.db.Close()
 }
 
-var _ Store = (*SQLiteStore)(nil)
+var _ agent.Store = (*Store)(nil)
