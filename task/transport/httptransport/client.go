@@ -324,7 +324,7 @@ func (c *Client) Enroll(ctx context.Context) error {
 	body, _ := json.Marshal(EnrollRequest{Device: c.cfg.Device, Secret: string(c.cfg.EnrollSecret)})
 	resp, err := c.do(ctx, http.MethodPost, PathEnroll, body, DefaultRequestTimeout)
 	if err != nil {
-		return transport.ErrUnreachable
+		return fmt.Errorf("httptransport: enroll: %w (%w)", transport.ErrUnreachable, err)
 	}
 	return c.takeKey(ctx, resp)
 }
@@ -363,11 +363,11 @@ func (c *Client) takeKey(ctx context.Context, resp *http.Response) error {
 	case http.StatusBadRequest:
 		return errs.Invalid("device", clipID(c.cfg.Device), "refused by the server")
 	default:
-		return transport.ErrUnreachable
+		return fmt.Errorf("httptransport: %s: %w", resp.Status, transport.ErrUnreachable)
 	}
 	var a KeyAnswer
 	if err := readAnswer(resp, 4096, &a); err != nil || a.Key == "" {
-		return transport.ErrUnreachable
+		return fmt.Errorf("httptransport: a key answer that is not one: %w", transport.ErrUnreachable)
 	}
 	key := Secret(a.Key)
 	if c.cfg.SaveKey != nil {
@@ -510,4 +510,3 @@ func (c *Client) poll(ctx context.Context) ([]transport.Message, error) {
 	}
 	return msgs, nil
 }
-

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -252,3 +253,5 @@ func heartbeat(device scope.DeviceID) transport.Message {
 }
 
 func zerologTo(w *syncBuffer) zerolog.Logger { return zerolog.New(w).Level(zerolog.InfoLevel) }
+
+func jsonDecode(resp *http.Response, v any) error { return json.NewDecoder(resp.Body).Decode(v) }
