@@ -71,7 +71,7 @@ type Start struct {
 type Restart struct {
 	Run int64 `json:"run"`
 	// ReconnectSeconds: from the restarted server listening until every
-	// agent held a poll again; RecordedSeconds: until every result of the
+	// agent made a request to it; RecordedSeconds: until every result of the
 	// run was recorded.
 	ReconnectSeconds float64 `json:"reconnect_seconds"`
 	RecordedSeconds  float64 `json:"recorded_seconds"`
@@ -197,7 +197,7 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 		return fig, err
 	}
 	env := []string{secretEnv + "=" + hex.EncodeToString(sb)}
-	common := []string{"-dir", o.dir, "-agents", strconv.Itoa(o.agents), "-wait", o.wait.String(), "-retry", o.retry.String()}
+	common := []string{"-checkin", o.checkIn.String(), "-dir", o.dir, "-agents", strconv.Itoa(o.agents), "-wait", o.wait.String(), "-retry", o.retry.String()}
 	if o.postgres != "" {
 		common = append(common, "-postgres", o.postgres)
 	}
@@ -242,7 +242,7 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 			break
 		}
 		s, err := startChild(ctx, fmt.Sprintf("sim-%d", i), []string{"-mode", "sim", "-dir", o.dir, "-server", "https://" + addr, "-index", strconv.Itoa(i),
-			"-from", strconv.Itoa(from), "-to", strconv.Itoa(to), "-conns", strconv.Itoa(o.conns), "-wait", o.wait.String(),
+			"-from", strconv.Itoa(from), "-to", strconv.Itoa(to), "-conns", strconv.Itoa(o.conns), "-wait", o.wait.String(), "-checkin", o.checkIn.String(),
 			"-heartbeat", o.heartbeat.String(), "-ramp", o.ramp.String(), "-backoff-min", o.backoffMin.String(), "-backoff-max", o.backoffMax.String()}, env, out)
 		if err != nil {
 			return fig, err
@@ -256,7 +256,7 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 		}
 	}
 	fig.ConnectSeconds = time.Since(t0).Seconds()
-	if err := admin.waitFor(ctx, o.timeout, func(st serverStatus) bool { return st.Channel.Polling >= int64(o.agents) }); err != nil {
+	if err := admin.waitFor(ctx, o.timeout, func(st serverStatus) bool { return allIn(st, o) }); err != nil {
 		return fig, fmt.Errorf("waiting for every agent to hold a poll: %w", err)
 	}
 	fmt.Fprintf(out, "%d agents enrolled and connected in %.1f s\n", o.agents, fig.ConnectSeconds)
@@ -326,7 +326,7 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 		return fig, err
 	}
 	r0 := time.Now()
-	if err := admin.waitFor(ctx, o.timeout, func(st serverStatus) bool { return st.Channel.Polling >= int64(o.agents) }); err != nil {
+	if err := admin.waitFor(ctx, o.timeout, func(st serverStatus) bool { return st.Channel.Connected >= int64(o.agents) }); err != nil {
 		return fig, fmt.Errorf("reconnect: %w", err)
 	}
 	fig.Restart = Restart{Run: run2, ReconnectSeconds: time.Since(r0).Seconds()}
@@ -471,6 +471,13 @@ func (a *adminClient) waitFor(ctx context.Context, d time.Duration, ok func(serv
 		}
 	}
 	return fmt.Errorf("timed out; last status: finished %d/%d, %d polls held, %d connected", last.Finished, last.Total, last.Channel.Polling, last.Channel.Connected)
+}
+
+// allIn: every agent is connected and, with long polls, (almost) every
+// one holds a poll (a poll answered with a message is renewed a moment
+// later).
+func allIn(st serverStatus, o options) bool {
+	return st.Channel.Connected >= int64(o.agents) && (o.checkIn > 0 || st.Channel.Polling >= int64(o.agents)*99/100)
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }

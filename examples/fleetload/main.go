@@ -10,7 +10,7 @@
 // # What it does
 //
 // Each simulated agent enrolls with the fleet's enrollment secret (its own
-// key), long-polls, heartbeats every -heartbeat, runs every start it gets
+// key), long-polls (or, with -checkin, polls without waiting that often), heartbeats every -heartbeat, runs every start it gets
 // once (at once) and reports the result until the server acknowledges it.
 // The agents of one simulator process share its HTTP/2 connections
 // (-conns clients, each bound to its own source address in 127.0.0.0/8
@@ -84,6 +84,7 @@ type options struct {
 	backoffMax time.Duration
 	timeout    time.Duration
 	json       string
+	checkIn    time.Duration
 }
 
 func parse(args []string, out io.Writer) (options, error) {
@@ -105,6 +106,7 @@ func parse(args []string, out io.Writer) (options, error) {
 	fs.DurationVar(&o.backoffMax, "backoff-max", 10*time.Second, "agents' reconnect backoff maximum")
 	fs.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
 	fs.StringVar(&o.json, "json", "", "write the figures as JSON to this file")
+	fs.DurationVar(&o.checkIn, "checkin", 0, "agents check in (poll without waiting) this often instead of long polls (0: long polls)")
 	// Set by the coordinator for its children.
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:0", "server: the channel's address")
 	fs.StringVar(&o.admin, "admin", "127.0.0.1:0", "server: the admin API's address")
@@ -130,6 +132,8 @@ func parse(args []string, out io.Writer) (options, error) {
 		return o, fmt.Errorf("-wait %s: must be between 1s and 5m", o.wait)
 	case o.heartbeat < time.Second || o.retry < 100*time.Millisecond || o.steady < time.Second || o.backoffMin <= 0 || o.backoffMax < o.backoffMin:
 		return o, errors.New("-heartbeat, -retry, -steady, -backoff-min and -backoff-max: out of range")
+	case o.checkIn < 0 || o.checkIn > 10*time.Minute:
+		return o, fmt.Errorf("-checkin %s: must be between 0 and 10m", o.checkIn)
 	case o.from < 1 || o.to < o.from:
 		return o, errors.New("-from and -to: a range of devices")
 	}

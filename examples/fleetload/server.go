@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -131,7 +132,10 @@ func serve(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 	hs := &http.Server{Handler: ch, TLSConfig: httptransport.ServerTLS(cert, nil), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute,
-		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: 1000}, ErrorLog: nil}
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: 1000},
+		// Connections cut by the kill of a simulator or a client's
+		// surplus dials: not news.
+		ErrorLog: log.New(io.Discard, "", 0)}
 	admin := http.NewServeMux()
 	var startMu sync.Mutex
 	admin.HandleFunc("POST /start", func(w http.ResponseWriter, r *http.Request) {

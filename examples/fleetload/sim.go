@@ -35,6 +35,7 @@ type simDevice struct {
 	held     map[string]transport.HeldTask
 	executed map[string]bool // task/run
 	unacked  map[string]transport.Message
+	sentAt   map[string]time.Time // when each unacknowledged result was last sent
 	enrolled bool
 }
 
@@ -76,6 +77,10 @@ func simulate(ctx context.Context, o options, in io.Reader, out io.Writer) error
 		tr := hc.Transport.(*http.Transport)
 		d := &net.Dialer{LocalAddr: local, Timeout: 10 * time.Second}
 		tr.DialContext = d.DialContext
+		// Enough HTTP/2 connections for this client's agents' polls (the
+		// server allows 1,000 streams each), and no more: without a cap a
+		// burst of requests dials one connection each.
+		tr.MaxConnsPerHost = (o.to-o.from+1)/o.conns/900 + 1
 		clients = append(clients, hc)
 	}
 	s := &simulator{o: o, beats: make(chan *simDevice, o.to-o.from+1), recvAt: map[int64][]int64{}, execs: map[int64]int{}, redeliv: map[int64]int{}}
@@ -83,9 +88,9 @@ func simulate(ctx context.Context, o options, in io.Reader, out io.Writer) error
 	defer cancel()
 	var wg sync.WaitGroup
 	for i := o.from; i <= o.to; i++ {
-		d := &simDevice{sim: s, id: deviceID(i), held: map[string]transport.HeldTask{}, executed: map[string]bool{}, unacked: map[string]transport.Message{}}
+		d := &simDevice{sim: s, id: deviceID(i), held: map[string]transport.HeldTask{}, executed: map[string]bool{}, unacked: map[string]transport.Message{}, sentAt: map[string]time.Time{}}
 		c, err := httptransport.NewClient(httptransport.ClientConfig{URL: o.server, Device: d.id, HTTPClient: clients[i%len(clients)],
-			EnrollSecret: httptransport.Secret(os.Getenv(secretEnv)), Wait: o.wait, BackoffMin: o.backoffMin, BackoffMax: o.backoffMax,
+			EnrollSecret: httptransport.Secret(os.Getenv(secretEnv)), Wait: o.wait, CheckIn: o.checkIn, BackoffMin: o.backoffMin, BackoffMax: o.backoffMax,
 			SaveKey: func(context.Context, httptransport.Secret) error { d.onEnrolled(); return nil }})
 		if err != nil {
 			return err
@@ -234,6 +239,7 @@ func (d *simDevice) Handle(ctx context.Context, m transport.Message) {
 		d.mu.Lock()
 		for _, k := range m.Acks {
 			delete(d.unacked, k)
+			delete(d.sentAt, k)
 		}
 		d.mu.Unlock()
 	case transport.StartRun:
@@ -257,10 +263,15 @@ func (d *simDevice) Handle(ctx context.Context, m transport.Message) {
 		s.mu.Unlock()
 		if done {
 			// Started again: the server has not recorded the result
-			// yet. Resend it if it is still unacknowledged.
+			// yet. Resend it if it is still unacknowledged and was not
+			// sent in the last retry interval.
 			key := "r/" + k + "/" + strconv.FormatInt(transport.SeqDevice, 10)
 			d.mu.Lock()
 			res, ok := d.unacked[key]
+			ok = ok && now.Sub(d.sentAt[key]) >= d.sim.o.retry
+			if ok {
+				d.sentAt[key] = now
+			}
 			d.mu.Unlock()
 			if ok {
 				_ = d.c.Send(ctx, res)
@@ -273,6 +284,7 @@ func (d *simDevice) Handle(ctx context.Context, m transport.Message) {
 			TaskID: st.TaskID, RunID: st.RunID, Seq: transport.SeqDevice, State: "completed", StartedAt: now.UTC(), FinishedAt: now.UTC(), UpdatedAt: now.UTC(), Progress: 100}}}
 		d.mu.Lock()
 		d.unacked[key] = res
+		d.sentAt[key] = now
 		d.mu.Unlock()
 		_ = d.c.Send(ctx, res)
 	}
