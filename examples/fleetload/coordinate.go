@@ -230,8 +230,12 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 	t0 := time.Now()
 	var sims []*child
 	defer func() {
+		// All at once: each may take a while to wind down its agents.
 		for _, s := range sims {
 			_ = s.stdin.Close()
+			_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		}
+		for _, s := range sims {
 			s.stop(syscall.SIGTERM)
 		}
 	}()

@@ -80,7 +80,7 @@ func simulate(ctx context.Context, o options, in io.Reader, out io.Writer) error
 		// Enough HTTP/2 connections for this client's agents' polls (the
 		// server allows 1,000 streams each), and no more: without a cap a
 		// burst of requests dials one connection each.
-		tr.MaxConnsPerHost = (o.to-o.from+1)/o.conns/900 + 1
+		tr.MaxConnsPerHost = (o.to-o.from+1)/o.conns/500 + 2
 		clients = append(clients, hc)
 	}
 	s := &simulator{o: o, beats: make(chan *simDevice, o.to-o.from+1), recvAt: map[int64][]int64{}, execs: map[int64]int{}, redeliv: map[int64]int{}}

@@ -65,9 +65,11 @@
 //     key's SHA-256 (KeyRecord, in a KeyStore: MemKeyStore in memory, or
 //     the host's durable one) and compares in constant time. Enrollments
 //     are rate limited (EnrollmentConfig.Rate and Burst, 429 beyond). A
-//     device that holds a valid key cannot enroll again (409) unless
-//     AllowReenroll: the secret alone never takes another device's
-//     identity over. Revoke refuses a key at once (401 "revoked") and
+//     device that holds a valid key it has used cannot enroll again (409)
+//     unless AllowReenroll: the secret alone never takes an established
+//     device's identity over. Until its key first authenticates a
+//     request, a device may enroll again (the answer to its enrollment
+//     may have been lost), which replaces the unused key. Revoke refuses a key at once (401 "revoked") and
 //     blocks re-enrollment until Reset; a device rotates its key with
 //     POST /v1/rotate (Client.Rotate, ClientConfig.RotateEvery), the old
 //     key staying valid until the new one is first used; keys expire

@@ -91,6 +91,10 @@ type KeyRecord struct {
 	// Revoked is set by Revoke: the key is refused and the device cannot
 	// enroll again until Reset.
 	Revoked bool
+	// Used is set when the key first authenticates a request. Until then
+	// the device may enroll again with the secret (the answer of its
+	// enrollment may have been lost), which replaces the key.
+	Used bool
 }
 
 // PutKeyParams is the input of KeyStore.PutKey.
@@ -257,7 +261,10 @@ func (e *Enrollment) allow(now time.Time) bool {
 	return true
 }
 
-// Enroll issues a key to device for the enrollment secret. It returns
+// Enroll issues a key to device for the enrollment secret. A device whose
+// key has never authenticated a request may enroll again (its first
+// answer may have been lost): the new key replaces the unused one. It
+// returns
 // ErrRateLimited, ErrBadSecret, ErrRevoked, ErrEnrolled, an error
 // matching ErrInvalid for a malformed device id, or the Known check's or
 // the KeyStore's error. The key is returned once; only its hash is kept.
@@ -289,7 +296,7 @@ func (e *Enrollment) Enroll(ctx context.Context, device scope.DeviceID, secret S
 		return "", err
 	case old.Revoked:
 		return "", ErrRevoked
-	case !e.expired(old, now) && !e.cfg.AllowReenroll:
+	case old.Used && !e.expired(old, now) && !e.cfg.AllowReenroll:
 		return "", ErrEnrolled
 	default:
 		expect = old.Hash
@@ -406,12 +413,13 @@ func (e *Enrollment) Authenticate(r *http.Request) (scope.DeviceID, error) {
 	case e.expired(rec, e.clk.Now()):
 		return "", &AuthError{Device: id, Reason: ReasonExpired}
 	}
-	if cur && rec.Prev != (Hash{}) {
-		// The device uses its new key: the old one is done.
-		// Re-read under the lock so that a concurrent Revoke is kept.
+	if cur && (rec.Prev != (Hash{}) || !rec.Used) {
+		// The device uses its (new) key: it is established, and the old
+		// one is done. Re-read under the lock so that a concurrent Revoke
+		// is kept.
 		e.mu.Lock()
 		if nr, err := e.cfg.Keys.Key(r.Context(), id); err == nil && nr == rec {
-			nr.Prev = Hash{}
+			nr.Prev, nr.Used = Hash{}, true
 			_ = e.cfg.Keys.PutKey(r.Context(), PutKeyParams{Record: nr, Expect: rec.Hash})
 		}
 		e.mu.Unlock()

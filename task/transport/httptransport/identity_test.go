@@ -321,3 +321,29 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// The answer to an enrollment may be lost: until the key is used the
+// device enrolls again (the unused key is replaced); once it is used,
+// nobody can enroll as the device with the secret alone.
+func TestEnrollmentAnswerLost(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, fixtureConfig{})
+	ctx := context.Background()
+	lost, err := f.enr.Enroll(ctx, "dev-1", secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, key := f.enrolled(t, "dev-1") // enrolls again: the first answer was "lost"
+	if code, reason := f.raw(t, http.MethodPost, httptransport.PathSend, auth("dev-1", lost), encode(t, heartbeat("dev-1"))); code != http.StatusUnauthorized || reason != httptransport.ReasonBadKey {
+		t.Errorf("the replaced key: %d %q, want 401 bad_key", code, reason)
+	}
+	if err := c.Send(ctx, heartbeat("dev-1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.enr.Enroll(ctx, "dev-1", secret); !errors.Is(err, httptransport.ErrEnrolled) {
+		t.Errorf("enrolling an established device: %v, want ErrEnrolled", err)
+	}
+	if code, _ := f.raw(t, http.MethodPost, httptransport.PathSend, auth("dev-1", key), encode(t, heartbeat("dev-1"))); code != http.StatusNoContent {
+		t.Errorf("the device's key after the refused enrollment: %d", code)
+	}
+}
