@@ -489,6 +489,11 @@ func (n *Node) copyOf(from string, pt task.Task, cur *task.Task) task.Task {
 // (this server's copies are up to date then). A set not newer than the
 // last one applied is ignored and returns nil.
 func (n *Node) ReceiveTasks(ctx context.Context, m TaskSet) error {
+	tasks, err := n.decodeSettings(m.Tasks)
+	if err != nil {
+		return err
+	}
+	m.Tasks = tasks
 	if err := n.checkTaskSet(m); err != nil {
 		return err
 	}
