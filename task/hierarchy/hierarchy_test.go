@@ -112,7 +112,7 @@ func record(t *testing.T, m *task.Manager, id string, states map[task.State]int)
 }
 
 // inherited returns the copy of parent task id on a server.
-func inherited(t *testing.T, s server, id string) *hierarchy.View {
+func inherited(t testing.TB, s server, id string) *hierarchy.View {
 	t.Helper()
 	vs, err := s.node.Tasks(context.Background())
 	must(t, err)
