@@ -2,9 +2,13 @@ package hierarchy_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/scope/inmem"
@@ -54,13 +58,27 @@ func devices(b *testing.B, st storage.Store, id, prefix string, n int) {
 // devices rolled up into the primary: the secondary counts its results,
 // the report crosses the link, the primary applies it and writes it
 // through to its SQLite file. Per op: one complete roll-up.
+//
+// With TASKFLEET_TEST_POSTGRES set, a third case keeps the primary on
+// PostgreSQL (in a schema of its own, dropped afterwards).
 func BenchmarkRollUp100kDevices(b *testing.B) {
-	for _, backend := range []string{"memstore", "sqlite"} {
-		b.Run("secondary="+backend, func(b *testing.B) {
+	cases := []string{"secondary=memstore", "secondary=sqlite"}
+	if os.Getenv("TASKFLEET_TEST_POSTGRES") != "" {
+		cases = append(cases, "secondary=memstore/primary=postgres")
+	}
+	for _, name := range cases {
+		backend := strings.TrimPrefix(strings.Split(name, "/")[0], "secondary=")
+		b.Run(name, func(b *testing.B) {
 			ctx := context.Background()
 			dir := b.TempDir()
 			link := hierarchy.NewInProc()
-			pdb, err := sqlstore.OpenSQLite(ctx, filepath.Join(dir, "primary.db"))
+			var pdb *sqlstore.Store
+			var err error
+			if strings.HasSuffix(name, "postgres") {
+				pdb, err = sqlstore.Open(ctx, sqlstore.Config{Dialect: sqlstore.Postgres, DSN: pgSchema(b)})
+			} else {
+				pdb, err = sqlstore.OpenSQLite(ctx, filepath.Join(dir, "primary.db"))
+			}
 			must(b, err)
 			defer pdb.Close()
 			var sst storage.Store = memstore.New()
@@ -132,4 +150,29 @@ func BenchmarkRolledUpQuery10x100k(b *testing.B) {
 			b.Fatalf("%d rows", len(rows))
 		}
 	}
+}
+
+// pgSchema makes a schema of its own on TASKFLEET_TEST_POSTGRES and
+// returns a DSN that uses it; the schema is dropped at the end.
+func pgSchema(b *testing.B) string {
+	b.Helper()
+	base := os.Getenv("TASKFLEET_TEST_POSTGRES")
+	schema := fmt.Sprintf("tf_hier_bench_%d", time.Now().UnixNano())
+	admin, err := sql.Open("pgx", base)
+	must(b, err)
+	defer admin.Close()
+	_, err = admin.Exec("CREATE SCHEMA " + schema)
+	must(b, err)
+	b.Cleanup(func() {
+		db, err := sql.Open("pgx", base)
+		if err == nil {
+			_, _ = db.Exec("DROP SCHEMA " + schema + " CASCADE")
+			_ = db.Close()
+		}
+	})
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	return base + sep + "search_path=" + schema
 }
