@@ -337,7 +337,8 @@ func freeAddr(t *testing.T) string {
 // linked over HTTPS with mTLS on loopback, the children connecting out.
 // The task goes down, results come up while the devices work; the
 // secondary is SIGKILLed during a report and restarted on its file; the
-// link between secondary and primary is cut and restored. At the end
+// link between secondary and primary is cut and restored; the primary is
+// SIGKILLed and restarted on its file. At the end
 // every figure on the primary equals the results stored on the server it
 // counts, and the primary's total is the sum of all devices' stored
 // results: nothing is counted twice.
@@ -356,7 +357,7 @@ func TestThreeProcesses(t *testing.T) {
 		writePEM(t, dir, id, c)
 	}
 	pAddr, sAddr := freeAddr(t), freeAddr(t)
-	startProc(t, dir, "primary", pAddr, "")
+	primary := startProc(t, dir, "primary", pAddr, "")
 	cut := newProxy(t, pAddr)
 	sde := startProc(t, dir, "s-de", sAddr, "https://"+cut.ln.Addr().String())
 	vde := startProc(t, dir, "v-de", "", "https://"+sAddr)
@@ -395,6 +396,16 @@ func TestThreeProcesses(t *testing.T) {
 	}
 	cut.setCut(false)
 
+	// The primary is SIGKILLed too and restarts on its file: it serves its
+	// figures at once and takes the next reports.
+	held := figureOf("s-de").Version
+	must(t, primary.cmd.Process.Signal(syscall.SIGKILL))
+	_ = primary.cmd.Wait()
+	primary = startProc(t, dir, "primary", pAddr, "")
+	if got := figureOf("s-de").Version; held.Newer(got) {
+		t.Fatalf("after the primary's restart s-de's figure went back from %v to %v", held, got)
+	}
+
 	want := map[string]int{"s-de": sdeDevices, "v-de": vdeDevices}
 	var figs []storage.HierarchyFigure
 	deadline := time.Now().Add(20 * time.Second)
@@ -411,8 +422,14 @@ func TestThreeProcesses(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	for deadline := time.Now().Add(10 * time.Second); !figureOf("s-de").Version.Newer(held); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the restarted primary took no report of s-de newer than %v", held)
+		}
+	}
 	vde.stop(t)
 	sde.stop(t)
+	primary.stop(t)
 	if v := figureOf("s-de").Version; v.Epoch <= killed.Epoch {
 		t.Fatalf("s-de's last figure %v is not from after its restart (killed at %v)", v, killed)
 	}
