@@ -29,6 +29,15 @@ type TaskPuller interface {
 	PullTasks(ctx context.Context, server string) (m TaskSet, ok bool, err error)
 }
 
+// QueryServer is an optional interface of a Link on which a child must
+// run something to answer its parent (a child that connects out, such as
+// hierarchyhttp's, long-polls for the parent's per-device result
+// queries). Node.Start runs Serve beside the sync loop of a server with a
+// parent, until the loop stops.
+type QueryServer interface {
+	Serve(ctx context.Context) error
+}
+
 // SyncConfig configures Node.Start. The zero value is the documented
 // defaults.
 type SyncConfig struct {
@@ -81,7 +90,9 @@ type Sync struct {
 // Start starts the Node's sync loop and returns at once. Each round it
 // pulls its task set from its parent when the Link is a TaskPuller,
 // distributes its tasks to its children (Distribute), and reports to its
-// parent (Report); then it waits Interval. After a failed round (a server
+// parent (Report); then it waits Interval. When the Link is a
+// QueryServer it also runs its Serve, so one call runs a server's whole
+// side of the hierarchy. After a failed round (a server
 // unreachable, a store error) it retries after a jittered, doubling
 // backoff. Every message is a complete state with a durable version, so
 // the loop resumes where it stopped after a restart on either side and
@@ -96,7 +107,24 @@ func (n *Node) Start(ctx context.Context, cfg SyncConfig) (*Sync, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Sync{cancel: cancel, done: make(chan struct{})}
-	go s.run(ctx, n, cfg)
+	qs, serve := n.cfg.Link.(QueryServer)
+	serve = serve && n.cfg.Parent != ""
+	var wg sync.WaitGroup
+	if serve {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := qs.Serve(ctx); err != nil && ctx.Err() == nil {
+				cfg.Logger.Error().Err(err).Str("server", n.cfg.ID).Msg("hierarchy link stopped serving the parent")
+			}
+		}()
+	}
+	go func() {
+		s.run(ctx, n, cfg)
+		cancel()
+		wg.Wait()
+		close(s.done)
+	}()
 	return s, nil
 }
 
@@ -117,7 +145,6 @@ func (s *Sync) Rounds() (int, error) {
 }
 
 func (s *Sync) run(ctx context.Context, n *Node, cfg SyncConfig) {
-	defer close(s.done)
 	failures := 0
 	for ctx.Err() == nil {
 		err := n.Round(ctx)

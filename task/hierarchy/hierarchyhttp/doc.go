@@ -24,8 +24,7 @@
 //	})
 //	node, _ := hierarchy.Open(ctx, hierarchy.Config{ID: "s-de", Link: link, Store: store, ...})
 //	link.Attach(node)
-//	go link.Serve(ctx)                                       // answer the parent's result queries
-//	sync, _ := node.Start(ctx, hierarchy.SyncConfig{})       // pull tasks, distribute, report
+//	sync, _ := node.Start(ctx, hierarchy.SyncConfig{}) // pull, distribute, report; answer the parent's queries (Link.Serve)
 //	mux.Handle("/hierarchy/", http.StripPrefix("/hierarchy", link)) // for its own children
 //
 // # Protocol

@@ -122,6 +122,7 @@ var (
 	_ hierarchy.Link           = (*Link)(nil)
 	_ hierarchy.TaskPuller     = (*Link)(nil)
 	_ hierarchy.ResultsFetcher = (*Link)(nil)
+	_ hierarchy.QueryServer    = (*Link)(nil)
 	_ http.Handler             = (*Link)(nil)
 )
 

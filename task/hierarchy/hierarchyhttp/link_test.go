@@ -71,6 +71,13 @@ func (p *pki) client(t *testing.T, ca *testpki.CA, id string) *http.Client {
 // over HTTPS with mTLS on loopback.
 func newServer(t *testing.T, p *pki, cfg hierarchy.Config, parentURL string, groups ...scope.AdminGroup) server {
 	t.Helper()
+	return newServerServing(t, p, cfg, parentURL, true, groups...)
+}
+
+// newServerServing is newServer; serve says whether the child's Link
+// answers its parent's queries on its own (else Node.Start must).
+func newServerServing(t *testing.T, p *pki, cfg hierarchy.Config, parentURL string, serve bool, groups ...scope.AdminGroup) server {
+	t.Helper()
 	reg := task.NewRegistry()
 	must(t, reg.Register(task.TaskType{Application: appES, Name: "virus_scan", Settings: Scan{Action: "disinfect"}}))
 	inv := inmem.New()
@@ -98,7 +105,7 @@ func newServer(t *testing.T, p *pki, cfg hierarchy.Config, parentURL string, gro
 		t.Cleanup(hs.Close)
 		s.url = hs.URL
 	}
-	if parentURL != "" {
+	if parentURL != "" && serve {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { defer close(done); _ = link.Serve(ctx) }()
@@ -259,5 +266,46 @@ func TestHTTPSLinkIdentity(t *testing.T) {
 	}
 	if d := cmp.Diff(before, tr.primary.node.StatisticsFromSecondaries(tr.all)); d != "" {
 		t.Fatalf("refused reports changed the primary (-before +after):\n%s", d)
+	}
+}
+
+// TestStartRunsTheLink: one Node.Start on the secondary pulls its tasks,
+// reports, and answers the primary's per-device result queries over the
+// Link (it runs Link.Serve); Stop ends all of it.
+func TestStartRunsTheLink(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := newPKI(t)
+	primary := newServer(t, p, hierarchy.Config{ID: "primary", Role: scope.Primary, Children: []hierarchy.Child{{ID: "s", Role: scope.Secondary, Group: "g"}}}, "",
+		scope.AdminGroup{ID: "g", Name: "g"})
+	s := newServerServing(t, p, hierarchy.Config{ID: "s", Role: scope.Secondary, Parent: "primary", Root: "managed"}, primary.url, false, scope.AdminGroup{ID: "managed", Name: "m"})
+	all, err := primary.m.Create(ctx, task.System, groupTask("scan", "g"))
+	must(t, err)
+	must(t, primary.node.Round(ctx))
+	rounds := make(chan error, 100)
+	sy, err := s.node.Start(ctx, hierarchy.SyncConfig{Interval: 20 * time.Millisecond, OnRound: func(err error) { rounds <- err }})
+	must(t, err)
+	defer sy.Stop()
+	must(t, <-rounds)
+	record(t, s.m, copyOf(t, s, all.ID).ID, "d", 2, map[task.State]int{task.Failed: 2})
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if st, err := primary.node.SecondaryStatistics(all.ID, "s"); err == nil && st.Statistics.Total == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the secondary's loop did not report its results")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	page, err := primary.node.DeviceResults(ctx, hierarchy.DeviceResultsParams{TaskID: all.ID, Server: "s", States: []task.State{task.Failed}})
+	must(t, err)
+	if len(page.Results) != 2 {
+		t.Fatalf("failed devices of s: %+v", page.Results)
+	}
+	sy.Stop()
+	qctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if _, err := primary.node.DeviceResults(qctx, hierarchy.DeviceResultsParams{TaskID: all.ID, Server: "s"}); err == nil {
+		t.Fatal("a stopped secondary still answers")
 	}
 }

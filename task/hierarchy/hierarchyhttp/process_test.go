@@ -127,9 +127,6 @@ func runProcess(role string) error {
 		go func() { _ = hs.ServeTLS(ln, "", "") }()
 		defer hs.Close()
 	}
-	if lc.ParentURL != "" {
-		go func() { _ = link.Serve(ctx) }()
-	}
 	if role == "primary" {
 		page, err := m.List(ctx, task.System, task.ListParams{})
 		if err != nil {
