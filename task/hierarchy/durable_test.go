@@ -182,3 +182,24 @@ func TestOpenValidates(t *testing.T) {
 		t.Fatalf("New with a store: %v", err)
 	}
 }
+
+// TestDurableServerRemoved: a server removed from under the primary
+// while it was down: its figures are not served after the restart and
+// leave the store.
+func TestDurableServerRemoved(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dt := newDurableTree(t)
+	dt.primary = restart(t, dt.link, dt.primary, func(c *hierarchy.Config) {
+		c.Children = []hierarchy.Child{{ID: "s-other", Role: scope.Secondary, Group: "g-de"}}
+		c.Store = openSQLite(t, dt.pFile)
+	})
+	if got := dt.primary.node.StatisticsFromSecondaries(dt.all); len(got) != 0 {
+		t.Fatalf("figures of a removed server after the restart: %+v", got)
+	}
+	st, err := dt.primary.cfg.Store.GetHierarchyState(ctx, "primary")
+	must(t, err)
+	if len(st.Figures) != 0 {
+		t.Fatalf("the store keeps figures of a removed server: %+v", st.Figures)
+	}
+}

@@ -40,7 +40,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	case err != nil:
 		return nil, fmt.Errorf("hierarchy: load the state of %q: %w", cfg.ID, err)
 	default:
-		n.restore(st)
+		if err := n.deleteFigures(ctx, n.restore(st)); err != nil {
+			return nil, err
+		}
 	}
 	if st.Epoch >= n.epoch {
 		n.epoch = st.Epoch + 1
@@ -55,9 +57,10 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// restore loads a stored state: what concerns a former parent or a server
-// no longer a child is left out (and dropped at the next change).
-func (n *Node) restore(st storage.HierarchyState) {
+// restore loads a stored state. What concerns a former parent is left
+// out; the figures that came through a server no longer a child (or that
+// cannot be read) are returned, for Open to delete.
+func (n *Node) restore(st storage.HierarchyState) (drop []storage.HierarchyFigureKey) {
 	if st.SetFrom != "" && st.SetFrom == n.cfg.Parent {
 		v := Version(st.SetVersion)
 		n.lastSet = &v
@@ -68,15 +71,11 @@ func (n *Node) restore(st storage.HierarchyState) {
 		}
 	}
 	for _, f := range st.Figures {
-		if len(f.Path) == 0 {
-			continue
-		}
-		if _, ok := n.child(f.Path[0]); !ok {
-			continue
-		}
 		var s task.Statistics
-		if len(f.Statistics) > 0 && json.Unmarshal(f.Statistics, &s) != nil {
-			continue // unreadable: the next report brings it again
+		_, child := n.child(firstOf(f.Path))
+		if !child || (len(f.Statistics) > 0 && json.Unmarshal(f.Statistics, &s) != nil) {
+			drop = append(drop, storage.HierarchyFigureKey{TaskID: f.TaskID, Server: f.Server})
+			continue // the next report of a current child brings it again
 		}
 		byServer := n.stat[f.TaskID]
 		if byServer == nil {
@@ -88,6 +87,14 @@ func (n *Node) restore(st storage.HierarchyState) {
 			Version: Version(f.Version), At: f.At, Statistics: s,
 		}
 	}
+	return drop
+}
+
+func firstOf(path []string) string {
+	if len(path) == 0 {
+		return ""
+	}
+	return path[0]
 }
 
 func figureOf(e TaskStatistics) (storage.HierarchyFigure, error) {
