@@ -141,6 +141,8 @@ type HierarchyChildReport struct {
 	Child    string
 	Version  HierarchyVersion
 	Complete bool
+	// At is when the Node applied it (its clock, UTC).
+	At time.Time
 }
 
 // HierarchyState is everything stored for a Node.
@@ -186,8 +188,10 @@ type ApplyHierarchyReportParams struct {
 	Child    string
 	Version  HierarchyVersion
 	Complete bool
-	Put      []HierarchyFigure
-	Delete   []HierarchyFigureKey
+	// At is when the Node applies the report (its clock, UTC).
+	At     time.Time
+	Put    []HierarchyFigure
+	Delete []HierarchyFigureKey
 }
 
 // DeleteHierarchyFiguresParams are the arguments of DeleteHierarchyFigures.

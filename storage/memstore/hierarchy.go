@@ -135,7 +135,7 @@ func (s *Store) ApplyHierarchyReport(ctx context.Context, p storage.ApplyHierarc
 	if last, ok := n.reports[p.Child]; ok && !p.Version.Newer(last.Version) {
 		return fmt.Errorf("memstore: report %v of %q to %q is not newer than %v: %w", p.Version, p.Child, p.Node, last.Version, storage.ErrConflict)
 	}
-	n.reports[p.Child] = storage.HierarchyChildReport{Child: p.Child, Version: p.Version, Complete: p.Complete}
+	n.reports[p.Child] = storage.HierarchyChildReport{Child: p.Child, Version: p.Version, Complete: p.Complete, At: storage.UTC(p.At)}
 	for _, k := range p.Delete {
 		delete(n.figures, k)
 	}

@@ -126,8 +126,8 @@ func (s *Store) ApplyHierarchyReport(ctx context.Context, p storage.ApplyHierarc
 		case !p.Version.Newer(last):
 			return fmt.Errorf("report %v of %q is not newer than %v: %w", p.Version, p.Child, last, storage.ErrConflict)
 		}
-		if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO hierarchy_reports (node, child, epoch, seq, complete) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (node, child) DO UPDATE SET epoch = excluded.epoch, seq = excluded.seq, complete = excluded.complete`), p.Node, p.Child, p.Version.Epoch, p.Version.Seq, p.Complete); err != nil {
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO hierarchy_reports (node, child, epoch, seq, complete, at) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (node, child) DO UPDATE SET epoch = excluded.epoch, seq = excluded.seq, complete = excluded.complete, at = excluded.at`), p.Node, p.Child, p.Version.Epoch, p.Version.Seq, p.Complete, s.tv(p.At)); err != nil {
 			return err
 		}
 		if err := s.deleteFigures(ctx, tx, p.Node, p.Delete, nil); err != nil {
@@ -242,11 +242,13 @@ func (s *Store) GetHierarchyState(ctx context.Context, node string) (storage.Hie
 		}); err != nil {
 			return err
 		}
-		if err := each(ctx, tx, `SELECT child, epoch, seq, complete FROM hierarchy_reports WHERE node = ? ORDER BY child`, node, func(r *sql.Rows) error {
+		if err := each(ctx, tx, `SELECT child, epoch, seq, complete, at FROM hierarchy_reports WHERE node = ? ORDER BY child`, node, func(r *sql.Rows) error {
 			var c storage.HierarchyChildReport
-			if err := r.Scan(&c.Child, &c.Version.Epoch, &c.Version.Seq, &c.Complete); err != nil {
+			var at dbTime
+			if err := r.Scan(&c.Child, &c.Version.Epoch, &c.Version.Seq, &c.Complete, &at); err != nil {
 				return err
 			}
+			c.At = at.T
 			out.Reports = append(out.Reports, c)
 			return nil
 		}); err != nil {

@@ -100,7 +100,7 @@ func testHierarchyRoundTrip(t *testing.T, s storage.Store, _ Features) {
 	if err := h.ApplyHierarchyReport(ctx(), again); !errors.Is(err, storage.ErrConflict) {
 		t.Fatalf("repeated report: %v, want ErrConflict", err)
 	}
-	r2 := storage.ApplyHierarchyReportParams{Node: "p", Child: "s1", Version: storage.HierarchyVersion{Epoch: 5, Seq: 2}, Complete: true,
+	r2 := storage.ApplyHierarchyReportParams{Node: "p", Child: "s1", Version: storage.HierarchyVersion{Epoch: 5, Seq: 2}, Complete: true, At: base.Add(time.Minute),
 		Put:    []storage.HierarchyFigure{figure("t", "s1", 2, 11, "s1")},
 		Delete: []storage.HierarchyFigureKey{{TaskID: "u", Server: "s1"}, {TaskID: "nope", Server: "x"}}}
 	if err := h.ApplyHierarchyReport(ctx(), r2); err != nil {
@@ -112,7 +112,7 @@ func testHierarchyRoundTrip(t *testing.T, s storage.Store, _ Features) {
 		SetFrom:    "top",
 		SetVersion: storage.HierarchyVersion{Epoch: 7, Seq: 2},
 		Copies:     []storage.HierarchyCopy{copies[1], copies[0]},
-		Reports:    []storage.HierarchyChildReport{{Child: "s1", Version: storage.HierarchyVersion{Epoch: 5, Seq: 2}, Complete: true}},
+		Reports:    []storage.HierarchyChildReport{{Child: "s1", Version: storage.HierarchyVersion{Epoch: 5, Seq: 2}, Complete: true, At: base.Add(time.Minute)}},
 		Figures:    []storage.HierarchyFigure{figure("t", "s1", 2, 11, "s1"), figure("t", "v1", 1, 4, "s1", "v1")},
 	}
 	if d := cmp.Diff(want, state(t, h, "p")); d != "" {

@@ -203,3 +203,22 @@ func TestDurableServerRemoved(t *testing.T) {
 		t.Fatalf("the store keeps figures of a removed server: %+v", st.Figures)
 	}
 }
+
+// TestChildrenStatus: a server lists its children with the last report
+// applied from each and when (its clock), also after a restart; a child
+// that never reported is marked so.
+func TestChildrenStatus(t *testing.T) {
+	t.Parallel()
+	dt := newDurableTree(t)
+	dt.primary.cfg.Children = append(dt.primary.cfg.Children, hierarchy.Child{ID: "s-new", Role: scope.Secondary, Group: "g-de"})
+	dt.primary = dt.reopen(t, dt.primary, dt.pFile) // the clock moves a minute
+	got := dt.primary.node.Children()
+	sent := dt.tap.sentTo("primary")
+	want := []hierarchy.ChildStatus{
+		{Child: hierarchy.Child{ID: "s-de", Role: scope.Secondary, Group: "g-de"}, Reported: true, LastReport: sent[len(sent)-1].Version, LastReportAt: t0, Complete: true},
+		{Child: hierarchy.Child{ID: "s-new", Role: scope.Secondary, Group: "g-de"}},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Fatalf("children after a restart (-want +got):\n%s", d)
+	}
+}

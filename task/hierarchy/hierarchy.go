@@ -204,6 +204,7 @@ type Node struct {
 type childReport struct {
 	version  Version
 	complete bool
+	at       time.Time // this server's clock when it was applied
 }
 
 // New returns a Node.

@@ -67,7 +67,7 @@ func (n *Node) restore(st storage.HierarchyState) (drop []storage.HierarchyFigur
 	}
 	for _, r := range st.Reports {
 		if _, ok := n.child(r.Child); ok {
-			n.last[r.Child] = childReport{version: Version(r.Version), complete: r.Complete}
+			n.last[r.Child] = childReport{version: Version(r.Version), complete: r.Complete, at: r.At}
 		}
 	}
 	for _, f := range st.Figures {

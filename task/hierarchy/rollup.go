@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/taskfleet/taskfleet/internal/errs"
 	"github.com/taskfleet/taskfleet/storage"
@@ -179,8 +180,9 @@ func (n *Node) ReceiveReport(ctx context.Context, r Report) error {
 			}
 		}
 	}
+	now := n.clk.Now().UTC().Truncate(time.Microsecond)
 	if n.cfg.Store != nil {
-		p := storage.ApplyHierarchyReportParams{Node: n.cfg.ID, Child: r.From, Version: storage.HierarchyVersion(r.Version), Complete: r.Complete}
+		p := storage.ApplyHierarchyReportParams{Node: n.cfg.ID, Child: r.From, Version: storage.HierarchyVersion(r.Version), Complete: r.Complete, At: now}
 		for _, e := range put {
 			f, err := figureOf(e)
 			if err != nil {
@@ -212,8 +214,37 @@ func (n *Node) ReceiveReport(ctx context.Context, r Report) error {
 		}
 		byServer[e.Server] = e
 	}
-	n.last[r.From] = childReport{version: r.Version, complete: r.Complete}
+	n.last[r.From] = childReport{version: r.Version, complete: r.Complete, at: now}
 	return nil
+}
+
+// ChildStatus is what a server knows of one of its children: when it last
+// heard from it, with which report.
+type ChildStatus struct {
+	Child
+	// Reported is false until a report of the child was applied (here or,
+	// with a Store, before a restart).
+	Reported bool
+	// LastReport is the version of the last report applied; LastReportAt
+	// is this server's clock (UTC) when it was applied.
+	LastReport   Version
+	LastReportAt time.Time
+	// Complete says the last report held the child's whole subtree.
+	Complete bool
+}
+
+// Children lists this server's children in configuration order with the
+// last report applied from each: what an administrator checks to see
+// which secondary or virtual server has not reported for a while.
+func (n *Node) Children() []ChildStatus {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]ChildStatus, len(n.cfg.Children))
+	for i, c := range n.cfg.Children {
+		last, ok := n.last[c.ID]
+		out[i] = ChildStatus{Child: c, Reported: ok, LastReport: last.version, LastReportAt: last.at, Complete: last.complete}
+	}
+	return out
 }
 
 // pruneDeleted drops the figures of tasks this server no longer has.

@@ -33,6 +33,7 @@ CREATE TABLE hierarchy_reports (
     epoch    bigint  NOT NULL,
     seq      bigint  NOT NULL,
     complete boolean NOT NULL,
+    at       timestamptz NOT NULL,
     PRIMARY KEY (node, child)
 );
 CREATE TABLE hierarchy_figures (

@@ -31,6 +31,7 @@ CREATE TABLE hierarchy_reports (
     epoch    INTEGER NOT NULL,
     seq      INTEGER NOT NULL,
     complete INTEGER NOT NULL,
+    at       INTEGER NOT NULL,
     PRIMARY KEY (node, child)
 );
 CREATE TABLE hierarchy_figures (
