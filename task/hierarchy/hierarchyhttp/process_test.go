@@ -154,6 +154,9 @@ func runProcess(role string) error {
 			return nil
 		case <-tick.C:
 		}
+		if role == "primary" {
+			askFailed(ctx, dir, node, m)
+		}
 		if devices == 0 || next >= devices {
 			continue
 		}
@@ -173,6 +176,42 @@ func runProcess(role string) error {
 			return err
 		}
 		next += batch
+	}
+}
+
+// askFailed: when the test drops a file "ask-<server>", the primary pages
+// through that server's failed devices on demand (over one or two HTTPS
+// hops) and prints "FAILED <server> <count> <first>-<last>".
+func askFailed(ctx context.Context, dir string, n *hierarchy.Node, m *task.Manager) {
+	for _, server := range []string{"s-de", "v-de"} {
+		ask := filepath.Join(dir, "ask-"+server)
+		if _, err := os.Stat(ask); err != nil {
+			continue
+		}
+		_ = os.Remove(ask)
+		page, err := m.List(ctx, task.System, task.ListParams{})
+		if err != nil || len(page.Applications) == 0 {
+			fmt.Println("FAILED", server, "error", err)
+			continue
+		}
+		id := page.Applications[0].Tasks[0].ID
+		var got []scope.DeviceID
+		p := hierarchy.DeviceResultsParams{TaskID: id, Server: server, States: []task.State{task.Failed}, Limit: 7}
+		for {
+			res, err := n.DeviceResults(ctx, p)
+			if err != nil {
+				fmt.Println("FAILED", server, "error", strings.ReplaceAll(err.Error(), " ", "_"))
+				break
+			}
+			for _, r := range res.Results {
+				got = append(got, r.DeviceID)
+			}
+			if res.Next == "" {
+				fmt.Printf("FAILED %s %d %s-%s\n", server, len(got), got[0], got[len(got)-1])
+				break
+			}
+			p.After = res.Next
+		}
 	}
 }
 
@@ -423,6 +462,12 @@ func TestThreeProcesses(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the restarted primary took no report of s-de newer than %v", held)
 		}
+	}
+	// The primary pages through each server's failed devices on demand,
+	// across the processes (v-de's through s-de).
+	for server, want := range map[string]string{"s-de": "FAILED s-de 40 de-000-de-195", "v-de": "FAILED v-de 20 vde-000-vde-095"} {
+		must(t, os.WriteFile(filepath.Join(dir, "ask-"+server), nil, 0o600))
+		primary.await(t, want)
 	}
 	vde.stop(t)
 	sde.stop(t)
