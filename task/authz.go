@@ -44,8 +44,11 @@ const (
 // refuse (other errors are returned to the caller as they are). For group
 // tasks (t.Kind() == Group) it must apply the security settings of the
 // group t.Scope.Group, since group tasks have no access list of their own;
-// for other tasks it may apply t.Security (ACLAuthorizer does). It must be
-// safe for concurrent use.
+// for other tasks it may apply t.Security (ACLAuthorizer does). On Create
+// and Update it may be given a task that fails validation, since the
+// inventory checks, which run only for an authorized caller, are
+// reported in the same round as the other errors; it must not assume a
+// valid task. It must be safe for concurrent use.
 type Authorizer interface {
 	// Authorize returns nil when actor may perform op on t, or an error
 	// matching ErrPermission.

@@ -37,6 +37,11 @@
 // " (n)" index, also when callers race for the same name (the import rule of
 // the product documentation).
 //
+// Ensure is create-or-get by name, for setup code that runs again against
+// the same database: it returns the task already holding the name
+// (read-authorized, not modified; created false) or creates it (created
+// true). Callers racing on one name all get the same task.
+//
 // # Two surfaces: Manager and Runtime
 //
 // Every Manager method takes the acting Actor and is authorized. What only
@@ -61,6 +66,17 @@
 // written before the results, and a failed write fails the whole call, so
 // the engine does not acknowledge it and the device sends it again (the
 // events are keyed, so the retry adds no duplicate).
+//
+// Devices of unknown membership (scope.Resolve's Unknown: a selection
+// over a fact the device has not reported, a device whose group, IP
+// addresses or server role are not known) run nothing, but they are not
+// hidden: Statistics counts those without a result in Unknown (and in
+// ByState under UnknownMembership, and in Total), and Results and Result
+// list them in state UnknownMembership with scope.Explain's reason as the
+// message. They are computed at read time from the scope's resolution,
+// never stored, so they change as soon as the inventory learns the
+// missing fact; the price is one resolution of a group, address or
+// selection scope per Statistics or Results call (see Statistics).
 //
 // # Settings across versions
 //
@@ -126,7 +142,10 @@
 //
 // Bad input is a *ValidationError or ValidationErrors naming JSON paths
 // ("schedule.every", "settings.max_file_size_mb", "scope.excluded_groups[0]")
-// and matching ErrInvalid; ErrNotFound, ErrConflict and ErrPermission
+// and matching ErrInvalid. Create and Update report every error in one
+// round: the struct, schedule and settings checks and the scope's checks
+// against the inventory together (the latter only for an actor the
+// Authorizer allows; others get the rest, or ErrPermission); ErrNotFound, ErrConflict and ErrPermission
 // cover the rest, and a *DecodeError (ErrUndecodable) a stored task that
 // cannot be decoded. The values are shared with every taskfleet package.
 package task

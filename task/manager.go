@@ -140,7 +140,7 @@ func (m *Manager) applyDefaults(t *Task, reg *registered, now time.Time) error {
 	if t.Restart == (restart.Policy{}) {
 		t.Restart = restart.Default()
 	}
-	if t.Settings == nil {
+	if t.Settings == nil && reg != nil {
 		v, err := reg.newSettings()
 		if err != nil {
 			return err
@@ -170,6 +170,42 @@ func (m *Manager) checkScope(ctx context.Context, t *Task) error {
 	return nil
 }
 
+// checkAll reports every validation error of t in one round: invalid is
+// the result of validate, and op is authorized before the inventory
+// checks, whose errors tell which groups and devices exist. An actor
+// who may not do op gets invalid when it holds errors (they reveal
+// nothing of the inventory), else the permission error. The inventory
+// checks run only when the scope is well formed (a malformed scope is
+// already in invalid); their errors are added to invalid's.
+func (m *Manager) checkAll(ctx context.Context, actor Actor, op Operation, t *Task, invalid error) error {
+	if invalid != nil && (m.inv == nil || t.Scope.Validate() != nil) {
+		return invalid // no inventory check would run: nothing to add
+	}
+	if err := m.authorize(ctx, actor, op, t); err != nil {
+		if invalid != nil {
+			return invalid
+		}
+		return err
+	}
+	serr := m.checkScope(ctx, t)
+	if serr == nil {
+		return invalid
+	}
+	var bad ValidationErrors
+	for _, err := range []error{invalid, serr} {
+		switch e := err.(type) {
+		case nil:
+		case ValidationErrors:
+			bad = append(bad, e...)
+		case *ValidationError:
+			bad = append(bad, e)
+		default:
+			return err // the inventory failed: not a validation error
+		}
+	}
+	return bad.Err()
+}
+
 // Create validates and stores a new task (revision 1) and returns it. The
 // ID, timestamps and revision numbers are assigned; zero sub-settings take
 // their defaults.
@@ -181,15 +217,13 @@ func (m *Manager) Create(ctx context.Context, actor Actor, t Task) (*Task, error
 }
 
 func (m *Manager) create(ctx context.Context, actor Actor, t Task, action RevisionAction) (*Task, error) {
-	reg, err := m.typeOf(&t)
-	if err != nil {
-		return nil, err
-	}
+	// An unregistered type is reported with the other errors (reg is nil).
+	reg, typeErr := m.typeOf(&t)
 	now := m.now()
 	if err := m.applyDefaults(&t, reg, now); err != nil {
 		return nil, err
 	}
-	if t.ApplicationVersion == "" {
+	if t.ApplicationVersion == "" && reg != nil {
 		t.ApplicationVersion = reg.ApplicationVersion
 	}
 	if t.Schedule.Kind == schedule.Immediately {
@@ -199,15 +233,9 @@ func (m *Manager) create(ctx context.Context, actor Actor, t Task, action Revisi
 	t.Revision, t.SettingsRevision = 1, 1
 	t.CreatedAt, t.UpdatedAt = now, now
 	t.CreatedBy, t.UpdatedBy = actor.ID, actor.ID
-	if err := m.validate(&t, reg); err != nil {
-		return nil, err
-	}
-	// Authorize before the inventory checks: their errors tell which
-	// groups and devices exist.
-	if err := m.authorize(ctx, actor, OpCreate, &t); err != nil {
-		return nil, err
-	}
-	if err := m.checkScope(ctx, &t); err != nil {
+	// Every validation error in one round, the inventory checks' too;
+	// authorization comes before those (see checkAll).
+	if err := m.checkAll(ctx, actor, OpCreate, &t, m.validate(&t, reg, typeErr)); err != nil {
 		return nil, err
 	}
 	body, err := encode(&t)
@@ -336,10 +364,7 @@ func (m *Manager) update(ctx context.Context, actor Actor, t Task, action Revisi
 	if err := bad.Err(); err != nil {
 		return nil, err
 	}
-	reg, err := m.typeOf(&t)
-	if err != nil {
-		return nil, err
-	}
+	reg, typeErr := m.typeOf(&t) // reported with the other errors
 	now := m.now()
 	if err := m.applyDefaults(&t, reg, now); err != nil {
 		return nil, err
@@ -347,16 +372,11 @@ func (m *Manager) update(ctx context.Context, actor Actor, t Task, action Revisi
 	t.CreatedAt, t.CreatedBy = cur.CreatedAt, cur.CreatedBy
 	t.UpdatedAt, t.UpdatedBy = now, actor.ID
 	t.Revision = cur.Revision + 1
-	if err := m.validate(&t, reg); err != nil {
-		return nil, err
-	}
 	// The new settings must be allowed too (an ACL change must not lock
 	// the author out or grant what the author lacks), before the
-	// inventory checks, whose errors tell which groups exist.
-	if err := m.authorize(ctx, actor, OpModify, &t); err != nil {
-		return nil, err
-	}
-	if err := m.checkScope(ctx, &t); err != nil {
+	// inventory checks, whose errors tell which groups exist; every
+	// validation error is reported in one round (see checkAll).
+	if err := m.checkAll(ctx, actor, OpModify, &t, m.validate(&t, reg, typeErr)); err != nil {
 		return nil, err
 	}
 	oldBody, err := encode(cur)
@@ -544,16 +564,30 @@ func (m *Manager) freeName(ctx context.Context, t *Task) (string, error) {
 }
 
 func (m *Manager) nameTaken(ctx context.Context, t *Task) (bool, error) {
+	_, err := m.taskIDByName(ctx, t)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	}
+	return false, err
+}
+
+// taskIDByName returns the ID of the task with t's unique name (its
+// name, case-folded, and for a local task its device), or an error
+// matching ErrNotFound.
+func (m *Manager) taskIDByName(ctx context.Context, t *Task) (string, error) {
 	want := uniqueName(t)
 	if l, ok := m.store.(storage.UniqueNameLookup); ok {
-		_, err := l.TaskIDByUniqueName(ctx, want)
+		id, err := l.TaskIDByUniqueName(ctx, want)
 		switch {
 		case err == nil:
-			return true, nil
+			return id, nil
 		case errors.Is(err, ErrNotFound):
-			return false, nil
+			return "", fmt.Errorf("task: no task is named %q: %w", t.Name, ErrNotFound)
 		}
-		return false, m.storeErr(err, "look up task name")
+		return "", m.storeErr(err, "look up task name")
 	}
 	p := storage.ListTasksParams{NameContains: strings.ToLower(t.Name), Limit: storage.MaxListLimit}
 	if t.Kind() == Local {
@@ -562,15 +596,15 @@ func (m *Manager) nameTaken(ctx context.Context, t *Task) (bool, error) {
 	for {
 		page, err := m.store.ListTasks(ctx, p)
 		if err != nil {
-			return false, m.storeErr(err, "list tasks")
+			return "", m.storeErr(err, "list tasks")
 		}
 		for _, r := range page.Tasks {
 			if r.UniqueName == want {
-				return true, nil
+				return r.ID, nil
 			}
 		}
 		if page.Next == "" {
-			return false, nil
+			return "", fmt.Errorf("task: no task is named %q: %w", t.Name, ErrNotFound)
 		}
 		p.After = page.Next
 	}

@@ -244,7 +244,8 @@ func (m *Manager) setSuspended(ctx context.Context, actor Actor, id string, v bo
 
 // ResultsParams filter and page per-device results.
 type ResultsParams struct {
-	// States keeps only these states (all when empty).
+	// States keeps only these states (all when empty). UnknownMembership
+	// is accepted: it keeps the devices of unknown membership.
 	States []State
 	// After is the last DeviceID of the previous page.
 	After scope.DeviceID
@@ -252,44 +253,91 @@ type ResultsParams struct {
 	Limit int
 }
 
-// Results returns a task's per-device results ordered by device id.
+// Results returns a task's per-device results ordered by device id. The
+// devices of the task's scope whose membership is unknown now and that
+// have no result are listed among them in state UnknownMembership, with
+// the reason scope.Explain gives in Message (for example "selection
+// \"Windows\" cannot be decided for this device: unknown fact device.os").
+//
+// Cost: besides the page of stored results, each call resolves a group,
+// address or selection scope against the inventory and checks its
+// unknown devices for results (see Statistics), and explains each unknown
+// device on the page (one scope.Explain each, so at most Limit).
 //
 // Errors: ErrNotFound, ErrPermission, ErrInvalid.
 func (m *Manager) Results(ctx context.Context, actor Actor, id string, p ResultsParams) ([]Result, error) {
-	if _, err := m.Get(ctx, actor, id); err != nil {
+	t, err := m.Get(ctx, actor, id)
+	if err != nil {
 		return nil, err
 	}
 	if p.Limit < 0 || p.Limit > storage.MaxListLimit {
 		return nil, errs.Range("limit", p.Limit, 0, storage.MaxListLimit)
 	}
-	states := make([]string, len(p.States))
+	limit := p.Limit
+	if limit == 0 {
+		limit = storage.DefaultListLimit
+	}
+	states := make([]string, 0, len(p.States))
+	withUnknown := len(p.States) == 0
 	for i, s := range p.States {
+		if s == UnknownMembership {
+			withUnknown = true
+			continue
+		}
 		if !s.Valid() {
 			return nil, errs.Invalid(fmt.Sprintf("states[%d]", i), string(s), "is not a result state")
 		}
-		states[i] = string(s)
+		states = append(states, string(s))
 	}
-	recs, err := m.store.ListResults(ctx, storage.ListResultsParams{TaskID: id, States: states, AfterDevice: string(p.After), Limit: p.Limit})
-	if err != nil {
-		return nil, m.storeErr(err, "results of task %q", id)
+	var recs []storage.ResultRecord
+	if len(p.States) == 0 || len(states) > 0 {
+		recs, err = m.store.ListResults(ctx, storage.ListResultsParams{TaskID: id, States: states, AfterDevice: string(p.After), Limit: limit})
+		if err != nil {
+			return nil, m.storeErr(err, "results of task %q", id)
+		}
 	}
 	out := make([]Result, len(recs))
 	for i, r := range recs {
 		out[i] = fromResultRecord(r)
 	}
-	return out, nil
+	if !withUnknown {
+		return out, nil
+	}
+	unknown, err := m.unknownMembers(ctx, t)
+	if err != nil || len(unknown) == 0 {
+		return out, err
+	}
+	return m.mergeUnknown(ctx, t, out, unknown, p.After, limit)
 }
 
-// Result returns one device's result. Errors: ErrNotFound, ErrPermission.
+// Result returns one device's result: its stored result, or, for a
+// device of the task's scope whose membership is unknown now and that has
+// none, a Result in state UnknownMembership with scope.Explain's reason.
+//
+// Errors: ErrNotFound, ErrPermission.
 func (m *Manager) Result(ctx context.Context, actor Actor, id string, device scope.DeviceID) (Result, error) {
-	if _, err := m.Get(ctx, actor, id); err != nil {
+	t, err := m.Get(ctx, actor, id)
+	if err != nil {
 		return Result{}, err
 	}
 	r, err := m.store.GetResult(ctx, id, string(device))
-	if err != nil {
+	if err == nil {
+		return fromResultRecord(r), nil
+	}
+	if !errors.Is(err, ErrNotFound) || m.inv == nil {
 		return Result{}, m.storeErr(err, "result of task %q on %q", id, device)
 	}
-	return fromResultRecord(r), nil
+	switch t.Scope.Kind {
+	case scope.Group, scope.Addresses, scope.Selection:
+		e, xerr := scope.Explain(ctx, t.Scope, m.inv, device)
+		if xerr == nil && e.Membership == scope.Unknown {
+			return m.unknownResult(ctx, t, scope.UnknownDevice{ID: device, Reason: e.Reason})
+		}
+		if xerr != nil && !errors.Is(xerr, ErrNotFound) && !errors.Is(xerr, ErrInvalid) {
+			return Result{}, fmt.Errorf("task %q: explain device %q: %w", id, device, xerr)
+		}
+	}
+	return Result{}, m.storeErr(err, "result of task %q on %q", id, device)
 }
 
 func fromResultRecord(r storage.ResultRecord) Result {
@@ -300,24 +348,45 @@ func fromResultRecord(r storage.ResultRecord) Result {
 	}
 }
 
-// Statistics returns a task's device counts per state.
+// Statistics returns a task's device counts per state. The devices of
+// the task's scope whose membership is unknown now and that have no
+// result are counted in Unknown and in ByState[UnknownMembership], and
+// are part of Total (so PercentComplete stays below 100 while some
+// devices cannot be decided).
 //
-// Errors: ErrNotFound, ErrPermission.
+// Cost: the counts of stored results come from the store; the unknown
+// devices are computed at read time, never stored: a group, address or
+// selection scope is resolved against the inventory (the work of Start),
+// then each unknown device is checked for a result (one store read each,
+// or one paged walk over the task's results when there are more than
+// 64). Device, local and server scopes cost nothing extra.
+//
+// Errors: ErrNotFound, ErrPermission, and the inventory's errors.
 func (m *Manager) Statistics(ctx context.Context, actor Actor, id string) (Statistics, error) {
-	if _, err := m.Get(ctx, actor, id); err != nil {
+	t, err := m.Get(ctx, actor, id)
+	if err != nil {
 		return Statistics{}, err
 	}
 	st, err := m.store.TaskStatistics(ctx, id)
 	if err != nil {
 		return Statistics{}, m.storeErr(err, "statistics of task %q", id)
 	}
-	out := Statistics{ByState: make(map[State]int, len(st.ByState)), Total: st.Total, RestartRequired: st.RestartRequired}
+	out := Statistics{ByState: make(map[State]int, len(st.ByState)+1), Total: st.Total, RestartRequired: st.RestartRequired}
 	for k, v := range st.ByState {
 		s := State(k)
 		out.ByState[s] = v
 		if s.Final() {
 			out.Finished += v
 		}
+	}
+	unknown, err := m.unknownMembers(ctx, t)
+	if err != nil {
+		return Statistics{}, err
+	}
+	if len(unknown) > 0 {
+		out.Unknown = len(unknown)
+		out.ByState[UnknownMembership] = len(unknown)
+		out.Total += len(unknown)
 	}
 	if out.Total > 0 {
 		out.PercentComplete = float64(out.Finished) * 100 / float64(out.Total)

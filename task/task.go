@@ -349,8 +349,14 @@ type Result struct {
 type Statistics struct {
 	// ByState counts the devices by their latest state.
 	ByState map[State]int `json:"by_state"`
-	// Total is the number of devices with a result for the task.
+	// Total is the number of devices with a result for the task plus
+	// Unknown.
 	Total int `json:"total"`
+	// Unknown counts the devices of the task's scope whose membership is
+	// unknown now (scope.Resolve's Unknown) and that have no result; they
+	// are also in ByState under UnknownMembership. Manager.Results lists
+	// them with the reason.
+	Unknown int `json:"unknown"`
 	// Finished counts devices in a final state.
 	Finished int `json:"finished"`
 	// PercentComplete is Finished / Total x 100 (0 without devices).

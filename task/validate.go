@@ -1,6 +1,7 @@
 package task
 
 import (
+	"errors"
 	"fmt"
 	"net/mail"
 	"strings"
@@ -13,8 +14,17 @@ import (
 
 // validate checks every setting of t against its registered type and
 // the product documentation's rules. It returns ValidationErrors with JSON paths.
-func (m *Manager) validate(t *Task, reg *registered) error {
+// typeErr is typeOf's error when t's type is not registered (reg is nil
+// then): it is reported with the checks that need no type.
+func (m *Manager) validate(t *Task, reg *registered, typeErr error) error {
 	var bad ValidationErrors
+	if typeErr != nil {
+		var ve *ValidationError
+		if !errors.As(typeErr, &ve) {
+			return typeErr
+		}
+		bad = append(bad, ve)
+	}
 	add := func(err error, prefix string) {
 		if err == nil {
 			return
@@ -55,7 +65,7 @@ func (m *Manager) validate(t *Task, reg *registered) error {
 	checkText("description", t.Description, MaxDescriptionLength, false)
 
 	add(t.Scope.Validate(), "scope")
-	if reg.ServerTask != (t.Scope.Kind == scope.Server) {
+	if reg != nil && reg.ServerTask != (t.Scope.Kind == scope.Server) {
 		if reg.ServerTask {
 			bad = append(bad, errs.Invalid("scope.kind", string(t.Scope.Kind), "an Administration Server task type needs the server scope"))
 		} else {
@@ -63,7 +73,7 @@ func (m *Manager) validate(t *Task, reg *registered) error {
 		}
 	}
 	add(t.Schedule.Validate(), "schedule")
-	if !reg.AllowsSchedule(t.Schedule.Kind) {
+	if reg != nil && !reg.AllowsSchedule(t.Schedule.Kind) {
 		allowed := make([]string, len(reg.Schedules))
 		for i, k := range reg.Schedules {
 			allowed[i] = string(k)
@@ -139,7 +149,9 @@ func (m *Manager) validate(t *Task, reg *registered) error {
 		}
 	}
 
-	if err := reg.checkSettingsType(t.Settings); err != nil {
+	if reg == nil {
+		// Without a type the settings cannot be checked.
+	} else if err := reg.checkSettingsType(t.Settings); err != nil {
 		add(err, "")
 	} else if t.Settings != nil {
 		add(m.reg.validateSettings(reg, t.Settings), "")

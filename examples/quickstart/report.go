@@ -126,7 +126,7 @@ func (ts taskSummary) runsLine() string {
 // statesLine is the latest state of every device in the task's scope.
 func (ts taskSummary) statesLine() string {
 	var parts []string
-	for _, state := range task.States {
+	for _, state := range task.StatisticsStates {
 		if n := ts.stats.ByState[state]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%s %d", state, n))
 		}
@@ -244,7 +244,7 @@ svg{background:#fafafa;border:1px solid #ddd}.bar{fill:#3b7dd8}.axis{stroke:#999
 		fmt.Fprintf(&b, "<h2>%s</h2>\n<p>%s; %s.</p>\n<p class=\"runs\" data-runs=\"%d\">%s</p>\n",
 			html.EscapeString(ts.st.t.Name), html.EscapeString(ts.st.what), html.EscapeString(ts.where), len(ts.runs), html.EscapeString(ts.runsLine()))
 		b.WriteString("<h3>Latest state of each device in scope</h3>\n<table>")
-		for _, state := range task.States {
+		for _, state := range task.StatisticsStates {
 			if n := ts.stats.ByState[state]; n > 0 {
 				fmt.Fprintf(&b, "<tr><th>%s</th><td>%d</td></tr>", html.EscapeString(string(state)), n)
 			}

@@ -138,7 +138,14 @@ func TestBrowser(t *testing.T) {
 	}
 
 	// A device's run history.
-	run("device page", chromedp.Click(chromedp.CSS(`a[href="/console/tasks/`+f.global.ID+`/devices/dev-001"]`)), chromedp.WaitVisible(chromedp.CSS(`table.events`)), shot("04-device"))
+	// The results fragment is replaced every refresh, so a click can
+	// land on a node that is gone: check the link is there, then follow
+	// its address.
+	link := `/console/tasks/` + f.global.ID + `/devices/dev-001`
+	if ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('a[href="`+link+`"]') !== null`)); err != nil || !ok {
+		t.Fatalf("the results list has no link to dev-001's page (%v)", err)
+	}
+	run("device page", chromedp.Navigate(srv.URL+link), chromedp.WaitVisible(chromedp.CSS(`table.events`)), shot("04-device"))
 
 	// Compare the group task's two revisions, then roll back to the first.
 	run("group task", chromedp.Navigate(srv.URL+"/console/tasks/"+f.group.ID), chromedp.WaitVisible(chromedp.CSS(`#act-compare`)),

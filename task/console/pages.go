@@ -270,13 +270,13 @@ func (c *Console) live(q *req, t *task.Task) (liveView, error) {
 	if err != nil {
 		return liveView{}, err
 	}
-	v := liveView{Base: c.base(q, t.Name), Task: t, Stats: st, Filter: f, Selectable: t.Kind() == task.Global, AllStates: task.States}
+	v := liveView{Base: c.base(q, t.Name), Task: t, Stats: st, Filter: f, Selectable: t.Kind() == task.Global, AllStates: task.StatisticsStates}
 	if len(rs) > limit {
 		rs = rs[:limit]
 		v.Next = string(rs[limit-1].DeviceID)
 	}
 	v.Results = rs
-	for _, s := range task.States {
+	for _, s := range task.StatisticsStates {
 		n := st.ByState[s]
 		if n == 0 {
 			continue

@@ -391,6 +391,7 @@ func (a *statSum) add(s task.Statistics) {
 		a.s.ByState[k] += v
 	}
 	a.s.Total += s.Total
+	a.s.Unknown += s.Unknown
 	a.s.Finished += s.Finished
 	a.s.RestartRequired += s.RestartRequired
 }
