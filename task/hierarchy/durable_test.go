@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -220,5 +221,25 @@ func TestChildrenStatus(t *testing.T) {
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Fatalf("children after a restart (-want +got):\n%s", d)
+	}
+}
+
+// TestRollUpCountsUnknownMembership: a figure's devices of unknown
+// membership roll up like the others (Total holds them, Unknown says how
+// many), also through a restart.
+func TestRollUpCountsUnknownMembership(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dt := newDurableTree(t)
+	r := hierarchy.Report{From: "s-de", To: "primary", Version: hierarchy.Version{Epoch: t0.Add(time.Hour).UnixNano(), Seq: 1}, Complete: false,
+		Statistics: []hierarchy.TaskStatistics{{TaskID: dt.all, Server: "s-de", Path: []string{"s-de"}, Version: hierarchy.Version{Epoch: t0.Add(time.Hour).UnixNano(), Seq: 1},
+			Statistics: task.Statistics{ByState: map[task.State]int{task.Completed: 2, task.UnknownMembership: 3}, Total: 5, Unknown: 3, Finished: 2}}}}
+	must(t, dt.primary.node.ReceiveReport(ctx, r))
+	for _, s := range []server{dt.primary, dt.reopen(t, dt.primary, dt.pFile)} {
+		st, err := s.node.RolledUp(ctx, dt.all)
+		must(t, err)
+		if st.Unknown != 3 || st.Total != 7 || st.ByState[task.UnknownMembership] != 3 {
+			t.Fatalf("rolled up %+v, want Unknown 3 of Total 7 (s-de 5, v-de 2)", st)
+		}
 	}
 }
