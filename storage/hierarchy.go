@@ -76,8 +76,10 @@ const (
 // HierarchyVersion orders one server's reports or task sets: Epoch is the
 // server's clock (ns) when it started, Seq counts since.
 type HierarchyVersion struct {
+	// Epoch is the server's clock (ns) when it started.
 	Epoch int64
-	Seq   int64
+	// Seq counts the server's reports or task sets since Epoch.
+	Seq int64
 }
 
 // Newer reports whether v is newer than w.
@@ -88,6 +90,7 @@ func (v HierarchyVersion) Newer(w HierarchyVersion) bool {
 // HierarchyServer is a child of a Node: a secondary or virtual server
 // deployed in one of the Node's administration groups.
 type HierarchyServer struct {
+	// ID is the child's server id.
 	ID string
 	// Role is "secondary" or "virtual".
 	Role string
@@ -98,7 +101,9 @@ type HierarchyServer struct {
 // HierarchyHop is one step of an inherited copy's lineage: task TaskID on
 // server Server.
 type HierarchyHop struct {
+	// Server is the server holding the task.
 	Server string
+	// TaskID is the task's id there.
 	TaskID string
 }
 
@@ -106,8 +111,12 @@ type HierarchyHop struct {
 // copies revision ParentRevision of the parent's task; Lineage goes from
 // the parent (Lineage[0]) to the task's origin.
 type HierarchyCopy struct {
-	TaskID         string
-	Lineage        []HierarchyHop
+	// TaskID is the copy's task id on the Node.
+	TaskID string
+	// Lineage is the task on every server above, parent first, origin
+	// last.
+	Lineage []HierarchyHop
+	// ParentRevision is the revision of the parent's task the copy copies.
 	ParentRevision int64
 }
 
@@ -116,15 +125,16 @@ type HierarchyCopy struct {
 type HierarchyFigure struct {
 	// TaskID is the task id on the Node.
 	TaskID string
-	// Server is the server whose devices the figure counts; Role its role.
+	// Server is the server whose devices the figure counts.
 	Server string
-	Role   string
+	// Role is Server's role ("secondary" or "virtual").
+	Role string
 	// Path lists the servers from the Node's child (Path[0]) to Server.
 	Path []string
-	// Version is Server's report that read the figure, At Server's clock
-	// then (UTC).
+	// Version is Server's report that read the figure.
 	Version HierarchyVersion
-	At      time.Time
+	// At is Server's clock when it read the figure (UTC).
+	At time.Time
 	// Statistics are the counts, as JSON written by task/hierarchy (the
 	// store does not interpret them).
 	Statistics json.RawMessage
@@ -132,14 +142,19 @@ type HierarchyFigure struct {
 
 // HierarchyFigureKey names one figure of a Node.
 type HierarchyFigureKey struct {
+	// TaskID is the task id on the Node.
 	TaskID string
+	// Server is the server the figure counts.
 	Server string
 }
 
 // HierarchyChildReport is the last report applied from a child.
 type HierarchyChildReport struct {
-	Child    string
-	Version  HierarchyVersion
+	// Child is the child's server id.
+	Child string
+	// Version is the child's report applied last.
+	Version HierarchyVersion
+	// Complete says that report held the child's whole subtree.
 	Complete bool
 	// At is when the Node applied it (its clock, UTC).
 	At time.Time
@@ -147,15 +162,21 @@ type HierarchyChildReport struct {
 
 // HierarchyState is everything stored for a Node.
 type HierarchyState struct {
-	Node   string
-	Role   string
+	// Node is the server the state belongs to.
+	Node string
+	// Role is its role ("primary", "secondary" or "virtual").
+	Role string
+	// Parent is its parent's id ("" for the primary).
 	Parent string
 	// Epoch is the Node's last start (its clock, ns); a restarted Node
 	// starts with a later one.
-	Epoch    int64
+	Epoch int64
+	// Children are the Node's children, in ID order.
 	Children []HierarchyServer
-	// SetFrom and SetVersion are the last task set applied (zero: none).
-	SetFrom    string
+	// SetFrom is the server the last task set applied came from ("":
+	// none yet).
+	SetFrom string
+	// SetVersion is that set's version.
 	SetVersion HierarchyVersion
 	// Copies are the inherited copies, in TaskID order.
 	Copies []HierarchyCopy
@@ -167,36 +188,53 @@ type HierarchyState struct {
 
 // PutHierarchyNodeParams are the arguments of PutHierarchyNode.
 type PutHierarchyNodeParams struct {
-	Node     string
-	Role     string
-	Parent   string
-	Epoch    int64
+	// Node is the server's id.
+	Node string
+	// Role is its role ("primary", "secondary" or "virtual").
+	Role string
+	// Parent is its parent's id ("" for the primary).
+	Parent string
+	// Epoch is this start of the Node (its clock, ns).
+	Epoch int64
+	// Children replace the stored children.
 	Children []HierarchyServer
 }
 
 // ApplyHierarchyTaskSetParams are the arguments of ApplyHierarchyTaskSet.
 type ApplyHierarchyTaskSetParams struct {
-	Node    string
-	From    string
+	// Node is the server that applied the set.
+	Node string
+	// From is the parent that sent it.
+	From string
+	// Version is the set's version; it must be newer than the stored one.
 	Version HierarchyVersion
-	Copies  []HierarchyCopy
+	// Copies replace the Node's stored copies.
+	Copies []HierarchyCopy
 }
 
 // ApplyHierarchyReportParams are the arguments of ApplyHierarchyReport.
 type ApplyHierarchyReportParams struct {
-	Node     string
-	Child    string
-	Version  HierarchyVersion
+	// Node is the server applying the report.
+	Node string
+	// Child is the child that sent it.
+	Child string
+	// Version is the report's; it must be newer than the stored one.
+	Version HierarchyVersion
+	// Complete says the report holds the child's whole subtree.
 	Complete bool
 	// At is when the Node applies the report (its clock, UTC).
-	At     time.Time
-	Put    []HierarchyFigure
+	At time.Time
+	// Put are the figures the report replaces or adds.
+	Put []HierarchyFigure
+	// Delete are the figures the report drops (deleted before Put).
 	Delete []HierarchyFigureKey
 }
 
 // DeleteHierarchyFiguresParams are the arguments of DeleteHierarchyFigures.
 type DeleteHierarchyFiguresParams struct {
+	// Node is the server whose figures are deleted.
 	Node string
+	// Keys name the figures.
 	Keys []HierarchyFigureKey
 }
 

@@ -25,6 +25,7 @@ const MaxDepth = 32
 
 // Child is a secondary or virtual server deployed under this server.
 type Child struct {
+	// ID is the child's server id.
 	ID   string
 	Role scope.ServerRole // Secondary or Virtual
 	// Group is the administration group of THIS server in which the child
@@ -82,7 +83,10 @@ type Link interface {
 
 // TaskSet is the complete set of tasks a server inherits from its parent.
 type TaskSet struct {
-	From, To string
+	// From is the parent sending the set.
+	From string
+	// To is the child receiving it.
+	To string
 	// Version orders the sets From sends; the receiver ignores a set not
 	// newer than the last one it applied (a repeated or late delivery).
 	Version Version
@@ -99,7 +103,10 @@ type TaskSet struct {
 // inherits from the parent, its own figures and those relayed from its
 // subtree.
 type Report struct {
-	From, To string
+	// From is the child sending the report.
+	From string
+	// To is its parent.
+	To string
 	// Version orders the reports of From; the parent ignores a report
 	// not newer than the last one it applied.
 	Version Version
@@ -116,8 +123,10 @@ type Report struct {
 // server's clock in nanoseconds when its Node was created, Seq counts its
 // reports (or task sets) since.
 type Version struct {
+	// Epoch is the server's clock (ns) when its Node was created.
 	Epoch int64 `json:"epoch"`
-	Seq   int64 `json:"seq"`
+	// Seq counts the server's reports (or task sets) since Epoch.
+	Seq int64 `json:"seq"`
 }
 
 // Compare returns -1, 0 or +1 as v is older than, equal to or newer
@@ -144,28 +153,32 @@ type TaskStatistics struct {
 	// TaskID is the task id on the server that holds these figures (in a
 	// Report: on the parent).
 	TaskID string
-	// Server and Role name the server whose devices the figures count.
+	// Server is the server whose devices the figures count.
 	Server string
-	Role   scope.ServerRole
+	// Role is Server's role.
+	Role scope.ServerRole
 	// Path lists the servers from the holder's child down to Server:
 	// Path[0] is the child that reported or relayed the figures, the last
 	// element is Server.
 	Path []string
 	// Version is Server's report that read the figures; At is Server's
 	// clock then.
-	Version    Version
-	At         time.Time
+	Version Version
+	// At is Server's clock when it read the figures.
+	At time.Time
+	// Statistics are the counts of Server's own devices.
 	Statistics task.Statistics
 }
 
 // View is a task as a server shows it.
 type View struct {
+	// Task is the task as stored on this server.
 	Task *task.Task
 	// Inherited is true for a copy of a parent's task (read-only here).
 	Inherited bool
-	// From is the server the task is inherited from; ParentTaskID its id
-	// there.
-	From         string
+	// From is the server the task is inherited from.
+	From string
+	// ParentTaskID is the task's id on From.
 	ParentTaskID string
 	// Lineage lists the task on every server above this one, from the
 	// parent (Lineage[0] is From/ParentTaskID) to the origin, the server

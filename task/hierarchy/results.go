@@ -15,14 +15,17 @@ import (
 // Node.ServeResults of the server q.To and returns its answer. Without it
 // Node.DeviceResults fails with ErrInvalid.
 type ResultsFetcher interface {
+	// FetchResults delivers q to q.To and returns its page or its error.
 	FetchResults(ctx context.Context, q ResultsQuery) (ResultsPage, error)
 }
 
 // ResultsQuery asks a child for one page of the per-device results of a
 // task on a server at or below it.
 type ResultsQuery struct {
-	// From is the asking server (the receiver's parent), To the child.
-	From, To string
+	// From is the asking server (the receiver's parent).
+	From string
+	// To is the child asked.
+	To string
 	// TaskID is the task id on From.
 	TaskID string
 	// Server is the server whose devices are listed: To or a server

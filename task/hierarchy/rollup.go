@@ -225,9 +225,9 @@ type ChildStatus struct {
 	// Reported is false until a report of the child was applied (here or,
 	// with a Store, before a restart).
 	Reported bool
-	// LastReport is the version of the last report applied; LastReportAt
-	// is this server's clock (UTC) when it was applied.
-	LastReport   Version
+	// LastReport is the version of the last report applied.
+	LastReport Version
+	// LastReportAt is this server's clock (UTC) when it was applied.
 	LastReportAt time.Time
 	// Complete says the last report held the child's whole subtree.
 	Complete bool

@@ -26,6 +26,7 @@ const (
 // round and applies the set with Node.ReceiveTasks. ok is false when the
 // parent has no set for it yet.
 type TaskPuller interface {
+	// PullTasks fetches the latest task set for server from its parent.
 	PullTasks(ctx context.Context, server string) (m TaskSet, ok bool, err error)
 }
 
@@ -35,6 +36,7 @@ type TaskPuller interface {
 // queries). Node.Start runs Serve beside the sync loop of a server with a
 // parent, until the loop stops.
 type QueryServer interface {
+	// Serve answers the parent until ctx ends.
 	Serve(ctx context.Context) error
 }
 
