@@ -46,6 +46,14 @@
 // a store must honour it, which is how the suite tests lease expiry
 // without waiting.
 //
+// HierarchyStore is optional too: it keeps the Administration Server
+// hierarchy's state (task/hierarchy) durable: the server tree, the
+// inherited copies with their lineage, the last report version per child
+// and the figures per (task, server below). Its Apply calls are
+// conditional on a newer version (ErrConflict otherwise, nothing
+// written), which is what makes each report count once across restarts.
+// Set Features.Hierarchy to run its sections of the suite.
+//
 // # Errors
 //
 // Every method documents which sentinel its errors match: ErrNotFound,

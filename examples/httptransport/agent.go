@@ -1,14 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -16,82 +15,9 @@ import (
 	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/agent"
 	"github.com/taskfleet/taskfleet/task/agent/agentsqlite"
-	"github.com/taskfleet/taskfleet/task/transport"
+	"github.com/taskfleet/taskfleet/task/transport/httptransport"
+	"github.com/taskfleet/taskfleet/task/transport/httptransport/testpki"
 )
-
-// deviceEndpoint is the device side of the HTTP channel: a
-// transport.DeviceEndpoint that POSTs each message.
-type deviceEndpoint struct {
-	base   string
-	device scope.DeviceID
-	token  string // this device's token (auth.go); never logged
-	client *http.Client
-}
-
-// Send implements transport.DeviceEndpoint: any failure to hand the
-// message over is ErrUnreachable, so the agent keeps it in its outbox and
-// retries.
-func (e *deviceEndpoint) Send(ctx context.Context, m transport.Message) error {
-	body, err := transport.Encode(m)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.base+"/v1/send?device="+url.QueryEscape(string(e.device)), bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+e.token)
-	resp, err := e.client.Do(req)
-	if err != nil {
-		return transport.ErrUnreachable
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return transport.ErrUnreachable
-	}
-	return nil
-}
-
-// pollLoop long-polls the server and hands each message to h, one at a
-// time, until ctx is done.
-func (e *deviceEndpoint) pollLoop(ctx context.Context, h transport.Handler) {
-	for ctx.Err() == nil {
-		msgs, err := e.poll(ctx)
-		if err != nil {
-			select {
-			case <-ctx.Done():
-			case <-time.After(500 * time.Millisecond):
-			}
-			continue
-		}
-		for _, m := range msgs {
-			h.Handle(ctx, m)
-		}
-	}
-}
-
-func (e *deviceEndpoint) poll(ctx context.Context) ([]transport.Message, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.base+"/v1/poll?wait=10&device="+url.QueryEscape(string(e.device)), nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+e.token)
-	resp, err := e.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("poll: %s", resp.Status)
-	}
-	var msgs []transport.Message
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxPoll)).Decode(&msgs); err != nil {
-		return nil, err
-	}
-	return msgs, nil
-}
 
 // scanner is the device's simulated security application: a scan runs
 // for runTime. It prints "EXEC start" and "EXEC done" lines, which the
@@ -137,13 +63,30 @@ func runAgent(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 	defer a.Close()
-	if o.token == "" {
-		return errors.New(tokenEnv + ": this device's token is required in the environment")
+	// The device's key, from an earlier enrollment; without one the
+	// client enrolls with the secret and saves the key it gets.
+	keyFile := o.db + ".key"
+	key, err := os.ReadFile(keyFile)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
 	}
-	ep := &deviceEndpoint{base: o.server, device: id, token: o.token, client: &http.Client{Timeout: 30 * time.Second}}
-	a.Attach(ep)
+	if len(key) == 0 && o.secret == "" {
+		return errors.New(secretEnv + ": the enrollment secret is required in the environment for a device without a key")
+	}
+	pem, err := os.ReadFile(filepath.Join(o.pki, "ca.pem"))
+	if err != nil {
+		return err
+	}
+	c, err := httptransport.NewClient(httptransport.ClientConfig{URL: o.server, Device: id, Key: httptransport.Secret(key),
+		EnrollSecret: httptransport.Secret(o.secret), HTTPClient: httptransport.NewHTTPClient(&tls.Config{RootCAs: testpki.PoolFromPEM(pem)}),
+		SaveKey: func(_ context.Context, k httptransport.Secret) error { return os.WriteFile(keyFile, []byte(k), 0o600) },
+		Wait:    10 * time.Second, BackoffMin: 200 * time.Millisecond, BackoffMax: 2 * time.Second})
+	if err != nil {
+		return err
+	}
+	a.Attach(c)
 	fmt.Fprintf(out, "AGENT %s up, %d messages in the outbox\n", id, a.OutboxLen(ctx))
-	go ep.pollLoop(ctx, a)
+	go func() { _ = c.Run(ctx, a) }()
 	err = a.Run(ctx, 100*time.Millisecond)
 	if ctx.Err() != nil {
 		return nil

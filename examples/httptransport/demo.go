@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/task"
+	"github.com/taskfleet/taskfleet/task/transport/httptransport/testpki"
 )
 
 // childEnv marks a process the demo started; tests use it to run the
@@ -41,18 +44,22 @@ func demo(ctx context.Context, o options, out io.Writer) (err error) {
 		return err
 	}
 	d := &demoRun{out: out, self: self, dir: dir, opts: o, procs: map[string]*child{},
-		starts: map[string]int{}, dones: map[string]int{}, listen: make(chan string, 1), outbox: map[string]int{}}
+		starts: map[string]int{}, dones: map[string]int{}, listen: make(chan [2]string, 1), outbox: map[string]int{}}
 	defer d.stopAll()
 
-	if d.key, err = newKey(); err != nil {
+	if d.secret, err = newSecret(); err != nil {
+		return err
+	}
+	if err := writePKI(dir); err != nil {
 		return err
 	}
 	d.say("demo: server and %d agents as separate processes on 127.0.0.1, databases in %s", o.agents, dir)
-	if err := d.spawn("server", "-mode", "server", "-addr", "127.0.0.1:0", "-db", filepath.Join(dir, "server.db"), "-devices", strconv.Itoa(o.agents)); err != nil {
+	if err := d.spawn("server", "-mode", "server", "-addr", "127.0.0.1:0", "-db", filepath.Join(dir, "server.db"), "-devices", strconv.Itoa(o.agents), "-pki", dir); err != nil {
 		return err
 	}
 	select {
-	case d.base = <-d.listen:
+	case l := <-d.listen:
+		d.channel, d.base = l[0], l[1]
 	case <-ctx.Done():
 		return fmt.Errorf("the server did not start: %w", ctx.Err())
 	}
@@ -98,7 +105,7 @@ func demo(ctx context.Context, o options, out io.Writer) (err error) {
 		_, serr := d.waitFor(context.Background(), "the state", func(status) bool { return true })
 		return errors.Join(err, serr)
 	}
-	if _, err := d.waitFor(ctx, "refused results of run 2", func(s status) bool { return s.Hub.Refused >= o.agents }); err != nil {
+	if _, err := d.waitFor(ctx, "refused results of run 2", func(s status) bool { return s.Hub.Refused >= int64(o.agents) }); err != nil {
 		return err
 	}
 	victim := devices[0]
@@ -192,6 +199,34 @@ func demo(ctx context.Context, o options, out io.Writer) (err error) {
 	return nil
 }
 
+// newSecret returns a random enrollment secret.
+func newSecret() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// writePKI writes a throwaway CA (ca.pem) and the server's certificate
+// for 127.0.0.1 (server.pem, server.key) into dir.
+func writePKI(dir string) error {
+	ca, err := testpki.New(time.Now())
+	if err != nil {
+		return err
+	}
+	cert, key, err := ca.ServerPEM(time.Now())
+	if err != nil {
+		return err
+	}
+	for name, b := range map[string][]byte{"ca.pem": ca.CertPEM, "server.pem": cert, "server.key": key} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func key(dev string, run int64) string { return dev + " " + strconv.FormatInt(run, 10) }
 
 // finalFor is true when every device has a final result of run.
@@ -214,12 +249,13 @@ type child struct {
 }
 
 type demoRun struct {
-	out    io.Writer
-	self   string
-	dir    string
-	opts   options
-	base   string
-	listen chan string
+	out     io.Writer
+	self    string
+	dir     string
+	opts    options
+	base    string // the admin API
+	channel string // the device channel (https)
+	listen  chan [2]string
 
 	mu     sync.Mutex
 	procs  map[string]*child
@@ -227,7 +263,7 @@ type demoRun struct {
 	starts map[string]int // EXEC start lines per "device run"
 	dones  map[string]int
 	outbox map[string]int // outbox length an agent reported at its start
-	key    string         // the fleet key; agents get their own tokens
+	secret string         // the enrollment secret; agents enroll with it
 }
 
 func (d *demoRun) say(format string, args ...any) {
@@ -237,20 +273,15 @@ func (d *demoRun) say(format string, args ...any) {
 }
 
 func (d *demoRun) startAgent(dev string) error {
-	return d.spawn(dev, "-mode", "agent", "-server", d.base, "-device", dev, "-db", filepath.Join(d.dir, dev+".db"),
-		"-run-time", d.opts.runTime.String())
+	return d.spawn(dev, "-mode", "agent", "-server", d.channel, "-device", dev, "-db", filepath.Join(d.dir, dev+".db"),
+		"-run-time", d.opts.runTime.String(), "-pki", d.dir)
 }
 
 // spawn starts this program again as a child process and reads its
 // output.
 func (d *demoRun) spawn(name string, args ...string) error {
 	cmd := exec.Command(d.self, args...)
-	cmd.Env = append(os.Environ(), childEnv+"=1")
-	if name == "server" {
-		cmd.Env = append(cmd.Env, keyEnv+"="+d.key)
-	} else {
-		cmd.Env = append(cmd.Env, tokenEnv+"="+deviceToken(d.key, scope.DeviceID(name)))
-	}
+	cmd.Env = append(os.Environ(), childEnv+"=1", secretEnv+"="+d.secret)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -282,9 +313,9 @@ func (d *demoRun) line(name, text string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch {
-	case len(f) == 2 && f[0] == "LISTEN":
+	case len(f) == 4 && f[0] == "LISTEN" && f[2] == "ADMIN":
 		select {
-		case d.listen <- f[1]:
+		case d.listen <- [2]string{f[1], f[3]}:
 		default:
 		}
 	case len(f) == 5 && f[0] == "EXEC":

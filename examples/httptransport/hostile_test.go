@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -14,17 +16,29 @@ import (
 
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/task/transport"
+	"github.com/taskfleet/taskfleet/task/transport/httptransport"
+	"github.com/taskfleet/taskfleet/task/transport/httptransport/testpki"
 )
 
-// startServer runs the example's server in process and returns its base
-// URL.
-func startServer(t *testing.T, key string) string {
+// server is the example's server run in process.
+type server struct {
+	channel, admin string
+	pki, secret    string
+}
+
+// startServer runs the example's server in process.
+func startServer(t *testing.T) server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
 	done := make(chan error, 1)
+	dir := t.TempDir()
+	if err := writePKI(dir); err != nil {
+		t.Fatal(err)
+	}
+	srv := server{pki: dir, secret: "test-enrollment-secret-0123456789"}
 	go func() {
-		done <- serve(ctx, options{mode: "server", addr: "127.0.0.1:0", db: filepath.Join(t.TempDir(), "server.db"), devices: 3, key: key}, out)
+		done <- serve(ctx, options{mode: "server", addr: "127.0.0.1:0", admin: "127.0.0.1:0", db: filepath.Join(dir, "server.db"), devices: 3, pki: dir, secret: srv.secret}, out)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -32,26 +46,52 @@ func startServer(t *testing.T, key string) string {
 			t.Errorf("server: %v", err)
 		}
 	})
-	re := regexp.MustCompile(`LISTEN (http://127\.0\.0\.1:\d+)`)
+	re := regexp.MustCompile(`LISTEN (https://127\.0\.0\.1:\d+) ADMIN (http://127\.0\.0\.1:\d+)`)
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if m := re.FindStringSubmatch(out.String()); m != nil {
-			return m[1]
+			srv.channel, srv.admin = m[1], m[2]
+			return srv
 		}
 	}
 	t.Fatalf("the server did not start:\n%s", out.String())
-	return ""
+	return srv
 }
 
-func post(t *testing.T, base string, dev scope.DeviceID, token string, body []byte) int {
+func (s server) httpClient(t *testing.T) *http.Client {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, base+"/v1/send?device="+string(dev), bytes.NewReader(body))
+	pem, err := os.ReadFile(filepath.Join(s.pki, "ca.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	return httptransport.NewHTTPClient(&tls.Config{RootCAs: testpki.PoolFromPEM(pem)})
+}
+
+// enroll returns a key of dev.
+func (s server) enroll(t *testing.T, dev scope.DeviceID) httptransport.Secret {
+	t.Helper()
+	var key httptransport.Secret
+	c, err := httptransport.NewClient(httptransport.ClientConfig{URL: s.channel, Device: dev, HTTPClient: s.httpClient(t), EnrollSecret: httptransport.Secret(s.secret),
+		SaveKey: func(_ context.Context, k httptransport.Secret) error { key = k; return nil }})
+	if err != nil {
+		t.Fatal(err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	if err := c.Enroll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+func (s server) post(t *testing.T, dev scope.DeviceID, key httptransport.Secret, body []byte) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, s.channel+httptransport.PathSend, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set(httptransport.HeaderDevice, string(dev))
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+string(key))
+	}
+	resp, err := s.httpClient(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,9 +99,9 @@ func post(t *testing.T, base string, dev scope.DeviceID, token string, body []by
 	return resp.StatusCode
 }
 
-func getStatus(t *testing.T, base string) status {
+func (s server) status(t *testing.T) status {
 	t.Helper()
-	resp, err := http.Get(base + "/admin/status")
+	resp, err := http.Get(s.admin + "/admin/status")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,22 +127,22 @@ func results(id string, dev scope.DeviceID, n int) []byte {
 	return []byte(b.String())
 }
 
-// Over HTTP, an unauthenticated 4 MB POST of 38,003 results stores
-// nothing; so does a device posting them with a wrong or another
-// device's token; a device's own flood is cut at transport.MaxItems and
+// Over HTTPS, an unauthenticated 4 MB POST of 38,003 results stores
+// nothing; so does a device posting them with a wrong key or with its
+// key under another device's id; a device's own flood is cut at transport.MaxItems and
 // its items (runs nobody started) are rejected and counted; a body over
 // transport.MaxMessageBytes is refused before it is decoded.
 func TestHostileHTTPPostsStoreNothing(t *testing.T) {
 	t.Parallel()
-	const key = "test-fleet-key"
-	base := startServer(t, key)
-	resp, err := http.Post(base+"/admin/start", "", nil) // the scan task gets a run
+	srv := startServer(t)
+	key1 := srv.enroll(t, "dev-1")
+	resp, err := http.Post(srv.admin+"/admin/start", "", nil) // the scan task gets a run
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	time.Sleep(300 * time.Millisecond) // the engine records the scheduled results
-	st := getStatus(t, base)
+	st := srv.status(t)
 	if len(st.Results) == 0 {
 		t.Fatal("no results after the start")
 	}
@@ -116,26 +156,26 @@ func TestHostileHTTPPostsStoreNothing(t *testing.T) {
 		t.Fatalf("the flood is %d bytes", len(flood))
 	}
 	for _, c := range []struct {
-		name  string
-		dev   scope.DeviceID
-		token string
-		want  int
+		name string
+		dev  scope.DeviceID
+		key  httptransport.Secret
+		want int
 	}{
-		{"no token", "dev-2", "", http.StatusUnauthorized},
-		{"wrong token", "dev-2", "0123", http.StatusUnauthorized},
-		{"another device's token", "dev-2", deviceToken(key, "dev-1"), http.StatusUnauthorized},
-		{"its own token", "dev-1", deviceToken(key, "dev-1"), http.StatusNoContent},
+		{"no key", "dev-2", "", http.StatusUnauthorized},
+		{"wrong key", "dev-2", "0123", http.StatusUnauthorized},
+		{"another device's key", "dev-2", key1, http.StatusUnauthorized},
+		{"its own key", "dev-1", key1, http.StatusNoContent},
 	} {
-		if got := post(t, base, c.dev, c.token, flood); got != c.want {
+		if got := srv.post(t, c.dev, c.key, flood); got != c.want {
 			t.Errorf("%s: status %d, want %d", c.name, got, c.want)
 		}
 	}
 	huge := append(results(scan, "dev-1", 1), bytes.Repeat([]byte(" "), transport.MaxMessageBytes)...)
-	if got := post(t, base, "dev-1", deviceToken(key, "dev-1"), huge); got != http.StatusRequestEntityTooLarge {
+	if got := srv.post(t, "dev-1", key1, huge); got != http.StatusRequestEntityTooLarge {
 		t.Errorf("a body over MaxMessageBytes: status %d, want 413", got)
 	}
 	time.Sleep(300 * time.Millisecond) // the engine ticks every 100 ms
-	st = getStatus(t, base)
+	st = srv.status(t)
 	if len(st.Results) != len(before) {
 		t.Errorf("%d result rows, want %d", len(st.Results), len(before))
 	}

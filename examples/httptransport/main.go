@@ -1,30 +1,36 @@
-// Command httptransport is a host's own device channel: the taskfleet
-// server and the device agents run in separate processes and talk JSON
-// over HTTP on the loopback interface, through the transport interfaces
-// (transport.ServerEndpoint and transport.DeviceEndpoint).
+// Command httptransport is a host wiring the HTTPS device channel of
+// package task/transport/httptransport: the taskfleet server and the
+// device agents run in separate processes and talk over HTTPS (TLS 1.3,
+// HTTP/2) on the loopback interface.
 //
 //	go run ./examples/httptransport                    # -mode demo: the whole scenario
-//	go run ./examples/httptransport -mode server -devices 3 -db server.db
-//	go run ./examples/httptransport -mode agent -server http://127.0.0.1:PORT -device dev-1 -db dev-1.db
+//	HTTPTRANSPORT_SECRET=... go run ./examples/httptransport -mode server -devices 3 -db server.db -pki DIR
+//	HTTPTRANSPORT_SECRET=... go run ./examples/httptransport -mode agent -server https://127.0.0.1:PORT -device dev-1 -db dev-1.db -pki DIR
 //
 // # The channel
 //
-// Device to server: POST /v1/send?device=ID with one transport.Message as
-// JSON, with the device's token (Authorization: Bearer TOKEN; see auth.go:
-// tokens are HMACs of the device id under the fleet key in
-// HTTPTRANSPORT_KEY, agents get theirs in HTTPTRANSPORT_TOKEN). The server
-// authenticates the device before it reads the body, reads at most
-// transport.MaxMessageBytes, decodes it with transport.Decode and hands it
-// to the engine with the authenticated device as its sender. Server to device: GET /v1/poll?device=ID&wait=SECONDS, a long poll
-// that answers with the messages queued for the device (a JSON array) as
-// soon as there is one, or an empty array after wait. The server queues
-// messages only for devices that polled recently; for the others Send
-// returns transport.ErrUnreachable, and the host marks them disconnected in
-// the inventory. Queued messages that a poll took but could not deliver
-// are lost: that is allowed, the runtimes repair it (see package
-// task/transport): the agent keeps every result in its durable SQLite
-// outbox until the server acknowledges its key, and the server resends
-// starts until the device reports the run.
+// The server mounts an httptransport.Server (the engine's
+// transport.ServerEndpoint) in its own http.Server with the certificate
+// in -pki (server.pem, server.key; the demo makes a throwaway CA with
+// package testpki); agents trust the CA in -pki/ca.pem. Devices use the
+// enrollment identity: an agent without a key enrolls once with the
+// fleet's enrollment secret (HTTPTRANSPORT_SECRET, in the environment,
+// never on the command line) and keeps the key it receives in DB.key next
+// to its database; the server keeps only the keys' hashes, and only for
+// devices of its inventory. Every request carries the device's key, is
+// authenticated before its body is read, and its message is handed to
+// the engine with the authenticated device as its sender. Server to
+// device: long polls, answered as soon as a message is queued for the
+// device. The package documentation has the rest (limits, compression,
+// reconnect with backoff, the behaviour on 401). The server's admin API
+// of the demo (start, refuse, status) is plain HTTP on another loopback
+// port (-admin).
+//
+// Messages are lost where the channel allows it (a poll answer that does
+// not arrive): the runtimes repair it (see package task/transport): the
+// agent keeps every result in its durable SQLite outbox until the server
+// acknowledges its key, and the server resends starts until the device
+// reports the run.
 //
 // # The demo
 //
@@ -78,8 +84,11 @@ type options struct {
 	runTime time.Duration
 	timeout time.Duration
 	dir     string
-	// key (server) and token (agent) come from the environment (auth.go).
-	key, token string
+	// pki is the directory of ca.pem, server.pem and server.key; admin
+	// the server's admin API address.
+	pki, admin string
+	// secret is the enrollment secret, from the environment.
+	secret string
 }
 
 func parse(args []string, out io.Writer) (options, error) {
@@ -88,7 +97,9 @@ func parse(args []string, out io.Writer) (options, error) {
 	var o options
 	fs.StringVar(&o.mode, "mode", "demo", "server, agent or demo (demo runs a server and agents as child processes)")
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:0", "server: loopback address to listen on (port 0: any free port)")
-	fs.StringVar(&o.server, "server", "", "agent: the server's URL, http://127.0.0.1:PORT")
+	fs.StringVar(&o.server, "server", "", "agent: the server's URL, https://127.0.0.1:PORT")
+	fs.StringVar(&o.admin, "admin", "127.0.0.1:0", "server: loopback address of the demo's admin API (plain HTTP)")
+	fs.StringVar(&o.pki, "pki", "", "server, agent: directory of ca.pem, server.pem and server.key (the demo makes them)")
 	fs.StringVar(&o.device, "device", "", "agent: this device's id")
 	fs.StringVar(&o.db, "db", "", "server, agent: the SQLite file (server store or the agent's durable outbox)")
 	fs.IntVar(&o.devices, "devices", 3, "server: devices dev-1..dev-N in the inventory, 1..100")
@@ -108,7 +119,7 @@ func parse(args []string, out io.Writer) (options, error) {
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
-	o.key, o.token = os.Getenv(keyEnv), os.Getenv(tokenEnv)
+	o.secret = os.Getenv(secretEnv)
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q (see -help)", fs.Arg(0))
 	}
@@ -117,15 +128,18 @@ func parse(args []string, out io.Writer) (options, error) {
 		if err := loopback(o.addr); err != nil {
 			return o, err
 		}
-		if o.db == "" {
-			return o, errors.New("-db: required in server mode")
+		if err := loopback(o.admin); err != nil {
+			return o, err
+		}
+		if o.db == "" || o.pki == "" {
+			return o, errors.New("-db and -pki: required in server mode")
 		}
 		if o.devices < 1 || o.devices > 100 {
 			return o, fmt.Errorf("-devices %d: must be between 1 and 100", o.devices)
 		}
 	case "agent":
-		if o.server == "" || o.device == "" || o.db == "" {
-			return o, errors.New("-server, -device and -db are required in agent mode")
+		if o.server == "" || o.device == "" || o.db == "" || o.pki == "" {
+			return o, errors.New("-server, -device, -db and -pki are required in agent mode")
 		}
 	case "demo":
 		if o.agents < 2 || o.agents > 20 {
@@ -141,7 +155,7 @@ func parse(args []string, out io.Writer) (options, error) {
 }
 
 // loopback refuses an address that is not on the loopback interface: the
-// example authenticates devices but has no TLS.
+// example's certificates are throwaway ones for 127.0.0.1.
 func loopback(addr string) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {

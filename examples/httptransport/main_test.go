@@ -50,7 +50,7 @@ func TestDemoDeliversEveryResultExactlyOnce(t *testing.T) {
 	}
 	text := out.String()
 	for _, want := range []*regexp.Regexp{
-		regexp.MustCompile(`\[server\] LISTEN http://127\.0\.0\.1:\d+`),
+		regexp.MustCompile(`\[server\] LISTEN https://127\.0\.0\.1:\d+ ADMIN http://127\.0\.0\.1:\d+`),
 		regexp.MustCompile(`step 2: dev-1 came back with [1-9]\d* messages in its outbox`),
 		regexp.MustCompile(`step 3: killed dev-2 in the middle of run \d+`),
 		regexp.MustCompile(`OK: 3 runs on 3 devices, each executed once and recorded once`),

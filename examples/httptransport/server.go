@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/benbjohnson/clock"
@@ -20,186 +23,52 @@ import (
 	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/engine"
 	"github.com/taskfleet/taskfleet/task/transport"
+	"github.com/taskfleet/taskfleet/task/transport/httptransport"
 )
 
-const (
-	appES = "Endpoint Security"
-	// pollGrace: a device that has not polled for this long is not
-	// connected (Send returns ErrUnreachable, the inventory says so).
-	pollGrace = 3 * time.Second
-	// maxPoll bounds a poll answer an agent reads (many messages).
-	maxPoll = 64 << 20
-)
+const appES = "Endpoint Security"
 
-// hub is the server side of the HTTP channel: a transport.ServerEndpoint
-// that queues messages per device for their long polls, and the handler
-// of device messages.
-type hub struct {
-	mu       sync.Mutex
-	queues   map[scope.DeviceID][]transport.Message
-	wake     map[scope.DeviceID]chan struct{}
-	lastPoll map[scope.DeviceID]time.Time
-	polling  map[scope.DeviceID]int
-	clk      clock.Clock
-	key      string // the fleet key that device tokens derive from (auth.go)
+// Environment of the processes. The enrollment secret travels in the
+// environment, never on the command line, and is never logged; each
+// agent keeps the key it received in DB.key next to its database.
+const secretEnv = "HTTPTRANSPORT_SECRET"
 
-	hmu     sync.Mutex // one message at a time into the engine
-	handler transport.Handler
-	refuse  bool // refuse Results and Events (a simulated outage)
-	stats   hubStats
+// outage is the demo's simulated outage: while on, the server loses every
+// Results and Events message it receives (they are not acknowledged, so
+// the agents keep them in their outboxes and send them again).
+type outage struct {
+	next    transport.Handler
+	on      atomic.Bool
+	refused atomic.Int64
+	results atomic.Int64
 }
 
-type hubStats struct {
-	Received int `json:"received"`
-	// Unauthenticated counts requests refused for a missing or wrong
-	// device token, Malformed bodies that are not a message (or too
-	// large).
-	Unauthenticated int `json:"unauthenticated"`
-	Malformed       int `json:"malformed"`
-	Results         int `json:"results_messages"`
-	Refused         int `json:"refused"`
-	Sent            int `json:"sent"`
-}
-
-func newHub(clk clock.Clock, key string) *hub {
-	return &hub{key: key, queues: map[scope.DeviceID][]transport.Message{}, wake: map[scope.DeviceID]chan struct{}{},
-		lastPoll: map[scope.DeviceID]time.Time{}, polling: map[scope.DeviceID]int{}, clk: clk}
-}
-
-// connected reports whether a device holds a poll or polled recently;
-// h.mu is held.
-func (h *hub) connected(id scope.DeviceID) bool {
-	return h.polling[id] > 0 || h.clk.Since(h.lastPoll[id]) < pollGrace
-}
-
-// Send implements transport.ServerEndpoint.
-func (h *hub) Send(_ context.Context, m transport.Message) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !h.connected(m.Device) {
-		return transport.ErrUnreachable
-	}
-	h.queues[m.Device] = append(h.queues[m.Device], m)
-	h.stats.Sent++
-	if c := h.wake[m.Device]; c != nil {
-		close(c)
-		delete(h.wake, m.Device)
-	}
-	return nil
-}
-
-// refuse answers a request without a valid device token.
-func (h *hub) unauthorized(w http.ResponseWriter) {
-	h.mu.Lock()
-	h.stats.Unauthenticated++
-	h.mu.Unlock()
-	http.Error(w, "a device and its token are required", http.StatusUnauthorized)
-}
-
-// poll answers GET /v1/poll?device=ID&wait=SECONDS from that device.
-func (h *hub) poll(w http.ResponseWriter, r *http.Request) {
-	id := authenticate(h.key, r)
-	if id == "" {
-		h.unauthorized(w)
-		return
-	}
-	wait, err := strconv.Atoi(r.URL.Query().Get("wait"))
-	if err != nil || wait < 0 || wait > 60 {
-		http.Error(w, "wait: seconds, 0..60", http.StatusBadRequest)
-		return
-	}
-	h.mu.Lock()
-	h.polling[id]++
-	h.lastPoll[id] = h.clk.Now()
-	h.mu.Unlock()
-	defer func() {
-		h.mu.Lock()
-		h.polling[id]--
-		h.lastPoll[id] = h.clk.Now()
-		h.mu.Unlock()
-	}()
-	deadline := time.NewTimer(time.Duration(wait) * time.Second)
-	defer deadline.Stop()
-	for {
-		h.mu.Lock()
-		msgs := h.queues[id]
-		if len(msgs) > 0 {
-			delete(h.queues, id)
-			h.mu.Unlock()
-			w.Header().Set("Content-Type", "application/json")
-			_ = json.NewEncoder(w).Encode(msgs) // a failed write loses them: the runtimes resend
-			return
-		}
-		c := h.wake[id]
-		if c == nil {
-			c = make(chan struct{})
-			h.wake[id] = c
-		}
-		h.mu.Unlock()
-		select {
-		case <-c:
-		case <-deadline.C:
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = io.WriteString(w, "[]\n")
-			return
-		case <-r.Context().Done():
-			return
-		}
-	}
-}
-
-// send answers POST /v1/send?device=ID: one message from that device.
-// The device is authenticated before the body is read; the body is read
-// up to transport.MaxMessageBytes and decoded by the wire codec; the
-// message's sender is the authenticated device, whatever it says.
-func (h *hub) send(w http.ResponseWriter, r *http.Request) {
-	id := authenticate(h.key, r)
-	if id == "" {
-		h.unauthorized(w)
-		return
-	}
-	m, err := transport.Decode(http.MaxBytesReader(w, r.Body, transport.MaxMessageBytes))
-	if err != nil {
-		h.mu.Lock()
-		h.stats.Malformed++
-		h.mu.Unlock()
-		code := http.StatusBadRequest
-		var tooBig *http.MaxBytesError
-		if errors.Is(err, transport.ErrTooLarge) || errors.As(err, &tooBig) {
-			code = http.StatusRequestEntityTooLarge
-		}
-		http.Error(w, "body: one transport message as JSON, at most transport.MaxMessageBytes", code)
-		return
-	}
-	m.Device = id
-	h.mu.Lock()
-	h.lastPoll[id] = h.clk.Now()
-	h.stats.Received++
+// Handle implements transport.Handler.
+func (o *outage) Handle(ctx context.Context, m transport.Message) {
 	if m.Kind == transport.Results {
-		h.stats.Results++
+		o.results.Add(1)
 	}
-	if h.refuse && (m.Kind == transport.Results || m.Kind == transport.Events) {
-		h.stats.Refused++
-		h.mu.Unlock()
-		http.Error(w, "results are refused for now", http.StatusServiceUnavailable)
+	if o.on.Load() && (m.Kind == transport.Results || m.Kind == transport.Events) {
+		o.refused.Add(1)
 		return
 	}
-	h.mu.Unlock()
-	h.hmu.Lock()
-	h.handler.Handle(r.Context(), m)
-	h.hmu.Unlock()
-	w.WriteHeader(http.StatusNoContent)
+	o.next.Handle(ctx, m)
+}
+
+// hubStats are the channel's counters and the outage's.
+type hubStats struct {
+	httptransport.Stats
+	Results int64 `json:"results_messages"`
+	Refused int64 `json:"refused"`
 }
 
 // syncInventory keeps the inventory's Connected flags in step with the
-// polls: the engine resolves "connected devices only" scopes from it.
-func (h *hub) syncInventory(ctx context.Context, inv *sqlstore.Inventory, ids []scope.DeviceID) error {
+// channel: the engine resolves "connected devices only" scopes from it.
+func syncInventory(ctx context.Context, ch *httptransport.Server, clk clock.Clock, inv *sqlstore.Inventory, ids []scope.DeviceID) error {
 	known := map[scope.DeviceID]bool{}
 	for {
 		for _, id := range ids {
-			h.mu.Lock()
-			on := h.connected(id)
-			h.mu.Unlock()
+			on := ch.Connected(id)
 			if v, ok := known[id]; ok && v == on {
 				continue
 			}
@@ -209,7 +78,7 @@ func (h *hub) syncInventory(ctx context.Context, inv *sqlstore.Inventory, ids []
 			}
 			nd := *d
 			nd.Connected = on
-			nd.LastSeen = h.clk.Now().UTC()
+			nd.LastSeen = clk.Now().UTC()
 			if err := inv.PutDevices(ctx, nd); err != nil {
 				return err
 			}
@@ -265,12 +134,24 @@ func serve(ctx context.Context, o options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if o.key == "" {
-		return errors.New(keyEnv + ": the fleet key is required in the environment")
+	if o.secret == "" {
+		return errors.New(secretEnv + ": the enrollment secret is required in the environment")
 	}
-	h := newHub(clk, o.key)
-	h.handler = srv
-	if err := srv.Open(ctx, m, h); err != nil {
+	// Devices enroll once with the secret and get their own key; the
+	// server keeps only the keys' hashes (in memory here: after a server
+	// restart the agents enroll again).
+	enr, err := httptransport.NewEnrollment(httptransport.EnrollmentConfig{Secret: httptransport.Secret(o.secret), Clock: clk,
+		Known: func(ctx context.Context, id scope.DeviceID) error { _, err := inv.Device(ctx, id); return err }})
+	if err != nil {
+		return err
+	}
+	ch, err := httptransport.NewServer(httptransport.ServerConfig{Identity: enr, Clock: clk, MaxWait: 10 * time.Second, ConnectedFor: 13 * time.Second})
+	if err != nil {
+		return err
+	}
+	out2 := &outage{next: srv}
+	ch.Attach(out2)
+	if err := srv.Open(ctx, m, ch); err != nil {
 		return err
 	}
 	scan, err := scanTask(ctx, m, clk.Now())
@@ -279,8 +160,6 @@ func serve(ctx context.Context, o options, out io.Writer) error {
 	}
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/poll", h.poll)
-	mux.HandleFunc("POST /v1/send", h.send)
 	mux.HandleFunc("POST /admin/start", func(w http.ResponseWriter, r *http.Request) {
 		run, err := m.Start(r.Context(), task.Actor{ID: "admin"}, scan.ID)
 		if err != nil {
@@ -295,9 +174,7 @@ func serve(ctx context.Context, o options, out io.Writer) error {
 			http.Error(w, "on: true or false", http.StatusBadRequest)
 			return
 		}
-		h.mu.Lock()
-		h.refuse = on
-		h.mu.Unlock()
+		out2.on.Store(on)
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /admin/status", func(w http.ResponseWriter, r *http.Request) {
@@ -322,26 +199,36 @@ func serve(ctx context.Context, o options, out io.Writer) error {
 				conn = append(conn, id)
 			}
 		}
-		h.mu.Lock()
-		st := h.stats
-		h.mu.Unlock()
+		st := hubStats{Stats: ch.Stats(), Results: out2.results.Load(), Refused: out2.refused.Load()}
 		writeJSON(w, status{Connected: conn, Results: results, Events: events, Hub: st, Engine: srv.Stats()})
 	})
 
+	cert, err := tls.LoadX509KeyPair(filepath.Join(o.pki, "server.pem"), filepath.Join(o.pki, "server.key"))
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// The device channel: HTTPS (TLS 1.3, HTTP/2).
+	hs := &http.Server{Handler: ch, TLSConfig: httptransport.ServerTLS(cert, nil), ReadHeaderTimeout: 5 * time.Second}
+	// The demo's admin API: plain HTTP on another loopback port.
+	aln, err := net.Listen("tcp", o.admin)
+	if err != nil {
+		return err
+	}
+	as := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	wg.Add(2)
 	go func() { defer wg.Done(); errc <- srv.Run(ctx, 100*time.Millisecond) }()
-	go func() { defer wg.Done(); errc <- h.syncInventory(ctx, inv, ids) }()
-	go func() { errc <- hs.Serve(ln) }()
-	fmt.Fprintf(out, "LISTEN http://%s\n", ln.Addr())
+	go func() { defer wg.Done(); errc <- syncInventory(ctx, ch, clk, inv, ids) }()
+	go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	go func() { errc <- as.Serve(aln) }()
+	fmt.Fprintf(out, "LISTEN https://%s ADMIN http://%s\n", ln.Addr(), aln.Addr())
 	if f, ok := out.(interface{ Sync() error }); ok {
 		_ = f.Sync()
 	}
@@ -354,6 +241,7 @@ func serve(ctx context.Context, o options, out io.Writer) error {
 	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer scancel()
 	_ = hs.Shutdown(sctx)
+	_ = as.Shutdown(sctx)
 	wg.Wait()
 	if runErr != nil && !errors.Is(runErr, context.Canceled) && !errors.Is(runErr, http.ErrServerClosed) {
 		return runErr

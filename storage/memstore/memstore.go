@@ -52,6 +52,7 @@ type Store struct {
 	state   map[string]*taskState
 	stateID int64
 	leases  map[string]*lease
+	hier    map[string]*hierNode // hierarchy state by Node (hierarchy.go)
 	clk     clock.Clock
 
 	inv *inmem.Inventory

@@ -13,7 +13,8 @@ import (
 
 func TestConformance(t *testing.T) {
 	storagetest.Run(t, storagetest.Harness{
-		New: func(t *testing.T) storage.Store { return memstore.New() },
+		New:      func(t *testing.T) storage.Store { return memstore.New() },
+		Features: storagetest.Features{Hierarchy: true},
 	})
 }
 

@@ -61,6 +61,14 @@
 // unique per (task, kind, key) and deleted with the task (ON DELETE
 // CASCADE); history retention never touches it.
 //
+// The hierarchy migration (hierarchy_nodes, hierarchy_children,
+// hierarchy_copies, hierarchy_reports, hierarchy_figures) keeps the
+// Administration Server hierarchy's state (storage.HierarchyStore): every
+// row belongs to one node (a physical or virtual server sharing the
+// database); ApplyHierarchyReport and ApplyHierarchyTaskSet check the
+// stored version in the same transaction (on PostgreSQL under a row lock
+// on the node), so a report is applied once even by racing processes.
+//
 // PostgreSQL text keys use COLLATE "C": listings are in byte order, the
 // same as every other backend, whatever the database's locale.
 //

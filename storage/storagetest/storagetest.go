@@ -50,6 +50,10 @@ type Features struct {
 	// expiry, takeover and fencing sections run. The suite fails when the
 	// flag and the store disagree.
 	Claimer bool
+	// Hierarchy: the store implements storage.HierarchyStore, so the
+	// hierarchy sections run. The suite fails when the flag and the store
+	// disagree.
+	Hierarchy bool
 }
 
 // Run runs the whole conformance suite.
@@ -87,6 +91,18 @@ func Run(t *testing.T, h Harness) {
 		{"LeaderElection", tb(testLeaderElection)},
 		{"LeaderConcurrent", tb(testLeaderConcurrent)},
 		{"ClaimerFlag", testClaimerFlag},
+		{"HierarchyFlag", testHierarchyFlag},
+	}
+	if h.Features.Hierarchy {
+		tests = append(tests, []struct {
+			name string
+			fn   func(*testing.T, storage.Store, Features)
+		}{
+			{"HierarchyRoundTrip", testHierarchyRoundTrip},
+			{"HierarchyIsolation", testHierarchyIsolation},
+			{"HierarchyInvalid", testHierarchyInvalid},
+			{"HierarchyConcurrentReports", testHierarchyConcurrentReports},
+		}...)
 	}
 	if h.Features.Claimer {
 		tests = append(tests, []struct {

@@ -83,22 +83,65 @@
 // (the sender restarted and has not heard from its whole subtree) keeps
 // them, so a restart never makes the primary under-count.
 //
+// # Durable state
+//
+// Open (instead of New) keeps the Node's state in a storage.HierarchyStore
+// (Config.Store; storage/memstore and storage/sqlstore implement it): its
+// place in the server tree, the inherited copies with their lineage, the
+// last task set applied, the last report applied from each child and the
+// figures of every (task, server below). Every change is written through
+// before it is applied in memory, and the store applies a report only if
+// it is newer than the last one from that child, so a report counts once
+// even when it is delivered again after a restart on either side. A
+// restarted server serves the same figures at once, and its first report
+// is complete when its children's reports were, so the servers above it
+// keep its subtree. Servers sharing one store (a physical server and its
+// virtual servers) keep apart by their ID: no call on one returns or
+// changes another's state.
+//
+// # Sync loop
+//
+// Node.Start runs the hierarchy with one call: each round it pulls its
+// task set from its parent when the Link is a TaskPuller (a secondary that
+// connects out), distributes to its children and reports to its parent
+// (Node.Round), then waits SyncConfig.Interval (default one minute). A
+// failed round is retried after a backoff that doubles from MinBackoff
+// (1 s) up to MaxBackoff (5 min), each wait drawn in [w/2, w] so servers
+// cut off together do not return in step. Sync.Stop (or the context)
+// stops it.
+//
+// # Per-device results
+//
+// Only counts roll up. Node.DeviceResults pages through the per-device
+// results of a task on any server below, filtered by state, on demand:
+// the query travels down the figure's Path through the Link (a
+// ResultsFetcher), each server in between relaying it to the next, and
+// the server itself answers from its own store (Node.ServeResults). A
+// server answers only its parent and only about its copies of the
+// parent's tasks.
+//
 // # Time semantics
 //
 // Reports are stamped with the injected clock (Config.Clock). A Node's
 // reports are ordered by its epoch, the clock reading when it was
-// created, and a counter, so a restarted server must come back at a later
-// clock reading than its previous start; versions are only compared
-// between reports of one server, so clock skew between servers does not
-// matter. The figures are held in memory: a restarted server knows the
+// created, and a counter; with a Store the epoch is also later than the
+// one stored for its previous start, so a clock that went back does not
+// make its reports stale. Versions are only compared between reports of
+// one server, so clock skew between servers does not matter. Without a
+// Store the figures are held in memory: a restarted server knows the
 // figures of the servers below it again after they next report.
 //
 // # Link
 //
 // Servers talk through the Link interface: SendTasks delivers a TaskSet
 // to Node.ReceiveTasks, SendReport a Report to Node.ReceiveReport on the
-// other side. InProc connects Nodes in one process (tests, simulations)
-// and can take a link down and up. Each TaskSet carries the servers it
+// other side; the optional TaskPuller and ResultsFetcher add pulled task
+// sets and per-device results. InProc connects Nodes in one process
+// (tests, simulations) and can take a link down and up; package
+// hierarchyhttp is the link over HTTPS with mutual TLS, on which every
+// connection is opened by the child. Task settings that crossed a
+// network as JSON are decoded into the type registered on the receiving
+// server, unknown fields refused. Each TaskSet carries the servers it
 // passed through and each relayed figure its Path, so servers configured
 // in a ring stop after one round with a *CycleError; chains longer than
 // MaxDepth are refused.

@@ -33,6 +33,7 @@ type CycleError struct {
 	Path []string
 }
 
+// Error names the servers of the cycle.
 func (e *CycleError) Error() string {
 	return "hierarchy: Administration Servers form a cycle: " + strings.Join(e.Path, " -> ")
 }
@@ -53,6 +54,7 @@ type UnknownServerError struct {
 	As string
 }
 
+// Error names the server and what it had to be.
 func (e *UnknownServerError) Error() string {
 	if e.At == "" {
 		return fmt.Sprintf("hierarchy: Administration Server %q is not %s", e.Server, e.As)

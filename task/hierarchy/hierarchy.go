@@ -25,6 +25,7 @@ const MaxDepth = 32
 
 // Child is a secondary or virtual server deployed under this server.
 type Child struct {
+	// ID is the child's server id.
 	ID   string
 	Role scope.ServerRole // Secondary or Virtual
 	// Group is the administration group of THIS server in which the child
@@ -52,6 +53,10 @@ type Config struct {
 	Children []Child
 	// Link connects the servers. Required.
 	Link Link
+	// Store keeps the Node's hierarchy state durable (nil: in memory
+	// only). Required by Open, refused by New. Servers sharing one store
+	// (a physical server and its virtual servers) keep apart by ID.
+	Store storage.HierarchyStore
 	// Clock stamps reports (nil: the system clock). The Node's reports are
 	// ordered by the clock reading when it was created (its epoch) and a
 	// counter, so a restarted server must start at a later clock reading
@@ -78,7 +83,10 @@ type Link interface {
 
 // TaskSet is the complete set of tasks a server inherits from its parent.
 type TaskSet struct {
-	From, To string
+	// From is the parent sending the set.
+	From string
+	// To is the child receiving it.
+	To string
 	// Version orders the sets From sends; the receiver ignores a set not
 	// newer than the last one it applied (a repeated or late delivery).
 	Version Version
@@ -95,7 +103,10 @@ type TaskSet struct {
 // inherits from the parent, its own figures and those relayed from its
 // subtree.
 type Report struct {
-	From, To string
+	// From is the child sending the report.
+	From string
+	// To is its parent.
+	To string
 	// Version orders the reports of From; the parent ignores a report
 	// not newer than the last one it applied.
 	Version Version
@@ -112,8 +123,10 @@ type Report struct {
 // server's clock in nanoseconds when its Node was created, Seq counts its
 // reports (or task sets) since.
 type Version struct {
+	// Epoch is the server's clock (ns) when its Node was created.
 	Epoch int64 `json:"epoch"`
-	Seq   int64 `json:"seq"`
+	// Seq counts the server's reports (or task sets) since Epoch.
+	Seq int64 `json:"seq"`
 }
 
 // Compare returns -1, 0 or +1 as v is older than, equal to or newer
@@ -140,28 +153,32 @@ type TaskStatistics struct {
 	// TaskID is the task id on the server that holds these figures (in a
 	// Report: on the parent).
 	TaskID string
-	// Server and Role name the server whose devices the figures count.
+	// Server is the server whose devices the figures count.
 	Server string
-	Role   scope.ServerRole
+	// Role is Server's role.
+	Role scope.ServerRole
 	// Path lists the servers from the holder's child down to Server:
 	// Path[0] is the child that reported or relayed the figures, the last
 	// element is Server.
 	Path []string
 	// Version is Server's report that read the figures; At is Server's
 	// clock then.
-	Version    Version
-	At         time.Time
+	Version Version
+	// At is Server's clock when it read the figures.
+	At time.Time
+	// Statistics are the counts of Server's own devices.
 	Statistics task.Statistics
 }
 
 // View is a task as a server shows it.
 type View struct {
+	// Task is the task as stored on this server.
 	Task *task.Task
 	// Inherited is true for a copy of a parent's task (read-only here).
 	Inherited bool
-	// From is the server the task is inherited from; ParentTaskID its id
-	// there.
-	From         string
+	// From is the server the task is inherited from.
+	From string
+	// ParentTaskID is the task's id on From.
 	ParentTaskID string
 	// Lineage lists the task on every server above this one, from the
 	// parent (Lineage[0] is From/ParentTaskID) to the origin, the server
@@ -200,6 +217,7 @@ type Node struct {
 type childReport struct {
 	version  Version
 	complete bool
+	at       time.Time // this server's clock when it was applied
 }
 
 // New returns a Node.
@@ -207,6 +225,13 @@ type childReport struct {
 // Errors: ValidationErrors naming each bad field; a *CycleError when the
 // server is its own parent or its parent is also its child.
 func New(cfg Config) (*Node, error) {
+	if cfg.Store != nil {
+		return nil, errs.Invalid("store", "", "is set: use Open, which loads the durable state")
+	}
+	return newNode(cfg)
+}
+
+func newNode(cfg Config) (*Node, error) {
 	var bad errs.ValidationErrors
 	if cfg.ID == "" {
 		bad = append(bad, errs.Invalid("id", "", "is required"))
@@ -358,8 +383,10 @@ func (n *Node) distribute(ctx context.Context, path []string) error {
 	n.setSeq++
 	version := Version{Epoch: n.epoch, Seq: n.setSeq}
 	n.dist.Unlock()
-	n.pruneDeleted(all)
 	var failed []error
+	if err := n.pruneDeleted(ctx, all); err != nil {
+		failed = append(failed, err)
+	}
 	for _, c := range n.cfg.Children {
 		anc, err := n.ancestors(ctx, c.Group)
 		if err != nil {
@@ -379,7 +406,9 @@ func (n *Node) distribute(ctx context.Context, path []string) error {
 			failed = append(failed, fmt.Errorf("hierarchy: send tasks from %q to %q: %w", n.cfg.ID, c.ID, err))
 			continue
 		}
-		n.pruneWithdrawn(c.ID, ids)
+		if err := n.pruneWithdrawn(ctx, c.ID, ids); err != nil {
+			failed = append(failed, err)
+		}
 	}
 	return errors.Join(failed...)
 }
@@ -474,6 +503,11 @@ func (n *Node) copyOf(from string, pt task.Task, cur *task.Task) task.Task {
 // (this server's copies are up to date then). A set not newer than the
 // last one applied is ignored and returns nil.
 func (n *Node) ReceiveTasks(ctx context.Context, m TaskSet) error {
+	tasks, err := n.decodeSettings(m.Tasks)
+	if err != nil {
+		return err
+	}
+	m.Tasks = tasks
 	if err := n.checkTaskSet(m); err != nil {
 		return err
 	}
@@ -496,6 +530,9 @@ func (n *Node) applyTasks(ctx context.Context, m TaskSet) (applied bool, err err
 		return false, nil
 	}
 	if err := n.syncCopies(ctx, m); err != nil {
+		return false, err
+	}
+	if err := n.persistCopies(ctx, m); err != nil {
 		return false, err
 	}
 	v := m.Version
@@ -557,8 +594,15 @@ func (n *Node) withdraw(ctx context.Context, t *task.Task) error {
 		return fmt.Errorf("hierarchy: %q withdraws inherited %q from %q: %w", n.cfg.ID, hops[0].TaskID, hops[0].Server, err)
 	}
 	n.mu.Lock()
+	defer n.mu.Unlock()
+	var keys []storage.HierarchyFigureKey
+	for s := range n.stat[t.ID] {
+		keys = append(keys, storage.HierarchyFigureKey{TaskID: t.ID, Server: s})
+	}
+	if err := n.deleteFigures(ctx, keys); err != nil {
+		return err
+	}
 	delete(n.stat, t.ID)
-	n.mu.Unlock()
 	return nil
 }
 

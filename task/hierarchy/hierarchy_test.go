@@ -58,7 +58,7 @@ func newServer(t *testing.T, link *hierarchy.InProc, cfg hierarchy.Config, group
 	if cfg.Link == nil {
 		cfg.Link = link
 	}
-	n, err := hierarchy.New(cfg)
+	n, err := openNode(cfg)
 	must(t, err)
 	link.Register(n)
 	return server{node: n, m: m, inv: inv, clk: clk, cfg: cfg}
@@ -74,11 +74,20 @@ func restart(t *testing.T, link *hierarchy.InProc, s server, change func(*hierar
 	if change != nil {
 		change(&cfg)
 	}
-	n, err := hierarchy.New(cfg)
+	n, err := openNode(cfg)
 	must(t, err)
 	link.Register(n)
 	s.node, s.cfg = n, cfg
 	return s
+}
+
+// openNode opens a durable Node when cfg has a Store, else a Node in
+// memory.
+func openNode(cfg hierarchy.Config) (*hierarchy.Node, error) {
+	if cfg.Store != nil {
+		return hierarchy.Open(context.Background(), cfg)
+	}
+	return hierarchy.New(cfg)
 }
 
 func groupTask(name string, g scope.GroupID, distribute bool) task.Task {
@@ -103,7 +112,7 @@ func record(t *testing.T, m *task.Manager, id string, states map[task.State]int)
 }
 
 // inherited returns the copy of parent task id on a server.
-func inherited(t *testing.T, s server, id string) *hierarchy.View {
+func inherited(t testing.TB, s server, id string) *hierarchy.View {
 	t.Helper()
 	vs, err := s.node.Tasks(context.Background())
 	must(t, err)

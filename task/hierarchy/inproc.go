@@ -83,3 +83,14 @@ func (l *InProc) SendReport(ctx context.Context, r Report) error {
 	}
 	return n.ReceiveReport(ctx, r)
 }
+
+var _ ResultsFetcher = (*InProc)(nil)
+
+// FetchResults implements ResultsFetcher.
+func (l *InProc) FetchResults(ctx context.Context, q ResultsQuery) (ResultsPage, error) {
+	n, err := l.route(q.From, q.To)
+	if err != nil {
+		return ResultsPage{}, err
+	}
+	return n.ServeResults(ctx, q)
+}

@@ -13,7 +13,9 @@ import (
 // Hop is one step of an inherited copy's lineage: the task TaskID on
 // Administration Server Server.
 type Hop struct {
+	// Server is the server holding the task.
 	Server string
+	// TaskID is the task's id there.
 	TaskID string
 }
 

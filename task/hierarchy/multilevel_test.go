@@ -85,7 +85,7 @@ func recordAs(t *testing.T, m *task.Manager, id, prefix string, seq int64, state
 
 // copyID returns the id of the copy of parent task id on s; it fails the
 // test when there is none.
-func copyID(t *testing.T, s server, id string) string {
+func copyID(t testing.TB, s server, id string) string {
 	t.Helper()
 	v := inherited(t, s, id)
 	if v == nil {

@@ -2,13 +2,16 @@ package hierarchy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/taskfleet/taskfleet/internal/errs"
+	"github.com/taskfleet/taskfleet/storage"
 	"github.com/taskfleet/taskfleet/task"
 )
 
@@ -112,7 +115,7 @@ type statKey struct{ task, server string }
 // Errors: *UnknownServerError when r.From is not a child of this server;
 // *CycleError when this server is on an entry's path; ValidationErrors
 // for malformed entries (nothing is applied then).
-func (n *Node) ReceiveReport(_ context.Context, r Report) error {
+func (n *Node) ReceiveReport(ctx context.Context, r Report) error {
 	c, ok := n.child(r.From)
 	if !ok {
 		return &UnknownServerError{Server: r.From, At: n.cfg.ID, As: "child"}
@@ -153,7 +156,9 @@ func (n *Node) ReceiveReport(_ context.Context, r Report) error {
 	if last, seen := n.last[r.From]; seen && r.Version.Compare(last.version) <= 0 {
 		return nil
 	}
+	// Work out the changes first, write them through, then apply them.
 	in := map[statKey]bool{}
+	var put []TaskStatistics
 	for _, e := range r.Statistics {
 		k := statKey{e.TaskID, e.Server}
 		in[k] = true
@@ -162,63 +167,137 @@ func (n *Node) ReceiveReport(_ context.Context, r Report) error {
 		if e.Server == r.From {
 			e.Role = c.Role
 		}
+		if cur, ok := n.stat[e.TaskID][e.Server]; ok && cur.Version.Compare(e.Version) > 0 {
+			continue
+		}
+		put = append(put, e)
+	}
+	var drop []statKey
+	for id, byServer := range n.stat {
+		for s, e := range byServer {
+			if e.Path[0] == r.From && !in[statKey{id, s}] && (r.Complete || s == r.From) {
+				drop = append(drop, statKey{id, s})
+			}
+		}
+	}
+	now := n.clk.Now().UTC().Truncate(time.Microsecond)
+	if n.cfg.Store != nil {
+		p := storage.ApplyHierarchyReportParams{Node: n.cfg.ID, Child: r.From, Version: storage.HierarchyVersion(r.Version), Complete: r.Complete, At: now}
+		for _, e := range put {
+			f, err := figureOf(e)
+			if err != nil {
+				return fmt.Errorf("hierarchy: report of %q: %w", r.From, err)
+			}
+			p.Put = append(p.Put, f)
+		}
+		for _, k := range drop {
+			p.Delete = append(p.Delete, storage.HierarchyFigureKey{TaskID: k.task, Server: k.server})
+		}
+		if err := n.cfg.Store.ApplyHierarchyReport(ctx, p); err != nil {
+			if errors.Is(err, storage.ErrConflict) {
+				return nil // applied already (by an earlier delivery)
+			}
+			return fmt.Errorf("hierarchy: store the report of %q on %q: %w", r.From, n.cfg.ID, err)
+		}
+	}
+	for _, k := range drop {
+		delete(n.stat[k.task], k.server)
+		if len(n.stat[k.task]) == 0 {
+			delete(n.stat, k.task)
+		}
+	}
+	for _, e := range put {
 		byServer := n.stat[e.TaskID]
 		if byServer == nil {
 			byServer = map[string]TaskStatistics{}
 			n.stat[e.TaskID] = byServer
 		}
-		if cur, ok := byServer[e.Server]; ok && cur.Version.Compare(e.Version) > 0 {
-			continue
-		}
 		byServer[e.Server] = e
 	}
-	for id, byServer := range n.stat {
-		for s, e := range byServer {
-			if e.Path[0] == r.From && !in[statKey{id, s}] && (r.Complete || s == r.From) {
-				delete(byServer, s)
-			}
-		}
-		if len(byServer) == 0 {
-			delete(n.stat, id)
-		}
-	}
-	n.last[r.From] = childReport{version: r.Version, complete: r.Complete}
+	n.last[r.From] = childReport{version: r.Version, complete: r.Complete, at: now}
 	return nil
 }
 
+// ChildStatus is what a server knows of one of its children: when it last
+// heard from it, with which report.
+type ChildStatus struct {
+	Child
+	// Reported is false until a report of the child was applied (here or,
+	// with a Store, before a restart).
+	Reported bool
+	// LastReport is the version of the last report applied.
+	LastReport Version
+	// LastReportAt is this server's clock (UTC) when it was applied.
+	LastReportAt time.Time
+	// Complete says the last report held the child's whole subtree.
+	Complete bool
+}
+
+// Children lists this server's children in configuration order with the
+// last report applied from each: what an administrator checks to see
+// which secondary or virtual server has not reported for a while.
+func (n *Node) Children() []ChildStatus {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]ChildStatus, len(n.cfg.Children))
+	for i, c := range n.cfg.Children {
+		last, ok := n.last[c.ID]
+		out[i] = ChildStatus{Child: c, Reported: ok, LastReport: last.version, LastReportAt: last.at, Complete: last.complete}
+	}
+	return out
+}
+
 // pruneDeleted drops the figures of tasks this server no longer has.
-func (n *Node) pruneDeleted(all []*task.Task) {
+func (n *Node) pruneDeleted(ctx context.Context, all []*task.Task) error {
 	ids := make(map[string]bool, len(all))
 	for _, t := range all {
 		ids[t.ID] = true
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for id := range n.stat {
+	var keys []storage.HierarchyFigureKey
+	for id, byServer := range n.stat {
 		if !ids[id] {
-			delete(n.stat, id)
+			for s := range byServer {
+				keys = append(keys, storage.HierarchyFigureKey{TaskID: id, Server: s})
+			}
 		}
 	}
+	if err := n.deleteFigures(ctx, keys); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		delete(n.stat, k.TaskID)
+	}
+	return nil
 }
 
 // pruneWithdrawn drops the figures that came through child of tasks it
 // no longer inherits.
-func (n *Node) pruneWithdrawn(child string, sent map[string]bool) {
+func (n *Node) pruneWithdrawn(ctx context.Context, child string, sent map[string]bool) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	var keys []storage.HierarchyFigureKey
 	for id, byServer := range n.stat {
 		if sent[id] {
 			continue
 		}
 		for s, e := range byServer {
 			if e.Path[0] == child {
-				delete(byServer, s)
+				keys = append(keys, storage.HierarchyFigureKey{TaskID: id, Server: s})
 			}
 		}
-		if len(byServer) == 0 {
-			delete(n.stat, id)
+	}
+	if err := n.deleteFigures(ctx, keys); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		delete(n.stat[k.TaskID], k.Server)
+		if len(n.stat[k.TaskID]) == 0 {
+			delete(n.stat, k.TaskID)
 		}
 	}
+	return nil
 }
 
 // SecondaryServers lists the servers anywhere below this one that

@@ -1,8 +1,10 @@
 // Package transport is the contract of the channel between the
 // Administration Server runtime (package task/engine) and the device agents
-// (package task/agent). A host implements it for its own device channel;
-// package task/transport/inproc implements it in process, with fault
-// injection, for tests, simulations and single-binary hosts.
+// (package task/agent). Package task/transport/httptransport implements
+// it over HTTPS with authenticated devices; package
+// task/transport/inproc implements it in process, with fault injection,
+// for tests, simulations and single-binary hosts; a host may implement it
+// for its own device channel.
 //
 // # Messages
 //

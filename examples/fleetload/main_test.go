@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestMain lets the coordinator run this test binary as its server and
+// simulator processes.
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// The load test at 1,000 agents, as CI runs it: every agent enrolls,
+// connects, receives a manual start and reports; after a start and a
+// SIGKILL of the server every agent reconnects and each run is executed
+// exactly once per agent, with every result recorded.
+func TestFleetLoad1000(t *testing.T) {
+	var out syncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	o, err := parse([]string{"-agents", "1000", "-sims", "2", "-conns", "4", "-wait", "10s", "-heartbeat", "20s", "-retry", "2s",
+		"-steady", "2s", "-backoff-min", "200ms", "-backoff-max", "3s", "-dir", t.TempDir(), "-timeout", "150s"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fig, err := coordinate(ctx, o, &out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	t.Logf("%+v\n%s", fig, out.String())
+	if fig.Start.Received != 1000 || fig.Restart.Executions[fig.Start.Run] != 1000 || fig.Restart.Executions[fig.Restart.Run] != 1000 || fig.Restart.Lost != 0 {
+		t.Errorf("figures %+v", fig)
+	}
+	if fig.Steady.HeldPolls < 1000 || fig.Steady.FDs > 200 {
+		t.Errorf("steady: %d polls held over %d open files, want 1000 polls on few connections", fig.Steady.HeldPolls, fig.Steady.FDs)
+	}
+	if !strings.Contains(out.String(), "OK: every agent ran each run exactly once") {
+		t.Errorf("no OK line:\n%s", out.String())
+	}
+}
+
+func TestFlags(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"-agents", "0"}, {"-agents", "300000"}, {"-sims", "0"}, {"-sims", "65"}, {"-agents", "2", "-sims", "3"},
+		{"-conns", "0"}, {"-wait", "1ms"}, {"-mode", "x"}, {"extra"}, {"-backoff-min", "2s", "-backoff-max", "1s"},
+	} {
+		if _, err := parse(args, io.Discard); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
+	if err := run(context.Background(), []string{"-mode", "server"}, nil, io.Discard); err == nil {
+		t.Error("server without -dir accepted")
+	}
+}

@@ -1,0 +1,99 @@
+package httptransport_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/task/transport"
+	"github.com/taskfleet/taskfleet/task/transport/httptransport"
+)
+
+// benchServer is a Server with n enrolled devices and a handler that
+// does nothing: the channel's own cost, without TLS and the engine.
+func benchServer(b *testing.B, n int) (*httptransport.Server, []scope.DeviceID, []httptransport.Secret) {
+	b.Helper()
+	ctx := context.Background()
+	enr, err := httptransport.NewEnrollment(httptransport.EnrollmentConfig{Secret: secret, Rate: 1e9, Burst: 1 << 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := httptransport.NewServer(httptransport.ServerConfig{Identity: enr})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv.Attach(transport.HandlerFunc(func(context.Context, transport.Message) {}))
+	ids := make([]scope.DeviceID, n)
+	keys := make([]httptransport.Secret, n)
+	for i := range n {
+		ids[i] = scope.DeviceID(fmt.Sprintf("dev-%06d", i))
+		if keys[i], err = enr.Enroll(ctx, ids[i], secret); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return srv, ids, keys
+}
+
+// BenchmarkStartDelivery: the engine sends a StartRun to a device and
+// the device's poll takes it (authentication, queue, JSON answer): the
+// channel's cost per delivered start.
+func BenchmarkStartDelivery(b *testing.B) {
+	const n = 1000
+	srv, ids, keys := benchServer(b, n)
+	ctx := context.Background()
+	polls := make([]*http.Request, n)
+	for i := range n {
+		r := httptest.NewRequest(http.MethodGet, httptransport.PathPoll+"?wait=0", nil)
+		r.Header.Set(httptransport.HeaderDevice, string(ids[i]))
+		r.Header.Set("Authorization", "Bearer "+string(keys[i]))
+		polls[i] = r
+		srv.ServeHTTP(httptest.NewRecorder(), r) // connected
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		d := i % n
+		m := transport.Message{Kind: transport.StartRun, Device: ids[d], Key: "k", Start: &transport.Start{TaskID: "task-1", RunID: int64(i), At: time.Now(), Manual: true}}
+		if err := srv.Send(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, polls[d])
+		if w.Code != http.StatusOK {
+			b.Fatal(w.Code)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "starts/s")
+}
+
+// BenchmarkResultIntake: a device POSTs a one-result message
+// (authentication, bounded read, decode): the channel's cost per result
+// message before the engine sees it.
+func BenchmarkResultIntake(b *testing.B) {
+	const n = 1000
+	srv, ids, keys := benchServer(b, n)
+	body, err := transport.Encode(transport.Message{Kind: transport.Results, Key: "r/t/1/2", Merged: []string{"r/t/1/2"},
+		Results: []transport.Result{{TaskID: "task-1", RunID: 1, Seq: 2, State: "completed", FinishedAt: time.Now().UTC(), Progress: 100}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		d := i % n
+		r := httptest.NewRequest(http.MethodPost, httptransport.PathSend, bytes.NewReader(body))
+		r.Header.Set(httptransport.HeaderDevice, string(ids[d]))
+		r.Header.Set("Authorization", "Bearer "+string(keys[d]))
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, r)
+		if w.Code != http.StatusNoContent {
+			b.Fatal(w.Code)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "messages/s")
+}
