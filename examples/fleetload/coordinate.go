@@ -197,7 +197,7 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 		return fig, err
 	}
 	env := []string{secretEnv + "=" + hex.EncodeToString(sb)}
-	common := []string{"-checkin", o.checkIn.String(), "-dir", o.dir, "-agents", strconv.Itoa(o.agents), "-wait", o.wait.String(), "-retry", o.retry.String()}
+	common := []string{"-lease", o.lease.String(), "-checkin", o.checkIn.String(), "-dir", o.dir, "-agents", strconv.Itoa(o.agents), "-wait", o.wait.String(), "-retry", o.retry.String()}
 	if o.postgres != "" {
 		common = append(common, "-postgres", o.postgres)
 	}

@@ -85,6 +85,7 @@ type options struct {
 	timeout    time.Duration
 	json       string
 	checkIn    time.Duration
+	lease      time.Duration
 }
 
 func parse(args []string, out io.Writer) (options, error) {
@@ -100,6 +101,7 @@ func parse(args []string, out io.Writer) (options, error) {
 	fs.DurationVar(&o.wait, "wait", 30*time.Second, "long-poll hold (the server's MaxWait and the agents' Wait)")
 	fs.DurationVar(&o.heartbeat, "heartbeat", time.Minute, "agents' heartbeat interval")
 	fs.DurationVar(&o.retry, "retry", 5*time.Second, "the engine's RetryInterval (unanswered starts are resent)")
+	fs.DurationVar(&o.lease, "lease", 10*time.Second, "the engine's LeaseTTL (a killed server's dispatched starts are taken over after it)")
 	fs.DurationVar(&o.ramp, "ramp", 0, "spread the agents' first connection over this long (default: agents/2000 s)")
 	fs.DurationVar(&o.steady, "steady", 10*time.Second, "steady-state measurement window")
 	fs.DurationVar(&o.backoffMin, "backoff-min", time.Second, "agents' reconnect backoff minimum")
@@ -132,6 +134,8 @@ func parse(args []string, out io.Writer) (options, error) {
 		return o, fmt.Errorf("-wait %s: must be between 1s and 5m", o.wait)
 	case o.heartbeat < time.Second || o.retry < 100*time.Millisecond || o.steady < time.Second || o.backoffMin <= 0 || o.backoffMax < o.backoffMin:
 		return o, errors.New("-heartbeat, -retry, -steady, -backoff-min and -backoff-max: out of range")
+	case o.lease < time.Second || o.lease > 10*time.Minute:
+		return o, fmt.Errorf("-lease %s: must be between 1s and 10m", o.lease)
 	case o.checkIn < 0 || o.checkIn > 10*time.Minute:
 		return o, fmt.Errorf("-checkin %s: must be between 0 and 10m", o.checkIn)
 	case o.from < 1 || o.to < o.from:

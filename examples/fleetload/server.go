@@ -88,9 +88,12 @@ func serve(ctx context.Context, o options, out io.Writer) error {
 		}
 	}
 	eng, err := engine.New(engine.Config{Store: store, Inventory: inv, Clock: clk, RetryInterval: o.retry, VisibilityTimeout: 30 * time.Minute,
-		// One server process: the starts it dispatched are its own again
-		// after a restart (no lease of a dead replica to wait out).
-		SingleReplica: true})
+		// The claim layer (the store's Claimer): after the kill, the
+		// restarted server takes the dead process's dispatched starts over
+		// when their lease expires, in batches. (With SingleReplica the
+		// engine recovers at most storage.MaxListLimit pending starts on
+		// Open: see bench/README.md.)
+		LeaseTTL: o.lease})
 	if err != nil {
 		return err
 	}

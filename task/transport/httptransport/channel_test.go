@@ -210,3 +210,40 @@ func waitFor(t *testing.T, ok func() bool) {
 	}
 	t.Fatal("timed out")
 }
+
+// An agent that cannot hold a connection checks in every CheckIn: its
+// polls are answered at once (none is held), and a start reaches it at
+// its next check-in.
+func TestCheckInMode(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, fixtureConfig{server: httptransport.ServerConfig{MaxWait: 10 * time.Second}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := f.client(t, httptransport.ClientConfig{Device: "dev-1", EnrollSecret: secret, CheckIn: 300 * time.Millisecond})
+	got := make(chan struct{}, 1)
+	go func() {
+		_ = c.Run(ctx, transport.HandlerFunc(func(_ context.Context, m transport.Message) {
+			if m.Kind == transport.StartRun {
+				got <- struct{}{}
+			}
+		}))
+	}()
+	waitFor(t, func() bool { return f.srv.Connected("dev-1") })
+	for range 10 {
+		if n := f.srv.Stats().Polling; n != 0 {
+			t.Fatalf("%d polls held in check-in mode", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := f.srv.Send(ctx, transport.Message{Kind: transport.StartRun, Device: "dev-1", Start: &transport.Start{TaskID: "t", RunID: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the start did not arrive at a check-in")
+	}
+	if p := f.srv.Stats().Polls; p < 3 {
+		t.Errorf("%d check-ins, want one every 300 ms", p)
+	}
+}
