@@ -83,23 +83,33 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 	if claims {
 		recover = recover[1:] // scheduled starts are dispatched from the store
 	}
-	for _, st := range recover {
-		began := s.clk.Now()
-		recs, err := s.cfg.Store.DueResults(ctx, storage.DueResultsParams{State: string(st), Before: now.Add(366 * 24 * time.Hour), Limit: storage.MaxListLimit})
-		s.storeCall(ctx, "DueResults", began)
-		if err != nil {
-			return fmt.Errorf("engine: recover starts: %w", err)
-		}
-		for _, r := range recs {
-			if s.cat.tasks[r.TaskID] == nil {
-				continue
+	states := make([]string, len(recover))
+	for i, st := range recover {
+		states[i] = string(st)
+	}
+	// Every task's unanswered starts, page by page: a server restarted
+	// under a large run must resend them all, not one page of them.
+	for _, id := range s.sortedIDs() {
+		after := ""
+		for {
+			began := s.clk.Now()
+			recs, err := s.cfg.Store.ListResults(ctx, storage.ListResultsParams{TaskID: id, States: states, AfterDevice: after, Limit: storage.MaxListLimit})
+			s.storeCall(ctx, "ListResults", began)
+			if err != nil {
+				return fmt.Errorf("engine: recover starts of %q: %w", id, err)
 			}
-			if claims && r.Seq >= transport.SeqDispatched {
-				continue // leased to the replica that dispatched it; taken over when its lease expires
+			for _, r := range recs {
+				if claims && r.Seq >= transport.SeqDispatched {
+					continue // leased to the replica that dispatched it; taken over when its lease expires
+				}
+				at := r.DueAt
+				recovered++
+				s.addDispatch(transport.Start{TaskID: r.TaskID, RunID: r.RunID, At: at, Due: at}, scope.DeviceID(r.DeviceID), at)
 			}
-			at := r.DueAt
-			recovered++
-			s.addDispatch(transport.Start{TaskID: r.TaskID, RunID: r.RunID, At: at, Due: at}, scope.DeviceID(r.DeviceID), at)
+			if len(recs) < storage.MaxListLimit {
+				break
+			}
+			after = recs[len(recs)-1].DeviceID
 		}
 	}
 	if err := s.recoverRuns(ctx, now, false); err != nil {
