@@ -557,36 +557,11 @@ func addExtra(doc, tp *node, settingsKeys map[string]bool, extra []Field, kind s
 // jsonFieldNames returns the JSON names of a struct type's fields (through
 // pointers and embedded structs), as encoding/json writes them.
 func jsonFieldNames(t reflect.Type) map[string]bool {
-	out := map[string]bool{}
-	var walk func(t reflect.Type, depth int)
-	walk = func(t reflect.Type, depth int) {
-		for t.Kind() == reflect.Pointer {
-			t = t.Elem()
-		}
-		if t.Kind() != reflect.Struct || depth > 8 {
-			return
-		}
-		for i := range t.NumField() {
-			f := t.Field(i)
-			tag := f.Tag.Get("json")
-			if tag == "-" {
-				continue
-			}
-			name, _, _ := strings.Cut(tag, ",")
-			if f.Anonymous && name == "" {
-				walk(f.Type, depth+1)
-				continue
-			}
-			if !f.IsExported() {
-				continue
-			}
-			if name == "" {
-				name = f.Name
-			}
-			out[name] = true
-		}
+	fs := structFields(t)
+	out := make(map[string]bool, len(fs))
+	for name := range fs {
+		out[name] = true
 	}
-	walk(t, 0)
 	return out
 }
 
