@@ -273,7 +273,9 @@
 // An item that fails a check is dropped, counted (Stats.Rejected,
 // Stats.RejectedBy by RejectReason) and logged with the device and the
 // reason; the other items of the message are recorded and acknowledged,
-// and the rejected ones are acknowledged too (resending cannot help). A
+// and the rejected ones are acknowledged too (resending cannot help). A store
+// error while checking an item is no rejection: the item is skipped and
+// its message left unacknowledged, so the device resends it. A
 // message of an unknown kind or unsupported version gets a
 // transport.Error answer. The checks cost less than 10% of the intake's
 // throughput (BenchmarkIntake).

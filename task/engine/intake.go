@@ -12,6 +12,7 @@ import (
 	"github.com/taskfleet/taskfleet/internal/errs"
 	"github.com/taskfleet/taskfleet/schedule"
 	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/storage"
 	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
@@ -283,6 +284,7 @@ const (
 	runBad   runCheck = iota // not the device's run
 	runOK                    // issued to it, or its own schedule's
 	runStale                 // older than its stored run: storage ignores it
+	runRetry                 // the store could not answer: neither reject nor acknowledge
 )
 
 // checkRun decides whether run of ts is one the server issued to d or d's
@@ -305,8 +307,13 @@ func (s *Server) checkRun(ctx context.Context, ts *taskState, d scope.DeviceID, 
 	}
 	rec, err := s.cfg.Store.GetResult(ctx, ts.t.ID, string(d))
 	switch {
-	case err != nil:
+	case errors.Is(err, storage.ErrNotFound):
 		return runBad
+	case err != nil:
+		// Not knowing is no reason to drop a device's report: the
+		// message is left unacknowledged, so the device resends it.
+		s.log.Warn().Err(err).Str("device", string(d)).Str("task", ts.t.ID).Msg("engine: a device's run could not be checked; the device will resend")
+		return runRetry
 	case rec.RunID == run:
 		return runOK
 	case run < rec.RunID && in:
@@ -377,6 +384,8 @@ func (c *checker) result(ctx context.Context, r *transport.Result) (task.State, 
 		return st, "", runOK
 	case runStale:
 		return st, "", runStale
+	case runRetry:
+		return st, "", runRetry
 	}
 	if !in {
 		return "", RejectNotAssigned, runBad
@@ -396,6 +405,7 @@ func (s *Server) takeResults(ctx context.Context, m transport.Message, now time.
 	}
 	from := len(s.in.results)
 	c := s.checker(d, now)
+	retry := false
 	for i := range items {
 		r := &items[i]
 		var st task.State
@@ -412,11 +422,21 @@ func (s *Server) takeResults(ctx context.Context, m transport.Message, now time.
 			if rc == runStale {
 				continue // an older run than the stored one: nothing to store
 			}
+			if rc == runRetry {
+				retry = true // checked again when the device resends
+				continue
+			}
 		}
 		s.in.results = append(s.in.results, task.Result{TaskID: r.TaskID, DeviceID: d, RunID: r.RunID, Seq: r.Seq, State: st, DueAt: r.DueAt, StartedAt: r.StartedAt,
 			FinishedAt: r.FinishedAt, UpdatedAt: r.UpdatedAt, Progress: r.Progress, Message: r.Message, RestartRequired: r.RestartRequired})
 	}
-	s.in.acks = append(s.in.acks, pendingAck{device: d, key: m.Key, merged: m.Merged, from: from, to: len(s.in.results)})
+	if retry {
+		// The checked items are recorded; nothing is acknowledged, so
+		// the device resends the message (recording again is idempotent).
+		s.in.acks = append(s.in.acks, pendingAck{device: d, from: from, to: len(s.in.results)})
+	} else {
+		s.in.acks = append(s.in.acks, pendingAck{device: d, key: m.Key, merged: m.Merged, from: from, to: len(s.in.results)})
+	}
 	if len(s.in.results) >= maxResultBatch {
 		s.flushResults(ctx, now)
 	}
@@ -434,8 +454,13 @@ func (s *Server) takeEvents(ctx context.Context, m transport.Message, now time.T
 	}
 	evs := make([]task.EventInput, 0, len(items))
 	c := s.checker(d, now)
+	retry := false
 	for _, e := range items {
 		why := c.event(ctx, &e)
+		if why == rejectRetry {
+			retry = true // checked again when the device resends
+			continue
+		}
 		if why != "" {
 			s.reject(d, why, 1, e.TaskID, "event")
 			continue
@@ -447,18 +472,23 @@ func (s *Server) takeEvents(ctx context.Context, m transport.Message, now time.T
 		evs = append(evs, task.EventInput{TaskID: e.TaskID, DeviceID: d, RunID: e.RunID, At: e.At, Level: task.EventLevel(e.Level), Severity: task.Severity(e.Severity), Message: e.Message, Key: key})
 	}
 	if len(evs) == 0 {
-		return true
+		return !retry
 	}
 	if _, err := s.m.Runtime().RecordEvents(ctx, evs); err != nil {
 		if errors.Is(err, task.ErrInvalid) {
 			s.reject(d, RejectInvalid, len(evs), "", err.Error())
-			return true
+			return !retry
 		}
 		s.log.Error().Err(err).Str("device", string(d)).Msg("engine: events not recorded; the device will resend")
 		return false
 	}
-	return true
+	return !retry
 }
+
+// rejectRetry is what event answers when the store could not say whether
+// the event's run is the device's: the event is neither stored nor
+// rejected, and its message is not acknowledged.
+const rejectRetry RejectReason = "retry"
 
 // deviceKeyPrefix starts the stored key of every device event: the
 // server's own records never start with it.
@@ -484,17 +514,22 @@ func (c *checker) event(ctx context.Context, e *transport.Event) RejectReason {
 	if e.RunID != 0 {
 		// An event about a run: a run of the device's (issued to it, or
 		// of its own schedule).
-		if s.checkRun(ctx, ts, d, e.RunID, in, c.w) == runBad {
+		switch s.checkRun(ctx, ts, d, e.RunID, in, c.w) {
+		case runBad:
 			if !in {
 				return RejectNotAssigned
 			}
 			return RejectRun
+		case runRetry:
+			return rejectRetry
 		}
 		return ""
 	}
 	if !in {
-		if _, err := s.cfg.Store.GetResult(ctx, ts.t.ID, string(d)); err != nil {
+		if _, err := s.cfg.Store.GetResult(ctx, ts.t.ID, string(d)); errors.Is(err, storage.ErrNotFound) {
 			return RejectNotAssigned
+		} else if err != nil {
+			return rejectRetry
 		}
 	}
 	return ""
