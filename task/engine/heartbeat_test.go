@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -29,6 +30,17 @@ func (r *recorder) Send(_ context.Context, m transport.Message) error {
 	r.msgs = append(r.msgs, m)
 	r.mu.Unlock()
 	return nil
+}
+
+// acked takes the recorded messages and reports whether one of them
+// acknowledged key to device d.
+func (r *recorder) acked(d scope.DeviceID, key string) bool {
+	for _, x := range r.take() {
+		if x.Kind == transport.Ack && x.Device == d && slices.Contains(x.Acks, key) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *recorder) take() []transport.Message {

@@ -60,28 +60,16 @@ func TestResultsNotAcknowledgedWhenEventWriteFails(t *testing.T) {
 		TaskID: tk.ID, RunID: run.ID, Seq: transport.SeqDevice + 1, State: string(task.Completed),
 		StartedAt: t0, FinishedAt: t0, UpdatedAt: t0,
 	}}}
-	ackedKey := func(key string) bool {
-		for _, x := range rec.take() {
-			if x.Kind == transport.Ack && x.Device == "d1" {
-				for _, k := range x.Acks {
-					if k == key {
-						return true
-					}
-				}
-			}
-		}
-		return false
-	}
 	store.fail.Store(true)
 	srv.Handle(ctx, msg)
 	must(t, srv.Tick(ctx))
-	if ackedKey("r-1") {
+	if rec.acked("d1", "r-1") {
 		t.Fatal("results whose history events were not stored were acknowledged")
 	}
 	store.fail.Store(false)
 	srv.Handle(ctx, msg) // the agent resends what was not acknowledged
 	must(t, srv.Tick(ctx))
-	if !ackedKey("r-1") {
+	if !rec.acked("d1", "r-1") {
 		t.Fatal("the resent results were not acknowledged")
 	}
 	if r := b2result(t, m, tk.ID, "d1"); r.State != task.Completed {
@@ -105,12 +93,12 @@ func TestResultsNotAcknowledgedWhenEventWriteFails(t *testing.T) {
 	}}}
 	store.fail.Store(true)
 	srv.Handle(ctx, ev)
-	if ackedKey("e-1") {
+	if rec.acked("d1", "e-1") {
 		t.Fatal("events that were not stored were acknowledged")
 	}
 	store.fail.Store(false)
 	srv.Handle(ctx, ev)
-	if !ackedKey("e-1") {
+	if !rec.acked("d1", "e-1") {
 		t.Fatal("the resent events were not acknowledged")
 	}
 }

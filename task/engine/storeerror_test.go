@@ -64,20 +64,8 @@ func TestStoreErrorWhileCheckingARunLosesNoResult(t *testing.T) {
 		}}})
 		must(t, srv.Tick(ctx))
 	}
-	acked := func(key string) bool {
-		for _, x := range rec.take() {
-			if x.Kind == transport.Ack && x.Device == "d1" {
-				for _, k := range x.Acks {
-					if k == key {
-						return true
-					}
-				}
-			}
-		}
-		return false
-	}
 	send("r-1", transport.SeqDevice+1, task.Running)
-	if !acked("r-1") {
+	if !rec.acked("d1", "r-1") {
 		t.Fatal("the running report was not acknowledged")
 	}
 	// The device leaves the task's scope while its run goes on: its
@@ -89,7 +77,7 @@ func TestStoreErrorWhileCheckingARunLosesNoResult(t *testing.T) {
 
 	store.fail.Store(true)
 	send("r-2", transport.SeqDevice+2, task.Completed)
-	if acked("r-2") {
+	if rec.acked("d1", "r-2") {
 		t.Fatal("a result the server could not check was acknowledged (the device will not resend it)")
 	}
 	if n := srv.Stats().Rejected; n != 0 {
@@ -97,7 +85,7 @@ func TestStoreErrorWhileCheckingARunLosesNoResult(t *testing.T) {
 	}
 	store.fail.Store(false)
 	send("r-2", transport.SeqDevice+2, task.Completed)
-	if !acked("r-2") {
+	if !rec.acked("d1", "r-2") {
 		t.Fatal("the resent result was not acknowledged")
 	}
 	r, err := m.Result(ctx, task.System, tk.ID, "d1")
