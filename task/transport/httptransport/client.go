@@ -90,6 +90,9 @@ type Client struct {
 	hc   *http.Client
 	base string
 
+	// enrollMu serializes enrollments and rotations, so the key the
+	// server issued last is the key saved last and used.
+	enrollMu   sync.Mutex
 	mu         sync.Mutex
 	key        Secret
 	reenrolled bool // re-enrolled since the last authenticated request
@@ -298,13 +301,14 @@ func (c *Client) unauthorized(ctx context.Context, reason string) {
 	if try {
 		c.reenrolled, c.enrolling = true, true
 	}
+	seen := c.key
 	c.mu.Unlock()
 	if !try {
 		c.log.Info().Str("device", clipID(c.cfg.Device)).Str("reason", reason).Msg("httptransport: the server refused this device's identity; retrying with backoff")
 		return
 	}
 	c.log.Info().Str("device", clipID(c.cfg.Device)).Str("reason", reason).Msg("httptransport: the server refused this device's identity; enrolling again with the enrollment secret")
-	err := c.Enroll(ctx)
+	err := c.enrollUnless(ctx, seen)
 	c.mu.Lock()
 	c.enrolling = false
 	c.mu.Unlock()
@@ -318,6 +322,28 @@ func (c *Client) unauthorized(ctx context.Context, reason string) {
 // ErrEnrolled, ErrRateLimited, ErrInvalid, or ErrUnreachable when the
 // server cannot be reached.
 func (c *Client) Enroll(ctx context.Context) error {
+	c.enrollMu.Lock()
+	defer c.enrollMu.Unlock()
+	return c.enroll(ctx)
+}
+
+// enrollUnless enrolls unless the device's key is no longer seen: another
+// goroutine (the poll loop, or a Send refused with 401) enrolled or
+// rotated meanwhile, and enrolling again would replace a key that may be
+// in use already.
+func (c *Client) enrollUnless(ctx context.Context, seen Secret) error {
+	c.enrollMu.Lock()
+	defer c.enrollMu.Unlock()
+	c.mu.Lock()
+	cur := c.key
+	c.mu.Unlock()
+	if cur != seen {
+		return nil
+	}
+	return c.enroll(ctx)
+}
+
+func (c *Client) enroll(ctx context.Context) error {
 	if c.cfg.EnrollSecret == "" {
 		return errs.Invalid("EnrollSecret", "", "is required to enroll")
 	}
@@ -332,6 +358,8 @@ func (c *Client) Enroll(ctx context.Context) error {
 // Rotate asks the server for a new key, saves it with SaveKey and uses
 // it. Errors: ErrUnauthenticated, ErrUnreachable, or SaveKey's error.
 func (c *Client) Rotate(ctx context.Context) error {
+	c.enrollMu.Lock()
+	defer c.enrollMu.Unlock()
 	resp, err := c.do(ctx, http.MethodPost, PathRotate, nil, DefaultRequestTimeout)
 	if err != nil {
 		return transport.ErrUnreachable
@@ -409,7 +437,7 @@ func (c *Client) Run(ctx context.Context, h transport.Handler) error {
 	c.mu.Unlock()
 	for ctx.Err() == nil {
 		if need {
-			if err := c.Enroll(ctx); err != nil {
+			if err := c.enrollUnless(ctx, ""); err != nil {
 				c.log.Info().Str("device", clipID(c.cfg.Device)).Err(err).Msg("httptransport: enrollment failed; retrying with backoff")
 				failures++
 				c.sleep(ctx, c.Backoff(failures))
