@@ -741,10 +741,12 @@ func (p *parser) scope(tp, info *node) {
 		if tp.get(keyHostList) != nil && (sc.Kind != scope.Devices || !slices.Equal(hosts, sc.Devices)) {
 			p.fail(errs.Invalid(p.path(keyHostList), "", "disagrees with "+p.path(keyTFScope, "devices")))
 		}
-		if group != nil && (sc.Kind != scope.Group || sc.Group != *group) {
+		// The public ids mirror TF_SCOPE's where those are integers;
+		// others are the server's numbers for them (ExportOptions.GroupIDs).
+		if group != nil && (sc.Kind != scope.Group || !mirrorsGroup(*group, sc.Group)) {
 			p.fail(errs.Invalid(gpath, short(string(*group)), "disagrees with "+p.path(keyTFScope)))
 		}
-		if info.get(keyExceptGroups) != nil && !equalGroups(except, sc.ExcludedGroups) {
+		if info.get(keyExceptGroups) != nil && !mirrorsGroups(except, sc.ExcludedGroups) {
 			p.fail(errs.Invalid(epath, "", "disagrees with "+p.path(keyTFScope, "excluded_groups")))
 		}
 		p.imp.SourceScope = &sc
@@ -773,12 +775,23 @@ func (p *parser) scope(tp, info *node) {
 	}
 }
 
-func equalGroups(a, b []scope.GroupID) bool {
-	if len(a) != len(b) {
+// mirrorsGroup reports whether the public group id pub can stand for
+// TF_SCOPE's id own: the same id when own is an integer (Export writes it
+// as it is), else any integer (the server's number for it).
+func mirrorsGroup(pub, own scope.GroupID) bool {
+	if _, ok := groupNode(own); ok || pub == own {
+		return pub == own // (format 0.x wrote string ids as strings)
+	}
+	_, ok := groupNode(pub)
+	return ok
+}
+
+func mirrorsGroups(pub, own []scope.GroupID) bool {
+	if len(pub) != len(own) {
 		return false
 	}
-	for i := range a {
-		if a[i] != b[i] {
+	for i := range pub {
+		if !mirrorsGroup(pub[i], own[i]) {
 			return false
 		}
 	}

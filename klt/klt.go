@@ -224,15 +224,15 @@ type ExportOptions struct {
 	// DefaultScheduleSubtype. A server's value, kept with an imported
 	// task, is written back instead.
 	ScheduleSubtype func(schedule.Kind) int
-	// GroupIDs maps a group id to the administration server's integer
-	// group id for PRTS_TASK_GROUPID and PRTS_EXCEPT_GROUPIDS (the Open
-	// API's group ids are integers). When it is set, a group it cannot
-	// map makes Export fail with a *ValidationError at "scope.group" or
-	// "scope.excluded_groups[i]": set it when the file is for a server.
-	// When nil, ids that are non-negative 32-bit decimal integers are
-	// written as they are, and the fields are left out for other ids
-	// (ExportReport.GroupIDsOmitted names them); TF_SCOPE carries every
-	// id for taskfleet.
+	// GroupIDs maps a group id that is not an integer to the
+	// administration server's integer group id for PRTS_TASK_GROUPID and
+	// PRTS_EXCEPT_GROUPIDS (the Open API's group ids are integers; ids
+	// that are non-negative 32-bit decimal integers are written as they
+	// are). When it is set, a group it cannot map makes Export fail with a
+	// *ValidationError at "scope.group" or "scope.excluded_groups[i]":
+	// set it when the file is for a server. When nil, the fields are left
+	// out for such ids (ExportReport.GroupIDsOmitted names them). TF_SCOPE
+	// carries every id for taskfleet.
 	GroupIDs func(scope.GroupID) (int32, bool)
 	// Extra are fields to write besides the task's own: the unknown
 	// fields of an Import (Import.Extra), so a task imported from a newer
@@ -539,12 +539,11 @@ func groupNode(g scope.GroupID) (*node, bool) {
 	return nil, false
 }
 
-// serverGroupID writes a group id as the Open API's paramInt: through
-// mapping when it is set (an id it cannot map is refused at field), else
-// the id itself when it is one (groupNode).
+// serverGroupID writes a group id as the Open API's paramInt: the id
+// itself when it is one (groupNode), else through mapping when it is set
+// (an id it cannot map is refused at field).
 func serverGroupID(g scope.GroupID, mapping func(scope.GroupID) (int32, bool), field string) (*node, bool, error) {
-	if mapping == nil {
-		n, ok := groupNode(g)
+	if n, ok := groupNode(g); ok || mapping == nil {
 		return n, ok, nil
 	}
 	v, ok := mapping(g)

@@ -153,8 +153,9 @@ func TestParseRefusals(t *testing.T) {
 		{"settings of the wrong type", m(func(_, _, _, a map[string]any) { a["max_file_size_mb"] = "big" }), klt.ParseOptions{}, "task.TASK_ADDITIONAL_PARAMS.max_file_size_mb", klt.ErrInvalid},
 		{"settings not params", m(func(_, tv, _, _ map[string]any) { tv["TASK_ADDITIONAL_PARAMS"] = []any{} }), klt.ParseOptions{}, "task.TASK_ADDITIONAL_PARAMS", klt.ErrInvalid},
 		{"bad scope", m(func(_, tv, _, _ map[string]any) { value(tv, "TF_SCOPE")["kind"] = "galaxy" }), klt.ParseOptions{}, "task.TF_SCOPE.kind", klt.ErrInvalid},
-		{"group id disagrees", m(func(_, _, i, _ map[string]any) { i["PRTS_TASK_GROUPID"] = 7 }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.PRTS_TASK_GROUPID", klt.ErrInvalid},
+		{"group id disagrees", m(func(_, tv, i, _ map[string]any) { value(tv, "TF_SCOPE")["group"], i["PRTS_TASK_GROUPID"] = "42", 7 }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.PRTS_TASK_GROUPID", klt.ErrInvalid},
 		{"group id not an id", m(func(_, _, i, _ map[string]any) { i["PRTS_TASK_GROUPID"] = true }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.PRTS_TASK_GROUPID", klt.ErrInvalid},
+		{"group id of a non-integer group not an integer", m(func(_, _, i, _ map[string]any) { i["PRTS_TASK_GROUPID"] = "lab" }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.PRTS_TASK_GROUPID", klt.ErrInvalid},
 		{"excluded groups disagree", m(func(_, _, i, _ map[string]any) { i["PRTS_EXCEPT_GROUPIDS"] = []any{"lab"} }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.PRTS_EXCEPT_GROUPIDS", klt.ErrInvalid},
 		{"excluded groups not an array", m(func(_, _, i, _ map[string]any) { i["PRTS_EXCEPT_GROUPIDS"] = "lab" }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.PRTS_EXCEPT_GROUPIDS", klt.ErrInvalid},
 		{"bad restart", m(func(_, tv, _, _ map[string]any) {
