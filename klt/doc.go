@@ -72,6 +72,7 @@
 //   - [KSC Open API, "Schedule types"]: the TASKSCH_TYPE ids 0-7.
 //   - [KSC Automation, "Task settings format"]: TASKSCH_RUN_MISSED_FLAG,
 //     TASKSCH_FIRST_EXECUTION_TIME, TASKSCH_MS_PERIOD, TASKSCH_ED_HOURS/MINS/SECS,
+//     TASKSCH_EW_DAY (1 Monday .. 7 Sunday)/HOURS/MINS/SECS of type 3,
 //     TASKSCH_WD_HOURS/MINS/SECS, TASKSCH_WD_DAYS (bits 1-7 Sunday to Saturday),
 //     TASKSCH_EM_DAY/HOURS/MINS/SECS, TASK_START_DELTA, TASK_DISPLAY_NAME.
 //   - The Open API's "List of deployment task attributes" (referred to by
@@ -200,6 +201,14 @@
 //	event kinds       0, EVENT_TYPE the kind ("on_updates_downloaded",
 //	                  "on_virus_outbreak", "on_task_completion")
 //
+// A server's type 3 (once a week: TASKSCH_EW_DAY, 1 Monday .. 7 Sunday,
+// and TASKSCH_EW_HOURS/MINS/SECS) reads as days of the week with that one
+// day. Its fields are kept verbatim, and Export writes them (type 3)
+// instead of type 6 while they describe the task's schedule; once the
+// schedule changes, the task's own fields. The same rule keeps the fields
+// of a schedule that was not converted (below): a server's kept schedule
+// fields are written back exactly while they read as the task's schedule.
+//
 // Readings chosen where the pages are silent: a milliseconds schedule
 // (type 1, and type 5 read the same way) with period 0 starts once at
 // TASKSCH_FIRST_EXECUTION_TIME; a period that is a whole number of hours
@@ -215,7 +224,8 @@
 // describe (type 7, a task-completion event, an EVENT_TYPE this version
 // does not know) imports as a manual start with a WarnScheduleNotConverted
 // warning, and its fields are kept as opaque fields, written back while
-// the task keeps that manual start.
+// the task keeps that manual start (with the same run-missed and
+// randomization options).
 //
 // # Notifications
 //

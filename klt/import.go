@@ -667,7 +667,10 @@ func (p *parser) schedule(tp, info *node) {
 		if ok {
 			t.Schedule = s
 		}
-		p.keepSchedule(tp, s, !converted)
+		// Type 3 (once a week) reads as days of the week: its fields are
+		// kept verbatim, to be written back while they describe the
+		// task's schedule.
+		p.keepSchedule(tp, s, !converted || schType == schOnceWeek)
 		return
 	}
 	if !p.part(tp, keyTFSchedule, &t.Schedule) {
@@ -680,7 +683,9 @@ func (p *parser) schedule(tp, info *node) {
 	if hasRunMissed && runMissed != s.RunMissed {
 		p.fail(errs.Invalid(p.path(keyRunMissed), "", "disagrees with "+p.path(keyTFSchedule)+": run_missed is "+strconv.FormatBool(s.RunMissed)))
 	}
-	p.keepSchedule(tp, s, false)
+	// Public fields of another type that describe the same schedule (a
+	// server's type 3, written back) are kept verbatim; others must agree.
+	p.keepSchedule(tp, s, describesSchedule(tp, s))
 }
 
 // keepSchedule sorts the public schedule fields of a document once its

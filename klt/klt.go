@@ -591,6 +591,31 @@ func addExtra(doc, tp *node, settingsKeys map[string]bool, extra []Field, t *tas
 	seen := map[string]bool{}
 	info, _ := paramsObject(tp.get(keyInfo), "", false)
 	add, _ := paramsObject(tp.get(keyAdditional), "", false)
+	// A server's schedule kept verbatim (with its TASKSCH_TYPE: one this
+	// version did not convert, or type 3) is written instead of the
+	// task's own fields while it describes the task's schedule, and left
+	// out once the task has another.
+	serverSched, useServerSched := newObject(), false
+	for _, k := range publicScheduleKeys[len(scheduleDetailKeys):] {
+		if v := tp.get(k); v != nil {
+			serverSched.set(k, v) // the task's own, unless the server's are kept
+		}
+	}
+	for _, f := range extra {
+		if len(f.Path) == 2 && f.Path[0] == keyTask && (f.Path[1] == keyScheduleType || slices.Contains(publicScheduleKeys, f.Path[1])) {
+			if v, err := decodeTree(bytes.NewReader(f.Value), defaultLimits()); err == nil {
+				serverSched.set(f.Path[1], v)
+			}
+		}
+	}
+	if serverSched.get(keyScheduleType) != nil {
+		useServerSched = describesSchedule(serverSched, t.Schedule)
+		if useServerSched {
+			for _, k := range scheduleDetailKeys {
+				tp.del(k)
+			}
+		}
+	}
 	for i, f := range extra {
 		field := fmt.Sprintf("extra[%d]", i)
 		var dst *node
@@ -617,7 +642,10 @@ func addExtra(doc, tp *node, settingsKeys map[string]bool, extra []Field, t *tas
 		}
 		if dst == tp && (key == keyScheduleType || slices.Contains(publicScheduleKeys, key)) && !seen[p] {
 			seen[p] = true
-			if tp.get(key) != nil && kind != schedule.Manual && kind != "" {
+			if serverSched.get(keyScheduleType) != nil && !useServerSched {
+				continue // the task's own schedule replaced the server's
+			}
+			if serverSched.get(keyScheduleType) == nil && tp.get(key) != nil && kind != schedule.Manual && kind != "" {
 				continue // the task's own schedule replaced the server's
 			}
 			if v, err := decodeTree(bytes.NewReader(f.Value), defaultLimits()); err == nil {

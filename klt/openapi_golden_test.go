@@ -123,6 +123,16 @@ func openAPICases() []openAPICase {
 				s.RunMissed = true
 				return s
 			}, true, "", "", "", "", nil, false},
+		// Once a week (type 3, KSC Automation's TASKSCH_EW_*): days of the
+		// week with one day, written back as type 3.
+		{"once_a_week", `"TASKSCH_TYPE": 3, "TASKSCH_EW_DAY": 5, "TASKSCH_EW_HOURS": 18, "TASKSCH_EW_MINS": 0, "TASKSCH_EW_SECS": 0, "TASK_START_DELTA": 0, "TASK_MAX_EXEC_TIME": 120`,
+			func() schedule.Schedule {
+				s := base(schedule.Weekly)
+				s.Weekdays = schedule.NewWeekdays(time.Friday)
+				s.Time = schedule.Clock(18, 0, 0)
+				s.StopAfter = schedule.Limit{Enabled: true, Minutes: 120}
+				return s
+			}, true, "", "", "", "", nil, false},
 		{"monthly", `"TASKSCH_TYPE": 4, "TASKSCH_EM_DAY": 31, "TASKSCH_EM_HOURS": 0, "TASKSCH_EM_MINS": 30, "TASKSCH_EM_SECS": 0`,
 			func() schedule.Schedule {
 				s := base(schedule.Monthly)
@@ -377,6 +387,8 @@ func TestPublicScheduleRefusals(t *testing.T) {
 		{"restart disagrees with TF_RESTART", golden, `"KLTSK_RU_REBOOT_IMMEDIATELY": false`, `"KLTSK_RU_REBOOT_IMMEDIATELY": true`, "task.TASK_ADDITIONAL_PARAMS.KLTSK_RU_REBOOT_IMMEDIATELY"},
 		{"host not a string", devices, `"dev-03"`, `3`, "PxgRetVal.HostList[1]"},
 		{"device list with a group", devices, `"PRTS_TASK_GROUPID": -1`, `"PRTS_TASK_GROUPID": 42`, "PxgRetVal.HostList"},
+		{"once a week without a day", days, `"TASKSCH_TYPE": 2`, `"TASKSCH_TYPE": 3`, "PxgRetVal.TASKSCH_EW_DAY"},
+		{"once a week on day 8", days, `"TASKSCH_TYPE": 2`, `"TASKSCH_TYPE": 3, "TASKSCH_EW_DAY": 8`, "PxgRetVal.TASKSCH_EW_DAY"},
 		{"event not a string", weekly, `"TASKSCH_RUN_MISSED_FLAG": true`, `"TASKSCH_RUN_MISSED_FLAG": true, "EVENT_TYPE": 3`, "PxgRetVal.EVENT_TYPE"},
 	}
 	for _, c := range cases {
@@ -426,5 +438,37 @@ func TestOpenAPIAttributeList(t *testing.T) {
 	info := members(t, out)["TASK_INFO_PARAMS"]
 	if !strings.Contains(info, `"DisplayName":"Nightly update"`) || !strings.Contains(info, `"PRTS_TASK_GROUPID":42`) {
 		t.Fatalf("TASK_INFO_PARAMS %s", info)
+	}
+}
+
+// A server's once-a-week schedule (type 3) is written back as it was
+// while the task keeps it; once the task's schedule changes, Export writes
+// the task's own (type 6), and nothing of type 3 is left.
+func TestOnceAWeekFollowsChanges(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	imp, _ := parseFile(t, b.reg, "testdata/openapi/schedule_once_a_week.json")
+	created, err := imp.Commit(b.ctx, b.m, b.admin, *imp.SourceScope)
+	must(t, err)
+	tt := lookup(t, b.reg, created)
+	out, _, err := klt.Export(created, tt, klt.ExportOptions{Time: exportTime})
+	must(t, err)
+	if got := members(t, out); got["TASKSCH_TYPE"] != "3" || got["TASKSCH_EW_DAY"] != "5" || got["TASKSCH_WD_DAYS"] != "" {
+		t.Fatalf("unchanged: TASKSCH_TYPE %s, EW_DAY %s, WD_DAYS %s", got["TASKSCH_TYPE"], got["TASKSCH_EW_DAY"], got["TASKSCH_WD_DAYS"])
+	}
+	changed := *created
+	changed.Schedule.Weekdays = schedule.NewWeekdays(time.Monday, time.Friday)
+	updated, err := b.m.Update(b.ctx, b.admin, changed)
+	must(t, err)
+	out, _, err = klt.Export(updated, tt, klt.ExportOptions{Time: exportTime})
+	must(t, err)
+	got := members(t, out)
+	if got["TASKSCH_TYPE"] != "6" || got["TASKSCH_WD_DAYS"] != "68" || got["TASKSCH_EW_DAY"] != "" {
+		t.Fatalf("changed: TASKSCH_TYPE %s, WD_DAYS %s, EW_DAY %s", got["TASKSCH_TYPE"], got["TASKSCH_WD_DAYS"], got["TASKSCH_EW_DAY"])
+	}
+	again, err := klt.Parse(bytes.NewReader(out), b.reg, klt.ParseOptions{})
+	must(t, err)
+	if d := cmp.Diff(updated.Schedule, again.Task.Schedule, cmpOpts...); d != "" {
+		t.Fatalf("schedule (-want +got):\n%s", d)
 	}
 }
