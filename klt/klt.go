@@ -242,7 +242,10 @@ type ExportOptions struct {
 	// The task's own opaque fields (task.Task.Opaque, set by an import)
 	// are written too; an Extra entry with the same path replaces one of
 	// them. Password and secret fields (IsSecretField) are never written:
-	// ExportReport.SecretsDropped names them.
+	// ExportReport.SecretsDropped names them. A server's public schedule
+	// fields and TASK_INFO_PARAMS.KLPRSS_EVPNotifications among them are
+	// written only while they read as the task's schedule and
+	// notifications (see the package documentation).
 	Extra []Field
 }
 
