@@ -34,6 +34,14 @@ func roundTripDiff(orig *task.Task, imp *klt.Import) string {
 	want.CreatedAt, want.UpdatedAt, want.CreatedBy, want.UpdatedBy = time.Time{}, time.Time{}, "", ""
 	want.Scope = scope.Scope{}
 	want.Account = credentials.Account{}
+	// KLPRSS_EVPNotifications writes the effective history level and
+	// retention: an explicit default comes back as the zero value.
+	if want.Notifications.History == task.DefaultHistory {
+		want.Notifications.History = ""
+	}
+	if want.Notifications.RetentionDays == task.DefaultRetentionDays {
+		want.Notifications.RetentionDays = 0
+	}
 	d := cmp.Diff(&want, &imp.Task, cmpOpts...)
 	if imp.AccountName != orig.Account.Name {
 		d += "\naccount name: " + imp.AccountName + " != " + orig.Account.Name

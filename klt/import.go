@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/mail"
 	"reflect"
 	"slices"
@@ -97,12 +98,21 @@ const (
 	// the TASKSCH_* fields) has no TF_SCHEDULE; the task is imported with
 	// a manual start, and the schedule fields are kept as unknown fields.
 	WarnScheduleNotConverted WarningCode = "schedule_not_converted"
-	// WarnIgnored: a field outside the task that is not kept (the other
-	// output values of an Open API response).
+	// WarnIgnored: a field that is not kept: the other output values of
+	// an Open API response, or a KLPRSS_EVPNotifications that disagrees
+	// with the TF_NOTIFICATIONS of a file of an earlier version.
 	WarnIgnored WarningCode = "ignored"
 	// WarnUnregisteredType: ParseOptions.AnyType accepted a task type the
 	// registry does not have; its settings are kept as opaque fields.
 	WarnUnregisteredType WarningCode = "unregistered_type"
+	// WarnNotificationsKept: a KLPRSS_EVPNotifications container has
+	// details task.Notifications does not hold (another channel, event
+	// type or severity, storage in the server's OS event log, or settings
+	// that differ between severities); the task gets the nearest
+	// notification settings, and the container is kept verbatim
+	// (Import.Extra) and exported again while the task's notifications
+	// still read the same.
+	WarnNotificationsKept WarningCode = "notifications_kept_verbatim"
 )
 
 // Warning is something the administrator should know before committing
@@ -244,6 +254,12 @@ func (p *parser) fail(err error) {
 }
 
 func (p *parser) extra(srcPath string, path []string, v *node) {
+	p.keep(srcPath, path, v, true)
+}
+
+// keep keeps v verbatim as an opaque field (its secrets dropped); unknown
+// says it is a field this version does not know (counted and warned of).
+func (p *parser) keep(srcPath string, path []string, v *node, unknown bool) {
 	if IsSecretField(path[len(path)-1]) {
 		p.dropSecret(srcPath)
 		return
@@ -258,6 +274,9 @@ func (p *parser) extra(srcPath string, path []string, v *node) {
 		return
 	}
 	p.imp.Extra = append(grow(p.imp.Extra), Field{Path: path, Value: compact(v)})
+	if !unknown {
+		return
+	}
 	p.unknown++
 	if p.unknown <= maxUnknownWarnings {
 		p.warn(srcPath, WarnUnknownField, "not known to this version; kept verbatim")
@@ -465,10 +484,10 @@ func (p *parser) task(tp *node) error {
 	t := &imp.Task
 	flat := p.imp.FromOpenAPI && tp.get(keyInfo) == nil
 	for i, k := range tp.keys {
-		if contains(knownTask, k) {
+		if contains(knownTask, k) || k == keyComponentName {
 			continue
 		}
-		if flat && (contains(knownInfo, k) || k == keyDisplayNameV10) {
+		if flat && (contains(knownInfo, k) || k == keyDisplayNameV10 || k == keySubtype) {
 			continue // an attribute of the task-independent settings
 		}
 		p.extra(p.path(k), []string{keyTask, k}, tp.kids[i])
@@ -483,6 +502,11 @@ func (p *parser) task(tp *node) error {
 		p.fail(errs.Invalid(p.path(keyProductName), "", "is required"))
 	}
 	t.ApplicationVersion, _ = p.str(tp, keyProductVersion, p.path(keyProductVersion), false)
+	// The component name: mapped when it is the default Export writes
+	// (the application), else a server's, kept verbatim.
+	if c, ok := p.str(tp, keyComponentName, p.path(keyComponentName), false); ok && c != t.Application {
+		p.keep(p.path(keyComponentName), []string{keyTask, keyComponentName}, tp.get(keyComponentName), false)
+	}
 
 	// An Open API attribute list (Tasks.GetTask) has no TASK_INFO_PARAMS:
 	// its task-independent attributes are members of the task itself.
@@ -509,14 +533,20 @@ func (p *parser) task(tp *node) error {
 		}
 	}
 	for i, k := range info.keys {
-		if !contains(knownInfo, k) && !p.flat {
+		if !contains(knownInfo, k) && !p.flat && k != keySubtype {
 			p.extra(p.infoPath(k), []string{keyTask, keyInfo, k}, info.kids[i])
 		}
 	}
 	namePath := p.infoPath(keyDisplayName)
 	if name, ok := p.str(info, keyDisplayName, namePath, true); ok {
 		t.Name = name
-		p.fail(checkText(namePath, name, task.MaxNameLength, true))
+		p.fail(checkText(namePath, name, MaxDisplayNameLength, true))
+	}
+	// The schedule subtype: mapped when it is DefaultScheduleSubtype, else
+	// a server's, kept verbatim.
+	subPath := p.infoPath(keySubtype)
+	if v, ok := p.pubIntIn(info, keySubtype, subPath, math.MinInt32, math.MaxInt32, defaultSubtype); ok && v != defaultSubtype {
+		p.keep(subPath, []string{keyTask, keyInfo, keySubtype}, info.get(keySubtype), false)
 	}
 	descPath := p.infoPath(keyTFDescription)
 	if d, ok := p.str(info, keyTFDescription, descPath, false); ok {
@@ -546,8 +576,32 @@ func (p *parser) task(tp *node) error {
 			t.Restart = restart.Default()
 		}
 	}
+	// Notifications: KLPRSS_EVPNotifications, or TF_NOTIFICATIONS of a
+	// file written by an earlier version (authoritative when both are
+	// there: the public container is then a server's, kept verbatim).
+	notifyPath := p.infoPath(keyNotifications)
+	pubNotify := info.get(keyNotifications)
 	if p.part(tp, keyTFNotifications, &t.Notifications) {
 		p.fail(errs.Prefix(p.path(keyTFNotifications), checkNotifications(t.Notifications)))
+		if pubNotify != nil {
+			// A server's container an earlier version kept verbatim: kept
+			// while it reads as TF_NOTIFICATIONS, else the task's own
+			// notifications replace it.
+			q := &parser{imp: &Import{}}
+			if n, ok := q.notificationsFromPublic(pubNotify, notifyPath); ok && equalNotifications(n, t.Notifications) {
+				p.keep(notifyPath, []string{keyTask, keyInfo, keyNotifications}, pubNotify, false)
+			} else {
+				p.warn(notifyPath, WarnIgnored, "disagrees with "+p.path(keyTFNotifications)+", which a file of an earlier version holds authoritatively; not kept: an export writes the task's notifications")
+			}
+		}
+	} else if pubNotify != nil && tp.get(keyTFNotifications) == nil {
+		if n, ok := p.notificationsFromPublic(pubNotify, notifyPath); ok {
+			t.Notifications = n
+			if string(compact(notificationsNode(n))) != string(compact(pubNotify)) {
+				p.keep(notifyPath, []string{keyTask, keyInfo, keyNotifications}, pubNotify, false)
+				p.warn(notifyPath, WarnNotificationsKept, "has details taskfleet's notification settings do not hold (other channels, event types or storage); the task uses the nearest settings, and the container is written back verbatim while they are unchanged")
+			}
+		}
 	}
 	if p.part(tp, keyTFSecurity, &t.Security) {
 		p.fail(errs.Prefix(p.path(keyTFSecurity), checkSecurity(t.Security)))
@@ -613,7 +667,10 @@ func (p *parser) schedule(tp, info *node) {
 		if ok {
 			t.Schedule = s
 		}
-		p.keepSchedule(tp, s, !converted)
+		// Type 3 (once a week) reads as days of the week: its fields are
+		// kept verbatim, to be written back while they describe the
+		// task's schedule.
+		p.keepSchedule(tp, s, !converted || schType == schOnceWeek)
 		return
 	}
 	if !p.part(tp, keyTFSchedule, &t.Schedule) {
@@ -626,7 +683,9 @@ func (p *parser) schedule(tp, info *node) {
 	if hasRunMissed && runMissed != s.RunMissed {
 		p.fail(errs.Invalid(p.path(keyRunMissed), "", "disagrees with "+p.path(keyTFSchedule)+": run_missed is "+strconv.FormatBool(s.RunMissed)))
 	}
-	p.keepSchedule(tp, s, false)
+	// Public fields of another type that describe the same schedule (a
+	// server's type 3, written back) are kept verbatim; others must agree.
+	p.keepSchedule(tp, s, describesSchedule(tp, s))
 }
 
 // keepSchedule sorts the public schedule fields of a document once its
@@ -687,10 +746,12 @@ func (p *parser) scope(tp, info *node) {
 		if tp.get(keyHostList) != nil && (sc.Kind != scope.Devices || !slices.Equal(hosts, sc.Devices)) {
 			p.fail(errs.Invalid(p.path(keyHostList), "", "disagrees with "+p.path(keyTFScope, "devices")))
 		}
-		if group != nil && (sc.Kind != scope.Group || sc.Group != *group) {
+		// The public ids mirror TF_SCOPE's where those are integers;
+		// others are the server's numbers for them (ExportOptions.GroupIDs).
+		if group != nil && (sc.Kind != scope.Group || !mirrorsGroup(*group, sc.Group)) {
 			p.fail(errs.Invalid(gpath, short(string(*group)), "disagrees with "+p.path(keyTFScope)))
 		}
-		if info.get(keyExceptGroups) != nil && !equalGroups(except, sc.ExcludedGroups) {
+		if info.get(keyExceptGroups) != nil && !mirrorsGroups(except, sc.ExcludedGroups) {
 			p.fail(errs.Invalid(epath, "", "disagrees with "+p.path(keyTFScope, "excluded_groups")))
 		}
 		p.imp.SourceScope = &sc
@@ -719,12 +780,23 @@ func (p *parser) scope(tp, info *node) {
 	}
 }
 
-func equalGroups(a, b []scope.GroupID) bool {
-	if len(a) != len(b) {
+// mirrorsGroup reports whether the public group id pub can stand for
+// TF_SCOPE's id own: the same id when own is an integer (Export writes it
+// as it is), else any integer (the server's number for it).
+func mirrorsGroup(pub, own scope.GroupID) bool {
+	if _, ok := groupNode(own); ok || pub == own {
+		return pub == own // (format 0.x wrote string ids as strings)
+	}
+	_, ok := groupNode(pub)
+	return ok
+}
+
+func mirrorsGroups(pub, own []scope.GroupID) bool {
+	if len(pub) != len(own) {
 		return false
 	}
-	for i := range a {
-		if a[i] != b[i] {
+	for i := range pub {
+		if !mirrorsGroup(pub[i], own[i]) {
 			return false
 		}
 	}

@@ -48,10 +48,10 @@ func TestUnknownFieldsArePreserved(t *testing.T) {
 	imp, in := parseFile(t, reg, "testdata/v1.7_newer_minor.klt")
 	want := []string{
 		"newer_minor_version@format_version",
+		"notifications_kept_verbatim@task.TASK_INFO_PARAMS.KLPRSS_EVPNotifications",
 		"unknown_field@signature",
 		"unknown_field@task.TASK_ADDITIONAL_PARAMS.legacy_mirror",
 		"unknown_field@task.TASK_DEL_AFTER_RUN_FLAG",
-		"unknown_field@task.TASK_INFO_PARAMS.KLPRSS_EVPNotifications",
 		"unknown_field@task.TF_PRIORITY",
 	}
 	if d := cmp.Diff(want, codes(imp.Warnings)); d != "" {
@@ -69,7 +69,7 @@ func TestUnknownFieldsArePreserved(t *testing.T) {
 	out := reexport(t, reg, imp, credentials.Account{})
 	// The re-export is written by this version; apart from that it is the
 	// same document.
-	in = bytes.Replace(in, []byte(`"format_version": "1.7"`), []byte(`"format_version": "1.1"`), 1)
+	in = bytes.Replace(in, []byte(`"format_version": "1.7"`), []byte(`"format_version": "1.2"`), 1)
 	a, err := klt.Normalize(in)
 	must(t, err)
 	b, err := klt.Normalize(out)
@@ -132,7 +132,7 @@ func TestOpenAPIPxgRetVal(t *testing.T) {
 	for _, f := range imp.Extra {
 		extra = append(extra, f.PathString()+"="+string(f.Value))
 	}
-	for _, w := range []string{"task.TASK_UNIQUE_ID=\"_LOCAL_6e5b3c\"", "task.TASK_INFO_PARAMS.klprts-TaskScheduleSubtype=256",
+	for _, w := range []string{"task.TASK_UNIQUE_ID=\"_LOCAL_6e5b3c\"", "task.TASKID_COMPONENT_NAME=\"Connector\"",
 		`task.TASKSCH_FIRST_EXECUTION_TIME={"type":"datetime","value":"2026-11-20T18:00:00Z"}`, "task.TASK_ADDITIONAL_PARAMS.nSource=1"} {
 		if !slices.Contains(extra, w) {
 			t.Fatalf("extra %q lacks %q", extra, w)

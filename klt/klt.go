@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/benbjohnson/clock"
 
@@ -44,7 +45,7 @@ const (
 	// "MAJOR.MINOR". Parse refuses a newer major version and upgrades
 	// older ones; a newer minor version only adds fields, which are kept
 	// as unknown fields.
-	FormatVersion = "1.1"
+	FormatVersion = "1.2"
 	// FormatMajor is the major part of FormatVersion.
 	FormatMajor = 1
 	// LibraryVersion is the taskfleet version written to the header's
@@ -75,6 +76,15 @@ const (
 	MaxParseLive  = 128 << 20
 )
 
+// MaxDisplayNameLength is the longest task name a KLT document carries,
+// in characters: the Open API's limit on DisplayName ("100 characters
+// max.", KSC Open API, "Task settings format"; also the limit on
+// %KLCSAK_EVENT_TASK_DISPLAY_NAME% in the product's event notifications).
+// Parse refuses a longer DisplayName and Export a longer task name, both
+// with a *ValidationError, although task.MaxNameLength allows more: a
+// server would refuse the task.
+const MaxDisplayNameLength = 100
+
 // Field names of the document. The public ones are the KSC Open API's
 // "Task settings format"; the TF_ ones are taskfleet's own, for settings
 // the public format has no name for (see the package documentation).
@@ -94,6 +104,11 @@ const (
 	keyAdditional     = "TASK_ADDITIONAL_PARAMS"
 	keyInfo           = "TASK_INFO_PARAMS"
 	keyDisplayName    = "DisplayName"
+	// keyComponentName and keySubtype are required by the Open API for a
+	// task it creates; a server's values are kept verbatim, other tasks
+	// get ExportOptions' defaults.
+	keyComponentName = "TASKID_COMPONENT_NAME"
+	keySubtype       = "klprts-TaskScheduleSubtype"
 	// keyDisplayNameV10 is the display name's older public name (KSC
 	// Automation's "Task settings format"), read from attribute lists.
 	keyDisplayNameV10  = "TASK_DISPLAY_NAME"
@@ -119,8 +134,18 @@ var (
 	knownRoot = []string{keyExportedAt, keyFormat, keyFormatVersion, keyLibraryVersion, keyTask}
 	knownTask = append([]string{keyAdditional, keyInfo, keyProductName, keyProductVersion, keyTaskName, keyScheduleType,
 		keyRunMissed, keyTFAccountName, keyTFNotifications, keyTFRestart, keyTFSchedule, keyTFScope, keyTFSecurity, keyHostList}, publicScheduleKeys...)
-	knownInfo = []string{keyDisplayName, keyAutoRandom, keyGroupID, keyExceptGroups, keyTFDescription, keyTFSuspended}
+	knownInfo = []string{keyDisplayName, keyAutoRandom, keyGroupID, keyExceptGroups, keyNotifications, keyTFDescription, keyTFSuspended}
 )
+
+// DefaultScheduleSubtype is the klprts-TaskScheduleSubtype Export writes
+// for a task without one of its own (ExportOptions.ScheduleSubtype
+// chooses another): 256 for every kind, the value of the public KlAkOAPI
+// sample that creates a task with Tasks.AddTask. The public pages name the
+// field as required but list no values; TASKSCH_TYPE and the TASKSCH_*
+// fields describe the schedule.
+func DefaultScheduleSubtype(schedule.Kind) int { return defaultSubtype }
+
+const defaultSubtype = 256
 
 // ErrNotExportable matches a *NotExportableError.
 var ErrNotExportable = errors.New("klt: the task cannot be exported or imported")
@@ -187,6 +212,28 @@ type ExportOptions struct {
 	Time time.Time
 	// Clock is read when Time is zero (default: the wall clock).
 	Clock clock.Clock
+	// ComponentName is written as TASKID_COMPONENT_NAME, which the Open
+	// API requires of a task it creates (Tasks.AddTask), when the task has
+	// none of its own from an import ("" means the task's application,
+	// the value TASKID_PRODUCT_NAME has). A server's value, kept with an
+	// imported task, is written back instead.
+	ComponentName string
+	// ScheduleSubtype gives klprts-TaskScheduleSubtype (required by the
+	// Open API in TASK_INFO_PARAMS) for the task's schedule kind when the
+	// task has no value of its own from an import. Nil means
+	// DefaultScheduleSubtype. A server's value, kept with an imported
+	// task, is written back instead.
+	ScheduleSubtype func(schedule.Kind) int
+	// GroupIDs maps a group id that is not an integer to the
+	// administration server's integer group id for PRTS_TASK_GROUPID and
+	// PRTS_EXCEPT_GROUPIDS (the Open API's group ids are integers; ids
+	// that are non-negative 32-bit decimal integers are written as they
+	// are). When it is set, a group it cannot map makes Export fail with a
+	// *ValidationError at "scope.group" or "scope.excluded_groups[i]":
+	// set it when the file is for a server. When nil, the fields are left
+	// out for such ids (ExportReport.GroupIDsOmitted names them). TF_SCOPE
+	// carries every id for taskfleet.
+	GroupIDs func(scope.GroupID) (int32, bool)
 	// Extra are fields to write besides the task's own: the unknown
 	// fields of an Import (Import.Extra), so a task imported from a newer
 	// or foreign file keeps them. A path must be a header field
@@ -195,7 +242,10 @@ type ExportOptions struct {
 	// The task's own opaque fields (task.Task.Opaque, set by an import)
 	// are written too; an Extra entry with the same path replaces one of
 	// them. Password and secret fields (IsSecretField) are never written:
-	// ExportReport.SecretsDropped names them.
+	// ExportReport.SecretsDropped names them. A server's public schedule
+	// fields and TASK_INFO_PARAMS.KLPRSS_EVPNotifications among them are
+	// written only while they read as the task's schedule and
+	// notifications (see the package documentation).
 	Extra []Field
 }
 
@@ -213,6 +263,11 @@ type ExportReport struct {
 	// are: the product documentation asks administrators not to put private data in task
 	// settings, and the report lets a console warn before saving.
 	PrivateData []credentials.Finding
+	// GroupIDsOmitted are the group ids (the scope's group and excluded
+	// groups) that are not integers and were not mapped by
+	// ExportOptions.GroupIDs: PRTS_TASK_GROUPID or PRTS_EXCEPT_GROUPIDS is
+	// then left out, so a server would not see the group.
+	GroupIDsOmitted []scope.GroupID
 	// SecretsDropped are the paths of password and secret fields
 	// (IsSecretField) in the opaque or extra fields that were not
 	// written: no secret is ever exported, encrypted or not.
@@ -241,6 +296,9 @@ func Export(t *task.Task, tt task.TaskType, opts ExportOptions) ([]byte, ExportR
 	if tt.NotExportable {
 		return nil, rep, &NotExportableError{Application: t.Application, Type: t.Type, Reason: "the task type is marked not exportable"}
 	}
+	if n := utf8.RuneCountInString(t.Name); n > MaxDisplayNameLength {
+		return nil, rep, errs.Invalid("name", short(t.Name), fmt.Sprintf("has %d characters: a KLT document carries at most %d (the Open API's DisplayName limit); rename the task to export it", n, MaxDisplayNameLength))
+	}
 	when := opts.Time
 	if when.IsZero() {
 		clk := opts.Clock
@@ -257,7 +315,7 @@ func Export(t *task.Task, tt task.TaskType, opts ExportOptions) ([]byte, ExportR
 		c.Settings = tt.Settings
 		t = &c
 	}
-	tp, settingsKeys, err := taskParams(t)
+	tp, settingsKeys, err := taskParams(t, &opts, &rep)
 	if err != nil {
 		return nil, rep, err
 	}
@@ -280,7 +338,7 @@ func Export(t *task.Task, tt task.TaskType, opts ExportOptions) ([]byte, ExportR
 	if err != nil {
 		return nil, rep, err
 	}
-	if rep.SecretsDropped, err = addExtra(doc, tp, settingsKeys, extra, t.Schedule.Kind); err != nil {
+	if rep.SecretsDropped, err = addExtra(doc, tp, settingsKeys, extra, t); err != nil {
 		return nil, rep, err
 	}
 	var buf bytes.Buffer
@@ -299,7 +357,7 @@ func settingsValue(s any) any {
 
 // taskParams builds the task's params container. It returns the members
 // and the set of TASK_ADDITIONAL_PARAMS keys the settings type owns.
-func taskParams(t *task.Task) (*node, map[string]bool, error) {
+func taskParams(t *task.Task, opts *ExportOptions, rep *ExportReport) (*node, map[string]bool, error) {
 	var bad ValidationErrors
 	add := func(prefix string, err error) {
 		if err == nil {
@@ -329,26 +387,48 @@ func taskParams(t *task.Task) (*node, map[string]bool, error) {
 	tp.set(keyTaskName, strNode(t.Type))
 	tp.set(keyProductName, strNode(t.Application))
 	tp.set(keyProductVersion, strNode(t.ApplicationVersion))
+	component := opts.ComponentName
+	if component == "" {
+		component = t.Application
+	}
+	tp.set(keyComponentName, strNode(component))
 	publicSchedule(tp, t.Schedule)
 
 	info := newObject()
 	info.set(keyDisplayName, strNode(t.Name))
 	info.set(keyAutoRandom, boolNode(t.Schedule.RandomDelay.Mode == schedule.DelayAutomatic))
+	subtype := DefaultScheduleSubtype(t.Schedule.Kind)
+	if opts.ScheduleSubtype != nil {
+		subtype = opts.ScheduleSubtype(t.Schedule.Kind)
+	}
+	info.set(keySubtype, intNode(int64(subtype)))
 	if t.Scope.Kind != scope.Group {
 		// The Open API's mark of a task for a set of devices.
 		info.set(keyGroupID, numNode("-1"))
 	} else {
 		// The Open API's group ids are integers: a group id that is not
-		// one is carried by TF_SCOPE alone, and the excluded groups are
-		// written only when all of them are integers.
-		if g, ok := groupNode(t.Scope.Group); ok {
+		// one is mapped by GroupIDs, or else carried by TF_SCOPE alone;
+		// the excluded groups are written only when all of them are.
+		g, ok, err := serverGroupID(t.Scope.Group, opts.GroupIDs, "scope.group")
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok {
 			info.set(keyGroupID, g)
+		} else {
+			rep.GroupIDsOmitted = append(rep.GroupIDsOmitted, t.Scope.Group)
 		}
 		if len(t.Scope.ExcludedGroups) > 0 {
 			arr := &node{kind: kArray}
-			for _, g := range t.Scope.ExcludedGroups {
-				if n, ok := groupNode(g); ok {
+			for i, g := range t.Scope.ExcludedGroups {
+				n, ok, err := serverGroupID(g, opts.GroupIDs, fmt.Sprintf("scope.excluded_groups[%d]", i))
+				if err != nil {
+					return nil, nil, err
+				}
+				if ok {
 					arr.kids = append(arr.kids, n)
+				} else {
+					rep.GroupIDsOmitted = append(rep.GroupIDsOmitted, g)
 				}
 			}
 			if len(arr.kids) == len(t.Scope.ExcludedGroups) {
@@ -362,6 +442,7 @@ func taskParams(t *task.Task) (*node, map[string]bool, error) {
 	if t.Suspended {
 		info.set(keyTFSuspended, boolNode(true))
 	}
+	info.set(keyNotifications, notificationsNode(t.Notifications))
 	tp.set(keyInfo, paramsNode(info))
 
 	settings, err := settingsTree(t.Settings)
@@ -404,7 +485,6 @@ func taskParams(t *task.Task) (*node, map[string]bool, error) {
 		{keyTFSchedule, t.Schedule},
 		{keyTFScope, t.Scope},
 		{keyTFRestart, pol},
-		{keyTFNotifications, t.Notifications},
 		{keyTFSecurity, t.Security},
 	} {
 		b, err := json.Marshal(part.v)
@@ -462,6 +542,20 @@ func groupNode(g scope.GroupID) (*node, bool) {
 	return nil, false
 }
 
+// serverGroupID writes a group id as the Open API's paramInt: the id
+// itself when it is one (groupNode), else through mapping when it is set
+// (an id it cannot map is refused at field).
+func serverGroupID(g scope.GroupID, mapping func(scope.GroupID) (int32, bool), field string) (*node, bool, error) {
+	if n, ok := groupNode(g); ok || mapping == nil {
+		return n, ok, nil
+	}
+	v, ok := mapping(g)
+	if !ok || v < 0 {
+		return nil, false, errs.Invalid(field, short(string(g)), "has no integer group id of the administration server (ExportOptions.GroupIDs)")
+	}
+	return numNode(strconv.FormatInt(int64(v), 10)), true, nil
+}
+
 // mergeOpaque returns the fields to write: extra, then the task's opaque
 // fields whose paths extra does not have.
 func mergeOpaque(opaque json.RawMessage, extra []Field) ([]Field, error) {
@@ -489,12 +583,42 @@ func mergeOpaque(opaque json.RawMessage, extra []Field) ([]Field, error) {
 // convert are opaque fields too: they replace the ones Export writes while
 // the task still has the manual start it was imported with, and are left
 // out once the task has a schedule of its own.
-func addExtra(doc, tp *node, settingsKeys map[string]bool, extra []Field, kind schedule.Kind) ([]string, error) {
+//
+// A KLPRSS_EVPNotifications kept verbatim (a server's, with details
+// task.Notifications does not hold) replaces the one Export writes while
+// it still reads as the task's notifications.
+func addExtra(doc, tp *node, settingsKeys map[string]bool, extra []Field, t *task.Task) ([]string, error) {
+	kind := t.Schedule.Kind
 	var bad ValidationErrors
 	var dropped []string
 	seen := map[string]bool{}
 	info, _ := paramsObject(tp.get(keyInfo), "", false)
 	add, _ := paramsObject(tp.get(keyAdditional), "", false)
+	// A server's schedule kept verbatim (with its TASKSCH_TYPE: one this
+	// version did not convert, or type 3) is written instead of the
+	// task's own fields while it describes the task's schedule, and left
+	// out once the task has another.
+	serverSched, useServerSched := newObject(), false
+	for _, k := range publicScheduleKeys[len(scheduleDetailKeys):] {
+		if v := tp.get(k); v != nil {
+			serverSched.set(k, v) // the task's own, unless the server's are kept
+		}
+	}
+	for _, f := range extra {
+		if len(f.Path) == 2 && f.Path[0] == keyTask && (f.Path[1] == keyScheduleType || slices.Contains(publicScheduleKeys, f.Path[1])) {
+			if v, err := decodeTree(bytes.NewReader(f.Value), defaultLimits()); err == nil {
+				serverSched.set(f.Path[1], v)
+			}
+		}
+	}
+	if serverSched.get(keyScheduleType) != nil {
+		useServerSched = describesSchedule(serverSched, t.Schedule)
+		if useServerSched {
+			for _, k := range scheduleDetailKeys {
+				tp.del(k)
+			}
+		}
+	}
 	for i, f := range extra {
 		field := fmt.Sprintf("extra[%d]", i)
 		var dst *node
@@ -521,13 +645,29 @@ func addExtra(doc, tp *node, settingsKeys map[string]bool, extra []Field, kind s
 		}
 		if dst == tp && (key == keyScheduleType || slices.Contains(publicScheduleKeys, key)) && !seen[p] {
 			seen[p] = true
-			if tp.get(key) != nil && kind != schedule.Manual && kind != "" {
+			if serverSched.get(keyScheduleType) != nil && !useServerSched {
+				continue // the task's own schedule replaced the server's
+			}
+			if serverSched.get(keyScheduleType) == nil && tp.get(key) != nil && kind != schedule.Manual && kind != "" {
 				continue // the task's own schedule replaced the server's
 			}
 			if v, err := decodeTree(bytes.NewReader(f.Value), defaultLimits()); err == nil {
 				dst.set(key, v)
 			} else {
 				bad = append(bad, errs.Invalid(field+".value", "", "is not valid JSON"))
+			}
+			continue
+		}
+		if dst == info && key == keyNotifications && !seen[p] {
+			seen[p] = true
+			v, err := decodeTree(bytes.NewReader(f.Value), defaultLimits())
+			if err != nil {
+				bad = append(bad, errs.Invalid(field+".value", "", "is not valid JSON"))
+				continue
+			}
+			dropped = append(dropped, stripSecrets(v, p)...)
+			if notificationsOf(v, t.Notifications) {
+				dst.set(key, v)
 			}
 			continue
 		}

@@ -133,6 +133,20 @@ func TestMemoryAndQuoteLimits(t *testing.T) {
 		{"1 MiB format version", func() io.Reader {
 			return repeatReader(`{"format": "taskfleet-klt", "format_version": "1.`, "0000000000", 100_000, `"}`)
 		}, false},
+		// Notification recipients: a list of commas as large as the size
+		// limit is refused before it is split.
+		{"16 MiB recipient list", func() io.Reader {
+			return repeatReader(`{"PxgRetVal": {"TASKID_PRODUCT_NAME": "Endpoint Security", "TASK_NAME": "update", "TASK_INFO_PARAMS": {"type": "params", "value": {"DisplayName": "x", "KLPRSS_EVPNotifications": {"type": "params", "value": {"ERR": [{"type": "params", "value": {"KLEVP_ND_USE_EMAIL": true, "KLEVP_ND_EMAIL": "`,
+				",,,,,,,,", (klt.DefaultMaxSize-512)/8, `"}}]}}}}}}`)
+		}, false},
+		{"1 MiB notification days", func() io.Reader {
+			return repeatReader(`{"PxgRetVal": {"TASKID_PRODUCT_NAME": "Endpoint Security", "TASK_NAME": "update", "TASK_INFO_PARAMS": {"type": "params", "value": {"DisplayName": "x", "KLPRSS_EVPNotifications": {"type": "params", "value": {"ERR": [{"type": "params", "value": {"KLEVP_ND_DAYS_TO_STORE_EVENT": 1`,
+				"0000000000", 100_000, `}}]}}}}}}`)
+		}, false},
+		{"1 MiB schedule subtype", func() io.Reader {
+			return repeatReader(`{"PxgRetVal": {"TASKID_PRODUCT_NAME": "Endpoint Security", "TASK_NAME": "update", "TASK_INFO_PARAMS": {"type": "params", "value": {"DisplayName": "x", "klprts-TaskScheduleSubtype": 1`,
+				"0000000000", 100_000, `}}}}`)
+		}, false},
 		// A string as large as the size limit.
 		{"16 MiB string", func() io.Reader { return repeatReader(`{"format": "`, "xxxxxxxx", (klt.DefaultMaxSize-64)/8, `"}`) }, false},
 	}

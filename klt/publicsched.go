@@ -1,6 +1,8 @@
 package klt
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
 	"time"
@@ -25,6 +27,10 @@ const (
 	keyEMHours     = "TASKSCH_EM_HOURS"
 	keyEMMins      = "TASKSCH_EM_MINS"
 	keyEMSecs      = "TASKSCH_EM_SECS"
+	keyEWDay       = "TASKSCH_EW_DAY"
+	keyEWHours     = "TASKSCH_EW_HOURS"
+	keyEWMins      = "TASKSCH_EW_MINS"
+	keyEWSecs      = "TASKSCH_EW_SECS"
 	keyStartDelta  = "TASK_START_DELTA"
 	keyMaxExecTime = "TASK_MAX_EXEC_TIME"
 	keyEventType   = "EVENT_TYPE"
@@ -35,13 +41,20 @@ const (
 // TASKSCH_RUN_MISSED_FLAG).
 var publicScheduleKeys = []string{keyFirstExec, keyMSPeriod, keyEDHours, keyEDMins, keyEDSecs,
 	keyWDHours, keyWDMins, keyWDSecs, keyWDDays, keyEMDay, keyEMHours, keyEMMins, keyEMSecs,
+	keyEWDay, keyEWHours, keyEWMins, keyEWSecs,
 	keyStartDelta, keyMaxExecTime, keyEventType}
+
+// scheduleDetailKeys are the public schedule fields that belong to one
+// schedule type (the others, TASK_START_DELTA, TASK_MAX_EXEC_TIME and
+// EVENT_TYPE, are written for every type).
+var scheduleDetailKeys = publicScheduleKeys[:len(publicScheduleKeys)-3]
 
 // Open API schedule type ids (KSC Open API, "Schedule types").
 const (
 	schEmpty     = 0 // never run by the scheduler
 	schMillis    = 1 // periodic, period in milliseconds (0: once)
 	schEveryDay  = 2
+	schOnceWeek  = 3 // once a week: TASKSCH_EW_DAY (1 Monday .. 7 Sunday)
 	schMonth     = 4
 	schSeconds   = 5 // periodic, period in seconds
 	schWeekDays  = 6
@@ -246,6 +259,20 @@ func (p *parser) scheduleFromPublic(tp *node, schType int64, runMissed, autoRand
 		}
 		s.Weekdays = schedule.Weekdays(mask >> 1)
 		ok = ok1 && ok2
+	case schOnceWeek:
+		// Read as days of the week with one day; Export writes type 6 for
+		// a task of its own, and the server's type 3 fields back while
+		// the schedule is the one they describe (addExtra).
+		s = schedule.Default(schedule.Weekly, time.Time{}, nil)
+		var ok1 bool
+		s.Time, ok1 = p.pubClock(tp, keyEWHours, keyEWMins, keyEWSecs)
+		day, ok2 := p.pubInt(tp, keyEWDay, 1, 7, 0)
+		if ok2 && tp.get(keyEWDay) == nil {
+			p.fail(errs.Invalid(p.path(keyEWDay), "", "is required for schedule type 3 (1 Monday .. 7 Sunday)"))
+			ok2 = false
+		}
+		s.Weekdays = schedule.NewWeekdays(time.Weekday(day % 7))
+		ok = ok1 && ok2
 	case schMonth:
 		s = schedule.Default(schedule.Monthly, time.Time{}, nil)
 		day, ok1 := p.pubInt(tp, keyEMDay, schedule.MinMonthDay, schedule.MaxMonthDay, schedule.DefaultMonthDay)
@@ -282,4 +309,34 @@ func (p *parser) scheduleFromPublic(tp *node, schType int64, runMissed, autoRand
 		}
 	}
 	return s, true, ok
+}
+
+// describesSchedule reports whether the public schedule fields of fields
+// (a server's, kept verbatim) read as the schedule s of the task: only
+// then does Export write them instead of its own.
+func describesSchedule(fields *node, s schedule.Schedule) bool {
+	tn := fields.get(keyScheduleType)
+	if tn == nil || tn.kind != kNumber {
+		return false
+	}
+	schType, fits, isInt := integer(tn.s)
+	if !fits || !isInt {
+		return false
+	}
+	q := &parser{imp: &Import{}}
+	autoRand := s.RandomDelay.Mode == schedule.DelayAutomatic
+	got, converted, ok := q.scheduleFromPublic(fields, schType, s.RunMissed, autoRand)
+	if !ok || len(q.bad) > 0 {
+		return false
+	}
+	if !converted {
+		got = schedule.Default(schedule.Manual, time.Time{}, nil)
+		got.RunMissed = s.RunMissed
+		if autoRand {
+			got.RandomDelay.Mode = schedule.DelayAutomatic
+		}
+	}
+	a, err1 := json.Marshal(got)
+	b, err2 := json.Marshal(s)
+	return err1 == nil && err2 == nil && bytes.Equal(a, b)
 }

@@ -53,6 +53,12 @@ func mutate(t testing.TB, doc []byte, f func(root, tv, info, add map[string]any)
 	return b
 }
 
+// notify returns the first event descriptor of a severity in
+// TASK_INFO_PARAMS.KLPRSS_EVPNotifications.
+func notify(info map[string]any, sev string) map[string]any {
+	return value(info, "KLPRSS_EVPNotifications")[sev].([]any)[0].(map[string]any)["value"].(map[string]any)
+}
+
 func value(m map[string]any, key string) map[string]any {
 	return m[key].(map[string]any)["value"].(map[string]any)
 }
@@ -78,7 +84,7 @@ func TestParseRefusals(t *testing.T) {
 		{"duplicate key in a big object", []byte(`{"a0":0,"a1":1,"a2":2,"a3":3,"a4":4,"a5":5,"a6":6,"a7":7,"a8":8,"a9":9,"b0":0,"b1":1,"b2":2,"b3":3,"b4":4,"b5":5,"b6":6,"b7":7,"a3":3}`), klt.ParseOptions{}, "a3", klt.ErrInvalid},
 		{"too deep", base, klt.ParseOptions{MaxDepth: 3}, "task.value.EVENT_TYPE", klt.ErrInvalid},
 		{"deep arrays", []byte(strings.Repeat("[", 100) + strings.Repeat("]", 100)), klt.ParseOptions{}, "[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]", klt.ErrInvalid},
-		{"too many values", base, klt.ParseOptions{MaxValues: 10}, "task.value.TASKID_VERSION", klt.ErrInvalid},
+		{"too many values", base, klt.ParseOptions{MaxValues: 10}, "task.value.TASKID_PRODUCT_NAME", klt.ErrInvalid},
 		{"negative limit", base, klt.ParseOptions{MaxSize: -1}, "MaxSize", klt.ErrInvalid},
 		{"not JSON", []byte(`{"format": tru}`), klt.ParseOptions{}, "format", klt.ErrInvalid},
 		{"bad number", []byte(`{"format": 01}`), klt.ParseOptions{}, "format", klt.ErrInvalid},
@@ -118,6 +124,22 @@ func TestParseRefusals(t *testing.T) {
 		{"no info params", m(func(_, tv, _, _ map[string]any) { delete(tv, "TASK_INFO_PARAMS") }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS", klt.ErrInvalid},
 		{"empty name", m(func(_, _, i, _ map[string]any) { i["DisplayName"] = " " }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.DisplayName", klt.ErrInvalid},
 		{"name too long", m(func(_, _, i, _ map[string]any) { i["DisplayName"] = strings.Repeat("n", task.MaxNameLength+1) }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.DisplayName", klt.ErrInvalid},
+		{"name over the Open API's 100 characters", m(func(_, _, i, _ map[string]any) { i["DisplayName"] = strings.Repeat("n", klt.MaxDisplayNameLength+1) }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.DisplayName", klt.ErrInvalid},
+		{"schedule subtype not an integer", m(func(_, _, i, _ map[string]any) { i["klprts-TaskScheduleSubtype"] = "256" }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.klprts-TaskScheduleSubtype", klt.ErrInvalid},
+		{"component name not a string", m(func(_, tv, _, _ map[string]any) { tv["TASKID_COMPONENT_NAME"] = 86 }), klt.ParseOptions{}, "task.TASKID_COMPONENT_NAME", klt.ErrInvalid},
+		{"notification days out of range", m(func(_, _, i, _ map[string]any) { notify(i, "ERR")["KLEVP_ND_DAYS_TO_STORE_EVENT"] = 9999 }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.KLPRSS_EVPNotifications.ERR[0].KLEVP_ND_DAYS_TO_STORE_EVENT", klt.ErrInvalid},
+		{"notification days not an integer", m(func(_, _, i, _ map[string]any) { notify(i, "INF")["KLEVP_ND_DAYS_TO_STORE_EVENT"] = "30" }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.KLPRSS_EVPNotifications.INF[0].KLEVP_ND_DAYS_TO_STORE_EVENT", klt.ErrInvalid},
+		{"bad e-mail", m(func(_, _, i, _ map[string]any) { notify(i, "ERR")["KLEVP_ND_EMAIL"] = "soc at example" }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.KLPRSS_EVPNotifications.email[0]", klt.ErrInvalid},
+		{"too many recipients", m(func(_, _, i, _ map[string]any) { notify(i, "ERR")["KLEVP_ND_EMAIL"] = strings.Repeat(",", 1<<20) }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.KLPRSS_EVPNotifications", klt.ErrInvalid},
+		{"use e-mail not a boolean", m(func(_, _, i, _ map[string]any) { notify(i, "WRN")["KLEVP_ND_USE_EMAIL"] = 1 }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.KLPRSS_EVPNotifications.WRN[0].KLEVP_ND_USE_EMAIL", klt.ErrInvalid},
+		{"severity not an array", m(func(_, _, i, _ map[string]any) { value(i, "KLPRSS_EVPNotifications")["ERR"] = "all" }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.KLPRSS_EVPNotifications.ERR", klt.ErrInvalid},
+		{"notifications not params", m(func(_, _, i, _ map[string]any) { i["KLPRSS_EVPNotifications"] = []any{} }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.KLPRSS_EVPNotifications", klt.ErrInvalid},
+		{"bad earlier TF_NOTIFICATIONS", m(func(_, tv, _, _ map[string]any) {
+			tv["TF_NOTIFICATIONS"] = map[string]any{"type": "params", "value": map[string]any{"retention_days": 9999}}
+		}), klt.ParseOptions{}, "task.TF_NOTIFICATIONS.retention_days", klt.ErrInvalid},
+		{"unknown earlier TF_NOTIFICATIONS field", m(func(_, tv, _, _ map[string]any) {
+			tv["TF_NOTIFICATIONS"] = map[string]any{"type": "params", "value": map[string]any{"sms": true}}
+		}), klt.ParseOptions{}, "task.TF_NOTIFICATIONS", klt.ErrInvalid},
 		{"control character in description", m(func(_, _, i, _ map[string]any) { i["TF_DESCRIPTION"] = "a\x00b" }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.TF_DESCRIPTION", klt.ErrInvalid},
 		{"suspended not a boolean", m(func(_, _, i, _ map[string]any) { i["TF_SUSPENDED"] = "yes" }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.TF_SUSPENDED", klt.ErrInvalid},
 		{"invalid schedule", m(func(_, tv, _, _ map[string]any) { value(tv, "TF_SCHEDULE")["weekdays"] = []any{} }), klt.ParseOptions{}, "task.TF_SCHEDULE.weekdays", klt.ErrInvalid},
@@ -131,22 +153,20 @@ func TestParseRefusals(t *testing.T) {
 		{"settings of the wrong type", m(func(_, _, _, a map[string]any) { a["max_file_size_mb"] = "big" }), klt.ParseOptions{}, "task.TASK_ADDITIONAL_PARAMS.max_file_size_mb", klt.ErrInvalid},
 		{"settings not params", m(func(_, tv, _, _ map[string]any) { tv["TASK_ADDITIONAL_PARAMS"] = []any{} }), klt.ParseOptions{}, "task.TASK_ADDITIONAL_PARAMS", klt.ErrInvalid},
 		{"bad scope", m(func(_, tv, _, _ map[string]any) { value(tv, "TF_SCOPE")["kind"] = "galaxy" }), klt.ParseOptions{}, "task.TF_SCOPE.kind", klt.ErrInvalid},
-		{"group id disagrees", m(func(_, _, i, _ map[string]any) { i["PRTS_TASK_GROUPID"] = 7 }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.PRTS_TASK_GROUPID", klt.ErrInvalid},
+		{"group id disagrees", m(func(_, tv, i, _ map[string]any) { value(tv, "TF_SCOPE")["group"], i["PRTS_TASK_GROUPID"] = "42", 7 }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.PRTS_TASK_GROUPID", klt.ErrInvalid},
 		{"group id not an id", m(func(_, _, i, _ map[string]any) { i["PRTS_TASK_GROUPID"] = true }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.PRTS_TASK_GROUPID", klt.ErrInvalid},
+		{"group id of a non-integer group not an integer", m(func(_, _, i, _ map[string]any) { i["PRTS_TASK_GROUPID"] = "lab" }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.PRTS_TASK_GROUPID", klt.ErrInvalid},
 		{"excluded groups disagree", m(func(_, _, i, _ map[string]any) { i["PRTS_EXCEPT_GROUPIDS"] = []any{"lab"} }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.PRTS_EXCEPT_GROUPIDS", klt.ErrInvalid},
 		{"excluded groups not an array", m(func(_, _, i, _ map[string]any) { i["PRTS_EXCEPT_GROUPIDS"] = "lab" }), klt.ParseOptions{}, "task.TASK_INFO_PARAMS.PRTS_EXCEPT_GROUPIDS", klt.ErrInvalid},
 		{"bad restart", m(func(_, tv, _, _ map[string]any) {
 			value(value(tv, "TF_RESTART"), "repeat_prompt")["minutes"] = 0
 		}), klt.ParseOptions{}, "task.TF_RESTART.repeat_prompt.minutes", klt.ErrInvalid},
-		{"bad notifications", m(func(_, tv, _, _ map[string]any) { value(tv, "TF_NOTIFICATIONS")["retention_days"] = 9999 }), klt.ParseOptions{}, "task.TF_NOTIFICATIONS.retention_days", klt.ErrInvalid},
-		{"bad e-mail", m(func(_, tv, _, _ map[string]any) { value(tv, "TF_NOTIFICATIONS")["email"] = []any{"soc at example"} }), klt.ParseOptions{}, "task.TF_NOTIFICATIONS.email[0]", klt.ErrInvalid},
 		{"bad permission", m(func(_, tv, _, _ map[string]any) {
 			value(tv, "TF_SECURITY")["acl"] = []any{map[string]any{"type": "params", "value": map[string]any{"principal": "x", "allow": []any{"own"}}}}
 		}), klt.ParseOptions{}, "task.TF_SECURITY.acl[0].allow[0]", klt.ErrInvalid},
 		{"empty access entry", m(func(_, tv, _, _ map[string]any) {
 			value(tv, "TF_SECURITY")["acl"] = []any{map[string]any{"type": "params", "value": map[string]any{"principal": " "}}}
 		}), klt.ParseOptions{}, "task.TF_SECURITY.acl[0].principal", klt.ErrInvalid},
-		{"unknown notification field", m(func(_, tv, _, _ map[string]any) { value(tv, "TF_NOTIFICATIONS")["sms"] = true }), klt.ParseOptions{}, "task.TF_NOTIFICATIONS", klt.ErrInvalid},
 		{"account name not a string", m(func(_, tv, _, _ map[string]any) { tv["TF_ACCOUNT_NAME"] = 1 }), klt.ParseOptions{}, "task.TF_ACCOUNT_NAME", klt.ErrInvalid},
 		{"empty account name", m(func(_, tv, _, _ map[string]any) { tv["TF_ACCOUNT_NAME"] = "" }), klt.ParseOptions{}, "task.TF_ACCOUNT_NAME", klt.ErrInvalid},
 		{"PxgRetVal not params", []byte(`{"PxgRetVal": 5}`), klt.ParseOptions{}, "PxgRetVal", klt.ErrInvalid},

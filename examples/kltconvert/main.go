@@ -324,6 +324,9 @@ func demo(ctx context.Context, w io.Writer, out string, group scope.GroupID) err
 	if len(report.PrivateData) == 0 {
 		fmt.Fprintln(w, "  private data in settings: none found")
 	}
+	if len(report.GroupIDsOmitted) > 0 {
+		fmt.Fprintf(w, "  group ids %q are not integers: PRTS_TASK_GROUPID/PRTS_EXCEPT_GROUPIDS left out (TF_SCOPE keeps them); map them with ExportOptions.GroupIDs for a server\n", report.GroupIDsOmitted)
+	}
 	for _, f := range report.PrivateData {
 		fmt.Fprintf(w, "  private data in settings: %s (%s); exported as is, consider removing it\n", f.Path, f.Reason)
 	}

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/taskfleet/taskfleet/klt"
 )
 
 // result is one run of the program.
@@ -156,7 +158,7 @@ func TestTamperedFile(t *testing.T) {
 		{"mirror disagrees", `"TASKSCH_TYPE": 6`, `"TASKSCH_TYPE": 4`, "task.TASKSCH_TYPE"},
 		{"display name", `"DisplayName": "Friday scan"`, `"DisplayName": ""`, "task.TASK_INFO_PARAMS.DisplayName"},
 		{"duplicate key", `"TASK_NAME": "virus_scan",`, `"TASK_NAME": "virus_scan", "TASK_NAME": "virus_scan",`, "TASK_NAME"},
-		{"newer major version", `"format_version": "1.1"`, `"format_version": "2.0"`, "2.0"},
+		{"newer major version", `"format_version": "` + klt.FormatVersion + `"`, `"format_version": "2.0"`, "2.0"},
 		{"truncated", `"TF_SCHEDULE"`, `"TF_SCHEDULE`, "kltconvert: refused"},
 	}
 	for _, tt := range tests {
