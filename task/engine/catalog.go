@@ -248,7 +248,11 @@ func (s *Server) resolve(ctx context.Context, ts *taskState) []scope.DeviceID {
 
 func (s *Server) definition(ts *taskState) *transport.Definition {
 	if n := slotCount(ts); ts.def == nil || ts.def.Devices != n || ts.def.LastManual != ts.manual {
-		ts.def = &transport.Definition{Task: *ts.t, Since: ts.since, Devices: n, LastManual: ts.manual}
+		sp, err := specOf(ts.t)
+		if err != nil {
+			s.log.Error().Err(err).Str("task", ts.t.ID).Msg("engine: the task's settings do not encode; devices get none")
+		}
+		ts.def = &transport.Definition{Task: sp, Since: ts.since, Devices: n, LastManual: ts.manual}
 	}
 	return ts.def
 }
