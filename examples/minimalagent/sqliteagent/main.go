@@ -65,7 +65,7 @@ type executor struct{}
 func (executor) AppRunning(context.Context, string) bool { return true }
 
 func (executor) Start(_ context.Context, _ agent.Run, done func(agent.Outcome)) error {
-	go done(agent.Outcome{State: "completed"})
+	go done(agent.Outcome{State: transport.StateCompleted})
 	return nil
 }
 
