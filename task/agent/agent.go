@@ -79,7 +79,8 @@ type Run struct {
 
 // Outcome is how a run ended.
 type Outcome struct {
-	// State is final: Completed, CompletedWithWarnings, Failed, Stopped.
+	// State is final: transport.StateCompleted, StateCompletedWithWarnings,
+	// StateFailed or StateStopped.
 	State transport.State
 	// Message explains the state (an error, a warning); the agent clips
 	// it to transport.MaxText bytes.
