@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/benbjohnson/clock"
 	"github.com/rs/zerolog"
@@ -511,10 +512,16 @@ func (a *Agent) EditLocalTask(ctx context.Context, user string, edited transport
 	defer a.mu.Unlock()
 	t := a.tasks[edited.ID]
 	if t == nil || !t.Def.Task.Local() {
-		return errs.Invalid("id", edited.ID, "is not a local task of this device")
+		return errs.Invalid("id", transport.Clip(edited.ID, transport.MaxKeyBytes), "is not a local task of this device")
+	}
+	if len(edited.Settings) > 0 && !json.Valid(edited.Settings) {
+		return errs.Invalid("settings", "", "must be a JSON document")
 	}
 	if len(user) > transport.MaxUserBytes {
 		return errs.Invalid("user", "", fmt.Sprintf("must be at most %d bytes", transport.MaxUserBytes))
+	}
+	if !utf8.ValidString(user) {
+		return errs.Invalid("user", "", "must be UTF-8 text")
 	}
 	doc, err := json.Marshal(edited)
 	if err != nil {
