@@ -169,3 +169,35 @@ func TestEditOfTheSpecSentChangesNothing(t *testing.T) {
 		t.Errorf("round trip (-task +edited):\n%s", diff)
 	}
 }
+
+// The wire's run states, event levels and history rule are the task
+// model's: the same strings in the same order, the same final and error
+// states, the same event of each state, the same levels kept by each
+// history setting. The agent uses the wire's; the server the model's.
+func TestWireStatesAreTheTaskModels(t *testing.T) {
+	t.Parallel()
+	if len(transport.States) != len(task.States) {
+		t.Fatalf("%d wire states, %d task states", len(transport.States), len(task.States))
+	}
+	for i, ws := range transport.States {
+		ts := task.States[i]
+		if string(ws) != string(ts) {
+			t.Errorf("state %d: wire %q, task %q", i, ws, ts)
+		}
+		if ws.Final() != ts.Final() || ws.IsError() != ts.IsError() || !ws.Valid() {
+			t.Errorf("%s: wire final %v error %v, task final %v error %v", ws, ws.Final(), ws.IsError(), ts.Final(), ts.IsError())
+		}
+		wl, wv := transport.EventOf(ws)
+		tl, tv := task.EventOf(ts)
+		if string(wl) != string(tl) || string(wv) != string(tv) {
+			t.Errorf("%s: wire event %s/%s, task %s/%s", ws, wl, wv, tl, tv)
+		}
+	}
+	for _, h := range []task.HistoryLevel{"", task.HistoryAll, task.HistoryProgress, task.HistoryResults} {
+		for _, l := range []task.EventLevel{task.EventResult, task.EventProgress, task.EventInfo} {
+			if w, m := transport.HistoryLevel(h).Keeps(transport.EventLevel(l)), h.Keeps(l); w != m {
+				t.Errorf("history %q keeps %s: wire %v, task %v", h, l, w, m)
+			}
+		}
+	}
+}
