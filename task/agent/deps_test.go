@@ -68,15 +68,17 @@ func TestAgentSQLiteImportsOnlyItsDriver(t *testing.T) {
 // The rule matches what it should: a test of the test.
 func TestForbiddenMatch(t *testing.T) {
 	t.Parallel()
-	rules := []string{"github.com/taskfleet/taskfleet/task$", "github.com/taskfleet/taskfleet/scope", "cel.dev/"}
+	rules := []string{"github.com/taskfleet/taskfleet/task$", "github.com/taskfleet/taskfleet/scope", "cel.dev/", "github.com/taskfleet/taskfleet/storage/"}
 	for dep, want := range map[string]bool{
-		"github.com/taskfleet/taskfleet/task":           true,
-		"github.com/taskfleet/taskfleet/task/transport": false,
-		"github.com/taskfleet/taskfleet/scope":          true,
-		"github.com/taskfleet/taskfleet/scope/inmem":    true,
-		"github.com/taskfleet/taskfleet/scopes":         false,
-		"cel.dev/cel-go/cel":                            true,
-		"cel.dev/expr":                                  true,
+		"github.com/taskfleet/taskfleet/task":             true,
+		"github.com/taskfleet/taskfleet/task/transport":   false,
+		"github.com/taskfleet/taskfleet/scope":            true,
+		"github.com/taskfleet/taskfleet/scope/inmem":      true,
+		"github.com/taskfleet/taskfleet/scopes":           false,
+		"cel.dev/cel-go/cel":                              true,
+		"cel.dev/expr":                                    true,
+		"github.com/taskfleet/taskfleet/storage":          false, // the light contract package
+		"github.com/taskfleet/taskfleet/storage/memstore": true,
 	} {
 		if got := forbiddenMatch(dep, rules) != ""; got != want {
 			t.Errorf("%s: forbidden %v, want %v", dep, got, want)
@@ -85,15 +87,16 @@ func TestForbiddenMatch(t *testing.T) {
 }
 
 // forbiddenMatch returns the rule of forbidden that dep breaks ("" for
-// none). A rule ending in $ is one package; other rules are a package or
-// module path with everything under it.
+// none). A rule ending in $ is one package; a rule ending in / is
+// everything under a path (not the package at the path itself); other
+// rules are a package or module path with everything under it.
 func forbiddenMatch(dep string, forbidden []string) string {
 	for _, f := range forbidden {
 		exact, ok := strings.CutSuffix(f, "$")
 		switch {
 		case ok && dep == exact:
 			return f
-		case !ok && (dep == strings.TrimSuffix(f, "/") || strings.HasPrefix(dep, strings.TrimSuffix(f, "/")+"/")):
+		case !ok && (dep == f || strings.HasPrefix(dep, strings.TrimSuffix(f, "/")+"/")):
 			return f
 		}
 	}
