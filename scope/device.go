@@ -5,11 +5,16 @@ import (
 	"iter"
 	"net/netip"
 	"time"
+
+	"github.com/taskfleet/taskfleet/internal/ident"
 )
 
 // DeviceID identifies a device in the inventory. It is opaque to this
-// package; resolution orders devices by comparing IDs as byte strings.
-type DeviceID string
+// package; resolution orders devices by comparing IDs as byte strings. It
+// is the same type as transport.DeviceID (both are aliases of one type),
+// so a device id passes between the inventory and the device channel
+// without conversion.
+type DeviceID = ident.DeviceID
 
 // GroupID identifies an administration group.
 type GroupID string

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/taskfleet/taskfleet/scope"
-	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/agent"
 	"github.com/taskfleet/taskfleet/task/agent/agentsqlite"
+	"github.com/taskfleet/taskfleet/task/transport"
 	"github.com/taskfleet/taskfleet/task/transport/httptransport"
 	"github.com/taskfleet/taskfleet/task/transport/httptransport/testpki"
 )
@@ -41,7 +41,7 @@ func (s *scanner) Start(_ context.Context, r agent.Run, done func(agent.Outcome)
 	s.say("EXEC start %s %s %d", s.device, r.TaskID, r.RunID)
 	time.AfterFunc(s.runTime, func() {
 		s.say("EXEC done %s %s %d", s.device, r.TaskID, r.RunID)
-		done(agent.Outcome{State: task.Completed})
+		done(agent.Outcome{State: transport.StateCompleted})
 	})
 	return nil
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/agent"
 	"github.com/taskfleet/taskfleet/task/engine"
+	"github.com/taskfleet/taskfleet/task/transport"
 	"github.com/taskfleet/taskfleet/task/transport/inproc"
 )
 
@@ -125,7 +126,7 @@ type scanner struct{}
 
 func (scanner) AppRunning(context.Context, string) bool { return true }
 func (scanner) Start(_ context.Context, r agent.Run, done func(agent.Outcome)) error {
-	done(agent.Outcome{State: task.Completed})
+	done(agent.Outcome{State: transport.StateCompleted})
 	return nil
 }
 func (scanner) Stop(context.Context, string, int64) error { return nil }

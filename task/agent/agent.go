@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/benbjohnson/clock"
 	"github.com/rs/zerolog"
@@ -18,8 +19,6 @@ import (
 	"github.com/taskfleet/taskfleet/internal/errs"
 	"github.com/taskfleet/taskfleet/restart"
 	"github.com/taskfleet/taskfleet/schedule"
-	"github.com/taskfleet/taskfleet/scope"
-	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
 
@@ -81,10 +80,11 @@ type Run struct {
 
 // Outcome is how a run ended.
 type Outcome struct {
-	// State is final: Completed, CompletedWithWarnings, Failed, Stopped.
-	State task.State
+	// State is final: transport.StateCompleted, StateCompletedWithWarnings,
+	// StateFailed or StateStopped.
+	State transport.State
 	// Message explains the state (an error, a warning); the agent clips
-	// it to task.MaxResultMessage bytes.
+	// it to transport.MaxText bytes.
 	Message string
 	// RestartRequired: the operation needs an OS restart to complete; the
 	// agent applies the task's restart policy.
@@ -130,7 +130,7 @@ type Power interface {
 
 // EventLog writes task events to the device's operating-system event log
 // (the Windows Event Log, journald, syslog): the product documentation's "Store in the OS
-// event log on device" (task.Notifications.DeviceEventLog). The host
+// event log on device" (the task's Notifications.DeviceEventLog). The host
 // implements it; it must be safe for concurrent use. A failed write is
 // logged and does not fail the run.
 type EventLog interface {
@@ -148,11 +148,11 @@ type LogEntry struct {
 	// RunID is the run.
 	RunID int64
 	// State is the run's new state.
-	State task.State
+	State transport.State
 	// Level is the history level the event belongs to.
-	Level task.EventLevel
+	Level transport.EventLevel
 	// Severity is the severity to log it with.
-	Severity task.Severity
+	Severity transport.Severity
 	// Message describes the change.
 	Message string
 	// At is when it happened (UTC).
@@ -164,7 +164,7 @@ type LogEntry struct {
 type Config struct {
 	// Device is this device's id, as the server's inventory knows it.
 	// Required.
-	Device scope.DeviceID
+	Device transport.DeviceID
 	// Store keeps the delivered tasks and the outbox: agentsqlite.Open on
 	// a real device, NewMemStore in tests. Required.
 	Store Store
@@ -350,7 +350,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	// resumed: it ended with the agent. Report it once.
 	for _, t := range a.sorted() {
 		if r := t.Running; r != nil && r.Executing {
-			a.finish(ctx, t, Outcome{State: task.Failed, Message: "the agent stopped during the run"})
+			a.finish(ctx, t, Outcome{State: transport.StateFailed, Message: "the agent stopped during the run"})
 		}
 	}
 	return a, nil
@@ -369,7 +369,7 @@ func (a *Agent) Attach(ep transport.DeviceEndpoint) {
 }
 
 // Device returns the agent's device id.
-func (a *Agent) Device() scope.DeviceID { return a.cfg.Device }
+func (a *Agent) Device() transport.DeviceID { return a.cfg.Device }
 
 func (a *Agent) sorted() []*LocalTask {
 	if a.order == nil {
@@ -449,39 +449,79 @@ func (a *Agent) ReportVirusOutbreak(ctx context.Context, key string, appType sch
 		Outbreak: &transport.Outbreak{AppType: uint8(appType), At: a.clk.Now().UTC()}})
 }
 
+// Event is a task event a device reports to the server's task history
+// (ReportEvent).
+type Event struct {
+	// TaskID is the task the event belongs to: one the device holds.
+	TaskID string
+	// RunID is the run it belongs to (0: none).
+	RunID int64
+	// At is when it happened (default: now).
+	At time.Time
+	// Level decides whether the task's history level keeps the event
+	// (required: transport.EventResult, EventProgress or EventInfo).
+	Level transport.EventLevel
+	// Severity is how the event list marks it (required:
+	// transport.SeverityInfo, SeverityWarning or SeverityError).
+	Severity transport.Severity
+	// Message describes the event; the agent clips it to
+	// transport.MaxText bytes.
+	Message string
+}
+
 // ReportEvent sends a task event (progress, information, a warning) to
 // the server's task history. key makes it idempotent (empty: derived from
 // the event's task, run and time). Events of a task the device does not
-// hold are refused.
-func (a *Agent) ReportEvent(ctx context.Context, key string, e task.EventInput) error {
+// hold, and events of an unknown level or severity, are refused with an
+// ErrInvalid *ValidationError.
+func (a *Agent) ReportEvent(ctx context.Context, key string, e Event) error {
+	switch e.Level {
+	case transport.EventResult, transport.EventProgress, transport.EventInfo:
+	default:
+		return errs.Invalid("level", transport.Clip(string(e.Level), 64), "must be result, progress or info")
+	}
+	switch e.Severity {
+	case transport.SeverityInfo, transport.SeverityWarning, transport.SeverityError:
+	default:
+		return errs.Invalid("severity", transport.Clip(string(e.Severity), 64), "must be info, warning or error")
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.tasks[e.TaskID] == nil {
-		return errs.Invalid("task_id", e.TaskID, "is not a task of this device")
+		return errs.Invalid("task_id", transport.Clip(e.TaskID, transport.MaxKeyBytes), "is not a task of this device")
 	}
 	if e.At.IsZero() {
-		e.At = a.clk.Now().UTC()
+		e.At = a.clk.Now()
 	}
-	e.DeviceID = a.cfg.Device
 	if key == "" {
 		key = fmt.Sprintf("%s/%d/%d", e.TaskID, e.RunID, e.At.UnixNano())
 	}
-	e.Key = transport.Clip(string(a.cfg.Device)+"/"+key, transport.MaxKeyBytes-len("ev/"))
-	return a.enqueue(ctx, transport.Message{Key: "ev/" + e.Key, Kind: transport.Events, Events: []transport.Event{wireEvent(e)}})
+	k := transport.Clip(string(a.cfg.Device)+"/"+key, transport.MaxKeyBytes-len("ev/"))
+	return a.enqueue(ctx, transport.Message{Key: "ev/" + k, Kind: transport.Events, Events: []transport.Event{wireEvent(e, k)}})
 }
 
 // EditLocalTask sends the device user's edit of a local task to the
 // server, which merges it with administrator priority and delivers the
-// merged revision back.
-func (a *Agent) EditLocalTask(ctx context.Context, user string, edited task.Task) error {
+// merged revision back. edited is the task as the agent holds it (Tasks)
+// with the user's changes; the server takes only what a device user may
+// change of a local task (its name, description, schedule, run-as
+// account, restart policy, device event log settings, settings and
+// suspension: see package task/engine, "Device input").
+func (a *Agent) EditLocalTask(ctx context.Context, user string, edited transport.TaskSpec) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	t := a.tasks[edited.ID]
-	if t == nil || t.Def.Task.Kind() != task.Local {
-		return errs.Invalid("id", edited.ID, "is not a local task of this device")
+	if t == nil || !t.Def.Task.Local() {
+		return errs.Invalid("id", transport.Clip(edited.ID, transport.MaxKeyBytes), "is not a local task of this device")
+	}
+	if len(edited.Settings) > 0 && !json.Valid(edited.Settings) {
+		return errs.Invalid("settings", "", "must be a JSON document")
 	}
 	if len(user) > transport.MaxUserBytes {
 		return errs.Invalid("user", "", fmt.Sprintf("must be at most %d bytes", transport.MaxUserBytes))
+	}
+	if !utf8.ValidString(user) {
+		return errs.Invalid("user", "", "must be UTF-8 text")
 	}
 	doc, err := json.Marshal(edited)
 	if err != nil {
@@ -550,7 +590,7 @@ func (a *Agent) save(ctx context.Context, t *LocalTask) {
 	}
 }
 
-func (a *Agent) report(ctx context.Context, t *LocalTask, r task.Result) {
+func (a *Agent) report(ctx context.Context, t *LocalTask, r result) {
 	r.TaskID = t.Def.Task.ID
 	r = a.queueResult(ctx, r)
 	a.logEvent(ctx, t, r)
@@ -558,8 +598,7 @@ func (a *Agent) report(ctx context.Context, t *LocalTask, r task.Result) {
 
 // queueResult puts a result of this device into the outbox, its message
 // clipped to transport.MaxText so that the server never rejects it.
-func (a *Agent) queueResult(ctx context.Context, r task.Result) task.Result {
-	r.DeviceID = a.cfg.Device
+func (a *Agent) queueResult(ctx context.Context, r result) result {
 	r.UpdatedAt = a.clk.Now().UTC()
 	r.Message = transport.Clip(r.Message, transport.MaxText)
 	key := resultKey(a.cfg.Device, r.TaskID, r.RunID, r.Seq)
@@ -579,12 +618,12 @@ func (a *Agent) queueResult(ctx context.Context, r task.Result) task.Result {
 
 // logEvent writes a state change to the device's OS event log when the
 // task asks for it and its history level keeps the event.
-func (a *Agent) logEvent(ctx context.Context, t *LocalTask, r task.Result) {
+func (a *Agent) logEvent(ctx context.Context, t *LocalTask, r result) {
 	n := t.Def.Task.Notifications
 	if a.cfg.EventLog == nil || !n.DeviceEventLog {
 		return
 	}
-	level, sev := task.EventOf(r.State)
+	level, sev := transport.EventOf(r.State)
 	if !n.History.Keeps(level) {
 		return
 	}
@@ -606,16 +645,27 @@ func (a *Agent) NextWake() time.Time {
 	return time.Unix(0, n)
 }
 
-// wireResult is the wire form of a result of this device (the sender is
-// the device: the result names none).
-func wireResult(r task.Result) transport.Result {
-	return transport.Result{TaskID: r.TaskID, RunID: r.RunID, Seq: r.Seq, State: string(r.State), DueAt: r.DueAt, StartedAt: r.StartedAt,
-		FinishedAt: r.FinishedAt, UpdatedAt: r.UpdatedAt, Progress: r.Progress, Message: transport.Clip(r.Message, transport.MaxText), RestartRequired: r.RestartRequired}
+// result is a run state change of this device, as the agent queues it.
+type result struct {
+	TaskID                                  string
+	RunID, Seq                              int64
+	State                                   transport.State
+	DueAt, StartedAt, FinishedAt, UpdatedAt time.Time
+	Progress                                int
+	Message                                 string
+	RestartRequired                         bool
 }
 
-// wireEvent is the wire form of an event of this device, its message
-// clipped to transport.MaxText.
-func wireEvent(e task.EventInput) transport.Event {
-	return transport.Event{TaskID: e.TaskID, RunID: e.RunID, At: e.At, Level: string(e.Level), Severity: string(e.Severity),
-		Message: transport.Clip(e.Message, transport.MaxText), Key: e.Key}
+// wireResult is the wire form of a result of this device (the sender is
+// the device: the result names none).
+func wireResult(r result) transport.Result {
+	return transport.Result{TaskID: r.TaskID, RunID: r.RunID, Seq: r.Seq, State: string(r.State), DueAt: r.DueAt.UTC(), StartedAt: r.StartedAt.UTC(),
+		FinishedAt: r.FinishedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), Progress: r.Progress, Message: transport.Clip(r.Message, transport.MaxText), RestartRequired: r.RestartRequired}
+}
+
+// wireEvent is the wire form of an event of this device with key k, its
+// message clipped to transport.MaxText.
+func wireEvent(e Event, k string) transport.Event {
+	return transport.Event{TaskID: e.TaskID, RunID: e.RunID, At: e.At.UTC(), Level: string(e.Level), Severity: string(e.Severity),
+		Message: transport.Clip(e.Message, transport.MaxText), Key: k}
 }

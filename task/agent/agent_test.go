@@ -11,7 +11,6 @@ import (
 
 	"github.com/taskfleet/taskfleet/restart"
 	"github.com/taskfleet/taskfleet/schedule"
-	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/agent"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
@@ -32,13 +31,25 @@ func (e *endpoint) Send(_ context.Context, m transport.Message) error {
 	return nil
 }
 
+// result is a result as the server records it.
+type result struct {
+	TaskID                                  string
+	DeviceID                                transport.DeviceID
+	RunID, Seq                              int64
+	State                                   transport.State
+	DueAt, StartedAt, FinishedAt, UpdatedAt time.Time
+	Progress                                int
+	Message                                 string
+	RestartRequired                         bool
+}
+
 // results returns the final states reported, in order, de-duplicated by
 // key (the server's view).
-func (e *endpoint) results() []task.Result {
+func (e *endpoint) results() []result {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	seen := map[string]bool{}
-	var out []task.Result
+	var out []result
 	for _, m := range e.sent {
 		if m.Kind != transport.Results {
 			continue
@@ -52,8 +63,8 @@ func (e *endpoint) results() []task.Result {
 				continue
 			}
 			seen[k] = true
-			if task.State(r.State).Final() {
-				out = append(out, task.Result{TaskID: r.TaskID, DeviceID: m.Device, RunID: r.RunID, Seq: r.Seq, State: task.State(r.State), DueAt: r.DueAt,
+			if transport.State(r.State).Final() {
+				out = append(out, result{TaskID: r.TaskID, DeviceID: m.Device, RunID: r.RunID, Seq: r.Seq, State: transport.State(r.State), DueAt: r.DueAt,
 					StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, UpdatedAt: r.UpdatedAt, Progress: r.Progress, Message: r.Message, RestartRequired: r.RestartRequired})
 			}
 		}
@@ -128,18 +139,18 @@ func TestRestartPolicyIsApplied(t *testing.T) {
 		name     string
 		policy   restart.Policy
 		locked   bool
-		state    task.State
+		state    transport.State
 		restarts int
 		prompts  int
 	}{
-		{"prompt then forced restart", prompt, false, task.Completed, 1, 6},
-		{"locked session is not restarted", prompt, true, task.RestartRequired, 0, 6},
-		{"do not restart", dont, false, task.RestartRequired, 0, 0},
-		{"restart at once", now, false, task.Completed, 1, 0},
+		{"prompt then forced restart", prompt, false, transport.StateCompleted, 1, 6},
+		{"locked session is not restarted", prompt, true, transport.StateRestartRequired, 0, 6},
+		{"do not restart", dont, false, transport.StateRestartRequired, 0, 0},
+		{"restart at once", now, false, transport.StateCompleted, 1, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			x := &exec{out: agent.Outcome{State: task.Completed, RestartRequired: true}, running: true}
+			x := &exec{out: agent.Outcome{State: transport.StateCompleted, RestartRequired: true}, running: true}
 			rs := &restarter{locked: c.locked}
 			a, clk, ep := newAgent(t, x, rs)
 			rs.clk = clk
@@ -165,7 +176,7 @@ func TestRestartPolicyIsApplied(t *testing.T) {
 // A StartRun delivered twice (at-least-once) runs once.
 func TestDuplicateStartRunsOnce(t *testing.T) {
 	t.Parallel()
-	x := &exec{out: agent.Outcome{State: task.Completed}, running: true}
+	x := &exec{out: agent.Outcome{State: transport.StateCompleted}, running: true}
 	a, clk, ep := newAgent(t, x, nil)
 	ctx := context.Background()
 	d := manualDef(restart.Default())
@@ -183,7 +194,7 @@ func TestDuplicateStartRunsOnce(t *testing.T) {
 // them until acknowledged.
 func TestOutboxRetriesUntilAcknowledged(t *testing.T) {
 	t.Parallel()
-	x := &exec{out: agent.Outcome{State: task.Completed}, running: true}
+	x := &exec{out: agent.Outcome{State: transport.StateCompleted}, running: true}
 	a, clk, ep := newAgent(t, x, nil)
 	ctx := context.Background()
 	ep.down = true

@@ -8,7 +8,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/taskfleet/taskfleet/restart"
-	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/agent"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
@@ -21,11 +20,11 @@ import (
 func TestTextsAreClippedBeforeQueuing(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("é stack frame\n", 5000/15+1)
-	x := &exec{running: true, out: agent.Outcome{State: task.Failed, Message: long}}
+	x := &exec{running: true, out: agent.Outcome{State: transport.StateFailed, Message: long}}
 	a, clk, ep := newAgent(t, x, nil)
 	d := manualDef(restart.Policy{Action: restart.DoNotRestart})
 	start(a, d, 5)
-	if err := a.ReportEvent(context.Background(), strings.Repeat("k", 1024), task.EventInput{TaskID: "m", Level: task.EventInfo, Severity: task.SeverityInfo, Message: strings.Repeat("x", 10<<10)}); err != nil {
+	if err := a.ReportEvent(context.Background(), strings.Repeat("k", 1024), agent.Event{TaskID: "m", Level: transport.EventInfo, Severity: transport.SeverityInfo, Message: strings.Repeat("x", 10<<10)}); err != nil {
 		t.Fatal(err)
 	}
 	clk.Add(time.Minute)

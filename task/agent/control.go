@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
 
@@ -62,17 +61,17 @@ func (a *Agent) pauseRun(ctx context.Context, t *LocalTask, order int64, now tim
 	if err != nil {
 		msg := "the task was suspended but the run cannot be paused (" + err.Error() + "); it continues"
 		a.save(ctx, t)
-		a.report(ctx, t, task.Result{RunID: r.RunID, Seq: r.Seq, State: task.Running, DueAt: r.At.UTC(), StartedAt: r.StartedAt.UTC(), Message: msg})
-		e := task.EventInput{TaskID: id, DeviceID: a.cfg.Device, RunID: r.RunID, At: now.UTC(), Level: task.EventProgress, Severity: task.SeverityWarning, Message: msg,
-			Key: fmt.Sprintf("%s/pause/%s/%d/%d", a.cfg.Device, id, r.RunID, order)}
-		if err := a.enqueue(ctx, transport.Message{Key: "ev/" + e.Key, Kind: transport.Events, Events: []transport.Event{wireEvent(e)}}); err != nil {
+		a.report(ctx, t, result{RunID: r.RunID, Seq: r.Seq, State: transport.StateRunning, DueAt: r.At.UTC(), StartedAt: r.StartedAt.UTC(), Message: msg})
+		e := Event{TaskID: id, RunID: r.RunID, At: now, Level: transport.EventProgress, Severity: transport.SeverityWarning, Message: msg}
+		k := fmt.Sprintf("%s/pause/%s/%d/%d", a.cfg.Device, id, r.RunID, order)
+		if err := a.enqueue(ctx, transport.Message{Key: "ev/" + k, Kind: transport.Events, Events: []transport.Event{wireEvent(e, k)}}); err != nil {
 			a.log.Error().Err(err).Str("task", id).Msg("agent: event not queued")
 		}
 		return
 	}
 	r.Paused, r.PausedAt = true, now
 	a.save(ctx, t)
-	a.report(ctx, t, task.Result{RunID: r.RunID, Seq: r.Seq, State: task.Paused, DueAt: r.At.UTC(), StartedAt: r.StartedAt.UTC(), Message: "paused: the task was suspended"})
+	a.report(ctx, t, result{RunID: r.RunID, Seq: r.Seq, State: transport.StatePaused, DueAt: r.At.UTC(), StartedAt: r.StartedAt.UTC(), Message: "paused: the task was suspended"})
 }
 
 // resumeRun continues the paused run. A run the executor cannot resume is
@@ -88,12 +87,12 @@ func (a *Agent) resumeRun(ctx context.Context, t *LocalTask, now time.Time) {
 	}
 	if err != nil {
 		_ = a.cfg.Executor.Stop(ctx, id, r.RunID)
-		a.end(ctx, t, Outcome{State: task.Failed, Message: "the paused run could not be resumed: " + err.Error()}, now)
+		a.end(ctx, t, Outcome{State: transport.StateFailed, Message: "the paused run could not be resumed: " + err.Error()}, now)
 		return
 	}
 	r.Seq++
 	a.save(ctx, t)
-	a.report(ctx, t, task.Result{RunID: r.RunID, Seq: r.Seq, State: task.Running, DueAt: r.At.UTC(), StartedAt: r.StartedAt.UTC(), Message: "resumed: the task was resumed"})
+	a.report(ctx, t, result{RunID: r.RunID, Seq: r.Seq, State: transport.StateRunning, DueAt: r.At.UTC(), StartedAt: r.StartedAt.UTC(), Message: "resumed: the task was resumed"})
 }
 
 // stopRun applies a StopRun. The server resends it until it learns a
@@ -124,7 +123,7 @@ func (a *Agent) stopRun(ctx context.Context, m transport.Message, now time.Time)
 		if err := a.cfg.Store.SetMeta(ctx, stoppedMeta(m.TaskID, id), now.UTC(), id); err != nil {
 			a.log.Error().Err(err).Str("task", m.TaskID).Msg("agent: record a run stopped before it arrived")
 		}
-		a.queueResult(ctx, task.Result{TaskID: m.TaskID, RunID: id, Seq: transport.SeqDevice, State: task.Stopped, FinishedAt: now.UTC(),
+		a.queueResult(ctx, result{TaskID: m.TaskID, RunID: id, Seq: transport.SeqDevice, State: transport.StateStopped, FinishedAt: now.UTC(),
 			Message: "stopped before it started on the device"})
 		return
 	}
@@ -144,7 +143,7 @@ func (a *Agent) stopRun(ctx context.Context, m transport.Message, now time.Time)
 	if !running {
 		t.Done = appendDone(t.Done, id)
 		a.save(ctx, t)
-		a.report(ctx, t, task.Result{RunID: id, Seq: seq, State: task.Stopped, DueAt: due, FinishedAt: now.UTC(),
+		a.report(ctx, t, result{RunID: id, Seq: seq, State: transport.StateStopped, DueAt: due, FinishedAt: now.UTC(),
 			Message: "stopped before it started on the device"})
 	}
 }
@@ -160,7 +159,7 @@ func (a *Agent) stopTask(ctx context.Context, t *LocalTask, now time.Time) {
 	if t.Running.Executing {
 		_ = a.cfg.Executor.Stop(ctx, t.Def.Task.ID, t.Running.RunID)
 	}
-	a.end(ctx, t, Outcome{State: task.Stopped, Message: "stopped by the administrator"}, now)
+	a.end(ctx, t, Outcome{State: transport.StateStopped, Message: "stopped by the administrator"}, now)
 }
 
 // stoppedMeta names the Store's record of a run stopped before the device

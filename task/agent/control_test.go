@@ -12,7 +12,6 @@ import (
 
 	"github.com/taskfleet/taskfleet/restart"
 	"github.com/taskfleet/taskfleet/schedule"
-	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/agent"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
@@ -180,11 +179,11 @@ func TestPausedTimeDoesNotCountAgainstTheMaximumRunTime(t *testing.T) {
 	tick(t, a, clk, 3*time.Hour)
 	order(a, transport.ResumeRun, "m", 7, 5)
 	tick(t, a, clk, 25*time.Minute)
-	if st := ep.states(7); st[len(st)-1] != string(task.Running) {
+	if st := ep.states(7); st[len(st)-1] != string(transport.StateRunning) {
 		t.Fatalf("after 55 minutes of execution: %v, want running", st)
 	}
 	tick(t, a, clk, 10*time.Minute)
-	if st := ep.states(7); st[len(st)-1] != string(task.FailedTimeout) {
+	if st := ep.states(7); st[len(st)-1] != string(transport.StateFailedTimeout) {
 		t.Fatalf("after 65 minutes of execution: %v, want failed_timeout", st)
 	}
 }
@@ -206,7 +205,7 @@ func TestRunOfAnExecutorWithoutPauserReportsItCannotBePaused(t *testing.T) {
 	var ev []transport.Event
 	ep.mu.Lock()
 	for _, m := range ep.sent {
-		if m.Kind == transport.Results && m.Results[len(m.Results)-1].State == string(task.Running) {
+		if m.Kind == transport.Results && m.Results[len(m.Results)-1].State == string(transport.StateRunning) {
 			msg = m.Results[len(m.Results)-1].Message
 		}
 		if m.Kind == transport.Events {
@@ -217,7 +216,7 @@ func TestRunOfAnExecutorWithoutPauserReportsItCannotBePaused(t *testing.T) {
 	if !strings.Contains(msg, "cannot be paused") {
 		t.Errorf("running result message %q does not say the run cannot be paused", msg)
 	}
-	if len(ev) == 0 || ev[0].Severity != string(task.SeverityWarning) || !strings.Contains(ev[0].Message, "cannot be paused") {
+	if len(ev) == 0 || ev[0].Severity != string(transport.SeverityWarning) || !strings.Contains(ev[0].Message, "cannot be paused") {
 		t.Errorf("events %+v, want a warning that the run cannot be paused", ev)
 	}
 	if len(ep.acks()) != 1 {
@@ -226,9 +225,9 @@ func TestRunOfAnExecutorWithoutPauserReportsItCannotBePaused(t *testing.T) {
 	x.mu.Lock()
 	done := x.done[7]
 	x.mu.Unlock()
-	done(agent.Outcome{State: task.Completed})
+	done(agent.Outcome{State: transport.StateCompleted})
 	tick(t, a, clk, time.Minute)
-	if st := ep.states(7); st[len(st)-1] != string(task.Completed) {
+	if st := ep.states(7); st[len(st)-1] != string(transport.StateCompleted) {
 		t.Errorf("states %v, want the run to complete", st)
 	}
 }
@@ -246,7 +245,7 @@ func TestPauseOrderHoldsStartsUntilResumed(t *testing.T) {
 	done := x.done[7]
 	x.mu.Unlock()
 	order(a, transport.PauseRun, "m", 7, 4)
-	done(agent.Outcome{State: task.Completed})
+	done(agent.Outcome{State: transport.StateCompleted})
 	start(a, d, 8) // started before the suspend, arrives after it
 	tick(t, a, clk, 10*time.Minute)
 	if len(x.starts) != 1 {
@@ -271,7 +270,7 @@ func TestRunThatCannotBeResumedFails(t *testing.T) {
 	order(a, transport.ResumeRun, "m", 7, 5)
 	tick(t, a, clk, time.Minute)
 	res := ep.results()
-	if len(res) != 1 || res[0].State != task.Failed || !strings.Contains(res[0].Message, "could not be resumed") {
+	if len(res) != 1 || res[0].State != transport.StateFailed || !strings.Contains(res[0].Message, "could not be resumed") {
 		t.Fatalf("results %+v, want one failed: could not be resumed", res)
 	}
 	if len(x.stops) != 1 {
@@ -320,7 +319,7 @@ func TestStopRunIsAppliedOncePerRun(t *testing.T) {
 	tick(t, a, clk, time.Minute)
 	found := 0
 	for _, r := range ep.results() {
-		if r.TaskID == "other" && r.RunID == 3 && r.State == task.Stopped {
+		if r.TaskID == "other" && r.RunID == 3 && r.State == transport.StateStopped {
 			found++
 		}
 	}
@@ -399,7 +398,7 @@ func TestStoppedBeforeItArrivedSurvivesAnAgentRestart(t *testing.T) {
 		t.Errorf("run 9 reports %v, want one (stopped)", keys)
 	}
 	for _, st := range keys {
-		if st != string(task.Stopped) {
+		if st != string(transport.StateStopped) {
 			t.Errorf("run 9 reported %s, want stopped", st)
 		}
 	}

@@ -9,8 +9,8 @@ import (
 	"github.com/benbjohnson/clock"
 
 	"github.com/taskfleet/taskfleet/restart"
-	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/agent"
+	"github.com/taskfleet/taskfleet/task/transport"
 )
 
 type eventLog struct {
@@ -31,19 +31,19 @@ func TestTaskEventsGoToTheDeviceEventLogWhenEnabled(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
 		name   string
-		n      task.Notifications
-		states []task.State
+		n      transport.NotificationsSpec
+		states []transport.State
 	}{
-		{"off (the default)", task.Notifications{}, nil},
-		{"on, progress events", task.Notifications{DeviceEventLog: true}, []task.State{task.Running, task.Failed}},
-		{"on, results only", task.Notifications{DeviceEventLog: true, History: task.HistoryResults}, []task.State{task.Failed}},
+		{"off (the default)", transport.NotificationsSpec{}, nil},
+		{"on, progress events", transport.NotificationsSpec{DeviceEventLog: true}, []transport.State{transport.StateRunning, transport.StateFailed}},
+		{"on, results only", transport.NotificationsSpec{DeviceEventLog: true, History: transport.HistoryResults}, []transport.State{transport.StateFailed}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			clk := clock.NewMock()
 			clk.Set(t0)
 			log := &eventLog{}
-			x := &exec{out: agent.Outcome{State: task.Failed, Message: "disk unreadable"}, running: true}
+			x := &exec{out: agent.Outcome{State: transport.StateFailed, Message: "disk unreadable"}, running: true}
 			a, err := agent.New(context.Background(), agent.Config{Device: "d1", Store: agent.NewMemStore(), Executor: x, Clock: clk, EventLog: log})
 			if err != nil {
 				t.Fatal(err)
@@ -70,7 +70,7 @@ func TestTaskEventsGoToTheDeviceEventLogWhenEnabled(t *testing.T) {
 			}
 			if n := len(log.entries); n > 0 {
 				last := log.entries[n-1]
-				if last.Severity != task.SeverityError || last.Level != task.EventResult || last.Message != "disk unreadable" {
+				if last.Severity != transport.SeverityError || last.Level != transport.EventResult || last.Message != "disk unreadable" {
 					t.Fatalf("final entry = %+v", last)
 				}
 			}

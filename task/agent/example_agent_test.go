@@ -9,8 +9,6 @@ import (
 	"github.com/benbjohnson/clock"
 
 	"github.com/taskfleet/taskfleet/schedule"
-	"github.com/taskfleet/taskfleet/scope"
-	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/agent"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
@@ -20,7 +18,7 @@ type printExec struct{ zone *time.Location }
 func (printExec) AppRunning(context.Context, string) bool { return true }
 func (p printExec) Start(_ context.Context, r agent.Run, done func(agent.Outcome)) error {
 	fmt.Println("run", r.TaskID, "at", r.At.In(p.zone).Format("Mon 15:04 MST"))
-	done(agent.Outcome{State: task.Completed})
+	done(agent.Outcome{State: transport.StateCompleted})
 	return nil
 }
 func (printExec) Stop(context.Context, string, int64) error { return nil }
@@ -62,7 +60,7 @@ func Example() {
 	s.Weekdays = schedule.NewWeekdays(time.Tuesday)
 	s.Time = schedule.Clock(9, 0, 0)
 	a.Handle(ctx, transport.Message{Kind: transport.Deliver, Definition: &transport.Definition{
-		Task:  task.Task{ID: "scan", Application: "ES", Type: "scan", Scope: scope.Scope{Kind: scope.Group, Group: "g"}, Schedule: s, Revision: 1, SettingsRevision: 1},
+		Task:  transport.TaskSpec{ID: "scan", Application: "ES", Type: "scan", Scope: transport.ScopeSpec{Kind: "group"}, Schedule: s, Revision: 1, SettingsRevision: 1},
 		Since: clk.Now(),
 	}})
 	for range 48 {

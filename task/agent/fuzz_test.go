@@ -8,7 +8,6 @@ import (
 
 	"github.com/taskfleet/taskfleet/restart"
 	"github.com/taskfleet/taskfleet/schedule"
-	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/agent"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
@@ -64,7 +63,7 @@ type countingExec struct{ runs map[string]int }
 func (x *countingExec) AppRunning(context.Context, string) bool { return true }
 func (x *countingExec) Start(_ context.Context, r agent.Run, done func(agent.Outcome)) error {
 	x.runs[r.TaskID+"/"+strconv.FormatInt(r.RunID, 10)]++
-	done(agent.Outcome{State: task.Completed})
+	done(agent.Outcome{State: transport.StateCompleted})
 	return nil
 }
 func (x *countingExec) Stop(context.Context, string, int64) error { return nil }

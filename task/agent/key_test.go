@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/task/transport"
 )
 
 func TestResultKeyMatchesTheFormat(t *testing.T) {
@@ -18,7 +18,7 @@ func TestResultKeyMatchesTheFormat(t *testing.T) {
 		{"", "", 0, -9223372036854775808},
 	} {
 		want := fmt.Sprintf("r/%s/%s/%d/%d", c.device, c.task, c.run, c.seq)
-		if got := resultKey(scope.DeviceID(c.device), c.task, c.run, c.seq); got != want {
+		if got := resultKey(transport.DeviceID(c.device), c.task, c.run, c.seq); got != want {
 			t.Errorf("resultKey = %q, want %q", got, want)
 		}
 	}

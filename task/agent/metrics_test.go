@@ -12,8 +12,6 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
-	"github.com/taskfleet/taskfleet/scope"
-	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/agent"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
@@ -38,7 +36,7 @@ func TestAgentMetricsAndLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.Attach(quietServer{})
-	def := &transport.Definition{Task: task.Task{ID: "scan", Application: "ES", Type: "scan", Scope: scope.Scope{Kind: scope.Group, Group: "g"}, Revision: 1, SettingsRevision: 1}, Since: clk.Now()}
+	def := &transport.Definition{Task: transport.TaskSpec{ID: "scan", Application: "ES", Type: "scan", Scope: transport.ScopeSpec{Kind: "group"}, Revision: 1, SettingsRevision: 1}, Since: clk.Now()}
 	a.Handle(ctx, transport.Message{Kind: transport.Deliver, Definition: def})
 	a.Handle(ctx, transport.Message{Kind: transport.StartRun, Start: &transport.Start{TaskID: "scan", RunID: transport.RunID(clk.Now(), transport.Manual), At: clk.Now(), Due: clk.Now(), Manual: true}})
 	for range 3 {
@@ -84,7 +82,7 @@ type doneExec struct{}
 
 func (doneExec) AppRunning(context.Context, string) bool { return true }
 func (doneExec) Start(_ context.Context, _ agent.Run, done func(agent.Outcome)) error {
-	done(agent.Outcome{State: task.Completed})
+	done(agent.Outcome{State: transport.StateCompleted})
 	return nil
 }
 func (doneExec) Stop(context.Context, string, int64) error { return nil }

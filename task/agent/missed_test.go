@@ -11,7 +11,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/taskfleet/taskfleet/schedule"
-	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/agent"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
@@ -26,7 +25,7 @@ type appExec struct {
 func (x *appExec) AppRunning(context.Context, string) bool { return !x.down }
 func (x *appExec) Start(_ context.Context, r agent.Run, done func(agent.Outcome)) error {
 	x.runs = append(x.runs, r.RunID)
-	done(agent.Outcome{State: task.Completed})
+	done(agent.Outcome{State: transport.StateCompleted})
 	return nil
 }
 func (x *appExec) Stop(context.Context, string, int64) error { return nil }
@@ -93,10 +92,10 @@ func (r *missedRig) deliver(d transport.Definition, sent time.Time) {
 
 // states returns the final states reported by the current agent, by run
 // id order of reporting, with the messages of missed ones.
-func (r *missedRig) states() (states []task.State, msgs []string) {
+func (r *missedRig) states() (states []transport.State, msgs []string) {
 	for _, res := range r.ep.results() {
 		states = append(states, res.State)
-		if res.State == task.Missed {
+		if res.State == transport.StateMissed {
 			msgs = append(msgs, res.Message)
 		}
 	}
@@ -107,7 +106,6 @@ func onceDef(id string, saved, at time.Time, runMissed bool) transport.Definitio
 	d := def(id)
 	d.Task.Schedule = schedule.Default(schedule.Once, at, time.UTC)
 	d.Task.Schedule.RunMissed = runMissed
-	d.Task.UpdatedAt = saved
 	d.Since, d.LastManual = saved, nil
 	return d
 }
@@ -168,7 +166,7 @@ func TestRunMissedOffIsStrict(t *testing.T) {
 			}
 			states, msgs := r.states()
 			if c.starts == 0 {
-				if len(states) != 1 || states[0] != task.Missed || !strings.Contains(msgs[0], "not visible") || !strings.Contains(msgs[0], c.why) {
+				if len(states) != 1 || states[0] != transport.StateMissed || !strings.Contains(msgs[0], "not visible") || !strings.Contains(msgs[0], c.why) {
 					t.Fatalf("results %v %q, want one missed saying the device was not visible (%s)", states, msgs, c.why)
 				}
 			}
@@ -194,9 +192,9 @@ func TestWakeAfterAWeekRunsOneCatchUp(t *testing.T) {
 		missed, completed := 0, 0
 		for _, s := range states {
 			switch s {
-			case task.Missed:
+			case transport.StateMissed:
 				missed++
-			case task.Completed:
+			case transport.StateCompleted:
 				completed++
 			}
 		}
@@ -255,7 +253,7 @@ func TestMissedRunWaitsForTheApplication(t *testing.T) {
 	if d := cmp.Diff([]int64{want}, r.x.runs); d != "" {
 		t.Fatalf("runs (-want +got):\n%s", d)
 	}
-	if states, _ := r.states(); len(states) != 1 || states[0] != task.Completed {
+	if states, _ := r.states(); len(states) != 1 || states[0] != transport.StateCompleted {
 		t.Fatalf("results %v, want one completed", states)
 	}
 
@@ -272,7 +270,7 @@ func TestMissedRunWaitsForTheApplication(t *testing.T) {
 		t.Fatalf("runs (-want +got):\n%s", d)
 	}
 	states, msgs := r.states()
-	if d := cmp.Diff([]task.State{task.Completed, task.Missed, task.Completed}, states); d != "" || !strings.Contains(msgs[0], "application ES was not running") {
+	if d := cmp.Diff([]transport.State{transport.StateCompleted, transport.StateMissed, transport.StateCompleted}, states); d != "" || !strings.Contains(msgs[0], "application ES was not running") {
 		t.Fatalf("results (-want +got):\n%s\nmissed: %q", d, msgs)
 	}
 }

@@ -7,8 +7,6 @@ import (
 
 	"github.com/taskfleet/taskfleet/restart"
 	"github.com/taskfleet/taskfleet/schedule"
-	"github.com/taskfleet/taskfleet/scope"
-	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/agent"
 	"github.com/taskfleet/taskfleet/task/agent/agenttest"
 	"github.com/taskfleet/taskfleet/task/transport"
@@ -20,9 +18,8 @@ func def(id string) transport.Definition {
 	s := schedule.Default(schedule.Weekly, t0, time.UTC)
 	s.RandomDelay = schedule.RandomDelay{Mode: schedule.DelayInterval, IntervalMinutes: 15}
 	return transport.Definition{
-		Task: task.Task{ID: id, Name: "scan " + id, Application: "ES", Type: "scan", Scope: scope.Scope{Kind: scope.Group, Group: "g"},
-			Schedule: s, Restart: restart.Default(), Settings: json.RawMessage(`{"action":"report"}`), Revision: 3, SettingsRevision: 2,
-			CreatedAt: t0, UpdatedAt: t0},
+		Task: transport.TaskSpec{ID: id, Name: "scan " + id, Application: "ES", Type: "scan", Scope: transport.ScopeSpec{Kind: "group"},
+			Schedule: s, Restart: restart.Default(), Settings: json.RawMessage(`{"action":"report"}`), Revision: 3, SettingsRevision: 2},
 		Since: t0, Devices: 10, LastManual: &transport.Start{TaskID: id, RunID: 44, At: t0, Manual: true},
 	}
 }

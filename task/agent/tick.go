@@ -2,14 +2,12 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/taskfleet/taskfleet/restart"
 	"github.com/taskfleet/taskfleet/schedule"
-	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
 
@@ -318,7 +316,7 @@ func (a *Agent) tickTask(ctx context.Context, t *LocalTask, now time.Time) {
 			// paused (the task was suspended) is added to the limit.
 			if max, ok := t.Def.Task.Schedule.MaxRunDuration(); ok && !r.Paused && !now.Before(r.StartedAt.Add(max+r.PausedFor)) {
 				_ = a.cfg.Executor.Stop(ctx, t.Def.Task.ID, r.RunID)
-				a.finish(ctx, t, Outcome{State: task.FailedTimeout, Message: "stopped: the run exceeded its maximum time of " + max.String()})
+				a.finish(ctx, t, Outcome{State: transport.StateFailedTimeout, Message: "stopped: the run exceeded its maximum time of " + max.String()})
 			}
 		} else if !r.RequiredAt.IsZero() {
 			a.followRestart(ctx, t, now)
@@ -478,7 +476,7 @@ func (a *Agent) missedRun(ctx context.Context, t *LocalTask, g missedGap, now ti
 
 func (a *Agent) recordMissed(ctx context.Context, t *LocalTask, id, seq int64, act, now time.Time, msg string) {
 	t.Done = appendDone(t.Done, id)
-	a.report(ctx, t, task.Result{RunID: id, Seq: seq, State: task.Missed, DueAt: act.UTC(), FinishedAt: now.UTC(), Message: msg})
+	a.report(ctx, t, result{RunID: id, Seq: seq, State: transport.StateMissed, DueAt: act.UTC(), FinishedAt: now.UTC(), Message: msg})
 }
 
 // skipActivations passes over the activations of a suspended task: they
@@ -528,7 +526,7 @@ func (a *Agent) begin(ctx context.Context, t *LocalTask, s transport.Start, now 
 		}
 		t.Done = appendDone(t.Done, s.RunID)
 		a.save(ctx, t)
-		a.report(ctx, t, task.Result{RunID: s.RunID, Seq: transport.SeqDevice, State: task.AppNotRunning, DueAt: s.At.UTC(), FinishedAt: now.UTC(),
+		a.report(ctx, t, result{RunID: s.RunID, Seq: transport.SeqDevice, State: transport.StateAppNotRunning, DueAt: s.At.UTC(), FinishedAt: now.UTC(),
 			Message: "the application " + def.Application + " is not running"})
 		return
 	}
@@ -541,19 +539,13 @@ func (a *Agent) begin(ctx context.Context, t *LocalTask, s transport.Start, now 
 	}
 	t.Running = &RunState{RunID: s.RunID, At: s.At, Due: s.Due, StartedAt: now, Manual: s.Manual, Seq: seq, Executing: true}
 	a.save(ctx, t) // write-ahead: a restart reports this run, never reruns it
-	a.report(ctx, t, task.Result{RunID: s.RunID, Seq: seq, State: task.Running, DueAt: s.At.UTC(), StartedAt: now.UTC()})
+	a.report(ctx, t, result{RunID: s.RunID, Seq: seq, State: transport.StateRunning, DueAt: s.At.UTC(), StartedAt: now.UTC()})
 	run := Run{TaskID: def.ID, RunID: s.RunID, Application: def.Application, Type: def.Type, Account: def.Account, Manual: s.Manual, At: s.At, Due: s.Due, StartedAt: now}
-	switch v := def.Settings.(type) {
-	case json.RawMessage:
-		run.Settings = v
-	case nil:
-	default:
-		run.Settings, _ = json.Marshal(v)
-	}
+	run.Settings = def.Settings
 	if !def.Account.IsDefault() && a.cfg.Sealer != nil {
 		pw, err := a.cfg.Sealer.Open(def.Account.Password)
 		if err != nil {
-			a.finish(ctx, t, Outcome{State: task.Failed, Message: "the run-as account's password cannot be opened"})
+			a.finish(ctx, t, Outcome{State: transport.StateFailed, Message: "the run-as account's password cannot be opened"})
 			return
 		}
 		run.Password = pw
@@ -566,7 +558,7 @@ func (a *Agent) begin(ctx context.Context, t *LocalTask, s transport.Start, now 
 		a.cmu.Unlock()
 	}
 	if err := a.cfg.Executor.Start(ctx, run, done); err != nil {
-		a.finish(ctx, t, Outcome{State: task.Failed, Message: "the run did not start: " + err.Error()})
+		a.finish(ctx, t, Outcome{State: transport.StateFailed, Message: "the run did not start: " + err.Error()})
 		return
 	}
 	a.met.started.Add(ctx, 1)
@@ -590,7 +582,7 @@ func (a *Agent) wait(ctx context.Context, t *LocalTask, s transport.Start, now t
 	t.Waiting = &s
 	t.appCheck = now.Add(a.cfg.RetryInterval)
 	a.save(ctx, t)
-	a.report(ctx, t, task.Result{RunID: s.RunID, Seq: transport.SeqDevice, State: task.Pending, DueAt: s.At.UTC(),
+	a.report(ctx, t, result{RunID: s.RunID, Seq: transport.SeqDevice, State: transport.StatePending, DueAt: s.At.UTC(),
 		Message: "waiting for the application " + t.Def.Task.Application + " to run (the task runs missed tasks)"})
 }
 
@@ -615,7 +607,7 @@ func (a *Agent) finish(ctx context.Context, t *LocalTask, o Outcome) {
 	r := t.Running
 	now := a.clk.Now()
 	r.Executing = false
-	if o.RestartRequired && (o.State == task.Completed || o.State == task.CompletedWithWarnings) {
+	if o.RestartRequired && (o.State == transport.StateCompleted || o.State == transport.StateCompletedWithWarnings) {
 		p := t.Def.Task.Restart
 		if p.IsZero() {
 			p = restart.Default()
@@ -632,7 +624,7 @@ func (a *Agent) finish(ctx context.Context, t *LocalTask, o Outcome) {
 				return
 			}
 		}
-		o.State = task.RestartRequired
+		o.State = transport.StateRestartRequired
 		if o.Message == "" {
 			o.Message = "an operating system restart is required to complete the operation"
 		}
@@ -645,9 +637,9 @@ func (a *Agent) end(ctx context.Context, t *LocalTask, o Outcome, now time.Time)
 	r.Seq++
 	t.Running = nil
 	a.save(ctx, t)
-	a.report(ctx, t, task.Result{RunID: r.RunID, Seq: r.Seq, State: o.State, DueAt: r.At.UTC(), StartedAt: r.StartedAt.UTC(), FinishedAt: now.UTC(),
-		Progress: 100, Message: o.Message, RestartRequired: o.State == task.RestartRequired})
-	if t.Def.Task.Schedule.ShutdownAfter && a.cfg.Power != nil && o.State != task.Stopped {
+	a.report(ctx, t, result{RunID: r.RunID, Seq: r.Seq, State: o.State, DueAt: r.At.UTC(), StartedAt: r.StartedAt.UTC(), FinishedAt: now.UTC(),
+		Progress: 100, Message: o.Message, RestartRequired: o.State == transport.StateRestartRequired})
+	if t.Def.Task.Schedule.ShutdownAfter && a.cfg.Power != nil && o.State != transport.StateStopped {
 		if err := a.cfg.Power.Shutdown(ctx); err != nil {
 			a.log.Error().Err(err).Msg("agent: shutdown after task")
 		}
@@ -669,21 +661,21 @@ func (a *Agent) followRestart(ctx context.Context, t *LocalTask, now time.Time) 
 		locked, err := dev.SessionLocked(ctx)
 		switch {
 		case err != nil:
-			a.end(ctx, t, Outcome{State: task.RestartRequired, Message: "the session state could not be read"}, now)
+			a.end(ctx, t, Outcome{State: transport.StateRestartRequired, Message: "the session state could not be read"}, now)
 		case locked && !p.ForceCloseLocked:
-			a.end(ctx, t, Outcome{State: task.RestartRequired, Message: "the session is locked; restart the device to complete the operation"}, now)
+			a.end(ctx, t, Outcome{State: transport.StateRestartRequired, Message: "the session is locked; restart the device to complete the operation"}, now)
 		default:
 			if locked {
 				if err := dev.CloseApplications(ctx); err != nil {
-					a.end(ctx, t, Outcome{State: task.RestartRequired, Message: "applications of the locked session could not be closed"}, now)
+					a.end(ctx, t, Outcome{State: transport.StateRestartRequired, Message: "applications of the locked session could not be closed"}, now)
 					return
 				}
 			}
 			if err := dev.Restart(ctx); err != nil {
-				a.end(ctx, t, Outcome{State: task.RestartRequired, Message: "the restart failed"}, now)
+				a.end(ctx, t, Outcome{State: transport.StateRestartRequired, Message: "the restart failed"}, now)
 				return
 			}
-			a.end(ctx, t, Outcome{State: task.Completed, Message: "completed after a restart"}, now)
+			a.end(ctx, t, Outcome{State: transport.StateCompleted, Message: "completed after a restart"}, now)
 		}
 		return
 	}
@@ -774,7 +766,7 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 		if t := a.tasks[m.TaskID]; t != nil {
 			if t.Running != nil && t.Running.Executing {
 				_ = a.cfg.Executor.Stop(ctx, t.Def.Task.ID, t.Running.RunID)
-				a.end(ctx, t, Outcome{State: task.Stopped, Message: "the task was withdrawn from the device"}, now)
+				a.end(ctx, t, Outcome{State: transport.StateStopped, Message: "the task was withdrawn from the device"}, now)
 			}
 			a.log.Debug().Str("task", m.TaskID).Msg("agent: task withdrawn")
 			a.withdrawn[m.TaskID] = t.Done // a late StartRun must not rerun them
@@ -850,12 +842,6 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 // deliver stores a definition sent at sent (the server's clock), keeping
 // the local schedule state of a task already held.
 func (a *Agent) deliver(ctx context.Context, d transport.Definition, transient bool, sent, now time.Time) *LocalTask {
-	if _, ok := d.Task.Settings.(json.RawMessage); !ok && d.Task.Settings != nil {
-		b, err := json.Marshal(d.Task.Settings)
-		if err == nil {
-			d.Task.Settings = json.RawMessage(b)
-		}
-	}
 	t := a.tasks[d.Task.ID]
 	if t != nil {
 		if !transient && t.Def.Task.Revision > d.Task.Revision && !t.Transient {

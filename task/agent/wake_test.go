@@ -10,7 +10,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/taskfleet/taskfleet/schedule"
-	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/agent"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
@@ -20,7 +19,7 @@ type startLog struct{ started []time.Time }
 func (x *startLog) AppRunning(context.Context, string) bool { return true }
 func (x *startLog) Start(_ context.Context, r agent.Run, done func(agent.Outcome)) error {
 	x.started = append(x.started, r.StartedAt)
-	done(agent.Outcome{State: task.Completed})
+	done(agent.Outcome{State: transport.StateCompleted})
 	return nil
 }
 func (x *startLog) Stop(context.Context, string, int64) error { return nil }

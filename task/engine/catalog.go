@@ -248,7 +248,16 @@ func (s *Server) resolve(ctx context.Context, ts *taskState) []scope.DeviceID {
 
 func (s *Server) definition(ts *taskState) *transport.Definition {
 	if n := slotCount(ts); ts.def == nil || ts.def.Devices != n || ts.def.LastManual != ts.manual {
-		ts.def = &transport.Definition{Task: *ts.t, Since: ts.since, Devices: n, LastManual: ts.manual}
+		var sp transport.TaskSpec
+		if ts.def != nil {
+			sp = ts.def.Task // the task is unchanged (a change clears def)
+		} else {
+			var err error
+			if sp, err = specOf(ts.t); err != nil {
+				s.log.Error().Err(err).Str("task", ts.t.ID).Msg("engine: the task's settings do not encode; devices get none")
+			}
+		}
+		ts.def = &transport.Definition{Task: sp, Since: ts.since, Devices: n, LastManual: ts.manual}
 	}
 	return ts.def
 }

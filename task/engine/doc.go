@@ -222,6 +222,15 @@
 // not dispatch it twice. The assumption is that the database's clock does
 // not jump backwards by more than LeaseTTL while leases are held.
 //
+// # What a device is sent
+//
+// A device gets a transport.TaskSpec of each of its tasks, built from the
+// task in one place (wire.go): what the agent needs to run it, and
+// nothing of the server's (the access list, the scope's groups, devices
+// and selection, e-mail recipients, imported vendor fields, who created
+// or changed it). A test fails when task.Task gains a field until the
+// field is declared sent to devices or not.
+//
 // # Device input
 //
 // Everything a device sends takes one path through the server, the
@@ -264,7 +273,13 @@
 //     logged only; a resent report (same key) starts nothing;
 //   - a local edit is taken only from the device whose local task it is;
 //     its actor is DeviceActor(device, user) ("device:<device>/<user>"),
-//     which the revision shows, never a name the payload chooses;
+//     which the revision shows, never a name the payload chooses; and
+//     only what a device user may change of a local task is taken from
+//     it: the name, description, schedule, run-as account, restart
+//     policy, history level and device event log setting, settings and
+//     suspension. The task's id, type, scope, access list, e-mail
+//     recipients and retention stay the server's, whatever the edited
+//     document says (a protocol 2 agent sends the whole task);
 //   - a heartbeat lists at most transport.MaxHeld tasks; the answer is
 //     bounded by what the device holds or should hold: Deliver for its
 //     tasks, Withdraw for held tasks of the server's that are not its,

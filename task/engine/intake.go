@@ -592,20 +592,21 @@ func (s *Server) takeEdit(ctx context.Context, m transport.Message) bool {
 		s.reject(d, RejectInvalid, 1, "", "local edit: the user name is not UTF-8")
 		return true
 	}
-	var edited task.Task
-	if err := json.Unmarshal(e.Task, &edited); err != nil {
+	var sp transport.TaskSpec
+	if err := json.Unmarshal(e.Task, &sp); err != nil {
 		s.reject(d, RejectInvalid, 1, "", "local edit: the task cannot be decoded")
 		return true
 	}
-	ts := s.cat.tasks[edited.ID]
+	ts := s.cat.tasks[sp.ID]
 	if ts == nil {
-		s.reject(d, RejectUnknownTask, 1, edited.ID, "local edit")
+		s.reject(d, RejectUnknownTask, 1, sp.ID, "local edit")
 		return true
 	}
 	if ts.t.Kind() != task.Local || ts.t.Scope.Device != d {
-		s.reject(d, RejectNotOwner, 1, edited.ID, "local edit of a task that is not the device's own local task")
+		s.reject(d, RejectNotOwner, 1, sp.ID, "local edit of a task that is not the device's own local task")
 		return true
 	}
+	edited := editedTask(*ts.t, sp)
 	actor := DeviceActor(d, e.User)
 	s.mu.Unlock() // the Manager calls TaskSaved
 	_, err := s.m.MergeDeviceEdit(ctx, actor, edited.ID, e.BaseRevision, edited)

@@ -229,7 +229,7 @@ func TestFleetOverTheWire(t *testing.T) {
 	must(t, err)
 	must(t, b.sim.Agent("d00002").ReportVirusOutbreak(b.ctx, "o1", schedule.WorkstationsFileServers))
 	def := b.sim.Agent("d00001").Tasks()
-	var edit task.Task
+	var edit transport.TaskSpec
 	for _, d := range def {
 		if d.Task.ID == local.ID {
 			edit = d.Task

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +11,9 @@ import (
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/storage"
 	"github.com/taskfleet/taskfleet/task"
+	"github.com/taskfleet/taskfleet/task/agent"
 	"github.com/taskfleet/taskfleet/task/engine/enginetest"
+	"github.com/taskfleet/taskfleet/task/transport"
 	"github.com/taskfleet/taskfleet/task/transport/inproc"
 )
 
@@ -174,7 +177,7 @@ func TestLocalTaskUserEditIsMergedWithAdministratorPriority(t *testing.T) {
 	must(t, err)
 	user := defs[0].Task
 	user.Description = "user"
-	user.Settings = ScanSettings{Action: "report"}
+	user.Settings = json.RawMessage(`{"action":"report"}`)
 	must(t, b.sim.Agent("d00000").EditLocalTask(b.ctx, "alice", user))
 	b.step(t, 20*time.Minute)
 	got, err := b.sim.Manager.Get(b.ctx, task.System, tk.ID)
@@ -221,7 +224,7 @@ func TestDeviceEventsReachTheHistoryOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 1, func(c *enginetest.Config) { c.Faults = inproc.Faults{Duplicate: 1} })
 	tk := b.create(t, task.Task{Scope: groupScope("g-all"), Notifications: task.Notifications{History: task.HistoryAll}})
-	must(t, b.sim.Agent("d00000").ReportEvent(b.ctx, "e1", task.EventInput{TaskID: tk.ID, Level: task.EventInfo, Severity: task.SeverityWarning, Message: "low disk space"}))
+	must(t, b.sim.Agent("d00000").ReportEvent(b.ctx, "e1", agent.Event{TaskID: tk.ID, Level: transport.EventInfo, Severity: transport.SeverityWarning, Message: "low disk space"}))
 	b.step(t, 10*time.Minute)
 	evs, err := b.sim.Manager.History(b.ctx, task.System, tk.ID, task.HistoryParams{Device: "d00000"})
 	must(t, err)
@@ -234,7 +237,7 @@ func TestDeviceEventsReachTheHistoryOnce(t *testing.T) {
 	if n != 1 {
 		t.Errorf("event stored %d times, want 1", n)
 	}
-	if err := b.sim.Agent("d00000").ReportEvent(b.ctx, "e2", task.EventInput{TaskID: "nope"}); err == nil {
+	if err := b.sim.Agent("d00000").ReportEvent(b.ctx, "e2", agent.Event{TaskID: "nope", Level: transport.EventInfo, Severity: transport.SeverityInfo}); err == nil {
 		t.Error("event of an unknown task accepted")
 	}
 }

@@ -185,7 +185,7 @@ func (x *pausingExec) arm(run *pausedRun) {
 		x.mu.Lock()
 		run.finish = true
 		x.mu.Unlock()
-		run.done(agent.Outcome{State: task.Completed})
+		run.done(agent.Outcome{State: transport.StateCompleted})
 	})
 }
 

@@ -18,12 +18,31 @@
 // # Wire protocol
 //
 // Message and its payloads are the protocol: JSON-tagged types of this
-// package, none of them a type of another taskfleet package but the task
-// document a Deliver or StartRun carries (Definition.Task, the task
-// package's JSON form of a task; the golden files pin it too). Encode and
+// package. The task a Deliver or StartRun carries is a TaskSpec, what a
+// device needs of a task, not the task model's task.Task: a change to the
+// task model does not change the wire (package task/engine converts, and
+// a test there fails when the task model gains a field nobody decided
+// about). TaskSpec's schedule, run-as account and restart policy are the
+// types of packages schedule, credentials and restart, whose logic the
+// device runs; their JSON forms are part of the protocol. Encode and
 // Decode are the codec; testdata/golden holds one file per message kind
-// of the current ProtocolVersion, and a test fails when the encoding of
-// any of them changes, so the wire never changes by accident.
+// of the current ProtocolVersion, with every TaskSpec field set, and a
+// test fails when the encoding of any of them changes (also through a
+// change of the schedule, credentials or restart JSON), so the wire never
+// changes by accident. testdata/v2 and testdata/v1 hold messages of the
+// older versions, which a test decodes to their meaning today.
+//
+// This package links neither the task model (package task) nor package
+// scope, nor what they link (CEL, protobuf, validator): a device binary
+// built on it and package task/agent stays small. DeviceID is the same
+// type as scope.DeviceID.
+//
+// Versions: protocol 3 sends a TaskSpec where protocol 2 sent the whole
+// task (the same JSON names, so a protocol 2 agent reads a TaskSpec as
+// the task it used to get, and a protocol 2 agent's task decodes as a
+// TaskSpec); a LocalEdit carries a TaskSpec, and the server takes only
+// the fields a device user may change. Protocol 2 added the version
+// field and named results' and events' devices by the sender only.
 //
 // Compatibility rule: a server speaks ProtocolVersion and accepts every
 // version from MinProtocolVersion on, so an agent one version older than

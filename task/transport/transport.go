@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/taskfleet/taskfleet/internal/errs"
-	"github.com/taskfleet/taskfleet/scope"
-	"github.com/taskfleet/taskfleet/task"
 )
 
 // Errors, shared with every taskfleet package.
@@ -113,7 +111,7 @@ type Message struct {
 	// a device it is set by the transport, which authenticated the
 	// sender (see ServerEndpoint): whatever the device wrote there is
 	// replaced.
-	Device scope.DeviceID `json:"device,omitempty"`
+	Device DeviceID `json:"device,omitempty"`
 	// SentAt is the sender's clock reading (UTC). It is data only: the
 	// server never schedules by a device's clock.
 	SentAt time.Time `json:"sentAt,omitzero"`
@@ -151,7 +149,7 @@ type Result struct {
 	// Device is kept for protocol 1 agents, which named their own device
 	// in each result. When set it must be the sender, or the result is
 	// rejected; agents of this version leave it empty.
-	Device scope.DeviceID `json:"device_id,omitempty"`
+	Device DeviceID `json:"device_id,omitempty"`
 	// RunID is the run: one the server started on the device, or one of
 	// the device's own schedule (see RunID).
 	RunID int64 `json:"run_id"`
@@ -161,7 +159,7 @@ type Result struct {
 	// State is one of the states a device reports: running, paused,
 	// completed, completed_with_warnings, failed, failed_timeout,
 	// stopped, restart_required, missed, application_not_running (never
-	// scheduled or pending: those are the server's).
+	// scheduled or pending: those are the server's): a State's string.
 	State      string    `json:"state"`
 	DueAt      time.Time `json:"due_at,omitzero"`
 	StartedAt  time.Time `json:"started_at,omitzero"`
@@ -181,12 +179,12 @@ type Event struct {
 	TaskID string `json:"taskId"`
 	// Device is kept for protocol 1 agents; when set it must be the
 	// sender, or the event is rejected.
-	Device scope.DeviceID `json:"deviceId,omitempty"`
-	RunID  int64          `json:"runId,omitempty"`
+	Device DeviceID `json:"deviceId,omitempty"`
+	RunID  int64    `json:"runId,omitempty"`
 	// At is when it happened on the device (zero: when received).
 	At time.Time `json:"at,omitzero"`
-	// Level is result, progress or info; Severity info, warning or
-	// error.
+	// Level is result, progress or info (an EventLevel's string);
+	// Severity info, warning or error (a Severity's string).
 	Level    string `json:"level"`
 	Severity string `json:"severity"`
 	// Message is at most MaxText bytes.
@@ -199,9 +197,9 @@ type Event struct {
 
 // Definition is a task as a device holds it.
 type Definition struct {
-	// Task is the complete task. Its Settings are json.RawMessage on the
-	// device side (the device does not know the server's registry).
-	Task task.Task `json:"task"`
+	// Task is what the device needs of the task (not the whole task: see
+	// TaskSpec).
+	Task TaskSpec `json:"task"`
 	// Since is when the task's current settings were saved: the start of
 	// the window in which a Once or Immediately activation can have been
 	// missed by a device that receives the definition late.
@@ -289,8 +287,12 @@ type Edit struct {
 	// account.
 	User         string `json:"user"`
 	BaseRevision int64  `json:"baseRevision"`
-	// Task is the edited task as a JSON document in the task package's
-	// form (task.Task's JSON encoding), at most MaxEditBytes.
+	// Task is the edited task as a JSON TaskSpec (protocol 2 agents sent
+	// the whole task in the task package's JSON form, which decodes as a
+	// TaskSpec too), at most MaxEditBytes. The server takes from it only
+	// what a device user may change of a local task (see package
+	// task/engine, "Device input"); the rest of the task stays the
+	// server's.
 	Task json.RawMessage `json:"task"`
 }
 

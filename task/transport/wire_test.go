@@ -2,11 +2,13 @@ package transport_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -14,9 +16,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/taskfleet/taskfleet/credentials"
 	"github.com/taskfleet/taskfleet/restart"
 	"github.com/taskfleet/taskfleet/schedule"
-	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
@@ -25,20 +27,48 @@ var update = flag.Bool("update", false, "rewrite the golden message files")
 
 var at = time.Date(2026, 3, 23, 10, 0, 0, 0, time.UTC)
 
+// spec is the task of the golden Deliver: the task of protocol 2's
+// golden Deliver, less what a device is no longer sent.
+func spec() transport.TaskSpec {
+	return transport.TaskSpec{ID: "t1", Name: "Quick scan", Application: "Endpoint Security", Type: "virus_scan",
+		Scope: transport.ScopeSpec{Kind: "group"}, Schedule: schedule.Default(schedule.EveryDays, at, time.UTC),
+		Restart: restart.Default(), Revision: 3, SettingsRevision: 2, Settings: json.RawMessage(`{"action":"disinfect"}`)}
+}
+
+// fullSpec is the task of the golden StartRun: every field of TaskSpec
+// set, so that the golden files pin the encoding of each of them
+// (TestGoldenCoversEveryTaskSpecField).
+func fullSpec() transport.TaskSpec {
+	sch := schedule.Default(schedule.Weekly, at, time.UTC)
+	sch.StopAfter = schedule.Limit{Enabled: true, Minutes: 90}
+	rst := restart.Default()
+	rst.Action = restart.DoNotRestart
+	// A fixed ciphertext (a real one has a fresh nonce): the device
+	// opens it, the wire only carries it.
+	pw, err := credentials.ParseSealed("tfsealed:v1:k1:" + base64.RawURLEncoding.EncodeToString(make([]byte, 28)))
+	if err != nil {
+		panic(err)
+	}
+	return transport.TaskSpec{ID: "t9", Name: "Nightly update", Description: "the device user's own task", Application: "Endpoint Security",
+		ApplicationVersion: "12.1", Type: "update", Scope: transport.ScopeSpec{Kind: transport.ScopeLocal}, Schedule: sch,
+		Account: credentials.Account{Name: "svc-update", Password: pw}, Restart: rst,
+		Notifications: transport.NotificationsSpec{History: transport.HistoryAll, DeviceEventLog: true},
+		Settings:      json.RawMessage(`{"source":"server"}`), Suspended: true, Revision: 8, SettingsRevision: 7}
+}
+
 // golden are the messages of the current protocol version, one per kind:
 // their files in testdata/golden pin the wire. A change that alters one
 // is a protocol change (see the package documentation).
 func golden() map[string]transport.Message {
-	def := &transport.Definition{Task: task.Task{ID: "t1", Name: "Quick scan", Application: "Endpoint Security", Type: "virus_scan",
-		Scope: scope.Scope{Kind: scope.Group, Group: "g"}, Schedule: schedule.Default(schedule.EveryDays, at, time.UTC),
-		Restart: restart.Default(), Revision: 3, SettingsRevision: 2, CreatedAt: at, UpdatedAt: at, Settings: json.RawMessage(`{"action":"disinfect"}`)},
-		Since: at, Devices: 2, LastManual: &transport.Start{TaskID: "t1", RunID: transport.RunID(at, transport.Manual), At: at, Manual: true}}
+	def := &transport.Definition{Task: spec(), Since: at, Devices: 2,
+		LastManual: &transport.Start{TaskID: "t1", RunID: transport.RunID(at, transport.Manual), At: at, Manual: true}}
+	full := &transport.Definition{Task: fullSpec(), Since: at, Devices: 1}
 	v := transport.ProtocolVersion
 	return map[string]transport.Message{
 		"deliver":  {Version: v, Kind: transport.Deliver, Device: "d1", SentAt: at, Definition: def, Slot: &transport.Slot{Index: 1, Of: 2}},
 		"withdraw": {Version: v, Kind: transport.Withdraw, Device: "d1", SentAt: at, TaskID: "t1"},
-		"start": {Version: v, Key: "s/t1/1", Kind: transport.StartRun, Device: "d1", SentAt: at, Definition: def,
-			Start: &transport.Start{TaskID: "t1", RunID: transport.RunID(at, transport.Manual), At: at, Due: at.Add(time.Minute), Manual: true}},
+		"start": {Version: v, Key: "s/t9/1", Kind: transport.StartRun, Device: "d1", SentAt: at, Definition: full,
+			Start: &transport.Start{TaskID: "t9", RunID: transport.RunID(at, transport.Manual), At: at, Due: at.Add(time.Minute), Manual: true}},
 		"stop":     {Version: v, Key: "x/t1/1", Kind: transport.StopRun, Device: "d1", SentAt: at, TaskID: "t1", Control: &transport.Control{RunID: 29}},
 		"pause":    {Version: v, Key: "pause/t1/29/4", Kind: transport.PauseRun, Device: "d1", SentAt: at, TaskID: "t1", Control: &transport.Control{RunID: 29, Order: 4}},
 		"resume":   {Version: v, Key: "resume/t1/29/5", Kind: transport.ResumeRun, Device: "d1", SentAt: at, TaskID: "t1", Control: &transport.Control{RunID: 29, Order: 5}},
@@ -143,6 +173,102 @@ func TestProtocol1MessagesDecode(t *testing.T) {
 		}
 		if diff := cmp.Diff(w, got); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", f, diff)
+		}
+	}
+}
+
+// compactRaw compares JSON documents by content, not by layout.
+var compactRaw = cmp.Comparer(func(a, b json.RawMessage) bool {
+	var x, y bytes.Buffer
+	if json.Compact(&x, a) != nil || json.Compact(&y, b) != nil {
+		return bytes.Equal(a, b)
+	}
+	return bytes.Equal(x.Bytes(), y.Bytes())
+})
+
+// Protocol 2 messages (testdata/v2: protocol 2's golden files, whose
+// Deliver and StartRun carried the whole task) decode to the same meaning
+// as today's: the same message but for its version, and a definition that
+// holds exactly what TaskSpec carries of the task.
+func TestProtocol2MessagesDecode(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob(filepath.Join("testdata", "v2", "*.json"))
+	if err != nil || len(files) != 17 {
+		t.Fatalf("protocol 2 samples: %d files, %v", len(files), err)
+	}
+	want := golden()
+	// Protocol 2's StartRun carried the Deliver's task.
+	st := want["start"]
+	st.Key, st.Start = "s/t1/1", &transport.Start{TaskID: "t1", RunID: transport.RunID(at, transport.Manual), At: at, Due: at.Add(time.Minute), Manual: true}
+	st.Definition = want["deliver"].Definition
+	want["start"] = st
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := transport.DecodeBytes(b)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		w, ok := want[strings.TrimSuffix(filepath.Base(f), ".json")]
+		if !ok {
+			t.Fatalf("%s: no expectation", f)
+		}
+		w.Version = 2
+		if diff := cmp.Diff(w, got, compactRaw); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", f, diff)
+		}
+	}
+}
+
+// An agent of protocol 2 decodes a Definition's task as a task.Task: a
+// Deliver and a StartRun of this version must give it every field it
+// used, with the same meaning.
+func TestProtocol2AgentReadsTaskSpec(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"deliver", "start"} {
+		b, err := os.ReadFile(filepath.Join("testdata", "golden", name+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var old struct {
+			Definition struct {
+				Task task.Task `json:"task"`
+			} `json:"definition"`
+		}
+		if err := json.Unmarshal(b, &old); err != nil {
+			t.Fatalf("%s: a protocol 2 agent cannot decode it: %v", name, err)
+		}
+		sp := golden()[name].Definition.Task
+		o := old.Definition.Task
+		got := transport.TaskSpec{ID: o.ID, Name: o.Name, Description: o.Description, Application: o.Application,
+			ApplicationVersion: o.ApplicationVersion, Type: o.Type, Scope: transport.ScopeSpec{Kind: transport.ScopeKind(o.Scope.Kind)},
+			Schedule: o.Schedule, Account: o.Account, Restart: o.Restart,
+			Notifications: transport.NotificationsSpec{History: transport.HistoryLevel(o.Notifications.History), DeviceEventLog: o.Notifications.DeviceEventLog},
+			Suspended:     o.Suspended, Revision: o.Revision, SettingsRevision: o.SettingsRevision}
+		if raw, ok := o.Settings.(map[string]any); ok {
+			got.Settings, _ = json.Marshal(raw)
+		}
+		if diff := cmp.Diff(sp, got, compactRaw); diff != "" {
+			t.Errorf("%s: a protocol 2 agent reads (-sent +read):\n%s", name, diff)
+		}
+		if (o.Kind() == task.Local) != sp.Local() {
+			t.Errorf("%s: a protocol 2 agent reads kind %s, the spec says local=%v", name, o.Kind(), sp.Local())
+		}
+	}
+}
+
+// Every field of TaskSpec is set in a golden message, so its encoding is
+// pinned: a field added to TaskSpec (or a change of the JSON of the
+// schedule, credentials or restart types it carries) changes a golden
+// file and fails TestGoldenMessages.
+func TestGoldenCoversEveryTaskSpecField(t *testing.T) {
+	t.Parallel()
+	v := reflect.ValueOf(golden()["start"].Definition.Task)
+	for i := range v.NumField() {
+		if v.Field(i).IsZero() {
+			t.Errorf("TaskSpec.%s is zero in the golden StartRun: its encoding is not pinned", v.Type().Field(i).Name)
 		}
 	}
 }

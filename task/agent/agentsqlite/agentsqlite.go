@@ -79,24 +79,9 @@ func (s *Store) Tasks(ctx context.Context) ([]agent.LocalTask, error) {
 		if err := json.Unmarshal(b, &t); err != nil {
 			return nil, fmt.Errorf("agent: decode task: %w", err)
 		}
-		rawSettings(&t.Def)
 		out = append(out, t)
 	}
 	return out, rows.Err()
-}
-
-// rawSettings turns decoded settings back into the JSON the agent hands
-// to the executor.
-func rawSettings(d *transport.Definition) {
-	if d.Task.Settings == nil {
-		return
-	}
-	if _, ok := d.Task.Settings.(json.RawMessage); ok {
-		return
-	}
-	if b, err := json.Marshal(d.Task.Settings); err == nil {
-		d.Task.Settings = json.RawMessage(b)
-	}
 }
 
 // PutTask implements agent.Store.

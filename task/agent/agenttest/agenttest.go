@@ -25,8 +25,6 @@ import (
 
 	"github.com/taskfleet/taskfleet/restart"
 	"github.com/taskfleet/taskfleet/schedule"
-	"github.com/taskfleet/taskfleet/scope"
-	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/agent"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
@@ -48,9 +46,8 @@ func def(id string) transport.Definition {
 	s := schedule.Default(schedule.Weekly, t0, time.UTC)
 	s.RandomDelay = schedule.RandomDelay{Mode: schedule.DelayInterval, IntervalMinutes: 15}
 	return transport.Definition{
-		Task: task.Task{ID: id, Name: "scan " + id, Application: "ES", Type: "scan", Scope: scope.Scope{Kind: scope.Group, Group: "g"},
-			Schedule: s, Restart: restart.Default(), Settings: json.RawMessage(`{"action":"report"}`), Revision: 3, SettingsRevision: 2,
-			CreatedAt: t0, UpdatedAt: t0},
+		Task: transport.TaskSpec{ID: id, Name: "scan " + id, Application: "ES", Type: "scan", Scope: transport.ScopeSpec{Kind: "group"},
+			Schedule: s, Restart: restart.Default(), Settings: json.RawMessage(`{"action":"report"}`), Revision: 3, SettingsRevision: 2},
 		Since: t0, Devices: 10, LastManual: &transport.Start{TaskID: id, RunID: 44, At: t0, Manual: true},
 	}
 }
@@ -88,7 +85,7 @@ func RunStore(t *testing.T, cfg StoreConfig) {
 			t.Errorf("task round trip (-want +got):\n%s", diff)
 		}
 		for _, k := range []string{"k1", "k2", "k1", "k3"} {
-			m := transport.Message{Key: k, Kind: transport.Results, Results: []transport.Result{{TaskID: "a", RunID: 1, State: string(task.Completed)}}}
+			m := transport.Message{Key: k, Kind: transport.Results, Results: []transport.Result{{TaskID: "a", RunID: 1, State: string(transport.StateCompleted)}}}
 			if err := s.Enqueue(ctx, m); err != nil {
 				t.Fatal(err)
 			}

@@ -677,7 +677,7 @@ func (x devExec) Start(_ context.Context, r agent.Run, done func(agent.Outcome))
 	x.e.runs[k] = append(x.e.runs[k], Record{RunID: r.RunID, At: r.At, Due: r.Due, StartedAt: r.StartedAt, Manual: r.Manual})
 	x.e.total++
 	x.e.mu.Unlock()
-	out := agent.Outcome{State: b.State, Message: b.Message, RestartRequired: b.RestartRequired}
+	out := agent.Outcome{State: transport.State(b.State), Message: b.Message, RestartRequired: b.RestartRequired}
 	if b.Duration <= 0 {
 		done(out)
 		return nil

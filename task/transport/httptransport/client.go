@@ -20,7 +20,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/taskfleet/taskfleet/internal/errs"
-	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
 
@@ -44,7 +43,7 @@ type ClientConfig struct {
 	URL string
 	// Device is this device's id (it must match what the Identity
 	// authenticates: the certificate's device with MTLS).
-	Device scope.DeviceID
+	Device transport.DeviceID
 	// HTTPClient sends the requests (default NewHTTPClient(nil)). Clients
 	// of many simulated devices may share one, and so its HTTP/2
 	// connections; each still presents its own identity.

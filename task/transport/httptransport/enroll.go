@@ -16,7 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/taskfleet/taskfleet/internal/errs"
-	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/task/transport"
 )
 
 // Sentinel errors, shared with every taskfleet package.
@@ -77,7 +77,7 @@ func newKey() (Secret, error) {
 
 // KeyRecord is what the server keeps of a device's key.
 type KeyRecord struct {
-	Device scope.DeviceID
+	Device transport.DeviceID
 	// Hash is the SHA-256 of the device's key.
 	Hash Hash
 	// Prev is the hash of the key Hash replaced by a rotation (zero:
@@ -115,28 +115,28 @@ type PutKeyParams struct {
 type KeyStore interface {
 	// Key returns the record of device; an error matching ErrNotFound
 	// when there is none.
-	Key(ctx context.Context, device scope.DeviceID) (KeyRecord, error)
+	Key(ctx context.Context, device transport.DeviceID) (KeyRecord, error)
 	// PutKey stores p.Record if the stored record matches p.Expect, else
 	// returns an error matching ErrConflict.
 	PutKey(ctx context.Context, p PutKeyParams) error
 	// DeleteKey removes the record of device (no error when there is
 	// none).
-	DeleteKey(ctx context.Context, device scope.DeviceID) error
+	DeleteKey(ctx context.Context, device transport.DeviceID) error
 }
 
 // MemKeyStore is an in-memory KeyStore.
 type MemKeyStore struct {
 	mu   sync.RWMutex
-	keys map[scope.DeviceID]KeyRecord
+	keys map[transport.DeviceID]KeyRecord
 }
 
 // NewMemKeyStore returns an empty MemKeyStore.
-func NewMemKeyStore() *MemKeyStore { return &MemKeyStore{keys: map[scope.DeviceID]KeyRecord{}} }
+func NewMemKeyStore() *MemKeyStore { return &MemKeyStore{keys: map[transport.DeviceID]KeyRecord{}} }
 
 var _ KeyStore = (*MemKeyStore)(nil)
 
 // Key implements KeyStore.
-func (s *MemKeyStore) Key(_ context.Context, device scope.DeviceID) (KeyRecord, error) {
+func (s *MemKeyStore) Key(_ context.Context, device transport.DeviceID) (KeyRecord, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	r, ok := s.keys[device]
@@ -159,7 +159,7 @@ func (s *MemKeyStore) PutKey(_ context.Context, p PutKeyParams) error {
 }
 
 // DeleteKey implements KeyStore.
-func (s *MemKeyStore) DeleteKey(_ context.Context, device scope.DeviceID) error {
+func (s *MemKeyStore) DeleteKey(_ context.Context, device transport.DeviceID) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.keys, device)
@@ -204,7 +204,7 @@ type EnrollmentConfig struct {
 	AllowReenroll bool
 	// Known, when set, is asked whether a device id may enroll (for
 	// example: it is in the inventory). An error refuses the enrollment.
-	Known func(ctx context.Context, device scope.DeviceID) error
+	Known func(ctx context.Context, device transport.DeviceID) error
 }
 
 // Enrollment is the enrollment Identity: a device presents the
@@ -268,7 +268,7 @@ func (e *Enrollment) allow(now time.Time) bool {
 // ErrRateLimited, ErrBadSecret, ErrRevoked, ErrEnrolled, an error
 // matching ErrInvalid for a malformed device id, or the Known check's or
 // the KeyStore's error. The key is returned once; only its hash is kept.
-func (e *Enrollment) Enroll(ctx context.Context, device scope.DeviceID, secret Secret) (Secret, error) {
+func (e *Enrollment) Enroll(ctx context.Context, device transport.DeviceID, secret Secret) (Secret, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.clk.Now()
@@ -312,7 +312,7 @@ func (e *Enrollment) Enroll(ctx context.Context, device scope.DeviceID, secret S
 	return key, nil
 }
 
-func (e *Enrollment) record(device scope.DeviceID, h Hash, now time.Time) KeyRecord {
+func (e *Enrollment) record(device transport.DeviceID, h Hash, now time.Time) KeyRecord {
 	r := KeyRecord{Device: device, Hash: h, Created: now.UTC()}
 	if e.cfg.KeyTTL > 0 {
 		r.Expires = now.Add(e.cfg.KeyTTL).UTC()
@@ -327,7 +327,7 @@ func (e *Enrollment) expired(r KeyRecord, now time.Time) bool {
 // Rotate replaces the key of an authenticated device with a new one,
 // which it returns. The old key stays valid until the device first uses
 // the new one. Errors: the KeyStore's (ErrNotFound, ErrConflict).
-func (e *Enrollment) Rotate(ctx context.Context, device scope.DeviceID) (Secret, error) {
+func (e *Enrollment) Rotate(ctx context.Context, device transport.DeviceID) (Secret, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old, err := e.cfg.Keys.Key(ctx, device)
@@ -353,7 +353,7 @@ func (e *Enrollment) Rotate(ctx context.Context, device scope.DeviceID) (Secret,
 // Revoke refuses device's key from now on; the device cannot enroll again
 // until Reset. Errors: ErrNotFound for a device without a key, or the
 // KeyStore's.
-func (e *Enrollment) Revoke(ctx context.Context, device scope.DeviceID) error {
+func (e *Enrollment) Revoke(ctx context.Context, device transport.DeviceID) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old, err := e.cfg.Keys.Key(ctx, device)
@@ -372,7 +372,7 @@ func (e *Enrollment) Revoke(ctx context.Context, device scope.DeviceID) error {
 // Reset forgets device's key (revoked or not): the device may enroll
 // again with the secret. For a device that lost its key, or a revoked
 // one the operator lets back in.
-func (e *Enrollment) Reset(ctx context.Context, device scope.DeviceID) error {
+func (e *Enrollment) Reset(ctx context.Context, device transport.DeviceID) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.cfg.Keys.DeleteKey(ctx, device)
@@ -389,8 +389,8 @@ const (
 // Authenticate implements Identity: the request's Taskfleet-Device and
 // Authorization: Bearer KEY headers must name a device whose stored hash
 // (or, after a rotation, previous hash) is the key's.
-func (e *Enrollment) Authenticate(r *http.Request) (scope.DeviceID, error) {
-	id := scope.DeviceID(r.Header.Get(HeaderDevice))
+func (e *Enrollment) Authenticate(r *http.Request) (transport.DeviceID, error) {
+	id := transport.DeviceID(r.Header.Get(HeaderDevice))
 	key, ok := bearer(r)
 	if !ok || !validID(id) {
 		return "", &AuthError{Device: id, Reason: ReasonMissing}

@@ -140,7 +140,7 @@ func (c *counter) Start(_ context.Context, r agent.Run, done func(agent.Outcome)
 	}
 	c.runs[r.RunID]++
 	c.mu.Unlock()
-	done(agent.Outcome{State: task.Completed})
+	done(agent.Outcome{State: transport.StateCompleted})
 	return nil
 }
 func (c *counter) Stop(context.Context, string, int64) error { return nil }

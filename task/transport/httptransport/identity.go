@@ -7,7 +7,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/task/transport"
 )
 
 // Identity authenticates the device behind a request. The Server asks it
@@ -21,7 +21,7 @@ type Identity interface {
 	// Authenticate returns the device r comes from. It must return an
 	// error for which errors.Is(err, ErrUnauthenticated) is true when r
 	// carries no valid identity (a *AuthError says why).
-	Authenticate(r *http.Request) (scope.DeviceID, error)
+	Authenticate(r *http.Request) (transport.DeviceID, error)
 }
 
 // ErrUnauthenticated matches every *AuthError: a request without a valid
@@ -43,7 +43,7 @@ const (
 // presented.
 type AuthError struct {
 	// Device is the device the request claimed to be (possibly empty).
-	Device scope.DeviceID
+	Device transport.DeviceID
 	// Reason is one of the Reason constants.
 	Reason string
 }
@@ -63,7 +63,7 @@ const MaxDeviceIDBytes = 256
 
 // validID reports whether id is a device id the package accepts: 1 to
 // MaxDeviceIDBytes bytes of UTF-8 without control characters.
-func validID(id scope.DeviceID) bool {
+func validID(id transport.DeviceID) bool {
 	if id == "" || len(id) > MaxDeviceIDBytes || !utf8.ValidString(string(id)) {
 		return false
 	}
@@ -76,7 +76,7 @@ func validID(id scope.DeviceID) bool {
 }
 
 // clipID keeps a device-chosen id short in errors and logs.
-func clipID(id scope.DeviceID) string {
+func clipID(id transport.DeviceID) string {
 	s := string(id)
 	if len(s) > 64 {
 		s = s[:64] + "…"
@@ -93,11 +93,11 @@ type MTLS struct {
 	// Device returns the device a verified certificate identifies, or an
 	// error when it identifies none (for example a revoked serial).
 	// Required.
-	Device func(cert *x509.Certificate) (scope.DeviceID, error)
+	Device func(cert *x509.Certificate) (transport.DeviceID, error)
 }
 
 // Authenticate implements Identity.
-func (m MTLS) Authenticate(r *http.Request) (scope.DeviceID, error) {
+func (m MTLS) Authenticate(r *http.Request) (transport.DeviceID, error) {
 	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
 		return "", &AuthError{Reason: ReasonMissing}
 	}
@@ -113,6 +113,6 @@ func (m MTLS) Authenticate(r *http.Request) (scope.DeviceID, error) {
 
 // CommonName is an MTLS.Device function: the certificate's subject common
 // name is the device id.
-func CommonName(cert *x509.Certificate) (scope.DeviceID, error) {
-	return scope.DeviceID(cert.Subject.CommonName), nil
+func CommonName(cert *x509.Certificate) (transport.DeviceID, error) {
+	return transport.DeviceID(cert.Subject.CommonName), nil
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/taskfleet/taskfleet/internal/errs"
-	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
 
@@ -104,7 +103,7 @@ type Server struct {
 	handler atomic.Pointer[transport.Handler]
 
 	mu    sync.Mutex
-	peers map[scope.DeviceID]*peer
+	peers map[transport.DeviceID]*peer
 	sweep int
 
 	st struct {
@@ -149,7 +148,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.MaxQueue < 1 || cfg.MaxQueue > 1_000_000 {
 		return nil, errs.Range("MaxQueue", cfg.MaxQueue, 1, 1_000_000)
 	}
-	s := &Server{cfg: cfg, clk: cfg.Clock, log: cfg.Logger, peers: map[scope.DeviceID]*peer{}}
+	s := &Server{cfg: cfg, clk: cfg.Clock, log: cfg.Logger, peers: map[transport.DeviceID]*peer{}}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("POST "+PathSend, s.serveSend)
 	s.mux.HandleFunc("GET "+PathPoll, s.servePoll)
@@ -188,7 +187,7 @@ func (s *Server) connected(p *peer, now time.Time) bool {
 
 // Connected reports whether device holds a poll or made a request within
 // ConnectedFor: what a host mirrors into its inventory's Connected flag.
-func (s *Server) Connected(device scope.DeviceID) bool {
+func (s *Server) Connected(device transport.DeviceID) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.connected(s.peers[device], s.clk.Now())
@@ -221,7 +220,7 @@ func (s *Server) Send(_ context.Context, m transport.Message) error {
 }
 
 // touch records a request of device and returns its peer; s.mu is held.
-func (s *Server) touch(id scope.DeviceID, now time.Time) *peer {
+func (s *Server) touch(id transport.DeviceID, now time.Time) *peer {
 	p := s.peers[id]
 	if p == nil {
 		p = &peer{}
@@ -243,7 +242,7 @@ func (s *Server) touch(id scope.DeviceID, now time.Time) *peer {
 
 // authenticate answers 401 and returns "" for a request without a valid
 // identity.
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) scope.DeviceID {
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) transport.DeviceID {
 	id, err := s.cfg.Identity.Authenticate(r)
 	if err == nil {
 		return id
@@ -256,7 +255,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) scope.Devi
 	} else {
 		s.log.Error().Err(err).Msg("httptransport: identity")
 	}
-	s.log.Debug().Str("reason", reason).Str("device", clipID(scope.DeviceID(r.Header.Get(HeaderDevice)))).Msg("httptransport: unauthenticated request")
+	s.log.Debug().Str("reason", reason).Str("device", clipID(transport.DeviceID(r.Header.Get(HeaderDevice)))).Msg("httptransport: unauthenticated request")
 	w.Header().Set(HeaderAuthError, reason)
 	http.Error(w, "a valid device identity is required", http.StatusUnauthorized)
 	return ""
@@ -277,7 +276,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int,
 		defer zr.Close()
 		body = zr
 	default:
-		return nil, http.StatusUnsupportedMediaType, errs.Invalid("Content-Encoding", clipID(scope.DeviceID(enc)), "must be gzip or none")
+		return nil, http.StatusUnsupportedMediaType, errs.Invalid("Content-Encoding", clipID(transport.DeviceID(enc)), "must be gzip or none")
 	}
 	b, err := io.ReadAll(io.LimitReader(body, limit+1))
 	var tooBig *http.MaxBytesError
@@ -340,7 +339,7 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("wait"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || len(v) > 6 {
-			s.malformed(w, http.StatusBadRequest, errs.Invalid("wait", clipID(scope.DeviceID(v)), "must be a number of seconds"))
+			s.malformed(w, http.StatusBadRequest, errs.Invalid("wait", clipID(transport.DeviceID(v)), "must be a number of seconds"))
 			return
 		}
 		wait = min(time.Duration(n)*time.Second, s.cfg.MaxWait)
@@ -451,8 +450,8 @@ func writeBody(w http.ResponseWriter, r *http.Request, code int, b []byte) {
 
 // EnrollRequest is the body of POST /v1/enroll.
 type EnrollRequest struct {
-	Device scope.DeviceID `json:"device"`
-	Secret string         `json:"secret"`
+	Device transport.DeviceID `json:"device"`
+	Secret string             `json:"secret"`
 }
 
 // KeyAnswer is the answer of POST /v1/enroll and /v1/rotate.

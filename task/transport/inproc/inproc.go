@@ -44,7 +44,6 @@ import (
 	"github.com/benbjohnson/clock"
 
 	"github.com/taskfleet/taskfleet/internal/errs"
-	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
 
@@ -117,8 +116,8 @@ type Network struct {
 	wire    bool
 	rng     *rand.Rand
 	server  transport.Handler
-	devices map[scope.DeviceID]transport.Handler
-	down    map[scope.DeviceID]bool
+	devices map[transport.DeviceID]transport.Handler
+	down    map[transport.DeviceID]bool
 	queue   []envelope
 	due     []envelope // reused delivery buffer
 	order   int64
@@ -135,7 +134,7 @@ func New(cfg Config) *Network {
 	return &Network{
 		clk: cfg.Clock, faults: cfg.Faults, wire: cfg.Wire,
 		rng:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
-		devices: map[scope.DeviceID]transport.Handler{}, down: map[scope.DeviceID]bool{},
+		devices: map[transport.DeviceID]transport.Handler{}, down: map[transport.DeviceID]bool{},
 	}
 }
 
@@ -163,7 +162,7 @@ func (n *Network) Server(h transport.Handler) transport.ServerEndpoint {
 
 // Device attaches (or replaces, after an agent restart) a device's handler
 // and returns its endpoint. A new device starts connected.
-func (n *Network) Device(id scope.DeviceID, h transport.Handler) transport.DeviceEndpoint {
+func (n *Network) Device(id transport.DeviceID, h transport.Handler) transport.DeviceEndpoint {
 	n.mu.Lock()
 	n.devices[id] = h
 	n.mu.Unlock()
@@ -172,7 +171,7 @@ func (n *Network) Device(id scope.DeviceID, h transport.Handler) transport.Devic
 
 // Disconnect cuts a device off: its queued messages are lost and sends to
 // or from it fail with transport.ErrUnreachable until Connect.
-func (n *Network) Disconnect(id scope.DeviceID) {
+func (n *Network) Disconnect(id transport.DeviceID) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.down[id] = true
@@ -188,14 +187,14 @@ func (n *Network) Disconnect(id scope.DeviceID) {
 }
 
 // Connect reconnects a device.
-func (n *Network) Connect(id scope.DeviceID) {
+func (n *Network) Connect(id transport.DeviceID) {
 	n.mu.Lock()
 	delete(n.down, id)
 	n.mu.Unlock()
 }
 
 // Connected reports whether a device is connected.
-func (n *Network) Connected(id scope.DeviceID) bool {
+func (n *Network) Connected(id transport.DeviceID) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	_, known := n.devices[id]
@@ -362,7 +361,7 @@ func (s serverEnd) Send(_ context.Context, m transport.Message) error { return s
 
 type deviceEnd struct {
 	n  *Network
-	id scope.DeviceID
+	id transport.DeviceID
 }
 
 func (d deviceEnd) Send(_ context.Context, m transport.Message) error {
