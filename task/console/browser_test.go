@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -88,9 +89,18 @@ func TestBrowser(t *testing.T) {
 			t.Fatalf("%s: %v", step, err)
 		}
 	}
+	// text reads an element's visible text in one script, once the element
+	// is there: the live refresh replaces the statistics and results
+	// fragments every Refresh, so a node looked up in one DevTools call can
+	// be gone by the next ("No node with given id found").
 	text := func(sel string) string {
 		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		q, err := json.Marshal(sel)
+		must(t, err)
+		if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector(`+string(q)+`) !== null`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+			t.Fatalf("wait for %s: %v", sel, err)
+		}
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector(`+string(q)+`) || {innerText: ""}).innerText`))
 		if err != nil {
 			t.Fatalf("read %s: %v", sel, err)
 		}
