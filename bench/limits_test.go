@@ -6,7 +6,7 @@ package bench
 // machine hits both sides alike. Run from this directory:
 //
 //	TASKFLEET_TEST_POSTGRES='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable' \
-//	  go test -run '^$' -bench 'DispatchVsRaw|IngestVsCopy' -benchtime 5x -count 5
+//	  go test -run '^$' -bench 'DispatchVsRaw|IngestVsCopy|EndToEndVsRiver' -benchtime 10x
 //
 // Each op reports the ratio of the two rates in that op; ratio-x is their
 // time-weighted ratio over all ops of the run.
@@ -22,6 +22,9 @@ import (
 	"github.com/benbjohnson/clock"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
 
 	"github.com/taskfleet/taskfleet/schedule"
 	"github.com/taskfleet/taskfleet/scope"
@@ -294,6 +297,140 @@ func quantile(xs []float64, q float64) float64 {
 	}
 	slices.Sort(xs)
 	return xs[min(len(xs)-1, int(q*float64(len(xs))))]
+}
+
+// BenchmarkEndToEndVsRiver: each op schedules and dispatches 20,000 runs
+// with taskfleet (UpsertResults of the scheduled runs, then one replica's
+// Tick, until every start is sent) and inserts and works 20,000 no-op jobs
+// with River (InsertManyFast in batches of 1,000, 200 workers, until no
+// job is left unfinished), on the same PostgreSQL, in one schema. River's
+// client is started before and stopped after its side, so its polling
+// does not load the database during taskfleet's side; the order
+// alternates between ops.
+//
+//   - e2e-runs/s: taskfleet's scheduling write plus dispatch.
+//   - river-jobs/s: River's insert plus work.
+//   - ratio-x: e2e-runs/s ÷ river-jobs/s over the run; med-ratio-x,
+//     q1-ratio-x, q3-ratio-x: the median and quartiles of the ops' ratios.
+func BenchmarkEndToEndVsRiver(b *testing.B) {
+	ctx := context.Background()
+	dsn := storagePGDSN(b)
+	clk := clock.NewMock()
+	clk.Set(time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC))
+	r := openDispatchReplica(b, dsn, "r0", clk)
+	tk, err := r.m.Create(ctx, task.System, task.Task{Name: "scan", Application: "Endpoint Security", Type: "virus_scan",
+		Scope: scope.Scope{Kind: scope.Group, Group: "g-all"}, Schedule: schedule.Default(schedule.Manual, time.Time{}, time.UTC)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sink := &dispatchSink{}
+	if err := r.srv.Open(ctx, r.m, sink); err != nil {
+		b.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close()
+	drv := riverpgxv5.New(pool)
+	mig, err := rivermigrate.New(drv, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := mig.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		b.Fatal(err)
+	}
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &noopWorker{})
+	rows := make([]storage.ResultRecord, dispatchRuns)
+	params := make([]river.InsertManyParams, 1000)
+	run := int64(0)
+	var tf, rv time.Duration
+	var ratios []float64
+	b.ResetTimer()
+	b.StopTimer()
+	for op := range b.N {
+		var tfOp, rvOp time.Duration
+		sides := []func(){
+			func() {
+				due := clk.Now().Add(-time.Minute).UTC()
+				if run == 0 {
+					run = transport.RunID(due, transport.Manual)
+				}
+				run += 4
+				for d := range rows {
+					rows[d] = storage.ResultRecord{TaskID: tk.ID, DeviceID: fmt.Sprintf("d%06d", d), RunID: run, Seq: transport.SeqScheduled, State: string(task.Scheduled), DueAt: due, UpdatedAt: due}
+				}
+				before := sink.n.Load()
+				start := time.Now()
+				if n, err := r.st.UpsertResults(ctx, storage.UpsertResultsParams{Results: rows}); err != nil || n != dispatchRuns {
+					b.Fatalf("UpsertResults = %d, %v", n, err)
+				}
+				if err := r.srv.Tick(ctx); err != nil {
+					b.Fatal(err)
+				}
+				tfOp = time.Since(start)
+				if got := sink.n.Load() - before; got != dispatchRuns {
+					b.Fatalf("op %d: %d starts sent, want %d", op, got, dispatchRuns)
+				}
+				clk.Add(time.Second)
+			},
+			func() {
+				cl, err := river.NewClient(drv, &river.Config{
+					Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 200}},
+					Workers:           workers,
+					FetchCooldown:     time.Millisecond,
+					FetchPollInterval: 5 * time.Millisecond,
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := cl.Start(ctx); err != nil {
+					b.Fatal(err)
+				}
+				start := time.Now()
+				for batch := 0; batch < dispatchRuns; batch += len(params) {
+					for i := range params {
+						params[i] = river.InsertManyParams{Args: noopArgs{N: batch + i}}
+					}
+					if _, err := cl.InsertManyFast(ctx, params); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for {
+					var left bool
+					if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM river_job WHERE state IN ('available', 'running', 'retryable', 'scheduled', 'pending'))`).Scan(&left); err != nil {
+						b.Fatal(err)
+					}
+					if !left {
+						break
+					}
+					time.Sleep(2 * time.Millisecond)
+				}
+				rvOp = time.Since(start)
+				if err := cl.Stop(ctx); err != nil {
+					b.Fatal(err)
+				}
+			},
+		}
+		if op%2 == 1 {
+			slices.Reverse(sides)
+		}
+		for _, side := range sides {
+			side()
+		}
+		tf += tfOp
+		rv += rvOp
+		ratios = append(ratios, rvOp.Seconds()/tfOp.Seconds())
+	}
+	n := float64(b.N * dispatchRuns)
+	b.ReportMetric(n/tf.Seconds(), "e2e-runs/s")
+	b.ReportMetric(n/rv.Seconds(), "river-jobs/s")
+	b.ReportMetric(rv.Seconds()/tf.Seconds(), "ratio-x")
+	b.ReportMetric(median(ratios), "med-ratio-x")
+	b.ReportMetric(quantile(ratios, 0.25), "q1-ratio-x")
+	b.ReportMetric(quantile(ratios, 0.75), "q3-ratio-x")
+	b.ReportMetric(0, "ns/op")
 }
 
 // median returns the median of xs (which it sorts).
