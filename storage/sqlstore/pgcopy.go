@@ -102,17 +102,18 @@ var errCopyRace = errors.New("sqlstore: a new device was written concurrently")
 // connection: BEGIN, the task locks and the device lookups in one
 // pipeline; COPY of the new devices; the upserts and COMMIT in one
 // pipeline. It returns errCopyRace (after rolling back) when COPY met a
-// device another writer added; on any error the transaction is rolled
-// back.
+// device that had a result; on any error the transaction is rolled back.
 func upsertPostgresPipelined(ctx context.Context, pc *pgx.Conn, rs []storage.ResultRecord) (total int, err error) {
 	var taskIDs []string
 	var devs [][]string // per taskIDs[i]
+	index := make(map[string]int)
 	for i := range rs {
-		k := slices.Index(taskIDs, rs[i].TaskID)
-		if k < 0 {
+		k, ok := index[rs[i].TaskID]
+		if !ok {
 			k = len(taskIDs)
+			index[rs[i].TaskID] = k
 			taskIDs = append(taskIDs, rs[i].TaskID)
-			devs = append(devs, make([]string, 0, len(rs)))
+			devs = append(devs, nil)
 		}
 		devs[k] = append(devs[k], rs[i].DeviceID)
 	}
