@@ -69,6 +69,11 @@
 // stored version in the same transaction (on PostgreSQL under a row lock
 // on the node), so a report is applied once even by racing processes.
 //
+// Schema version 8 makes dispatch_log a bare heap: its never-read
+// identity key (a sequence increment and a primary-key index entry per
+// dispatched run on PostgreSQL, a sqlite_sequence update on SQLite) is
+// dropped, so a ledger row costs one insert.
+//
 // PostgreSQL text keys use COLLATE "C": listings are in byte order, the
 // same as every other backend, whatever the database's locale.
 //
@@ -91,15 +96,20 @@
 // writes each round with prepared multi-row INSERT ... ON CONFLICT
 // statements, all in one transaction. PostgreSQL, in one transaction,
 // locks the batch's tasks FOR KEY SHARE (a concurrent DeleteTask waits
-// rather than leaving orphans), looks up which devices already have a
-// result, COPYs the first record of each new device (COPY writes pages of
-// rows at once, about twice as fast as any INSERT), and upserts the rest
-// with INSERT ... SELECT FROM unnest(...) ON CONFLICT, one array per
-// column. Should a concurrent writer create one of the new devices first,
-// the COPY's savepoint is rolled back and the whole batch upserted. Rows
-// are written in (task, device) order so writers sharing devices do not
-// deadlock; a deadlock or serialization failure is still possible under
-// contention and returns ErrRetryable.
+// rather than leaving orphans) and looks up 32 of each task's devices,
+// spread over the batch, both pipelined with BEGIN in one round trip. When
+// none of them has a result the batch is taken to be new devices: the first
+// record of each device is COPYed (COPY writes pages of rows at once, about
+// twice as fast as any INSERT); when all have one, the batch is a status
+// update and is upserted whole; when some have, every device is looked
+// up and only the new ones COPYed. The other records are upserted with
+// INSERT ... SELECT FROM unnest(...) ON CONFLICT, one array per column,
+// pipelined with COMMIT. Should COPY meet a device that has a result after
+// all (missed by the sample, or created by a concurrent writer), the
+// transaction is rolled back and the whole batch written again by the
+// upsert alone. Rows are written in (task, device) order so writers
+// sharing devices do not deadlock; a deadlock or serialization failure is
+// still possible under contention and returns ErrRetryable.
 //
 // # Statistics
 //

@@ -19,20 +19,30 @@ var resultColumns = strings.Split(strings.ReplaceAll(resultCols, " ", ""), ",")
 //
 //  1. lock the batch's tasks FOR KEY SHARE (a concurrent DeleteTask waits,
 //     then deletes these results too) and drop results of unknown tasks;
-//  2. look up which (task, device) already have a result;
+//  2. look up a sample of each task's devices (pgSample, spread over the
+//     batch): if none has a result the batch is taken to be new devices
+//     (a run's first scheduling, a first report); if all have one, a
+//     status update; if some, every device is looked up;
 //  3. COPY the first record of every new (task, device) straight into
-//     results, in a savepoint: COPY inserts pages of rows at once, about
-//     twice as fast as any INSERT ... ON CONFLICT;
+//     results: COPY inserts pages of rows at once, about twice as fast as
+//     any INSERT ... ON CONFLICT;
 //  4. apply every other record (existing devices, later records of new
-//     devices) with the unnest upsert, round by round.
+//     devices) with the unnest upsert, round by round, and commit.
+//
+// Steps 1 and 2 travel with BEGIN in one pipelined round trip, and the
+// upserts of step 4 with COMMIT in another, so a batch of new devices costs
+// the round trips of a bare BEGIN, COPY, COMMIT, and a batch of status
+// updates two; neither looks up every device (about 2 ms per 1,000).
 //
 // Rows are written in (task, device) order, so concurrent batches sharing
 // devices lock them in the same order and do not deadlock.
 //
 // Per device the records keep their batch order, so the result and the
-// count equal sequential processing. If another writer inserts one of the
-// new devices between 2 and 3, COPY fails on the unique key; the savepoint
-// is rolled back and the whole batch goes through step 4 instead.
+// count equal sequential processing. If a device taken to be new has a
+// result after all (the sample missed it, or another writer inserted it
+// since), COPY fails on the unique key; the transaction is rolled back and
+// the whole batch is written again in a new one by the upsert alone
+// (upsertPostgresTx), which is correct for any mix.
 func (s *Store) upsertPostgresBatch(ctx context.Context, rs []storage.ResultRecord) (int, error) {
 	conn, err := s.w.Conn(ctx)
 	if err != nil {
@@ -42,13 +52,17 @@ func (s *Store) upsertPostgresBatch(ctx context.Context, rs []storage.ResultReco
 	total := 0
 	err = conn.Raw(func(dc any) error {
 		pc := dc.(*stdlib.Conn).Conn()
+		n, err := upsertPostgresPipelined(ctx, pc, rs)
+		if !errors.Is(err, errCopyRace) {
+			total = n
+			return err
+		}
 		tx, err := pc.Begin(ctx)
 		if err != nil {
 			return err
 		}
 		defer func() { _ = tx.Rollback(ctx) }()
-		n, err := upsertPostgresTx(ctx, tx, rs)
-		if err != nil {
+		if n, err = upsertPostgresTx(ctx, tx, rs); err != nil {
 			return err
 		}
 		total = n
@@ -60,6 +74,219 @@ func (s *Store) upsertPostgresBatch(ctx context.Context, rs []storage.ResultReco
 	return total, nil
 }
 
+// pgLookup returns which of a task's devices ($2) have a result.
+const pgLookup = `SELECT device_id FROM results WHERE task_id = $1 AND device_id = ANY($2)`
+
+// pgSample is how many devices per task a batch looks up before choosing
+// between COPY (none has a result) and the upsert (all have one).
+const pgSample = 32
+
+// sampleOf returns up to n of devs, spread evenly over the slice.
+func sampleOf(devs []string, n int) []string {
+	if len(devs) <= n {
+		return devs
+	}
+	out := make([]string, n)
+	for i := range out {
+		out[i] = devs[i*len(devs)/n]
+	}
+	return out
+}
+
+// errCopyRace: a device the batch took to be new had a result (missed by
+// the sample, or inserted by another writer since); the transaction was
+// rolled back.
+var errCopyRace = errors.New("sqlstore: a new device was written concurrently")
+
+// upsertPostgresPipelined is upsertPostgresBatch's fast path on one
+// connection: BEGIN, the task locks and the device lookups in one
+// pipeline; COPY of the new devices; the upserts and COMMIT in one
+// pipeline. It returns errCopyRace (after rolling back) when COPY met a
+// device that had a result; on any error the transaction is rolled back.
+func upsertPostgresPipelined(ctx context.Context, pc *pgx.Conn, rs []storage.ResultRecord) (total int, err error) {
+	var taskIDs []string
+	var devs [][]string // per taskIDs[i]
+	index := make(map[string]int)
+	for i := range rs {
+		k, ok := index[rs[i].TaskID]
+		if !ok {
+			k = len(taskIDs)
+			index[rs[i].TaskID] = k
+			taskIDs = append(taskIDs, rs[i].TaskID)
+			devs = append(devs, nil)
+		}
+		devs[k] = append(devs[k], rs[i].DeviceID)
+	}
+	defer func() {
+		if err != nil && pc.PgConn().TxStatus() != 'I' && !pc.IsClosed() {
+			if _, rerr := pc.Exec(ctx, "ROLLBACK"); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
+	}()
+	// BEGIN, the task locks, and a sample of each task's devices looked up.
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(`SELECT id FROM tasks WHERE id = ANY($1) FOR KEY SHARE`, taskIDs)
+	sampled := 0
+	for i, task := range taskIDs {
+		sample := sampleOf(devs[i], pgSample)
+		sampled += len(sample)
+		b.Queue(pgLookup, task, sample)
+	}
+	br := pc.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		return 0, err
+	}
+	rows, _ := br.Query()
+	known, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		_ = br.Close()
+		return 0, err
+	}
+	found := 0
+	for range taskIDs {
+		rows, _ := br.Query()
+		hit, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			_ = br.Close()
+			return 0, err
+		}
+		found += len(hit)
+	}
+	if err := br.Close(); err != nil {
+		return 0, err
+	}
+	if len(known) < len(taskIDs) {
+		kept := make([]storage.ResultRecord, 0, len(rs))
+		for i := range rs {
+			if slices.Contains(known, rs[i].TaskID) {
+				kept = append(kept, rs[i])
+			}
+		}
+		rs = kept
+	}
+	type key struct{ task, dev string }
+	exists := make(map[key]bool, len(rs))
+	var fresh [][]any
+	rest := rs
+	switch {
+	case found == sampled && found > 0:
+		// Every sampled device has a result: a status update. The
+		// upsert writes them all (and inserts any new one).
+	case found > 0:
+		// Some new, some not: look every device up.
+		for i, task := range taskIDs {
+			if !slices.Contains(known, task) {
+				continue
+			}
+			rows, err := pc.Query(ctx, pgLookup, task, devs[i])
+			if err != nil {
+				return 0, err
+			}
+			got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				return 0, err
+			}
+			for _, d := range got {
+				exists[key{task, d}] = true
+			}
+		}
+		fallthrough
+	default:
+		// No sampled device has a result (new devices, e.g. a run's
+		// first scheduling): COPY the first record of each device. If
+		// the sample missed one that exists, COPY fails on the unique
+		// key and the batch is written again by the upsert alone.
+		fresh, rest = splitFresh(rs, func(r *storage.ResultRecord) bool {
+			k := key{r.TaskID, r.DeviceID}
+			if exists[k] {
+				return false
+			}
+			exists[k] = true
+			return true
+		})
+	}
+	if len(fresh) > 0 {
+		n, err := pc.CopyFrom(ctx, pgx.Identifier{"results"}, resultColumns, pgx.CopyFromRows(fresh))
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "23505" {
+			if _, rerr := pc.Exec(ctx, "ROLLBACK"); rerr != nil {
+				return 0, errors.Join(err, rerr)
+			}
+			return 0, errCopyRace
+		}
+		if err != nil {
+			return 0, err
+		}
+		total = int(n)
+	}
+	b = &pgx.Batch{}
+	for _, round := range rounds(rest) {
+		if len(round) > 0 {
+			b.Queue(pgUpsert, pgUpsertArgs(sortedRound(round))...)
+		}
+	}
+	upserts := b.Len()
+	b.Queue("COMMIT")
+	br = pc.SendBatch(ctx, b)
+	for range upserts {
+		tag, err := br.Exec()
+		if err != nil {
+			_ = br.Close()
+			return 0, err
+		}
+		total += int(tag.RowsAffected())
+	}
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		return 0, err
+	}
+	return total, br.Close()
+}
+
+// splitFresh splits rs into the COPY rows of the records isNew accepts
+// (called once per record, in order), in (task, device) order, and the
+// other records in batch order.
+func splitFresh(rs []storage.ResultRecord, isNew func(*storage.ResultRecord) bool) (fresh [][]any, rest []storage.ResultRecord) {
+	rest = make([]storage.ResultRecord, 0, len(rs))
+	for i := range rs {
+		r := &rs[i]
+		if !isNew(r) {
+			rest = append(rest, *r)
+			continue
+		}
+		fresh = append(fresh, []any{r.TaskID, r.DeviceID, r.RunID, r.Seq, r.State,
+			r.DueAt.UTC(), r.StartedAt.UTC(), r.FinishedAt.UTC(), r.UpdatedAt.UTC(),
+			int32(r.Progress), r.Message, r.RestartRequired})
+	}
+	// Rows are written in key order, so concurrent batches that share
+	// devices take their row locks in the same order and never deadlock.
+	slices.SortFunc(fresh, func(a, b []any) int {
+		if c := strings.Compare(a[0].(string), b[0].(string)); c != 0 {
+			return c
+		}
+		return strings.Compare(a[1].(string), b[1].(string))
+	})
+	return fresh, rest
+}
+
+// sortedRound returns a copy of round (which may be the caller's slice)
+// in (task, device) order.
+func sortedRound(round []storage.ResultRecord) []storage.ResultRecord {
+	round = slices.Clone(round)
+	slices.SortFunc(round, func(a, b storage.ResultRecord) int {
+		if c := strings.Compare(a.TaskID, b.TaskID); c != 0 {
+			return c
+		}
+		return strings.Compare(a.DeviceID, b.DeviceID)
+	})
+	return round
+}
+
+// upsertPostgresTx writes a batch in tx with the upsert alone: the
+// fallback when COPY met a concurrently added device.
 func upsertPostgresTx(ctx context.Context, tx pgx.Tx, rs []storage.ResultRecord) (int, error) {
 	var taskIDs []string
 	for i := range rs {
@@ -84,90 +311,12 @@ func upsertPostgresTx(ctx context.Context, tx pgx.Tx, rs []storage.ResultRecord)
 		}
 		rs = kept
 	}
-	if len(rs) == 0 {
-		return 0, nil
-	}
-	type key struct{ task, dev string }
-	exists := make(map[key]bool, len(rs))
-	for _, task := range known {
-		var devs []string
-		for i := range rs {
-			if rs[i].TaskID == task {
-				devs = append(devs, rs[i].DeviceID)
-			}
-		}
-		rows, err := tx.Query(ctx, `SELECT device_id FROM results WHERE task_id = $1 AND device_id = ANY($2)`, task, devs)
-		if err != nil {
-			return 0, err
-		}
-		found, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return 0, err
-		}
-		for _, d := range found {
-			exists[key{task, d}] = true
-		}
-	}
-	// First records of new devices go to COPY; the rest, in order, to
-	// the upsert.
-	var fresh [][]any
-	rest := make([]storage.ResultRecord, 0, len(rs))
-	for i := range rs {
-		r := &rs[i]
-		k := key{r.TaskID, r.DeviceID}
-		if exists[k] {
-			rest = append(rest, *r)
-			continue
-		}
-		exists[k] = true
-		fresh = append(fresh, []any{r.TaskID, r.DeviceID, r.RunID, r.Seq, r.State,
-			r.DueAt.UTC(), r.StartedAt.UTC(), r.FinishedAt.UTC(), r.UpdatedAt.UTC(),
-			int32(r.Progress), r.Message, r.RestartRequired})
-	}
-	// Rows are written in key order, so concurrent batches that share
-	// devices take their row locks in the same order and never deadlock.
-	slices.SortFunc(fresh, func(a, b []any) int {
-		if c := strings.Compare(a[0].(string), b[0].(string)); c != 0 {
-			return c
-		}
-		return strings.Compare(a[1].(string), b[1].(string))
-	})
 	total := 0
-	if len(fresh) > 0 {
-		sp, err := tx.Begin(ctx) // a savepoint
-		if err != nil {
-			return 0, err
-		}
-		n, err := sp.CopyFrom(ctx, pgx.Identifier{"results"}, resultColumns, pgx.CopyFromRows(fresh))
-		var pe *pgconn.PgError
-		switch {
-		case err == nil:
-			if err := sp.Commit(ctx); err != nil {
-				return 0, err
-			}
-			total = int(n)
-		case errors.As(err, &pe) && pe.Code == "23505":
-			// A concurrent writer added one of the devices: upsert all.
-			if err := sp.Rollback(ctx); err != nil {
-				return 0, err
-			}
-			rest = rs
-		default:
-			return 0, err
-		}
-	}
-	for _, round := range rounds(rest) {
+	for _, round := range rounds(rs) {
 		if len(round) == 0 {
 			continue
 		}
-		round = slices.Clone(round) // may be the caller's slice
-		slices.SortFunc(round, func(a, b storage.ResultRecord) int {
-			if c := strings.Compare(a.TaskID, b.TaskID); c != 0 {
-				return c
-			}
-			return strings.Compare(a.DeviceID, b.DeviceID)
-		})
-		tag, err := tx.Exec(ctx, pgUpsert, pgUpsertArgs(round)...)
+		tag, err := tx.Exec(ctx, pgUpsert, pgUpsertArgs(sortedRound(round))...)
 		if err != nil {
 			return 0, err
 		}
