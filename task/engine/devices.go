@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -192,22 +191,40 @@ func (s *Server) devicesTasks() map[scope.DeviceID][]string {
 	return s.dev.byDevice
 }
 
+// rebuildByDevice builds the per-device task lists in two passes: the
+// lists are counted first, then cut from one array of exactly the total
+// length (16 bytes per device and task, nothing spare).
 func (s *Server) rebuildByDevice() {
-	s.dev.byDevice = map[scope.DeviceID][]string{}
-	ids := make([]string, 0, len(s.cat.tasks))
-	for id := range s.cat.tasks {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
+	ids := s.sortedIDs()
+	counts := map[scope.DeviceID]int32{}
+	total := 0
 	for _, id := range ids {
 		ts := s.cat.tasks[id]
 		if ts.onServer {
 			continue
 		}
 		for _, d := range ts.devices {
-			s.dev.byDevice[d] = append(s.dev.byDevice[d], id)
+			counts[d]++
+		}
+		total += len(ts.devices)
+	}
+	all := make([]string, total)
+	by := make(map[scope.DeviceID][]string, len(counts))
+	for _, id := range ids {
+		ts := s.cat.tasks[id]
+		if ts.onServer {
+			continue
+		}
+		for _, d := range ts.devices {
+			l, ok := by[d]
+			if !ok {
+				n := int(counts[d])
+				l, all = all[:0:n], all[n:]
+			}
+			by[d] = append(l, id)
 		}
 	}
+	s.dev.byDevice = by
 }
 
 func (s *Server) connected(ctx context.Context, d scope.DeviceID) bool {
@@ -250,7 +267,7 @@ func slotAt(ts *taskState, d scope.DeviceID) (transport.Slot, bool) {
 	if ts.slots == nil {
 		return transport.Slot{}, false
 	}
-	i, ok := ts.slots.index[d]
+	i, ok := ts.slots.get(d)
 	if !ok {
 		return transport.Slot{}, false
 	}

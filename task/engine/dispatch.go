@@ -41,7 +41,7 @@ func (s *Server) StartRun(ctx context.Context, t *task.Task, run task.Run) error
 	for _, d := range slices.Concat(run.Devices, run.Skipped) {
 		// Devices of secondary and virtual servers in a distributed
 		// task's scope are started by their own server (see resolve).
-		if ts.inScope[d] {
+		if ts.has(d) {
 			devices = append(devices, d)
 		}
 	}

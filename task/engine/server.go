@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -132,8 +133,11 @@ type Config struct {
 type taskState struct {
 	t        *task.Task
 	onServer bool
+	// devices is the resolved scope, sorted (has looks devices up in
+	// it); resolved: it was resolved once (a first resolution adds no
+	// devices).
 	devices  []scope.DeviceID
-	inScope  map[scope.DeviceID]bool
+	resolved bool
 	cursor   time.Time
 	next     time.Time
 	since    time.Time
@@ -150,6 +154,12 @@ type taskState struct {
 	// results were read too), so a manual start is always the latest.
 	maxRun   int64
 	maxRunOK bool
+}
+
+// has reports whether d is in the task's resolved scope.
+func (ts *taskState) has(d scope.DeviceID) bool {
+	_, ok := slices.BinarySearch(ts.devices, d)
+	return ok
 }
 
 type dispatch struct {
