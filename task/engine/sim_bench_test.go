@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"strconv"
 	"testing"
 	"time"
@@ -180,6 +181,11 @@ func simulate(b testing.TB, store string, n int, span time.Duration) simStats {
 	must(b, sim.Step(ctx, 30*time.Minute, simStep))
 	wall := time.Since(start)
 	cpu1, _ := processCPU()
+	if f := os.Getenv("TMPHEAP"); f != "" {
+		w, _ := os.Create(f)
+		pprof.WriteHeapProfile(w)
+		w.Close()
+	}
 	var m3 runtime.MemStats
 	runtime.ReadMemStats(&m3)
 	close(stop)
