@@ -40,9 +40,10 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 			slices.SortStableFunc(held, byID)
 		}
 	}
-	ids := s.devicesTasks()[d]
+	tss := s.devicesTasks()[d]
 	j := 0
-	for _, id := range ids {
+	for _, ts := range tss {
+		id := ts.t.ID
 		for j < len(held) && held[j].TaskID < id {
 			j++
 		}
@@ -51,7 +52,6 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 		for ; j < len(held) && held[j].TaskID == id; j++ {
 			h, ok = held[j], true
 		}
-		ts := s.cat.tasks[id]
 		if ok && h.Revision == ts.t.Revision {
 			ts.adoptSlot(d, h.Slot) // after a restart: keep the place it holds
 		}
@@ -73,10 +73,10 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 		if j > 0 && held[j-1].TaskID == h.TaskID {
 			continue
 		}
-		for i < len(ids) && ids[i] < h.TaskID {
+		for i < len(tss) && tss[i].t.ID < h.TaskID {
 			i++
 		}
-		if i == len(ids) || ids[i] != h.TaskID {
+		if i == len(tss) || tss[i].t.ID != h.TaskID {
 			if s.cat.tasks[h.TaskID] == nil {
 				if unknown++; unknown > MaxUnknownWithdraws || len(h.TaskID) > transport.MaxKeyBytes {
 					continue
@@ -182,9 +182,11 @@ func (s *Server) deviceLoc(ctx context.Context, d scope.DeviceID) *time.Location
 	return l
 }
 
-// devicesTasks returns the device tasks of every device, rebuilt after
-// the task list or a scope changed.
-func (s *Server) devicesTasks() map[scope.DeviceID][]string {
+// devicesTasks returns the device tasks of every device in id order,
+// rebuilt after the task list or a scope changed (every change that adds,
+// replaces or drops a taskState sets byDevice to nil, so the entries are
+// the catalog's current ones).
+func (s *Server) devicesTasks() map[scope.DeviceID][]*taskState {
 	if s.dev.byDevice == nil {
 		s.rebuildByDevice()
 	}
@@ -193,7 +195,7 @@ func (s *Server) devicesTasks() map[scope.DeviceID][]string {
 
 // rebuildByDevice builds the per-device task lists in two passes: the
 // lists are counted first, then cut from one array of exactly the total
-// length (16 bytes per device and task, nothing spare).
+// length (8 bytes per device and task, nothing spare).
 func (s *Server) rebuildByDevice() {
 	ids := s.sortedIDs()
 	counts := map[scope.DeviceID]int32{}
@@ -208,8 +210,8 @@ func (s *Server) rebuildByDevice() {
 		}
 		total += len(ts.devices)
 	}
-	all := make([]string, total)
-	by := make(map[scope.DeviceID][]string, len(counts))
+	all := make([]*taskState, total)
+	by := make(map[scope.DeviceID][]*taskState, len(counts))
 	for _, id := range ids {
 		ts := s.cat.tasks[id]
 		if ts.onServer {
@@ -221,7 +223,7 @@ func (s *Server) rebuildByDevice() {
 				n := int(counts[d])
 				l, all = all[:0:n], all[n:]
 			}
-			by[d] = append(l, id)
+			by[d] = append(l, ts)
 		}
 	}
 	s.dev.byDevice = by

@@ -257,7 +257,7 @@ type controlOrders struct {
 // deviceSync is what the server knows of devices: which tasks each has
 // (byDevice, nil: rebuild), when each was last heard from, and zones.
 type deviceSync struct {
-	byDevice map[scope.DeviceID][]string
+	byDevice map[scope.DeviceID][]*taskState
 	seen     map[scope.DeviceID]time.Time
 	zones    map[string]*time.Location
 }
@@ -374,7 +374,7 @@ func New(cfg Config) (*Server, error) {
 	srv := &Server{cfg: cfg, clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger, met: newMetrics(cfg.MeterProvider),
 		cat:  catalog{tasks: map[string]*taskState{}},
 		disp: dispatching{pending: map[dkey]*dispatch{}},
-		dev:  deviceSync{byDevice: map[scope.DeviceID][]string{}, seen: map[scope.DeviceID]time.Time{}, zones: map[string]*time.Location{}},
+		dev:  deviceSync{byDevice: map[scope.DeviceID][]*taskState{}, seen: map[scope.DeviceID]time.Time{}, zones: map[string]*time.Location{}},
 		upd:  updatesState{updKeys: map[string]bool{}},
 		lead: leadership{owner: replicaOwner(cfg.ReplicaID)},
 	}
