@@ -84,7 +84,7 @@ func (s *Server) TaskDeleted(ctx context.Context, id string) error {
 	s.cat.ids, s.cat.trig = nil, nil
 	for k := range s.disp.pending {
 		if k.task == id {
-			delete(s.disp.pending, k)
+			s.disp.drop(k)
 		}
 	}
 	for k := range s.ctl.controls {

@@ -23,7 +23,7 @@ func (s *Server) afterResult(ctx context.Context, trig *plan, r task.Result, now
 		ts.sawRun(r.RunID)
 	}
 	if dp := s.disp.pending[k]; dp != nil && r.Seq >= transport.SeqDevice && r.RunID >= dp.start.RunID {
-		delete(s.disp.pending, k)
+		s.disp.drop(k)
 	}
 	s.controlResult(ctx, k, r, now)
 	var status schedule.CompletionStatus

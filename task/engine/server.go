@@ -241,9 +241,42 @@ type scheduling struct {
 
 // dispatching holds the starts sent (or to send) to devices and not yet
 // answered, and when the next one is due.
+//
+// byDev lists each device's pending task ids, so a device that becomes
+// visible finds its starts without scanning every device's (put and drop
+// keep the two in step).
 type dispatching struct {
 	pending  map[dkey]*dispatch
+	byDev    map[scope.DeviceID][]string
 	nextDisp time.Time
+}
+
+// put keeps a dispatch.
+func (d *dispatching) put(k dkey, dp *dispatch) {
+	if _, ok := d.pending[k]; !ok {
+		if d.byDev == nil {
+			d.byDev = map[scope.DeviceID][]string{}
+		}
+		d.byDev[k.device] = append(d.byDev[k.device], k.task)
+	}
+	d.pending[k] = dp
+}
+
+// drop forgets a dispatch.
+func (d *dispatching) drop(k dkey) {
+	if _, ok := d.pending[k]; !ok {
+		return
+	}
+	delete(d.pending, k)
+	l := d.byDev[k.device]
+	if i := slices.Index(l, k.task); i >= 0 {
+		l = slices.Delete(l, i, i+1)
+	}
+	if len(l) == 0 {
+		delete(d.byDev, k.device)
+	} else {
+		d.byDev[k.device] = l
+	}
 }
 
 // controlOrders are the unanswered StopRun, PauseRun and ResumeRun per
