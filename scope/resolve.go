@@ -476,23 +476,34 @@ type chunked[T any] struct {
 
 const chunkLen = 1 << 15
 
+// firstChunk is the first chunk's length; chunks double up to chunkLen,
+// so a small result does not hold a whole chunk.
+const firstChunk = 64
+
 func (c *chunked[T]) add(v T) {
 	if len(c.cur) == cap(c.cur) {
+		next := firstChunk
 		if c.cur != nil {
 			c.full = append(c.full, c.cur)
+			next = min(2*cap(c.cur), chunkLen)
 		}
-		c.cur = make([]T, 0, chunkLen)
+		c.cur = make([]T, 0, next)
 	}
 	c.cur = append(c.cur, v)
 	c.n++
 }
 
-// flat returns the elements in one slice (nil when empty).
+// flat returns the elements in one slice (nil when empty) whose spare
+// capacity is at most an eighth of its length: callers keep resolved
+// device lists for long.
 func (c *chunked[T]) flat() []T {
 	if c.n == 0 {
 		return nil
 	}
 	if len(c.full) == 0 {
+		if cap(c.cur)-len(c.cur) > len(c.cur)/8 {
+			return slices.Clone(c.cur)
+		}
 		return c.cur
 	}
 	out := make([]T, 0, c.n)

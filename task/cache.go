@@ -101,11 +101,18 @@ func (m *Manager) decodeShared(rec *storage.TaskRecord) (*Task, error) {
 // that follow find it decoded (decoding the stored body, not reusing the
 // caller's value, keeps the cached task exactly what a read would
 // decode).
-func (m *Manager) warm(rec *storage.TaskRecord) {
+//
+// It returns the cached task (shared: never to be modified), or nil when
+// the cache is off or the body does not decode.
+func (m *Manager) warm(rec *storage.TaskRecord) *Task {
 	if m.cache.max < 0 {
-		return
+		return nil
 	}
-	_, _ = m.decodeShared(rec)
+	t, err := m.decodeShared(rec)
+	if err != nil {
+		return nil
+	}
+	return t
 }
 
 // loadShared returns the current task, decoded once per revision. The

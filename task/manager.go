@@ -251,9 +251,9 @@ func (m *Manager) create(ctx context.Context, actor Actor, t Task, action Revisi
 	if err != nil {
 		return nil, m.storeErr(err, "create task %q", t.Name)
 	}
-	m.warm(&rec)
+	shared := m.warm(&rec)
 	m.log.Info().Str("task", t.ID).Str("name", t.Name).Str("actor", actor.ID).Str("action", string(action)).Msg("task created")
-	m.saved(ctx, &t)
+	m.saved(ctx, shared, &t)
 	return &t, nil
 }
 
@@ -431,9 +431,9 @@ func (m *Manager) update(ctx context.Context, actor Actor, t Task, action Revisi
 	if err != nil {
 		return nil, m.storeErr(err, "update task %q", t.ID)
 	}
-	m.warm(&rec)
+	shared := m.warm(&rec)
 	m.log.Info().Str("task", t.ID).Int64("revision", t.Revision).Str("actor", actor.ID).Str("action", string(action)).Msg("task updated")
-	m.saved(ctx, &t)
+	m.saved(ctx, shared, &t)
 	return &t, nil
 }
 
@@ -498,10 +498,18 @@ func changesSettings(of, nf flat) bool {
 	return false
 }
 
-// saved tells the dispatcher about a saved task.
-func (m *Manager) saved(ctx context.Context, t *Task) {
+// saved tells the dispatcher about a saved task: the cache's shared
+// value when there is one (the dispatcher keeps it, and then keeps no
+// copy of its own), otherwise a copy of t; never t itself, which the
+// caller gets and may change.
+func (m *Manager) saved(ctx context.Context, shared, t *Task) {
 	if m.disp == nil {
 		return
+	}
+	if shared != nil {
+		t = shared
+	} else {
+		t = cloneTask(t)
 	}
 	if err := m.disp.TaskSaved(ctx, t); err != nil {
 		m.log.Error().Err(err).Str("task", t.ID).Msg("dispatcher did not take the saved task")

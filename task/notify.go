@@ -66,7 +66,9 @@ type Run struct {
 // methods must be safe for concurrent use.
 type Dispatcher interface {
 	// TaskSaved is called after a task was created or updated (including
-	// suspend, resume, rollback, merge).
+	// suspend, resume, rollback, merge). t is the Manager's cached value,
+	// shared: the Dispatcher may keep it (no copy needed) but must not
+	// modify it.
 	TaskSaved(ctx context.Context, t *Task) error
 	// TaskDeleted is called after a task was deleted.
 	TaskDeleted(ctx context.Context, id string) error

@@ -207,23 +207,30 @@ func (s *Store) ClaimStale(ctx context.Context, p storage.StaleParams) ([]storag
 	if err := bad.Err(); err != nil {
 		return nil, err
 	}
+	// The state is a literal, so the planner uses the partial index of
+	// pending results (results_leased) instead of scanning the table at
+	// every sweep.
+	state, err := stateLiteral("state", p.State)
+	if err != nil {
+		return nil, err
+	}
 	var out []storage.Claim
 	if s.dialect == Postgres {
 		rows, err := s.w.QueryContext(ctx, `WITH stale AS (
     SELECT r.task_id, r.device_id FROM results r
     JOIN tasks t ON t.id = r.task_id AND NOT t.suspended
-    WHERE r.state = $1 AND r.seq = $2 AND r.lease_owner <> '' AND r.lease_until < `+pgLeaseNow(6)+`
+    WHERE r.state = `+state+` AND r.seq = $1 AND r.lease_owner <> '' AND r.lease_until < `+pgLeaseNow(5)+`
     ORDER BY r.due_at, r.task_id, r.device_id
-    LIMIT $3
+    LIMIT $2
     FOR UPDATE OF r SKIP LOCKED),
 upd AS (
-    UPDATE results r SET lease_owner = $4, lease_epoch = r.lease_epoch + 1, lease_until = `+pgLeaseNow(6)+` + $5 * interval '1 microsecond'
+    UPDATE results r SET lease_owner = $3, lease_epoch = r.lease_epoch + 1, lease_until = `+pgLeaseNow(5)+` + $4 * interval '1 microsecond'
     FROM stale WHERE r.task_id = stale.task_id AND r.device_id = stale.device_id
-      AND r.state = $1 AND r.seq = $2 AND r.lease_until < `+pgLeaseNow(6)+`
+      AND r.state = `+state+` AND r.seq = $1 AND r.lease_until < `+pgLeaseNow(5)+`
     RETURNING r.task_id, r.device_id, r.run_id, r.seq, r.due_at, r.lease_epoch)
 SELECT upd.task_id, upd.device_id, upd.run_id, upd.seq, upd.due_at, upd.lease_epoch, t.revision
 FROM upd JOIN tasks t ON t.id = upd.task_id`,
-			p.State, p.Seq, p.Limit, p.Owner, p.TTL.Microseconds(), s.leaseNow(p.Now))
+			p.Seq, p.Limit, p.Owner, p.TTL.Microseconds(), s.leaseNow(p.Now))
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: claim stale: %w", mapErr(err))
 		}
@@ -234,20 +241,20 @@ FROM upd JOIN tasks t ON t.id = upd.task_id`,
 		return out, nil
 	}
 	var any int
-	switch err := s.r.QueryRowContext(ctx, `SELECT 1 FROM results WHERE state = ? AND seq = ? AND lease_owner <> '' AND lease_until < `+sqliteLeaseNow+` LIMIT 1`,
-		p.State, p.Seq, s.leaseNow(p.Now)).Scan(&any); {
+	switch err := s.r.QueryRowContext(ctx, `SELECT 1 FROM results WHERE state = `+state+` AND seq = ? AND lease_owner <> '' AND lease_until < `+sqliteLeaseNow+` LIMIT 1`,
+		p.Seq, s.leaseNow(p.Now)).Scan(&any); {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, nil
 	case err != nil:
 		return nil, fmt.Errorf("sqlstore: claim stale: %w", mapErr(err))
 	}
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
 		rows, err := tx.QueryContext(ctx, `UPDATE results SET lease_owner = ?, lease_epoch = lease_epoch + 1, lease_until = `+sqliteLeaseNow+` + ?
 WHERE (task_id, device_id) IN (SELECT r.task_id, r.device_id FROM results r JOIN tasks t ON t.id = r.task_id AND NOT t.suspended
-    WHERE r.state = ? AND r.seq = ? AND r.lease_owner <> '' AND r.lease_until < `+sqliteLeaseNow+`
+    WHERE r.state = `+state+` AND r.seq = ? AND r.lease_owner <> '' AND r.lease_until < `+sqliteLeaseNow+`
     ORDER BY r.due_at, r.task_id, r.device_id LIMIT ?)
 RETURNING task_id, device_id, run_id, seq, due_at, lease_epoch, (SELECT revision FROM tasks WHERE tasks.id = results.task_id)`,
-			p.Owner, s.leaseNow(p.Now), p.TTL.Microseconds(), p.State, p.Seq, s.leaseNow(p.Now), p.Limit)
+			p.Owner, s.leaseNow(p.Now), p.TTL.Microseconds(), p.Seq, s.leaseNow(p.Now), p.Limit)
 		if err != nil {
 			return err
 		}

@@ -54,7 +54,7 @@ func (s *Server) TaskSaved(ctx context.Context, t *task.Task) error {
 	}
 	s.rescoped(ts, before) // the connected devices get their new slots below
 	for _, d := range before {
-		if !ts.inScope[d] {
+		if !ts.has(d) {
 			_ = s.send(ctx, transport.Message{Kind: transport.Withdraw, Device: d, TaskID: t.ID})
 		}
 	}
@@ -84,7 +84,7 @@ func (s *Server) TaskDeleted(ctx context.Context, id string) error {
 	s.cat.ids, s.cat.trig = nil, nil
 	for k := range s.disp.pending {
 		if k.task == id {
-			delete(s.disp.pending, k)
+			s.disp.drop(k)
 		}
 	}
 	for k := range s.ctl.controls {
@@ -234,14 +234,10 @@ func (s *Server) resolve(ctx context.Context, ts *taskState) []scope.DeviceID {
 		}
 	}
 	var added []scope.DeviceID
-	in := make(map[scope.DeviceID]bool, len(devs))
-	for _, d := range devs {
-		in[d] = true
-		if ts.inScope != nil && !ts.inScope[d] {
-			added = append(added, d)
-		}
+	if ts.resolved {
+		added = joined(ts.devices, devs)
 	}
-	ts.devices, ts.inScope = devs, in
+	ts.devices, ts.resolved = devs, true
 	ts.followSlots()
 	return added
 }

@@ -56,7 +56,7 @@ func (s *Server) StopRun(ctx context.Context, t *task.Task) error {
 			d := scope.DeviceID(r.DeviceID)
 			k := dkey{t.ID, d}
 			dp := s.disp.pending[k]
-			delete(s.disp.pending, k)
+			s.disp.drop(k)
 			unsent := r.State == string(task.Scheduled) || (r.State == string(task.Pending) && (dp == nil || dp.sent == 0))
 			if claims && r.State == string(task.Pending) && r.Seq >= transport.SeqDispatched {
 				unsent = false // another replica dispatched it

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -41,9 +40,10 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 			slices.SortStableFunc(held, byID)
 		}
 	}
-	ids := s.devicesTasks()[d]
+	tss := s.devicesTasks()[d]
 	j := 0
-	for _, id := range ids {
+	for _, ts := range tss {
+		id := ts.t.ID
 		for j < len(held) && held[j].TaskID < id {
 			j++
 		}
@@ -52,7 +52,6 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 		for ; j < len(held) && held[j].TaskID == id; j++ {
 			h, ok = held[j], true
 		}
-		ts := s.cat.tasks[id]
 		if ok && h.Revision == ts.t.Revision {
 			ts.adoptSlot(d, h.Slot) // after a restart: keep the place it holds
 		}
@@ -74,10 +73,10 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 		if j > 0 && held[j-1].TaskID == h.TaskID {
 			continue
 		}
-		for i < len(ids) && ids[i] < h.TaskID {
+		for i < len(tss) && tss[i].t.ID < h.TaskID {
 			i++
 		}
-		if i == len(ids) || ids[i] != h.TaskID {
+		if i == len(tss) || tss[i].t.ID != h.TaskID {
 			if s.cat.tasks[h.TaskID] == nil {
 				if unknown++; unknown > MaxUnknownWithdraws || len(h.TaskID) > transport.MaxKeyBytes {
 					continue
@@ -92,14 +91,21 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 	_ = s.send(ctx, transport.Message{Kind: transport.Sync, Device: d, SyncInfo: &transport.SyncInfo{UpdatesGeneration: s.upd.updGen, UpdatesAt: s.upd.updAt}})
 	if !wasVisible {
 		// Became visible: starts, stops, pauses and resumes waiting for
-		// it go out now.
-		for k, dp := range s.disp.pending {
-			if k.device == d && dp.sent > 0 {
+		// it go out now. Its starts are found through byDev and sent
+		// alone: a fleet of devices becoming visible one by one costs
+		// each its own starts, not a scan of every device's.
+		var keys []dkey
+		for _, id := range s.disp.byDev[d] {
+			k := dkey{id, d}
+			if dp := s.disp.pending[k]; dp.sent > 0 || !dp.next.After(now) {
 				dp.next = now
-				s.disp.nextDisp = now
+				keys = append(keys, k)
 			}
 		}
-		s.dispatchDue(ctx, now)
+		if len(keys) > 0 {
+			sortKeys(keys)
+			s.sendDue(ctx, keys, now)
+		}
 		for k, c := range s.ctl.controls {
 			if k.device == d && !c.acked {
 				c.next = now
@@ -183,31 +189,51 @@ func (s *Server) deviceLoc(ctx context.Context, d scope.DeviceID) *time.Location
 	return l
 }
 
-// devicesTasks returns the device tasks of every device, rebuilt after
-// the task list or a scope changed.
-func (s *Server) devicesTasks() map[scope.DeviceID][]string {
+// devicesTasks returns the device tasks of every device in id order,
+// rebuilt after the task list or a scope changed (every change that adds,
+// replaces or drops a taskState sets byDevice to nil, so the entries are
+// the catalog's current ones).
+func (s *Server) devicesTasks() map[scope.DeviceID][]*taskState {
 	if s.dev.byDevice == nil {
 		s.rebuildByDevice()
 	}
 	return s.dev.byDevice
 }
 
+// rebuildByDevice builds the per-device task lists in two passes: the
+// lists are counted first, then cut from one array of exactly the total
+// length (8 bytes per device and task, nothing spare).
 func (s *Server) rebuildByDevice() {
-	s.dev.byDevice = map[scope.DeviceID][]string{}
-	ids := make([]string, 0, len(s.cat.tasks))
-	for id := range s.cat.tasks {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
+	ids := s.sortedIDs()
+	counts := map[scope.DeviceID]int32{}
+	total := 0
 	for _, id := range ids {
 		ts := s.cat.tasks[id]
 		if ts.onServer {
 			continue
 		}
 		for _, d := range ts.devices {
-			s.dev.byDevice[d] = append(s.dev.byDevice[d], id)
+			counts[d]++
+		}
+		total += len(ts.devices)
+	}
+	all := make([]*taskState, total)
+	by := make(map[scope.DeviceID][]*taskState, len(counts))
+	for _, id := range ids {
+		ts := s.cat.tasks[id]
+		if ts.onServer {
+			continue
+		}
+		for _, d := range ts.devices {
+			l, ok := by[d]
+			if !ok {
+				n := int(counts[d])
+				l, all = all[:0:n], all[n:]
+			}
+			by[d] = append(l, ts)
 		}
 	}
+	s.dev.byDevice = by
 }
 
 func (s *Server) connected(ctx context.Context, d scope.DeviceID) bool {
@@ -250,7 +276,7 @@ func slotAt(ts *taskState, d scope.DeviceID) (transport.Slot, bool) {
 	if ts.slots == nil {
 		return transport.Slot{}, false
 	}
-	i, ok := ts.slots.index[d]
+	i, ok := ts.slots.get(d)
 	if !ok {
 		return transport.Slot{}, false
 	}

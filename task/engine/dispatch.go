@@ -41,7 +41,7 @@ func (s *Server) StartRun(ctx context.Context, t *task.Task, run task.Run) error
 	for _, d := range slices.Concat(run.Devices, run.Skipped) {
 		// Devices of secondary and virtual servers in a distributed
 		// task's scope are started by their own server (see resolve).
-		if ts.inScope[d] {
+		if ts.has(d) {
 			devices = append(devices, d)
 		}
 	}
@@ -105,7 +105,7 @@ func (s *Server) addDispatch(st transport.Start, d scope.DeviceID, at time.Time)
 		return
 	}
 	dp := &dispatch{start: st, device: d, next: at}
-	s.disp.pending[k] = dp
+	s.disp.put(k, dp)
 	if s.disp.nextDisp.IsZero() || dp.next.Before(s.disp.nextDisp) {
 		s.disp.nextDisp = dp.next
 	}
@@ -245,6 +245,14 @@ func (s *Server) dispatchDue(ctx context.Context, now time.Time) {
 		}
 	}
 	sortKeys(keys)
+	s.disp.nextDisp = next
+	s.sendDue(ctx, keys, now)
+}
+
+// sendDue sends (or resends) the due dispatches keys, sorted, and brings
+// nextDisp forward to their next resend.
+func (s *Server) sendDue(ctx context.Context, keys []dkey, now time.Time) {
+	var next time.Time
 	var lost map[dkey]bool
 	if c := s.claimer(); c != nil {
 		lost = s.renewClaimed(ctx, c, keys)
@@ -254,14 +262,14 @@ func (s *Server) dispatchDue(ctx context.Context, now time.Time) {
 	for _, k := range keys {
 		dp := s.disp.pending[k]
 		if lost[k] {
-			delete(s.disp.pending, k) // taken over by another replica, or answered
+			s.disp.drop(k) // taken over by another replica, or answered
 			s.stats.Fenced++
 			continue
 		}
 		ts := s.cat.tasks[k.task]
 		if ts == nil || ts.t.Suspended {
 			if ts == nil {
-				delete(s.disp.pending, k)
+				s.disp.drop(k)
 				continue
 			}
 			dp.next = now.Add(s.cfg.RetryInterval)
@@ -286,7 +294,9 @@ func (s *Server) dispatchDue(ctx context.Context, now time.Time) {
 			next = dp.next
 		}
 	}
-	s.disp.nextDisp = next
+	if !next.IsZero() && (s.disp.nextDisp.IsZero() || next.Before(s.disp.nextDisp)) {
+		s.disp.nextDisp = next
+	}
 	// Pending is recorded (one batch) before the starts go out.
 	s.record(ctx, firstRows)
 	for _, m := range sends {

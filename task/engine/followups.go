@@ -23,7 +23,7 @@ func (s *Server) afterResult(ctx context.Context, trig *plan, r task.Result, now
 		ts.sawRun(r.RunID)
 	}
 	if dp := s.disp.pending[k]; dp != nil && r.Seq >= transport.SeqDevice && r.RunID >= dp.start.RunID {
-		delete(s.disp.pending, k)
+		s.disp.drop(k)
 	}
 	s.controlResult(ctx, k, r, now)
 	var status schedule.CompletionStatus
@@ -45,10 +45,10 @@ func (s *Server) afterResult(ctx context.Context, trig *plan, r task.Result, now
 	for _, id := range s.sortedIDs() {
 		ts := s.cat.tasks[id]
 		sch := ts.t.Schedule
-		if sch.Kind != schedule.OnTaskCompletion || sch.TaskID != r.TaskID || sch.Status != status || ts.t.Suspended || !ts.inScope[r.DeviceID] {
+		if sch.Kind != schedule.OnTaskCompletion || sch.TaskID != r.TaskID || sch.Status != status || ts.t.Suspended || !ts.has(r.DeviceID) {
 			continue
 		}
-		if trig := s.cat.tasks[r.TaskID]; trig == nil || !trig.inScope[r.DeviceID] {
+		if trig := s.cat.tasks[r.TaskID]; trig == nil || !trig.has(r.DeviceID) {
 			continue // both tasks must be assigned to the device
 		}
 		st := transport.Start{TaskID: id, RunID: transport.RunID(at, transport.Triggered), At: at}

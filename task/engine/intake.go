@@ -222,7 +222,7 @@ func (s *Server) refuse(ctx context.Context, m transport.Message, code, why stri
 // the task's scope (a device task it holds, or a server-run task's
 // device). A device that left the scope may still report the runs issued
 // to it (checked by the run id against its stored result).
-func assigned(ts *taskState, d scope.DeviceID) bool { return ts.inScope[d] }
+func assigned(ts *taskState, d scope.DeviceID) bool { return ts.has(d) }
 
 // window is the span of activation times, in Unix milliseconds, in
 // which a device's own runs may lie: DeviceRunWindow before and

@@ -274,7 +274,7 @@ func (s *Server) sendClaimed(ctx context.Context, claims []storage.Claim, now ti
 		}
 		d := scope.DeviceID(cl.DeviceID)
 		dp := &dispatch{start: st, device: d, sent: 1, epoch: cl.Epoch, next: now.Add(s.cfg.RetryInterval)}
-		s.disp.pending[dkey{cl.TaskID, d}] = dp
+		s.disp.put(dkey{cl.TaskID, d}, dp)
 		if s.disp.nextDisp.IsZero() || dp.next.Before(s.disp.nextDisp) {
 			s.disp.nextDisp = dp.next
 		}

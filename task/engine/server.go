@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -132,8 +133,11 @@ type Config struct {
 type taskState struct {
 	t        *task.Task
 	onServer bool
+	// devices is the resolved scope, sorted (has looks devices up in
+	// it); resolved: it was resolved once (a first resolution adds no
+	// devices).
 	devices  []scope.DeviceID
-	inScope  map[scope.DeviceID]bool
+	resolved bool
 	cursor   time.Time
 	next     time.Time
 	since    time.Time
@@ -150,6 +154,12 @@ type taskState struct {
 	// results were read too), so a manual start is always the latest.
 	maxRun   int64
 	maxRunOK bool
+}
+
+// has reports whether d is in the task's resolved scope.
+func (ts *taskState) has(d scope.DeviceID) bool {
+	_, ok := slices.BinarySearch(ts.devices, d)
+	return ok
 }
 
 type dispatch struct {
@@ -231,9 +241,42 @@ type scheduling struct {
 
 // dispatching holds the starts sent (or to send) to devices and not yet
 // answered, and when the next one is due.
+//
+// byDev lists each device's pending task ids, so a device that becomes
+// visible finds its starts without scanning every device's (put and drop
+// keep the two in step).
 type dispatching struct {
 	pending  map[dkey]*dispatch
+	byDev    map[scope.DeviceID][]string
 	nextDisp time.Time
+}
+
+// put keeps a dispatch.
+func (d *dispatching) put(k dkey, dp *dispatch) {
+	if _, ok := d.pending[k]; !ok {
+		if d.byDev == nil {
+			d.byDev = map[scope.DeviceID][]string{}
+		}
+		d.byDev[k.device] = append(d.byDev[k.device], k.task)
+	}
+	d.pending[k] = dp
+}
+
+// drop forgets a dispatch.
+func (d *dispatching) drop(k dkey) {
+	if _, ok := d.pending[k]; !ok {
+		return
+	}
+	delete(d.pending, k)
+	l := d.byDev[k.device]
+	if i := slices.Index(l, k.task); i >= 0 {
+		l = slices.Delete(l, i, i+1)
+	}
+	if len(l) == 0 {
+		delete(d.byDev, k.device)
+	} else {
+		d.byDev[k.device] = l
+	}
 }
 
 // controlOrders are the unanswered StopRun, PauseRun and ResumeRun per
@@ -247,7 +290,7 @@ type controlOrders struct {
 // deviceSync is what the server knows of devices: which tasks each has
 // (byDevice, nil: rebuild), when each was last heard from, and zones.
 type deviceSync struct {
-	byDevice map[scope.DeviceID][]string
+	byDevice map[scope.DeviceID][]*taskState
 	seen     map[scope.DeviceID]time.Time
 	zones    map[string]*time.Location
 }
@@ -364,7 +407,7 @@ func New(cfg Config) (*Server, error) {
 	srv := &Server{cfg: cfg, clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger, met: newMetrics(cfg.MeterProvider),
 		cat:  catalog{tasks: map[string]*taskState{}},
 		disp: dispatching{pending: map[dkey]*dispatch{}},
-		dev:  deviceSync{byDevice: map[scope.DeviceID][]string{}, seen: map[scope.DeviceID]time.Time{}, zones: map[string]*time.Location{}},
+		dev:  deviceSync{byDevice: map[scope.DeviceID][]*taskState{}, seen: map[scope.DeviceID]time.Time{}, zones: map[string]*time.Location{}},
 		upd:  updatesState{updKeys: map[string]bool{}},
 		lead: leadership{owner: replicaOwner(cfg.ReplicaID)},
 	}

@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/taskfleet/taskfleet/schedule"
 	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/storage/sqlstore"
 	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/engine"
 	"github.com/taskfleet/taskfleet/task/engine/enginetest"
@@ -30,16 +33,59 @@ type simTask struct {
 
 // BenchmarkSimulation is the simulation: 10,000 devices in 12
 // zones, 50 tasks of every start kind (group, device-selection and
-// Administration Server scopes; randomized delays), 7 simulated days on a
-// memstore with the in-process transport, every run count verified
-// against schedule.Between. TASKFLEET_SIM_DEVICES overrides the fleet size.
+// Administration Server scopes; randomized delays), 7 simulated days with
+// the in-process transport, every run count verified against
+// schedule.Between; once on a memstore with the inmem inventory
+// (BenchmarkSimulation/memstore) and once on a SQLite sqlstore with its
+// own inventory (BenchmarkSimulation/sqlite). TASKFLEET_SIM_DEVICES
+// overrides the fleet size. Besides the runs it reports wall and CPU time
+// (user + system of the whole process), the peak heap (sampled every
+// 10 ms) and the bytes allocated during the simulated week.
 func BenchmarkSimulation(b *testing.B) {
 	devices := 10000
 	if v := os.Getenv("TASKFLEET_SIM_DEVICES"); v != "" {
-		devices, _ = strconv.Atoi(v)
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("TASKFLEET_SIM_DEVICES=%q: want a positive number of devices", v)
+		}
+		devices = n
 	}
-	for range b.N {
-		simulate(b, devices, 7*24*time.Hour)
+	for _, store := range []string{"memstore", "sqlite"} {
+		b.Run(store, func(b *testing.B) {
+			for range b.N {
+				simulate(b, store, devices, 7*24*time.Hour)
+			}
+		})
+	}
+}
+
+// TestSimulationSmall runs the simulation small, every run count
+// verified, so it cannot rot: on memstore at 1,000 devices for the whole
+// week, on SQLite (whose every write is a transaction on disk) for the
+// first two days (the manual start is on day 1). The race detector slows
+// the simulation several times: under it both run one day, SQLite with
+// 200 devices. CI's bench step runs BenchmarkSimulation itself at 1,000
+// devices (TASKFLEET_SIM_DEVICES=1000, -benchtime 1x).
+func TestSimulationSmall(t *testing.T) {
+	for _, c := range []struct {
+		store   string
+		devices int
+		days    int
+	}{{"memstore", 1000, 7}, {"sqlite", 1000, 2}} {
+		t.Run(c.store, func(t *testing.T) {
+			if raceEnabled {
+				c.days = 1
+				if c.store == "sqlite" {
+					c.devices = 200
+				}
+			}
+			st := simulate(t, c.store, c.devices, time.Duration(c.days)*24*time.Hour)
+			// Every device runs several of the tasks every day (verify has
+			// checked every count; this guards against an empty run).
+			if least := 4 * c.devices * c.days; st.runs < least {
+				t.Fatalf("%d runs of %d devices in %d days: the simulation ran too few (want at least %d)", st.runs, c.devices, c.days, least)
+			}
+		})
 	}
 }
 
@@ -49,16 +95,58 @@ func BenchmarkSimulation(b *testing.B) {
 // instants are exact.
 const simStep = 2 * time.Minute
 
-func simulate(b *testing.B, n int, span time.Duration) {
+// simStats is what one simulation measured.
+type simStats struct {
+	runs      int
+	wall, cpu time.Duration
+	peakHeap  uint64 // highest sampled live + unswept heap, bytes
+	alloc     uint64 // bytes allocated during the simulated week
+}
+
+// heapPeak samples the heap's object bytes every 10 ms (runtime/metrics
+// does not stop the world) until stop is closed and returns the highest.
+func heapPeak(stop <-chan struct{}) <-chan uint64 {
+	out := make(chan uint64, 1)
+	go func() {
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		var peak uint64
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			metrics.Read(s)
+			peak = max(peak, s[0].Value.Uint64())
+			select {
+			case <-stop:
+				out <- peak
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return out
+}
+
+func simulate(b testing.TB, store string, n int, span time.Duration) simStats {
 	ctx := context.Background()
 	groups, devs := fleet(n)
 	reg := registry(b)
 	runtime.GC()
 	var m0 runtime.MemStats
 	runtime.ReadMemStats(&m0)
-	sim, err := enginetest.New(ctx, enginetest.Config{Start: t0, Registry: reg, Groups: groups, Devices: devs, ServerLocation: loc(b, "Europe/Berlin"),
+	cfg := enginetest.Config{Start: t0, Registry: reg, Groups: groups, Devices: devs, ServerLocation: loc(b, "Europe/Berlin"),
 		ServerAgent: true, Seed: 1, Heartbeat: time.Hour,
-		Server: engine.Config{VisibilityTimeout: 3 * time.Hour, ScopeRefresh: 24 * time.Hour}})
+		Server: engine.Config{VisibilityTimeout: 3 * time.Hour, ScopeRefresh: 24 * time.Hour}}
+	switch store {
+	case "memstore":
+	case "sqlite":
+		st, err := sqlstore.OpenSQLite(ctx, filepath.Join(b.TempDir(), "sim.db"))
+		must(b, err)
+		defer st.Close()
+		cfg.Store, cfg.Inventory = st, st.Devices()
+	default:
+		b.Fatalf("unknown store %q", store)
+	}
+	sim, err := enginetest.New(ctx, cfg)
 	must(b, err)
 	runtime.GC()
 	var m1 runtime.MemStats
@@ -68,9 +156,14 @@ func simulate(b *testing.B, n int, span time.Duration) {
 	var m2 runtime.MemStats
 	runtime.ReadMemStats(&m2)
 	must(b, sim.Settle(ctx))
+	stop := make(chan struct{})
+	peakc := heapPeak(stop)
+	cpu0, cpuOK := processCPU()
 	start := time.Now()
 	end := t0.Add(span)
+	days := 0
 	for day := 0; sim.Clock.Now().Before(end); day++ {
+		days++
 		// Daily events: a repository download at 20:00 UTC, a manual
 		// start on day 1, a virus outbreak on day 4.
 		dayStart := t0.Add(time.Duration(day) * 24 * time.Hour)
@@ -97,24 +190,40 @@ func simulate(b *testing.B, n int, span time.Duration) {
 	// the end of this half hour.
 	must(b, sim.Step(ctx, 30*time.Minute, simStep))
 	wall := time.Since(start)
-	verify(b, sim, tasks, end.Add(30*time.Minute), n)
+	cpu1, _ := processCPU()
+	var m3 runtime.MemStats
+	runtime.ReadMemStats(&m3)
+	close(stop)
+	st := simStats{runs: int(sim.Exec.Total()), wall: wall, peakHeap: <-peakc, alloc: m3.TotalAlloc - m2.TotalAlloc}
+	if cpuOK {
+		st.cpu = cpu1 - cpu0
+	}
+	verify(b, sim, tasks, end.Add(30*time.Minute), n, days)
 	peakSec, peakMin := peaks(sim, tasks, n)
-	b.ReportMetric(float64(sim.Exec.Total()), "runs")
-	b.ReportMetric(wall.Seconds(), "wall-s")
-	b.ReportMetric(float64(peakSec), "peak-starts/s")
-	b.ReportMetric(peakMin, "peak-starts/s-per-minute")
+	bb, isBench := b.(*testing.B)
+	if !isBench {
+		return st
+	}
+	bb.ReportMetric(float64(st.runs), "runs")
+	bb.ReportMetric(wall.Seconds(), "wall-s")
+	bb.ReportMetric(st.cpu.Seconds(), "cpu-s")
+	bb.ReportMetric(float64(st.peakHeap)/(1<<20), "peak-heap-MB")
+	bb.ReportMetric(float64(st.alloc)/(1<<20), "alloc-MB")
+	bb.ReportMetric(float64(peakSec), "peak-starts/s")
+	bb.ReportMetric(peakMin, "peak-starts/s-per-minute")
 	// Heap growth from creating the tasks, per task: the stored records,
 	// the server's resolved device lists (10,000 devices for fleet-wide
 	// tasks) and the Deliver messages queued for every device. The
 	// engine's own per-task state is BenchmarkServerMemoryPerTask.
-	b.ReportMetric(float64(m2.HeapAlloc-m1.HeapAlloc)/float64(len(tasks)), "create-heap-B/task")
-	b.Logf("devices %d, tasks %d, runs %d, wall %s, peak starts/s %d (one-minute average peak %.1f; budget %d), heap: fleet %d MB, +tasks %d KB",
-		n, len(tasks), sim.Exec.Total(), wall, peakSec, peakMin, schedule.DefaultStartsPerSecond, (m1.HeapAlloc-m0.HeapAlloc)>>20, (m2.HeapAlloc-m1.HeapAlloc)>>10)
+	bb.ReportMetric(float64(m2.HeapAlloc-m1.HeapAlloc)/float64(len(tasks)), "create-heap-B/task")
+	b.Logf("%s: devices %d, tasks %d, runs %d, wall %s, cpu %s, peak heap %d MB, allocated %d MB, peak starts/s %d (one-minute average peak %.1f; budget %d), heap: fleet %d MB, +tasks %d KB",
+		store, n, len(tasks), st.runs, wall, st.cpu, st.peakHeap>>20, st.alloc>>20, peakSec, peakMin, schedule.DefaultStartsPerSecond, (m1.HeapAlloc-m0.HeapAlloc)>>20, (m2.HeapAlloc-m1.HeapAlloc)>>10)
+	return st
 }
 
 // simTasks creates 50 tasks cycling through the 12 start kinds over the
 // zone groups, the whole fleet, device selections and the server.
-func simTasks(b *testing.B, sim *enginetest.Sim) []*simTask {
+func simTasks(b testing.TB, sim *enginetest.Sim) []*simTask {
 	ctx := context.Background()
 	var out []*simTask
 	var daily []*simTask
@@ -188,7 +297,7 @@ func simTasks(b *testing.B, sim *enginetest.Sim) []*simTask {
 	return out
 }
 
-func scopeDevices(b *testing.B, sim *enginetest.Sim, st *simTask) []scope.DeviceID {
+func scopeDevices(b testing.TB, sim *enginetest.Sim, st *simTask) []scope.DeviceID {
 	if st.t.Scope.Kind == scope.Server {
 		return []scope.DeviceID{task.ServerDevice}
 	}
@@ -198,15 +307,17 @@ func scopeDevices(b *testing.B, sim *enginetest.Sim, st *simTask) []scope.Device
 }
 
 // expected returns the runs st must have had on device d by end.
-func expected(b *testing.B, sim *enginetest.Sim, st *simTask, d scope.DeviceID, slot int, zone *time.Location, ndev int, end time.Time) int {
+// days is the number of simulated days: one repository download a day,
+// the manual start on day 1 and the outbreak on day 4.
+func expected(b testing.TB, sim *enginetest.Sim, st *simTask, d scope.DeviceID, slot int, zone *time.Location, ndev int, end time.Time, days int) int {
 	s := st.t.Schedule
 	switch {
 	case st.manual:
-		return 1
+		return min(1, max(0, days-1))
 	case st.updates:
-		return 7
+		return days
 	case st.outbreak:
-		return 1
+		return min(1, max(0, days-4))
 	case st.trigger != nil:
 		return len(sim.Exec.Runs(st.trigger.t.ID, d))
 	}
@@ -228,7 +339,7 @@ func expected(b *testing.B, sim *enginetest.Sim, st *simTask, d scope.DeviceID, 
 	return n
 }
 
-func verify(b *testing.B, sim *enginetest.Sim, tasks []*simTask, end time.Time, n int) {
+func verify(b testing.TB, sim *enginetest.Sim, tasks []*simTask, end time.Time, n, days int) {
 	zoneOf := map[scope.DeviceID]*time.Location{}
 	_, devs := fleet(n)
 	for _, d := range devs {
@@ -239,7 +350,7 @@ func verify(b *testing.B, sim *enginetest.Sim, tasks []*simTask, end time.Time, 
 	for _, st := range tasks {
 		ds := scopeDevices(b, sim, st)
 		for i, d := range ds {
-			want := expected(b, sim, st, d, i, zoneOf[d], len(ds), end)
+			want := expected(b, sim, st, d, i, zoneOf[d], len(ds), end, days)
 			if got := len(sim.Exec.Runs(st.t.ID, d)); got != want {
 				if bad < 20 {
 					b.Errorf("task %s (%s, %s) on %s: %d runs, want %d", st.t.Name, st.t.Schedule.Kind, st.t.Scope.Kind, d, got, want)

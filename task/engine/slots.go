@@ -28,15 +28,39 @@ import (
 //     take new places at the end, not free ones a silent device may hold.
 //     (A server-run task's devices hold no slot: its layout is rebuilt in
 //     id order.)
+//
+// Places are kept compactly: ids (sorted; the task's resolved device
+// list, shared with it) and pos (each one's place) instead of a map, 20
+// bytes a device with by.
 type slotLayout struct {
-	index map[scope.DeviceID]int
-	by    []scope.DeviceID // by place; "" is free
-	free  []int            // free places, ascending
+	ids  []scope.DeviceID // sorted; never modified in place
+	pos  []int32          // pos[i] is the place of ids[i]
+	by   []scope.DeviceID // by place; "" is free
+	free []int            // free places, ascending
 	// provisional: rebuilt on Open; sure are the devices whose place is
 	// confirmed by the device.
 	provisional bool
 	sure        map[scope.DeviceID]bool
 }
+
+// get returns a device's place.
+func (l *slotLayout) get(d scope.DeviceID) (int, bool) {
+	i, ok := slices.BinarySearch(l.ids, d)
+	if !ok {
+		return 0, false
+	}
+	return int(l.pos[i]), true
+}
+
+// set moves a device of the layout to place p.
+func (l *slotLayout) set(d scope.DeviceID, p int) {
+	if i, ok := slices.BinarySearch(l.ids, d); ok {
+		l.pos[i] = int32(p)
+	}
+}
+
+// size is the number of devices placed.
+func (l *slotLayout) size() int { return len(l.ids) }
 
 // automaticDelay reports whether a task's devices get delay slots: a task
 // with the automatic randomized delay (device tasks send each device its
@@ -49,10 +73,10 @@ func automaticDelay(ts *taskState) bool {
 // by shift.
 func (ts *taskState) freshSlots(shift int) {
 	n := len(ts.devices)
-	l := &slotLayout{index: make(map[scope.DeviceID]int, n), by: make([]scope.DeviceID, n)}
+	l := &slotLayout{ids: ts.devices, pos: make([]int32, n), by: make([]scope.DeviceID, n)}
 	for i, d := range ts.devices {
 		p := (i + shift) % n
-		l.index[d], l.by[p] = p, d
+		l.pos[i], l.by[p] = int32(p), d
 	}
 	ts.slots = l
 }
@@ -69,19 +93,38 @@ func (ts *taskState) followSlots() {
 		return
 	}
 	l := ts.slots
-	if len(l.index) != len(ts.devices) || !ts.sameDevices() {
-		for d, p := range l.index {
-			if !ts.inScope[d] {
-				delete(l.index, d)
-				delete(l.sure, d)
-				l.by[p] = ""
-				i, _ := slices.BinarySearch(l.free, p)
-				l.free = slices.Insert(l.free, i, p)
-			}
+	if slices.Equal(l.ids, ts.devices) {
+		l.ids = ts.devices // the same devices: share the new list
+		return
+	}
+	// Merge the old and the new sorted lists: devices that stay keep
+	// their places, devices that left free theirs, new ones (-1) take
+	// free or new places below, in id order.
+	pos := make([]int32, len(ts.devices))
+	freed := false
+	i := 0
+	for j, d := range ts.devices {
+		for i < len(l.ids) && l.ids[i] < d {
+			l.leave(i)
+			freed = true
+			i++
+		}
+		if i < len(l.ids) && l.ids[i] == d {
+			pos[j] = l.pos[i]
+			i++
+		} else {
+			pos[j] = -1
 		}
 	}
-	for _, d := range ts.devices {
-		if _, ok := l.index[d]; ok {
+	for ; i < len(l.ids); i++ {
+		l.leave(i)
+		freed = true
+	}
+	if freed {
+		slices.Sort(l.free)
+	}
+	for j, d := range ts.devices {
+		if pos[j] >= 0 {
 			continue
 		}
 		p := len(l.by)
@@ -91,18 +134,18 @@ func (ts *taskState) followSlots() {
 		} else {
 			l.by = append(l.by, d)
 		}
-		l.index[d] = p
+		pos[j] = int32(p)
 	}
+	l.ids, l.pos = ts.devices, pos
 }
 
-// sameDevices reports whether every device of the layout is in scope.
-func (ts *taskState) sameDevices() bool {
-	for d := range ts.slots.index {
-		if !ts.inScope[d] {
-			return false
-		}
-	}
-	return true
+// leave frees the place of the layout's i-th device, which left the
+// scope (the caller sorts free).
+func (l *slotLayout) leave(i int) {
+	p := l.pos[i]
+	delete(l.sure, l.ids[i])
+	l.by[p] = ""
+	l.free = append(l.free, int(p))
 }
 
 // adoptSlot takes the place a device reports it holds (for the task's
@@ -114,7 +157,7 @@ func (ts *taskState) adoptSlot(d scope.DeviceID, held *transport.Slot) {
 	if l == nil || !l.provisional || held == nil || l.sure[d] {
 		return
 	}
-	cur, ok := l.index[d]
+	cur, ok := l.get(d)
 	if !ok {
 		return
 	}
@@ -135,7 +178,8 @@ func (ts *taskState) adoptSlot(d scope.DeviceID, held *transport.Slot) {
 			l.by = append(l.by, "")
 		}
 		if o := l.by[want]; o != "" {
-			l.by[cur], l.index[o] = o, cur // the other takes d's place
+			l.by[cur] = o // the other takes d's place
+			l.set(o, cur)
 		} else {
 			l.by[cur] = ""
 			if i, ok := slices.BinarySearch(l.free, want); ok {
@@ -144,9 +188,10 @@ func (ts *taskState) adoptSlot(d scope.DeviceID, held *transport.Slot) {
 			i, _ := slices.BinarySearch(l.free, cur)
 			l.free = slices.Insert(l.free, i, cur)
 		}
-		l.by[want], l.index[d] = d, want
+		l.by[want] = d
+		l.set(d, want)
 	}
-	if len(l.sure) >= len(l.index) {
+	if len(l.sure) >= l.size() {
 		l.provisional, l.sure = false, nil
 	}
 }
@@ -160,13 +205,14 @@ func (l *slotLayout) moveAll(old *slotLayout, devices []scope.DeviceID) {
 		return
 	}
 	for i, d := range devices {
-		p := l.index[d]
-		if q, ok := old.index[d]; !ok || q != p {
+		p, _ := l.get(d)
+		if q, ok := old.get(d); !ok || q != p {
 			continue
 		}
 		e := devices[(i+1)%len(devices)]
-		pe := l.index[e]
-		l.index[d], l.index[e] = pe, p
+		pe, _ := l.get(e)
+		l.set(d, pe)
+		l.set(e, p)
 		l.by[pe], l.by[p] = d, e
 	}
 }

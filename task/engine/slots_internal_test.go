@@ -20,8 +20,8 @@ var t0Internal = time.Date(2026, 3, 23, 0, 0, 0, 0, time.UTC)
 func checkLayout(t *testing.T, ts *taskState) {
 	t.Helper()
 	l := ts.slots
-	if len(l.index) != len(ts.devices) {
-		t.Fatalf("%d devices placed, %d in scope", len(l.index), len(ts.devices))
+	if l.size() != len(ts.devices) || len(l.pos) != len(l.ids) || !slices.IsSorted(l.ids) {
+		t.Fatalf("%d devices placed (%d places, sorted %v), %d in scope", l.size(), len(l.pos), slices.IsSorted(l.ids), len(ts.devices))
 	}
 	var free []int
 	for p, d := range l.by {
@@ -29,12 +29,12 @@ func checkLayout(t *testing.T, ts *taskState) {
 			free = append(free, p)
 			continue
 		}
-		if l.index[d] != p {
-			t.Fatalf("place %d holds %s, whose place is %d", p, d, l.index[d])
+		if q, _ := l.get(d); q != p {
+			t.Fatalf("place %d holds %s, whose place is %d", p, d, q)
 		}
 	}
 	for _, d := range ts.devices {
-		if p, ok := l.index[d]; !ok || p < 0 || p >= len(l.by) || l.by[p] != d {
+		if p, ok := l.get(d); !ok || p < 0 || p >= len(l.by) || l.by[p] != d {
 			t.Fatalf("%s in scope has place %d (ok %v) of %d", d, p, ok, len(l.by))
 		}
 	}
@@ -63,12 +63,11 @@ func FuzzSlotLayout(f *testing.F) {
 		s.RandomDelay = schedule.RandomDelay{Mode: schedule.DelayAutomatic, IntervalMinutes: 1}
 		ts := &taskState{t: &task.Task{ID: "t", Schedule: s}}
 		rescope := func() {
-			ts.devices = ts.devices[:0]
+			ts.devices = nil
 			for d := range in {
 				ts.devices = append(ts.devices, d)
 			}
 			slices.Sort(ts.devices)
-			ts.inScope = in
 			ts.followSlots()
 		}
 		rescope()
@@ -94,10 +93,9 @@ func FuzzSlotLayout(f *testing.F) {
 				ts.freshSlots(manualShift(int64(ops[i+1])*4+1, len(ts.devices)))
 				ts.slots.moveAll(old, ts.devices)
 				for _, d := range ts.devices {
-					if len(ts.devices) > 1 && old.index[d] == ts.slots.index[d] {
-						if _, was := old.index[d]; was {
-							t.Fatalf("%s kept place %d after a manual start", d, old.index[d])
-						}
+					q, was := old.get(d)
+					if p, _ := ts.slots.get(d); len(ts.devices) > 1 && was && q == p {
+						t.Fatalf("%s kept place %d after a manual start", d, q)
 					}
 				}
 			}
