@@ -60,7 +60,7 @@
 // engine's fire markers and stop orders, storage.EngineStateStore),
 // unique per (task, kind, key) and deleted with the task (ON DELETE
 // CASCADE); history retention never touches it.
-// Schema version 8 adds results_leased, a partial index of the pending
+// Schema version 9 adds results_leased, a partial index of the pending
 // results (the starts in flight), which ClaimStale reads: the leader's
 // sweep for dispatched starts whose replica's lease expired no longer
 // scans the whole results table every LeaseTTL.

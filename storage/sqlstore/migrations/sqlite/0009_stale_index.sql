@@ -1,4 +1,4 @@
--- taskfleet schema version 8 (SQLite): the leader's sweep for dispatched
+-- taskfleet schema version 9 (SQLite): the leader's sweep for dispatched
 -- starts whose replica's lease expired (ClaimStale, every LeaseTTL)
 -- reads pending results only; without this index it scanned the whole
 -- results table (every task on every device) at each sweep. Pending

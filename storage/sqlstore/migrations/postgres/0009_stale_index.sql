@@ -1,4 +1,4 @@
--- taskfleet schema version 8 (PostgreSQL): the index of pending results
+-- taskfleet schema version 9 (PostgreSQL): the index of pending results
 -- (the starts in flight) the leader's sweep for dispatched starts whose
 -- replica's lease expired (ClaimStale) can read instead of the whole
 -- results table; see the SQLite migration.
