@@ -10,6 +10,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -140,6 +141,10 @@ func serve(ctx context.Context, o options, out io.Writer) error {
 		// surplus dials: not news.
 		ErrorLog: log.New(io.Discard, "", 0)}
 	admin := http.NewServeMux()
+	// Profiles of the server under load (loopback only, like the rest of
+	// the admin API): go tool pprof http://ADMIN/debug/pprof/profile
+	admin.HandleFunc("/debug/pprof/", pprof.Index)
+	admin.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	var startMu sync.Mutex
 	admin.HandleFunc("POST /start", func(w http.ResponseWriter, r *http.Request) {
 		startMu.Lock()

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/taskfleet/taskfleet/scope"
+	"github.com/taskfleet/taskfleet/task"
 	"github.com/taskfleet/taskfleet/task/transport"
 	"github.com/taskfleet/taskfleet/task/transport/httptransport"
 )
@@ -96,4 +98,40 @@ func BenchmarkResultIntake(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "messages/s")
+}
+
+// BenchmarkStartDeliveryGzip: as BenchmarkStartDelivery, with what the
+// engine sends (the StartRun carries the task's definition, so the answer
+// is over the 1 KiB compression threshold) to a device that accepts gzip,
+// as every Client does: the cost of a compressed poll answer.
+func BenchmarkStartDeliveryGzip(b *testing.B) {
+	const n = 1000
+	srv, ids, keys := benchServer(b, n)
+	ctx := context.Background()
+	polls := make([]*http.Request, n)
+	for i := range n {
+		r := httptest.NewRequest(http.MethodGet, httptransport.PathPoll+"?wait=0", nil)
+		r.Header.Set(httptransport.HeaderDevice, string(ids[i]))
+		r.Header.Set("Authorization", "Bearer "+string(keys[i]))
+		r.Header.Set("Accept-Encoding", "gzip")
+		polls[i] = r
+		srv.ServeHTTP(httptest.NewRecorder(), r) // connected
+	}
+	def := &transport.Definition{Task: task.Task{ID: "task-1", Name: "Virus scan", Application: "Endpoint Security", Type: "virus_scan",
+		Description: strings.Repeat("Scans the device's disks for threats. ", 40)}, Devices: n}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		d := i % n
+		m := transport.Message{Kind: transport.StartRun, Device: ids[d], Key: "k", Start: &transport.Start{TaskID: "task-1", RunID: int64(i), At: time.Now(), Manual: true}, Definition: def}
+		if err := srv.Send(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, polls[d])
+		if w.Code != http.StatusOK || w.Header().Get("Content-Encoding") != "gzip" {
+			b.Fatal(w.Code, w.Header())
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "starts/s")
 }

@@ -1,7 +1,6 @@
 package httptransport
 
 import (
-	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -437,11 +436,9 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, msgs []transport
 func writeBody(w http.ResponseWriter, r *http.Request, code int, b []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	if len(b) >= gzipMin && strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
-		var buf bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-		_, _ = zw.Write(b)
-		_ = zw.Close()
-		b = buf.Bytes()
+		var done func()
+		b, done = gzipped(b)
+		defer done()
 		w.Header().Set("Content-Encoding", "gzip")
 	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
