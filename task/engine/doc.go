@@ -283,10 +283,17 @@
 // # Results
 //
 // Checked results are buffered and recorded through task.Runtime
-// RecordResults in one call per Tick (or every 10,000 results), then
-// acknowledged (every key of a merged message); storage failures,
-// including a failed write of their history events, acknowledge nothing,
-// so devices resend. "On completing another task"
+// RecordResults in batches (group commit): one call, one store
+// transaction, per Tick or per IntakeBatch (10,000) results, whichever
+// comes first, then acknowledged (every key of a merged message). A batch
+// is written with the server's lock released, so the device messages
+// arriving meanwhile are checked and buffered for the next batch (at
+// most twice IntakeBatch results wait; further messages wait for the
+// write to end); Handle is safe for concurrent use and a transport may
+// call it from every device request at once. One batch is written at a
+// time, in arrival order. Storage failures, including a failed write of
+// their history events, acknowledge no message of the batch, so every
+// device of it resends. "On completing another task"
 // starts are planned from the recorded results and written in one batch.
 // Notifications go through the Manager's Notifier; history is purged by
 // calling task.Runtime PurgeHistory every PurgeEvery.

@@ -368,6 +368,7 @@ func New(cfg Config) (*Server, error) {
 		upd:  updatesState{updKeys: map[string]bool{}},
 		lead: leadership{owner: replicaOwner(cfg.ReplicaID)},
 	}
+	srv.in.written = sync.NewCond(&srv.mu)
 	srv.observeConnected(cfg.MeterProvider)
 	return srv, nil
 }

@@ -99,7 +99,6 @@ type Server struct {
 	log zerolog.Logger
 	mux *http.ServeMux
 
-	hmu     sync.Mutex // one message at a time into the handler
 	handler atomic.Pointer[transport.Handler]
 
 	mu    sync.Mutex
@@ -158,7 +157,10 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 }
 
 // Attach sets the handler of device messages (the engine). Until then
-// device messages are answered 503.
+// device messages are answered 503. The handler is called concurrently,
+// once per device request (the engine's Handle is safe for that, and
+// writes the results of concurrent messages in one store transaction);
+// a device's request is answered when Handle returns.
 func (s *Server) Attach(h transport.Handler) { s.handler.Store(&h) }
 
 // ServeHTTP implements http.Handler.
@@ -321,9 +323,7 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request) {
 	s.touch(id, s.clk.Now())
 	s.mu.Unlock()
 	s.st.received.Add(1)
-	s.hmu.Lock()
 	(*h).Handle(r.Context(), m)
-	s.hmu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
 
