@@ -93,13 +93,7 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 	if !wasVisible {
 		// Became visible: starts, stops, pauses and resumes waiting for
 		// it go out now.
-		for k, dp := range s.disp.pending {
-			if k.device == d && dp.sent > 0 {
-				dp.next = now
-				s.disp.nextDisp = now
-			}
-		}
-		s.dispatchDue(ctx, now)
+		s.resendTo(ctx, d, now)
 		for k, c := range s.ctl.controls {
 			if k.device == d && !c.acked {
 				c.next = now

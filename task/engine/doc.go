@@ -101,9 +101,15 @@
 // device. Open re-dispatches every scheduled or pending result it finds
 // and fires server activations of the last RecoveryWindow that have no
 // marker, so a server that stops mid-dispatch loses and duplicates
-// nothing. StartRun is resent every RetryInterval until the device reports
-// the run; agents run each (task, run id) once; storage keeps each
-// (task, device, run, seq) once.
+// nothing. StartRun is resent until the device reports the run: after
+// RetryInterval, then twice as long after each resend, at most
+// MaxRetryInterval (default 8 x RetryInterval) apart, and at once when
+// the device becomes visible again (its first heartbeat after
+// VisibilityTimeout or after a server restart), which starts the back-off
+// over. So a device that missed a start gets it, and a fleet whose answers
+// are only slow does not get every start every RetryInterval. Agents run
+// each (task, run id) once; storage keeps each (task, device, run, seq)
+// once.
 //
 // Open also restores what the previous server kept in memory, from the
 // stored results: the pause orders of suspended tasks' running devices
@@ -187,7 +193,7 @@
 //
 // A dispatched start stays leased to its replica until the device
 // answers; the replica renews the lease (for RetryInterval + LeaseTTL)
-// each time it resends. A replica that dies or stalls loses the lease;
+// every RetryInterval, also while the start's resends back off. A replica that dies or stalls loses the lease;
 // every LeaseTTL the leader replica takes over expired ones
 // (storage.Claimer ClaimStale, Stats.TakenOver) and resends them under the same
 // idempotency key, which devices de-duplicate. A stalled replica that

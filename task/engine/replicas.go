@@ -273,7 +273,7 @@ func (s *Server) sendClaimed(ctx context.Context, claims []storage.Claim, now ti
 			st.Due = cl.DueAt
 		}
 		d := scope.DeviceID(cl.DeviceID)
-		dp := &dispatch{start: st, device: d, sent: 1, epoch: cl.Epoch, next: now.Add(s.cfg.RetryInterval)}
+		dp := &dispatch{start: st, device: d, sent: 1, tries: 1, lastSend: now, epoch: cl.Epoch, next: now.Add(s.cfg.RetryInterval)}
 		s.disp.pending[dkey{cl.TaskID, d}] = dp
 		if s.disp.nextDisp.IsZero() || dp.next.Before(s.disp.nextDisp) {
 			s.disp.nextDisp = dp.next
