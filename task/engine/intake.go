@@ -311,7 +311,9 @@ func (s *Server) checkRun(ctx context.Context, ts *taskState, d scope.DeviceID, 
 			return runOK
 		}
 	}
-	rec, err := s.cfg.Store.GetResult(ctx, ts.t.ID, string(d))
+	// The device's request may be gone (it timed out while the server
+	// was busy): the check does not depend on it.
+	rec, err := s.cfg.Store.GetResult(context.WithoutCancel(ctx), ts.t.ID, string(d))
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return runBad
@@ -538,7 +540,7 @@ func (c *checker) event(ctx context.Context, e *transport.Event) RejectReason {
 		return ""
 	}
 	if !in {
-		if _, err := s.cfg.Store.GetResult(ctx, ts.t.ID, string(d)); errors.Is(err, storage.ErrNotFound) {
+		if _, err := s.cfg.Store.GetResult(context.WithoutCancel(ctx), ts.t.ID, string(d)); errors.Is(err, storage.ErrNotFound) {
 			return RejectNotAssigned
 		} else if err != nil {
 			return rejectRetry
