@@ -106,10 +106,9 @@ func serve(ctx context.Context, o options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	keys, err := openKeys(filepath.Join(o.dir, "keys.log"))
-	if err != nil {
-		return err
-	}
+	// The devices' key hashes live in the store (its device_keys table),
+	// so the agents keep their keys across the server's kill and restart.
+	keys := httptransport.StoreKeys(store)
 	enr, err := httptransport.NewEnrollment(httptransport.EnrollmentConfig{Secret: httptransport.Secret(os.Getenv(secretEnv)), Keys: keys, Clock: clk,
 		Rate: 50000, Burst: 50000})
 	if err != nil {
