@@ -122,6 +122,9 @@ type intake struct {
 	// (writeBatch); written is signalled on s.mu when it ends.
 	writing bool
 	written *sync.Cond
+	// holdLock writes with the lock held, as before group commit (the
+	// benchmark compares both; a server never sets it).
+	holdLock bool
 }
 
 // pendingAck is one message's keys and the range of its results in
@@ -706,7 +709,9 @@ func (s *Server) writeBatch(ctx context.Context, now time.Time) error {
 	var err error
 	if len(all) > 0 {
 		s.in.writing = true
-		s.mu.Unlock()
+		if !s.in.holdLock {
+			s.mu.Unlock()
+		}
 		// The device whose message filled the batch may hang up: its
 		// batch is everyone's, so the write does not end with its request.
 		wctx := context.WithoutCancel(ctx)
@@ -730,7 +735,9 @@ func (s *Server) writeBatch(ctx context.Context, now time.Time) error {
 			}
 			err = nil
 		}
-		s.mu.Lock()
+		if !s.in.holdLock {
+			s.mu.Lock()
+		}
 		s.in.writing = false
 		s.in.written.Broadcast()
 		if err != nil {
