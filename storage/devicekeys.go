@@ -54,6 +54,12 @@ type DeviceKeyStore interface {
 	// atomic compare-and-set), else returns ErrConflict. ErrInvalid for
 	// an empty or over-long DeviceID or a zero Hash.
 	PutDeviceKey(ctx context.Context, p PutDeviceKeyParams) error
+	// PutDeviceKeys applies each of ps as PutDeviceKey would, in order, in
+	// one transaction (a device channel writes concurrent enrollments
+	// together): errs[i] is item i's ErrConflict or ErrInvalid (that item
+	// changed nothing, the others are stored); err is a failure of the
+	// whole call, which then stored nothing.
+	PutDeviceKeys(ctx context.Context, ps []PutDeviceKeyParams) (errs []error, err error)
 	// DeleteDeviceKey removes the key of device id (no error when there
 	// is none).
 	DeleteDeviceKey(ctx context.Context, deviceID string) error

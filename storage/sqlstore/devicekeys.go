@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"fmt"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/taskfleet/taskfleet/storage"
 )
 
@@ -36,32 +38,70 @@ func (s *Store) DeviceKey(ctx context.Context, deviceID string) (storage.DeviceK
 // nothing when the device has a key (zero Expect), or an update of the
 // row whose hash is Expect; no row changed is ErrConflict.
 func (s *Store) PutDeviceKey(ctx context.Context, p storage.PutDeviceKeyParams) error {
-	if err := s.checkOpen(); err != nil {
+	errs, err := s.PutDeviceKeys(ctx, []storage.PutDeviceKeyParams{p})
+	if err != nil {
 		return err
 	}
-	if err := storage.ValidateDeviceKey(p.Key); err != nil {
-		return fmt.Errorf("sqlstore: put device key: %w", err)
+	return errs[0]
+}
+
+// PutDeviceKeys implements storage.DeviceKeyStore: PutDeviceKey's
+// statements for every item, in one transaction (one commit, one fsync,
+// for a batch of enrollments).
+func (s *Store) PutDeviceKeys(ctx context.Context, ps []storage.PutDeviceKeyParams) ([]error, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
 	}
-	k := p.Key
-	args := []any{k.Hash[:], k.Prev[:], s.tv(k.Created), s.tv(k.Expires), k.Revoked, k.Used, k.DeviceID}
-	q := `UPDATE device_keys SET hash = ?, prev = ?, created_at = ?, expires_at = ?, revoked = ?, used = ? WHERE device_id = ? AND hash = ?`
-	if p.Expect == [sha256.Size]byte{} {
-		q = `INSERT INTO device_keys (hash, prev, created_at, expires_at, revoked, used, device_id) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id) DO NOTHING`
-	} else {
-		args = append(args, p.Expect[:])
+	out := make([]error, len(ps))
+	valid := 0
+	for i, p := range ps {
+		if err := storage.ValidateDeviceKey(p.Key); err != nil {
+			out[i] = fmt.Errorf("sqlstore: put device key: %w", err)
+		} else {
+			valid++
+		}
 	}
-	res, err := s.w.ExecContext(ctx, s.w.Rebind(q), args...)
+	if valid == 0 {
+		return out, nil
+	}
+	update := s.w.Rebind(`UPDATE device_keys SET hash = ?, prev = ?, created_at = ?, expires_at = ?, revoked = ?, used = ? WHERE device_id = ? AND hash = ?`)
+	insert := s.w.Rebind(`INSERT INTO device_keys (hash, prev, created_at, expires_at, revoked, used, device_id) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id) DO NOTHING`)
+	conflicts := make([]bool, len(ps))
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		clear(conflicts)
+		for i, p := range ps {
+			if out[i] != nil {
+				continue
+			}
+			k := p.Key
+			args := []any{k.Hash[:], k.Prev[:], s.tv(k.Created), s.tv(k.Expires), k.Revoked, k.Used, k.DeviceID}
+			q := update
+			if p.Expect == [sha256.Size]byte{} {
+				q = insert
+			} else {
+				args = append(args, p.Expect[:])
+			}
+			res, err := tx.ExecContext(ctx, q, args...)
+			if err != nil {
+				return err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			conflicts[i] = n == 0
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("sqlstore: put key of device %q: %w", clip(k.DeviceID), mapErr(err))
+		return nil, fmt.Errorf("sqlstore: put device keys: %w", mapErr(err))
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("sqlstore: put key of device %q: %w", clip(k.DeviceID), mapErr(err))
+	for i, c := range conflicts {
+		if c {
+			out[i] = fmt.Errorf("sqlstore: key of device %q changed: %w", clip(ps[i].Key.DeviceID), storage.ErrConflict)
+		}
 	}
-	if n == 0 {
-		return fmt.Errorf("sqlstore: key of device %q changed: %w", clip(k.DeviceID), storage.ErrConflict)
-	}
-	return nil
+	return out, nil
 }
 
 // DeleteDeviceKey implements storage.DeviceKeyStore.

@@ -113,6 +113,23 @@ func testDeviceKeys(t *testing.T, s storage.Store, _ Features) {
 	if _, err := ks.DeviceKey(ctx(), "dev-3"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("an invalid key was stored: %v", err)
 	}
+	// A batch: each item as PutDeviceKey, in order, in one call; a
+	// refused item leaves the others stored.
+	errs, err := ks.PutDeviceKeys(ctx(), []storage.PutDeviceKeyParams{
+		{Key: storage.DeviceKey{DeviceID: "dev-4", Hash: h(4)}},
+		{Key: storage.DeviceKey{DeviceID: "dev-2", Hash: h(5)}}, // dev-2 has a key
+		{Key: storage.DeviceKey{DeviceID: "dev-5"}},             // no hash
+		{Key: storage.DeviceKey{DeviceID: "dev-2", Hash: h(6), Prev: h(3)}, Expect: h(3)},
+	})
+	if err != nil || len(errs) != 4 || errs[0] != nil || !errors.Is(errs[1], storage.ErrConflict) || !errors.Is(errs[2], storage.ErrInvalid) || errs[3] != nil {
+		t.Fatalf("PutDeviceKeys: %v, %v; want nil, ErrConflict, ErrInvalid, nil", errs, err)
+	}
+	if get("dev-4").Hash != h(4) || get("dev-2").Hash != h(6) || get("dev-2").Prev != h(3) {
+		t.Fatalf("after the batch: dev-4 %+v, dev-2 %+v", get("dev-4"), get("dev-2"))
+	}
+	if _, err := ks.DeviceKey(ctx(), "dev-5"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the batch's invalid key was stored: %v", err)
+	}
 }
 
 // testDeviceKeysConcurrent: writers racing to enroll the same device
