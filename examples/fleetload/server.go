@@ -108,7 +108,7 @@ func serve(ctx context.Context, o options, out io.Writer) error {
 	}
 	// The devices' key hashes live in the store (its device_keys table),
 	// so the agents keep their keys across the server's kill and restart.
-	keys := httptransport.StoreKeys(store)
+	keys := httptransport.StoreKeys(store, httptransport.StoreKeysConfig{Clock: clk})
 	enr, err := httptransport.NewEnrollment(httptransport.EnrollmentConfig{Secret: httptransport.Secret(os.Getenv(secretEnv)), Keys: keys, Clock: clk,
 		Rate: 50000, Burst: 50000})
 	if err != nil {

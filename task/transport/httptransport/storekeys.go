@@ -2,7 +2,11 @@ package httptransport
 
 import (
 	"context"
+	"errors"
 	"sync"
+	"time"
+
+	"github.com/benbjohnson/clock"
 
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/storage"
@@ -15,19 +19,54 @@ import (
 // together (a fleet enrolling, or using its new keys for the first time)
 // are written together: one PutDeviceKeys call, one transaction, per
 // batch of at most MaxKeyBatch, so a fleet's enrollment is not one commit
-// per device. Each PutKey returns when its own write is stored. Errors
-// of the store keep matching ErrNotFound and ErrConflict (the storage
-// sentinels are the same).
-func StoreKeys(s storage.DeviceKeyStore) KeyStore { return &storeKeys{s: s} }
+// per device. Each PutKey returns when its own write is stored. Records
+// are cached (StoreKeysConfig.CacheTTL), so authenticating a request does
+// not read the database. Errors of the store keep matching ErrNotFound
+// and ErrConflict (the storage sentinels are the same).
+func StoreKeys(s storage.DeviceKeyStore, cfg StoreKeysConfig) KeyStore {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.New()
+	}
+	if cfg.CacheTTL == 0 {
+		cfg.CacheTTL = DefaultKeyCacheTTL
+	}
+	return &storeKeys{s: s, cfg: cfg, cache: map[scope.DeviceID]cachedKey{}}
+}
+
+// StoreKeysConfig configures StoreKeys; the zero value is the default.
+type StoreKeysConfig struct {
+	// Clock dates the cached records (default: the wall clock).
+	Clock clock.Clock
+	// CacheTTL is how long a record read from or written to the store is
+	// used without reading it again (DefaultKeyCacheTTL; negative: no
+	// cache, every authentication reads the store). This server's own
+	// changes (enrollment, rotation, revocation, reset) take effect at
+	// once; those of another server process sharing the database within
+	// CacheTTL.
+	CacheTTL time.Duration
+}
+
+// DefaultKeyCacheTTL is StoreKeysConfig.CacheTTL's default.
+const DefaultKeyCacheTTL = time.Minute
 
 // MaxKeyBatch bounds the key writes StoreKeys stores in one transaction.
 const MaxKeyBatch = 1000
 
 type storeKeys struct {
 	s       storage.DeviceKeyStore
+	cfg     StoreKeysConfig
 	mu      sync.Mutex
 	queue   []*keyWrite
 	writing bool
+
+	cmu   sync.RWMutex
+	cache map[scope.DeviceID]cachedKey
+	gen   uint64 // counts the writes that changed the cache
+}
+
+type cachedKey struct {
+	r  KeyRecord
+	at time.Time
 }
 
 type keyWrite struct {
@@ -37,11 +76,48 @@ type keyWrite struct {
 }
 
 func (k *storeKeys) Key(ctx context.Context, device scope.DeviceID) (KeyRecord, error) {
+	if k.cfg.CacheTTL > 0 {
+		k.cmu.RLock()
+		c, ok := k.cache[device]
+		k.cmu.RUnlock()
+		if ok && k.cfg.Clock.Since(c.at) < k.cfg.CacheTTL {
+			return c.r, nil
+		}
+	}
+	k.cmu.RLock()
+	gen := k.gen
+	k.cmu.RUnlock()
 	r, err := k.s.DeviceKey(ctx, string(device))
 	if err != nil {
 		return KeyRecord{}, err
 	}
-	return KeyRecord{Device: scope.DeviceID(r.DeviceID), Hash: r.Hash, Prev: r.Prev, Created: r.Created, Expires: r.Expires, Revoked: r.Revoked, Used: r.Used}, nil
+	rec := KeyRecord{Device: scope.DeviceID(r.DeviceID), Hash: r.Hash, Prev: r.Prev, Created: r.Created, Expires: r.Expires, Revoked: r.Revoked, Used: r.Used}
+	if k.cfg.CacheTTL > 0 {
+		k.cmu.Lock()
+		if k.gen == gen {
+			// No write of this process ended during the read, so the
+			// record read is not older than one it wrote (a revocation
+			// is never hidden by a read that overtook it).
+			k.cache[device] = cachedKey{r: rec, at: k.cfg.Clock.Now()}
+		}
+		k.cmu.Unlock()
+	}
+	return rec, nil
+}
+
+// remember caches r, just written, as device's record (nil: forget it).
+func (k *storeKeys) remember(device scope.DeviceID, r *KeyRecord) {
+	if k.cfg.CacheTTL <= 0 {
+		return
+	}
+	k.cmu.Lock()
+	defer k.cmu.Unlock()
+	k.gen++
+	if r == nil {
+		delete(k.cache, device)
+		return
+	}
+	k.cache[device] = cachedKey{r: *r, at: k.cfg.Clock.Now()}
 }
 
 // PutKey queues the write. A writer that finds no batch in flight
@@ -70,6 +146,12 @@ func (k *storeKeys) PutKey(ctx context.Context, p PutKeyParams) error {
 		k.mu.Unlock()
 	}
 	<-w.done
+	switch {
+	case w.err == nil:
+		k.remember(r.Device, &r)
+	case errors.Is(w.err, ErrConflict):
+		k.remember(r.Device, nil) // changed by someone else: read it again
+	}
 	return w.err
 }
 
@@ -110,5 +192,7 @@ func (k *storeKeys) drain(ctx context.Context) {
 }
 
 func (k *storeKeys) DeleteKey(ctx context.Context, device scope.DeviceID) error {
-	return k.s.DeleteDeviceKey(ctx, string(device))
+	err := k.s.DeleteDeviceKey(ctx, string(device))
+	k.remember(device, nil)
+	return err
 }

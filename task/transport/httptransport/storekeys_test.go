@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/benbjohnson/clock"
+
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/storage"
 	"github.com/taskfleet/taskfleet/storage/sqlstore"
@@ -64,7 +66,7 @@ func TestStoreKeysSurviveRestart(t *testing.T) {
 				_ = first.DeleteDeviceKey(ctx, d) // a PostgreSQL schema from an earlier run
 			}
 			enr := func(st *sqlstore.Store) *httptransport.Enrollment {
-				e, err := httptransport.NewEnrollment(httptransport.EnrollmentConfig{Secret: secret, Keys: httptransport.StoreKeys(st)})
+				e, err := httptransport.NewEnrollment(httptransport.EnrollmentConfig{Secret: secret, Keys: httptransport.StoreKeys(st, httptransport.StoreKeysConfig{})})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -154,7 +156,7 @@ func TestStoreKeysBatchesConcurrentEnrollments(t *testing.T) {
 	must(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	c := &countingKeys{Store: st}
-	e, err := httptransport.NewEnrollment(httptransport.EnrollmentConfig{Secret: secret, Keys: httptransport.StoreKeys(c), Rate: 1e6, Burst: 1e6})
+	e, err := httptransport.NewEnrollment(httptransport.EnrollmentConfig{Secret: secret, Keys: httptransport.StoreKeys(c, httptransport.StoreKeysConfig{}), Rate: 1e6, Burst: 1e6})
 	must(t, err)
 	const n = 200
 	keys := make([]httptransport.Secret, n)
@@ -182,4 +184,59 @@ func TestStoreKeysBatchesConcurrentEnrollments(t *testing.T) {
 			t.Fatalf("dev-%03d's key refused", i)
 		}
 	}
+}
+
+// StoreKeys caches records: a server's own revocation takes effect at
+// once; another server process on the same database sees it after
+// CacheTTL; authentications within CacheTTL do not read the store.
+func TestStoreKeysCache(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := sqlstore.OpenSQLite(ctx, filepath.Join(t.TempDir(), "keys.db"))
+	must(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	clk := clock.NewMock()
+	c := &countingReads{Store: st}
+	enr := func(ks httptransport.KeyStore) *httptransport.Enrollment {
+		e, err := httptransport.NewEnrollment(httptransport.EnrollmentConfig{Secret: secret, Keys: ks, Clock: clk})
+		must(t, err)
+		return e
+	}
+	a := enr(httptransport.StoreKeys(c, httptransport.StoreKeysConfig{Clock: clk, CacheTTL: time.Minute}))
+	b := enr(httptransport.StoreKeys(st, httptransport.StoreKeysConfig{Clock: clk, CacheTTL: time.Minute}))
+	key, err := a.Enroll(ctx, "dev-1", secret)
+	must(t, err)
+	if !authenticates(a, "dev-1", key) || !authenticates(b, "dev-1", key) {
+		t.Fatal("the fresh key refused")
+	}
+	reads := c.reads.Load()
+	for range 10 {
+		if !authenticates(a, "dev-1", key) {
+			t.Fatal("the key refused")
+		}
+	}
+	if got := c.reads.Load() - reads; got != 0 {
+		t.Fatalf("%d store reads for 10 authentications within CacheTTL, want 0", got)
+	}
+	must(t, a.Revoke(ctx, "dev-1"))
+	if authenticates(a, "dev-1", key) {
+		t.Fatal("the revoking server still takes the key")
+	}
+	if !authenticates(b, "dev-1", key) {
+		t.Fatal("the other server's cached record is gone before CacheTTL")
+	}
+	clk.Add(time.Minute)
+	if authenticates(b, "dev-1", key) {
+		t.Fatal("the other server takes a revoked key after CacheTTL")
+	}
+}
+
+type countingReads struct {
+	*sqlstore.Store
+	reads atomic.Int64
+}
+
+func (c *countingReads) DeviceKey(ctx context.Context, id string) (storage.DeviceKey, error) {
+	c.reads.Add(1)
+	return c.Store.DeviceKey(ctx, id)
 }
