@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -338,7 +339,32 @@ func (s *Server) sendDue(ctx context.Context, now time.Time, keys []dkey) {
 	// Pending is recorded (one batch) before the starts go out.
 	s.record(ctx, firstRows)
 	for _, m := range sends {
-		_ = s.send(ctx, m)
+		s.sendStart(ctx, m, now)
+	}
+}
+
+// unreachableRetry is how soon a start whose send found its device
+// unreachable is tried again (at most RetryInterval).
+const unreachableRetry = 5 * time.Second
+
+// sendStart sends a StartRun. When the transport reports the device
+// unreachable (not connected to this server process: a restarted server's
+// devices are still reconnecting), nothing went out, so the start is
+// tried again soon, not after its back-off.
+func (s *Server) sendStart(ctx context.Context, m transport.Message, now time.Time) {
+	if err := s.send(ctx, m); !errors.Is(err, transport.ErrUnreachable) {
+		return
+	}
+	dp := s.disp.pending[dkey{m.Start.TaskID, m.Device}]
+	if dp == nil || dp.start.RunID != m.Start.RunID {
+		return
+	}
+	dp.lastSend, dp.tries = time.Time{}, 0
+	if at := now.Add(min(unreachableRetry, s.cfg.RetryInterval)); at.Before(dp.next) {
+		dp.next = at
+		if s.disp.nextDisp.IsZero() || at.Before(s.disp.nextDisp) {
+			s.disp.nextDisp = at
+		}
 	}
 }
 

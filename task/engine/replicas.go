@@ -286,7 +286,7 @@ func (s *Server) sendClaimed(ctx context.Context, claims []storage.Claim, now ti
 			s.met.dispatched.Add(ctx, 1, s.met.firstSend...)
 			s.met.lag.Record(ctx, max(now.Sub(cl.DueAt), 0).Seconds())
 		}
-		_ = s.send(ctx, transport.Message{Key: startKey(cl.TaskID, cl.RunID), Kind: transport.StartRun, Device: d, Start: &st, Definition: s.definition(ts)})
+		s.sendStart(ctx, transport.Message{Key: startKey(cl.TaskID, cl.RunID), Kind: transport.StartRun, Device: d, Start: &st, Definition: s.definition(ts)}, now)
 	}
 }
 
