@@ -107,7 +107,10 @@
 // the device becomes visible again (its first heartbeat after
 // VisibilityTimeout or after a server restart), which starts the back-off
 // over. So a device that missed a start gets it, and a fleet whose answers
-// are only slow does not get every start every RetryInterval. Agents run
+// are only slow does not get every start every RetryInterval. A send the
+// transport refused as unreachable (the device is not connected: after a
+// restart, the fleet is still reconnecting) sent nothing, and is tried
+// again within 5 seconds. Agents run
 // each (task, run id) once; storage keeps each (task, device, run, seq)
 // once.
 //
