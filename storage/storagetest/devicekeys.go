@@ -130,6 +130,29 @@ func testDeviceKeys(t *testing.T, s storage.Store, _ Features) {
 	if _, err := ks.DeviceKey(ctx(), "dev-5"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("the batch's invalid key was stored: %v", err)
 	}
+	// A batch of distinct devices mixing new keys, a replacement and a
+	// replacement of a device without a key.
+	errs, err = ks.PutDeviceKeys(ctx(), []storage.PutDeviceKeyParams{
+		{Key: storage.DeviceKey{DeviceID: "dev-6", Hash: h(60), Created: base}},
+		{Key: storage.DeviceKey{DeviceID: "dev-4", Hash: h(41), Prev: h(4), Used: true}, Expect: h(4)},
+		{Key: storage.DeviceKey{DeviceID: "dev-7", Hash: h(70)}, Expect: h(71)},
+		{Key: storage.DeviceKey{DeviceID: "dev-8", Hash: h(80), Revoked: true}},
+	})
+	if err != nil || len(errs) != 4 || errs[0] != nil || errs[1] != nil || !errors.Is(errs[2], storage.ErrConflict) || errs[3] != nil {
+		t.Fatalf("PutDeviceKeys of distinct devices: %v, %v; want nil, nil, ErrConflict, nil", errs, err)
+	}
+	if diff := cmp.Diff(storage.DeviceKey{DeviceID: "dev-4", Hash: h(41), Prev: h(4), Used: true}, get("dev-4")); diff != "" {
+		t.Fatalf("dev-4 after the batch (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(storage.DeviceKey{DeviceID: "dev-6", Hash: h(60), Created: base}, get("dev-6")); diff != "" {
+		t.Fatalf("dev-6 after the batch (-want +got):\n%s", diff)
+	}
+	if got := get("dev-8"); !got.Revoked || got.Hash != h(80) {
+		t.Fatalf("dev-8 after the batch: %+v", got)
+	}
+	if _, err := ks.DeviceKey(ctx(), "dev-7"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("a refused replacement created a key: %v", err)
+	}
 }
 
 // testDeviceKeysConcurrent: writers racing to enroll the same device
