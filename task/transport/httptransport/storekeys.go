@@ -46,8 +46,11 @@ type StoreKeysConfig struct {
 	CacheTTL time.Duration
 }
 
-// DefaultKeyCacheTTL is StoreKeysConfig.CacheTTL's default.
-const DefaultKeyCacheTTL = time.Minute
+// DefaultKeyCacheTTL is StoreKeysConfig.CacheTTL's default: longer than
+// the check-in interval of agents that do not hold a poll (a minute in the
+// load test), so a check-in does not read the database, and short enough
+// for another server process to see a revocation within minutes.
+const DefaultKeyCacheTTL = 5 * time.Minute
 
 // MaxKeyBatch bounds the key writes StoreKeys stores in one transaction.
 const MaxKeyBatch = 1000
