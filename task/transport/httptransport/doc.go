@@ -37,7 +37,9 @@
 //
 // Every request is authenticated before its body is read; one without a
 // valid identity gets 401 with the reason in the Taskfleet-Auth-Error
-// header and changes nothing.
+// header and changes nothing. One whose identity cannot be checked (the
+// Identity failed, e.g. its key store) gets 503 with Retry-After: the
+// device retries with backoff and does not enroll again.
 //
 // Send queues a message for a device that polled or sent within
 // ServerConfig.ConnectedFor (Connected reports it; a host mirrors it into

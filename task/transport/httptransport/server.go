@@ -243,20 +243,23 @@ func (s *Server) touch(id scope.DeviceID, now time.Time) *peer {
 }
 
 // authenticate answers 401 and returns "" for a request without a valid
-// identity.
+// identity, and 503 when the identity could not be checked (the key
+// store failed): the device retries with backoff instead of enrolling
+// again.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) scope.DeviceID {
 	id, err := s.cfg.Identity.Authenticate(r)
 	if err == nil {
 		return id
 	}
-	s.st.unauth.Add(1)
-	reason := "error"
 	var ae *AuthError
-	if errors.As(err, &ae) {
-		reason = ae.Reason
-	} else {
-		s.log.Error().Err(err).Msg("httptransport: identity")
+	if !errors.As(err, &ae) {
+		s.log.Error().Err(err).Msg("httptransport: the device's identity could not be checked")
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "the device's identity cannot be checked now", http.StatusServiceUnavailable)
+		return ""
 	}
+	s.st.unauth.Add(1)
+	reason := ae.Reason
 	s.log.Debug().Str("reason", reason).Str("device", clipID(scope.DeviceID(r.Header.Get(HeaderDevice)))).Msg("httptransport: unauthenticated request")
 	w.Header().Set(HeaderAuthError, reason)
 	http.Error(w, "a valid device identity is required", http.StatusUnauthorized)

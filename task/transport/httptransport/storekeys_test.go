@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -239,4 +240,32 @@ type countingReads struct {
 func (c *countingReads) DeviceKey(ctx context.Context, id string) (storage.DeviceKey, error) {
 	c.reads.Add(1)
 	return c.Store.DeviceKey(ctx, id)
+}
+
+// failingIdentity cannot check any request (its key store is down).
+type failingIdentity struct{}
+
+func (failingIdentity) Authenticate(*http.Request) (scope.DeviceID, error) {
+	return "", errors.New("key store: connection pool exhausted")
+}
+
+// A request whose identity cannot be checked (the key store failed) gets
+// 503 with Retry-After, not 401: a 401 makes the device enroll again, so
+// an overloaded key store turned into an enrollment storm (12,660 such
+// 401s in the 100,000-agent PostgreSQL run).
+func TestIdentityStoreErrorIs503(t *testing.T) {
+	t.Parallel()
+	srv, err := httptransport.NewServer(httptransport.ServerConfig{Identity: failingIdentity{}})
+	must(t, err)
+	r := httptest.NewRequest(http.MethodPost, httptransport.PathSend, nil)
+	r.Header.Set(httptransport.HeaderDevice, "dev-1")
+	r.Header.Set("Authorization", "Bearer k")
+	w := httptest.NewRecorder()
+	srv.ServeHTTP(w, r)
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("status %d, Retry-After %q; want 503 with Retry-After", w.Code, w.Header().Get("Retry-After"))
+	}
+	if st := srv.Stats(); st.Unauthenticated != 0 {
+		t.Fatalf("counted as unauthenticated: %+v", st)
+	}
 }
