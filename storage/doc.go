@@ -54,6 +54,12 @@
 // written), which is what makes each report count once across restarts.
 // Set Features.Hierarchy to run its sections of the suite.
 //
+// DeviceKeyStore is optional as well: it keeps a device channel's
+// enrollment keys (hashes only) durable, one per device, with a
+// compare-and-set PutDeviceKey, so enrolled devices survive a server
+// restart (task/transport/httptransport StoreKeys adapts it). Set
+// Features.DeviceKeys to run its sections of the suite.
+//
 // # Errors
 //
 // Every method documents which sentinel its errors match: ErrNotFound,

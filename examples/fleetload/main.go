@@ -18,7 +18,8 @@
 // own device's key. The server holds one poll per agent: with HTTP/2 the
 // polls are streams (at most 1,000 per connection), so the server's open
 // files stay far below the 20,000 limit. The server keeps the key hashes
-// in an append-only file, so they survive its kill.
+// in its store (httptransport.StoreKeys on sqlstore's device_keys table),
+// so they survive its kill.
 //
 // The coordinator (this command) then measures, and prints:
 //

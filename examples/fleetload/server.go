@@ -10,6 +10,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -105,10 +106,9 @@ func serve(ctx context.Context, o options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	keys, err := openKeys(filepath.Join(o.dir, "keys.log"))
-	if err != nil {
-		return err
-	}
+	// The devices' key hashes live in the store (its device_keys table),
+	// so the agents keep their keys across the server's kill and restart.
+	keys := httptransport.StoreKeys(store, httptransport.StoreKeysConfig{Clock: clk})
 	enr, err := httptransport.NewEnrollment(httptransport.EnrollmentConfig{Secret: httptransport.Secret(os.Getenv(secretEnv)), Keys: keys, Clock: clk,
 		Rate: 50000, Burst: 50000})
 	if err != nil {
@@ -140,6 +140,10 @@ func serve(ctx context.Context, o options, out io.Writer) error {
 		// surplus dials: not news.
 		ErrorLog: log.New(io.Discard, "", 0)}
 	admin := http.NewServeMux()
+	// Profiles of the server under load (loopback only, like the rest of
+	// the admin API): go tool pprof http://ADMIN/debug/pprof/profile
+	admin.HandleFunc("/debug/pprof/", pprof.Index)
+	admin.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	var startMu sync.Mutex
 	admin.HandleFunc("POST /start", func(w http.ResponseWriter, r *http.Request) {
 		startMu.Lock()

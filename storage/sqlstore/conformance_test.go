@@ -15,7 +15,7 @@ func TestConformance(t *testing.T) {
 		t.Parallel()
 		storagetest.Run(t, storagetest.Harness{
 			New:      func(t *testing.T) storage.Store { return openSQLiteFile(t) },
-			Features: storagetest.Features{Claimer: true, Hierarchy: true},
+			Features: storagetest.Features{Claimer: true, Hierarchy: true, DeviceKeys: true},
 		})
 	})
 	t.Run("SQLiteMemory", func(t *testing.T) {
@@ -28,14 +28,14 @@ func TestConformance(t *testing.T) {
 				}
 				return s
 			},
-			Features: storagetest.Features{Claimer: true, Hierarchy: true},
+			Features: storagetest.Features{Claimer: true, Hierarchy: true, DeviceKeys: true},
 		})
 	})
 	t.Run("Postgres", func(t *testing.T) {
 		t.Parallel()
 		storagetest.Run(t, storagetest.Harness{
 			New:      func(t *testing.T) storage.Store { return openPG(t) },
-			Features: storagetest.Features{Claimer: true, Hierarchy: true},
+			Features: storagetest.Features{Claimer: true, Hierarchy: true, DeviceKeys: true},
 		})
 	})
 }

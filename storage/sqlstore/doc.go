@@ -73,10 +73,13 @@
 // stored version in the same transaction (on PostgreSQL under a row lock
 // on the node), so a report is applied once even by racing processes.
 //
-// Schema version 8 makes dispatch_log a bare heap: its never-read
-// identity key (a sequence increment and a primary-key index entry per
-// dispatched run on PostgreSQL, a sqlite_sequence update on SQLite) is
-// dropped, so a ledger row costs one insert.
+// Schema version 10 adds device_keys (storage.DeviceKeyStore): the device
+// channel's enrollment keys, one row per device with the SHA-256 of the
+// current and the rotated-out key (never a key), their times and the
+// revoked and used flags; PutDeviceKey is a single conditional INSERT ...
+// ON CONFLICT DO NOTHING or UPDATE ... WHERE hash = expected, so racing
+// enrollments of one device leave exactly one winner.
+// httptransport.StoreKeys serves it to the channel.
 //
 // PostgreSQL text keys use COLLATE "C": listings are in byte order, the
 // same as every other backend, whatever the database's locale.

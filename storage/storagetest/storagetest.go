@@ -54,6 +54,10 @@ type Features struct {
 	// hierarchy sections run. The suite fails when the flag and the store
 	// disagree.
 	Hierarchy bool
+	// DeviceKeys: the store implements storage.DeviceKeyStore, so the
+	// device key sections run. The suite fails when the flag and the
+	// store disagree.
+	DeviceKeys bool
 }
 
 // Run runs the whole conformance suite.
@@ -92,6 +96,16 @@ func Run(t *testing.T, h Harness) {
 		{"LeaderConcurrent", tb(testLeaderConcurrent)},
 		{"ClaimerFlag", testClaimerFlag},
 		{"HierarchyFlag", testHierarchyFlag},
+		{"DeviceKeysFlag", testDeviceKeysFlag},
+	}
+	if h.Features.DeviceKeys {
+		tests = append(tests, []struct {
+			name string
+			fn   func(*testing.T, storage.Store, Features)
+		}{
+			{"DeviceKeys", testDeviceKeys},
+			{"DeviceKeysConcurrent", testDeviceKeysConcurrent},
+		}...)
 	}
 	if h.Features.Hierarchy {
 		tests = append(tests, []struct {

@@ -91,21 +91,8 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 	_ = s.send(ctx, transport.Message{Kind: transport.Sync, Device: d, SyncInfo: &transport.SyncInfo{UpdatesGeneration: s.upd.updGen, UpdatesAt: s.upd.updAt}})
 	if !wasVisible {
 		// Became visible: starts, stops, pauses and resumes waiting for
-		// it go out now. Its starts are found through byDev and sent
-		// alone: a fleet of devices becoming visible one by one costs
-		// each its own starts, not a scan of every device's.
-		var keys []dkey
-		for _, id := range s.disp.byDev[d] {
-			k := dkey{id, d}
-			if dp := s.disp.pending[k]; dp.sent > 0 || !dp.next.After(now) {
-				dp.next = now
-				keys = append(keys, k)
-			}
-		}
-		if len(keys) > 0 {
-			sortKeys(keys)
-			s.sendDue(ctx, keys, now)
-		}
+		// it go out now.
+		s.resendTo(ctx, d, now)
 		for k, c := range s.ctl.controls {
 			if k.device == d && !c.acked {
 				c.next = now

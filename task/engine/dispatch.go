@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -230,7 +231,7 @@ func (s *Server) known(ctx context.Context, id string, d scope.DeviceID, runID i
 }
 
 // dispatchDue sends starts whose time has come and resends unanswered
-// ones every RetryInterval.
+// ones (see resendDue: RetryInterval, then backing off per device).
 func (s *Server) dispatchDue(ctx context.Context, now time.Time) {
 	if s.disp.nextDisp.IsZero() || s.disp.nextDisp.After(now) {
 		return
@@ -246,13 +247,46 @@ func (s *Server) dispatchDue(ctx context.Context, now time.Time) {
 	}
 	sortKeys(keys)
 	s.disp.nextDisp = next
-	s.sendDue(ctx, keys, now)
+	s.sendDue(ctx, now, keys)
 }
 
-// sendDue sends (or resends) the due dispatches keys, sorted, and brings
-// nextDisp forward to their next resend.
-func (s *Server) sendDue(ctx context.Context, keys []dkey, now time.Time) {
-	var next time.Time
+// retryWait is how long after its last send an unanswered start that was
+// sent n times (since its back-off last started over) is sent again: RetryInterval after the first send, then
+// twice as long after each resend, at most MaxRetryInterval.
+func (s *Server) retryWait(n int) time.Duration {
+	w := s.cfg.RetryInterval
+	for i := 1; i < n && w < s.cfg.MaxRetryInterval; i++ {
+		w *= 2
+	}
+	return min(w, s.cfg.MaxRetryInterval)
+}
+
+// resendDue reports whether an unanswered start is to be sent again now:
+// its wait (retryWait) since the last send is over, the device became
+// visible again since (lastSend cleared), or the clock was set back
+// behind the last send.
+func (s *Server) resendDue(dp *dispatch, now time.Time) bool {
+	return dp.lastSend.IsZero() || now.Before(dp.lastSend) || !now.Before(dp.lastSend.Add(s.retryWait(dp.tries)))
+}
+
+// wakeAt is when the dispatcher looks at a sent start again: at its next
+// resend, and, for a claimed start, every RetryInterval to renew the
+// claim's lease (dispatchTTL) even while its resends back off.
+func (s *Server) wakeAt(dp *dispatch, now time.Time) time.Time {
+	at := dp.lastSend.Add(s.retryWait(dp.tries))
+	if dp.lastSend.IsZero() || at.Before(now) {
+		at = now
+	}
+	if renew := now.Add(s.cfg.RetryInterval); dp.epoch > 0 && renew.Before(at) {
+		at = renew
+	}
+	return at
+}
+
+// sendDue sends the starts of keys (due, in key order): first sends are
+// recorded pending (one batch) before they go out; unanswered ones are
+// resent when resendDue says so, and their claims renewed.
+func (s *Server) sendDue(ctx context.Context, now time.Time, keys []dkey) {
 	var lost map[dkey]bool
 	if c := s.claimer(); c != nil {
 		lost = s.renewClaimed(ctx, c, keys)
@@ -261,19 +295,25 @@ func (s *Server) sendDue(ctx context.Context, keys []dkey, now time.Time) {
 	var sends []transport.Message
 	for _, k := range keys {
 		dp := s.disp.pending[k]
+		if dp == nil {
+			continue
+		}
 		if lost[k] {
 			s.disp.drop(k) // taken over by another replica, or answered
 			s.stats.Fenced++
 			continue
 		}
 		ts := s.cat.tasks[k.task]
-		if ts == nil || ts.t.Suspended {
-			if ts == nil {
-				s.disp.drop(k)
-				continue
-			}
+		switch {
+		case ts == nil:
+			s.disp.drop(k)
+			continue
+		case ts.t.Suspended:
 			dp.next = now.Add(s.cfg.RetryInterval)
-		} else {
+		case dp.sent > 0 && !s.resendDue(dp, now):
+			// Backing off: only the claim's lease is renewed (above).
+			dp.next = s.wakeAt(dp, now)
+		default:
 			if dp.sent == 0 {
 				firstRows = append(firstRows, task.Result{TaskID: k.task, DeviceID: k.device, RunID: dp.start.RunID, Seq: transport.SeqDispatched, State: task.Pending, DueAt: dp.start.Due, UpdatedAt: now})
 				s.stats.Dispatched++
@@ -286,20 +326,74 @@ func (s *Server) sendDue(ctx context.Context, keys []dkey, now time.Time) {
 				s.met.dispatched.Add(ctx, 1, s.met.resend...)
 			}
 			dp.sent++
+			dp.tries++
+			dp.lastSend = now
 			st := dp.start
 			sends = append(sends, transport.Message{Key: startKey(k.task, dp.start.RunID), Kind: transport.StartRun, Device: k.device, Start: &st, Definition: s.definition(ts)})
-			dp.next = now.Add(s.cfg.RetryInterval)
+			dp.next = s.wakeAt(dp, now)
 		}
-		if next.IsZero() || dp.next.Before(next) {
-			next = dp.next
+		if s.disp.nextDisp.IsZero() || dp.next.Before(s.disp.nextDisp) {
+			s.disp.nextDisp = dp.next
 		}
-	}
-	if !next.IsZero() && (s.disp.nextDisp.IsZero() || next.Before(s.disp.nextDisp)) {
-		s.disp.nextDisp = next
 	}
 	// Pending is recorded (one batch) before the starts go out.
 	s.record(ctx, firstRows)
 	for _, m := range sends {
-		_ = s.send(ctx, m)
+		s.sendStart(ctx, m, now)
 	}
+}
+
+// unreachableRetry is how soon a start whose send found its device
+// unreachable is tried again (at most RetryInterval).
+const unreachableRetry = 5 * time.Second
+
+// sendStart sends a StartRun. When the transport reports the device
+// unreachable (not connected to this server process: a restarted server's
+// devices are still reconnecting), nothing went out, so the start is
+// tried again soon, not after its back-off.
+func (s *Server) sendStart(ctx context.Context, m transport.Message, now time.Time) {
+	if err := s.send(ctx, m); !errors.Is(err, transport.ErrUnreachable) {
+		return
+	}
+	dp := s.disp.pending[dkey{m.Start.TaskID, m.Device}]
+	if dp == nil || dp.start.RunID != m.Start.RunID {
+		return
+	}
+	dp.lastSend, dp.tries = time.Time{}, 0
+	if at := now.Add(min(unreachableRetry, s.cfg.RetryInterval)); at.Before(dp.next) {
+		dp.next = at
+		if s.disp.nextDisp.IsZero() || at.Before(s.disp.nextDisp) {
+			s.disp.nextDisp = at
+		}
+	}
+}
+
+// resendTo sends device d's unanswered starts again at once (it became
+// visible again: after VisibilityTimeout without a heartbeat, or after a
+// server restart), and restarts their back-off. It looks up the device's
+// dispatches task by task, not by scanning every dispatch: a restarted
+// server hears the first heartbeat of every device of the fleet.
+func (s *Server) resendTo(ctx context.Context, d scope.DeviceID, now time.Time) {
+	// The device's starts are found through byDev: a fleet of devices
+	// becoming visible one by one costs each its own starts, not a scan of
+	// every task or every device's. Starts already sent start their
+	// back-off over; first sends already due go out with them.
+	var keys []dkey
+	for _, id := range s.disp.byDev[d] {
+		k := dkey{id, d}
+		dp := s.disp.pending[k]
+		switch {
+		case dp == nil:
+		case dp.sent > 0:
+			dp.lastSend, dp.tries, dp.next = time.Time{}, 0, now
+			keys = append(keys, k)
+		case !dp.next.After(now):
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	sortKeys(keys)
+	s.sendDue(ctx, now, keys)
 }

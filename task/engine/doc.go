@@ -101,9 +101,18 @@
 // device. Open re-dispatches every scheduled or pending result it finds
 // and fires server activations of the last RecoveryWindow that have no
 // marker, so a server that stops mid-dispatch loses and duplicates
-// nothing. StartRun is resent every RetryInterval until the device reports
-// the run; agents run each (task, run id) once; storage keeps each
-// (task, device, run, seq) once.
+// nothing. StartRun is resent until the device reports the run: after
+// RetryInterval, then twice as long after each resend, at most
+// MaxRetryInterval (default 8 x RetryInterval) apart, and at once when
+// the device becomes visible again (its first heartbeat after
+// VisibilityTimeout or after a server restart), which starts the back-off
+// over. So a device that missed a start gets it, and a fleet whose answers
+// are only slow does not get every start every RetryInterval. A send the
+// transport refused as unreachable (the device is not connected: after a
+// restart, the fleet is still reconnecting) sent nothing, and is tried
+// again within 5 seconds. Agents run
+// each (task, run id) once; storage keeps each (task, device, run, seq)
+// once.
 //
 // Open also restores what the previous server kept in memory, from the
 // stored results: the pause orders of suspended tasks' running devices
@@ -187,7 +196,7 @@
 //
 // A dispatched start stays leased to its replica until the device
 // answers; the replica renews the lease (for RetryInterval + LeaseTTL)
-// each time it resends. A replica that dies or stalls loses the lease;
+// every RetryInterval, also while the start's resends back off. A replica that dies or stalls loses the lease;
 // every LeaseTTL the leader replica takes over expired ones
 // (storage.Claimer ClaimStale, Stats.TakenOver) and resends them under the same
 // idempotency key, which devices de-duplicate. A stalled replica that
@@ -298,10 +307,17 @@
 // # Results
 //
 // Checked results are buffered and recorded through task.Runtime
-// RecordResults in one call per Tick (or every 10,000 results), then
-// acknowledged (every key of a merged message); storage failures,
-// including a failed write of their history events, acknowledge nothing,
-// so devices resend. "On completing another task"
+// RecordResults in batches (group commit): one call, one store
+// transaction, per Tick or per IntakeBatch (10,000) results, whichever
+// comes first, then acknowledged (every key of a merged message). A batch
+// is written with the server's lock released, so the device messages
+// arriving meanwhile are checked and buffered for the next batch (at
+// most twice IntakeBatch results wait; further messages wait for the
+// write to end); Handle is safe for concurrent use and a transport may
+// call it from every device request at once. One batch is written at a
+// time, in arrival order. Storage failures, including a failed write of
+// their history events, acknowledge no message of the batch, so every
+// device of it resends. "On completing another task"
 // starts are planned from the recorded results and written in one batch.
 // Notifications go through the Manager's Notifier; history is purged by
 // calling task.Runtime PurgeHistory every PurgeEvery.

@@ -11,3 +11,12 @@ func SetIntakeChecks(s *Server, on bool) {
 	s.in.off = !on
 	s.mu.Unlock()
 }
+
+// SetGroupCommit turns the intake's unlocked batch writes on or off (off:
+// the lock is held during the write, as before; BenchmarkIntakeConcurrent
+// compares both).
+func SetGroupCommit(s *Server, on bool) {
+	s.mu.Lock()
+	s.in.holdLock = !on
+	s.mu.Unlock()
+}

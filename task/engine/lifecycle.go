@@ -144,6 +144,7 @@ func (s *Server) Close(ctx context.Context) error {
 	var err error
 	if s.opened {
 		now := s.clk.Now()
+		s.waitWrites()
 		if ferr := s.flushResults(ctx, now); ferr != nil {
 			err = fmt.Errorf("engine: close: buffered results not recorded (their devices resend them): %w", ferr)
 		}

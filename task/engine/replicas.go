@@ -273,7 +273,7 @@ func (s *Server) sendClaimed(ctx context.Context, claims []storage.Claim, now ti
 			st.Due = cl.DueAt
 		}
 		d := scope.DeviceID(cl.DeviceID)
-		dp := &dispatch{start: st, device: d, sent: 1, epoch: cl.Epoch, next: now.Add(s.cfg.RetryInterval)}
+		dp := &dispatch{start: st, device: d, sent: 1, tries: 1, lastSend: now, epoch: cl.Epoch, next: now.Add(s.cfg.RetryInterval)}
 		s.disp.put(dkey{cl.TaskID, d}, dp)
 		if s.disp.nextDisp.IsZero() || dp.next.Before(s.disp.nextDisp) {
 			s.disp.nextDisp = dp.next
@@ -286,7 +286,7 @@ func (s *Server) sendClaimed(ctx context.Context, claims []storage.Claim, now ti
 			s.met.dispatched.Add(ctx, 1, s.met.firstSend...)
 			s.met.lag.Record(ctx, max(now.Sub(cl.DueAt), 0).Seconds())
 		}
-		_ = s.send(ctx, transport.Message{Key: startKey(cl.TaskID, cl.RunID), Kind: transport.StartRun, Device: d, Start: &st, Definition: s.definition(ts)})
+		s.sendStart(ctx, transport.Message{Key: startKey(cl.TaskID, cl.RunID), Kind: transport.StartRun, Device: d, Start: &st, Definition: s.definition(ts)}, now)
 	}
 }
 

@@ -26,9 +26,26 @@ type startLog struct {
 	mu     sync.Mutex
 	starts map[string]int
 	stops  int
+	acked  []string // device/key of every acknowledgement
+}
+
+// acks returns and forgets the acknowledgements sent.
+func (l *startLog) acks() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.acked
+	l.acked = nil
+	return out
 }
 
 func (l *startLog) Send(_ context.Context, m transport.Message) error {
+	if m.Kind == transport.Ack {
+		l.mu.Lock()
+		for _, k := range m.Acks {
+			l.acked = append(l.acked, string(m.Device)+"/"+k)
+		}
+		l.mu.Unlock()
+	}
 	if m.Kind == transport.StartRun {
 		l.mu.Lock()
 		l.starts[fmt.Sprintf("%s/%s/%d", m.Start.TaskID, m.Device, m.Start.RunID)]++

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -80,8 +81,21 @@ type Config struct {
 	// MeterProvider receives the engine's OpenTelemetry metrics (nil,
 	// the default: no metrics). See the Metric* names.
 	MeterProvider metric.MeterProvider
-	// RetryInterval: how often unanswered starts are resent (1 minute).
+	// RetryInterval: how long after it was sent an unanswered start is
+	// sent again (1 minute); each further resend waits twice as long as
+	// the one before, up to MaxRetryInterval. A device that becomes
+	// visible again (its first heartbeat after VisibilityTimeout, or
+	// after a server restart) gets its unanswered starts at once, and
+	// their back-off starts over. Pause, resume and stop orders are
+	// resent every RetryInterval.
 	RetryInterval time.Duration
+	// MaxRetryInterval: the longest wait between two resends of an
+	// unanswered start (default 8 x RetryInterval; RetryInterval turns
+	// the back-off off). A start is resent until its device answers, so
+	// a device that missed it gets it; the back-off keeps a fleet whose
+	// answers are merely slow (a busy server after a restart) from
+	// receiving the same start every RetryInterval.
+	MaxRetryInterval time.Duration
 	// ScopeRefresh: how often scopes are re-resolved (15 minutes).
 	ScopeRefresh time.Duration
 	// PurgeEvery: how often history is purged (daily).
@@ -167,9 +181,13 @@ type dispatch struct {
 	device scope.DeviceID
 	next   time.Time
 	sent   int
-	epoch  int64 // > 0: claimed through storage.Claimer with this epoch
-	wakeAt time.Time
-	woke   bool
+	// lastSend is when the start was last sent (zero: send it at once);
+	// tries counts the sends since its back-off last started over.
+	lastSend time.Time
+	tries    int
+	epoch    int64 // > 0: claimed through storage.Claimer with this epoch
+	wakeAt   time.Time
+	woke     bool
 }
 
 type dkey struct {
@@ -332,7 +350,8 @@ type Stats struct {
 	// Dispatched counts starts sent to devices.
 	Dispatched int64
 	// Resent counts starts sent again because the device had not
-	// answered within RetryInterval.
+	// answered (after RetryInterval, backing off up to MaxRetryInterval,
+	// or at once when it became visible again).
 	Resent int64
 	// Heartbeats counts device heartbeats handled.
 	Heartbeats int64
@@ -373,10 +392,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DispatchWorkers < 0 || cfg.DispatchWorkers > MaxDispatchWorkers {
 		bad = append(bad, errs.Invalid("DispatchWorkers", fmt.Sprint(cfg.DispatchWorkers), fmt.Sprintf("must be 0 (default %d) to %d", DefaultDispatchWorkers, MaxDispatchWorkers)))
 	}
-	for name, d := range map[string]time.Duration{"RetryInterval": cfg.RetryInterval, "ScopeRefresh": cfg.ScopeRefresh, "PurgeEvery": cfg.PurgeEvery, "VisibilityTimeout": cfg.VisibilityTimeout, "RecoveryWindow": cfg.RecoveryWindow, "LeaseTTL": cfg.LeaseTTL} {
+	for name, d := range map[string]time.Duration{"RetryInterval": cfg.RetryInterval, "ScopeRefresh": cfg.ScopeRefresh, "PurgeEvery": cfg.PurgeEvery, "VisibilityTimeout": cfg.VisibilityTimeout, "RecoveryWindow": cfg.RecoveryWindow, "LeaseTTL": cfg.LeaseTTL, "MaxRetryInterval": cfg.MaxRetryInterval} {
 		if d < 0 {
 			bad = append(bad, errs.Invalid(name, d.String(), "must not be negative"))
 		}
+	}
+	if retry := cmp.Or(cfg.RetryInterval, DefaultRetryInterval); cfg.MaxRetryInterval > 0 && cfg.MaxRetryInterval < retry {
+		bad = append(bad, errs.Invalid("MaxRetryInterval", cfg.MaxRetryInterval.String(), fmt.Sprintf("must be 0 (default 8 x RetryInterval) or at least RetryInterval (%s)", retry)))
 	}
 	if err := bad.Err(); err != nil {
 		return nil, err
@@ -393,6 +415,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	def(&cfg.RetryInterval, DefaultRetryInterval)
+	def(&cfg.MaxRetryInterval, 8*cfg.RetryInterval)
 	def(&cfg.ScopeRefresh, DefaultScopeRefresh)
 	def(&cfg.PurgeEvery, DefaultPurgeEvery)
 	def(&cfg.VisibilityTimeout, DefaultVisibilityTimeout)
@@ -411,6 +434,7 @@ func New(cfg Config) (*Server, error) {
 		upd:  updatesState{updKeys: map[string]bool{}},
 		lead: leadership{owner: replicaOwner(cfg.ReplicaID)},
 	}
+	srv.in.written = sync.NewCond(&srv.mu)
 	srv.observeConnected(cfg.MeterProvider)
 	return srv, nil
 }

@@ -6,17 +6,17 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
-	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/task/transport"
 	"github.com/taskfleet/taskfleet/task/transport/httptransport"
 )
 
 // benchServer is a Server with n enrolled devices and a handler that
 // does nothing: the channel's own cost, without TLS and the engine.
-func benchServer(b *testing.B, n int) (*httptransport.Server, []scope.DeviceID, []httptransport.Secret) {
+func benchServer(b *testing.B, n int) (*httptransport.Server, []transport.DeviceID, []httptransport.Secret) {
 	b.Helper()
 	ctx := context.Background()
 	enr, err := httptransport.NewEnrollment(httptransport.EnrollmentConfig{Secret: secret, Rate: 1e9, Burst: 1 << 30})
@@ -28,10 +28,10 @@ func benchServer(b *testing.B, n int) (*httptransport.Server, []scope.DeviceID, 
 		b.Fatal(err)
 	}
 	srv.Attach(transport.HandlerFunc(func(context.Context, transport.Message) {}))
-	ids := make([]scope.DeviceID, n)
+	ids := make([]transport.DeviceID, n)
 	keys := make([]httptransport.Secret, n)
 	for i := range n {
-		ids[i] = scope.DeviceID(fmt.Sprintf("dev-%06d", i))
+		ids[i] = transport.DeviceID(fmt.Sprintf("dev-%06d", i))
 		if keys[i], err = enr.Enroll(ctx, ids[i], secret); err != nil {
 			b.Fatal(err)
 		}
@@ -96,4 +96,40 @@ func BenchmarkResultIntake(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "messages/s")
+}
+
+// BenchmarkStartDeliveryGzip: as BenchmarkStartDelivery, with what the
+// engine sends (the StartRun carries the task's definition, so the answer
+// is over the 1 KiB compression threshold) to a device that accepts gzip,
+// as every Client does: the cost of a compressed poll answer.
+func BenchmarkStartDeliveryGzip(b *testing.B) {
+	const n = 1000
+	srv, ids, keys := benchServer(b, n)
+	ctx := context.Background()
+	polls := make([]*http.Request, n)
+	for i := range n {
+		r := httptest.NewRequest(http.MethodGet, httptransport.PathPoll+"?wait=0", nil)
+		r.Header.Set(httptransport.HeaderDevice, string(ids[i]))
+		r.Header.Set("Authorization", "Bearer "+string(keys[i]))
+		r.Header.Set("Accept-Encoding", "gzip")
+		polls[i] = r
+		srv.ServeHTTP(httptest.NewRecorder(), r) // connected
+	}
+	def := &transport.Definition{Task: transport.TaskSpec{ID: "task-1", Name: "Virus scan", Application: "Endpoint Security", Type: "virus_scan",
+		Description: strings.Repeat("Scans the device's disks for threats. ", 40)}, Devices: n}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		d := i % n
+		m := transport.Message{Kind: transport.StartRun, Device: ids[d], Key: "k", Start: &transport.Start{TaskID: "task-1", RunID: int64(i), At: time.Now(), Manual: true}, Definition: def}
+		if err := srv.Send(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, polls[d])
+		if w.Code != http.StatusOK || w.Header().Get("Content-Encoding") != "gzip" {
+			b.Fatal(w.Code, w.Header())
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "starts/s")
 }

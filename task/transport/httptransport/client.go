@@ -221,11 +221,11 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, timeo
 	gz := false
 	if body != nil {
 		if len(body) >= gzipMin && !c.cfg.NoCompress {
-			var buf bytes.Buffer
-			zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-			_, _ = zw.Write(body)
-			_ = zw.Close()
-			body, gz = buf.Bytes(), true
+			// The transport may read the body after Do returns (and
+			// again on a retry): it gets its own copy.
+			z, done := gzipped(body)
+			body, gz = bytes.Clone(z), true
+			done()
 		}
 		rd = bytes.NewReader(body)
 	}

@@ -37,7 +37,9 @@
 //
 // Every request is authenticated before its body is read; one without a
 // valid identity gets 401 with the reason in the Taskfleet-Auth-Error
-// header and changes nothing.
+// header and changes nothing. One whose identity cannot be checked (the
+// Identity failed, e.g. its key store) gets 503 with Retry-After: the
+// device retries with backoff and does not enroll again.
 //
 // Send queues a message for a device that polled or sent within
 // ServerConfig.ConnectedFor (Connected reports it; a host mirrors it into
@@ -62,8 +64,11 @@
 //     (256 random bits), which it presents on every request afterwards
 //     (Taskfleet-Device: ID and Authorization: Bearer KEY), the model of
 //     osquery's TLS API and Fleet's node keys. The server stores only the
-//     key's SHA-256 (KeyRecord, in a KeyStore: MemKeyStore in memory, or
-//     the host's durable one) and compares in constant time. Enrollments
+//     key's SHA-256 (KeyRecord, in a KeyStore: MemKeyStore in memory,
+//     lost with the process so that every device enrolls again after a
+//     restart; StoreKeys on a storage.DeviceKeyStore such as sqlstore,
+//     SQLite or PostgreSQL, durable, so a restart needs no enrollment;
+//     or the host's own) and compares in constant time. Enrollments
 //     are rate limited (EnrollmentConfig.Rate and Burst, 429 beyond). A
 //     device that holds a valid key it has used cannot enroll again (409)
 //     unless AllowReenroll: the secret alone never takes an established

@@ -218,9 +218,23 @@ type Enrollment struct {
 	clk  clock.Clock
 	log  zerolog.Logger
 	sec  Hash
-	mu   sync.Mutex // enrollment rate limit and read-modify-write of records
+	mu   sync.Mutex // the enrollment rate limit
 	tok  float64
 	last time.Time
+	// devs serialize the read-modify-write of one device's record (by a
+	// hash of its id): devices never wait for each other's store writes,
+	// so a durable KeyStore can write concurrent enrollments together
+	// (StoreKeys does).
+	devs [256]sync.Mutex
+}
+
+// device returns the lock of device's record.
+func (e *Enrollment) device(d transport.DeviceID) *sync.Mutex {
+	h := uint32(2166136261)
+	for i := 0; i < len(d); i++ {
+		h = (h ^ uint32(d[i])) * 16777619
+	}
+	return &e.devs[h%uint32(len(e.devs))]
 }
 
 var _ Identity = (*Enrollment)(nil)
@@ -270,9 +284,10 @@ func (e *Enrollment) allow(now time.Time) bool {
 // the KeyStore's error. The key is returned once; only its hash is kept.
 func (e *Enrollment) Enroll(ctx context.Context, device transport.DeviceID, secret Secret) (Secret, error) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	now := e.clk.Now()
-	if !e.allow(now) {
+	ok := e.allow(now)
+	e.mu.Unlock()
+	if !ok {
 		return "", ErrRateLimited
 	}
 	h := HashKey(secret)
@@ -288,6 +303,9 @@ func (e *Enrollment) Enroll(ctx context.Context, device transport.DeviceID, secr
 			return "", fmt.Errorf("httptransport: enroll %s: %w", clipID(device), err)
 		}
 	}
+	l := e.device(device)
+	l.Lock()
+	defer l.Unlock()
 	var expect Hash
 	old, err := e.cfg.Keys.Key(ctx, device)
 	switch {
@@ -328,8 +346,9 @@ func (e *Enrollment) expired(r KeyRecord, now time.Time) bool {
 // which it returns. The old key stays valid until the device first uses
 // the new one. Errors: the KeyStore's (ErrNotFound, ErrConflict).
 func (e *Enrollment) Rotate(ctx context.Context, device transport.DeviceID) (Secret, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	l := e.device(device)
+	l.Lock()
+	defer l.Unlock()
 	old, err := e.cfg.Keys.Key(ctx, device)
 	if err != nil {
 		return "", err
@@ -354,8 +373,9 @@ func (e *Enrollment) Rotate(ctx context.Context, device transport.DeviceID) (Sec
 // until Reset. Errors: ErrNotFound for a device without a key, or the
 // KeyStore's.
 func (e *Enrollment) Revoke(ctx context.Context, device transport.DeviceID) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	l := e.device(device)
+	l.Lock()
+	defer l.Unlock()
 	old, err := e.cfg.Keys.Key(ctx, device)
 	if err != nil {
 		return err
@@ -373,8 +393,9 @@ func (e *Enrollment) Revoke(ctx context.Context, device transport.DeviceID) erro
 // again with the secret. For a device that lost its key, or a revoked
 // one the operator lets back in.
 func (e *Enrollment) Reset(ctx context.Context, device transport.DeviceID) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	l := e.device(device)
+	l.Lock()
+	defer l.Unlock()
 	return e.cfg.Keys.DeleteKey(ctx, device)
 }
 
@@ -417,12 +438,13 @@ func (e *Enrollment) Authenticate(r *http.Request) (transport.DeviceID, error) {
 		// The device uses its (new) key: it is established, and the old
 		// one is done. Re-read under the lock so that a concurrent Revoke
 		// is kept.
-		e.mu.Lock()
+		l := e.device(id)
+		l.Lock()
 		if nr, err := e.cfg.Keys.Key(r.Context(), id); err == nil && nr == rec {
 			nr.Prev, nr.Used = Hash{}, true
 			_ = e.cfg.Keys.PutKey(r.Context(), PutKeyParams{Record: nr, Expect: rec.Hash})
 		}
-		e.mu.Unlock()
+		l.Unlock()
 	}
 	return id, nil
 }

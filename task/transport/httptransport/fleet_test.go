@@ -47,7 +47,7 @@ func newFleet(t *testing.T, n int, store *memstore.Store, keys *httptransport.Me
 			t.Fatal(err)
 		}
 		for i := 1; i <= n; i++ {
-			if err := fl.store.Devices().PutDevices(ctx, scope.Device{ID: scope.DeviceID(fmt.Sprintf("dev-%d", i)), GroupID: "root", TimeZone: "UTC",
+			if err := fl.store.Devices().PutDevices(ctx, scope.Device{ID: transport.DeviceID(fmt.Sprintf("dev-%d", i)), GroupID: "root", TimeZone: "UTC",
 				Tags: []string{}, Connected: true, Server: scope.ServerRef{ID: "main", Role: scope.Primary},
 				Applications: map[string]scope.AppState{appES: {Installed: true, Running: true}}}); err != nil {
 				t.Fatal(err)
@@ -111,7 +111,7 @@ func (fl *fleet) stop() {
 	fl.ts.Close()
 }
 
-func (fl *fleet) result(t *testing.T, d scope.DeviceID) task.Result {
+func (fl *fleet) result(t *testing.T, d transport.DeviceID) task.Result {
 	t.Helper()
 	rs, err := fl.m.Results(context.Background(), task.System, fl.scan.ID, task.ResultsParams{Limit: 100})
 	if err != nil {
@@ -156,7 +156,7 @@ func (c *counter) count() map[int64]int {
 }
 
 // runAgent runs a real agent of device over an enrolled Client.
-func runAgent(t *testing.T, ctx context.Context, f *fixture, device scope.DeviceID) *counter {
+func runAgent(t *testing.T, ctx context.Context, f *fixture, device transport.DeviceID) *counter {
 	t.Helper()
 	ex := &counter{}
 	a, err := agent.New(ctx, agent.Config{Device: device, Store: agent.NewMemStore(), Executor: ex, Heartbeat: 300 * time.Millisecond, RetryInterval: 200 * time.Millisecond})
@@ -171,7 +171,7 @@ func runAgent(t *testing.T, ctx context.Context, f *fixture, device scope.Device
 	return ex
 }
 
-func waitState(t *testing.T, fl *fleet, d scope.DeviceID, run int64, st task.State) {
+func waitState(t *testing.T, fl *fleet, d transport.DeviceID, run int64, st task.State) {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if r := fl.result(t, d); r.RunID == run && r.State == st {

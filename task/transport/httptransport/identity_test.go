@@ -13,7 +13,6 @@ import (
 
 	"github.com/benbjohnson/clock"
 
-	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/task/transport"
 	"github.com/taskfleet/taskfleet/task/transport/httptransport"
 	"github.com/taskfleet/taskfleet/task/transport/httptransport/testpki"
@@ -122,14 +121,14 @@ func TestEnrollmentIdentity(t *testing.T) {
 
 	// Enrollment: a wrong secret, an enrolled device, a bad id.
 	for _, tc := range []struct {
-		device scope.DeviceID
+		device transport.DeviceID
 		secret httptransport.Secret
 		want   error
 	}{
 		{"dev-5", "wrong-secret-0123456789abcdef", httptransport.ErrBadSecret},
 		{"dev-1", secret, httptransport.ErrEnrolled},
 		{"dev\x00bad", secret, httptransport.ErrInvalid},
-		{scope.DeviceID(strings.Repeat("d", httptransport.MaxDeviceIDBytes+1)), secret, httptransport.ErrInvalid},
+		{transport.DeviceID(strings.Repeat("d", httptransport.MaxDeviceIDBytes+1)), secret, httptransport.ErrInvalid},
 	} {
 		_, err := f.enr.Enroll(ctx, tc.device, tc.secret)
 		if !errors.Is(err, tc.want) {
@@ -282,7 +281,7 @@ func TestEnrollmentRateLimit(t *testing.T) {
 	f := newFixture(t, fixtureConfig{clock: mock, enroll: httptransport.EnrollmentConfig{Rate: 1, Burst: 2}})
 	ctx := context.Background()
 	for i, want := range []error{nil, nil, httptransport.ErrRateLimited} {
-		c := f.client(t, httptransport.ClientConfig{Device: scope.DeviceID(fmt.Sprintf("dev-%d", i)), EnrollSecret: secret})
+		c := f.client(t, httptransport.ClientConfig{Device: transport.DeviceID(fmt.Sprintf("dev-%d", i)), EnrollSecret: secret})
 		if err := c.Enroll(ctx); !errors.Is(err, want) && !(want == nil && err == nil) {
 			t.Errorf("enrollment %d: %v, want %v", i, err, want)
 		}

@@ -1,7 +1,6 @@
 package httptransport
 
 import (
-	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -99,7 +98,6 @@ type Server struct {
 	log zerolog.Logger
 	mux *http.ServeMux
 
-	hmu     sync.Mutex // one message at a time into the handler
 	handler atomic.Pointer[transport.Handler]
 
 	mu    sync.Mutex
@@ -158,7 +156,10 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 }
 
 // Attach sets the handler of device messages (the engine). Until then
-// device messages are answered 503.
+// device messages are answered 503. The handler is called concurrently,
+// once per device request (the engine's Handle is safe for that, and
+// writes the results of concurrent messages in one store transaction);
+// a device's request is answered when Handle returns.
 func (s *Server) Attach(h transport.Handler) { s.handler.Store(&h) }
 
 // ServeHTTP implements http.Handler.
@@ -241,20 +242,23 @@ func (s *Server) touch(id transport.DeviceID, now time.Time) *peer {
 }
 
 // authenticate answers 401 and returns "" for a request without a valid
-// identity.
+// identity, and 503 when the identity could not be checked (the key
+// store failed): the device retries with backoff instead of enrolling
+// again.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) transport.DeviceID {
 	id, err := s.cfg.Identity.Authenticate(r)
 	if err == nil {
 		return id
 	}
-	s.st.unauth.Add(1)
-	reason := "error"
 	var ae *AuthError
-	if errors.As(err, &ae) {
-		reason = ae.Reason
-	} else {
-		s.log.Error().Err(err).Msg("httptransport: identity")
+	if !errors.As(err, &ae) {
+		s.log.Error().Err(err).Msg("httptransport: the device's identity could not be checked")
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "the device's identity cannot be checked now", http.StatusServiceUnavailable)
+		return ""
 	}
+	s.st.unauth.Add(1)
+	reason := ae.Reason
 	s.log.Debug().Str("reason", reason).Str("device", clipID(transport.DeviceID(r.Header.Get(HeaderDevice)))).Msg("httptransport: unauthenticated request")
 	w.Header().Set(HeaderAuthError, reason)
 	http.Error(w, "a valid device identity is required", http.StatusUnauthorized)
@@ -321,9 +325,7 @@ func (s *Server) serveSend(w http.ResponseWriter, r *http.Request) {
 	s.touch(id, s.clk.Now())
 	s.mu.Unlock()
 	s.st.received.Add(1)
-	s.hmu.Lock()
 	(*h).Handle(r.Context(), m)
-	s.hmu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -436,11 +438,9 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, msgs []transport
 func writeBody(w http.ResponseWriter, r *http.Request, code int, b []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	if len(b) >= gzipMin && strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
-		var buf bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-		_, _ = zw.Write(b)
-		_ = zw.Close()
-		b = buf.Bytes()
+		var done func()
+		b, done = gzipped(b)
+		defer done()
 		w.Header().Set("Content-Encoding", "gzip")
 	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))

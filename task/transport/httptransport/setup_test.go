@@ -15,7 +15,6 @@ import (
 	"github.com/benbjohnson/clock"
 	"github.com/rs/zerolog"
 
-	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/task/transport"
 	"github.com/taskfleet/taskfleet/task/transport/httptransport"
 	"github.com/taskfleet/taskfleet/task/transport/httptransport/testpki"
@@ -205,7 +204,7 @@ func (f *fixture) client(t *testing.T, cc httptransport.ClientConfig) *httptrans
 }
 
 // enrolled returns a client of device with a fresh key, and the key.
-func (f *fixture) enrolled(t *testing.T, device scope.DeviceID) (*httptransport.Client, httptransport.Secret) {
+func (f *fixture) enrolled(t *testing.T, device transport.DeviceID) (*httptransport.Client, httptransport.Secret) {
 	t.Helper()
 	var key httptransport.Secret
 	c := f.client(t, httptransport.ClientConfig{Device: device, EnrollSecret: secret,
@@ -216,7 +215,7 @@ func (f *fixture) enrolled(t *testing.T, device scope.DeviceID) (*httptransport.
 	return c, key
 }
 
-func auth(device scope.DeviceID, key httptransport.Secret) map[string]string {
+func auth(device transport.DeviceID, key httptransport.Secret) map[string]string {
 	return map[string]string{httptransport.HeaderDevice: string(device), "Authorization": "Bearer " + string(key)}
 }
 
@@ -248,7 +247,7 @@ func (f *fixture) raw(t *testing.T, method, path string, hdr map[string]string, 
 	return resp.StatusCode, resp.Header.Get(httptransport.HeaderAuthError)
 }
 
-func heartbeat(device scope.DeviceID) transport.Message {
+func heartbeat(device transport.DeviceID) transport.Message {
 	return transport.Message{Kind: transport.Heartbeat, Device: device, Heartbeat: &transport.HeartbeatInfo{}}
 }
 
