@@ -163,7 +163,7 @@ FROM upd JOIN tasks t ON t.id = upd.task_id`,
     lease_until = `+sqliteLeaseNow+` + ?
 WHERE (task_id, device_id) IN (SELECT r.task_id, r.device_id FROM results r JOIN tasks t ON t.id = r.task_id AND NOT t.suspended
     WHERE r.state = `+from+` AND r.due_at <= ? ORDER BY r.due_at, r.task_id, r.device_id LIMIT ?)
-RETURNING task_id, device_id, run_id, seq, due_at, lease_epoch, (SELECT revision FROM tasks WHERE tasks.id = results.task_id)`,
+RETURNING task_id, device_id, run_id, seq, due_at, lease_epoch, 0`,
 			p.State, p.Seq, s.tv(p.At), p.Owner, s.leaseNow(p.Now), p.TTL.Microseconds(), s.tv(p.Before), p.Limit)
 		if err != nil {
 			return err
@@ -174,23 +174,60 @@ RETURNING task_id, device_id, run_id, seq, due_at, lease_epoch, (SELECT revision
 		if len(out) == 0 {
 			return nil
 		}
-		ins, err := tx.PrepareContext(ctx, `INSERT INTO dispatch_log (task_id, device_id, run_id, epoch, owner, at) VALUES (?, ?, ?, ?, ?, `+sqliteNow+`)`)
-		if err != nil {
+		if err := s.claimRevisions(ctx, tx, out); err != nil {
 			return err
 		}
-		defer ins.Close()
-		for _, c := range out {
-			if _, err := ins.ExecContext(ctx, c.TaskID, c.DeviceID, c.RunID, c.Epoch, p.Owner); err != nil {
-				return err
-			}
-		}
-		return nil
+		return s.logDispatchSQLite(ctx, tx, out, p.Owner)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: dispatch due: %w", mapErr(err))
 	}
 	sortClaims(out)
 	return out, nil
+}
+
+// claimRevisions sets the TaskRevision of claims (SQLite): one lookup per
+// distinct task, not per claim (a dispatch batch is mostly one task's).
+func (s *Store) claimRevisions(ctx context.Context, tx *sqlx.Tx, cs []storage.Claim) error {
+	rev := map[string]int64{}
+	for i := range cs {
+		id := cs[i].TaskID
+		r, ok := rev[id]
+		if !ok {
+			if err := tx.QueryRowContext(ctx, `SELECT revision FROM tasks WHERE id = ?`, id).Scan(&r); err != nil {
+				return err
+			}
+			rev[id] = r
+		}
+		cs[i].TaskRevision = r
+	}
+	return nil
+}
+
+// sqliteLedger returns the multi-row dispatch ledger insert of rows rows
+// (the host's clock as the time of every row).
+func sqliteLedger(rows int) string {
+	one := "(?,?,?,?,?," + sqliteNow + ")"
+	return "INSERT INTO dispatch_log (task_id, device_id, run_id, epoch, owner, at) VALUES " + one + strings.Repeat(","+one, rows-1)
+}
+
+// logDispatchSQLite appends the ledger rows of cs with the multi-row
+// statements prepared at Open.
+func (s *Store) logDispatchSQLite(ctx context.Context, tx *sqlx.Tx, cs []storage.Claim, owner string) error {
+	args := make([]any, 0, 5*min(len(cs), sqliteChunk))
+	for len(cs) > 0 {
+		k, rows := chunkOf(len(cs))
+		args = args[:0]
+		for i := range cs[:rows] {
+			c := &cs[i]
+			args = append(args, c.TaskID, c.DeviceID, c.RunID, c.Epoch, owner)
+		}
+		cs = cs[rows:]
+		if _, err := tx.StmtContext(ctx, s.ledger[k]).ExecContext(ctx, args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ClaimStale implements storage.Claimer: dispatched results no device

@@ -175,6 +175,7 @@ func BenchmarkAppendEvents(b *testing.B) {
 				evs := make([]storage.EventRecord, batch)
 				n := 0
 				b.ResetTimer()
+				c0 := processCPU()
 				for i := range b.N {
 					for j := range evs {
 						evs[j] = storage.EventRecord{TaskID: "t", DeviceID: fmt.Sprintf("dev-%06d", j), RunID: int64(i + 1), At: at,
@@ -193,6 +194,7 @@ func BenchmarkAppendEvents(b *testing.B) {
 					n += k
 				}
 				b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+				b.ReportMetric(float64((processCPU()-c0).Nanoseconds())/float64(n), "cpu-ns/event")
 			})
 		}
 	}

@@ -204,6 +204,9 @@ type Store struct {
 	// eventKeys and events (SQLite) are the prepared multi-row event key
 	// reservations and event inserts, sized like upserts.
 	eventKeys, events []*sql.Stmt
+	// ledger (SQLite) are the prepared multi-row dispatch ledger inserts,
+	// sized like upserts.
+	ledger []*sql.Stmt
 	// upsertCalls counts UpsertResults calls, to compact PostgreSQL's
 	// result counters now and then.
 	upsertCalls atomic.Uint64
@@ -367,7 +370,7 @@ func (s *Store) Close() error {
 
 func (s *Store) closeDBs() error {
 	var err error
-	for _, st := range slices.Concat(s.upserts, s.eventKeys, s.events) {
+	for _, st := range slices.Concat(s.upserts, s.eventKeys, s.events, s.ledger) {
 		if e := st.Close(); e != nil && err == nil {
 			err = e
 		}
