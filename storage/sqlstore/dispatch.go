@@ -319,8 +319,9 @@ func sortClaims(cs []storage.Claim) {
 }
 
 // RenewClaims implements storage.Claimer: one statement (PostgreSQL) or
-// one transaction (SQLite) extends every lease p.Owner still holds with
-// the claim's epoch, run, state and seq.
+// one transaction of multi-row statements prepared at Open (SQLite)
+// extends every lease p.Owner still holds with the claim's epoch, run,
+// state and seq.
 func (s *Store) RenewClaims(ctx context.Context, p storage.RenewParams) ([]storage.Claim, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, err
@@ -366,20 +367,7 @@ RETURNING r.task_id, r.device_id`,
 	} else {
 		err := s.inTx(ctx, func(tx *sqlx.Tx) error {
 			clear(held)
-			for _, c := range p.Claims {
-				res, err := tx.ExecContext(ctx, `UPDATE results SET lease_until = `+sqliteLeaseNow+` + ?
-WHERE task_id = ? AND device_id = ? AND run_id = ? AND lease_epoch = ? AND lease_owner = ? AND state = ? AND seq = ?`,
-					s.leaseNow(p.Now), p.TTL.Microseconds(), c.TaskID, c.DeviceID, c.RunID, c.Epoch, p.Owner, p.State, p.Seq)
-				if err != nil {
-					return err
-				}
-				if k, err := res.RowsAffected(); err != nil {
-					return err
-				} else if k > 0 {
-					held[[2]string{c.TaskID, c.DeviceID}] = true
-				}
-			}
-			return nil
+			return s.renewSQLite(ctx, tx, p, held)
 		})
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: renew claims: %w", mapErr(err))
@@ -392,6 +380,55 @@ WHERE task_id = ? AND device_id = ? AND run_id = ? AND lease_epoch = ? AND lease
 		}
 	}
 	return out, nil
+}
+
+// sqliteRenew returns the multi-row lease renewal of rows claims: the
+// claims are a VALUES list joined to results by primary key; the
+// parameters after the claims' are the lease clock, the TTL, the owner,
+// the state and the seq.
+func sqliteRenew(rows int) string {
+	return `WITH c (task_id, device_id, run_id, epoch) AS (VALUES ` + sqliteRows(rows, 4) + `)
+UPDATE results SET lease_until = ` + sqliteLeaseNow + ` + ?
+FROM c
+WHERE results.task_id = c.task_id AND results.device_id = c.device_id AND results.run_id = c.run_id
+  AND results.lease_epoch = c.epoch AND results.lease_owner = ? AND results.state = ? AND results.seq = ?
+RETURNING results.task_id, results.device_id`
+}
+
+// renewSQLite renews p's claims with the multi-row statements prepared at
+// Open and marks the (task, device) pairs still held.
+func (s *Store) renewSQLite(ctx context.Context, tx *sqlx.Tx, p storage.RenewParams, held map[[2]string]bool) error {
+	cs := p.Claims
+	args := make([]any, 0, 4*min(len(cs), sqliteChunk)+5)
+	for len(cs) > 0 {
+		k, rows := chunkOf(len(cs))
+		args = args[:0]
+		for i := range cs[:rows] {
+			c := &cs[i]
+			args = append(args, c.TaskID, c.DeviceID, c.RunID, c.Epoch)
+		}
+		cs = cs[rows:]
+		args = append(args, s.leaseNow(p.Now), p.TTL.Microseconds(), p.Owner, p.State, p.Seq)
+		r, err := tx.StmtContext(ctx, s.renews[k]).QueryContext(ctx, args...)
+		if err != nil {
+			return err
+		}
+		for r.Next() {
+			var key [2]string
+			if err := r.Scan(&key[0], &key[1]); err != nil {
+				r.Close()
+				return err
+			}
+			held[key] = true
+		}
+		if err := r.Close(); err != nil {
+			return err
+		}
+		if err := r.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // AcquireLeader implements storage.Leader with one upsert: the lease is

@@ -75,7 +75,7 @@ func (s *Store) prepareSQLite(ctx context.Context) error {
 		for _, p := range []struct {
 			to *[]*sql.Stmt
 			q  string
-		}{{&s.upserts, sqliteUpsert(rows)}, {&s.eventKeys, sqliteEventKeys(rows)}, {&s.events, sqliteEvents(rows)}, {&s.ledger, sqliteLedger(rows)}} {
+		}{{&s.upserts, sqliteUpsert(rows)}, {&s.eventKeys, sqliteEventKeys(rows)}, {&s.events, sqliteEvents(rows)}, {&s.ledger, sqliteLedger(rows)}, {&s.renews, sqliteRenew(rows)}} {
 			st, err := s.w.PrepareContext(ctx, p.q)
 			if err != nil {
 				return fmt.Errorf("sqlstore: prepare: %w", mapErr(err))

@@ -207,6 +207,9 @@ type Store struct {
 	// ledger (SQLite) are the prepared multi-row dispatch ledger inserts,
 	// sized like upserts.
 	ledger []*sql.Stmt
+	// renews (SQLite) are the prepared multi-row lease renewals, sized
+	// like upserts.
+	renews []*sql.Stmt
 	// upsertCalls counts UpsertResults calls, to compact PostgreSQL's
 	// result counters now and then.
 	upsertCalls atomic.Uint64
@@ -370,7 +373,7 @@ func (s *Store) Close() error {
 
 func (s *Store) closeDBs() error {
 	var err error
-	for _, st := range slices.Concat(s.upserts, s.eventKeys, s.events, s.ledger) {
+	for _, st := range slices.Concat(s.upserts, s.eventKeys, s.events, s.ledger, s.renews) {
 		if e := st.Close(); e != nil && err == nil {
 			err = e
 		}
