@@ -163,7 +163,7 @@ FROM upd JOIN tasks t ON t.id = upd.task_id`,
     lease_until = `+sqliteLeaseNow+` + ?
 WHERE (task_id, device_id) IN (SELECT r.task_id, r.device_id FROM results r JOIN tasks t ON t.id = r.task_id AND NOT t.suspended
     WHERE r.state = `+from+` AND r.due_at <= ? ORDER BY r.due_at, r.task_id, r.device_id LIMIT ?)
-RETURNING task_id, device_id, run_id, seq, due_at, lease_epoch, (SELECT revision FROM tasks WHERE tasks.id = results.task_id)`,
+RETURNING task_id, device_id, run_id, seq, due_at, lease_epoch, 0`,
 			p.State, p.Seq, s.tv(p.At), p.Owner, s.leaseNow(p.Now), p.TTL.Microseconds(), s.tv(p.Before), p.Limit)
 		if err != nil {
 			return err
@@ -174,23 +174,60 @@ RETURNING task_id, device_id, run_id, seq, due_at, lease_epoch, (SELECT revision
 		if len(out) == 0 {
 			return nil
 		}
-		ins, err := tx.PrepareContext(ctx, `INSERT INTO dispatch_log (task_id, device_id, run_id, epoch, owner, at) VALUES (?, ?, ?, ?, ?, `+sqliteNow+`)`)
-		if err != nil {
+		if err := s.claimRevisions(ctx, tx, out); err != nil {
 			return err
 		}
-		defer ins.Close()
-		for _, c := range out {
-			if _, err := ins.ExecContext(ctx, c.TaskID, c.DeviceID, c.RunID, c.Epoch, p.Owner); err != nil {
-				return err
-			}
-		}
-		return nil
+		return s.logDispatchSQLite(ctx, tx, out, p.Owner)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: dispatch due: %w", mapErr(err))
 	}
 	sortClaims(out)
 	return out, nil
+}
+
+// claimRevisions sets the TaskRevision of claims (SQLite): one lookup per
+// distinct task, not per claim (a dispatch batch is mostly one task's).
+func (s *Store) claimRevisions(ctx context.Context, tx *sqlx.Tx, cs []storage.Claim) error {
+	rev := map[string]int64{}
+	for i := range cs {
+		id := cs[i].TaskID
+		r, ok := rev[id]
+		if !ok {
+			if err := tx.QueryRowContext(ctx, `SELECT revision FROM tasks WHERE id = ?`, id).Scan(&r); err != nil {
+				return err
+			}
+			rev[id] = r
+		}
+		cs[i].TaskRevision = r
+	}
+	return nil
+}
+
+// sqliteLedger returns the multi-row dispatch ledger insert of rows rows
+// (the host's clock as the time of every row).
+func sqliteLedger(rows int) string {
+	one := "(?,?,?,?,?," + sqliteNow + ")"
+	return "INSERT INTO dispatch_log (task_id, device_id, run_id, epoch, owner, at) VALUES " + one + strings.Repeat(","+one, rows-1)
+}
+
+// logDispatchSQLite appends the ledger rows of cs with the multi-row
+// statements prepared at Open.
+func (s *Store) logDispatchSQLite(ctx context.Context, tx *sqlx.Tx, cs []storage.Claim, owner string) error {
+	args := make([]any, 0, 5*min(len(cs), sqliteChunk))
+	for len(cs) > 0 {
+		k, rows := chunkOf(len(cs))
+		args = args[:0]
+		for i := range cs[:rows] {
+			c := &cs[i]
+			args = append(args, c.TaskID, c.DeviceID, c.RunID, c.Epoch, owner)
+		}
+		cs = cs[rows:]
+		if _, err := tx.StmtContext(ctx, s.ledger[k]).ExecContext(ctx, args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ClaimStale implements storage.Claimer: dispatched results no device
@@ -282,8 +319,9 @@ func sortClaims(cs []storage.Claim) {
 }
 
 // RenewClaims implements storage.Claimer: one statement (PostgreSQL) or
-// one transaction (SQLite) extends every lease p.Owner still holds with
-// the claim's epoch, run, state and seq.
+// one transaction of multi-row statements prepared at Open (SQLite)
+// extends every lease p.Owner still holds with the claim's epoch, run,
+// state and seq.
 func (s *Store) RenewClaims(ctx context.Context, p storage.RenewParams) ([]storage.Claim, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, err
@@ -329,20 +367,7 @@ RETURNING r.task_id, r.device_id`,
 	} else {
 		err := s.inTx(ctx, func(tx *sqlx.Tx) error {
 			clear(held)
-			for _, c := range p.Claims {
-				res, err := tx.ExecContext(ctx, `UPDATE results SET lease_until = `+sqliteLeaseNow+` + ?
-WHERE task_id = ? AND device_id = ? AND run_id = ? AND lease_epoch = ? AND lease_owner = ? AND state = ? AND seq = ?`,
-					s.leaseNow(p.Now), p.TTL.Microseconds(), c.TaskID, c.DeviceID, c.RunID, c.Epoch, p.Owner, p.State, p.Seq)
-				if err != nil {
-					return err
-				}
-				if k, err := res.RowsAffected(); err != nil {
-					return err
-				} else if k > 0 {
-					held[[2]string{c.TaskID, c.DeviceID}] = true
-				}
-			}
-			return nil
+			return s.renewSQLite(ctx, tx, p, held)
 		})
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: renew claims: %w", mapErr(err))
@@ -355,6 +380,55 @@ WHERE task_id = ? AND device_id = ? AND run_id = ? AND lease_epoch = ? AND lease
 		}
 	}
 	return out, nil
+}
+
+// sqliteRenew returns the multi-row lease renewal of rows claims: the
+// claims are a VALUES list joined to results by primary key; the
+// parameters after the claims' are the lease clock, the TTL, the owner,
+// the state and the seq.
+func sqliteRenew(rows int) string {
+	return `WITH c (task_id, device_id, run_id, epoch) AS (VALUES ` + sqliteRows(rows, 4) + `)
+UPDATE results SET lease_until = ` + sqliteLeaseNow + ` + ?
+FROM c
+WHERE results.task_id = c.task_id AND results.device_id = c.device_id AND results.run_id = c.run_id
+  AND results.lease_epoch = c.epoch AND results.lease_owner = ? AND results.state = ? AND results.seq = ?
+RETURNING results.task_id, results.device_id`
+}
+
+// renewSQLite renews p's claims with the multi-row statements prepared at
+// Open and marks the (task, device) pairs still held.
+func (s *Store) renewSQLite(ctx context.Context, tx *sqlx.Tx, p storage.RenewParams, held map[[2]string]bool) error {
+	cs := p.Claims
+	args := make([]any, 0, 4*min(len(cs), sqliteChunk)+5)
+	for len(cs) > 0 {
+		k, rows := chunkOf(len(cs))
+		args = args[:0]
+		for i := range cs[:rows] {
+			c := &cs[i]
+			args = append(args, c.TaskID, c.DeviceID, c.RunID, c.Epoch)
+		}
+		cs = cs[rows:]
+		args = append(args, s.leaseNow(p.Now), p.TTL.Microseconds(), p.Owner, p.State, p.Seq)
+		r, err := tx.StmtContext(ctx, s.renews[k]).QueryContext(ctx, args...)
+		if err != nil {
+			return err
+		}
+		for r.Next() {
+			var key [2]string
+			if err := r.Scan(&key[0], &key[1]); err != nil {
+				r.Close()
+				return err
+			}
+			held[key] = true
+		}
+		if err := r.Close(); err != nil {
+			return err
+		}
+		if err := r.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // AcquireLeader implements storage.Leader with one upsert: the lease is

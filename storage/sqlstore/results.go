@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"strings"
@@ -71,11 +72,16 @@ func sqliteUpsert(rows int) string {
 // of these sizes.
 func (s *Store) prepareSQLite(ctx context.Context) error {
 	for rows := sqliteChunk; rows >= 1; rows /= 2 {
-		st, err := s.w.PrepareContext(ctx, sqliteUpsert(rows))
-		if err != nil {
-			return fmt.Errorf("sqlstore: prepare: %w", mapErr(err))
+		for _, p := range []struct {
+			to *[]*sql.Stmt
+			q  string
+		}{{&s.upserts, sqliteUpsert(rows)}, {&s.eventKeys, sqliteEventKeys(rows)}, {&s.events, sqliteEvents(rows)}, {&s.ledger, sqliteLedger(rows)}, {&s.renews, sqliteRenew(rows)}} {
+			st, err := s.w.PrepareContext(ctx, p.q)
+			if err != nil {
+				return fmt.Errorf("sqlstore: prepare: %w", mapErr(err))
+			}
+			*p.to = append(*p.to, st)
 		}
-		s.upserts = append(s.upserts, st)
 	}
 	return nil
 }

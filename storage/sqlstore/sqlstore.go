@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -200,6 +201,15 @@ type Store struct {
 	// upserts (SQLite) are the prepared multi-row result upserts of
 	// sqliteChunk>>k rows at index k.
 	upserts []*sql.Stmt
+	// eventKeys and events (SQLite) are the prepared multi-row event key
+	// reservations and event inserts, sized like upserts.
+	eventKeys, events []*sql.Stmt
+	// ledger (SQLite) are the prepared multi-row dispatch ledger inserts,
+	// sized like upserts.
+	ledger []*sql.Stmt
+	// renews (SQLite) are the prepared multi-row lease renewals, sized
+	// like upserts.
+	renews []*sql.Stmt
 	// upsertCalls counts UpsertResults calls, to compact PostgreSQL's
 	// result counters now and then.
 	upsertCalls atomic.Uint64
@@ -363,7 +373,7 @@ func (s *Store) Close() error {
 
 func (s *Store) closeDBs() error {
 	var err error
-	for _, st := range s.upserts {
+	for _, st := range slices.Concat(s.upserts, s.eventKeys, s.events, s.ledger, s.renews) {
 		if e := st.Close(); e != nil && err == nil {
 			err = e
 		}

@@ -18,7 +18,7 @@ type queries struct {
 	insertTask, getTask, updateTask, taskRevision, deleteTask, deleteResults, allocateRunID string
 	insertRevision, getRevision, listRevisions                                              string
 	getResult, statistics                                                                   string
-	insertEventKey, insertEvent, purgeEvents                                                string
+	purgeEvents                                                                             string
 	// PostgreSQL only.
 	deleteDeltas, compactDeltas string
 }
@@ -46,8 +46,6 @@ func buildQueries(db *sqlx.DB) queries {
 		listRevisions:  rb(`SELECT ` + revisionCols + ` FROM revisions WHERE task_id = ? AND number > ? ORDER BY number LIMIT ?`),
 		getResult:      rb(`SELECT ` + resultCols + ` FROM results WHERE task_id = ? AND device_id = ?`),
 		statistics:     rb(`SELECT state, COUNT(*), SUM(CASE WHEN restart_required THEN 1 ELSE 0 END), 0 FROM results WHERE task_id = ? GROUP BY state`),
-		insertEventKey: rb(`INSERT INTO event_keys (task_id, key) VALUES (?, ?) ON CONFLICT DO NOTHING`),
-		insertEvent:    rb(`INSERT INTO events (task_id, device_id, run_id, at, level, severity, message, key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
 		purgeEvents:    rb(`DELETE FROM events WHERE task_id = ? AND at < ?`),
 	}
 	if db.DriverName() == "pgx" {

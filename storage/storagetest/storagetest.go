@@ -702,6 +702,49 @@ func testEvents(t *testing.T, s storage.Store, _ Features) {
 	if n, _ := s.AppendEvents(ctx(), storage.AppendEventsParams{Events: evs[:1]}); n != 0 {
 		t.Fatal("a purged event's key was accepted again")
 	}
+	testEventsOneBatch(t, s)
+}
+
+// testEventsOneBatch: within one call, only the first event of a key is
+// recorded (also when a later one differs), the same key of another task
+// is another key, events of an unknown task are skipped, and the recorded
+// events keep the call's order.
+func testEventsOneBatch(t *testing.T, s storage.Store) {
+	create(t, s, NewTaskRecord("u", "U"))
+	ev := func(task, key, msg string) storage.EventRecord {
+		return storage.EventRecord{TaskID: task, DeviceID: "d", RunID: 2, At: base, Level: "result", Severity: "info", Message: msg, Key: key}
+	}
+	batch := []storage.EventRecord{
+		ev("u", "a", "u/a first"), ev("t", "a", "t/a"), ev("u", "", "u keyless 1"), ev("nope", "a", "unknown task"),
+		ev("u", "a", "u/a again"), ev("u", "b", "u/b"), ev("u", "", "u keyless 2"), ev("t", "a", "t/a again"),
+		ev("t", "k29", "t/k29 stored before"),
+	}
+	n, err := s.AppendEvents(ctx(), storage.AppendEventsParams{Events: batch})
+	if err != nil || n != 5 {
+		t.Fatalf("AppendEvents of one batch with repeated keys = %d, %v; want 5", n, err)
+	}
+	var got []string
+	var lastID int64
+	for _, task := range []string{"u", "t"} {
+		evs, err := s.ListEvents(ctx(), storage.ListEventsParams{TaskID: task, From: base, To: base.Add(time.Microsecond), Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			if e.RunID != 2 {
+				continue
+			}
+			got = append(got, e.Message)
+			if task == "u" && e.ID <= lastID {
+				t.Fatalf("event ids of one batch not in call order: %d after %d", e.ID, lastID)
+			}
+			lastID = e.ID
+		}
+	}
+	want := []string{"u/a first", "u keyless 1", "u/b", "u keyless 2", "t/a"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Fatalf("events of one batch (-want +got):\n%s", d)
+	}
 }
 
 func testConcurrentUpdates(t *testing.T, s storage.Store, f Features) {
