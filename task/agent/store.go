@@ -216,10 +216,13 @@ func (s *MemStore) PutTask(_ context.Context, t LocalTask) error {
 }
 
 // copyInto returns a copy of src, in dst's array when it is large enough
-// (nil for an empty src, as cloneTask).
+// (empty, keeping dst's array, for an empty src).
 func copyInto[T any](dst, src []T) []T {
 	if len(src) == 0 {
-		return nil
+		// Keep the array for the next copy (a task's queue empties
+		// and fills again with every run); Tasks clones empty as nil.
+		clear(dst)
+		return dst[:0]
 	}
 	return append(dst[:0], src...)
 }
@@ -256,12 +259,27 @@ func (s *MemStore) Enqueue(_ context.Context, m transport.Message) error {
 
 // Outbox implements Store.
 func (s *MemStore) Outbox(context.Context) ([]transport.Message, error) {
+	return s.appendOutbox(nil)
+}
+
+// outboxAppender is a Store that appends its outbox to a caller's slice,
+// so the agent's flush reuses one buffer instead of a new slice each time.
+type outboxAppender interface {
+	appendOutbox(dst []transport.Message) ([]transport.Message, error)
+}
+
+// appendOutbox appends the queued messages to dst, in the order they were
+// queued.
+func (s *MemStore) appendOutbox(dst []transport.Message) ([]transport.Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	out := make([]transport.Message, 0, len(s.outbox))
+	out := dst
+	if out == nil {
+		out = make([]transport.Message, 0, len(s.outbox))
+	}
 	live := s.queue[:0]
 	for _, e := range s.queue {
 		if order, ok := s.outbox[e.m.Key]; ok && order == e.order {

@@ -212,20 +212,54 @@ func (a *Agent) tasksWake(now time.Time) (w time.Time, atOnce bool) {
 
 func (a *Agent) heartbeat(ctx context.Context) {
 	if !a.heldOK {
-		// A new list each time: the previous one may still be in
-		// messages.
-		a.held, a.heldOK = nil, true
-		if len(a.tasks) > 0 {
-			a.held = make([]transport.HeldTask, 0, len(a.tasks))
-		}
-		for _, t := range a.sorted() {
-			if !t.Transient {
-				a.held = append(a.held, transport.HeldTask{TaskID: t.Def.Task.ID, Revision: t.Def.Task.Revision, Slot: t.Slot})
+		a.heldOK = true
+		if !a.heldSame() {
+			// A new list: the previous one may still be in messages.
+			a.held, a.hb = nil, nil
+			if len(a.tasks) > 0 {
+				a.held = make([]transport.HeldTask, 0, len(a.tasks))
+			}
+			for _, t := range a.sorted() {
+				if !t.Transient {
+					a.held = append(a.held, transport.HeldTask{TaskID: t.Def.Task.ID, Revision: t.Def.Task.Revision, Slot: t.Slot})
+				}
 			}
 		}
 	}
-	hb := &transport.HeartbeatInfo{UpdatesGeneration: a.updGen, Held: a.held}
-	_ = a.ep.Send(ctx, transport.Message{Version: transport.ProtocolVersion, Kind: transport.Heartbeat, Device: a.cfg.Device, SentAt: a.clk.Now().UTC(), Heartbeat: hb})
+	// The payload is shared by the heartbeats sent while neither the held
+	// tasks nor the updates generation change (receivers only read it).
+	if a.hb == nil || a.hb.UpdatesGeneration != a.updGen {
+		a.hb = &transport.HeartbeatInfo{UpdatesGeneration: a.updGen, Held: a.held}
+	}
+	_ = a.ep.Send(ctx, transport.Message{Version: transport.ProtocolVersion, Kind: transport.Heartbeat, Device: a.cfg.Device, SentAt: a.clk.Now().UTC(), Heartbeat: a.hb})
+}
+
+// heldSame reports whether a.held still lists exactly the held
+// (non-transient) tasks, their revisions and slots: most task visits
+// change none of them, and the list is then kept instead of rebuilt.
+func (a *Agent) heldSame() bool {
+	if a.hb == nil {
+		return false
+	}
+	i := 0
+	for _, t := range a.sorted() {
+		if t.Transient {
+			continue
+		}
+		if i >= len(a.held) {
+			return false
+		}
+		h := a.held[i]
+		if h.TaskID != t.Def.Task.ID || h.Revision != t.Def.Task.Revision || !sameSlot(h.Slot, t.Slot) {
+			return false
+		}
+		i++
+	}
+	return i == len(a.held)
+}
+
+func sameSlot(a, b *transport.Slot) bool {
+	return a == b || a != nil && b != nil && *a == *b
 }
 
 // flush sends every unacknowledged outbox message; they stay queued until
@@ -233,7 +267,17 @@ func (a *Agent) heartbeat(ctx context.Context) {
 func (a *Agent) flush(ctx context.Context, now time.Time) {
 	a.flushNow = false
 	a.nextFlush = now.Add(a.cfg.RetryInterval)
-	ms, err := a.cfg.Store.Outbox(ctx)
+	var ms []transport.Message
+	var err error
+	if o, ok := a.cfg.Store.(outboxAppender); ok {
+		ms, err = o.appendOutbox(a.obuf[:0])
+		if err == nil {
+			a.obuf = ms
+			defer clear(ms) // hold no sent message until the next flush
+		}
+	} else {
+		ms, err = a.cfg.Store.Outbox(ctx)
+	}
 	if err != nil {
 		a.log.Error().Err(err).Msg("agent: read outbox")
 		return

@@ -35,9 +35,10 @@
 package inproc
 
 import (
+	"cmp"
 	"context"
 	"math/rand/v2"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -311,7 +312,11 @@ func (n *Network) Pump(ctx context.Context) int {
 		}
 		n.due = nil // handlers may Pump re-entrantly only through a new buffer
 		n.mu.Unlock()
-		sort.SliceStable(due, func(i, j int) bool { return due[i].order < due[j].order })
+		// Without reordering faults the queue is already in order.
+		byOrder := func(a, b envelope) int { return cmp.Compare(a.order, b.order) }
+		if !slices.IsSortedFunc(due, byOrder) {
+			slices.SortStableFunc(due, byOrder)
+		}
 		for _, e := range due {
 			n.mu.Lock()
 			var h transport.Handler
