@@ -127,7 +127,9 @@ type Store interface {
 // (simulating a restart) but not the process.
 type MemStore struct {
 	mu    sync.Mutex
-	tasks map[string]LocalTask
+	// tasks holds the store's own copies, by pointer: PutTask overwrites
+	// one in place (one map lookup, no copy of the task out of the map).
+	tasks map[string]*LocalTask
 	// outbox maps the keys waiting for acknowledgement to the order of
 	// their queue entry (messages are stored once, in queue: a map
 	// value of a Message's size would be allocated on every Enqueue).
@@ -153,7 +155,7 @@ type metaValue struct {
 
 // NewMemStore returns an empty MemStore.
 func NewMemStore() *MemStore {
-	return &MemStore{tasks: map[string]LocalTask{}, outbox: map[string]int64{}, meta: map[string]metaValue{}}
+	return &MemStore{tasks: map[string]*LocalTask{}, outbox: map[string]int64{}, meta: map[string]metaValue{}}
 }
 
 func (s *MemStore) check() error {
@@ -172,7 +174,7 @@ func (s *MemStore) Tasks(context.Context) ([]LocalTask, error) {
 	}
 	out := make([]LocalTask, 0, len(s.tasks))
 	for _, t := range s.tasks {
-		out = append(out, cloneTask(t))
+		out = append(out, cloneTask(*t))
 	}
 	return out, nil
 }
@@ -196,9 +198,10 @@ func (s *MemStore) PutTask(_ context.Context, t LocalTask) error {
 	}
 	// The stored copy's slices and run state belong to the store (Tasks
 	// returns clones): copy into them rather than allocate new ones.
-	old, ok := s.tasks[t.Def.Task.ID]
-	if !ok {
-		s.tasks[t.Def.Task.ID] = cloneTask(t)
+	old := s.tasks[t.Def.Task.ID]
+	if old == nil {
+		c := cloneTask(t)
+		s.tasks[t.Def.Task.ID] = &c
 		return nil
 	}
 	t.Done = copyInto(old.Done, t.Done)
@@ -211,7 +214,7 @@ func (s *MemStore) PutTask(_ context.Context, t LocalTask) error {
 		*r = *t.Running
 		t.Running = r
 	}
-	s.tasks[t.Def.Task.ID] = t
+	*old = t
 	return nil
 }
 

@@ -105,26 +105,30 @@ type Config struct {
 type envelope struct {
 	m        transport.Message
 	toServer bool
-	at       time.Time
-	order    int64
+	// p is the device's peer when send found one (nil: none yet), so
+	// Pump needs no map lookup per message.
+	p     *peer
+	at    time.Time
+	order int64
 }
 
 // Network connects one server with many devices.
 type Network struct {
-	mu      sync.Mutex
-	clk     clock.Clock
-	faults  Faults
-	wire    bool
-	rng     *rand.Rand
-	server  transport.Handler
-	devices map[transport.DeviceID]transport.Handler
-	down    map[transport.DeviceID]bool
-	queue   []envelope
-	due     []envelope // reused delivery buffer
-	order   int64
-	stats   Stats
-	pumpMu  sync.Mutex
-	closed  bool
+	mu     sync.Mutex
+	clk    clock.Clock
+	faults Faults
+	wire   bool
+	rng    *rand.Rand
+	server transport.Handler
+	// peers holds each device's handler and connection state (one map
+	// lookup per message rather than two).
+	peers  map[transport.DeviceID]*peer
+	queue  []envelope
+	due    []envelope // reused delivery buffer
+	order  int64
+	stats  Stats
+	pumpMu sync.Mutex
+	closed bool
 }
 
 // New returns an empty network.
@@ -134,8 +138,8 @@ func New(cfg Config) *Network {
 	}
 	return &Network{
 		clk: cfg.Clock, faults: cfg.Faults, wire: cfg.Wire,
-		rng:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
-		devices: map[transport.DeviceID]transport.Handler{}, down: map[transport.DeviceID]bool{},
+		rng:   rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		peers: map[transport.DeviceID]*peer{},
 	}
 }
 
@@ -165,7 +169,7 @@ func (n *Network) Server(h transport.Handler) transport.ServerEndpoint {
 // and returns its endpoint. A new device starts connected.
 func (n *Network) Device(id transport.DeviceID, h transport.Handler) transport.DeviceEndpoint {
 	n.mu.Lock()
-	n.devices[id] = h
+	n.peer(id).h = h
 	n.mu.Unlock()
 	return deviceEnd{n, id}
 }
@@ -175,7 +179,7 @@ func (n *Network) Device(id transport.DeviceID, h transport.Handler) transport.D
 func (n *Network) Disconnect(id transport.DeviceID) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.down[id] = true
+	n.peer(id).down = true
 	keep := n.queue[:0]
 	for _, e := range n.queue {
 		if e.m.Device == id {
@@ -190,7 +194,9 @@ func (n *Network) Disconnect(id transport.DeviceID) {
 // Connect reconnects a device.
 func (n *Network) Connect(id transport.DeviceID) {
 	n.mu.Lock()
-	delete(n.down, id)
+	if p := n.peers[id]; p != nil {
+		p.down = false
+	}
 	n.mu.Unlock()
 }
 
@@ -198,8 +204,8 @@ func (n *Network) Connect(id transport.DeviceID) {
 func (n *Network) Connected(id transport.DeviceID) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	_, known := n.devices[id]
-	return known && !n.down[id]
+	p := n.peers[id]
+	return p != nil && p.h != nil && !p.down
 }
 
 // Close makes every later Send fail with ErrClosed.
@@ -217,13 +223,12 @@ func (n *Network) send(m transport.Message, toServer bool) error {
 	if n.closed {
 		return errs.ErrClosed
 	}
-	if n.down[m.Device] {
+	p := n.peers[m.Device]
+	if p != nil && p.down {
 		return transport.ErrUnreachable
 	}
-	if !toServer {
-		if _, ok := n.devices[m.Device]; !ok {
-			return transport.ErrUnreachable
-		}
+	if !toServer && (p == nil || p.h == nil) {
+		return transport.ErrUnreachable
 	}
 	n.stats.Sent++
 	if n.wire {
@@ -263,7 +268,7 @@ func (n *Network) send(m transport.Message, toServer bool) error {
 			at = at.Add(time.Duration(n.rng.Int64N(int64(n.faults.Delay))))
 		}
 		n.order++
-		e := envelope{m: m, toServer: toServer, at: at, order: n.order}
+		e := envelope{m: m, toServer: toServer, p: p, at: at, order: n.order}
 		if n.faults.Reorder > 0 && n.rng.Float64() < n.faults.Reorder {
 			n.stats.Reordered++
 			e.order += 1 + n.rng.Int64N(8) // overtaken by the next few messages
@@ -322,10 +327,10 @@ func (n *Network) Pump(ctx context.Context) int {
 			var h transport.Handler
 			if e.toServer {
 				h = n.server
-			} else {
-				h = n.devices[e.m.Device]
+			} else if e.p != nil {
+				h = e.p.h
 			}
-			down := n.down[e.m.Device]
+			down := e.p != nil && e.p.down
 			if h != nil && !down {
 				n.stats.Delivered++
 			} else {
@@ -358,6 +363,22 @@ func (n *Network) Run(ctx context.Context, interval time.Duration) {
 			n.Pump(ctx)
 		}
 	}
+}
+
+// peer is one device's handler (nil until Device) and connection state.
+type peer struct {
+	h    transport.Handler
+	down bool
+}
+
+// peer returns id's peer, adding it; n.mu is held.
+func (n *Network) peer(id transport.DeviceID) *peer {
+	p := n.peers[id]
+	if p == nil {
+		p = &peer{}
+		n.peers[id] = p
+	}
+	return p
 }
 
 type serverEnd struct{ n *Network }
