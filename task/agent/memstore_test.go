@@ -58,6 +58,16 @@ func TestMemStorePutTaskKeepsItsOwnCopy(t *testing.T) {
 	if got := stored(); got.Running != nil {
 		t.Errorf("Running = %+v after the run ended", got.Running)
 	}
+	// The queue fills again after it emptied (the store keeps its
+	// array): still a copy of the caller's.
+	lt.Queue = []transport.Start{{TaskID: "a", RunID: 6}}
+	put(lt)
+	lt.Queue[0].RunID = 77
+	got = stored()
+	got.Queue[0].RunID = 78
+	if diff := cmp.Diff([]transport.Start{{TaskID: "a", RunID: 6}}, stored().Queue); diff != "" {
+		t.Errorf("Queue (-want +got):\n%s", diff)
+	}
 }
 
 // A key removed and enqueued again is in the outbox once, at its new place.

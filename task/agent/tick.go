@@ -424,7 +424,9 @@ func (a *Agent) dueActivations(ctx context.Context, t *LocalTask, now time.Time)
 	}
 	awake := a.awakeSince.Add(-a.cfg.MissedTolerance)
 	reached := t.visibleFrom().Add(-a.cfg.MissedTolerance)
-	var g missedGap
+	// g is allocated at the first missed activation: the loop body is a
+	// closure, so a value declared here would be allocated every visit.
+	var g *missedGap
 	changed := false
 	for act := range s.Between(t.Cursor, now, a.loc) {
 		due := act.Add(off)
@@ -435,16 +437,24 @@ func (a *Agent) dueActivations(ctx context.Context, t *LocalTask, now time.Time)
 		t.Cursor = act
 		switch {
 		case due.Before(reached):
+			if g == nil {
+				g = new(missedGap)
+			}
 			g.add(act, missedNotReached)
 		case due.Before(awake):
+			if g == nil {
+				g = new(missedGap)
+			}
 			g.add(act, missedNotRunning)
 		default:
 			t.Queue = append(t.Queue, transport.Start{TaskID: t.Def.Task.ID, RunID: transport.RunID(act, transport.Scheduled), At: act, Due: due})
-			g.later = len(g.acts) > 0
+			if g != nil {
+				g.later = len(g.acts) > 0
+			}
 		}
 	}
-	if len(g.acts) > 0 {
-		a.missedRun(ctx, t, g, now)
+	if g != nil && len(g.acts) > 0 {
+		a.missedRun(ctx, t, *g, now)
 	}
 	if changed {
 		t.nextOK = false
