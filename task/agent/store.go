@@ -126,7 +126,7 @@ type Store interface {
 // MemStore is an in-memory Store. It survives an Agent being replaced
 // (simulating a restart) but not the process.
 type MemStore struct {
-	mu    sync.Mutex
+	mu sync.Mutex
 	// tasks holds the store's own copies, by pointer: PutTask overwrites
 	// one in place (one map lookup, no copy of the task out of the map).
 	tasks map[string]*LocalTask
