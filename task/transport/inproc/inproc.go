@@ -169,9 +169,10 @@ func (n *Network) Server(h transport.Handler) transport.ServerEndpoint {
 // and returns its endpoint. A new device starts connected.
 func (n *Network) Device(id transport.DeviceID, h transport.Handler) transport.DeviceEndpoint {
 	n.mu.Lock()
-	n.peer(id).h = h
+	p := n.peer(id)
+	p.h = h
 	n.mu.Unlock()
-	return deviceEnd{n, id}
+	return deviceEnd{n, id, p}
 }
 
 // Disconnect cuts a device off: its queued messages are lost and sends to
@@ -217,13 +218,17 @@ func (n *Network) Close() error {
 	return nil
 }
 
-func (n *Network) send(m transport.Message, toServer bool) error {
+// send queues m; p is the sending device's peer (nil: the server is
+// sending, and m.Device's is looked up).
+func (n *Network) send(m transport.Message, toServer bool, p *peer) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
 		return errs.ErrClosed
 	}
-	p := n.peers[m.Device]
+	if p == nil {
+		p = n.peers[m.Device]
+	}
 	if p != nil && p.down {
 		return transport.ErrUnreachable
 	}
@@ -383,16 +388,17 @@ func (n *Network) peer(id transport.DeviceID) *peer {
 
 type serverEnd struct{ n *Network }
 
-func (s serverEnd) Send(_ context.Context, m transport.Message) error { return s.n.send(m, false) }
+func (s serverEnd) Send(_ context.Context, m transport.Message) error { return s.n.send(m, false, nil) }
 
 type deviceEnd struct {
 	n  *Network
 	id transport.DeviceID
+	p  *peer // the device's, kept for the Network's life
 }
 
 func (d deviceEnd) Send(_ context.Context, m transport.Message) error {
 	m.Device = d.id
-	return d.n.send(m, true)
+	return d.n.send(m, true, d.p)
 }
 
 var (
