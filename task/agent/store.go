@@ -57,6 +57,10 @@ type LocalTask struct {
 	// appCheck is when Waiting's application is checked next (not
 	// stored; zero: at the next visit).
 	appCheck time.Time
+	// spareRun is a RunState no longer in use, kept by the copy it
+	// belongs to (the agent's or MemStore's, never shared between them)
+	// for the next run (not stored).
+	spareRun *RunState
 }
 
 // RunState is a run in progress.
@@ -186,6 +190,7 @@ func cloneTask(t LocalTask) LocalTask {
 		r := *t.Running
 		t.Running = &r
 	}
+	t.spareRun = nil
 	return t
 }
 
@@ -206,14 +211,23 @@ func (s *MemStore) PutTask(_ context.Context, t LocalTask) error {
 	}
 	t.Done = copyInto(old.Done, t.Done)
 	t.Queue = copyInto(old.Queue, t.Queue)
+	// The stored run state is the store's: updated in place, kept
+	// as a spare when the run ends, reused when the next one begins.
+	spare := old.spareRun
 	if t.Running != nil {
 		r := old.Running
 		if r == nil {
-			r = new(RunState)
+			r, spare = spare, nil
+			if r == nil {
+				r = new(RunState)
+			}
 		}
 		*r = *t.Running
 		t.Running = r
+	} else if old.Running != nil {
+		spare = old.Running
 	}
+	t.spareRun = spare
 	*old = t
 	return nil
 }

@@ -312,6 +312,15 @@ func (a *Agent) flush(ctx context.Context, now time.Time) {
 					n, k = n+1, k+len(r.Results)
 				}
 				merged = transport.Message{Version: transport.ProtocolVersion, Key: m.Key, Kind: transport.Results, Device: m.Device, SentAt: now.UTC(), Merged: make([]string, 0, n)}
+				if n == 1 {
+					// Alone (the usual case): its results are sent as
+					// they are, not copied (neither the outbox nor a
+					// receiver changes a queued result; clipped, so an
+					// append copies).
+					merged.Merged = append(merged.Merged, m.Key)
+					merged.Results = slices.Clip(m.Results)
+					continue
+				}
 				if k > 0 {
 					merged.Results = make([]transport.Result, 0, k)
 				}
@@ -591,7 +600,13 @@ func (a *Agent) begin(ctx context.Context, t *LocalTask, s transport.Start, now 
 	if s.Manual && s.RunID > t.LastManualDone {
 		t.LastManualDone = s.RunID
 	}
-	t.Running = &RunState{RunID: s.RunID, At: s.At, Due: s.Due, StartedAt: now, Manual: s.Manual, Seq: seq, Executing: true}
+	r := t.spareRun // the last run's, reused (one allocation fewer per run)
+	if r == nil {
+		r = new(RunState)
+	}
+	t.spareRun = nil
+	*r = RunState{RunID: s.RunID, At: s.At, Due: s.Due, StartedAt: now, Manual: s.Manual, Seq: seq, Executing: true}
+	t.Running = r
 	a.save(ctx, t) // write-ahead: a restart reports this run, never reruns it
 	a.report(ctx, t, result{RunID: s.RunID, Seq: seq, State: transport.StateRunning, DueAt: s.At.UTC(), StartedAt: now.UTC()})
 	run := Run{TaskID: def.ID, RunID: s.RunID, Application: def.Application, Type: def.Type, Account: def.Account, Manual: s.Manual, At: s.At, Due: s.Due, StartedAt: now}
@@ -693,6 +708,7 @@ func (a *Agent) end(ctx context.Context, t *LocalTask, o Outcome, now time.Time)
 	a.save(ctx, t)
 	a.report(ctx, t, result{RunID: r.RunID, Seq: r.Seq, State: o.State, DueAt: r.At.UTC(), StartedAt: r.StartedAt.UTC(), FinishedAt: now.UTC(),
 		Progress: 100, Message: o.Message, RestartRequired: o.State == transport.StateRestartRequired})
+	t.spareRun = r // for the task's next run
 	if t.Def.Task.Schedule.ShutdownAfter && a.cfg.Power != nil && o.State != transport.StateStopped {
 		if err := a.cfg.Power.Shutdown(ctx); err != nil {
 			a.log.Error().Err(err).Msg("agent: shutdown after task")
