@@ -26,7 +26,9 @@
 // codec (transport.Encode, transport.DecodeBytes) on its way, as over a
 // real channel: the receiver gets only what the protocol carries. A
 // message that does not survive the codec is dropped and counted
-// (Stats.Dropped).
+// (Stats.Dropped). Without it a message is passed as a value: its slices
+// and pointed-to payloads are the sender's, which receivers only read
+// (transport.Handler).
 //
 // Faults are drawn from a seeded generator, so a run with the same seed and
 // the same sends is reproducible. A disconnected device's Send, and the
