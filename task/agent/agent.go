@@ -254,6 +254,11 @@ type Agent struct {
 	// by the heartbeats sent until the tasks are visited again.
 	held   []transport.HeldTask
 	heldOK bool
+	// hb is the heartbeat payload last sent (nil: build a new one),
+	// shared like held.
+	hb *transport.HeartbeatInfo
+	// obuf is flush's reused buffer for a MemStore's outbox.
+	obuf []transport.Message
 	// outboxBusy: the outbox may hold messages (cleared when a flush finds
 	// it empty).
 	outboxBusy bool

@@ -10,7 +10,10 @@ import (
 // "r/<device>/<task>/<run>/<seq>", built in one allocation (results are
 // the agent's most frequent messages).
 func resultKey(device transport.DeviceID, taskID string, runID, seq int64) string {
-	b := make([]byte, 0, len("r///")+len(device)+len(taskID)+2*20+1)
+	// Built on the stack (a key is short): the string is the only
+	// allocation.
+	var buf [160]byte
+	b := buf[:0]
 	b = append(b, "r/"...)
 	b = append(b, device...)
 	b = append(b, '/')

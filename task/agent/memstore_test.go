@@ -58,6 +58,27 @@ func TestMemStorePutTaskKeepsItsOwnCopy(t *testing.T) {
 	if got := stored(); got.Running != nil {
 		t.Errorf("Running = %+v after the run ended", got.Running)
 	}
+	// The next run begins (the store reuses the ended run's state): still
+	// the store's own.
+	lt.Running = &agent.RunState{RunID: 7, Seq: 1, Executing: true}
+	put(lt)
+	lt.Running.Seq = 97
+	got = stored()
+	got.Running.Seq = 96
+	if got := stored(); got.Running == nil || got.Running.RunID != 7 || got.Running.Seq != 1 {
+		t.Errorf("Running = %+v, want run 7 seq 1", got.Running)
+	}
+	lt.Running = nil
+	// The queue fills again after it emptied (the store keeps its
+	// array): still a copy of the caller's.
+	lt.Queue = []transport.Start{{TaskID: "a", RunID: 6}}
+	put(lt)
+	lt.Queue[0].RunID = 77
+	got = stored()
+	got.Queue[0].RunID = 78
+	if diff := cmp.Diff([]transport.Start{{TaskID: "a", RunID: 6}}, stored().Queue); diff != "" {
+		t.Errorf("Queue (-want +got):\n%s", diff)
+	}
 }
 
 // A key removed and enqueued again is in the outbox once, at its new place.

@@ -57,6 +57,10 @@ type LocalTask struct {
 	// appCheck is when Waiting's application is checked next (not
 	// stored; zero: at the next visit).
 	appCheck time.Time
+	// spareRun is a RunState no longer in use, kept by the copy it
+	// belongs to (the agent's or MemStore's, never shared between them)
+	// for the next run (not stored).
+	spareRun *RunState
 }
 
 // RunState is a run in progress.
@@ -126,8 +130,10 @@ type Store interface {
 // MemStore is an in-memory Store. It survives an Agent being replaced
 // (simulating a restart) but not the process.
 type MemStore struct {
-	mu    sync.Mutex
-	tasks map[string]LocalTask
+	mu sync.Mutex
+	// tasks holds the store's own copies, by pointer: PutTask overwrites
+	// one in place (one map lookup, no copy of the task out of the map).
+	tasks map[string]*LocalTask
 	// outbox maps the keys waiting for acknowledgement to the order of
 	// their queue entry (messages are stored once, in queue: a map
 	// value of a Message's size would be allocated on every Enqueue).
@@ -153,7 +159,7 @@ type metaValue struct {
 
 // NewMemStore returns an empty MemStore.
 func NewMemStore() *MemStore {
-	return &MemStore{tasks: map[string]LocalTask{}, outbox: map[string]int64{}, meta: map[string]metaValue{}}
+	return &MemStore{tasks: map[string]*LocalTask{}, outbox: map[string]int64{}, meta: map[string]metaValue{}}
 }
 
 func (s *MemStore) check() error {
@@ -172,7 +178,7 @@ func (s *MemStore) Tasks(context.Context) ([]LocalTask, error) {
 	}
 	out := make([]LocalTask, 0, len(s.tasks))
 	for _, t := range s.tasks {
-		out = append(out, cloneTask(t))
+		out = append(out, cloneTask(*t))
 	}
 	return out, nil
 }
@@ -184,6 +190,7 @@ func cloneTask(t LocalTask) LocalTask {
 		r := *t.Running
 		t.Running = &r
 	}
+	t.spareRun = nil
 	return t
 }
 
@@ -196,30 +203,43 @@ func (s *MemStore) PutTask(_ context.Context, t LocalTask) error {
 	}
 	// The stored copy's slices and run state belong to the store (Tasks
 	// returns clones): copy into them rather than allocate new ones.
-	old, ok := s.tasks[t.Def.Task.ID]
-	if !ok {
-		s.tasks[t.Def.Task.ID] = cloneTask(t)
+	old := s.tasks[t.Def.Task.ID]
+	if old == nil {
+		c := cloneTask(t)
+		s.tasks[t.Def.Task.ID] = &c
 		return nil
 	}
 	t.Done = copyInto(old.Done, t.Done)
 	t.Queue = copyInto(old.Queue, t.Queue)
+	// The stored run state is the store's: updated in place, kept
+	// as a spare when the run ends, reused when the next one begins.
+	spare := old.spareRun
 	if t.Running != nil {
 		r := old.Running
 		if r == nil {
-			r = new(RunState)
+			r, spare = spare, nil
+			if r == nil {
+				r = new(RunState)
+			}
 		}
 		*r = *t.Running
 		t.Running = r
+	} else if old.Running != nil {
+		spare = old.Running
 	}
-	s.tasks[t.Def.Task.ID] = t
+	t.spareRun = spare
+	*old = t
 	return nil
 }
 
 // copyInto returns a copy of src, in dst's array when it is large enough
-// (nil for an empty src, as cloneTask).
+// (empty, keeping dst's array, for an empty src).
 func copyInto[T any](dst, src []T) []T {
 	if len(src) == 0 {
-		return nil
+		// Keep the array for the next copy (a task's queue empties
+		// and fills again with every run); Tasks clones empty as nil.
+		clear(dst)
+		return dst[:0]
 	}
 	return append(dst[:0], src...)
 }
@@ -256,12 +276,27 @@ func (s *MemStore) Enqueue(_ context.Context, m transport.Message) error {
 
 // Outbox implements Store.
 func (s *MemStore) Outbox(context.Context) ([]transport.Message, error) {
+	return s.appendOutbox(nil)
+}
+
+// outboxAppender is a Store that appends its outbox to a caller's slice,
+// so the agent's flush reuses one buffer instead of a new slice each time.
+type outboxAppender interface {
+	appendOutbox(dst []transport.Message) ([]transport.Message, error)
+}
+
+// appendOutbox appends the queued messages to dst, in the order they were
+// queued.
+func (s *MemStore) appendOutbox(dst []transport.Message) ([]transport.Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	out := make([]transport.Message, 0, len(s.outbox))
+	out := dst
+	if out == nil {
+		out = make([]transport.Message, 0, len(s.outbox))
+	}
 	live := s.queue[:0]
 	for _, e := range s.queue {
 		if order, ok := s.outbox[e.m.Key]; ok && order == e.order {

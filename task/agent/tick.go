@@ -212,20 +212,54 @@ func (a *Agent) tasksWake(now time.Time) (w time.Time, atOnce bool) {
 
 func (a *Agent) heartbeat(ctx context.Context) {
 	if !a.heldOK {
-		// A new list each time: the previous one may still be in
-		// messages.
-		a.held, a.heldOK = nil, true
-		if len(a.tasks) > 0 {
-			a.held = make([]transport.HeldTask, 0, len(a.tasks))
-		}
-		for _, t := range a.sorted() {
-			if !t.Transient {
-				a.held = append(a.held, transport.HeldTask{TaskID: t.Def.Task.ID, Revision: t.Def.Task.Revision, Slot: t.Slot})
+		a.heldOK = true
+		if !a.heldSame() {
+			// A new list: the previous one may still be in messages.
+			a.held, a.hb = nil, nil
+			if len(a.tasks) > 0 {
+				a.held = make([]transport.HeldTask, 0, len(a.tasks))
+			}
+			for _, t := range a.sorted() {
+				if !t.Transient {
+					a.held = append(a.held, transport.HeldTask{TaskID: t.Def.Task.ID, Revision: t.Def.Task.Revision, Slot: t.Slot})
+				}
 			}
 		}
 	}
-	hb := &transport.HeartbeatInfo{UpdatesGeneration: a.updGen, Held: a.held}
-	_ = a.ep.Send(ctx, transport.Message{Version: transport.ProtocolVersion, Kind: transport.Heartbeat, Device: a.cfg.Device, SentAt: a.clk.Now().UTC(), Heartbeat: hb})
+	// The payload is shared by the heartbeats sent while neither the held
+	// tasks nor the updates generation change (receivers only read it).
+	if a.hb == nil || a.hb.UpdatesGeneration != a.updGen {
+		a.hb = &transport.HeartbeatInfo{UpdatesGeneration: a.updGen, Held: a.held}
+	}
+	_ = a.ep.Send(ctx, transport.Message{Version: transport.ProtocolVersion, Kind: transport.Heartbeat, Device: a.cfg.Device, SentAt: a.clk.Now().UTC(), Heartbeat: a.hb})
+}
+
+// heldSame reports whether a.held still lists exactly the held
+// (non-transient) tasks, their revisions and slots: most task visits
+// change none of them, and the list is then kept instead of rebuilt.
+func (a *Agent) heldSame() bool {
+	if a.hb == nil {
+		return false
+	}
+	i := 0
+	for _, t := range a.sorted() {
+		if t.Transient {
+			continue
+		}
+		if i >= len(a.held) {
+			return false
+		}
+		h := a.held[i]
+		if h.TaskID != t.Def.Task.ID || h.Revision != t.Def.Task.Revision || !sameSlot(h.Slot, t.Slot) {
+			return false
+		}
+		i++
+	}
+	return i == len(a.held)
+}
+
+func sameSlot(a, b *transport.Slot) bool {
+	return a == b || a != nil && b != nil && *a == *b
 }
 
 // flush sends every unacknowledged outbox message; they stay queued until
@@ -233,7 +267,17 @@ func (a *Agent) heartbeat(ctx context.Context) {
 func (a *Agent) flush(ctx context.Context, now time.Time) {
 	a.flushNow = false
 	a.nextFlush = now.Add(a.cfg.RetryInterval)
-	ms, err := a.cfg.Store.Outbox(ctx)
+	var ms []transport.Message
+	var err error
+	if o, ok := a.cfg.Store.(outboxAppender); ok {
+		ms, err = o.appendOutbox(a.obuf[:0])
+		if err == nil {
+			a.obuf = ms
+			defer clear(ms) // hold no sent message until the next flush
+		}
+	} else {
+		ms, err = a.cfg.Store.Outbox(ctx)
+	}
 	if err != nil {
 		a.log.Error().Err(err).Msg("agent: read outbox")
 		return
@@ -268,6 +312,15 @@ func (a *Agent) flush(ctx context.Context, now time.Time) {
 					n, k = n+1, k+len(r.Results)
 				}
 				merged = transport.Message{Version: transport.ProtocolVersion, Key: m.Key, Kind: transport.Results, Device: m.Device, SentAt: now.UTC(), Merged: make([]string, 0, n)}
+				if n == 1 {
+					// Alone (the usual case): its results are sent as
+					// they are, not copied (neither the outbox nor a
+					// receiver changes a queued result; clipped, so an
+					// append copies).
+					merged.Merged = append(merged.Merged, m.Key)
+					merged.Results = slices.Clip(m.Results)
+					continue
+				}
 				if k > 0 {
 					merged.Results = make([]transport.Result, 0, k)
 				}
@@ -380,7 +433,9 @@ func (a *Agent) dueActivations(ctx context.Context, t *LocalTask, now time.Time)
 	}
 	awake := a.awakeSince.Add(-a.cfg.MissedTolerance)
 	reached := t.visibleFrom().Add(-a.cfg.MissedTolerance)
-	var g missedGap
+	// g is allocated at the first missed activation: the loop body is a
+	// closure, so a value declared here would be allocated every visit.
+	var g *missedGap
 	changed := false
 	for act := range s.Between(t.Cursor, now, a.loc) {
 		due := act.Add(off)
@@ -391,16 +446,24 @@ func (a *Agent) dueActivations(ctx context.Context, t *LocalTask, now time.Time)
 		t.Cursor = act
 		switch {
 		case due.Before(reached):
+			if g == nil {
+				g = new(missedGap)
+			}
 			g.add(act, missedNotReached)
 		case due.Before(awake):
+			if g == nil {
+				g = new(missedGap)
+			}
 			g.add(act, missedNotRunning)
 		default:
 			t.Queue = append(t.Queue, transport.Start{TaskID: t.Def.Task.ID, RunID: transport.RunID(act, transport.Scheduled), At: act, Due: due})
-			g.later = len(g.acts) > 0
+			if g != nil {
+				g.later = len(g.acts) > 0
+			}
 		}
 	}
-	if len(g.acts) > 0 {
-		a.missedRun(ctx, t, g, now)
+	if g != nil && len(g.acts) > 0 {
+		a.missedRun(ctx, t, *g, now)
 	}
 	if changed {
 		t.nextOK = false
@@ -537,7 +600,13 @@ func (a *Agent) begin(ctx context.Context, t *LocalTask, s transport.Start, now 
 	if s.Manual && s.RunID > t.LastManualDone {
 		t.LastManualDone = s.RunID
 	}
-	t.Running = &RunState{RunID: s.RunID, At: s.At, Due: s.Due, StartedAt: now, Manual: s.Manual, Seq: seq, Executing: true}
+	r := t.spareRun // the last run's, reused (one allocation fewer per run)
+	if r == nil {
+		r = new(RunState)
+	}
+	t.spareRun = nil
+	*r = RunState{RunID: s.RunID, At: s.At, Due: s.Due, StartedAt: now, Manual: s.Manual, Seq: seq, Executing: true}
+	t.Running = r
 	a.save(ctx, t) // write-ahead: a restart reports this run, never reruns it
 	a.report(ctx, t, result{RunID: s.RunID, Seq: seq, State: transport.StateRunning, DueAt: s.At.UTC(), StartedAt: now.UTC()})
 	run := Run{TaskID: def.ID, RunID: s.RunID, Application: def.Application, Type: def.Type, Account: def.Account, Manual: s.Manual, At: s.At, Due: s.Due, StartedAt: now}
@@ -639,6 +708,7 @@ func (a *Agent) end(ctx context.Context, t *LocalTask, o Outcome, now time.Time)
 	a.save(ctx, t)
 	a.report(ctx, t, result{RunID: r.RunID, Seq: r.Seq, State: o.State, DueAt: r.At.UTC(), StartedAt: r.StartedAt.UTC(), FinishedAt: now.UTC(),
 		Progress: 100, Message: o.Message, RestartRequired: o.State == transport.StateRestartRequired})
+	t.spareRun = r // for the task's next run
 	if t.Def.Task.Schedule.ShutdownAfter && a.cfg.Power != nil && o.State != transport.StateStopped {
 		if err := a.cfg.Power.Shutdown(ctx); err != nil {
 			a.log.Error().Err(err).Msg("agent: shutdown after task")

@@ -319,7 +319,10 @@ const (
 
 // Handler receives messages. Handle is called by the transport, one
 // message at a time per receiver; it must not block for long. Sending from
-// inside Handle is allowed.
+// inside Handle is allowed. The message's slices and pointed-to payloads
+// are read-only: an in-process transport passes them as the sender built
+// them, and a sender may share them between messages (the agent sends one
+// heartbeat payload until its held tasks change).
 type Handler interface {
 	Handle(ctx context.Context, m Message)
 }

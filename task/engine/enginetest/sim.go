@@ -391,8 +391,8 @@ func (s *Sim) RestartServer(ctx context.Context) error {
 
 // Settle lets server, agents and network work at the current instant until
 // nothing is left to deliver. The first round ticks the agents that are due
-// (by NextWake); after it only the agents that received messages tick
-// again.
+// (by NextWake); after it only the agents that received messages and are
+// due by then tick again.
 func (s *Sim) Settle(ctx context.Context) error {
 	if err := s.invErr; err != nil {
 		s.invErr = nil
@@ -425,7 +425,20 @@ func (s *Sim) Settle(ctx context.Context) error {
 		if r == 49 {
 			break
 		}
-		due = append(due[:0], s.moved...)
+		// Of the agents that received messages, only those the messages
+		// made due (NextWake, read afresh) tick: an acknowledgement or a
+		// Sync with nothing to send leaves an agent with nothing to do,
+		// and its Tick would return at once.
+		due = due[:0]
+		for _, sl := range s.moved {
+			if sl.a == nil {
+				continue
+			}
+			if w := sl.a.NextWake(); !w.IsZero() && w.After(now) {
+				continue
+			}
+			due = append(due, sl)
+		}
 		slices.SortFunc(due, func(a, b *slot) int { return strings.Compare(string(a.id), string(b.id)) })
 	}
 	s.due = due[:0]

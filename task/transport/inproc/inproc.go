@@ -26,7 +26,9 @@
 // codec (transport.Encode, transport.DecodeBytes) on its way, as over a
 // real channel: the receiver gets only what the protocol carries. A
 // message that does not survive the codec is dropped and counted
-// (Stats.Dropped).
+// (Stats.Dropped). Without it a message is passed as a value: its slices
+// and pointed-to payloads are the sender's, which receivers only read
+// (transport.Handler).
 //
 // Faults are drawn from a seeded generator, so a run with the same seed and
 // the same sends is reproducible. A disconnected device's Send, and the
@@ -35,9 +37,10 @@
 package inproc
 
 import (
+	"cmp"
 	"context"
 	"math/rand/v2"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -104,26 +107,30 @@ type Config struct {
 type envelope struct {
 	m        transport.Message
 	toServer bool
-	at       time.Time
-	order    int64
+	// p is the device's peer when send found one (nil: none yet), so
+	// Pump needs no map lookup per message.
+	p     *peer
+	at    time.Time
+	order int64
 }
 
 // Network connects one server with many devices.
 type Network struct {
-	mu      sync.Mutex
-	clk     clock.Clock
-	faults  Faults
-	wire    bool
-	rng     *rand.Rand
-	server  transport.Handler
-	devices map[transport.DeviceID]transport.Handler
-	down    map[transport.DeviceID]bool
-	queue   []envelope
-	due     []envelope // reused delivery buffer
-	order   int64
-	stats   Stats
-	pumpMu  sync.Mutex
-	closed  bool
+	mu     sync.Mutex
+	clk    clock.Clock
+	faults Faults
+	wire   bool
+	rng    *rand.Rand
+	server transport.Handler
+	// peers holds each device's handler and connection state (one map
+	// lookup per message rather than two).
+	peers  map[transport.DeviceID]*peer
+	queue  []envelope
+	due    []envelope // reused delivery buffer
+	order  int64
+	stats  Stats
+	pumpMu sync.Mutex
+	closed bool
 }
 
 // New returns an empty network.
@@ -133,8 +140,8 @@ func New(cfg Config) *Network {
 	}
 	return &Network{
 		clk: cfg.Clock, faults: cfg.Faults, wire: cfg.Wire,
-		rng:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
-		devices: map[transport.DeviceID]transport.Handler{}, down: map[transport.DeviceID]bool{},
+		rng:   rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		peers: map[transport.DeviceID]*peer{},
 	}
 }
 
@@ -164,9 +171,10 @@ func (n *Network) Server(h transport.Handler) transport.ServerEndpoint {
 // and returns its endpoint. A new device starts connected.
 func (n *Network) Device(id transport.DeviceID, h transport.Handler) transport.DeviceEndpoint {
 	n.mu.Lock()
-	n.devices[id] = h
+	p := n.peer(id)
+	p.h = h
 	n.mu.Unlock()
-	return deviceEnd{n, id}
+	return deviceEnd{n, id, p}
 }
 
 // Disconnect cuts a device off: its queued messages are lost and sends to
@@ -174,7 +182,7 @@ func (n *Network) Device(id transport.DeviceID, h transport.Handler) transport.D
 func (n *Network) Disconnect(id transport.DeviceID) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.down[id] = true
+	n.peer(id).down = true
 	keep := n.queue[:0]
 	for _, e := range n.queue {
 		if e.m.Device == id {
@@ -189,7 +197,9 @@ func (n *Network) Disconnect(id transport.DeviceID) {
 // Connect reconnects a device.
 func (n *Network) Connect(id transport.DeviceID) {
 	n.mu.Lock()
-	delete(n.down, id)
+	if p := n.peers[id]; p != nil {
+		p.down = false
+	}
 	n.mu.Unlock()
 }
 
@@ -197,8 +207,8 @@ func (n *Network) Connect(id transport.DeviceID) {
 func (n *Network) Connected(id transport.DeviceID) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	_, known := n.devices[id]
-	return known && !n.down[id]
+	p := n.peers[id]
+	return p != nil && p.h != nil && !p.down
 }
 
 // Close makes every later Send fail with ErrClosed.
@@ -210,19 +220,22 @@ func (n *Network) Close() error {
 	return nil
 }
 
-func (n *Network) send(m transport.Message, toServer bool) error {
+// send queues m; p is the sending device's peer (nil: the server is
+// sending, and m.Device's is looked up).
+func (n *Network) send(m transport.Message, toServer bool, p *peer) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
 		return errs.ErrClosed
 	}
-	if n.down[m.Device] {
+	if p == nil {
+		p = n.peers[m.Device]
+	}
+	if p != nil && p.down {
 		return transport.ErrUnreachable
 	}
-	if !toServer {
-		if _, ok := n.devices[m.Device]; !ok {
-			return transport.ErrUnreachable
-		}
+	if !toServer && (p == nil || p.h == nil) {
+		return transport.ErrUnreachable
 	}
 	n.stats.Sent++
 	if n.wire {
@@ -262,7 +275,7 @@ func (n *Network) send(m transport.Message, toServer bool) error {
 			at = at.Add(time.Duration(n.rng.Int64N(int64(n.faults.Delay))))
 		}
 		n.order++
-		e := envelope{m: m, toServer: toServer, at: at, order: n.order}
+		e := envelope{m: m, toServer: toServer, p: p, at: at, order: n.order}
 		if n.faults.Reorder > 0 && n.rng.Float64() < n.faults.Reorder {
 			n.stats.Reordered++
 			e.order += 1 + n.rng.Int64N(8) // overtaken by the next few messages
@@ -311,16 +324,20 @@ func (n *Network) Pump(ctx context.Context) int {
 		}
 		n.due = nil // handlers may Pump re-entrantly only through a new buffer
 		n.mu.Unlock()
-		sort.SliceStable(due, func(i, j int) bool { return due[i].order < due[j].order })
+		// Without reordering faults the queue is already in order.
+		byOrder := func(a, b envelope) int { return cmp.Compare(a.order, b.order) }
+		if !slices.IsSortedFunc(due, byOrder) {
+			slices.SortStableFunc(due, byOrder)
+		}
 		for _, e := range due {
 			n.mu.Lock()
 			var h transport.Handler
 			if e.toServer {
 				h = n.server
-			} else {
-				h = n.devices[e.m.Device]
+			} else if e.p != nil {
+				h = e.p.h
 			}
-			down := n.down[e.m.Device]
+			down := e.p != nil && e.p.down
 			if h != nil && !down {
 				n.stats.Delivered++
 			} else {
@@ -355,18 +372,35 @@ func (n *Network) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
+// peer is one device's handler (nil until Device) and connection state.
+type peer struct {
+	h    transport.Handler
+	down bool
+}
+
+// peer returns id's peer, adding it; n.mu is held.
+func (n *Network) peer(id transport.DeviceID) *peer {
+	p := n.peers[id]
+	if p == nil {
+		p = &peer{}
+		n.peers[id] = p
+	}
+	return p
+}
+
 type serverEnd struct{ n *Network }
 
-func (s serverEnd) Send(_ context.Context, m transport.Message) error { return s.n.send(m, false) }
+func (s serverEnd) Send(_ context.Context, m transport.Message) error { return s.n.send(m, false, nil) }
 
 type deviceEnd struct {
 	n  *Network
 	id transport.DeviceID
+	p  *peer // the device's, kept for the Network's life
 }
 
 func (d deviceEnd) Send(_ context.Context, m transport.Message) error {
 	m.Device = d.id
-	return d.n.send(m, true)
+	return d.n.send(m, true, d.p)
 }
 
 var (
