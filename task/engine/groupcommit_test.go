@@ -9,14 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/benbjohnson/clock"
-
 	"github.com/taskfleet/taskfleet/scope"
-	"github.com/taskfleet/taskfleet/scope/inmem"
 	"github.com/taskfleet/taskfleet/storage"
 	"github.com/taskfleet/taskfleet/storage/memstore"
 	"github.com/taskfleet/taskfleet/task"
-	"github.com/taskfleet/taskfleet/task/engine"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
 
@@ -70,27 +66,13 @@ func TestGroupCommit(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	const n = 40
-	inv := inmem.New()
-	must(t, inv.PutGroups(ctx, scope.AdminGroup{ID: "g", Name: "g"}))
-	for i := range n {
-		must(t, inv.PutDevices(ctx, scope.Device{ID: scope.DeviceID(fmt.Sprintf("d%02d", i)), GroupID: "g", Connected: true}))
-	}
-	clk := clock.NewMock()
-	clk.Set(t0)
-	store := &gateStore{Store: memstore.New()}
-	srv, err := engine.New(engine.Config{Store: store, Inventory: inv, Clock: clk, Location: time.UTC})
-	must(t, err)
-	m, err := task.New(task.Config{Store: store, Registry: registry(t), Inventory: inv, Clock: clk, Location: time.UTC, Dispatcher: srv})
-	must(t, err)
-	rec := &recorder{}
-	must(t, srv.Open(ctx, m, rec))
-	tk, err := m.Create(ctx, task.System, task.Task{Name: "scan", Application: appES, Type: "virus_scan", Scope: scope.Scope{Kind: scope.Group, Group: "g"}})
-	must(t, err)
-	run, err := m.Start(ctx, task.System, tk.ID)
-	must(t, err)
-	must(t, srv.Tick(ctx))
-	rec.take()
 	dev := func(i int) scope.DeviceID { return scope.DeviceID(fmt.Sprintf("d%02d", i)) }
+	devs := make([]scope.DeviceID, n)
+	for i := range devs {
+		devs[i] = dev(i)
+	}
+	store := &gateStore{Store: memstore.New()}
+	srv, m, clk, rec, tk, run := startedRun(t, store, devs...)
 	msg := func(i int, key string) transport.Message {
 		return transport.Message{Kind: transport.Results, Device: dev(i), Key: key, Results: []transport.Result{{
 			TaskID: tk.ID, RunID: run.ID, Seq: transport.SeqDevice, State: string(task.Completed), FinishedAt: clk.Now(), UpdatedAt: clk.Now(), Progress: 100}}}

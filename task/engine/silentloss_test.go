@@ -38,24 +38,8 @@ func (s *eventFailStore) AppendEvents(ctx context.Context, p storage.AppendEvent
 func TestResultsNotAcknowledgedWhenEventWriteFails(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	inv := inmem.New()
-	must(t, inv.PutGroups(context.Background(), scope.AdminGroup{ID: "g", Name: "g"}))
-	must(t, inv.PutDevices(context.Background(), scope.Device{ID: "d1", GroupID: "g", Connected: true}))
-	clk := clock.NewMock()
-	clk.Set(t0)
 	store := &eventFailStore{Store: memstore.New()}
-	srv, err := engine.New(engine.Config{Store: store, Inventory: inv, Clock: clk, Location: time.UTC})
-	must(t, err)
-	m, err := task.New(task.Config{Store: store, Registry: registry(t), Inventory: inv, Clock: clk, Location: time.UTC, Dispatcher: srv})
-	must(t, err)
-	rec := &recorder{}
-	must(t, srv.Open(ctx, m, rec))
-	tk, err := m.Create(ctx, task.System, task.Task{Name: "scan", Application: appES, Type: "virus_scan", Scope: scope.Scope{Kind: scope.Group, Group: "g"}})
-	must(t, err)
-	run, err := m.Start(ctx, task.System, tk.ID)
-	must(t, err)
-	must(t, srv.Tick(ctx))
-	rec.take()
+	srv, m, _, rec, tk, run := startedRun(t, store, "d1")
 	msg := transport.Message{Kind: transport.Results, Device: "d1", Key: "r-1", Results: []transport.Result{{
 		TaskID: tk.ID, RunID: run.ID, Seq: transport.SeqDevice + 1, State: string(task.Completed),
 		StartedAt: t0, FinishedAt: t0, UpdatedAt: t0,
@@ -108,4 +92,32 @@ func b2result(t *testing.T, m *task.Manager, id string, d scope.DeviceID) task.R
 	r, err := m.Result(context.Background(), task.System, id, d)
 	must(t, err)
 	return r
+}
+
+// startedRun opens a server on store over connected devices of group "g"
+// and starts a manual run of a group task, dispatched at t0; the
+// recorder holds what the server sends after that.
+func startedRun(t *testing.T, store storage.Store, devices ...scope.DeviceID) (*engine.Server, *task.Manager, *clock.Mock, *recorder, *task.Task, task.Run) {
+	t.Helper()
+	ctx := context.Background()
+	inv := inmem.New()
+	must(t, inv.PutGroups(ctx, scope.AdminGroup{ID: "g", Name: "g"}))
+	for _, d := range devices {
+		must(t, inv.PutDevices(ctx, scope.Device{ID: d, GroupID: "g", Connected: true}))
+	}
+	clk := clock.NewMock()
+	clk.Set(t0)
+	srv, err := engine.New(engine.Config{Store: store, Inventory: inv, Clock: clk, Location: time.UTC})
+	must(t, err)
+	m, err := task.New(task.Config{Store: store, Registry: registry(t), Inventory: inv, Clock: clk, Location: time.UTC, Dispatcher: srv})
+	must(t, err)
+	rec := &recorder{}
+	must(t, srv.Open(ctx, m, rec))
+	tk, err := m.Create(ctx, task.System, task.Task{Name: "scan", Application: appES, Type: "virus_scan", Scope: scope.Scope{Kind: scope.Group, Group: "g"}})
+	must(t, err)
+	run, err := m.Start(ctx, task.System, tk.ID)
+	must(t, err)
+	must(t, srv.Tick(ctx))
+	rec.take()
+	return srv, m, clk, rec, tk, run
 }
