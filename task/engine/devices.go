@@ -64,7 +64,8 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 		if !ok || h.Revision < ts.t.Revision || !holdsPlace(h.Slot, want, slotted) {
 			var sl *transport.Slot
 			if slotted {
-				sl = &want
+				sl = new(transport.Slot) // only when delivering: want stays on the stack
+				*sl = want
 			}
 			if s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: s.definition(ts), Slot: sl}) == nil {
 				s.stats.Delivered++
