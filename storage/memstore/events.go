@@ -1,6 +1,7 @@
 package memstore
 
 import (
+	"hash/maphash"
 	"sort"
 
 	"github.com/taskfleet/taskfleet/storage"
@@ -72,4 +73,68 @@ func (l *eventList) filter(keep func(*storage.EventRecord) bool) int {
 	}
 	l.n = w
 	return removed
+}
+
+// eventKeys is the set of a task's event keys (EventRecord.Key), which
+// de-duplicate at-least-once deliveries, kept without a string-keyed map:
+// a fleet-wide task gathers millions of keys, and a map of strings costs
+// a probe through each key's bytes and a pointer per key for the garbage
+// collector to follow. Instead:
+//
+//   - byHash maps the 64-bit hash of a key to the ID of the event that
+//     carries it (pointer-free; the event's Key confirms a match), or to 0
+//     when that event was purged: a purged event's key stays reserved in
+//     purged.
+//   - collided holds the keys whose hash an earlier, different key had
+//     taken (with 64-bit hashes, in practice none).
+type eventKeys struct {
+	byHash   map[uint64]int64
+	purged   map[string]struct{}
+	collided map[string]struct{}
+}
+
+// add reserves key for the event with ID id, the next to be appended to
+// l, and reports whether it was new (false: a duplicate, nothing
+// changed).
+func (k *eventKeys) add(l *eventList, key string, id int64) bool {
+	if _, dup := k.collided[key]; dup {
+		return false
+	}
+	h := maphash.String(hashSeed, key)
+	if k.byHash == nil {
+		k.byHash = map[uint64]int64{}
+	}
+	owner, taken := k.byHash[h]
+	if !taken {
+		k.byHash[h] = id
+		return true
+	}
+	if owner == 0 {
+		if _, dup := k.purged[key]; dup {
+			return false
+		}
+	} else if i := l.search(owner); i < l.len() && l.at(i).ID == owner && l.at(i).Key == key {
+		return false
+	}
+	if k.collided == nil {
+		k.collided = map[string]struct{}{}
+	}
+	k.collided[key] = struct{}{}
+	return true
+}
+
+// purge keeps the key of a purged event reserved.
+func (k *eventKeys) purge(e *storage.EventRecord) {
+	if e.Key == "" {
+		return
+	}
+	h := maphash.String(hashSeed, e.Key)
+	if k.byHash[h] != e.ID {
+		return // a collided key: it stays in collided
+	}
+	k.byHash[h] = 0
+	if k.purged == nil {
+		k.purged = map[string]struct{}{}
+	}
+	k.purged[e.Key] = struct{}{}
 }
