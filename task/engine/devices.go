@@ -97,7 +97,12 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 	if unknown > MaxUnknownWithdraws {
 		s.reject(d, RejectTooMany, unknown-MaxUnknownWithdraws, "", "held task ids the server does not know")
 	}
-	_ = s.send(ctx, transport.Message{Kind: transport.Sync, Device: d, SyncInfo: &transport.SyncInfo{UpdatesGeneration: s.upd.updGen, UpdatesAt: s.upd.updAt}})
+	// A Quiet heartbeat (protocol 4: the device has nothing waiting to
+	// send) is answered only when the device has not acted on the latest
+	// updates generation; every other heartbeat gets its Sync.
+	if hb := m.Heartbeat; hb == nil || !hb.Quiet || hb.UpdatesGeneration < s.upd.updGen {
+		_ = s.send(ctx, transport.Message{Kind: transport.Sync, Device: d, SyncInfo: &transport.SyncInfo{UpdatesGeneration: s.upd.updGen, UpdatesAt: s.upd.updAt}})
+	}
 	if !wasVisible {
 		// Became visible: starts, stops, pauses and resumes waiting for
 		// it go out now.
