@@ -55,9 +55,9 @@ func TestEventKeyCollision(t *testing.T) {
 		t.Fatal("a again after b: want a duplicate")
 	}
 	// Purge a: its key stays reserved; "c", colliding with it, is new.
-	l.filter(func(e *storage.EventRecord) bool {
-		if e.Key == "a" {
-			k.purge(e)
+	l.filter(func(e *storedEvent) bool {
+		if string(l.key(e)) == "a" {
+			k.purge(&l, e)
 			return false
 		}
 		return true
@@ -70,9 +70,9 @@ func TestEventKeyCollision(t *testing.T) {
 		t.Fatal("c colliding with a purged key: want new, then a duplicate")
 	}
 	// Purging the collided b keeps it reserved in collided.
-	l.filter(func(e *storage.EventRecord) bool {
-		if e.Key == "b" {
-			k.purge(e)
+	l.filter(func(e *storedEvent) bool {
+		if string(l.key(e)) == "b" {
+			k.purge(&l, e)
 			return false
 		}
 		return true

@@ -670,7 +670,7 @@ func (s *Store) ListEvents(ctx context.Context, p storage.ListEventsParams) ([]s
 			(!p.To.IsZero() && !e.At.Before(p.To)) {
 			continue
 		}
-		out = append(out, *e)
+		out = append(out, te.list.record(p.TaskID, e))
 		if len(out) == limit {
 			break
 		}
@@ -691,9 +691,9 @@ func (s *Store) PurgeEvents(ctx context.Context, p storage.PurgeEventsParams) (i
 	}
 	// A purged event's Key stays reserved, so a late duplicate delivery
 	// cannot bring it back into history.
-	n := te.list.filter(func(e *storage.EventRecord) bool {
+	n := te.list.filter(func(e *storedEvent) bool {
 		if e.At.Before(p.Before) {
-			te.keys.purge(e)
+			te.keys.purge(&te.list, e)
 			return false
 		}
 		return true
