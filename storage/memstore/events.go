@@ -113,28 +113,24 @@ func (l *eventList) search(id int64) int {
 }
 
 // filter keeps the events for which keep is true, in order, and returns
-// how many it removed. The texts of the kept events are copied into new
-// arrays (the removed ones' are released).
+// how many it removed. When it removed any, the texts of the kept events
+// are copied into new arrays (the removed ones' are released).
 func (l *eventList) filter(keep func(*storedEvent) bool) int {
-	var texts [][]byte // the kept events' (keep may still read l.texts)
 	w := 0
 	for i := range l.n {
 		e := l.at(i)
 		if !keep(e) {
 			continue
 		}
-		size := e.n[0] + e.n[1] + e.n[2] + e.n[3]
-		all := l.texts[e.chunk][e.off : e.off+size]
-		k := room(&texts, int(size))
-		e.chunk, e.off = uint32(k), uint32(len(texts[k]))
-		texts[k] = append(texts[k], all...)
 		if w != i {
 			*l.at(w) = *e
 		}
 		w++
 	}
-	l.texts = texts
 	removed := l.n - w
+	if removed == 0 {
+		return 0
+	}
 	// Clear the tail (releasing its device ids) and drop emptied chunks.
 	for i := w; i < l.n; i++ {
 		*l.at(i) = storedEvent{}
@@ -147,6 +143,16 @@ func (l *eventList) filter(keep func(*storedEvent) bool) int {
 		*last = (*last)[:w-(full-1)*eventChunk]
 	}
 	l.n = w
+	var texts [][]byte
+	for i := range w {
+		e := l.at(i)
+		size := e.n[0] + e.n[1] + e.n[2] + e.n[3]
+		all := l.texts[e.chunk][e.off : e.off+size]
+		k := room(&texts, int(size))
+		e.chunk, e.off = uint32(k), uint32(len(texts[k]))
+		texts[k] = append(texts[k], all...)
+	}
+	l.texts = texts
 	return removed
 }
 
