@@ -28,8 +28,12 @@ func TestEventListMatchesASlice(t *testing.T) {
 			t.Fatalf("step %d: len %d, want %d", step, l.len(), len(want))
 		}
 		for i := range want {
-			if got := l.record("t", l.at(i)); got != want[i] {
-				t.Fatalf("step %d: event %d = %+v, want %+v", step, i, got, want[i])
+			e, w := l.at(i), want[i]
+			same := e.ID == w.ID && e.RunID == w.RunID && e.At == w.At && e.DeviceID == w.DeviceID &&
+				string(l.text(e, 0)) == w.Level && string(l.text(e, 1)) == w.Severity &&
+				string(l.text(e, 2)) == w.Message && string(l.text(e, 3)) == w.Key
+			if !same || (i%97 == 0 && l.record("t", e) != w) {
+				t.Fatalf("step %d: event %d = %+v, want %+v", step, i, l.record("t", e), w)
 			}
 		}
 		for _, q := range []int64{0, 1, id / 2, id, id + 1} {
