@@ -56,7 +56,9 @@ const (
 	// Shutdown asks the device to shut down (after a task whose
 	// "shut down after completion" option is on).
 	Shutdown Kind = "shutdown"
-	// Sync answers a heartbeat with the server's repository state.
+	// Sync answers a heartbeat with the server's repository state (a
+	// Quiet heartbeat only when that state is newer than the device's,
+	// HeartbeatInfo.Quiet), and tells the device the server is reachable.
 	Sync Kind = "sync"
 )
 
