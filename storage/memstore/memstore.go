@@ -139,7 +139,7 @@ func (tr *taskResults) add(r storage.ResultRecord) {
 
 type taskEvents struct {
 	list eventList // ascending ID
-	keys map[string]struct{}
+	keys eventKeys
 }
 
 // Config configures a Store made by NewWith. The zero value is the
@@ -637,14 +637,11 @@ func (s *Store) AppendEvents(ctx context.Context, p storage.AppendEventsParams) 
 		}
 		te := s.events[e.TaskID]
 		if te == nil {
-			te = &taskEvents{keys: map[string]struct{}{}}
+			te = &taskEvents{}
 			s.events[e.TaskID] = te
 		}
-		if e.Key != "" {
-			if _, dup := te.keys[e.Key]; dup {
-				continue
-			}
-			te.keys[e.Key] = struct{}{}
+		if e.Key != "" && !te.keys.add(&te.list, e.Key, s.eventID+1) {
+			continue
 		}
 		s.eventID++
 		e.ID = s.eventID
@@ -673,7 +670,7 @@ func (s *Store) ListEvents(ctx context.Context, p storage.ListEventsParams) ([]s
 			(!p.To.IsZero() && !e.At.Before(p.To)) {
 			continue
 		}
-		out = append(out, *e)
+		out = append(out, te.list.record(p.TaskID, e))
 		if len(out) == limit {
 			break
 		}
@@ -694,6 +691,12 @@ func (s *Store) PurgeEvents(ctx context.Context, p storage.PurgeEventsParams) (i
 	}
 	// A purged event's Key stays reserved, so a late duplicate delivery
 	// cannot bring it back into history.
-	n := te.list.filter(func(e *storage.EventRecord) bool { return !e.At.Before(p.Before) })
+	n := te.list.filter(func(e *storedEvent) bool {
+		if e.At.Before(p.Before) {
+			te.keys.purge(&te.list, e)
+			return false
+		}
+		return true
+	})
 	return int64(n), nil
 }

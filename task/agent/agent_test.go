@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -240,5 +241,62 @@ func TestNewValidatesConfig(t *testing.T) {
 		if !fields[f] {
 			t.Errorf("no error for %s in %v", f, err)
 		}
+	}
+}
+
+// The heartbeat is Quiet (protocol 4: no Sync answer needed while the
+// server has no newer updates) exactly while the outbox is empty: a new
+// agent may have messages from before a restart, one with a result
+// waiting for its acknowledgement needs the Sync that says "send now",
+// and once the result is acknowledged and a flush found the outbox
+// empty, its heartbeats are Quiet again.
+func TestHeartbeatQuietOnlyWithAnEmptyOutbox(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a, clk, ep := newAgent(t, &exec{out: agent.Outcome{State: transport.StateCompleted}}, nil)
+	quiet := func() []bool {
+		t.Helper()
+		ep.mu.Lock()
+		defer ep.mu.Unlock()
+		var out []bool
+		for _, m := range ep.sent {
+			if m.Kind == transport.Heartbeat {
+				if m.Version != transport.ProtocolVersion {
+					t.Errorf("heartbeat of version %d", m.Version)
+				}
+				out = append(out, m.Heartbeat.Quiet)
+			}
+		}
+		ep.sent = nil
+		return out
+	}
+	var results []string
+	takeResults := func() {
+		ep.mu.Lock()
+		defer ep.mu.Unlock()
+		for _, m := range ep.sent {
+			if m.Kind == transport.Results {
+				results = append(results, m.Key)
+			}
+		}
+	}
+	tick(t, a, clk, 0) // the first heartbeat: the outbox was not read yet
+	if got := quiet(); len(got) != 1 || got[0] {
+		t.Fatalf("first heartbeat quiet = %v, want one, not quiet", got)
+	}
+	tick(t, a, clk, 10*time.Minute)
+	if got := quiet(); len(got) == 0 || slices.Contains(got, false) {
+		t.Fatalf("heartbeats with an empty outbox: quiet = %v, want all quiet", got)
+	}
+	start(a, manualDef(restart.Default()), 1)
+	tick(t, a, clk, 10*time.Minute)
+	takeResults()
+	if got := quiet(); len(got) == 0 || slices.Contains(got, true) || len(results) == 0 {
+		t.Fatalf("heartbeats with a result unacknowledged: quiet = %v (results sent %v), want none quiet", got, results)
+	}
+	a.Handle(ctx, transport.Message{Kind: transport.Ack, Device: "d1", Acks: results})
+	tick(t, a, clk, 30*time.Minute)
+	if got := quiet(); len(got) == 0 || !got[len(got)-1] {
+		t.Fatalf("heartbeats after the acknowledgement: quiet = %v, want quiet again", got)
 	}
 }

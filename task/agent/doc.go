@@ -148,7 +148,10 @@
 //
 // # Messages
 //
-// The agent speaks transport.ProtocolVersion. Its results and events
+// The agent speaks transport.ProtocolVersion. While its outbox is empty
+// its heartbeats are Quiet (protocol 4): the server answers one with a
+// Sync only when it has a newer updates generation, so a fleet's idle
+// heartbeats cost one message each, not two. Its results and events
 // name no device (the transport sets the sender) and their texts are
 // clipped to transport.MaxText before they are queued (transport.Clip:
 // a 5 KB stack trace from an executor is cut, never the reason a result

@@ -227,9 +227,14 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		}
 	}
 	// The payload is shared by the heartbeats sent while neither the held
-	// tasks nor the updates generation change (receivers only read it).
-	if a.hb == nil || a.hb.UpdatesGeneration != a.updGen {
-		a.hb = &transport.HeartbeatInfo{UpdatesGeneration: a.updGen, Held: a.held}
+	// tasks nor the updates generation nor the outbox's state change
+	// (receivers only read it). With an empty outbox the heartbeat is
+	// Quiet: the server answers it only when it has a newer updates
+	// generation (with messages waiting, its Sync answer is the signal to
+	// send them at once).
+	quiet := !a.outboxBusy
+	if a.hb == nil || a.hb.UpdatesGeneration != a.updGen || a.hb.Quiet != quiet {
+		a.hb = &transport.HeartbeatInfo{UpdatesGeneration: a.updGen, Held: a.held, Quiet: quiet}
 	}
 	_ = a.ep.Send(ctx, transport.Message{Version: transport.ProtocolVersion, Kind: transport.Heartbeat, Device: a.cfg.Device, SentAt: a.clk.Now().UTC(), Heartbeat: a.hb})
 }

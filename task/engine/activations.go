@@ -56,8 +56,8 @@ func (s *Server) updatesDownloaded(ctx context.Context, key string, now time.Tim
 		}
 	}
 	sync := &transport.SyncInfo{UpdatesGeneration: s.upd.updGen, UpdatesAt: s.upd.updAt}
-	for d := range s.devicesTasks() {
-		if s.visible(d, now) {
+	for n, d := range s.dev.ids {
+		if tss, _ := s.deviceTasks(int32(n)); len(tss) > 0 && s.dev.visibleAt(int32(n), now, s.cfg.VisibilityTimeout) {
 			_ = s.send(ctx, transport.Message{Kind: transport.Sync, Device: d, SyncInfo: sync})
 		}
 	}

@@ -42,7 +42,7 @@ func (s *Server) TaskSaved(ctx context.Context, t *task.Task) error {
 		settingsChanged = old.t.SettingsRevision != t.SettingsRevision
 	}
 	ts := s.load(ctx, t, now)
-	s.dev.byDevice = nil
+	s.dev.invalidate()
 	if known && ts.t.Suspended != wasSuspended {
 		s.suspendChanged(ctx, ts, now)
 	}
@@ -92,7 +92,7 @@ func (s *Server) TaskDeleted(ctx context.Context, id string) error {
 			s.dropControl(k)
 		}
 	}
-	s.dev.byDevice = nil
+	s.dev.invalidate()
 	for _, d := range ts.devices {
 		_ = s.send(ctx, transport.Message{Kind: transport.Withdraw, Device: d, TaskID: id})
 	}
@@ -174,7 +174,7 @@ func (s *Server) refresh(ctx context.Context, now time.Time) {
 		s.joinedMissed(ctx, ts, added, now)
 		s.reslot(ctx, ts, before)
 	}
-	s.dev.byDevice = nil
+	s.dev.invalidate()
 }
 
 // load (re)computes a task's state; it does not send anything.

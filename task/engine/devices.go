@@ -21,8 +21,11 @@ import (
 func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Time) {
 	s.stats.Heartbeats++
 	d := m.Device
-	wasVisible := s.visible(d, now)
-	s.dev.seen[d] = now
+	// One map lookup gives the device's number; its last heartbeat and
+	// task list are then read by index (deviceSync).
+	n := s.dev.intern(d)
+	wasVisible := s.dev.visibleAt(n, now, s.cfg.VisibilityTimeout)
+	s.dev.seen[n] = now
 	// The device's tasks (in id order, rebuildByDevice) and the ones it
 	// holds (in id order from our agents) are merged, not mapped: this
 	// runs for every heartbeat of the fleet. Of one id held twice the
@@ -40,9 +43,9 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 			slices.SortStableFunc(held, byID)
 		}
 	}
-	tss := s.devicesTasks()[d]
+	tss, at := s.deviceTasks(n)
 	j := 0
-	for _, ts := range tss {
+	for k, ts := range tss {
 		id := ts.t.ID
 		for j < len(held) && held[j].TaskID < id {
 			j++
@@ -57,8 +60,14 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 		}
 		// A stale revision, or a delay slot that a new layout has moved
 		// since the device got the definition, is redelivered.
-		if !ok || h.Revision < ts.t.Revision || !holdsSlot(h.Slot, ts, d) {
-			if s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: s.definition(ts), Slot: slotOf(ts, d)}) == nil {
+		want, slotted := slotAtIndex(ts, d, at[k])
+		if !ok || h.Revision < ts.t.Revision || !holdsPlace(h.Slot, want, slotted) {
+			var sl *transport.Slot
+			if slotted {
+				sl = new(transport.Slot) // only when delivering: want stays on the stack
+				*sl = want
+			}
+			if s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: s.definition(ts), Slot: sl}) == nil {
 				s.stats.Delivered++
 			}
 		}
@@ -88,7 +97,12 @@ func (s *Server) heartbeat(ctx context.Context, m transport.Message, now time.Ti
 	if unknown > MaxUnknownWithdraws {
 		s.reject(d, RejectTooMany, unknown-MaxUnknownWithdraws, "", "held task ids the server does not know")
 	}
-	_ = s.send(ctx, transport.Message{Kind: transport.Sync, Device: d, SyncInfo: &transport.SyncInfo{UpdatesGeneration: s.upd.updGen, UpdatesAt: s.upd.updAt}})
+	// A Quiet heartbeat (protocol 4: the device has nothing waiting to
+	// send) is answered only when the device has not acted on the latest
+	// updates generation; every other heartbeat gets its Sync.
+	if hb := m.Heartbeat; hb == nil || !hb.Quiet || hb.UpdatesGeneration < s.upd.updGen {
+		_ = s.send(ctx, transport.Message{Kind: transport.Sync, Device: d, SyncInfo: &transport.SyncInfo{UpdatesGeneration: s.upd.updGen, UpdatesAt: s.upd.updAt}})
+	}
 	if !wasVisible {
 		// Became visible: starts, stops, pauses and resumes waiting for
 		// it go out now.
@@ -176,51 +190,77 @@ func (s *Server) deviceLoc(ctx context.Context, d scope.DeviceID) *time.Location
 	return l
 }
 
-// devicesTasks returns the device tasks of every device in id order,
-// rebuilt after the task list or a scope changed (every change that adds,
-// replaces or drops a taskState sets byDevice to nil, so the entries are
-// the catalog's current ones).
-func (s *Server) devicesTasks() map[scope.DeviceID][]*taskState {
-	if s.dev.byDevice == nil {
+// deviceTasks returns the device tasks of device number n in id order,
+// and the device's index in each one's device list (at[i] in
+// tss[i].devices), rebuilt after the task list or a scope changed (every
+// change that adds, replaces or drops a taskState calls
+// deviceSync.invalidate, so the entries are the catalog's current ones).
+func (s *Server) deviceTasks(n int32) (tss []*taskState, at []int32) {
+	if s.dev.stale {
 		s.rebuildByDevice()
 	}
-	return s.dev.byDevice
+	if int(n)+1 >= len(s.dev.off) {
+		return nil, nil // numbered after the build: in no task's scope
+	}
+	lo, hi := s.dev.off[n], s.dev.off[n+1]
+	return s.dev.tasks[lo:hi:hi], s.dev.at[lo:hi:hi]
 }
 
-// rebuildByDevice builds the per-device task lists in two passes: the
-// lists are counted first, then cut from one array of exactly the total
-// length (8 bytes per device and task, nothing spare).
+// rebuildByDevice builds the per-device task lists in two passes over
+// the tasks' device lists: the lists are counted first, then laid out
+// one after the other in one array of exactly the total length (8 bytes
+// per device and task, and 4 for the device's index in the task's list,
+// nothing spare), found by the device's number through off.
 func (s *Server) rebuildByDevice() {
 	ids := s.sortedIDs()
-	counts := map[scope.DeviceID]int32{}
+	x := &s.dev
 	total := 0
 	for _, id := range ids {
-		ts := s.cat.tasks[id]
-		if ts.onServer {
-			continue
+		if ts := s.cat.tasks[id]; !ts.onServer {
+			total += len(ts.devices)
 		}
-		for _, d := range ts.devices {
-			counts[d]++
-		}
-		total += len(ts.devices)
 	}
-	all := make([]*taskState, total)
-	by := make(map[scope.DeviceID][]*taskState, len(counts))
+	// nums holds each (task, device) entry's device number, so the
+	// second pass looks nothing up.
+	nums := make([]int32, 0, total)
+	var counts []int32
 	for _, id := range ids {
 		ts := s.cat.tasks[id]
 		if ts.onServer {
 			continue
 		}
 		for _, d := range ts.devices {
-			l, ok := by[d]
-			if !ok {
-				n := int(counts[d])
-				l, all = all[:0:n], all[n:]
+			n := x.intern(d)
+			if int(n) >= len(counts) {
+				counts = slices.Grow(counts, len(x.ids)-len(counts))[:len(x.ids)]
 			}
-			by[d] = append(l, ts)
+			counts[n]++
+			nums = append(nums, n)
 		}
 	}
-	s.dev.byDevice = by
+	off := make([]int, len(counts)+1)
+	for n, c := range counts {
+		off[n+1] = off[n] + int(c)
+	}
+	tasks := make([]*taskState, total)
+	at := make([]int32, total)
+	next := counts // reused: next[n] counts the entries of n laid out
+	clear(next)
+	k := 0
+	for _, id := range ids {
+		ts := s.cat.tasks[id]
+		if ts.onServer {
+			continue
+		}
+		for i := range ts.devices {
+			n := nums[k]
+			k++
+			e := off[n] + int(next[n])
+			next[n]++
+			tasks[e], at[e] = ts, int32(i)
+		}
+	}
+	x.off, x.tasks, x.at, x.stale = off, tasks, at, false
 }
 
 func (s *Server) connected(ctx context.Context, d scope.DeviceID) bool {
@@ -232,9 +272,34 @@ func (s *Server) connected(ctx context.Context, d scope.DeviceID) bool {
 }
 
 func (s *Server) visible(d scope.DeviceID, now time.Time) bool {
-	t, ok := s.dev.seen[d]
-	return ok && now.Sub(t) <= s.cfg.VisibilityTimeout
+	n, ok := s.dev.num[d]
+	return ok && s.dev.visibleAt(n, now, s.cfg.VisibilityTimeout)
 }
+
+// intern returns device d's number, giving it the next one the first time.
+func (x *deviceSync) intern(d scope.DeviceID) int32 {
+	if n, ok := x.num[d]; ok {
+		return n
+	}
+	if x.num == nil {
+		x.num = map[scope.DeviceID]int32{}
+	}
+	n := int32(len(x.ids))
+	x.num[d] = n
+	x.ids = append(x.ids, d)
+	x.seen = append(x.seen, time.Time{})
+	return n
+}
+
+// visibleAt reports whether device number n was heard from within
+// timeout before now.
+func (x *deviceSync) visibleAt(n int32, now time.Time, timeout time.Duration) bool {
+	t := x.seen[n]
+	return !t.IsZero() && now.Sub(t) <= timeout
+}
+
+// invalidate marks the per-device task lists for a rebuild.
+func (x *deviceSync) invalidate() { x.stale = true }
 
 func (s *Server) send(ctx context.Context, m transport.Message) error {
 	if s.closed {
@@ -256,6 +321,28 @@ func slotOf(ts *taskState, d scope.DeviceID) *transport.Slot {
 		return nil
 	}
 	return &sl
+}
+
+// slotAtIndex is slotAt for the device at index i of ts.devices: while
+// the layout shares the task's device list (it does once followSlots ran)
+// the place is read at i, without a search.
+func slotAtIndex(ts *taskState, d scope.DeviceID, i int32) (transport.Slot, bool) {
+	l := ts.slots
+	if l == nil {
+		return transport.Slot{}, false
+	}
+	if int(i) < len(l.ids) && len(l.ids) == len(ts.devices) && &l.ids[0] == &ts.devices[0] && l.ids[i] == d {
+		return transport.Slot{Index: int(l.pos[i]), Of: len(l.by)}, true
+	}
+	return slotAt(ts, d)
+}
+
+// holdsPlace is holdsSlot for a place already looked up (want, ok).
+func holdsPlace(held *transport.Slot, want transport.Slot, ok bool) bool {
+	if !ok {
+		return held == nil
+	}
+	return held != nil && held.Index == want.Index
 }
 
 // slotAt is slotOf as a value (false: no slot).

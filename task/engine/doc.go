@@ -292,7 +292,11 @@
 //   - a heartbeat lists at most transport.MaxHeld tasks; the answer is
 //     bounded by what the device holds or should hold: Deliver for its
 //     tasks, Withdraw for held tasks of the server's that are not its,
-//     and for at most MaxUnknownWithdraws ids the server does not know.
+//     and for at most MaxUnknownWithdraws ids the server does not know,
+//     then a Sync with the updates generation, unless the heartbeat is
+//     Quiet (protocol 4: the agent has nothing waiting to send) and the
+//     device already acted on the latest generation; a heartbeat of an
+//     agent of protocol 1 to 3 is always answered with a Sync.
 //
 // An item that fails a check is dropped, counted (Stats.Rejected,
 // Stats.RejectedBy by RejectReason) and logged with the device and the
@@ -341,7 +345,12 @@
 //
 // Scopes are resolved when a task is saved, when a server-run activation
 // fires, and every ScopeRefresh; the per-device task index behind heartbeat
-// synchronization is rebuilt lazily. The package benchmark simulates 10,000
+// synchronization is rebuilt lazily. Each device gets a dense number the
+// first time the server hears from it or finds it in a device task's
+// scope; its last heartbeat and its task list (with its place in each
+// task's device list, so its delay slot is read without a search) are
+// kept in slices indexed by that number, so a heartbeat costs one map
+// lookup by device id. The package benchmark simulates 10,000
 // devices in 12 zones with 50 tasks for 7 days and verifies every run count
 // against schedule.Between.
 //

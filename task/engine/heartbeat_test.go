@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -126,6 +127,74 @@ func TestHeartbeatReconcilesHeldTasks(t *testing.T) {
 	} {
 		if d := cmp.Diff(c.want, beat(c.held...)); d != "" {
 			t.Errorf("%s: sent (-want +got):\n%s", c.name, d)
+		}
+	}
+}
+
+// A Quiet heartbeat (protocol 4: the agent has nothing waiting to send) is
+// answered with a Sync only when the device has not acted on the latest
+// updates generation; every heartbeat of an older agent (protocol 1 to 3:
+// no Quiet, or no payload at all, as the wire samples of those versions
+// decode) and every heartbeat with messages waiting is answered with a
+// Sync carrying the generation, as before.
+func TestQuietHeartbeatAnsweredOnlyWhenBehind(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	inv := inmem.New()
+	must(t, inv.PutGroups(ctx, scope.AdminGroup{ID: "g", Name: "g"}))
+	must(t, inv.PutDevices(ctx, scope.Device{ID: "d1", GroupID: "g", Connected: true}))
+	clk := clock.NewMock()
+	clk.Set(t0)
+	store := memstore.New()
+	srv, err := engine.New(engine.Config{Store: store, Inventory: inv, Clock: clk, Location: time.UTC})
+	must(t, err)
+	m, err := task.New(task.Config{Store: store, Registry: registry(t), Inventory: inv, Clock: clk, Location: time.UTC, Dispatcher: srv})
+	must(t, err)
+	rec := &recorder{}
+	must(t, srv.Open(ctx, m, rec))
+	must(t, srv.UpdatesDownloaded(ctx, "repo-1"))
+	gen := t0.UnixMilli() // the generation of the download at t0
+	rec.take()
+	syncs := func(msg transport.Message) []int64 {
+		t.Helper()
+		msg.Device, msg.SentAt = "d1", t0
+		srv.Handle(ctx, msg)
+		var out []int64
+		for _, x := range rec.take() {
+			if x.Kind == transport.Sync {
+				out = append(out, x.SyncInfo.UpdatesGeneration)
+			}
+		}
+		return out
+	}
+	beat := func(version int, info *transport.HeartbeatInfo) transport.Message {
+		return transport.Message{Version: version, Kind: transport.Heartbeat, Heartbeat: info}
+	}
+	// The heartbeats of older versions, as their wire samples decode.
+	var old []transport.Message
+	for _, f := range []string{"../transport/testdata/v1/heartbeat.json", "../transport/testdata/v2/heartbeat.json"} {
+		b, err := os.ReadFile(f)
+		must(t, err)
+		msg, err := transport.DecodeBytes(b)
+		must(t, err)
+		old = append(old, msg)
+	}
+	for _, c := range []struct {
+		name string
+		msg  transport.Message
+		want []int64
+	}{
+		{"protocol 1 sample", old[0], []int64{gen}},
+		{"protocol 2 sample", old[1], []int64{gen}},
+		{"protocol 3, current generation", beat(3, &transport.HeartbeatInfo{UpdatesGeneration: gen}), []int64{gen}},
+		{"no payload", beat(3, nil), []int64{gen}},
+		{"quiet, current generation", beat(4, &transport.HeartbeatInfo{UpdatesGeneration: gen, Quiet: true}), nil},
+		{"quiet, older generation", beat(4, &transport.HeartbeatInfo{UpdatesGeneration: gen - 1, Quiet: true}), []int64{gen}},
+		{"quiet, never acted on updates", beat(4, &transport.HeartbeatInfo{Quiet: true}), []int64{gen}},
+		{"messages waiting, current generation", beat(4, &transport.HeartbeatInfo{UpdatesGeneration: gen}), []int64{gen}},
+	} {
+		if d := cmp.Diff(c.want, syncs(c.msg)); d != "" {
+			t.Errorf("%s: Sync answers (-want +got):\n%s", c.name, d)
 		}
 	}
 }

@@ -76,7 +76,7 @@ func (s *Server) Open(ctx context.Context, m *task.Manager, ep transport.ServerE
 		}
 		p.After = page.Next
 	}
-	s.dev.byDevice = nil
+	s.dev.invalidate()
 	recovered := 0
 	recover := []task.State{task.Scheduled, task.Pending}
 	claims := s.claimer() != nil

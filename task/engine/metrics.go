@@ -125,8 +125,8 @@ func (s *Server) observeConnected(mp metric.MeterProvider) {
 			defer s.mu.Unlock()
 			now := s.clk.Now()
 			n := 0
-			for d := range s.dev.seen {
-				if s.visible(d, now) {
+			for i := range s.dev.seen {
+				if s.dev.visibleAt(int32(i), now, s.cfg.VisibilityTimeout) {
 					n++
 				}
 			}

@@ -153,7 +153,7 @@ func (s *Server) taskFor(ctx context.Context, id string, rev int64, now time.Tim
 		return s.cat.tasks[id]
 	}
 	ts := s.load(ctx, t, now)
-	s.dev.byDevice = nil
+	s.dev.invalidate()
 	return ts
 }
 

@@ -305,12 +305,30 @@ type controlOrders struct {
 	nextCtl  time.Time
 }
 
-// deviceSync is what the server knows of devices: which tasks each has
-// (byDevice, nil: rebuild), when each was last heard from, and zones.
+// deviceSync is what the server knows of devices: which tasks each has,
+// when each was last heard from, and zones.
+//
+// Each device the server hears from or finds in a device task's scope
+// gets a dense number once (num, ids); the per-device state is kept in
+// slices indexed by it rather than in maps keyed by the id string, so a
+// heartbeat costs one map lookup and the rest are index reads (at
+// 100,000 devices the string-keyed probes were a tenth of the fleet
+// simulation's CPU). Numbers are never reused; the slices grow by one
+// entry a device.
 type deviceSync struct {
-	byDevice map[scope.DeviceID][]*taskState
-	seen     map[scope.DeviceID]time.Time
-	zones    map[string]*time.Location
+	num map[scope.DeviceID]int32
+	ids []scope.DeviceID // by number
+	// seen is when each device was last heard from (zero: never).
+	seen []time.Time
+	// The per-device task lists (deviceTasks): device n's tasks are
+	// tasks[off[n]:off[n+1]], in id order, and at[k] is the device's
+	// index in tasks[k].devices; off covers the devices numbered when
+	// they were built. stale: rebuild before the next use.
+	off   []int
+	tasks []*taskState
+	at    []int32
+	stale bool
+	zones map[string]*time.Location
 }
 
 // updatesState follows the repository's update downloads: the generation
@@ -430,7 +448,7 @@ func New(cfg Config) (*Server, error) {
 	srv := &Server{cfg: cfg, clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger, met: newMetrics(cfg.MeterProvider),
 		cat:  catalog{tasks: map[string]*taskState{}},
 		disp: dispatching{pending: map[dkey]*dispatch{}},
-		dev:  deviceSync{byDevice: map[scope.DeviceID][]*taskState{}, seen: map[scope.DeviceID]time.Time{}, zones: map[string]*time.Location{}},
+		dev:  deviceSync{num: map[scope.DeviceID]int32{}, zones: map[string]*time.Location{}, stale: true},
 		upd:  updatesState{updKeys: map[string]bool{}},
 		lead: leadership{owner: replicaOwner(cfg.ReplicaID)},
 	}

@@ -29,16 +29,23 @@
 // of the current ProtocolVersion, with every TaskSpec field set, and a
 // test fails when the encoding of any of them changes (also through a
 // change of the schedule, credentials or restart JSON), so the wire never
-// changes by accident. testdata/v2 and testdata/v1 hold messages of the
-// older versions, which a test decodes to their meaning today.
+// changes by accident. testdata/v3, testdata/v2 and testdata/v1 hold
+// messages of the older versions, which a test decodes to their meaning
+// today.
 //
 // This package links neither the task model (package task) nor package
 // scope, nor what they link (CEL, protobuf, validator): a device binary
 // built on it and package task/agent stays small. DeviceID is the same
 // type as scope.DeviceID.
 //
-// Versions: protocol 3 sends a TaskSpec where protocol 2 sent the whole
-// task (the same JSON names, so a protocol 2 agent reads a TaskSpec as
+// Versions: protocol 4 adds HeartbeatInfo.Quiet: an agent whose outbox is
+// empty says so, and the server answers its heartbeat with a Sync only
+// when it has a newer updates generation (a fleet's heartbeats were
+// answered one Sync each, most of them telling the device nothing); a
+// heartbeat without it, from an agent of protocol 1 to 3 or one with
+// messages waiting, is answered with a Sync as before, and a server of
+// protocol 3 ignores the field. Protocol 3 sends a TaskSpec where
+// protocol 2 sent the whole task (the same JSON names, so a protocol 2 agent reads a TaskSpec as
 // the task it used to get, and a protocol 2 agent's task decodes as a
 // TaskSpec); a LocalEdit carries a TaskSpec, and the server takes only
 // the fields a device user may change. Protocol 2 added the version

@@ -56,7 +56,9 @@ const (
 	// Shutdown asks the device to shut down (after a task whose
 	// "shut down after completion" option is on).
 	Shutdown Kind = "shutdown"
-	// Sync answers a heartbeat with the server's repository state.
+	// Sync answers a heartbeat with the server's repository state (a
+	// Quiet heartbeat only when that state is newer than the device's,
+	// HeartbeatInfo.Quiet), and tells the device the server is reachable.
 	Sync Kind = "sync"
 )
 
@@ -257,6 +259,14 @@ type HeartbeatInfo struct {
 	// UpdatesGeneration is the newest repository generation the device
 	// has acted on.
 	UpdatesGeneration int64 `json:"updatesGeneration,omitempty"`
+	// Quiet (protocol 4) says the device needs no Sync answer unless the
+	// server's updates generation is newer than UpdatesGeneration: nothing
+	// waits in its outbox, so the Sync's other use, telling the device
+	// that the server is reachable and it should send what waits, has no
+	// work to do. Agents set it when their outbox is empty. Without it
+	// (agents of protocol 1 to 3, and any agent with messages waiting)
+	// every heartbeat is answered with a Sync.
+	Quiet bool `json:"quiet,omitempty"`
 }
 
 // SyncInfo is the payload of a Sync.

@@ -15,7 +15,7 @@ import (
 const (
 	// ProtocolVersion is the version this package's runtimes speak and
 	// write into Message.Version.
-	ProtocolVersion = 3
+	ProtocolVersion = 4
 	// MinProtocolVersion is the oldest version a server of this version
 	// accepts: an agent one version older keeps working. Version 0 (no
 	// version field) is protocol 1.

@@ -76,7 +76,7 @@ func golden() map[string]transport.Message {
 		"shutdown": {Version: v, Kind: transport.Shutdown, Device: "d1", SentAt: at},
 		"sync":     {Version: v, Kind: transport.Sync, Device: "d1", SentAt: at, SyncInfo: &transport.SyncInfo{UpdatesGeneration: 7, UpdatesAt: at}},
 		"heartbeat": {Version: v, Kind: transport.Heartbeat, Device: "d1", SentAt: at, Heartbeat: &transport.HeartbeatInfo{UpdatesGeneration: 7,
-			Held: []transport.HeldTask{{TaskID: "t1", Revision: 3, Slot: &transport.Slot{Index: 1, Of: 2}}, {TaskID: "t2", Revision: 1}}}},
+			Held: []transport.HeldTask{{TaskID: "t1", Revision: 3, Slot: &transport.Slot{Index: 1, Of: 2}}, {TaskID: "t2", Revision: 1}}, Quiet: true}},
 		"results": {Version: v, Key: "r/d1/t1/29/2", Kind: transport.Results, Device: "d1", SentAt: at, Merged: []string{"r/d1/t1/29/2", "r/d1/t1/29/3"},
 			Results: []transport.Result{
 				{TaskID: "t1", RunID: 29, Seq: 2, State: "running", DueAt: at, StartedAt: at, UpdatedAt: at},
@@ -216,6 +216,50 @@ func TestProtocol2MessagesDecode(t *testing.T) {
 			t.Fatalf("%s: no expectation", f)
 		}
 		w.Version = 2
+		w = beforeQuiet(w)
+		if diff := cmp.Diff(w, got, compactRaw); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", f, diff)
+		}
+	}
+}
+
+// beforeQuiet returns a golden message as protocols 1 to 3 sent it: their
+// heartbeats had no Quiet flag (protocol 4), so the server answers each
+// with a Sync.
+func beforeQuiet(m transport.Message) transport.Message {
+	if m.Heartbeat != nil {
+		hb := *m.Heartbeat
+		hb.Quiet = false
+		m.Heartbeat = &hb
+	}
+	return m
+}
+
+// Protocol 3 messages (testdata/v3: protocol 3's golden files) decode to
+// the same meaning as today's: the same message but for its version, and
+// a heartbeat without Quiet.
+func TestProtocol3MessagesDecode(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob(filepath.Join("testdata", "v3", "*.json"))
+	if err != nil || len(files) != 17 {
+		t.Fatalf("protocol 3 samples: %d files, %v", len(files), err)
+	}
+	want := golden()
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := transport.DecodeBytes(b)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		w, ok := want[strings.TrimSuffix(filepath.Base(f), ".json")]
+		if !ok {
+			t.Fatalf("%s: no expectation", f)
+		}
+		w.Version = 3
+		w = beforeQuiet(w)
 		if diff := cmp.Diff(w, got, compactRaw); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", f, diff)
 		}

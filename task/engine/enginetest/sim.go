@@ -184,7 +184,7 @@ func New(ctx context.Context, cfg Config) (*Sim, error) {
 		devices: map[scope.DeviceID]scope.Device{}, agents: map[scope.DeviceID]*agent.Agent{},
 		stores: map[scope.DeviceID]agent.Store{}, on: map[scope.DeviceID]bool{}, locs: map[string]*time.Location{},
 		power: map[scope.DeviceID]int{}, byID: map[scope.DeviceID]*slot{}}
-	s.Exec = &Executor{clk: clk, behavior: cfg.Behavior, runs: map[RunKey][]Record{}, timers: map[RunKey]*simTimer{}, notRunning: map[scope.DeviceID]bool{},
+	s.Exec = &Executor{clk: clk, behavior: cfg.Behavior, devs: map[scope.DeviceID]*devRuns{},
 		finished: s.finished}
 	if err := s.Inv.PutGroups(ctx, cfg.Groups...); err != nil {
 		return nil, err
@@ -621,20 +621,38 @@ type Record struct {
 
 // Executor is the simulated security application of every device.
 type Executor struct {
-	mu         sync.Mutex
-	clk        *Clock
-	behavior   func(agent.Run, scope.DeviceID) Behavior
-	runs       map[RunKey][]Record
-	timers     map[RunKey]*simTimer
-	notRunning map[scope.DeviceID]bool
-	total      int64
-	finished   func(scope.DeviceID)
+	mu       sync.Mutex
+	clk      *Clock
+	behavior func(agent.Run, scope.DeviceID) Behavior
+	// devs is each device's runs: a device's executor keeps its own
+	// record, so recording a run probes a map of the device's few tasks,
+	// not one of every (task, device) of the fleet.
+	devs     map[scope.DeviceID]*devRuns
+	total    int64
+	finished func(scope.DeviceID)
+}
+
+// devRuns is one device's part of the Executor (guarded by its mu).
+type devRuns struct {
+	runs       map[string][]Record // by task
+	timers     map[string]*simTimer
+	notRunning bool
+}
+
+// dev returns a device's runs, adding them; e.mu is held.
+func (e *Executor) dev(id scope.DeviceID) *devRuns {
+	d := e.devs[id]
+	if d == nil {
+		d = &devRuns{runs: map[string][]Record{}}
+		e.devs[id] = d
+	}
+	return d
 }
 
 // SetAppRunning sets whether the application is running on a device.
 func (e *Executor) SetAppRunning(id scope.DeviceID, running bool) {
 	e.mu.Lock()
-	e.notRunning[id] = !running
+	e.dev(id).notRunning = !running
 	e.mu.Unlock()
 }
 
@@ -642,16 +660,22 @@ func (e *Executor) SetAppRunning(id scope.DeviceID, running bool) {
 func (e *Executor) Runs(taskID string, id scope.DeviceID) []Record {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return append([]Record(nil), e.runs[RunKey{taskID, id}]...)
+	d := e.devs[id]
+	if d == nil {
+		return nil
+	}
+	return append([]Record(nil), d.runs[taskID]...)
 }
 
 // All returns every run started so far, by task and device.
 func (e *Executor) All() map[RunKey][]Record {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	out := make(map[RunKey][]Record, len(e.runs))
-	for k, rs := range e.runs {
-		out[k] = append([]Record(nil), rs...)
+	out := map[RunKey][]Record{}
+	for id, d := range e.devs {
+		for t, rs := range d.runs {
+			out[RunKey{t, id}] = append([]Record(nil), rs...)
+		}
 	}
 	return out
 }
@@ -664,17 +688,22 @@ func (e *Executor) Total() int64 {
 }
 
 // For returns the agent.Executor of one device.
-func (e *Executor) For(id scope.DeviceID) agent.Executor { return devExec{e, id} }
+func (e *Executor) For(id scope.DeviceID) agent.Executor {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return devExec{e, id, e.dev(id)}
+}
 
 type devExec struct {
 	e  *Executor
 	id scope.DeviceID
+	d  *devRuns
 }
 
 func (x devExec) AppRunning(context.Context, string) bool {
 	x.e.mu.Lock()
 	defer x.e.mu.Unlock()
-	return !x.e.notRunning[x.id]
+	return !x.d.notRunning
 }
 
 func (x devExec) Start(_ context.Context, r agent.Run, done func(agent.Outcome)) error {
@@ -685,9 +714,9 @@ func (x devExec) Start(_ context.Context, r agent.Run, done func(agent.Outcome))
 			b.State = task.Completed
 		}
 	}
-	k := RunKey{r.TaskID, x.id}
+	k := r.TaskID
 	x.e.mu.Lock()
-	x.e.runs[k] = append(x.e.runs[k], Record{RunID: r.RunID, At: r.At, Due: r.Due, StartedAt: r.StartedAt, Manual: r.Manual})
+	x.d.runs[k] = append(x.d.runs[k], Record{RunID: r.RunID, At: r.At, Due: r.Due, StartedAt: r.StartedAt, Manual: r.Manual})
 	x.e.total++
 	x.e.mu.Unlock()
 	out := agent.Outcome{State: transport.State(b.State), Message: b.Message, RestartRequired: b.RestartRequired}
@@ -698,28 +727,31 @@ func (x devExec) Start(_ context.Context, r agent.Run, done func(agent.Outcome))
 	var t *simTimer
 	t = x.e.clk.afterFunc(b.Duration, func() {
 		x.e.mu.Lock()
-		if x.e.timers[k] == t {
-			delete(x.e.timers, k)
+		if x.d.timers[k] == t {
+			delete(x.d.timers, k)
 		}
 		x.e.mu.Unlock()
 		done(out)
 		x.e.finished(x.id)
 	})
 	x.e.mu.Lock()
-	x.e.timers[k] = t
+	if x.d.timers == nil {
+		x.d.timers = map[string]*simTimer{}
+	}
+	x.d.timers[k] = t
 	x.e.mu.Unlock()
 	return nil
 }
 
 func (x devExec) Stop(_ context.Context, taskID string, runID int64) error {
-	k := RunKey{taskID, x.id}
+	k := taskID
 	x.e.mu.Lock()
 	defer x.e.mu.Unlock()
-	if t := x.e.timers[k]; t != nil {
+	if t := x.d.timers[k]; t != nil {
 		t.stop()
-		delete(x.e.timers, k)
+		delete(x.d.timers, k)
 	}
-	if rs := x.e.runs[k]; len(rs) > 0 && rs[len(rs)-1].RunID == runID {
+	if rs := x.d.runs[k]; len(rs) > 0 && rs[len(rs)-1].RunID == runID {
 		rs[len(rs)-1].Stopped = true
 	}
 	return nil

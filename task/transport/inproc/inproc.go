@@ -124,7 +124,13 @@ type Network struct {
 	server transport.Handler
 	// peers holds each device's handler and connection state (one map
 	// lookup per message rather than two).
-	peers  map[transport.DeviceID]*peer
+	peers map[transport.DeviceID]*peer
+	// last is the peer of the device whose message was last handed to
+	// the server (or whose peer the server's send last looked up): the
+	// server answers a message with sends to its device (a heartbeat's
+	// deliveries and Sync, a result's acknowledgement), which find the
+	// peer here by comparing the id instead of probing peers.
+	last   *peer
 	queue  []envelope
 	due    []envelope // reused delivery buffer
 	order  int64
@@ -229,7 +235,11 @@ func (n *Network) send(m transport.Message, toServer bool, p *peer) error {
 		return errs.ErrClosed
 	}
 	if p == nil {
-		p = n.peers[m.Device]
+		if l := n.last; l != nil && l.id == m.Device {
+			p = l
+		} else if p = n.peers[m.Device]; p != nil {
+			n.last = p
+		}
 	}
 	if p != nil && p.down {
 		return transport.ErrUnreachable
@@ -340,6 +350,9 @@ func (n *Network) Pump(ctx context.Context) int {
 			down := e.p != nil && e.p.down
 			if h != nil && !down {
 				n.stats.Delivered++
+				if e.toServer && e.p != nil {
+					n.last = e.p
+				}
 			} else {
 				n.stats.Dropped++
 			}
@@ -374,6 +387,7 @@ func (n *Network) Run(ctx context.Context, interval time.Duration) {
 
 // peer is one device's handler (nil until Device) and connection state.
 type peer struct {
+	id   transport.DeviceID
 	h    transport.Handler
 	down bool
 }
@@ -382,7 +396,7 @@ type peer struct {
 func (n *Network) peer(id transport.DeviceID) *peer {
 	p := n.peers[id]
 	if p == nil {
-		p = &peer{}
+		p = &peer{id: id}
 		n.peers[id] = p
 	}
 	return p

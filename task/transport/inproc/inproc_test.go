@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/taskfleet/taskfleet/task/transport"
 	"github.com/taskfleet/taskfleet/task/transport/inproc"
@@ -171,5 +172,62 @@ func TestDeviceEndpointSetsTheSender(t *testing.T) {
 		if r := srv.got[0].Results; len(r) != 1 || r[0].TaskID != "t" || r[0].State != "completed" {
 			t.Errorf("wire %v: results %+v", wire, r)
 		}
+	}
+}
+
+// TestServerSendsReachTheirDevice: the server's sends find their device
+// whatever device's message it is answering (the network remembers the
+// device it last handed the server a message of, and must not send a
+// message for another device there), and a send to a device that is
+// disconnected, or was never attached, fails with ErrUnreachable, also
+// right after that device's own message.
+func TestServerSendsReachTheirDevice(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	n := inproc.New(inproc.Config{Clock: clock.NewMock()})
+	var errsTo []string
+	var srv transport.ServerEndpoint
+	srv = n.Server(transport.HandlerFunc(func(ctx context.Context, m transport.Message) {
+		// Answer the sender, every device, and a stranger.
+		for _, to := range []transport.DeviceID{m.Device, "a", "b", "c", "nobody"} {
+			err := srv.Send(ctx, transport.Message{Kind: transport.Sync, Device: to, Key: string(m.Device) + ">" + string(to)})
+			if err != nil {
+				if !errors.Is(err, transport.ErrUnreachable) {
+					t.Errorf("send to %s: %v, want ErrUnreachable", to, err)
+				}
+				errsTo = append(errsTo, string(m.Device)+">"+string(to))
+			}
+		}
+	}))
+	sinks := map[transport.DeviceID]*sink{}
+	eps := map[transport.DeviceID]transport.DeviceEndpoint{}
+	for _, id := range []transport.DeviceID{"a", "b", "c"} {
+		sinks[id] = &sink{}
+		eps[id] = n.Device(id, sinks[id])
+	}
+	for i, from := range []transport.DeviceID{"a", "b", "a", "c", "c", "b"} {
+		if i == 4 {
+			n.Disconnect("c") // after c's message was handed over
+		}
+		if err := eps[from].Send(ctx, transport.Message{Kind: transport.Heartbeat}); err != nil {
+			if from != "c" || !errors.Is(err, transport.ErrUnreachable) {
+				t.Fatal(err)
+			}
+		}
+		n.Pump(ctx)
+	}
+	want := map[transport.DeviceID][]string{
+		"a": {"a>a", "a>a", "b>a", "a>a", "a>a", "c>a", "b>a"},
+		"b": {"a>b", "b>b", "b>b", "a>b", "c>b", "b>b", "b>b"},
+		"c": {"a>c", "b>c", "a>c", "c>c", "c>c"},
+	}
+	for id, s := range sinks {
+		if diff := cmp.Diff(want[id], s.got); diff != "" {
+			t.Errorf("device %s got (-want +got):\n%s", id, diff)
+		}
+	}
+	wantErrs := []string{"a>nobody", "b>nobody", "a>nobody", "c>nobody", "b>c", "b>nobody"}
+	if diff := cmp.Diff(wantErrs, errsTo); diff != "" {
+		t.Errorf("unreachable sends (-want +got):\n%s", diff)
 	}
 }
