@@ -32,7 +32,13 @@
 //     of messages, gzipped when the device accepts it and it is 1 KiB or
 //     more, at most MaxPollBytes unless one message is larger) comes as
 //     soon as something is queued for the device, or empty after wait
-//     seconds (at most ServerConfig.MaxWait, DefaultMaxWait 30 s).
+//     seconds (at most ServerConfig.MaxWait, DefaultMaxWait 30 s). A
+//     device holds one poll: a newer poll of the same device answers the
+//     held one 409 at once (an agent polls one at a time, so the older
+//     poll is a leftover of a dropped connection, or a second agent with
+//     the same identity, which then backs off). A poll whose request
+//     ended takes nothing; it is let go at its deadline, at the device's
+//     next poll or when something is queued for the device.
 //   - POST /v1/enroll, POST /v1/rotate: the enrollment identity (below).
 //
 // Every request is authenticated before its body is read; one without a
