@@ -83,8 +83,9 @@ type Stats struct {
 	// answered 400, 413 or 415; Enrolled keys issued; Rotated keys
 	// rotated.
 	Unauthenticated, Malformed, Enrolled, Rotated int64
-	// Polling is the number of polls held now; Connected the number of
-	// devices connected now.
+	// Polling is the number of polls held now (a poll whose device went
+	// away counts until it is let go: see servePoll); Connected the
+	// number of devices connected now.
 	Polling, Connected int64
 }
 
