@@ -33,6 +33,7 @@ type Figures struct {
 	// enrolled.
 	ConnectSeconds float64 `json:"connect_seconds"`
 	Steady         Steady  `json:"steady"`
+	Probe          Probe   `json:"probe"`
 	Start          Start   `json:"start"`
 	Restart        Restart `json:"restart"`
 }
@@ -286,6 +287,11 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 		HeldPolls: s2.Channel.Polling, FDs: s2.FDs, Goroutines: s2.Goroutines}
 	fmt.Fprintf(out, "steady: %.0f requests/s, server CPU %.0f%%, RSS %.0f MiB (%.1f KiB per device), %d polls held, %d open files\n",
 		fig.Steady.RequestsPerSecond, fig.Steady.CPUPercent, fig.Steady.RSSMiB, fig.Steady.PerDeviceKiB, fig.Steady.HeldPolls, fig.Steady.FDs)
+
+	// The steady-state latency of single-device starts (latency.go).
+	if fig.Probe, err = measureProbes(ctx, o, admin, sims, out); err != nil {
+		return fig, fmt.Errorf("probes: %w", err)
+	}
 
 	// 2. A manual start on every agent.
 	st0 := time.Now()

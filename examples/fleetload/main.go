@@ -26,10 +26,13 @@
 //  1. steady state: requests/s, server CPU and resident memory, memory
 //     per connected device (the growth of the server's RSS from before
 //     the agents came, divided by the agents), held polls and open files;
-//  2. a manual start of one task on all agents: the time until every
+//  2. the steady-state latency of a start: -probes single-device starts,
+//     one every 100 ms, on devices spread over the agents, and the p50/p99
+//     from Start to the device's receipt;
+//  3. a manual start of one task on all agents (the fan-out): the time until every
 //     agent has the StartRun, and until every result is recorded; the
 //     p50/p99 latency from Start to receipt;
-//  3. a start, then a SIGKILL of the server 300 ms later and a restart:
+//  4. a start, then a SIGKILL of the server 300 ms later and a restart:
 //     the time until every agent is connected again, then that every
 //     agent ran both runs exactly once and every result is recorded.
 //
@@ -87,6 +90,7 @@ type options struct {
 	json       string
 	checkIn    time.Duration
 	lease      time.Duration
+	probes     int
 }
 
 func parse(args []string, out io.Writer) (options, error) {
@@ -110,6 +114,7 @@ func parse(args []string, out io.Writer) (options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
 	fs.StringVar(&o.json, "json", "", "write the figures as JSON to this file")
 	fs.DurationVar(&o.checkIn, "checkin", 0, "agents check in (poll without waiting) this often instead of long polls (0: long polls)")
+	fs.IntVar(&o.probes, "probes", 200, "single-device starts for the steady-state latency, one every 100 ms, 0 to 1000")
 	// Set by the coordinator for its children.
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:0", "server: the channel's address")
 	fs.StringVar(&o.admin, "admin", "127.0.0.1:0", "server: the admin API's address")
@@ -139,6 +144,8 @@ func parse(args []string, out io.Writer) (options, error) {
 		return o, fmt.Errorf("-lease %s: must be between 1s and 10m", o.lease)
 	case o.checkIn < 0 || o.checkIn > 10*time.Minute:
 		return o, fmt.Errorf("-checkin %s: must be between 0 and 10m", o.checkIn)
+	case o.probes < 0 || o.probes > maxProbes:
+		return o, fmt.Errorf("-probes %d: must be between 0 and %d", o.probes, maxProbes)
 	case o.from < 1 || o.to < o.from:
 		return o, errors.New("-from and -to: a range of devices")
 	}

@@ -52,7 +52,7 @@ func TestFleetLoad1000(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	o, err := parse([]string{"-agents", strconv.Itoa(agents), "-sims", "2", "-conns", "4", "-wait", "10s", "-heartbeat", "20s", "-retry", "2s",
-		"-steady", "2s", "-backoff-min", "200ms", "-backoff-max", "3s", "-dir", t.TempDir(), "-timeout", "150s"}, io.Discard)
+		"-steady", "2s", "-backoff-min", "200ms", "-backoff-max", "3s", "-dir", t.TempDir(), "-timeout", "150s", "-probes", "20"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +71,9 @@ func TestFleetLoad1000(t *testing.T) {
 	if fig.Steady.HeldPolls < int64(agents)*9/10 || fig.Steady.FDs > 200 {
 		t.Errorf("steady: %d polls held over %d open files, want at least %d polls on few connections", fig.Steady.HeldPolls, fig.Steady.FDs, agents*9/10)
 	}
+	if fig.Probe.Starts != 20 || fig.Probe.Received != 20 || fig.Probe.MaxMs <= 0 {
+		t.Errorf("probes %+v, want 20 single-device starts, each received", fig.Probe)
+	}
 	if !strings.Contains(out.String(), "OK: every agent ran each run exactly once") {
 		t.Errorf("no OK line:\n%s", out.String())
 	}
@@ -80,7 +83,7 @@ func TestFlags(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
 		{"-agents", "0"}, {"-agents", "300000"}, {"-sims", "0"}, {"-sims", "65"}, {"-agents", "2", "-sims", "3"},
-		{"-conns", "0"}, {"-wait", "1ms"}, {"-mode", "x"}, {"extra"}, {"-backoff-min", "2s", "-backoff-max", "1s"},
+		{"-conns", "0"}, {"-wait", "1ms"}, {"-probes", "-1"}, {"-probes", "1001"}, {"-mode", "x"}, {"extra"}, {"-backoff-min", "2s", "-backoff-max", "1s"},
 	} {
 		if _, err := parse(args, io.Discard); err == nil {
 			t.Errorf("%q accepted", args)

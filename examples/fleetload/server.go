@@ -144,6 +144,7 @@ func serve(ctx context.Context, o options, out io.Writer) error {
 	// the admin API): go tool pprof http://ADMIN/debug/pprof/profile
 	admin.HandleFunc("/debug/pprof/", pprof.Index)
 	admin.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	probeHandlers(admin, m, o.agents, clk.Now)
 	var startMu sync.Mutex
 	admin.HandleFunc("POST /start", func(w http.ResponseWriter, r *http.Request) {
 		startMu.Lock()

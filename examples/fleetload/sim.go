@@ -50,6 +50,7 @@ type simulator struct {
 	recvAt  map[int64][]int64 // run → when each device first received its start (Unix ms)
 	execs   map[int64]int     // run → executions
 	redeliv map[int64]int     // run → starts received again after executing
+	probes  probeLog          // the latency probes' receipts (latency.go)
 }
 
 // simReport is a simulator's answer to "report RUN".
@@ -160,6 +161,9 @@ func simulate(ctx context.Context, o options, in io.Reader, out io.Writer) error
 	sc := bufio.NewScanner(in)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
+		if s.probes.command(f, out) {
+			continue
+		}
 		if len(f) == 2 && f[0] == "report" {
 			run, _ := strconv.ParseInt(f[1], 10, 64)
 			b, _ := json.Marshal(s.report(run))
@@ -253,10 +257,14 @@ func (d *simDevice) Handle(ctx context.Context, m transport.Message) {
 		d.executed[k] = true
 		d.mu.Unlock()
 		s := d.sim
+		// The latency probes' runs (latency.go) are counted apart.
+		probe := s.probes.received(st.TaskID, st.RunID, now)
 		s.mu.Lock()
-		if done {
+		switch {
+		case probe:
+		case done:
 			s.redeliv[st.RunID]++
-		} else {
+		default:
 			s.execs[st.RunID]++
 			s.recvAt[st.RunID] = append(s.recvAt[st.RunID], now.UnixMilli())
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -132,4 +133,52 @@ func BenchmarkStartDeliveryGzip(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "starts/s")
+}
+
+// BenchmarkStatsBeside: what Stats, counting 100,000 connected devices,
+// costs the channel's other callers: the time Connected (which takes the
+// lock Send and every poll take) waits while another goroutine calls
+// Stats over and over (each iteration first sleeps 100 µs, so that the
+// calls spread over many of Stats').
+func BenchmarkStatsBeside(b *testing.B) {
+	const n = 100000
+	srv, ids, keys := benchServer(b, n)
+	for i := range n {
+		r := httptest.NewRequest(http.MethodGet, httptransport.PathPoll+"?wait=0", nil)
+		r.Header.Set(httptransport.HeaderDevice, string(ids[i]))
+		r.Header.Set("Authorization", "Bearer "+string(keys[i]))
+		srv.ServeHTTP(httptest.NewRecorder(), r) // connected
+	}
+	if got := srv.Stats().Connected; got != n {
+		b.Fatalf("Connected = %d, want %d", got, n)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				_ = srv.Stats()
+			}
+		}
+	}()
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		time.Sleep(100 * time.Microsecond) // spread over many Stats calls
+		t0 := time.Now()
+		if !srv.Connected(ids[i%n]) {
+			b.Fatal("not connected")
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	close(stop)
+	<-done
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "max-µs")
 }
