@@ -34,6 +34,24 @@ var ErrRevoked = errors.New("httptransport: device revoked")
 // (see EnrollmentConfig.AllowReenroll). It matches ErrConflict.
 var ErrEnrolled = fmt.Errorf("httptransport: device already enrolled: %w", errs.ErrConflict)
 
+// ErrNotKnown is returned by Enroll for a device that
+// EnrollmentConfig.Known refused (the answer is 403 with reason
+// not_known).
+var ErrNotKnown = errors.New("httptransport: device not known to the server")
+
+// notKnown is the Known check's refusal: it matches ErrNotKnown and keeps
+// the host's error.
+type notKnown struct {
+	device transport.DeviceID
+	err    error
+}
+
+func (e *notKnown) Error() string {
+	return "httptransport: enroll " + clipID(e.device) + ": not known: " + e.err.Error()
+}
+func (e *notKnown) Unwrap() error        { return e.err }
+func (e *notKnown) Is(target error) bool { return target == ErrNotKnown }
+
 // ErrRateLimited is returned by Enroll when enrollments arrive faster than
 // EnrollmentConfig.Rate allows.
 var ErrRateLimited = errors.New("httptransport: enrollment rate limited")
@@ -278,10 +296,10 @@ func (e *Enrollment) allow(now time.Time) bool {
 // Enroll issues a key to device for the enrollment secret. A device whose
 // key has never authenticated a request may enroll again (its first
 // answer may have been lost): the new key replaces the unused one. It
-// returns
-// ErrRateLimited, ErrBadSecret, ErrRevoked, ErrEnrolled, an error
-// matching ErrInvalid for a malformed device id, or the Known check's or
-// the KeyStore's error. The key is returned once; only its hash is kept.
+// returns ErrRateLimited, ErrBadSecret, ErrRevoked, ErrEnrolled, an
+// error matching ErrInvalid for a malformed device id, one matching
+// ErrNotKnown (wrapping the Known check's error), or the KeyStore's
+// error. The key is returned once; only its hash is kept.
 func (e *Enrollment) Enroll(ctx context.Context, device transport.DeviceID, secret Secret) (Secret, error) {
 	e.mu.Lock()
 	now := e.clk.Now()
@@ -300,7 +318,7 @@ func (e *Enrollment) Enroll(ctx context.Context, device transport.DeviceID, secr
 	}
 	if e.cfg.Known != nil {
 		if err := e.cfg.Known(ctx, device); err != nil {
-			return "", fmt.Errorf("httptransport: enroll %s: %w", clipID(device), err)
+			return "", &notKnown{device: device, err: err}
 		}
 	}
 	l := e.device(device)
