@@ -71,6 +71,11 @@ func TestFleetLoad1000(t *testing.T) {
 	if fig.Steady.HeldPolls < int64(agents)*9/10 || fig.Steady.FDs > 200 {
 		t.Errorf("steady: %d polls held over %d open files, want at least %d polls on few connections", fig.Steady.HeldPolls, fig.Steady.FDs, agents*9/10)
 	}
+	// The agents' failures are counted by kind (the SIGKILL breaks
+	// polls) and every agent connected.
+	if fig.NeverConnected != 0 || fig.Failures == nil || !strings.Contains(out.String(), "whole test: agents' failures by kind: ") {
+		t.Errorf("failures: %v, %d never connected:\n%s", fig.Failures, fig.NeverConnected, out.String())
+	}
 	if !strings.Contains(out.String(), "OK: every agent ran each run exactly once") {
 		t.Errorf("no OK line:\n%s", out.String())
 	}
@@ -80,7 +85,7 @@ func TestFlags(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
 		{"-agents", "0"}, {"-agents", "300000"}, {"-sims", "0"}, {"-sims", "65"}, {"-agents", "2", "-sims", "3"},
-		{"-conns", "0"}, {"-wait", "1ms"}, {"-mode", "x"}, {"extra"}, {"-backoff-min", "2s", "-backoff-max", "1s"},
+		{"-conns", "0"}, {"-wait", "1ms"}, {"-connect-timeout", "20m"}, {"-connect-timeout", "-1s"}, {"-mode", "x"}, {"extra"}, {"-backoff-min", "2s", "-backoff-max", "1s"},
 	} {
 		if _, err := parse(args, io.Discard); err == nil {
 			t.Errorf("%q accepted", args)
