@@ -98,9 +98,10 @@ type KeyRecord struct {
 	Device transport.DeviceID
 	// Hash is the SHA-256 of the device's key.
 	Hash Hash
-	// Prev is the hash of the key Hash replaced by a rotation (zero:
-	// none). It stays valid until the device first uses its new key, so a
-	// rotation whose answer was lost does not lock the device out.
+	// Prev is the hash of the key the device held when it asked for the
+	// rotation that issued Hash (zero: none pending). It stays valid until
+	// the device first uses its new key, so rotations whose answers were
+	// lost (one or several) do not lock the device out.
 	Prev Hash
 	// Created is when the key was issued (UTC).
 	Created time.Time
@@ -109,9 +110,11 @@ type KeyRecord struct {
 	// Revoked is set by Revoke: the key is refused and the device cannot
 	// enroll again until Reset.
 	Revoked bool
-	// Used is set when the key first authenticates a request. Until then
+	// Used is set when the key first authenticates a request, and by a
+	// rotation (the device proved its identity to ask for it). Until then
 	// the device may enroll again with the secret (the answer of its
-	// enrollment may have been lost), which replaces the key.
+	// enrollment may have been lost), which replaces the key; after, an
+	// enrollment is refused (ErrEnrolled) unless AllowReenroll.
 	Used bool
 }
 
@@ -361,9 +364,18 @@ func (e *Enrollment) expired(r KeyRecord, now time.Time) bool {
 }
 
 // Rotate replaces the key of an authenticated device with a new one,
-// which it returns. The old key stays valid until the device first uses
-// the new one. Errors: the KeyStore's (ErrNotFound, ErrConflict).
+// which it returns. The key the device holds stays valid until the device
+// first uses the new one (the answer may be lost), and the device stays
+// established meanwhile: no enrollment with the secret replaces it.
+// Errors: the KeyStore's (ErrNotFound, ErrConflict).
 func (e *Enrollment) Rotate(ctx context.Context, device transport.DeviceID) (Secret, error) {
+	return e.rotate(ctx, device, Hash{})
+}
+
+// rotate is Rotate for a request that presented the key whose hash is
+// held (zero: not known; then the device holds the previous key if it has
+// not used the current one, else the current one).
+func (e *Enrollment) rotate(ctx context.Context, device transport.DeviceID, held Hash) (Secret, error) {
 	l := e.device(device)
 	l.Lock()
 	defer l.Unlock()
@@ -374,12 +386,23 @@ func (e *Enrollment) Rotate(ctx context.Context, device transport.DeviceID) (Sec
 	if old.Revoked {
 		return "", ErrRevoked
 	}
+	if held != old.Hash && held != old.Prev || held == (Hash{}) {
+		// Without a rotation pending, the device holds its current key;
+		// with one (Prev set), the previous one, which it last used.
+		held = old.Hash
+		if old.Prev != (Hash{}) {
+			held = old.Prev
+		}
+	}
 	key, err := newKey()
 	if err != nil {
 		return "", err
 	}
 	r := e.record(device, HashKey(key), e.clk.Now())
-	r.Prev = old.Hash
+	// Prev is the key the device holds, not a key whose answer it never
+	// got (a second rotation with the first's answer lost made the
+	// device's own key invalid). Used: the device proved its identity.
+	r.Prev, r.Used = held, true
 	if err := e.cfg.Keys.PutKey(ctx, PutKeyParams{Record: r, Expect: old.Hash}); err != nil {
 		return "", err
 	}

@@ -312,3 +312,44 @@ func TestHeartbeatAtEnrollment(t *testing.T) {
 		}
 	}
 }
+
+// Rotation answers lost: the device keeps the key it holds, however many
+// rotations it asked for without getting the answer, and while it has not
+// used a new key nobody can take its identity over with the enrollment
+// secret. Before: a rotation stored the new key as not yet used, so any
+// holder of the secret could enroll as the device meanwhile (and the
+// device's own enrollment after a 401 replaced it), and the second lost
+// answer made the key the device holds invalid.
+func TestRotationAnswersLost(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, fixtureConfig{})
+	ctx := context.Background()
+	c, key := f.enrolled(t, "dev-1")
+	if err := c.Send(ctx, heartbeat("dev-1")); err != nil {
+		t.Fatal(err)
+	}
+	hb := encode(t, heartbeat("dev-1"))
+	for i := range 3 {
+		// The device asks for a new key; the answer never arrives.
+		if code, _ := f.raw(t, http.MethodPost, httptransport.PathRotate, auth("dev-1", key), nil); code != http.StatusOK {
+			t.Fatalf("rotation %d: %d", i+1, code)
+		}
+		if code, reason := f.raw(t, http.MethodPost, httptransport.PathSend, auth("dev-1", key), hb); code != http.StatusNoContent {
+			t.Fatalf("the device's key after %d lost rotation answers: %d %q, want 204", i+1, code, reason)
+		}
+		if _, err := f.enr.Enroll(ctx, "dev-1", secret); !errors.Is(err, httptransport.ErrEnrolled) {
+			t.Fatalf("enrolling with the secret as the device after %d lost rotation answers: %v, want ErrEnrolled", i+1, err)
+		}
+	}
+	// The client rotates for real and uses its new key: the old one is
+	// done.
+	if err := c.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Send(ctx, heartbeat("dev-1")); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := f.raw(t, http.MethodPost, httptransport.PathSend, auth("dev-1", key), hb); code != http.StatusUnauthorized {
+		t.Fatalf("the old key after the new one was used: %d, want 401", code)
+	}
+}

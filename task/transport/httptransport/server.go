@@ -539,7 +539,11 @@ func (s *Server) serveRotate(w http.ResponseWriter, r *http.Request) {
 	if id == "" {
 		return
 	}
-	key, err := e.Rotate(r.Context(), id)
+	var held Hash
+	if k, ok := bearer(r); ok {
+		held = HashKey(k)
+	}
+	key, err := e.rotate(r.Context(), id, held)
 	if err != nil {
 		code := http.StatusServiceUnavailable
 		if errors.Is(err, ErrConflict) {
