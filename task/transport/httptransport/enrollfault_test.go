@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/benbjohnson/clock"
 
+	"github.com/taskfleet/taskfleet/storage/sqlstore"
 	"github.com/taskfleet/taskfleet/task/transport"
 	"github.com/taskfleet/taskfleet/task/transport/httptransport"
 )
@@ -91,7 +93,7 @@ func (x *faultRT) RoundTrip(req *http.Request) (*http.Response, error) {
 // flakyKeys is a key store whose next failPuts writes fail (a disk error,
 // a pool exhausted), changing nothing.
 type flakyKeys struct {
-	*httptransport.MemKeyStore
+	httptransport.KeyStore
 	failPuts atomic.Int32
 }
 
@@ -99,7 +101,7 @@ func (k *flakyKeys) PutKey(ctx context.Context, p httptransport.PutKeyParams) er
 	if k.failPuts.Add(-1) >= 0 {
 		return errors.New("injected: disk I/O error")
 	}
-	return k.MemKeyStore.PutKey(ctx, p)
+	return k.KeyStore.PutKey(ctx, p)
 }
 
 // A device that holds the enrollment secret gets in once the server is
@@ -116,14 +118,17 @@ func TestDeviceGetsInDespiteEnrollmentFaults(t *testing.T) {
 	t.Parallel()
 	for _, again := range []bool{false, true} {
 		for _, tc := range []struct {
-			name  string
-			fault fault
-			store bool // the key store fails one write instead
+			name   string
+			fault  fault
+			store  bool // the key store fails one write instead
+			sqlite bool // keys in StoreKeys on SQLite (its cache, its batches) instead of MemKeyStore
 		}{
-			{"answer lost", dropAnswer, false},
-			{"503", answer503, false},
-			{"429", answer429, false},
-			{"key store fails", pass, true},
+			{"answer lost", dropAnswer, false, false},
+			{"answer lost, StoreKeys on SQLite", dropAnswer, false, true},
+			{"503", answer503, false, false},
+			{"429", answer429, false, false},
+			{"key store fails", pass, true, false},
+			{"key store fails, StoreKeys on SQLite", pass, true, true},
 		} {
 			name := "first enrollment/" + tc.name
 			if again {
@@ -131,7 +136,15 @@ func TestDeviceGetsInDespiteEnrollmentFaults(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
-				keys := &flakyKeys{MemKeyStore: httptransport.NewMemKeyStore()}
+				keys := &flakyKeys{KeyStore: httptransport.NewMemKeyStore()}
+				if tc.sqlite {
+					st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "keys.db"))
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { st.Close() })
+					keys.KeyStore = httptransport.StoreKeys(st, httptransport.StoreKeysConfig{})
+				}
 				f := newFixture(t, fixtureConfig{enroll: httptransport.EnrollmentConfig{Keys: keys}})
 				rt := &faultRT{next: f.httpClient(t, "").Transport}
 				var failures sync.Map // kind → true
@@ -181,9 +194,12 @@ func TestDeviceGetsInDespiteEnrollmentFaults(t *testing.T) {
 				if len(kinds) == 0 {
 					t.Error("the client reported no failure")
 				}
-				if st := c.Status(); st.LastContact.IsZero() || st.Consecutive != 0 {
-					t.Errorf("status after getting in: %+v", st)
-				}
+				// The client knows it is in (its request accepted) a moment
+				// after the server does.
+				waitFor(t, func() bool {
+					st := c.Status()
+					return !st.LastContact.IsZero() && st.Consecutive == 0 && st.Failures > 0
+				})
 			})
 		}
 	}
@@ -194,7 +210,7 @@ func TestDeviceGetsInDespiteEnrollmentFaults(t *testing.T) {
 // 403 for a revocation.
 func TestEnrollKeyStoreFailureIs503(t *testing.T) {
 	t.Parallel()
-	keys := &flakyKeys{MemKeyStore: httptransport.NewMemKeyStore()}
+	keys := &flakyKeys{KeyStore: httptransport.NewMemKeyStore()}
 	keys.failPuts.Store(1)
 	f := newFixture(t, fixtureConfig{enroll: httptransport.EnrollmentConfig{Keys: keys}})
 	var got []httptransport.Failure
