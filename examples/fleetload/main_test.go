@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
@@ -93,5 +94,35 @@ func TestFlags(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"-mode", "server"}, nil, io.Discard); err == nil {
 		t.Error("server without -dir accepted")
+	}
+}
+
+// The failures of all simulators are summed by kind (the largest first),
+// and the agents not getting in are listed, the never connected first,
+// with their last error.
+func TestPrintFailures(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 12, 6, 18, 0, 0, 0, time.UTC)
+	reps := []simReport{
+		{Failures: map[string]int64{"poll unreachable": 3, "enroll 429 rate_limited": 7}, Failing: 1,
+			Stuck: []stuckAgent{{Device: "dev-2", HasKey: true, LastContact: at, Failures: 4, Consecutive: 2, LastError: "httptransport: poll 503 unavailable", LastErrorAt: at.Add(time.Minute)}}},
+		{Failures: map[string]int64{"poll unreachable": 2}, NeverConnected: 1,
+			Stuck: []stuckAgent{{Device: "dev-1", Failures: 9, Consecutive: 9, LastError: "httptransport: enroll 409 already_enrolled", LastErrorAt: at}}},
+	}
+	var out strings.Builder
+	total, never := printFailures(&out, "connecting timed out", reps)
+	if want := map[string]int64{"poll unreachable": 5, "enroll 429 rate_limited": 7}; !maps.Equal(total, want) || never != 1 {
+		t.Fatalf("total %v, never %d; want %v, 1", total, never, want)
+	}
+	want := `connecting timed out: agents' failures by kind: enroll 429 rate_limited 7, poll unreachable 5; 1 agents never connected, 1 failing now
+  dev-1: key false, last accepted request never, 9 failures (9 in a row), last: httptransport: enroll 409 already_enrolled at 18:00:00
+  dev-2: key true, last accepted request 18:00:00, 4 failures (2 in a row), last: httptransport: poll 503 unavailable at 18:01:00
+`
+	if out.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
+	}
+	out.Reset()
+	if _, never := printFailures(&out, "whole test", []simReport{{}}); never != 0 || !strings.Contains(out.String(), "failures by kind: none; 0 agents never connected") {
+		t.Errorf("no failures: %q", out.String())
 	}
 }
