@@ -242,20 +242,42 @@ type Enrollment struct {
 	mu   sync.Mutex // the enrollment rate limit
 	tok  float64
 	last time.Time
-	// devs serialize the read-modify-write of one device's record (by a
-	// hash of its id): devices never wait for each other's store writes,
-	// so a durable KeyStore can write concurrent enrollments together
-	// (StoreKeys does).
-	devs [256]sync.Mutex
+	// devs serialize the read-modify-write of one device's record: a
+	// lock per device with a request on it (none for the others), so
+	// devices never wait for each other, and a durable KeyStore can write
+	// any number of concurrent enrollments together (StoreKeys does).
+	// A fixed set of striped locks, held while the write waits for its
+	// batch, let at most that many enrollments share a batch.
+	devMu sync.Mutex
+	devs  map[transport.DeviceID]*deviceLock
 }
 
-// device returns the lock of device's record.
-func (e *Enrollment) device(d transport.DeviceID) *sync.Mutex {
-	h := uint32(2166136261)
-	for i := 0; i < len(d); i++ {
-		h = (h ^ uint32(d[i])) * 16777619
+// deviceLock is one device's lock and the number of goroutines holding
+// or waiting for it.
+type deviceLock struct {
+	sync.Mutex
+	refs int
+}
+
+// lock locks device's record and returns the unlock.
+func (e *Enrollment) lock(device transport.DeviceID) (unlock func()) {
+	e.devMu.Lock()
+	l := e.devs[device]
+	if l == nil {
+		l = &deviceLock{}
+		e.devs[device] = l
 	}
-	return &e.devs[h%uint32(len(e.devs))]
+	l.refs++
+	e.devMu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		e.devMu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(e.devs, device)
+		}
+		e.devMu.Unlock()
+	}
 }
 
 var _ Identity = (*Enrollment)(nil)
@@ -280,7 +302,8 @@ func NewEnrollment(cfg EnrollmentConfig) (*Enrollment, error) {
 	if cfg.Rate < 0 || cfg.Burst < 0 || cfg.KeyTTL < 0 {
 		return nil, errs.Invalid("Rate", fmt.Sprint(cfg.Rate), "Rate, Burst and KeyTTL must not be negative")
 	}
-	return &Enrollment{cfg: cfg, clk: cfg.Clock, log: cfg.Logger, sec: HashKey(cfg.Secret), tok: float64(cfg.Burst), last: cfg.Clock.Now()}, nil
+	return &Enrollment{cfg: cfg, clk: cfg.Clock, log: cfg.Logger, sec: HashKey(cfg.Secret), tok: float64(cfg.Burst), last: cfg.Clock.Now(),
+		devs: map[transport.DeviceID]*deviceLock{}}, nil
 }
 
 // allow takes one token of the enrollment rate limit; e.mu is held.
@@ -324,9 +347,7 @@ func (e *Enrollment) Enroll(ctx context.Context, device transport.DeviceID, secr
 			return "", &notKnown{device: device, err: err}
 		}
 	}
-	l := e.device(device)
-	l.Lock()
-	defer l.Unlock()
+	defer e.lock(device)()
 	var expect Hash
 	old, err := e.cfg.Keys.Key(ctx, device)
 	switch {
@@ -376,9 +397,7 @@ func (e *Enrollment) Rotate(ctx context.Context, device transport.DeviceID) (Sec
 // held (zero: not known; then the device holds the previous key if it has
 // not used the current one, else the current one).
 func (e *Enrollment) rotate(ctx context.Context, device transport.DeviceID, held Hash) (Secret, error) {
-	l := e.device(device)
-	l.Lock()
-	defer l.Unlock()
+	defer e.lock(device)()
 	old, err := e.cfg.Keys.Key(ctx, device)
 	if err != nil {
 		return "", err
@@ -414,9 +433,7 @@ func (e *Enrollment) rotate(ctx context.Context, device transport.DeviceID, held
 // until Reset. Errors: ErrNotFound for a device without a key, or the
 // KeyStore's.
 func (e *Enrollment) Revoke(ctx context.Context, device transport.DeviceID) error {
-	l := e.device(device)
-	l.Lock()
-	defer l.Unlock()
+	defer e.lock(device)()
 	old, err := e.cfg.Keys.Key(ctx, device)
 	if err != nil {
 		return err
@@ -434,9 +451,7 @@ func (e *Enrollment) Revoke(ctx context.Context, device transport.DeviceID) erro
 // again with the secret. For a device that lost its key, or a revoked
 // one the operator lets back in.
 func (e *Enrollment) Reset(ctx context.Context, device transport.DeviceID) error {
-	l := e.device(device)
-	l.Lock()
-	defer l.Unlock()
+	defer e.lock(device)()
 	return e.cfg.Keys.DeleteKey(ctx, device)
 }
 
@@ -479,13 +494,12 @@ func (e *Enrollment) Authenticate(r *http.Request) (transport.DeviceID, error) {
 		// The device uses its (new) key: it is established, and the old
 		// one is done. Re-read under the lock so that a concurrent Revoke
 		// is kept.
-		l := e.device(id)
-		l.Lock()
+		unlock := e.lock(id)
 		if nr, err := e.cfg.Keys.Key(r.Context(), id); err == nil && nr == rec {
 			nr.Prev, nr.Used = Hash{}, true
 			_ = e.cfg.Keys.PutKey(r.Context(), PutKeyParams{Record: nr, Expect: rec.Hash})
 		}
-		l.Unlock()
+		unlock()
 	}
 	return id, nil
 }

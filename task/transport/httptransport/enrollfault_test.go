@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -367,5 +368,55 @@ func TestRotationAnswersLost(t *testing.T) {
 	}
 	if code, _ := f.raw(t, http.MethodPost, httptransport.PathSend, auth("dev-1", key), hb); code != http.StatusUnauthorized {
 		t.Fatalf("the old key after the new one was used: %d, want 401", code)
+	}
+}
+
+// barrierKeys lets no key write through until n are waiting together.
+type barrierKeys struct {
+	httptransport.KeyStore
+	n       int32
+	arrived atomic.Int32
+	all     chan struct{}
+}
+
+func (k *barrierKeys) PutKey(ctx context.Context, p httptransport.PutKeyParams) error {
+	if k.arrived.Add(1) == k.n {
+		close(k.all)
+	}
+	select {
+	case <-k.all:
+	case <-time.After(5 * time.Second):
+		return errors.New("the other enrollments' writes never came")
+	}
+	return k.KeyStore.PutKey(ctx, p)
+}
+
+// Enrollments of distinct devices never wait for each other: all their
+// key writes can be in flight at once (so StoreKeys writes them in one
+// batch). Before, the devices' locks were 256 stripes held while the
+// write waited for its batch: at most 256 enrollments could share a
+// batch, and devices of one stripe waited for each other's commits
+// (BenchmarkEnrollConcurrent: 89-105 devices per batch before, 625-770
+// after).
+func TestEnrollmentsOfDistinctDevicesDoNotWait(t *testing.T) {
+	t.Parallel()
+	const n = 300
+	keys := &barrierKeys{KeyStore: httptransport.NewMemKeyStore(), n: n, all: make(chan struct{})}
+	e, err := httptransport.NewEnrollment(httptransport.EnrollmentConfig{Secret: secret, Keys: keys, Rate: 1e6, Burst: 1e6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for i := range n {
+		wg.Go(func() {
+			if _, err := e.Enroll(context.Background(), transport.DeviceID("dev-"+strconv.Itoa(i)), secret); err != nil {
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d enrollments failed: their writes could not be in flight together", failed.Load(), n)
 	}
 }
