@@ -265,17 +265,17 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 	connectBy := t0.Add(o.connectTimeout)
 	for _, s := range sims {
 		if _, err := s.expect(readyRE, max(time.Until(connectBy), time.Millisecond)); err != nil {
-			diagnose(sims, out, "connecting timed out")
+			diagnose(sims, out, "connecting timed out", true)
 			return fig, fmt.Errorf("connecting: %w", err)
 		}
 	}
 	fig.ConnectSeconds = time.Since(t0).Seconds()
 	if err := admin.waitFor(ctx, max(time.Until(connectBy), time.Second), func(st serverStatus) bool { return allIn(st, o) }); err != nil {
-		diagnose(sims, out, "connecting timed out")
+		diagnose(sims, out, "connecting timed out", true)
 		return fig, fmt.Errorf("waiting for every agent to hold a poll: %w", err)
 	}
 	fmt.Fprintf(out, "%d agents enrolled and connected in %.1f s\n", o.agents, fig.ConnectSeconds)
-	diagnose(sims, out, "connecting")
+	diagnose(sims, out, "connecting", false)
 
 	// 1. Steady state.
 	s1, err := admin.status(ctx, 0)
@@ -306,7 +306,7 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 		return fig, err
 	}
 	if err := admin.waitFor(ctx, o.timeout, func(st serverStatus) bool { return st.Finished >= o.agents }, run1); err != nil {
-		diagnose(sims, out, "the start timed out")
+		diagnose(sims, out, "the start timed out", true)
 		return fig, fmt.Errorf("run %d: %w", run1, err)
 	}
 	fig.Start = Start{Run: run1, AllRecordedSeconds: time.Since(st0).Seconds()}
@@ -344,12 +344,12 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 	}
 	r0 := time.Now()
 	if err := admin.waitFor(ctx, o.timeout, func(st serverStatus) bool { return st.Channel.Connected >= int64(o.agents) }); err != nil {
-		diagnose(sims, out, "reconnecting timed out")
+		diagnose(sims, out, "reconnecting timed out", true)
 		return fig, fmt.Errorf("reconnect: %w", err)
 	}
 	fig.Restart = Restart{Run: run2, ReconnectSeconds: time.Since(r0).Seconds()}
 	if err := admin.waitFor(ctx, o.timeout, func(st serverStatus) bool { return st.Finished >= o.agents }, run2); err != nil {
-		diagnose(sims, out, "the run after the restart timed out")
+		diagnose(sims, out, "the run after the restart timed out", true)
 		return fig, fmt.Errorf("run %d after the restart: %w", run2, err)
 	}
 	fig.Restart.RecordedSeconds = time.Since(r0).Seconds()
@@ -370,7 +370,7 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 	}
 	fmt.Fprintf(out, "restart: every agent reconnected %.1f s after the restart, run %d recorded on all after %.1f s; executions %v, %d starts redelivered (not run again), %d lost\n",
 		fig.Restart.ReconnectSeconds, run2, fig.Restart.RecordedSeconds, fig.Restart.Executions, fig.Restart.Redelivered, fig.Restart.Lost)
-	fig.Failures, fig.NeverConnected = printFailures(out, "whole test", reps)
+	fig.Failures, fig.NeverConnected = printFailures(out, "whole test", reps, false)
 	if o.json != "" {
 		b, _ := json.MarshalIndent(fig, "", "  ")
 		if err := os.WriteFile(o.json, b, 0o644); err != nil {
@@ -406,20 +406,22 @@ func (f Figures) check() error {
 }
 
 // diagnose asks the simulators which agents are not getting through, and
-// why, and prints it (title: the phase).
-func diagnose(sims []*child, out io.Writer, title string) {
+// why, and prints it (title: the phase; failing: list the agents failing
+// now by name too, not only the never connected).
+func diagnose(sims []*child, out io.Writer, title string, failing bool) {
 	reps, err := reports(sims, 0)
 	if err != nil {
 		fmt.Fprintf(out, "%s: no report from the simulators: %v\n", title, err)
 		return
 	}
-	printFailures(out, title, reps)
+	printFailures(out, title, reps, failing)
 }
 
 // printFailures prints the agents' failures by kind, and the agents that
-// never connected or are failing now (up to maxStuck by name, with their
-// last error), and returns the failures and the never connected.
-func printFailures(out io.Writer, title string, reps []simReport) (map[string]int64, int) {
+// never connected or (with listFailing) are failing now, up to maxStuck by
+// name with their last error, and returns the failures and the number of
+// agents never connected.
+func printFailures(out io.Writer, title string, reps []simReport, listFailing bool) (map[string]int64, int) {
 	total := map[string]int64{}
 	never, failing := 0, 0
 	var stuck []stuckAgent
@@ -429,7 +431,11 @@ func printFailures(out io.Writer, title string, reps []simReport) (map[string]in
 		}
 		never += r.NeverConnected
 		failing += r.Failing
-		stuck = append(stuck, r.Stuck...)
+		for _, a := range r.Stuck {
+			if listFailing || a.LastContact.IsZero() {
+				stuck = append(stuck, a)
+			}
+		}
 	}
 	slices.SortStableFunc(stuck, func(a, b stuckAgent) int { return a.LastContact.Compare(b.LastContact) })
 	fmt.Fprintf(out, "%s: agents' failures by kind: %s; %d agents never connected, %d failing now\n", title, formatCounts(total), never, failing)

@@ -110,7 +110,7 @@ func TestPrintFailures(t *testing.T) {
 			Stuck: []stuckAgent{{Device: "dev-1", Failures: 9, Consecutive: 9, LastError: "httptransport: enroll 409 already_enrolled", LastErrorAt: at}}},
 	}
 	var out strings.Builder
-	total, never := printFailures(&out, "connecting timed out", reps)
+	total, never := printFailures(&out, "connecting timed out", reps, true)
 	if want := map[string]int64{"poll unreachable": 5, "enroll 429 rate_limited": 7}; !maps.Equal(total, want) || never != 1 {
 		t.Fatalf("total %v, never %d; want %v, 1", total, never, want)
 	}
@@ -122,7 +122,36 @@ func TestPrintFailures(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
 	}
 	out.Reset()
-	if _, never := printFailures(&out, "whole test", []simReport{{}}); never != 0 || !strings.Contains(out.String(), "failures by kind: none; 0 agents never connected") {
+	printFailures(&out, "connecting", reps, false)
+	if strings.Contains(out.String(), "dev-2") || !strings.Contains(out.String(), "dev-1") {
+		t.Errorf("without listFailing, only the never connected are listed:\n%s", out.String())
+	}
+	out.Reset()
+	if _, never := printFailures(&out, "whole test", []simReport{{}}, false); never != 0 || !strings.Contains(out.String(), "failures by kind: none; 0 agents never connected") {
 		t.Errorf("no failures: %q", out.String())
+	}
+}
+
+// When connecting times out, the coordinator asks the simulators and
+// lists the agents that never connected, with their state, instead of
+// only saying that it timed out.
+func TestConnectTimeoutListsAgents(t *testing.T) {
+	t.Parallel()
+	var out syncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The agents start over 10 s: when connecting times out after 1 s,
+	// most of them have not even tried.
+	o, err := parse([]string{"-agents", "20", "-sims", "1", "-conns", "1", "-ramp", "10s", "-connect-timeout", "1s", "-timeout", "60s", "-dir", t.TempDir()}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = coordinate(ctx, o, &out)
+	if err == nil || !strings.Contains(err.Error(), "connecting") {
+		t.Fatalf("err %v, want a connecting timeout\n%s", err, out.String())
+	}
+	s := out.String()
+	if !strings.Contains(s, "connecting timed out: agents' failures by kind: ") || !strings.Contains(s, "last accepted request never") {
+		t.Errorf("no list of the agents not connected:\n%s", s)
 	}
 }
