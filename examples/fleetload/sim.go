@@ -40,6 +40,7 @@ type simDevice struct {
 	unacked  map[string]transport.Message
 	sentAt   map[string]time.Time // when each unacknowledged result was last sent
 	enrolled bool
+	beaten   bool // a heartbeat was accepted
 }
 
 // simulator is one simulator process: the agents of devices from..to.
@@ -301,7 +302,22 @@ func (d *simDevice) beat(ctx context.Context) {
 		resend = append(resend, m)
 	}
 	d.mu.Unlock()
-	_ = d.c.Send(ctx, transport.Message{Kind: transport.Heartbeat, SentAt: time.Now().UTC(), Heartbeat: &transport.HeartbeatInfo{Held: held}})
+	err := d.c.Send(ctx, transport.Message{Kind: transport.Heartbeat, SentAt: time.Now().UTC(), Heartbeat: &transport.HeartbeatInfo{Held: held}})
+	d.mu.Lock()
+	first := !d.beaten
+	d.beaten = d.beaten || err == nil
+	d.mu.Unlock()
+	if err != nil && first && ctx.Err() == nil {
+		// The first heartbeat makes the device visible: like an agent's
+		// outbox, try it again (it can leave before the client uses its
+		// new key: not_enrolled) a second later, not a heartbeat interval.
+		time.AfterFunc(time.Second, func() {
+			select {
+			case d.sim.beats <- d:
+			default:
+			}
+		})
+	}
 	for _, m := range resend {
 		_ = d.c.Send(ctx, m)
 	}
