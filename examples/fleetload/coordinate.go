@@ -36,6 +36,12 @@ type Figures struct {
 	Probe          Probe   `json:"probe"`
 	Start          Start   `json:"start"`
 	Restart        Restart `json:"restart"`
+	// Failures are the agents' failed requests over the whole test by
+	// kind (httptransport.Failure.Kind: "poll 503 unavailable", "enroll
+	// unreachable" …); NeverConnected the agents the server never
+	// accepted a request from.
+	Failures       map[string]int64 `json:"failures"`
+	NeverConnected int              `json:"never_connected"`
 }
 
 // Steady is the steady state of every agent connected.
@@ -180,7 +186,9 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 	if o.postgres != "" {
 		fig.Store = "postgres"
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	// Every phase waits at most -timeout (connecting -connect-timeout);
+	// the margin leaves time to ask the simulators why a phase timed out.
+	ctx, cancel := context.WithTimeout(ctx, o.timeout+2*time.Minute)
 	defer cancel()
 	if o.dir == "" {
 		d, err := os.MkdirTemp("", "fleetload-")
@@ -255,16 +263,20 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 		sims = append(sims, s)
 	}
 	readyRE := regexp.MustCompile(`^READY (\d+)$`)
+	connectBy := t0.Add(o.connectTimeout)
 	for _, s := range sims {
-		if _, err := s.expect(readyRE, o.timeout); err != nil {
-			return fig, err
+		if _, err := s.expect(readyRE, max(time.Until(connectBy), time.Millisecond)); err != nil {
+			diagnose(sims, out, "connecting timed out", true)
+			return fig, fmt.Errorf("connecting: %w", err)
 		}
 	}
 	fig.ConnectSeconds = time.Since(t0).Seconds()
-	if err := admin.waitFor(ctx, o.timeout, func(st serverStatus) bool { return allIn(st, o) }); err != nil {
+	if err := admin.waitFor(ctx, max(time.Until(connectBy), time.Second), func(st serverStatus) bool { return allIn(st, o) }); err != nil {
+		diagnose(sims, out, "connecting timed out", true)
 		return fig, fmt.Errorf("waiting for every agent to hold a poll: %w", err)
 	}
 	fmt.Fprintf(out, "%d agents enrolled and connected in %.1f s\n", o.agents, fig.ConnectSeconds)
+	diagnose(sims, out, "connecting", false)
 
 	// 1. Steady state.
 	s1, err := admin.status(ctx, 0)
@@ -300,6 +312,7 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 		return fig, err
 	}
 	if err := admin.waitFor(ctx, o.timeout, func(st serverStatus) bool { return st.Finished >= o.agents }, run1); err != nil {
+		diagnose(sims, out, "the start timed out", true)
 		return fig, fmt.Errorf("run %d: %w", run1, err)
 	}
 	fig.Start = Start{Run: run1, AllRecordedSeconds: time.Since(st0).Seconds()}
@@ -337,10 +350,12 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 	}
 	r0 := time.Now()
 	if err := admin.waitFor(ctx, o.timeout, func(st serverStatus) bool { return st.Channel.Connected >= int64(o.agents) }); err != nil {
+		diagnose(sims, out, "reconnecting timed out", true)
 		return fig, fmt.Errorf("reconnect: %w", err)
 	}
 	fig.Restart = Restart{Run: run2, ReconnectSeconds: time.Since(r0).Seconds()}
 	if err := admin.waitFor(ctx, o.timeout, func(st serverStatus) bool { return st.Finished >= o.agents }, run2); err != nil {
+		diagnose(sims, out, "the run after the restart timed out", true)
 		return fig, fmt.Errorf("run %d after the restart: %w", run2, err)
 	}
 	fig.Restart.RecordedSeconds = time.Since(r0).Seconds()
@@ -361,6 +376,7 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 	}
 	fmt.Fprintf(out, "restart: every agent reconnected %.1f s after the restart, run %d recorded on all after %.1f s; executions %v, %d starts redelivered (not run again), %d lost\n",
 		fig.Restart.ReconnectSeconds, run2, fig.Restart.RecordedSeconds, fig.Restart.Executions, fig.Restart.Redelivered, fig.Restart.Lost)
+	fig.Failures, fig.NeverConnected = printFailures(out, "whole test", reps, false)
 	if o.json != "" {
 		b, _ := json.MarshalIndent(fig, "", "  ")
 		if err := os.WriteFile(o.json, b, 0o644); err != nil {
@@ -393,6 +409,76 @@ func (f Figures) check() error {
 		errs = append(errs, fmt.Errorf("%d results of run %d lost", f.Restart.Lost, f.Restart.Run))
 	}
 	return errors.Join(errs...)
+}
+
+// diagnose asks the simulators which agents are not getting through, and
+// why, and prints it (title: the phase; failing: list the agents failing
+// now by name too, not only the never connected).
+func diagnose(sims []*child, out io.Writer, title string, failing bool) {
+	reps, err := reports(sims, 0)
+	if err != nil {
+		fmt.Fprintf(out, "%s: no report from the simulators: %v\n", title, err)
+		return
+	}
+	printFailures(out, title, reps, failing)
+}
+
+// printFailures prints the agents' failures by kind, and the agents that
+// never connected or (with listFailing) are failing now, up to maxStuck by
+// name with their last error, and returns the failures and the number of
+// agents never connected.
+func printFailures(out io.Writer, title string, reps []simReport, listFailing bool) (map[string]int64, int) {
+	total := map[string]int64{}
+	never, failing := 0, 0
+	var stuck []stuckAgent
+	for _, r := range reps {
+		for k, v := range r.Failures {
+			total[k] += v
+		}
+		never += r.NeverConnected
+		failing += r.Failing
+		for _, a := range r.Stuck {
+			if listFailing || a.LastContact.IsZero() {
+				stuck = append(stuck, a)
+			}
+		}
+	}
+	slices.SortStableFunc(stuck, func(a, b stuckAgent) int { return a.LastContact.Compare(b.LastContact) })
+	fmt.Fprintf(out, "%s: agents' failures by kind: %s; %d agents never connected, %d failing now\n", title, formatCounts(total), never, failing)
+	for _, a := range stuck[:min(len(stuck), maxStuck)] {
+		contact := "never"
+		if !a.LastContact.IsZero() {
+			contact = a.LastContact.UTC().Format(time.TimeOnly)
+		}
+		fmt.Fprintf(out, "  %s: key %v, last accepted request %s, %d failures (%d in a row), last: %s at %s\n",
+			a.Device, a.HasKey, contact, a.Failures, a.Consecutive, a.LastError, a.LastErrorAt.UTC().Format(time.TimeOnly))
+	}
+	return total, never
+}
+
+// formatCounts lists counts by kind, the largest first.
+func formatCounts(m map[string]int64) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.SortFunc(ks, func(a, b string) int {
+		if m[a] != m[b] {
+			if m[a] > m[b] {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(ks))
+	for i, k := range ks {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
 }
 
 func reports(sims []*child, run int64) ([]simReport, error) {

@@ -36,7 +36,15 @@
 //     the time until every agent is connected again, then that every
 //     agent ran both runs exactly once and every result is recorded.
 //
-// Every wait is bounded (-timeout); loops are bounded by the agent count.
+// Every agent counts its failed requests by kind (the HTTP status and
+// the server's reason: "enroll 429 rate_limited", "poll unreachable" …);
+// the coordinator prints them after connecting and at the end, and when a
+// phase times out it lists the agents that never connected or are failing,
+// with their last error (the simulators' stderr also carries a few sampled
+// warnings of the agents).
+//
+// Every wait is bounded (-timeout, connecting -connect-timeout); loops are
+// bounded by the agent count.
 package main
 
 import (
@@ -68,29 +76,30 @@ func main() {
 }
 
 type options struct {
-	mode       string
-	agents     int
-	sims       int
-	conns      int
-	dir        string
-	postgres   string
-	addr       string
-	admin      string
-	server     string
-	from, to   int
-	index      int
-	wait       time.Duration
-	heartbeat  time.Duration
-	retry      time.Duration
-	ramp       time.Duration
-	steady     time.Duration
-	backoffMin time.Duration
-	backoffMax time.Duration
-	timeout    time.Duration
-	json       string
-	checkIn    time.Duration
-	lease      time.Duration
-	probes     int
+	mode           string
+	agents         int
+	sims           int
+	conns          int
+	dir            string
+	postgres       string
+	addr           string
+	admin          string
+	server         string
+	from, to       int
+	index          int
+	wait           time.Duration
+	heartbeat      time.Duration
+	retry          time.Duration
+	ramp           time.Duration
+	steady         time.Duration
+	backoffMin     time.Duration
+	backoffMax     time.Duration
+	timeout        time.Duration
+	connectTimeout time.Duration
+	json           string
+	checkIn        time.Duration
+	lease          time.Duration
+	probes         int
 }
 
 func parse(args []string, out io.Writer) (options, error) {
@@ -111,7 +120,8 @@ func parse(args []string, out io.Writer) (options, error) {
 	fs.DurationVar(&o.steady, "steady", 10*time.Second, "steady-state measurement window")
 	fs.DurationVar(&o.backoffMin, "backoff-min", time.Second, "agents' reconnect backoff minimum")
 	fs.DurationVar(&o.backoffMax, "backoff-max", 10*time.Second, "agents' reconnect backoff maximum")
-	fs.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
+	fs.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up on a phase after this long")
+	fs.DurationVar(&o.connectTimeout, "connect-timeout", 0, "give up connecting the agents after this long, then list the agents not connected and their last error (default: 10m or -timeout if shorter)")
 	fs.StringVar(&o.json, "json", "", "write the figures as JSON to this file")
 	fs.DurationVar(&o.checkIn, "checkin", 0, "agents check in (poll without waiting) this often instead of long polls (0: long polls)")
 	fs.IntVar(&o.probes, "probes", 200, "single-device starts for the steady-state latency, one every 100 ms, 0 to 1000")
@@ -146,8 +156,13 @@ func parse(args []string, out io.Writer) (options, error) {
 		return o, fmt.Errorf("-checkin %s: must be between 0 and 10m", o.checkIn)
 	case o.probes < 0 || o.probes > maxProbes:
 		return o, fmt.Errorf("-probes %d: must be between 0 and %d", o.probes, maxProbes)
+	case o.connectTimeout < 0 || o.connectTimeout > o.timeout:
+		return o, fmt.Errorf("-connect-timeout %s: must be positive and at most -timeout", o.connectTimeout)
 	case o.from < 1 || o.to < o.from:
 		return o, errors.New("-from and -to: a range of devices")
+	}
+	if o.connectTimeout == 0 {
+		o.connectTimeout = min(10*time.Minute, o.timeout)
 	}
 	if o.ramp == 0 {
 		o.ramp = time.Duration(o.agents) * time.Second / 2000

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
@@ -74,6 +75,11 @@ func TestFleetLoad1000(t *testing.T) {
 	if fig.Probe.Starts != 20 || fig.Probe.Received != 20 || fig.Probe.MaxMs <= 0 {
 		t.Errorf("probes %+v, want 20 single-device starts, each received", fig.Probe)
 	}
+	// The agents' failures are counted by kind (the SIGKILL breaks
+	// polls) and every agent connected.
+	if fig.NeverConnected != 0 || fig.Failures == nil || !strings.Contains(out.String(), "whole test: agents' failures by kind: ") {
+		t.Errorf("failures: %v, %d never connected:\n%s", fig.Failures, fig.NeverConnected, out.String())
+	}
 	if !strings.Contains(out.String(), "OK: every agent ran each run exactly once") {
 		t.Errorf("no OK line:\n%s", out.String())
 	}
@@ -83,7 +89,7 @@ func TestFlags(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
 		{"-agents", "0"}, {"-agents", "300000"}, {"-sims", "0"}, {"-sims", "65"}, {"-agents", "2", "-sims", "3"},
-		{"-conns", "0"}, {"-wait", "1ms"}, {"-probes", "-1"}, {"-probes", "1001"}, {"-mode", "x"}, {"extra"}, {"-backoff-min", "2s", "-backoff-max", "1s"},
+		{"-conns", "0"}, {"-wait", "1ms"}, {"-probes", "-1"}, {"-probes", "1001"}, {"-connect-timeout", "20m"}, {"-connect-timeout", "-1s"}, {"-mode", "x"}, {"extra"}, {"-backoff-min", "2s", "-backoff-max", "1s"},
 	} {
 		if _, err := parse(args, io.Discard); err == nil {
 			t.Errorf("%q accepted", args)
@@ -91,5 +97,64 @@ func TestFlags(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"-mode", "server"}, nil, io.Discard); err == nil {
 		t.Error("server without -dir accepted")
+	}
+}
+
+// The failures of all simulators are summed by kind (the largest first),
+// and the agents not getting in are listed, the never connected first,
+// with their last error.
+func TestPrintFailures(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 12, 6, 18, 0, 0, 0, time.UTC)
+	reps := []simReport{
+		{Failures: map[string]int64{"poll unreachable": 3, "enroll 429 rate_limited": 7}, Failing: 1,
+			Stuck: []stuckAgent{{Device: "dev-2", HasKey: true, LastContact: at, Failures: 4, Consecutive: 2, LastError: "httptransport: poll 503 unavailable", LastErrorAt: at.Add(time.Minute)}}},
+		{Failures: map[string]int64{"poll unreachable": 2}, NeverConnected: 1,
+			Stuck: []stuckAgent{{Device: "dev-1", Failures: 9, Consecutive: 9, LastError: "httptransport: enroll 409 already_enrolled", LastErrorAt: at}}},
+	}
+	var out strings.Builder
+	total, never := printFailures(&out, "connecting timed out", reps, true)
+	if want := map[string]int64{"poll unreachable": 5, "enroll 429 rate_limited": 7}; !maps.Equal(total, want) || never != 1 {
+		t.Fatalf("total %v, never %d; want %v, 1", total, never, want)
+	}
+	want := `connecting timed out: agents' failures by kind: enroll 429 rate_limited 7, poll unreachable 5; 1 agents never connected, 1 failing now
+  dev-1: key false, last accepted request never, 9 failures (9 in a row), last: httptransport: enroll 409 already_enrolled at 18:00:00
+  dev-2: key true, last accepted request 18:00:00, 4 failures (2 in a row), last: httptransport: poll 503 unavailable at 18:01:00
+`
+	if out.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
+	}
+	out.Reset()
+	printFailures(&out, "connecting", reps, false)
+	if strings.Contains(out.String(), "dev-2") || !strings.Contains(out.String(), "dev-1") {
+		t.Errorf("without listFailing, only the never connected are listed:\n%s", out.String())
+	}
+	out.Reset()
+	if _, never := printFailures(&out, "whole test", []simReport{{}}, false); never != 0 || !strings.Contains(out.String(), "failures by kind: none; 0 agents never connected") {
+		t.Errorf("no failures: %q", out.String())
+	}
+}
+
+// When connecting times out, the coordinator asks the simulators and
+// lists the agents that never connected, with their state, instead of
+// only saying that it timed out.
+func TestConnectTimeoutListsAgents(t *testing.T) {
+	t.Parallel()
+	var out syncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The agents start over 10 s: when connecting times out after 1 s,
+	// most of them have not even tried.
+	o, err := parse([]string{"-agents", "20", "-sims", "1", "-conns", "1", "-ramp", "10s", "-connect-timeout", "1s", "-timeout", "60s", "-dir", t.TempDir()}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = coordinate(ctx, o, &out)
+	if err == nil || !strings.Contains(err.Error(), "connecting") {
+		t.Fatalf("err %v, want a connecting timeout\n%s", err, out.String())
+	}
+	s := out.String()
+	if !strings.Contains(s, "connecting timed out: agents' failures by kind: ") || !strings.Contains(s, "last accepted request never") {
+		t.Errorf("no list of the agents not connected:\n%s", s)
 	}
 }

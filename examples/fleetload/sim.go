@@ -11,11 +11,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/taskfleet/taskfleet/scope"
 	"github.com/taskfleet/taskfleet/task/transport"
@@ -37,6 +40,7 @@ type simDevice struct {
 	unacked  map[string]transport.Message
 	sentAt   map[string]time.Time // when each unacknowledged result was last sent
 	enrolled bool
+	beaten   bool // a heartbeat was accepted
 }
 
 // simulator is one simulator process: the agents of devices from..to.
@@ -51,6 +55,26 @@ type simulator struct {
 	execs   map[int64]int     // run → executions
 	redeliv map[int64]int     // run → starts received again after executing
 	probes  probeLog          // the latency probes' receipts (latency.go)
+
+	fmu      sync.Mutex
+	failures map[string]int64 // the agents' failures by kind (httptransport.Failure.Kind)
+}
+
+// maxStuck bounds the agents a report lists by name.
+const maxStuck = 20
+
+// stuckAgent is an agent that is not getting through to the server: it
+// never did, or its latest request failed.
+type stuckAgent struct {
+	Device string `json:"device"`
+	HasKey bool   `json:"has_key"`
+	// LastContact is when the server last accepted its request (zero:
+	// never); Failures its failures in all, Consecutive since then.
+	LastContact time.Time `json:"last_contact"`
+	Failures    int64     `json:"failures"`
+	Consecutive int       `json:"consecutive"`
+	LastError   string    `json:"last_error"`
+	LastErrorAt time.Time `json:"last_error_at"`
 }
 
 // simReport is a simulator's answer to "report RUN".
@@ -63,6 +87,14 @@ type simReport struct {
 	Executions   map[int64]int `json:"executions"`
 	Redelivered  int           `json:"redelivered"`
 	Unacked      int           `json:"unacked"`
+	// Failures counts the agents' failures (since they started) by kind;
+	// NeverConnected the agents the server never accepted a request
+	// from; Failing those whose latest request failed; Stuck names up to
+	// maxStuck of either (the never connected first).
+	Failures       map[string]int64 `json:"failures"`
+	NeverConnected int              `json:"never_connected"`
+	Failing        int              `json:"failing"`
+	Stuck          []stuckAgent     `json:"stuck"`
 }
 
 // simulate runs the simulator process: agents of devices o.from..o.to,
@@ -84,7 +116,12 @@ func simulate(ctx context.Context, o options, in io.Reader, out io.Writer) error
 		tr.MaxConnsPerHost = (o.to-o.from+1)/o.conns/500 + 2
 		clients = append(clients, hc)
 	}
-	s := &simulator{o: o, beats: make(chan *simDevice, o.to-o.from+1), recvAt: map[int64][]int64{}, execs: map[int64]int{}, redeliv: map[int64]int{}}
+	s := &simulator{o: o, beats: make(chan *simDevice, o.to-o.from+1), recvAt: map[int64][]int64{}, execs: map[int64]int{}, redeliv: map[int64]int{},
+		failures: map[string]int64{}}
+	// The agents' warnings (each agent's at most one a minute), a few
+	// every 10 s for the whole simulator: samples, the counts are in
+	// the reports.
+	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel).Sample(&zerolog.BurstSampler{Burst: 3, Period: 10 * time.Second})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -92,7 +129,7 @@ func simulate(ctx context.Context, o options, in io.Reader, out io.Writer) error
 		d := &simDevice{sim: s, id: deviceID(i), held: map[string]transport.HeldTask{}, executed: map[string]bool{}, unacked: map[string]transport.Message{}, sentAt: map[string]time.Time{}}
 		c, err := httptransport.NewClient(httptransport.ClientConfig{URL: o.server, Device: d.id, HTTPClient: clients[i%len(clients)],
 			EnrollSecret: httptransport.Secret(os.Getenv(secretEnv)), Wait: o.wait, CheckIn: o.checkIn, BackoffMin: o.backoffMin, BackoffMax: o.backoffMax,
-			SaveKey: func(context.Context, httptransport.Secret) error { d.onEnrolled(); return nil }})
+			SaveKey: func(context.Context, httptransport.Secret) error { d.onEnrolled(); return nil }, Logger: log, OnFailure: s.failed})
 		if err != nil {
 			return err
 		}
@@ -149,13 +186,15 @@ func simulate(ctx context.Context, o options, in io.Reader, out io.Writer) error
 			}
 		}
 	}()
+	// READY once every agent enrolled and the server accepted one of its
+	// requests.
 	go func() {
 		for ctx.Err() == nil {
-			if s.enrolls.Load() == int64(len(s.devs)) {
+			if s.enrolls.Load() == int64(len(s.devs)) && s.connected() == len(s.devs) {
 				fmt.Fprintf(out, "READY %d\n", len(s.devs))
 				return
 			}
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(250 * time.Millisecond)
 		}
 	}()
 	sc := bufio.NewScanner(in)
@@ -175,8 +214,57 @@ func simulate(ctx context.Context, o options, in io.Reader, out io.Writer) error
 	return nil
 }
 
+// failed counts an agent's failure (httptransport.ClientConfig.OnFailure).
+func (s *simulator) failed(f httptransport.Failure) {
+	k := f.Kind()
+	s.fmu.Lock()
+	s.failures[k]++
+	s.fmu.Unlock()
+}
+
+// connected returns how many agents the server accepted a request from.
+func (s *simulator) connected() int {
+	n := 0
+	for _, d := range s.devs {
+		if !d.c.Status().LastContact.IsZero() {
+			n++
+		}
+	}
+	return n
+}
+
 func (s *simulator) report(run int64) simReport {
-	r := simReport{Devices: len(s.devs), Enrolled: s.enrolls.Load(), Executions: map[int64]int{}}
+	r := simReport{Devices: len(s.devs), Enrolled: s.enrolls.Load(), Executions: map[int64]int{}, Failures: map[string]int64{}}
+	s.fmu.Lock()
+	for k, v := range s.failures {
+		r.Failures[k] = v
+	}
+	s.fmu.Unlock()
+	var failing []stuckAgent
+	for _, d := range s.devs {
+		st := d.c.Status()
+		never := st.LastContact.IsZero()
+		if !never && st.Consecutive == 0 {
+			continue
+		}
+		a := stuckAgent{Device: string(d.id), HasKey: st.HasKey, LastContact: st.LastContact, Failures: st.Failures, Consecutive: st.Consecutive}
+		if st.Last.Op != "" {
+			a.LastError, a.LastErrorAt = st.Last.Error(), st.Last.At
+		}
+		if never {
+			r.NeverConnected++
+			if len(r.Stuck) < maxStuck {
+				r.Stuck = append(r.Stuck, a)
+			}
+		} else {
+			r.Failing++
+			if len(failing) < maxStuck {
+				failing = append(failing, a)
+			}
+		}
+	}
+	r.Stuck = append(r.Stuck, failing[:min(len(failing), maxStuck-len(r.Stuck))]...)
+	slices.SortStableFunc(r.Stuck, func(a, b stuckAgent) int { return a.LastContact.Compare(b.LastContact) })
 	s.mu.Lock()
 	r.ReceivedAtMs = append([]int64(nil), s.recvAt[run]...)
 	for k, v := range s.execs {
@@ -218,7 +306,22 @@ func (d *simDevice) beat(ctx context.Context) {
 		resend = append(resend, m)
 	}
 	d.mu.Unlock()
-	_ = d.c.Send(ctx, transport.Message{Kind: transport.Heartbeat, SentAt: time.Now().UTC(), Heartbeat: &transport.HeartbeatInfo{Held: held}})
+	err := d.c.Send(ctx, transport.Message{Kind: transport.Heartbeat, SentAt: time.Now().UTC(), Heartbeat: &transport.HeartbeatInfo{Held: held}})
+	d.mu.Lock()
+	first := !d.beaten
+	d.beaten = d.beaten || err == nil
+	d.mu.Unlock()
+	if err != nil && first && ctx.Err() == nil {
+		// The first heartbeat makes the device visible: like an agent's
+		// outbox, try it again (it can leave before the client uses its
+		// new key: not_enrolled) a second later, not a heartbeat interval.
+		time.AfterFunc(time.Second, func() {
+			select {
+			case d.sim.beats <- d:
+			default:
+			}
+		})
+	}
 	for _, m := range resend {
 		_ = d.c.Send(ctx, m)
 	}

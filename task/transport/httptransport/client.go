@@ -58,8 +58,22 @@ type ClientConfig struct {
 	SaveKey func(ctx context.Context, key Secret) error
 	// Clock drives the reconnect backoff, check-ins and key rotation; the
 	// HTTP timeouts use real time.
-	Clock  clock.Clock
+	Clock clock.Clock
+	// Logger receives the client's failures (see WarnEvery) and identity
+	// events (default zerolog.Nop()). Never a key or secret.
 	Logger zerolog.Logger
+	// WarnEvery bounds the client's warnings: a failure to get through to
+	// the server (no answer, a refused identity or enrollment, a server
+	// error) is logged at warn level at most once per WarnEvery, with the
+	// number of failures since the last warning, and at debug level
+	// otherwise; the first success after a warning is logged at info
+	// level. Default DefaultWarnEvery; negative: never at warn level.
+	WarnEvery time.Duration
+	// OnFailure, if set, is called with every failure (Failure: the
+	// operation, the HTTP status and the server's reason), for a host
+	// that counts them (see also Client.Status). It is called
+	// synchronously on the failing request's goroutine: it must be quick.
+	OnFailure func(Failure)
 	// Wait is how long the client asks the server to hold a poll
 	// (DefaultWait; the server holds at most its MaxWait).
 	Wait time.Duration
@@ -74,8 +88,8 @@ type ClientConfig struct {
 	// RotateEvery rotates the key this often (zero: never); keep it
 	// below the server's KeyTTL.
 	RotateEvery time.Duration
-	// Compress gzips request bodies of at least 1 KiB (default on; set
-	// NoCompress to turn it off for a server that refuses gzip).
+	// NoCompress turns off the gzip compression of request bodies of at
+	// least 1 KiB (on by default), for a server that refuses gzip.
 	NoCompress bool
 }
 
@@ -91,13 +105,21 @@ type Client struct {
 
 	// enrollMu serializes enrollments and rotations, so the key the
 	// server issued last is the key saved last and used.
-	enrollMu   sync.Mutex
-	mu         sync.Mutex
-	key        Secret
-	reenrolled bool // re-enrolled since the last authenticated request
-	enrolling  bool
-	rotatedAt  time.Time
-	rnd        *rand.Rand
+	enrollMu  sync.Mutex
+	mu        sync.Mutex
+	key       Secret
+	enrolling bool // an enrollment after a 401 is under way
+	// enrollTries counts the enrollments after a 401 since the last
+	// accepted request; the next may start at enrollAfter (a backoff).
+	enrollTries int
+	enrollAfter time.Time
+	rotatedAt   time.Time
+	rnd         *rand.Rand
+
+	st        ClientStatus
+	lastWarn  time.Time
+	sinceWarn int  // failures since the last warning
+	warned    bool // a warning was logged in this failure streak
 }
 
 var _ transport.DeviceEndpoint = (*Client)(nil)
@@ -124,6 +146,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	if cfg.BackoffMax == 0 {
 		cfg.BackoffMax = DefaultBackoffMax
+	}
+	if cfg.WarnEvery == 0 {
+		cfg.WarnEvery = DefaultWarnEvery
 	}
 	switch {
 	case cfg.Wait < time.Second || cfg.Wait > MaxMaxWait:
@@ -185,8 +210,10 @@ var ErrRefused = fmt.Errorf("httptransport: message refused by the server: %w", 
 // Send implements transport.DeviceEndpoint: it POSTs m (gzipped when it
 // is 1 KiB or more). Any failure to hand it over is ErrUnreachable (the
 // agent keeps it in its outbox and retries), but for a message the server
-// refuses as malformed (ErrRefused). A 401 starts the re-enrollment
-// described at Run.
+// refuses as malformed (ErrRefused). A client with an EnrollSecret but no
+// key yet (its enrollment is under way or failing) sends nothing and
+// returns ErrUnreachable. A 401 starts the enrollment again described at
+// Run.
 func (c *Client) Send(ctx context.Context, m transport.Message) error {
 	if m.Version == 0 {
 		m.Version = transport.ProtocolVersion
@@ -195,27 +222,41 @@ func (c *Client) Send(ctx context.Context, m transport.Message) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.do(ctx, http.MethodPost, PathSend, body, DefaultRequestTimeout)
+	c.mu.Lock()
+	keyless := c.key == "" && c.cfg.EnrollSecret != ""
+	c.mu.Unlock()
+	if keyless {
+		// A request without a key would be answered 401, and a 401 makes
+		// the client enroll again: that replaced the key the poll loop's
+		// enrollment was receiving.
+		c.failed(ctx, Failure{Op: OpSend, Reason: ReasonNotEnrolled})
+		return transport.ErrUnreachable
+	}
+	resp, sent, err := c.do(ctx, http.MethodPost, PathSend, body, DefaultRequestTimeout)
 	if err != nil {
+		c.failed(ctx, Failure{Op: OpSend, Reason: ReasonUnreachable, Err: err})
 		return transport.ErrUnreachable
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	switch {
-	case resp.StatusCode/100 == 2:
-		c.authenticated()
+	if resp.StatusCode/100 == 2 {
+		c.reached()
 		return nil
+	}
+	f := answerFailure(OpSend, resp)
+	c.failed(ctx, f)
+	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
-		c.unauthorized(ctx, resp.Header.Get(HeaderAuthError))
-		return transport.ErrUnreachable
+		c.unauthorized(ctx, sent, f.Reason)
 	case resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusRequestEntityTooLarge || resp.StatusCode == http.StatusUnsupportedMediaType:
 		return ErrRefused
 	}
 	return transport.ErrUnreachable
 }
 
-// do sends one request with the device's identity.
-func (c *Client) do(ctx context.Context, method, path string, body []byte, timeout time.Duration) (*http.Response, error) {
+// do sends one request with the device's identity; it returns the key it
+// presented.
+func (c *Client) do(ctx context.Context, method, path string, body []byte, timeout time.Duration) (*http.Response, Secret, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	var rd io.Reader
 	gz := false
@@ -232,7 +273,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, timeo
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
 		cancel()
-		return nil, err
+		return nil, "", err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -251,10 +292,10 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, timeo
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		cancel()
-		return nil, err
+		return nil, key, err
 	}
 	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
-	return resp, nil
+	return resp, key, nil
 }
 
 type cancelBody struct {
@@ -285,34 +326,37 @@ func readAnswer(resp *http.Response, limit int64, v any) error {
 	return json.Unmarshal(b, v)
 }
 
-func (c *Client) authenticated() {
+// unauthorized handles a 401 to a request that presented the key sent:
+// a client with an EnrollSecret enrolls again, unless it holds another
+// key by now (enrolled or rotated meanwhile), another enrollment is under
+// way, or its last enrollment since the last accepted request was less
+// than a backoff ago (Backoff of the number of such enrollments): so a
+// failed enrollment (its answer lost, the server busy) is tried again
+// until the device gets in, without a storm of enrollments.
+func (c *Client) unauthorized(ctx context.Context, sent Secret, reason string) {
+	now := c.clk.Now()
 	c.mu.Lock()
-	c.reenrolled = false
-	c.mu.Unlock()
-}
-
-// unauthorized handles a 401: the reason is logged at info level, and the
-// client re-enrolls once with its EnrollSecret, if it has one, until a
-// request is authenticated again.
-func (c *Client) unauthorized(ctx context.Context, reason string) {
-	c.mu.Lock()
-	try := c.cfg.EnrollSecret != "" && !c.reenrolled && !c.enrolling
+	try := c.cfg.EnrollSecret != "" && !c.enrolling && c.key == sent && !now.Before(c.enrollAfter)
 	if try {
-		c.reenrolled, c.enrolling = true, true
+		c.enrolling = true
 	}
-	seen := c.key
 	c.mu.Unlock()
 	if !try {
-		c.log.Info().Str("device", clipID(c.cfg.Device)).Str("reason", reason).Msg("httptransport: the server refused this device's identity; retrying with backoff")
 		return
 	}
 	c.log.Info().Str("device", clipID(c.cfg.Device)).Str("reason", reason).Msg("httptransport: the server refused this device's identity; enrolling again with the enrollment secret")
-	err := c.enrollUnless(ctx, seen)
+	err := c.enrollUnless(ctx, sent)
+	c.mu.Lock()
+	c.enrollTries++
+	n := c.enrollTries
+	c.mu.Unlock()
+	d := c.Backoff(n)
 	c.mu.Lock()
 	c.enrolling = false
+	c.enrollAfter = c.clk.Now().Add(d)
 	c.mu.Unlock()
 	if err != nil {
-		c.log.Info().Str("device", clipID(c.cfg.Device)).Err(err).Msg("httptransport: enrollment failed; retrying with backoff")
+		c.log.Info().Str("device", clipID(c.cfg.Device)).Err(err).Dur("next_try_in", d).Msg("httptransport: enrollment failed; another try at a later refusal, after the backoff")
 	}
 }
 
@@ -347,11 +391,12 @@ func (c *Client) enroll(ctx context.Context) error {
 		return errs.Invalid("EnrollSecret", "", "is required to enroll")
 	}
 	body, _ := json.Marshal(EnrollRequest{Device: c.cfg.Device, Secret: string(c.cfg.EnrollSecret)})
-	resp, err := c.do(ctx, http.MethodPost, PathEnroll, body, DefaultRequestTimeout)
+	resp, _, err := c.do(ctx, http.MethodPost, PathEnroll, body, DefaultRequestTimeout)
 	if err != nil {
+		c.failed(ctx, Failure{Op: OpEnroll, Reason: ReasonUnreachable, Err: err})
 		return fmt.Errorf("httptransport: enroll: %w (%w)", transport.ErrUnreachable, err)
 	}
-	return c.takeKey(ctx, resp)
+	return c.takeKey(ctx, OpEnroll, resp)
 }
 
 // Rotate asks the server for a new key, saves it with SaveKey and uses
@@ -359,11 +404,12 @@ func (c *Client) enroll(ctx context.Context) error {
 func (c *Client) Rotate(ctx context.Context) error {
 	c.enrollMu.Lock()
 	defer c.enrollMu.Unlock()
-	resp, err := c.do(ctx, http.MethodPost, PathRotate, nil, DefaultRequestTimeout)
+	resp, _, err := c.do(ctx, http.MethodPost, PathRotate, nil, DefaultRequestTimeout)
 	if err != nil {
+		c.failed(ctx, Failure{Op: OpRotate, Reason: ReasonUnreachable, Err: err})
 		return transport.ErrUnreachable
 	}
-	if err := c.takeKey(ctx, resp); err != nil {
+	if err := c.takeKey(ctx, OpRotate, resp); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -372,38 +418,49 @@ func (c *Client) Rotate(ctx context.Context) error {
 	return nil
 }
 
-func (c *Client) takeKey(ctx context.Context, resp *http.Response) error {
+// takeKey reads the answer of an enrollment or rotation (op) and, for a
+// key, saves it (SaveKey) and uses it.
+func (c *Client) takeKey(ctx context.Context, op string, resp *http.Response) error {
 	defer resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusUnauthorized:
-		if resp.Header.Get(HeaderAuthError) == "bad_secret" {
-			return ErrBadSecret
+	if resp.StatusCode != http.StatusOK {
+		f := answerFailure(op, resp)
+		c.failed(ctx, f)
+		switch resp.StatusCode {
+		case http.StatusUnauthorized:
+			if f.Reason == ReasonBadSecret {
+				return ErrBadSecret
+			}
+			return &AuthError{Device: c.cfg.Device, Reason: f.Reason}
+		case http.StatusForbidden:
+			if f.Reason == ReasonNotKnown {
+				return ErrNotKnown
+			}
+			return ErrRevoked
+		case http.StatusConflict:
+			return ErrEnrolled
+		case http.StatusTooManyRequests:
+			return ErrRateLimited
+		case http.StatusBadRequest:
+			return errs.Invalid("device", clipID(c.cfg.Device), "refused by the server")
 		}
-		return &AuthError{Device: c.cfg.Device, Reason: resp.Header.Get(HeaderAuthError)}
-	case http.StatusForbidden:
-		return ErrRevoked
-	case http.StatusConflict:
-		return ErrEnrolled
-	case http.StatusTooManyRequests:
-		return ErrRateLimited
-	case http.StatusBadRequest:
-		return errs.Invalid("device", clipID(c.cfg.Device), "refused by the server")
-	default:
-		return fmt.Errorf("httptransport: %s: %w", resp.Status, transport.ErrUnreachable)
+		return fmt.Errorf("httptransport: %s: %s: %w", op, f.Kind(), transport.ErrUnreachable)
 	}
 	var a KeyAnswer
 	if err := readAnswer(resp, 4096, &a); err != nil || a.Key == "" {
+		c.failed(ctx, Failure{Op: op, Status: resp.StatusCode, Reason: ReasonBadAnswer, Err: err})
 		return fmt.Errorf("httptransport: a key answer that is not one: %w", transport.ErrUnreachable)
 	}
 	key := Secret(a.Key)
 	if c.cfg.SaveKey != nil {
 		if err := c.cfg.SaveKey(ctx, key); err != nil {
+			c.failed(ctx, Failure{Op: op, Status: resp.StatusCode, Reason: ReasonSaveKey, Err: err})
 			return fmt.Errorf("httptransport: save key: %w", err)
 		}
 	}
 	c.mu.Lock()
 	c.key = key
+	c.st.Enrollments++
+	c.st.Consecutive = 0
 	c.mu.Unlock()
 	return nil
 }
@@ -422,13 +479,21 @@ func (c *Client) takeKey(ctx context.Context, resp *http.Response) error {
 // out; a successful poll resets it. Meanwhile Send returns
 // ErrUnreachable and the agent keeps its outbox.
 //
-// On 401 (revoked, expired or unknown key): the reason is logged at info
-// level; a client with an EnrollSecret enrolls again once (a new key,
-// saved with SaveKey) and goes on with it; without a secret, or when
-// that enrollment fails (a revoked device cannot enroll), it keeps
-// polling with backoff, logging each refusal, until an operator lets the
-// device back in. A client without a Key but with an EnrollSecret
-// enrolls first.
+// On 401 (revoked, expired, replaced or unknown key): the reason is
+// logged at info level; a client with an EnrollSecret enrolls again (a
+// new key, saved with SaveKey) and goes on with it. When that enrollment
+// fails (its answer lost, the server busy or rate limiting, a revoked
+// device that cannot enroll) the client keeps polling with backoff and
+// enrolls again at a later 401, each time after a longer backoff (Backoff
+// of the number of enrollments since the last accepted request), so a
+// device that holds the secret gets in once the server is healthy, and a
+// refused one costs the server one enrollment per BackoffMax at most.
+// Without a secret it keeps polling with backoff until an operator lets
+// the device back in. A client without a Key but with an EnrollSecret
+// enrolls first, with backoff until it has a key.
+//
+// Every failure is counted and reported (Status, OnFailure, and the
+// Logger, see WarnEvery) with its HTTP status and the server's reason.
 func (c *Client) Run(ctx context.Context, h transport.Handler) error {
 	failures := 0
 	c.mu.Lock()
@@ -437,7 +502,6 @@ func (c *Client) Run(ctx context.Context, h transport.Handler) error {
 	for ctx.Err() == nil {
 		if need {
 			if err := c.enrollUnless(ctx, ""); err != nil {
-				c.log.Info().Str("device", clipID(c.cfg.Device)).Err(err).Msg("httptransport: enrollment failed; retrying with backoff")
 				failures++
 				c.sleep(ctx, c.Backoff(failures))
 				continue
@@ -451,7 +515,6 @@ func (c *Client) Run(ctx context.Context, h transport.Handler) error {
 				break
 			}
 			failures++
-			c.log.Debug().Str("device", clipID(c.cfg.Device)).Err(err).Int("failures", failures).Msg("httptransport: poll failed")
 			c.sleep(ctx, c.Backoff(failures))
 			continue
 		}
@@ -517,22 +580,25 @@ func (c *Client) poll(ctx context.Context) ([]transport.Message, error) {
 	if c.cfg.CheckIn > 0 {
 		wait = 0
 	}
-	resp, err := c.do(ctx, http.MethodGet, PathPoll+"?wait="+strconv.Itoa(int(wait/time.Second)), nil, wait+DefaultRequestTimeout)
+	resp, sent, err := c.do(ctx, http.MethodGet, PathPoll+"?wait="+strconv.Itoa(int(wait/time.Second)), nil, wait+DefaultRequestTimeout)
 	if err != nil {
+		c.failed(ctx, Failure{Op: OpPoll, Reason: ReasonUnreachable, Err: err})
 		return nil, err
 	}
 	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized:
-		reason := resp.Header.Get(HeaderAuthError)
-		c.unauthorized(ctx, reason)
-		return nil, &AuthError{Device: c.cfg.Device, Reason: reason}
-	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("httptransport: poll: %s", resp.Status)
+	if resp.StatusCode != http.StatusOK {
+		f := answerFailure(OpPoll, resp)
+		c.failed(ctx, f)
+		if resp.StatusCode == http.StatusUnauthorized {
+			c.unauthorized(ctx, sent, f.Reason)
+			return nil, &AuthError{Device: c.cfg.Device, Reason: f.Reason}
+		}
+		return nil, f
 	}
-	c.authenticated()
+	c.reached()
 	var msgs []transport.Message
 	if err := readAnswer(resp, MaxPollBytes+transport.MaxMessageBytes, &msgs); err != nil {
+		c.failed(ctx, Failure{Op: OpPoll, Status: resp.StatusCode, Reason: ReasonBadAnswer, Err: err})
 		return nil, err
 	}
 	return msgs, nil

@@ -80,11 +80,19 @@
 //     unless AllowReenroll: the secret alone never takes an established
 //     device's identity over. Until its key first authenticates a
 //     request, a device may enroll again (the answer to its enrollment
-//     may have been lost), which replaces the unused key. Revoke refuses a key at once (401 "revoked") and
-//     blocks re-enrollment until Reset; a device rotates its key with
-//     POST /v1/rotate (Client.Rotate, ClientConfig.RotateEvery), the old
-//     key staying valid until the new one is first used; keys expire
-//     after KeyTTL (on the injected clock).
+//     may have been lost), which replaces the unused key. Revoke refuses
+//     a key at once (401 "revoked") and blocks re-enrollment until Reset;
+//     a device rotates its key with POST /v1/rotate (Client.Rotate,
+//     ClientConfig.RotateEvery), the key it holds staying valid until the
+//     new one is first used, however many rotation answers were lost, and
+//     the device staying established meanwhile; keys expire after KeyTTL
+//     (on the injected clock).
+//
+// A refused enrollment says why in the Taskfleet-Auth-Error header: 401
+// bad_secret, 403 revoked or not_known (EnrollmentConfig.Known refused
+// it), 409 already_enrolled, 429 rate_limited, and 503 unavailable (with
+// Retry-After) when the key store failed: that refuses nothing, the
+// device tries again.
 //
 // Keys and secrets are of type Secret, which prints as "[redacted]": they
 // never appear in logs or errors.
@@ -116,11 +124,32 @@
 // Send returns transport.ErrUnreachable and the agent keeps its outbox.
 //
 // On 401 the client logs the reason at info level. With an EnrollSecret
-// it enrolls again once (a new key, saved with SaveKey) and carries on
-// with it; a second 401 before any request succeeded does not enroll
-// again. Without a secret, or when that enrollment is refused (a revoked
-// device), it keeps polling with backoff until an operator lets the
-// device back in (Reset, then the device enrolls again).
+// it enrolls again (a new key, saved with SaveKey) and carries on with
+// it. An enrollment can fail without the device being refused: its answer
+// lost after the server issued the key (the connection broke, the request
+// timed out under load), the server busy (503) or rate limiting (429). So
+// a later 401 enrolls again, after a backoff that grows with the
+// enrollments since the last accepted request (Backoff of their number):
+// a device that holds the secret gets in once the server is healthy, and
+// a refused one (revoked, not known) costs the server at most one
+// enrollment per BackoffMax. A 401 enrolls only when the refused request
+// carried the key the client still holds, and Send sends nothing before
+// the client has a key: an answer to an old request never replaces a
+// newer key. Without a secret the client keeps polling with backoff until
+// an operator lets the device back in (Reset, then the device enrolls
+// again).
+//
+// Failures are visible to the host. Each failed exchange is a Failure:
+// the operation (enroll, rotate, poll, send), the HTTP status (0: no
+// answer) and the reason (the server's reason code, or the client's:
+// unreachable, not_enrolled, bad_answer …); never a key or secret. The
+// client counts them (Client.Status: last accepted request, failures in
+// all and in a row, the last one), hands each to ClientConfig.OnFailure
+// if set, and logs them: at warn level at most once per
+// ClientConfig.WarnEvery (DefaultWarnEvery, a minute) with the number of
+// failures since the last warning, else at debug level, and at info level
+// when the device gets through again after a warning. A device that the
+// server keeps refusing is so never out without a trace.
 //
 // Compression: the client gzips request bodies of 1 KiB or more and
 // accepts gzipped answers, which it decompresses up to their limits
@@ -139,8 +168,9 @@
 // # Errors
 //
 // ErrUnauthenticated (every *AuthError), ErrBadSecret, ErrRevoked,
-// ErrEnrolled (an ErrConflict), ErrRateLimited, ErrRefused (an
-// ErrInvalid), and the shared ErrInvalid, ErrNotFound, ErrConflict.
+// ErrNotKnown, ErrEnrolled (an ErrConflict), ErrRateLimited, ErrRefused
+// (an ErrInvalid), Failure (a client's failed exchange), and the shared
+// ErrInvalid, ErrNotFound, ErrConflict.
 //
 // # Holding many polls
 //
@@ -164,5 +194,6 @@
 //
 // examples/fleetload runs one server process and many simulated agents in
 // separate processes over HTTPS on loopback, and measures delivery,
-// steady state and a server kill; bench/README.md has its figures.
+// steady state and a server kill, and counts the agents' failures by
+// kind; bench/README.md has its figures.
 package httptransport

@@ -34,6 +34,24 @@ var ErrRevoked = errors.New("httptransport: device revoked")
 // (see EnrollmentConfig.AllowReenroll). It matches ErrConflict.
 var ErrEnrolled = fmt.Errorf("httptransport: device already enrolled: %w", errs.ErrConflict)
 
+// ErrNotKnown is returned by Enroll for a device that
+// EnrollmentConfig.Known refused (the answer is 403 with reason
+// not_known).
+var ErrNotKnown = errors.New("httptransport: device not known to the server")
+
+// notKnown is the Known check's refusal: it matches ErrNotKnown and keeps
+// the host's error.
+type notKnown struct {
+	device transport.DeviceID
+	err    error
+}
+
+func (e *notKnown) Error() string {
+	return "httptransport: enroll " + clipID(e.device) + ": not known: " + e.err.Error()
+}
+func (e *notKnown) Unwrap() error        { return e.err }
+func (e *notKnown) Is(target error) bool { return target == ErrNotKnown }
+
 // ErrRateLimited is returned by Enroll when enrollments arrive faster than
 // EnrollmentConfig.Rate allows.
 var ErrRateLimited = errors.New("httptransport: enrollment rate limited")
@@ -80,9 +98,10 @@ type KeyRecord struct {
 	Device transport.DeviceID
 	// Hash is the SHA-256 of the device's key.
 	Hash Hash
-	// Prev is the hash of the key Hash replaced by a rotation (zero:
-	// none). It stays valid until the device first uses its new key, so a
-	// rotation whose answer was lost does not lock the device out.
+	// Prev is the hash of the key the device held when it asked for the
+	// rotation that issued Hash (zero: none pending). It stays valid until
+	// the device first uses its new key, so rotations whose answers were
+	// lost (one or several) do not lock the device out.
 	Prev Hash
 	// Created is when the key was issued (UTC).
 	Created time.Time
@@ -91,9 +110,11 @@ type KeyRecord struct {
 	// Revoked is set by Revoke: the key is refused and the device cannot
 	// enroll again until Reset.
 	Revoked bool
-	// Used is set when the key first authenticates a request. Until then
+	// Used is set when the key first authenticates a request, and by a
+	// rotation (the device proved its identity to ask for it). Until then
 	// the device may enroll again with the secret (the answer of its
-	// enrollment may have been lost), which replaces the key.
+	// enrollment may have been lost), which replaces the key; after, an
+	// enrollment is refused (ErrEnrolled) unless AllowReenroll.
 	Used bool
 }
 
@@ -221,20 +242,42 @@ type Enrollment struct {
 	mu   sync.Mutex // the enrollment rate limit
 	tok  float64
 	last time.Time
-	// devs serialize the read-modify-write of one device's record (by a
-	// hash of its id): devices never wait for each other's store writes,
-	// so a durable KeyStore can write concurrent enrollments together
-	// (StoreKeys does).
-	devs [256]sync.Mutex
+	// devs serialize the read-modify-write of one device's record: a
+	// lock per device with a request on it (none for the others), so
+	// devices never wait for each other, and a durable KeyStore can write
+	// any number of concurrent enrollments together (StoreKeys does).
+	// A fixed set of striped locks, held while the write waits for its
+	// batch, let at most that many enrollments share a batch.
+	devMu sync.Mutex
+	devs  map[transport.DeviceID]*deviceLock
 }
 
-// device returns the lock of device's record.
-func (e *Enrollment) device(d transport.DeviceID) *sync.Mutex {
-	h := uint32(2166136261)
-	for i := 0; i < len(d); i++ {
-		h = (h ^ uint32(d[i])) * 16777619
+// deviceLock is one device's lock and the number of goroutines holding
+// or waiting for it.
+type deviceLock struct {
+	sync.Mutex
+	refs int
+}
+
+// lock locks device's record and returns the unlock.
+func (e *Enrollment) lock(device transport.DeviceID) (unlock func()) {
+	e.devMu.Lock()
+	l := e.devs[device]
+	if l == nil {
+		l = &deviceLock{}
+		e.devs[device] = l
 	}
-	return &e.devs[h%uint32(len(e.devs))]
+	l.refs++
+	e.devMu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		e.devMu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(e.devs, device)
+		}
+		e.devMu.Unlock()
+	}
 }
 
 var _ Identity = (*Enrollment)(nil)
@@ -259,7 +302,8 @@ func NewEnrollment(cfg EnrollmentConfig) (*Enrollment, error) {
 	if cfg.Rate < 0 || cfg.Burst < 0 || cfg.KeyTTL < 0 {
 		return nil, errs.Invalid("Rate", fmt.Sprint(cfg.Rate), "Rate, Burst and KeyTTL must not be negative")
 	}
-	return &Enrollment{cfg: cfg, clk: cfg.Clock, log: cfg.Logger, sec: HashKey(cfg.Secret), tok: float64(cfg.Burst), last: cfg.Clock.Now()}, nil
+	return &Enrollment{cfg: cfg, clk: cfg.Clock, log: cfg.Logger, sec: HashKey(cfg.Secret), tok: float64(cfg.Burst), last: cfg.Clock.Now(),
+		devs: map[transport.DeviceID]*deviceLock{}}, nil
 }
 
 // allow takes one token of the enrollment rate limit; e.mu is held.
@@ -278,10 +322,10 @@ func (e *Enrollment) allow(now time.Time) bool {
 // Enroll issues a key to device for the enrollment secret. A device whose
 // key has never authenticated a request may enroll again (its first
 // answer may have been lost): the new key replaces the unused one. It
-// returns
-// ErrRateLimited, ErrBadSecret, ErrRevoked, ErrEnrolled, an error
-// matching ErrInvalid for a malformed device id, or the Known check's or
-// the KeyStore's error. The key is returned once; only its hash is kept.
+// returns ErrRateLimited, ErrBadSecret, ErrRevoked, ErrEnrolled, an
+// error matching ErrInvalid for a malformed device id, one matching
+// ErrNotKnown (wrapping the Known check's error), or the KeyStore's
+// error. The key is returned once; only its hash is kept.
 func (e *Enrollment) Enroll(ctx context.Context, device transport.DeviceID, secret Secret) (Secret, error) {
 	e.mu.Lock()
 	now := e.clk.Now()
@@ -300,12 +344,10 @@ func (e *Enrollment) Enroll(ctx context.Context, device transport.DeviceID, secr
 	}
 	if e.cfg.Known != nil {
 		if err := e.cfg.Known(ctx, device); err != nil {
-			return "", fmt.Errorf("httptransport: enroll %s: %w", clipID(device), err)
+			return "", &notKnown{device: device, err: err}
 		}
 	}
-	l := e.device(device)
-	l.Lock()
-	defer l.Unlock()
+	defer e.lock(device)()
 	var expect Hash
 	old, err := e.cfg.Keys.Key(ctx, device)
 	switch {
@@ -343,12 +385,19 @@ func (e *Enrollment) expired(r KeyRecord, now time.Time) bool {
 }
 
 // Rotate replaces the key of an authenticated device with a new one,
-// which it returns. The old key stays valid until the device first uses
-// the new one. Errors: the KeyStore's (ErrNotFound, ErrConflict).
+// which it returns. The key the device holds stays valid until the device
+// first uses the new one (the answer may be lost), and the device stays
+// established meanwhile: no enrollment with the secret replaces it.
+// Errors: the KeyStore's (ErrNotFound, ErrConflict).
 func (e *Enrollment) Rotate(ctx context.Context, device transport.DeviceID) (Secret, error) {
-	l := e.device(device)
-	l.Lock()
-	defer l.Unlock()
+	return e.rotate(ctx, device, Hash{})
+}
+
+// rotate is Rotate for a request that presented the key whose hash is
+// held (zero: not known; then the device holds the previous key if it has
+// not used the current one, else the current one).
+func (e *Enrollment) rotate(ctx context.Context, device transport.DeviceID, held Hash) (Secret, error) {
+	defer e.lock(device)()
 	old, err := e.cfg.Keys.Key(ctx, device)
 	if err != nil {
 		return "", err
@@ -356,12 +405,23 @@ func (e *Enrollment) Rotate(ctx context.Context, device transport.DeviceID) (Sec
 	if old.Revoked {
 		return "", ErrRevoked
 	}
+	if held != old.Hash && held != old.Prev || held == (Hash{}) {
+		// Without a rotation pending, the device holds its current key;
+		// with one (Prev set), the previous one, which it last used.
+		held = old.Hash
+		if old.Prev != (Hash{}) {
+			held = old.Prev
+		}
+	}
 	key, err := newKey()
 	if err != nil {
 		return "", err
 	}
 	r := e.record(device, HashKey(key), e.clk.Now())
-	r.Prev = old.Hash
+	// Prev is the key the device holds, not a key whose answer it never
+	// got (a second rotation with the first's answer lost made the
+	// device's own key invalid). Used: the device proved its identity.
+	r.Prev, r.Used = held, true
 	if err := e.cfg.Keys.PutKey(ctx, PutKeyParams{Record: r, Expect: old.Hash}); err != nil {
 		return "", err
 	}
@@ -373,9 +433,7 @@ func (e *Enrollment) Rotate(ctx context.Context, device transport.DeviceID) (Sec
 // until Reset. Errors: ErrNotFound for a device without a key, or the
 // KeyStore's.
 func (e *Enrollment) Revoke(ctx context.Context, device transport.DeviceID) error {
-	l := e.device(device)
-	l.Lock()
-	defer l.Unlock()
+	defer e.lock(device)()
 	old, err := e.cfg.Keys.Key(ctx, device)
 	if err != nil {
 		return err
@@ -393,9 +451,7 @@ func (e *Enrollment) Revoke(ctx context.Context, device transport.DeviceID) erro
 // again with the secret. For a device that lost its key, or a revoked
 // one the operator lets back in.
 func (e *Enrollment) Reset(ctx context.Context, device transport.DeviceID) error {
-	l := e.device(device)
-	l.Lock()
-	defer l.Unlock()
+	defer e.lock(device)()
 	return e.cfg.Keys.DeleteKey(ctx, device)
 }
 
@@ -438,13 +494,12 @@ func (e *Enrollment) Authenticate(r *http.Request) (transport.DeviceID, error) {
 		// The device uses its (new) key: it is established, and the old
 		// one is done. Re-read under the lock so that a concurrent Revoke
 		// is kept.
-		l := e.device(id)
-		l.Lock()
+		unlock := e.lock(id)
 		if nr, err := e.cfg.Keys.Key(r.Context(), id); err == nil && nr == rec {
 			nr.Prev, nr.Used = Hash{}, true
 			_ = e.cfg.Keys.PutKey(r.Context(), PutKeyParams{Record: nr, Expect: rec.Hash})
 		}
-		l.Unlock()
+		unlock()
 	}
 	return id, nil
 }

@@ -39,6 +39,19 @@ const (
 	ReasonCertificate = "certificate_unmapped" // the certificate names no device
 )
 
+// Reasons of a refused enrollment (POST /v1/enroll), in the answer's
+// Taskfleet-Auth-Error header, and of a request the server could not
+// handle now.
+const (
+	ReasonBadSecret   = "bad_secret"       // 401: the enrollment secret is wrong
+	ReasonEnrolled    = "already_enrolled" // 409: the device holds a key it used (ErrEnrolled)
+	ReasonNotKnown    = "not_known"        // 403: EnrollmentConfig.Known refused the device
+	ReasonRateLimited = "rate_limited"     // 429: too many enrollments (Retry-After)
+	// ReasonUnavailable: 503, the server cannot check or store the
+	// device's key now (its key store failed); retry after Retry-After.
+	ReasonUnavailable = "unavailable"
+)
+
 // AuthError is a refused identity. It never contains the key or secret
 // presented.
 type AuthError struct {

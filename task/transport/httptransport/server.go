@@ -568,8 +568,10 @@ type KeyAnswer struct {
 const maxEnrollBody = 4096
 
 // serveEnroll answers POST /v1/enroll when the Identity is an
-// *Enrollment: 200 with the key; 401 wrong secret; 403 revoked; 409
-// already enrolled; 429 rate limited (Retry-After: 1).
+// *Enrollment: 200 with the key; 401 wrong secret; 403 revoked or not
+// known; 409 already enrolled; 429 rate limited and 503 when the key
+// store failed (both with Retry-After: 1). A refusal carries its reason
+// in the Taskfleet-Auth-Error header.
 func (s *Server) serveEnroll(w http.ResponseWriter, r *http.Request) {
 	e, ok := s.cfg.Identity.(*Enrollment)
 	if !ok {
@@ -587,28 +589,41 @@ func (s *Server) serveEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key, err := e.Enroll(r.Context(), req.Device, Secret(req.Secret))
+	refuse := func(code int, reason string) {
+		w.Header().Set(HeaderAuthError, reason)
+		if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
+		http.Error(w, reason, code)
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrRateLimited):
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, err.Error(), http.StatusTooManyRequests)
+		refuse(http.StatusTooManyRequests, ReasonRateLimited)
 		return
 	case errors.Is(err, ErrBadSecret):
 		s.st.unauth.Add(1)
-		w.Header().Set(HeaderAuthError, "bad_secret")
-		http.Error(w, err.Error(), http.StatusUnauthorized)
+		refuse(http.StatusUnauthorized, ReasonBadSecret)
 		return
 	case errors.Is(err, ErrRevoked):
-		http.Error(w, err.Error(), http.StatusForbidden)
+		refuse(http.StatusForbidden, ReasonRevoked)
 		return
-	case errors.Is(err, ErrConflict):
-		http.Error(w, err.Error(), http.StatusConflict)
+	case errors.Is(err, ErrNotKnown):
+		refuse(http.StatusForbidden, ReasonNotKnown)
+		return
+	case errors.Is(err, ErrEnrolled):
+		refuse(http.StatusConflict, ReasonEnrolled)
 		return
 	case errors.Is(err, ErrInvalid):
 		s.malformed(w, http.StatusBadRequest, err)
 		return
 	default:
-		http.Error(w, "enrollment refused", http.StatusForbidden)
+		// The key store failed, or the record changed under the
+		// enrollment: nothing refuses the device, it tries again.
+		if r.Context().Err() == nil {
+			s.log.Warn().Err(err).Str("device", clipID(req.Device)).Msg("httptransport: enrollment failed in the key store")
+		}
+		refuse(http.StatusServiceUnavailable, ReasonUnavailable)
 		return
 	}
 	s.st.enrolled.Add(1)
@@ -629,7 +644,11 @@ func (s *Server) serveRotate(w http.ResponseWriter, r *http.Request) {
 	if id == "" {
 		return
 	}
-	key, err := e.Rotate(r.Context(), id)
+	var held Hash
+	if k, ok := bearer(r); ok {
+		held = HashKey(k)
+	}
+	key, err := e.rotate(r.Context(), id, held)
 	if err != nil {
 		code := http.StatusServiceUnavailable
 		if errors.Is(err, ErrConflict) {
