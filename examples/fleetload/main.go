@@ -87,6 +87,7 @@ type options struct {
 	json       string
 	checkIn    time.Duration
 	lease      time.Duration
+	profile    string
 }
 
 func parse(args []string, out io.Writer) (options, error) {
@@ -110,6 +111,7 @@ func parse(args []string, out io.Writer) (options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
 	fs.StringVar(&o.json, "json", "", "write the figures as JSON to this file")
 	fs.DurationVar(&o.checkIn, "checkin", 0, "agents check in (poll without waiting) this often instead of long polls (0: long polls)")
+	fs.StringVar(&o.profile, "profile", "", "write a 30 s CPU profile of the server from the manual start on to this file")
 	// Set by the coordinator for its children.
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:0", "server: the channel's address")
 	fs.StringVar(&o.admin, "admin", "127.0.0.1:0", "server: the admin API's address")

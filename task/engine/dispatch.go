@@ -293,6 +293,7 @@ func (s *Server) sendDue(ctx context.Context, now time.Time, keys []dkey) {
 	}
 	var firstRows []task.Result
 	var sends []transport.Message
+	var again []bool // sends[i] is a resend
 	for _, k := range keys {
 		dp := s.disp.pending[k]
 		if dp == nil {
@@ -321,15 +322,13 @@ func (s *Server) sendDue(ctx context.Context, now time.Time, keys []dkey) {
 				if !dp.start.Due.IsZero() {
 					s.met.lag.Record(ctx, max(now.Sub(dp.start.Due), 0).Seconds())
 				}
-			} else {
-				s.stats.Resent++
-				s.met.dispatched.Add(ctx, 1, s.met.resend...)
 			}
 			dp.sent++
 			dp.tries++
 			dp.lastSend = now
 			st := dp.start
 			sends = append(sends, transport.Message{Key: startKey(k.task, dp.start.RunID), Kind: transport.StartRun, Device: k.device, Start: &st, Definition: s.definition(ts)})
+			again = append(again, dp.sent > 1)
 			dp.next = s.wakeAt(dp, now)
 		}
 		if s.disp.nextDisp.IsZero() || dp.next.Before(s.disp.nextDisp) {
@@ -338,8 +337,14 @@ func (s *Server) sendDue(ctx context.Context, now time.Time, keys []dkey) {
 	}
 	// Pending is recorded (one batch) before the starts go out.
 	s.record(ctx, firstRows)
-	for _, m := range sends {
-		s.sendStart(ctx, m, now)
+	for i, m := range sends {
+		switch {
+		case !s.sendStart(ctx, m, now):
+			s.stats.Unreachable++
+		case again[i]:
+			s.stats.Resent++
+			s.met.dispatched.Add(ctx, 1, s.met.resend...)
+		}
 	}
 }
 
@@ -347,17 +352,18 @@ func (s *Server) sendDue(ctx context.Context, now time.Time, keys []dkey) {
 // unreachable is tried again (at most RetryInterval).
 const unreachableRetry = 5 * time.Second
 
-// sendStart sends a StartRun. When the transport reports the device
-// unreachable (not connected to this server process: a restarted server's
-// devices are still reconnecting), nothing went out, so the start is
-// tried again soon, not after its back-off.
-func (s *Server) sendStart(ctx context.Context, m transport.Message, now time.Time) {
+// sendStart sends a StartRun and reports whether the transport took it.
+// When the transport reports the device unreachable (not connected to
+// this server process: a restarted server's devices are still
+// reconnecting), nothing went out, so the start is tried again soon, not
+// after its back-off, and sendStart returns false.
+func (s *Server) sendStart(ctx context.Context, m transport.Message, now time.Time) bool {
 	if err := s.send(ctx, m); !errors.Is(err, transport.ErrUnreachable) {
-		return
+		return true
 	}
 	dp := s.disp.pending[dkey{m.Start.TaskID, m.Device}]
 	if dp == nil || dp.start.RunID != m.Start.RunID {
-		return
+		return false
 	}
 	dp.lastSend, dp.tries = time.Time{}, 0
 	if at := now.Add(min(unreachableRetry, s.cfg.RetryInterval)); at.Before(dp.next) {
@@ -366,6 +372,7 @@ func (s *Server) sendStart(ctx context.Context, m transport.Message, now time.Ti
 			s.disp.nextDisp = at
 		}
 	}
+	return false
 }
 
 // resendTo sends device d's unanswered starts again at once (it became

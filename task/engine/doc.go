@@ -201,7 +201,10 @@
 // (storage.Claimer ClaimStale, Stats.TakenOver) and resends them under the same
 // idempotency key, which devices de-duplicate. A stalled replica that
 // wakes up finds its renewal rejected by the epoch and stops resending
-// (Stats.Fenced). The start of a device that was offline when a "run
+// (Stats.Fenced). A leader whose own Tick lagged past its leases (a long
+// fan-out under load) finds its own starts in that sweep: it keeps them
+// under the new lease without sending them again (Stats.Reclaimed), so
+// its lag costs no resends. The start of a device that was offline when a "run
 // missed tasks" run began is scheduled like any other (with the message
 // "waiting for the device to become visible"), so it too is dispatched by
 // one replica, resent until the device answers and taken over if that

@@ -254,11 +254,28 @@ func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now tim
 
 // sendClaimed sends the starts of dispatched claims and keeps them for
 // resending until their devices answer.
+//
+// A stale claim (takeover) of a start this replica already holds for the
+// same run is its own: its lease expired because this replica's Tick
+// lagged (a long fan-out under load), not because it died. It keeps the
+// dispatch under the new epoch and lease, and neither counts it taken
+// over nor sends it again (it is resent on its own schedule).
 func (s *Server) sendClaimed(ctx context.Context, claims []storage.Claim, now time.Time, takeover bool) {
-	if takeover && len(claims) > 0 {
-		s.log.Info().Str("replica", s.lead.owner).Int("starts", len(claims)).Msg("engine: took over dispatched starts of a replica whose lease expired")
-	}
+	took := 0
+	defer func() {
+		if took > 0 {
+			s.log.Info().Str("replica", s.lead.owner).Int("starts", took).Msg("engine: took over dispatched starts of a replica whose lease expired")
+		}
+	}()
 	for _, cl := range claims {
+		if takeover {
+			if cur := s.disp.pending[dkey{cl.TaskID, scope.DeviceID(cl.DeviceID)}]; cur != nil && cur.epoch > 0 && cur.start.RunID == cl.RunID {
+				cur.epoch = cl.Epoch
+				s.stats.Reclaimed++
+				continue
+			}
+			took++
+		}
 		ts := s.taskFor(ctx, cl.TaskID, cl.TaskRevision, now)
 		if ts == nil {
 			// Deleted after the dispatch: its results are deleted with it.
@@ -286,7 +303,9 @@ func (s *Server) sendClaimed(ctx context.Context, claims []storage.Claim, now ti
 			s.met.dispatched.Add(ctx, 1, s.met.firstSend...)
 			s.met.lag.Record(ctx, max(now.Sub(cl.DueAt), 0).Seconds())
 		}
-		s.sendStart(ctx, transport.Message{Key: startKey(cl.TaskID, cl.RunID), Kind: transport.StartRun, Device: d, Start: &st, Definition: s.definition(ts)}, now)
+		if !s.sendStart(ctx, transport.Message{Key: startKey(cl.TaskID, cl.RunID), Kind: transport.StartRun, Device: d, Start: &st, Definition: s.definition(ts)}, now) {
+			s.stats.Unreachable++
+		}
 	}
 }
 

@@ -349,10 +349,19 @@ type Stats struct {
 	Fired int64
 	// Dispatched counts starts sent to devices.
 	Dispatched int64
-	// Resent counts starts sent again because the device had not
-	// answered (after RetryInterval, backing off up to MaxRetryInterval,
-	// or at once when it became visible again).
+	// Resent counts starts sent again after their first dispatch
+	// because the device had not answered (after RetryInterval, backing
+	// off up to MaxRetryInterval, or at once when it became visible
+	// again), and the transport took them. Sends it refused at once are
+	// counted in Unreachable instead.
 	Resent int64
+	// Unreachable counts sends of a start (first or again) that the
+	// transport refused because the device was not connected to this
+	// server (transport.ErrUnreachable): nothing went out, and the start
+	// is tried again within seconds (a restarted server's devices are
+	// still reconnecting). A first send refused is counted in
+	// Dispatched too.
+	Unreachable int64
 	// Heartbeats counts device heartbeats handled.
 	Heartbeats int64
 	// ResultsApplied counts device results written to the store.
@@ -367,6 +376,12 @@ type Stats struct {
 	// TakenOver counts dispatched starts this replica took over from a
 	// replica whose lease expired, and resent.
 	TakenOver int64
+	// Reclaimed counts dispatched starts of this replica whose lease had
+	// expired before it renewed it (its Tick lagged: a long fan-out
+	// under load) and that its own stale sweep found: it keeps them
+	// under the new lease and resends them on their own schedule, so
+	// they are neither taken over nor sent again.
+	Reclaimed int64
 	// Undecodable counts tasks the server skipped because their stored
 	// settings cannot be decoded (task.DecodeError); each is logged.
 	Undecodable int64
