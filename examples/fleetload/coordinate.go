@@ -74,11 +74,11 @@ type Start struct {
 	Fenced    int64 `json:"fenced"`
 	// Store is the engine's time in store calls from Start until every
 	// result was recorded, by operation.
-	Store map[string]StoreCalls `json:"store"`
-	P50Ms              int64   `json:"p50_ms"`
-	P99Ms              int64   `json:"p99_ms"`
-	MaxMs              int64   `json:"max_ms"`
-	Received           int     `json:"received"`
+	Store    map[string]StoreCalls `json:"store"`
+	P50Ms    int64                 `json:"p50_ms"`
+	P99Ms    int64                 `json:"p99_ms"`
+	MaxMs    int64                 `json:"max_ms"`
+	Received int                   `json:"received"`
 }
 
 // Restart is a start followed by a SIGKILL of the server and a restart.
