@@ -302,6 +302,10 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 		fig.Steady.RequestsPerSecond, fig.Steady.CPUPercent, fig.Steady.RSSMiB, fig.Steady.PerDeviceKiB, fig.Steady.HeldPolls, fig.Steady.FDs)
 
 	// 2. A manual start on every agent.
+	storeBase, err := admin.storeCalls(ctx)
+	if err != nil {
+		return fig, err
+	}
 	if o.profile != "" {
 		go admin.profile(ctx, o.profile, 30*time.Second)
 	}
@@ -333,8 +337,12 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 	}
 	fig.Start = Start{Run: run1, AllRecordedSeconds: time.Since(st0).Seconds(), AllDispatchedSeconds: dispatched.Seconds(),
 		TakenOver: endSt.Engine.TakenOver - s2.Engine.TakenOver, Fenced: endSt.Engine.Fenced - s2.Engine.Fenced, Store: map[string]StoreCalls{}}
-	for op, c := range endSt.Store {
-		b := s2.Store[op]
+	storeEnd, err := admin.storeCalls(ctx)
+	if err != nil {
+		return fig, err
+	}
+	for op, c := range storeEnd {
+		b := storeBase[op]
 		if d := (StoreCalls{Calls: c.Calls - b.Calls, Seconds: c.Seconds - b.Seconds}); d.Calls > 0 {
 			fig.Start.Store[op] = d
 		}
@@ -474,6 +482,22 @@ func (a *adminClient) status(ctx context.Context, run int64) (serverStatus, erro
 		return st, fmt.Errorf("status: %s %s", resp.Status, b)
 	}
 	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// storeCalls returns the engine's store calls so far, by operation.
+func (a *adminClient) storeCalls(ctx context.Context) (map[string]StoreCalls, error) {
+	var st serverStatus
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.base+"/status?store=1", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status: %s", resp.Status)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	return st.Store, err
 }
 
 // profile writes a CPU profile of the server over d to file.

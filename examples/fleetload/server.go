@@ -196,7 +196,11 @@ func serve(ctx context.Context, o options, out io.Writer) error {
 		st := serverStatus{Channel: ch.Stats(), Engine: eng.Stats(), Goroutines: runtime.NumGoroutine()}
 		st.Requests = st.Channel.Received + st.Channel.Polls + st.Channel.Enrolled + st.Channel.Unauthenticated
 		st.RSS, st.CPU, st.FDs = procStats()
-		st.Store = storeCalls(r.Context(), reader)
+		if r.URL.Query().Get("store") == "1" {
+			// On request only: a collection also runs the engine's
+			// connected-devices gauge, a scan of every device under its lock.
+			st.Store = storeCalls(r.Context(), reader)
+		}
 		if run, _ := strconv.ParseInt(r.URL.Query().Get("run"), 10, 64); run != 0 {
 			st.Finished, st.Total, err = finished(r.Context(), store, scan.ID, run)
 			if err != nil {

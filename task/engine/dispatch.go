@@ -164,14 +164,7 @@ func (p *plan) scheduled(i int) bool { return i >= len(p.off) || !p.off[i] }
 func (s *Server) plan(ctx context.Context, p *plan, ts *taskState, st transport.Start, devices []scope.DeviceID, revision int64, now time.Time) {
 	ts.sawRun(st.RunID)
 	sch := ts.t.Schedule
-	var conn, off []scope.DeviceID
-	for _, d := range devices {
-		if s.connected(ctx, d) {
-			conn = append(conn, d)
-		} else {
-			off = append(off, d)
-		}
-	}
+	conn, off := s.splitConnected(ctx, devices)
 	for i, d := range conn {
 		// The task's delay layout (slotLayout) when the delay is
 		// automatic, so a device's start stays put while others come and
@@ -207,6 +200,48 @@ func (s *Server) plan(ctx context.Context, p *plan, ts *taskState, st transport.
 		p.rows = append(p.rows, task.Result{TaskID: ts.t.ID, DeviceID: d, RunID: st.RunID, Seq: transport.SeqScheduled, State: task.Missed, DueAt: st.At, FinishedAt: now, UpdatedAt: now,
 			Message: "missed: the device was not visible (not connected to the Administration Server) when the task started"})
 	}
+}
+
+// connectedChunk is how many devices one ConnectedDevices call checks.
+const connectedChunk = 10000
+
+// splitConnected splits devices (in their order) into the connected ones
+// and the others. With a scope.ConnectionChecker inventory that is one
+// call per connectedChunk devices, not one Device call each (a run on
+// 100,000 devices was 100,000 queries, with the server's lock held); when
+// a call fails, those devices are checked one by one (a failed check
+// counts as not connected, as before).
+func (s *Server) splitConnected(ctx context.Context, devices []scope.DeviceID) (conn, off []scope.DeviceID) {
+	cc, _ := s.cfg.Inventory.(scope.ConnectionChecker)
+	for len(devices) > 0 {
+		chunk := devices[:min(len(devices), connectedChunk)]
+		devices = devices[len(chunk):]
+		var up []scope.DeviceID
+		var err error
+		if cc != nil && len(chunk) > 1 {
+			began := s.clk.Now()
+			up, err = cc.ConnectedDevices(ctx, chunk)
+			s.storeCall(ctx, "ConnectedDevices", began)
+			if err != nil {
+				s.log.Error().Err(err).Int("devices", len(chunk)).Msg("engine: connection states: checking the devices one by one")
+			}
+		}
+		for _, d := range chunk {
+			var ok bool
+			if cc == nil || len(chunk) == 1 || err != nil {
+				ok = s.connected(ctx, d)
+			} else {
+				_, ok = slices.BinarySearch(up, d)
+				ok = ok || d == task.ServerDevice
+			}
+			if ok {
+				conn = append(conn, d)
+			} else {
+				off = append(off, d)
+			}
+		}
+	}
+	return conn, off
 }
 
 // commit writes a plan's results first and dispatches second: a server
