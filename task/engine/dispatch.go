@@ -93,8 +93,9 @@ func (s *Server) newLayout(ctx context.Context, ts *taskState, runID int64) {
 		return // the server uses the slots at each fire
 	}
 	def := s.definition(ts)
-	for _, d := range ts.devices {
-		if s.connected(ctx, d) && s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: def, Slot: slotOf(ts, d)}) == nil {
+	conn, _ := s.splitConnected(ctx, ts.devices)
+	for _, d := range conn {
+		if s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: def, Slot: slotOf(ts, d)}) == nil {
 			s.stats.Delivered++
 		}
 	}

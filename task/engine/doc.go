@@ -182,7 +182,8 @@
 //
 // When the store offers storage.Claimer (sqlstore does, on PostgreSQL and SQLite) the scheduled
 // starts are not kept in memory: every Tick dispatches the due ones from
-// the store in batches of ClaimBatch, each batch in one atomic store call
+// the store in batches of ClaimBatch (by default growing, while they
+// come back full, up to storage.MaxListLimit), each batch in one atomic store call
 // (on PostgreSQL one statement: SELECT ... FOR UPDATE SKIP LOCKED, so
 // replicas never wait for or take each other's rows; the rows move to
 // pending/dispatched, are leased to this replica (ReplicaID) with a new

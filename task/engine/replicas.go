@@ -163,7 +163,8 @@ func (s *Server) taskFor(ctx context.Context, id string, rev int64, now time.Tim
 func (s *Server) dispatchTTL() time.Duration { return s.cfg.RetryInterval + s.cfg.LeaseTTL }
 
 // dispatchClaimed dispatches the due scheduled starts from the store in
-// batches (called with s.mu held; it releases the lock during the store
+// batches of ClaimBatch (growing while they come back full, see
+// Config.ClaimBatch; called with s.mu held; it releases the lock during the store
 // calls, so device messages answering earlier batches are taken
 // meanwhile): DispatchWorkers goroutines each dispatch batches, every
 // batch claimed, marked dispatched (pending) and written to the dispatch
@@ -187,7 +188,9 @@ func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now tim
 		s.log.Error().Err(err).Msg("engine: dispatch due starts")
 		first = nil
 	}
-	s.sendClaimed(ctx, first, now, false)
+	// Sent at the time they went out (a fan-out takes a while), so their
+	// resends and lease renewals count from then.
+	s.sendClaimed(ctx, first, s.clk.Now(), false)
 	workers := s.cfg.DispatchWorkers
 	if err != nil || len(first) < p.Limit {
 		workers = 0
@@ -197,7 +200,17 @@ func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now tim
 	var stop atomic.Bool // a worker found the queue drained or failed
 	for range workers {
 		wg.Go(func() {
+			// A backlog (the first claim came back full: a start on many
+			// devices): with the default ClaimBatch each claim takes
+			// twice as many as the last, up to storage.MaxListLimit, so
+			// a fan-out of 100,000 starts takes a dozen turns at the
+			// store's writer, not fifty, while device results compete
+			// for it.
+			p := p
 			for !stop.Load() {
+				if s.lead.growClaims {
+					p.Limit = min(2*p.Limit, storage.MaxListLimit)
+				}
 				began := s.clk.Now()
 				claims, err := c.DispatchDue(ctx, p)
 				s.storeCall(ctx, "DispatchDue", began)
@@ -226,7 +239,7 @@ func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now tim
 			s.lead.afterClaim()
 		}
 		s.mu.Lock()
-		s.sendClaimed(ctx, claims, now, false)
+		s.sendClaimed(ctx, claims, s.clk.Now(), false)
 		s.mu.Unlock()
 	}
 	s.mu.Lock()

@@ -116,8 +116,11 @@ type Config struct {
 	// (DefaultLeaseTTL); a replica that dies loses them after LeaseTTL
 	// and another replica takes over its due starts and duties.
 	LeaseTTL time.Duration
-	// ClaimBatch is how many due starts one claim takes
-	// (DefaultClaimBatch, at most storage.MaxListLimit).
+	// ClaimBatch is how many due starts one claim takes (at most
+	// storage.MaxListLimit). Zero, the default, takes DefaultClaimBatch
+	// first and, while a Tick's claims come back full (a start on many
+	// devices), twice as many with each further claim, up to
+	// storage.MaxListLimit; a ClaimBatch set is the size of every claim.
 	ClaimBatch int
 	// DispatchWorkers is how many store connections dispatch due starts
 	// at once (DefaultDispatchWorkers, at most MaxDispatchWorkers): the
@@ -332,6 +335,9 @@ type leadership struct {
 	nextStale     time.Time
 	nextReconcile time.Time
 	afterClaim    func() // test hook (export_test.go)
+	// growClaims: Config.ClaimBatch was left zero, so claims grow while
+	// they come back full (dispatchClaimed).
+	growClaims bool
 }
 
 // sinkState remembers the results written to the ResultSink (the last
@@ -439,7 +445,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DispatchWorkers == 0 {
 		cfg.DispatchWorkers = DefaultDispatchWorkers
 	}
-	if cfg.ClaimBatch == 0 {
+	grow := cfg.ClaimBatch == 0
+	if grow {
 		cfg.ClaimBatch = DefaultClaimBatch
 	}
 	srv := &Server{cfg: cfg, clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger, met: newMetrics(cfg.MeterProvider),
@@ -447,7 +454,7 @@ func New(cfg Config) (*Server, error) {
 		disp: dispatching{pending: map[dkey]*dispatch{}},
 		dev:  deviceSync{byDevice: map[scope.DeviceID][]*taskState{}, seen: map[scope.DeviceID]time.Time{}, zones: map[string]*time.Location{}},
 		upd:  updatesState{updKeys: map[string]bool{}},
-		lead: leadership{owner: replicaOwner(cfg.ReplicaID)},
+		lead: leadership{owner: replicaOwner(cfg.ReplicaID), growClaims: grow},
 	}
 	srv.in.written = sync.NewCond(&srv.mu)
 	srv.observeConnected(cfg.MeterProvider)
