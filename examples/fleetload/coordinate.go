@@ -72,6 +72,10 @@ type Start struct {
 	// an expired lease (its own, when it lagged) and stopped resending.
 	TakenOver int64 `json:"taken_over"`
 	Fenced    int64 `json:"fenced"`
+	// Reclaimed: its own lapsed claims the server kept (Stats.Reclaimed);
+	// Resent: starts sent again (Stats.Resent).
+	Reclaimed int64 `json:"reclaimed"`
+	Resent    int64 `json:"resent"`
 	// Store is the engine's time in store calls from Start until every
 	// result was recorded, by operation.
 	Store    map[string]StoreCalls `json:"store"`
@@ -336,7 +340,8 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 		return fig, fmt.Errorf("run %d: %w", run1, err)
 	}
 	fig.Start = Start{Run: run1, AllRecordedSeconds: time.Since(st0).Seconds(), AllDispatchedSeconds: dispatched.Seconds(),
-		TakenOver: endSt.Engine.TakenOver - s2.Engine.TakenOver, Fenced: endSt.Engine.Fenced - s2.Engine.Fenced, Store: map[string]StoreCalls{}}
+		TakenOver: endSt.Engine.TakenOver - s2.Engine.TakenOver, Fenced: endSt.Engine.Fenced - s2.Engine.Fenced,
+		Reclaimed: endSt.Engine.Reclaimed - s2.Engine.Reclaimed, Resent: endSt.Engine.Resent - s2.Engine.Resent, Store: map[string]StoreCalls{}}
 	storeEnd, err := admin.storeCalls(ctx)
 	if err != nil {
 		return fig, err
@@ -363,8 +368,9 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 		fig.Start.AllReceivedSeconds = float64(lat[len(lat)-1]) / 1000
 	}
 	fig.Start.Received = len(lat)
-	fmt.Fprintf(out, "start: run %d dispatched to all after %.2f s, received by all %d agents after %.2f s (p50 %d ms, p99 %d ms), every result recorded after %.2f s; %d taken over, %d fenced\n",
-		run1, fig.Start.AllDispatchedSeconds, fig.Start.Received, fig.Start.AllReceivedSeconds, fig.Start.P50Ms, fig.Start.P99Ms, fig.Start.AllRecordedSeconds, fig.Start.TakenOver, fig.Start.Fenced)
+	fmt.Fprintf(out, "start: run %d dispatched to all after %.2f s, received by all %d agents after %.2f s (p50 %d ms, p99 %d ms), every result recorded after %.2f s; %d taken over, %d reclaimed, %d fenced, %d resent\n",
+		run1, fig.Start.AllDispatchedSeconds, fig.Start.Received, fig.Start.AllReceivedSeconds, fig.Start.P50Ms, fig.Start.P99Ms, fig.Start.AllRecordedSeconds,
+		fig.Start.TakenOver, fig.Start.Reclaimed, fig.Start.Fenced, fig.Start.Resent)
 	ops := slices.Sorted(maps.Keys(fig.Start.Store))
 	for _, op := range ops {
 		c := fig.Start.Store[op]
