@@ -249,7 +249,9 @@ func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now tim
 	s.lead.nextStale = now.Add(s.cfg.LeaseTTL)
 	for {
 		s.mu.Unlock()
+		began := s.clk.Now()
 		claims, err := c.ClaimStale(ctx, storage.StaleParams{Owner: s.lead.owner, State: string(task.Pending), Seq: transport.SeqDispatched, TTL: s.dispatchTTL(), Limit: s.cfg.ClaimBatch, Now: s.leaseNow()})
+		s.storeCall(ctx, "ClaimStale", began)
 		s.mu.Lock()
 		if err != nil {
 			s.log.Error().Err(err).Msg("engine: take over expired dispatches")
@@ -335,7 +337,9 @@ func (s *Server) renewClaimed(ctx context.Context, c storage.Claimer, keys []dke
 	if len(cs) == 0 {
 		return nil
 	}
+	began := s.clk.Now()
 	held, err := c.RenewClaims(ctx, storage.RenewParams{Owner: s.lead.owner, State: string(task.Pending), Seq: transport.SeqDispatched, TTL: s.dispatchTTL(), Claims: cs, Now: s.leaseNow()})
+	s.storeCall(ctx, "RenewClaims", began)
 	if err != nil {
 		s.log.Error().Err(err).Msg("engine: renew dispatch leases")
 		return nil // resend anyway: devices de-duplicate, and the lease check repeats next time
