@@ -85,8 +85,10 @@ func (s *Server) leaseNow() *time.Time {
 
 // leader reports whether this replica may do the singleton duties now
 // (fire server-run activations, purge history, and on a store without
-// storage.Claimer dispatch at all). A replica that cannot reach the store
-// does not lead. On a store without storage.Claimer, another replica
+// storage.Claimer dispatch at all). The leader renews its lease when
+// LeaseTTL/4 has passed since its last renewal, not at every Tick (each
+// renewal is a store write); a replica that does not lead asks at every
+// Tick. A replica that cannot reach the store does not lead. On a store without storage.Claimer, another replica
 // holding the lease is an error (*ReplicaError): the engine never falls
 // back silently to a path that would dispatch twice.
 func (s *Server) leader(ctx context.Context) (bool, error) {
@@ -95,8 +97,17 @@ func (s *Server) leader(ctx context.Context) (bool, error) {
 		return true, nil
 	}
 	began := s.clk.Now()
+	if s.lead.leading && !began.Before(s.lead.renewedAt) && began.Sub(s.lead.renewedAt) < s.cfg.LeaseTTL/4 {
+		// Renewed less than LeaseTTL/4 ago: still held for at least
+		// three quarters of LeaseTTL, so this Tick does not write.
+		return true, nil
+	}
 	got, err := s.cfg.Store.AcquireLeader(ctx, storage.LeaderParams{Name: LeaderLease, Owner: s.lead.owner, TTL: s.cfg.LeaseTTL, Now: s.leaseNow()})
 	s.storeCall(ctx, "AcquireLeader", began)
+	s.lead.renewedAt = time.Time{}
+	if err == nil && got.Held {
+		s.lead.renewedAt = began // the lease runs from no earlier than this
+	}
 	if err != nil {
 		if s.lead.leading {
 			s.log.Warn().Str("replica", s.lead.owner).Msg("engine: leader lease lost: the store cannot be reached")

@@ -114,7 +114,8 @@ type Config struct {
 	ReplicaID string
 	// LeaseTTL is how long a replica's claims and leader lease last
 	// (DefaultLeaseTTL); a replica that dies loses them after LeaseTTL
-	// and another replica takes over its due starts and duties.
+	// and another replica takes over its due starts and duties. The
+	// leader renews its lease every LeaseTTL/4 (at the first Tick after).
 	LeaseTTL time.Duration
 	// ClaimBatch is how many due starts one claim takes (at most
 	// storage.MaxListLimit). Zero, the default, takes DefaultClaimBatch
@@ -335,6 +336,9 @@ type leadership struct {
 	nextStale     time.Time
 	nextReconcile time.Time
 	afterClaim    func() // test hook (export_test.go)
+	// renewedAt: when the leader lease was last taken or renewed (the
+	// engine's clock, read before the call; zero: not held).
+	renewedAt time.Time
 	// growClaims: Config.ClaimBatch was left zero, so claims grow while
 	// they come back full (dispatchClaimed).
 	growClaims bool
