@@ -18,7 +18,8 @@ import (
 
 // BenchmarkFanOut measures a manual start on every device of a fleet as
 // the load test (examples/fleetload) makes it, without the network: one
-// server on SQLite with its inventory in the same store, the claim layer
+// server on SQLite (and on PostgreSQL when TASKFLEET_TEST_POSTGRES is
+// set) with its inventory in the same store, the claim layer
 // on, Run ticking every 100 ms, and devices that answer every start they
 // get with a result within 10 ms (through Handle, from 8 goroutines), so
 // the results compete with the fan-out for the store. It reports the
@@ -29,11 +30,25 @@ import (
 //
 //	go test -run XXX -bench BenchmarkFanOut -benchtime 1x ./task/engine/
 func BenchmarkFanOut(b *testing.B) {
+	b.Run("sqlite", func(b *testing.B) {
+		st, err := sqlstore.OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "fanout.db"))
+		must(b, err)
+		defer st.Close()
+		fanOut(b, st)
+	})
+	// With TASKFLEET_TEST_POSTGRES set: the same on PostgreSQL, in a
+	// schema of its own.
+	b.Run("postgres", func(b *testing.B) {
+		st, err := sqlstore.Open(context.Background(), sqlstore.Config{Dialect: sqlstore.Postgres, DSN: pgSchemaDSN(b)})
+		must(b, err)
+		defer st.Close()
+		fanOut(b, st)
+	})
+}
+
+func fanOut(b *testing.B, st *sqlstore.Store) {
 	const n = 20000
 	ctx := context.Background()
-	st, err := sqlstore.OpenSQLite(ctx, filepath.Join(b.TempDir(), "fanout.db"))
-	must(b, err)
-	defer st.Close()
 	inv := st.Inventory().(*sqlstore.Inventory)
 	must(b, inv.PutGroups(ctx, scope.AdminGroup{ID: "g-all", Name: "all"}))
 	devs := make([]scope.Device, 0, 1000)
