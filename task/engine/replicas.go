@@ -88,9 +88,10 @@ func (s *Server) leaseNow() *time.Time {
 // storage.Claimer dispatch at all). The leader renews its lease when
 // LeaseTTL/4 has passed since its last renewal, not at every Tick (each
 // renewal is a store write); a replica that does not lead asks at every
-// Tick. A replica that cannot reach the store does not lead. On a store without storage.Claimer, another replica
-// holding the lease is an error (*ReplicaError): the engine never falls
-// back silently to a path that would dispatch twice.
+// Tick. A replica that cannot reach the store does not lead. On a store
+// without storage.Claimer, another replica holding the lease is an error
+// (*ReplicaError): the engine never falls back silently to a path that
+// would dispatch twice.
 func (s *Server) leader(ctx context.Context) (bool, error) {
 	if s.cfg.SingleReplica {
 		s.lead.leading = true
@@ -175,9 +176,9 @@ func (s *Server) dispatchTTL() time.Duration { return s.cfg.RetryInterval + s.cf
 
 // dispatchClaimed dispatches the due scheduled starts from the store in
 // batches of ClaimBatch (growing while they come back full, see
-// Config.ClaimBatch; called with s.mu held; it releases the lock during the store
-// calls, so device messages answering earlier batches are taken
-// meanwhile): DispatchWorkers goroutines each dispatch batches, every
+// Config.ClaimBatch; called with s.mu held; it releases the lock during
+// the store calls, so device messages answering earlier batches are
+// taken meanwhile): DispatchWorkers goroutines each dispatch batches, every
 // batch claimed, marked dispatched (pending) and written to the dispatch
 // ledger in one atomic store call, and this goroutine sends them. Every
 // LeaseTTL the leader also takes over the dispatched starts of replicas
