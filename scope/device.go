@@ -246,3 +246,15 @@ type DeviceChecker interface {
 	// duplicates and ids of missing devices; neither is an error.
 	ExistingDevices(ctx context.Context, ids []DeviceID) ([]DeviceID, error)
 }
+
+// ConnectionChecker is an optional interface for an Inventory that can
+// tell which of many devices are connected at once (one query instead of
+// a Device call per id): the engine plans a run on every device of a
+// task's scope with it, 100,000 devices in one call.
+type ConnectionChecker interface {
+	// ConnectedDevices returns the ids from ids that name a device in the
+	// inventory whose Connected is true, in ascending order, without
+	// duplicates. ids may hold duplicates and ids of missing devices;
+	// neither is an error.
+	ConnectedDevices(ctx context.Context, ids []DeviceID) ([]DeviceID, error)
+}

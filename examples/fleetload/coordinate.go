@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -68,10 +69,27 @@ type Start struct {
 	// StartRun; AllRecordedSeconds: until every result was recorded.
 	AllReceivedSeconds float64 `json:"all_received_seconds"`
 	AllRecordedSeconds float64 `json:"all_recorded_seconds"`
-	P50Ms              int64   `json:"p50_ms"`
-	P99Ms              int64   `json:"p99_ms"`
-	MaxMs              int64   `json:"max_ms"`
-	Received           int     `json:"received"`
+	// AllDispatchedSeconds: from Start until the server had dispatched
+	// the start to every agent (the engine's Stats.Dispatched grew by
+	// the agent count; read every 250 ms). In check-in mode an agent gets
+	// its start at its first check-in after that.
+	AllDispatchedSeconds float64 `json:"all_dispatched_seconds"`
+	// TakenOver and Fenced are the engine's counters over the start
+	// (Stats.TakenOver, Stats.Fenced): starts the server took over from
+	// an expired lease (its own, when it lagged) and stopped resending.
+	TakenOver int64 `json:"taken_over"`
+	Fenced    int64 `json:"fenced"`
+	// Reclaimed: its own lapsed claims the server kept (Stats.Reclaimed);
+	// Resent: starts sent again (Stats.Resent).
+	Reclaimed int64 `json:"reclaimed"`
+	Resent    int64 `json:"resent"`
+	// Store is the engine's time in store calls from Start until every
+	// result was recorded, by operation.
+	Store    map[string]StoreCalls `json:"store"`
+	P50Ms    int64                 `json:"p50_ms"`
+	P99Ms    int64                 `json:"p99_ms"`
+	MaxMs    int64                 `json:"max_ms"`
+	Received int                   `json:"received"`
 }
 
 // Restart is a start followed by a SIGKILL of the server and a restart.
@@ -306,16 +324,53 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 	}
 
 	// 2. A manual start on every agent.
+	storeBase, err := admin.storeCalls(ctx)
+	if err != nil {
+		return fig, err
+	}
+	if o.profile != "" {
+		go admin.profile(ctx, o.profile, 30*time.Second)
+	}
 	st0 := time.Now()
 	run1, err := admin.start(ctx)
 	if err != nil {
 		return fig, err
 	}
-	if err := admin.waitFor(ctx, o.timeout, func(st serverStatus) bool { return st.Finished >= o.agents }, run1); err != nil {
+	var dispatched time.Duration
+	var endSt serverStatus
+	// The run's results are counted (a read of every result) only once
+	// the engine applied as many device results as there are agents, so
+	// the measurement does not load the server it measures.
+	err = admin.waitFor(ctx, o.timeout, func(st serverStatus) bool {
+		if dispatched == 0 && st.Engine.Dispatched-s2.Engine.Dispatched >= int64(o.agents) {
+			dispatched = time.Since(st0)
+			fmt.Fprintf(out, "  every start dispatched after %.2f s\n", dispatched.Seconds())
+		}
+		endSt = st
+		return st.Finished >= o.agents
+	}, func(st serverStatus) int64 {
+		if st.Engine.ResultsApplied-s2.Engine.ResultsApplied >= int64(o.agents) {
+			return run1
+		}
+		return 0
+	})
+	if err != nil {
 		diagnose(sims, out, "the start timed out", true)
 		return fig, fmt.Errorf("run %d: %w", run1, err)
 	}
-	fig.Start = Start{Run: run1, AllRecordedSeconds: time.Since(st0).Seconds()}
+	fig.Start = Start{Run: run1, AllRecordedSeconds: time.Since(st0).Seconds(), AllDispatchedSeconds: dispatched.Seconds(),
+		TakenOver: endSt.Engine.TakenOver - s2.Engine.TakenOver, Fenced: endSt.Engine.Fenced - s2.Engine.Fenced,
+		Reclaimed: endSt.Engine.Reclaimed - s2.Engine.Reclaimed, Resent: endSt.Engine.Resent - s2.Engine.Resent, Store: map[string]StoreCalls{}}
+	storeEnd, err := admin.storeCalls(ctx)
+	if err != nil {
+		return fig, err
+	}
+	for op, c := range storeEnd {
+		b := storeBase[op]
+		if d := (StoreCalls{Calls: c.Calls - b.Calls, Seconds: c.Seconds - b.Seconds}); d.Calls > 0 {
+			fig.Start.Store[op] = d
+		}
+	}
 	reps, err := reports(sims, run1)
 	if err != nil {
 		return fig, err
@@ -332,8 +387,14 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 		fig.Start.AllReceivedSeconds = float64(lat[len(lat)-1]) / 1000
 	}
 	fig.Start.Received = len(lat)
-	fmt.Fprintf(out, "start: run %d received by all %d agents after %.2f s (p50 %d ms, p99 %d ms), every result recorded after %.2f s\n",
-		run1, fig.Start.Received, fig.Start.AllReceivedSeconds, fig.Start.P50Ms, fig.Start.P99Ms, fig.Start.AllRecordedSeconds)
+	fmt.Fprintf(out, "start: run %d dispatched to all after %.2f s, received by all %d agents after %.2f s (p50 %d ms, p99 %d ms), every result recorded after %.2f s; %d taken over, %d reclaimed, %d fenced, %d resent\n",
+		run1, fig.Start.AllDispatchedSeconds, fig.Start.Received, fig.Start.AllReceivedSeconds, fig.Start.P50Ms, fig.Start.P99Ms, fig.Start.AllRecordedSeconds,
+		fig.Start.TakenOver, fig.Start.Reclaimed, fig.Start.Fenced, fig.Start.Resent)
+	ops := slices.Sorted(maps.Keys(fig.Start.Store))
+	for _, op := range ops {
+		c := fig.Start.Store[op]
+		fmt.Fprintf(out, "  store during the start: %s %d calls, %.2f s\n", op, c.Calls, c.Seconds)
+	}
 
 	// 3. A start, a SIGKILL of the server, a restart.
 	time.Sleep(1100 * time.Millisecond) // a new run id (they derive from time)
@@ -354,7 +415,7 @@ func coordinate(ctx context.Context, o options, out io.Writer) (Figures, error) 
 		return fig, fmt.Errorf("reconnect: %w", err)
 	}
 	fig.Restart = Restart{Run: run2, ReconnectSeconds: time.Since(r0).Seconds()}
-	if err := admin.waitFor(ctx, o.timeout, func(st serverStatus) bool { return st.Finished >= o.agents }, run2); err != nil {
+	if err := admin.waitFor(ctx, o.timeout, func(st serverStatus) bool { return st.Finished >= o.agents }, func(serverStatus) int64 { return run2 }); err != nil {
 		diagnose(sims, out, "the run after the restart timed out", true)
 		return fig, fmt.Errorf("run %d after the restart: %w", run2, err)
 	}
@@ -521,6 +582,40 @@ func (a *adminClient) status(ctx context.Context, run int64) (serverStatus, erro
 	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
+// storeCalls returns the engine's store calls so far, by operation.
+func (a *adminClient) storeCalls(ctx context.Context) (map[string]StoreCalls, error) {
+	var st serverStatus
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.base+"/status?store=1", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status: %s", resp.Status)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	return st.Store, err
+}
+
+// profile writes a CPU profile of the server over d to file.
+func (a *adminClient) profile(ctx context.Context, file string, d time.Duration) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", a.base, int(d.Seconds())), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintln(a.progress, "profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(file, b, 0o644)
+	}
+	if err != nil {
+		fmt.Fprintln(a.progress, "profile:", err)
+	}
+}
+
 func (a *adminClient) start(ctx context.Context) (int64, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, a.base+"/start", nil)
 	resp, err := http.DefaultClient.Do(req)
@@ -539,16 +634,17 @@ func (a *adminClient) start(ctx context.Context) (int64, error) {
 	return v.Run, err
 }
 
-// waitFor polls the status (of run, if given) until ok, for at most d.
-func (a *adminClient) waitFor(ctx context.Context, d time.Duration, ok func(serverStatus) bool, run ...int64) error {
-	var r int64
-	if len(run) > 0 {
-		r = run[0]
-	}
+// waitFor polls the status until ok, for at most d; run (if given)
+// chooses from the last status which run's results to count (0: none).
+func (a *adminClient) waitFor(ctx context.Context, d time.Duration, ok func(serverStatus) bool, run ...func(serverStatus) int64) error {
 	deadline := time.Now().Add(d)
 	var last serverStatus
 	lastLog := time.Now()
 	for time.Now().Before(deadline) {
+		var r int64
+		if len(run) > 0 {
+			r = run[0](last)
+		}
 		st, err := a.status(ctx, r)
 		if err == nil {
 			if ok(st) {

@@ -100,6 +100,7 @@ type options struct {
 	checkIn        time.Duration
 	lease          time.Duration
 	probes         int
+	profile        string
 }
 
 func parse(args []string, out io.Writer) (options, error) {
@@ -125,6 +126,7 @@ func parse(args []string, out io.Writer) (options, error) {
 	fs.StringVar(&o.json, "json", "", "write the figures as JSON to this file")
 	fs.DurationVar(&o.checkIn, "checkin", 0, "agents check in (poll without waiting) this often instead of long polls (0: long polls)")
 	fs.IntVar(&o.probes, "probes", 200, "single-device starts for the steady-state latency, one every 100 ms, 0 to 1000")
+	fs.StringVar(&o.profile, "profile", "", "write a 30 s CPU profile of the server from the manual start on to this file")
 	// Set by the coordinator for its children.
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:0", "server: the channel's address")
 	fs.StringVar(&o.admin, "admin", "127.0.0.1:0", "server: the admin API's address")

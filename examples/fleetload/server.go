@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/taskfleet/taskfleet/schedule"
 	"github.com/taskfleet/taskfleet/scope"
@@ -59,6 +61,38 @@ type serverStatus struct {
 	FDs        int           `json:"fds"`
 	Goroutines int           `json:"goroutines"`
 	Requests   int64         `json:"requests"`
+	// Store is the engine's time in store calls so far, by operation
+	// (its MetricStoreDuration histogram).
+	Store map[string]StoreCalls `json:"store"`
+}
+
+// StoreCalls are the engine's calls of one store operation: how many,
+// and their total duration in seconds.
+type StoreCalls struct {
+	Calls   uint64  `json:"calls"`
+	Seconds float64 `json:"seconds"`
+}
+
+// storeCalls reads the engine's store-call histogram from rd.
+func storeCalls(ctx context.Context, rd *sdkmetric.ManualReader) map[string]StoreCalls {
+	var rm metricdata.ResourceMetrics
+	if rd.Collect(ctx, &rm) != nil {
+		return nil
+	}
+	out := map[string]StoreCalls{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			h, ok := m.Data.(metricdata.Histogram[float64])
+			if m.Name != engine.MetricStoreDuration || !ok {
+				continue
+			}
+			for _, dp := range h.DataPoints {
+				op, _ := dp.Attributes.Value("db.operation.name")
+				out[op.AsString()] = StoreCalls{Calls: dp.Count, Seconds: dp.Sum}
+			}
+		}
+	}
+	return out
 }
 
 // serve runs the server process: store, inventory of o.agents devices,
@@ -88,7 +122,10 @@ func serve(ctx context.Context, o options, out io.Writer) error {
 			}
 		}
 	}
+	// The engine's metrics, read by the admin API's status (store time).
+	reader := sdkmetric.NewManualReader()
 	eng, err := engine.New(engine.Config{Store: store, Inventory: inv, Clock: clk, RetryInterval: o.retry, VisibilityTimeout: 30 * time.Minute,
+		MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)),
 		// The claim layer (the store's Claimer): after the kill, the
 		// restarted server takes the dead process's dispatched starts over
 		// when their lease expires, in batches. (With SingleReplica the
@@ -160,6 +197,11 @@ func serve(ctx context.Context, o options, out io.Writer) error {
 		st := serverStatus{Channel: ch.Stats(), Engine: eng.Stats(), Goroutines: runtime.NumGoroutine()}
 		st.Requests = st.Channel.Received + st.Channel.Polls + st.Channel.Enrolled + st.Channel.Unauthenticated
 		st.RSS, st.CPU, st.FDs = procStats()
+		if r.URL.Query().Get("store") == "1" {
+			// On request only: a collection also runs the engine's
+			// connected-devices gauge, a scan of every device under its lock.
+			st.Store = storeCalls(r.Context(), reader)
+		}
 		if run, _ := strconv.ParseInt(r.URL.Query().Get("run"), 10, 64); run != 0 {
 			st.Finished, st.Total, err = finished(r.Context(), store, scan.ID, run)
 			if err != nil {

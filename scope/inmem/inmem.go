@@ -402,4 +402,21 @@ func (inv *Inventory) ExistingDevices(ctx context.Context, ids []scope.DeviceID)
 	return slices.Compact(out), nil
 }
 
+// ConnectedDevices implements scope.ConnectionChecker.
+func (inv *Inventory) ConnectedDevices(ctx context.Context, ids []scope.DeviceID) ([]scope.DeviceID, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]scope.DeviceID, 0, len(ids))
+	inv.mu.Lock()
+	for _, id := range ids {
+		if d, ok := inv.devices[id]; ok && d.Connected {
+			out = append(out, id)
+		}
+	}
+	inv.mu.Unlock()
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
 var _ scope.InventoryWriter = (*Inventory)(nil)

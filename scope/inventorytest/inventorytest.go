@@ -271,6 +271,26 @@ func Run(t *testing.T, h Harness) {
 			t.Errorf("ExistingDevices(nil) = %v, %v", got, err)
 		}
 	})
+	t.Run("ConnectionChecker", func(t *testing.T) {
+		t.Parallel()
+		inv := load(t)
+		cc, ok := inv.(scope.ConnectionChecker)
+		if !ok {
+			t.Log("scope.ConnectionChecker not implemented: nothing to check")
+			return
+		}
+		// d-01 and d-02 are not connected; "gone" does not exist.
+		got, err := cc.ConnectedDevices(ctx, []scope.DeviceID{"d-07", "gone", "d-01", "d-07", "d-10", "d-02"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]scope.DeviceID{"d-07", "d-10"}, got); diff != "" {
+			t.Errorf("ConnectedDevices (-want +got):\n%s", diff)
+		}
+		if got, err := cc.ConnectedDevices(ctx, nil); err != nil || len(got) != 0 {
+			t.Errorf("ConnectedDevices(nil) = %v, %v", got, err)
+		}
+	})
 	t.Run("SavedSelections", func(t *testing.T) {
 		t.Parallel()
 		runSavedSelections(t, load(t))

@@ -960,6 +960,37 @@ func (inv *Inventory) DevicesByName(ctx context.Context, name scope.Address) ([]
 	return out, nil
 }
 
+// ConnectedDevices implements scope.ConnectionChecker with one query on
+// the primary key.
+func (inv *Inventory) ConnectedDevices(ctx context.Context, ids []scope.DeviceID) ([]scope.DeviceID, error) {
+	s := inv.store()
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := []scope.DeviceID{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	strs := make([]string, len(ids))
+	for i, id := range ids {
+		strs[i] = string(id)
+	}
+	slices.Sort(strs)
+	strs = slices.Compact(strs)
+	list, err := inv.idList(strs)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.r.SelectContext(ctx, &out, `SELECT id FROM devices WHERE connected AND `+inv.inList("id"), list); err != nil {
+		return nil, fmt.Errorf("sqlstore: connected devices: %w", ctxOrMapped(ctx, err))
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
 // ExistingDevices implements scope.DeviceChecker with one query on the
 // primary key.
 func (inv *Inventory) ExistingDevices(ctx context.Context, ids []scope.DeviceID) ([]scope.DeviceID, error) {

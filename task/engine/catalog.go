@@ -59,11 +59,10 @@ func (s *Server) TaskSaved(ctx context.Context, t *task.Task) error {
 		}
 	}
 	def := s.definition(ts)
-	for _, d := range ts.devices {
-		if s.connected(ctx, d) {
-			if s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: def, Slot: slotOf(ts, d)}) == nil {
-				s.stats.Delivered++
-			}
+	conn, _ := s.splitConnected(ctx, ts.devices)
+	for _, d := range conn {
+		if s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: def, Slot: slotOf(ts, d)}) == nil {
+			s.stats.Delivered++
 		}
 	}
 	return nil

@@ -337,7 +337,10 @@ func slotAtIndex(ts *taskState, d scope.DeviceID, i int32) (transport.Slot, bool
 	return slotAt(ts, d)
 }
 
-// holdsPlace is holdsSlot for a place already looked up (want, ok).
+// holdsPlace reports whether a device holds its place in the task's delay
+// layout, for a place already looked up (want, ok). Only the index
+// counts: a device's start time depends on its index alone (slotLayout),
+// so a layout that grew does not send every device a new Of.
 func holdsPlace(held *transport.Slot, want transport.Slot, ok bool) bool {
 	if !ok {
 		return held == nil

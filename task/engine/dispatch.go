@@ -56,18 +56,6 @@ func (s *Server) StartRun(ctx context.Context, t *task.Task, run task.Run) error
 	return nil
 }
 
-// holdsSlot reports whether a device holds its place in the task's delay
-// layout, without allocating. Only the index counts: a device's start
-// time depends on its index alone (slotLayout), so a layout that grew
-// does not send every device a new Of.
-func holdsSlot(held *transport.Slot, ts *taskState, d scope.DeviceID) bool {
-	want, ok := slotAt(ts, d)
-	if !ok {
-		return held == nil
-	}
-	return held != nil && held.Index == want.Index
-}
-
 // reslot follows a change of a device task's scope from before: its
 // Wake-on-LAN times are planned again. The devices that stayed keep their
 // delay slots (slotLayout) and new devices get the task, with their slot,
@@ -93,8 +81,9 @@ func (s *Server) newLayout(ctx context.Context, ts *taskState, runID int64) {
 		return // the server uses the slots at each fire
 	}
 	def := s.definition(ts)
-	for _, d := range ts.devices {
-		if s.connected(ctx, d) && s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: def, Slot: slotOf(ts, d)}) == nil {
+	conn, _ := s.splitConnected(ctx, ts.devices)
+	for _, d := range conn {
+		if s.send(ctx, transport.Message{Kind: transport.Deliver, Device: d, Definition: def, Slot: slotOf(ts, d)}) == nil {
 			s.stats.Delivered++
 		}
 	}
@@ -164,14 +153,7 @@ func (p *plan) scheduled(i int) bool { return i >= len(p.off) || !p.off[i] }
 func (s *Server) plan(ctx context.Context, p *plan, ts *taskState, st transport.Start, devices []scope.DeviceID, revision int64, now time.Time) {
 	ts.sawRun(st.RunID)
 	sch := ts.t.Schedule
-	var conn, off []scope.DeviceID
-	for _, d := range devices {
-		if s.connected(ctx, d) {
-			conn = append(conn, d)
-		} else {
-			off = append(off, d)
-		}
-	}
+	conn, off := s.splitConnected(ctx, devices)
 	for i, d := range conn {
 		// The task's delay layout (slotLayout) when the delay is
 		// automatic, so a device's start stays put while others come and
@@ -207,6 +189,48 @@ func (s *Server) plan(ctx context.Context, p *plan, ts *taskState, st transport.
 		p.rows = append(p.rows, task.Result{TaskID: ts.t.ID, DeviceID: d, RunID: st.RunID, Seq: transport.SeqScheduled, State: task.Missed, DueAt: st.At, FinishedAt: now, UpdatedAt: now,
 			Message: "missed: the device was not visible (not connected to the Administration Server) when the task started"})
 	}
+}
+
+// connectedChunk is how many devices one ConnectedDevices call checks.
+const connectedChunk = 10000
+
+// splitConnected splits devices (in their order) into the connected ones
+// and the others. With a scope.ConnectionChecker inventory that is one
+// call per connectedChunk devices, not one Device call each (a run on
+// 100,000 devices was 100,000 queries, with the server's lock held); when
+// a call fails, those devices are checked one by one (a failed check
+// counts as not connected, as before).
+func (s *Server) splitConnected(ctx context.Context, devices []scope.DeviceID) (conn, off []scope.DeviceID) {
+	cc, _ := s.cfg.Inventory.(scope.ConnectionChecker)
+	for len(devices) > 0 {
+		chunk := devices[:min(len(devices), connectedChunk)]
+		devices = devices[len(chunk):]
+		var up []scope.DeviceID
+		var err error
+		if cc != nil && len(chunk) > 1 {
+			began := s.clk.Now()
+			up, err = cc.ConnectedDevices(ctx, chunk)
+			s.storeCall(ctx, "ConnectedDevices", began)
+			if err != nil {
+				s.log.Error().Err(err).Int("devices", len(chunk)).Msg("engine: connection states: checking the devices one by one")
+			}
+		}
+		for _, d := range chunk {
+			var ok bool
+			if cc == nil || len(chunk) == 1 || err != nil {
+				ok = s.connected(ctx, d)
+			} else {
+				_, ok = slices.BinarySearch(up, d)
+				ok = ok || d == task.ServerDevice
+			}
+			if ok {
+				conn = append(conn, d)
+			} else {
+				off = append(off, d)
+			}
+		}
+	}
+	return conn, off
 }
 
 // commit writes a plan's results first and dispatches second: a server
@@ -293,6 +317,7 @@ func (s *Server) sendDue(ctx context.Context, now time.Time, keys []dkey) {
 	}
 	var firstRows []task.Result
 	var sends []transport.Message
+	var again []bool // sends[i] is a resend
 	for _, k := range keys {
 		dp := s.disp.pending[k]
 		if dp == nil {
@@ -321,15 +346,13 @@ func (s *Server) sendDue(ctx context.Context, now time.Time, keys []dkey) {
 				if !dp.start.Due.IsZero() {
 					s.met.lag.Record(ctx, max(now.Sub(dp.start.Due), 0).Seconds())
 				}
-			} else {
-				s.stats.Resent++
-				s.met.dispatched.Add(ctx, 1, s.met.resend...)
 			}
 			dp.sent++
 			dp.tries++
 			dp.lastSend = now
 			st := dp.start
 			sends = append(sends, transport.Message{Key: startKey(k.task, dp.start.RunID), Kind: transport.StartRun, Device: k.device, Start: &st, Definition: s.definition(ts)})
+			again = append(again, dp.sent > 1)
 			dp.next = s.wakeAt(dp, now)
 		}
 		if s.disp.nextDisp.IsZero() || dp.next.Before(s.disp.nextDisp) {
@@ -338,8 +361,14 @@ func (s *Server) sendDue(ctx context.Context, now time.Time, keys []dkey) {
 	}
 	// Pending is recorded (one batch) before the starts go out.
 	s.record(ctx, firstRows)
-	for _, m := range sends {
-		s.sendStart(ctx, m, now)
+	for i, m := range sends {
+		switch {
+		case !s.sendStart(ctx, m, now):
+			s.stats.Unreachable++
+		case again[i]:
+			s.stats.Resent++
+			s.met.dispatched.Add(ctx, 1, s.met.resend...)
+		}
 	}
 }
 
@@ -347,17 +376,18 @@ func (s *Server) sendDue(ctx context.Context, now time.Time, keys []dkey) {
 // unreachable is tried again (at most RetryInterval).
 const unreachableRetry = 5 * time.Second
 
-// sendStart sends a StartRun. When the transport reports the device
-// unreachable (not connected to this server process: a restarted server's
-// devices are still reconnecting), nothing went out, so the start is
-// tried again soon, not after its back-off.
-func (s *Server) sendStart(ctx context.Context, m transport.Message, now time.Time) {
+// sendStart sends a StartRun and reports whether the transport took it.
+// When the transport reports the device unreachable (not connected to
+// this server process: a restarted server's devices are still
+// reconnecting), nothing went out, so the start is tried again soon, not
+// after its back-off, and sendStart returns false.
+func (s *Server) sendStart(ctx context.Context, m transport.Message, now time.Time) bool {
 	if err := s.send(ctx, m); !errors.Is(err, transport.ErrUnreachable) {
-		return
+		return true
 	}
 	dp := s.disp.pending[dkey{m.Start.TaskID, m.Device}]
 	if dp == nil || dp.start.RunID != m.Start.RunID {
-		return
+		return false
 	}
 	dp.lastSend, dp.tries = time.Time{}, 0
 	if at := now.Add(min(unreachableRetry, s.cfg.RetryInterval)); at.Before(dp.next) {
@@ -366,6 +396,7 @@ func (s *Server) sendStart(ctx context.Context, m transport.Message, now time.Ti
 			s.disp.nextDisp = at
 		}
 	}
+	return false
 }
 
 // resendTo sends device d's unanswered starts again at once (it became

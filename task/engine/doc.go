@@ -182,7 +182,8 @@
 //
 // When the store offers storage.Claimer (sqlstore does, on PostgreSQL and SQLite) the scheduled
 // starts are not kept in memory: every Tick dispatches the due ones from
-// the store in batches of ClaimBatch, each batch in one atomic store call
+// the store in batches of ClaimBatch (by default growing, while they
+// come back full, up to storage.MaxListLimit), each batch in one atomic store call
 // (on PostgreSQL one statement: SELECT ... FOR UPDATE SKIP LOCKED, so
 // replicas never wait for or take each other's rows; the rows move to
 // pending/dispatched, are leased to this replica (ReplicaID) with a new
@@ -201,7 +202,10 @@
 // (storage.Claimer ClaimStale, Stats.TakenOver) and resends them under the same
 // idempotency key, which devices de-duplicate. A stalled replica that
 // wakes up finds its renewal rejected by the epoch and stops resending
-// (Stats.Fenced). The start of a device that was offline when a "run
+// (Stats.Fenced). A leader whose own Tick lagged past its leases (a long
+// fan-out under load) finds its own starts in that sweep: it keeps them
+// under the new lease without sending them again (Stats.Reclaimed), so
+// its lag costs no resends. The start of a device that was offline when a "run
 // missed tasks" run began is scheduled like any other (with the message
 // "waiting for the device to become visible"), so it too is dispatched by
 // one replica, resent until the device answers and taken over if that

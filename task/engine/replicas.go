@@ -85,18 +85,30 @@ func (s *Server) leaseNow() *time.Time {
 
 // leader reports whether this replica may do the singleton duties now
 // (fire server-run activations, purge history, and on a store without
-// storage.Claimer dispatch at all). A replica that cannot reach the store
-// does not lead. On a store without storage.Claimer, another replica
-// holding the lease is an error (*ReplicaError): the engine never falls
-// back silently to a path that would dispatch twice.
+// storage.Claimer dispatch at all). The leader renews its lease when
+// LeaseTTL/4 has passed since its last renewal, not at every Tick (each
+// renewal is a store write); a replica that does not lead asks at every
+// Tick. A replica that cannot reach the store does not lead. On a store
+// without storage.Claimer, another replica holding the lease is an error
+// (*ReplicaError): the engine never falls back silently to a path that
+// would dispatch twice.
 func (s *Server) leader(ctx context.Context) (bool, error) {
 	if s.cfg.SingleReplica {
 		s.lead.leading = true
 		return true, nil
 	}
 	began := s.clk.Now()
+	if s.lead.leading && !began.Before(s.lead.renewedAt) && began.Sub(s.lead.renewedAt) < s.cfg.LeaseTTL/4 {
+		// Renewed less than LeaseTTL/4 ago: still held for at least
+		// three quarters of LeaseTTL, so this Tick does not write.
+		return true, nil
+	}
 	got, err := s.cfg.Store.AcquireLeader(ctx, storage.LeaderParams{Name: LeaderLease, Owner: s.lead.owner, TTL: s.cfg.LeaseTTL, Now: s.leaseNow()})
 	s.storeCall(ctx, "AcquireLeader", began)
+	s.lead.renewedAt = time.Time{}
+	if err == nil && got.Held {
+		s.lead.renewedAt = began // the lease runs from no earlier than this
+	}
 	if err != nil {
 		if s.lead.leading {
 			s.log.Warn().Str("replica", s.lead.owner).Msg("engine: leader lease lost: the store cannot be reached")
@@ -163,9 +175,10 @@ func (s *Server) taskFor(ctx context.Context, id string, rev int64, now time.Tim
 func (s *Server) dispatchTTL() time.Duration { return s.cfg.RetryInterval + s.cfg.LeaseTTL }
 
 // dispatchClaimed dispatches the due scheduled starts from the store in
-// batches (called with s.mu held; it releases the lock during the store
-// calls, so device messages answering earlier batches are taken
-// meanwhile): DispatchWorkers goroutines each dispatch batches, every
+// batches of ClaimBatch (growing while they come back full, see
+// Config.ClaimBatch; called with s.mu held; it releases the lock during
+// the store calls, so device messages answering earlier batches are
+// taken meanwhile): DispatchWorkers goroutines each dispatch batches, every
 // batch claimed, marked dispatched (pending) and written to the dispatch
 // ledger in one atomic store call, and this goroutine sends them. Every
 // LeaseTTL the leader also takes over the dispatched starts of replicas
@@ -187,7 +200,9 @@ func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now tim
 		s.log.Error().Err(err).Msg("engine: dispatch due starts")
 		first = nil
 	}
-	s.sendClaimed(ctx, first, now, false)
+	// Sent at the time they went out (a fan-out takes a while), so their
+	// resends and lease renewals count from then.
+	s.sendClaimed(ctx, first, s.clk.Now(), false)
 	workers := s.cfg.DispatchWorkers
 	if err != nil || len(first) < p.Limit {
 		workers = 0
@@ -197,7 +212,17 @@ func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now tim
 	var stop atomic.Bool // a worker found the queue drained or failed
 	for range workers {
 		wg.Go(func() {
+			// A backlog (the first claim came back full: a start on many
+			// devices): with the default ClaimBatch each claim takes
+			// twice as many as the last, up to storage.MaxListLimit, so
+			// a fan-out of 100,000 starts takes a dozen turns at the
+			// store's writer, not fifty, while device results compete
+			// for it.
+			p := p
 			for !stop.Load() {
+				if s.lead.growClaims {
+					p.Limit = min(2*p.Limit, storage.MaxListLimit)
+				}
 				began := s.clk.Now()
 				claims, err := c.DispatchDue(ctx, p)
 				s.storeCall(ctx, "DispatchDue", began)
@@ -226,7 +251,7 @@ func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now tim
 			s.lead.afterClaim()
 		}
 		s.mu.Lock()
-		s.sendClaimed(ctx, claims, now, false)
+		s.sendClaimed(ctx, claims, s.clk.Now(), false)
 		s.mu.Unlock()
 	}
 	s.mu.Lock()
@@ -236,7 +261,9 @@ func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now tim
 	s.lead.nextStale = now.Add(s.cfg.LeaseTTL)
 	for {
 		s.mu.Unlock()
+		began := s.clk.Now()
 		claims, err := c.ClaimStale(ctx, storage.StaleParams{Owner: s.lead.owner, State: string(task.Pending), Seq: transport.SeqDispatched, TTL: s.dispatchTTL(), Limit: s.cfg.ClaimBatch, Now: s.leaseNow()})
+		s.storeCall(ctx, "ClaimStale", began)
 		s.mu.Lock()
 		if err != nil {
 			s.log.Error().Err(err).Msg("engine: take over expired dispatches")
@@ -254,11 +281,28 @@ func (s *Server) dispatchClaimed(ctx context.Context, c storage.Claimer, now tim
 
 // sendClaimed sends the starts of dispatched claims and keeps them for
 // resending until their devices answer.
+//
+// A stale claim (takeover) of a start this replica already holds for the
+// same run is its own: its lease expired because this replica's Tick
+// lagged (a long fan-out under load), not because it died. It keeps the
+// dispatch under the new epoch and lease, and neither counts it taken
+// over nor sends it again (it is resent on its own schedule).
 func (s *Server) sendClaimed(ctx context.Context, claims []storage.Claim, now time.Time, takeover bool) {
-	if takeover && len(claims) > 0 {
-		s.log.Info().Str("replica", s.lead.owner).Int("starts", len(claims)).Msg("engine: took over dispatched starts of a replica whose lease expired")
-	}
+	took := 0
+	defer func() {
+		if took > 0 {
+			s.log.Info().Str("replica", s.lead.owner).Int("starts", took).Msg("engine: took over dispatched starts of a replica whose lease expired")
+		}
+	}()
 	for _, cl := range claims {
+		if takeover {
+			if cur := s.disp.pending[dkey{cl.TaskID, scope.DeviceID(cl.DeviceID)}]; cur != nil && cur.epoch > 0 && cur.start.RunID == cl.RunID {
+				cur.epoch = cl.Epoch
+				s.stats.Reclaimed++
+				continue
+			}
+			took++
+		}
 		ts := s.taskFor(ctx, cl.TaskID, cl.TaskRevision, now)
 		if ts == nil {
 			// Deleted after the dispatch: its results are deleted with it.
@@ -286,7 +330,9 @@ func (s *Server) sendClaimed(ctx context.Context, claims []storage.Claim, now ti
 			s.met.dispatched.Add(ctx, 1, s.met.firstSend...)
 			s.met.lag.Record(ctx, max(now.Sub(cl.DueAt), 0).Seconds())
 		}
-		s.sendStart(ctx, transport.Message{Key: startKey(cl.TaskID, cl.RunID), Kind: transport.StartRun, Device: d, Start: &st, Definition: s.definition(ts)}, now)
+		if !s.sendStart(ctx, transport.Message{Key: startKey(cl.TaskID, cl.RunID), Kind: transport.StartRun, Device: d, Start: &st, Definition: s.definition(ts)}, now) {
+			s.stats.Unreachable++
+		}
 	}
 }
 
@@ -303,7 +349,9 @@ func (s *Server) renewClaimed(ctx context.Context, c storage.Claimer, keys []dke
 	if len(cs) == 0 {
 		return nil
 	}
+	began := s.clk.Now()
 	held, err := c.RenewClaims(ctx, storage.RenewParams{Owner: s.lead.owner, State: string(task.Pending), Seq: transport.SeqDispatched, TTL: s.dispatchTTL(), Claims: cs, Now: s.leaseNow()})
+	s.storeCall(ctx, "RenewClaims", began)
 	if err != nil {
 		s.log.Error().Err(err).Msg("engine: renew dispatch leases")
 		return nil // resend anyway: devices de-duplicate, and the lease check repeats next time

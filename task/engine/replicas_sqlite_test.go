@@ -396,3 +396,56 @@ func TestLeaderReconcilesAStopWhoseReplicaDied(t *testing.T) {
 		t.Fatalf("the leader sent %d StopRun, want 5 (the stopped task's running devices only)", logs[1].stops)
 	}
 }
+
+// TestLaggingReplicaKeepsItsOwnDispatches: a replica whose Tick lags past
+// its dispatch leases (here: the clock jumps while the Tick's claim is
+// being sent, as a fan-out of 100,000 starts under load does) finds its
+// own expired claims in its stale sweep. They are its own: it keeps them
+// (a new epoch, a fresh lease) without counting them taken over or
+// sending them again, and a second replica finds nothing to take over.
+// A replica that really stops still has its starts taken over after the
+// lease.
+func TestLaggingReplicaKeepsItsOwnDispatches(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "lag.db")
+	inv, clk, _ := replicaFleet(t, 300)
+	ms, srvs, logs, _ := sqliteReplicas(t, path, 2, inv, clk, func(_ int, c *engine.Config) {
+		c.LeaseTTL, c.RetryInterval = time.Second, time.Second
+		c.EngineClockLeases = true
+	})
+	tk, err := ms[0].Create(ctx, task.System, task.Task{Name: "scan", Application: appES, Type: "virus_scan", Scope: groupScope("g-all"), Schedule: sched(schedule.Manual, nil)})
+	must(t, err)
+	_, err = ms[0].Start(ctx, task.System, tk.ID)
+	must(t, err)
+	lagged := false
+	engine.SetAfterClaim(srvs[0], func() {
+		if !lagged {
+			lagged = true
+			clk.Add(2*time.Second + time.Millisecond) // past RetryInterval + LeaseTTL
+		}
+	})
+	must(t, srvs[0].Tick(ctx))
+	st := srvs[0].Stats()
+	if st.Dispatched != 300 || st.TakenOver != 0 || st.Reclaimed != 300 {
+		t.Fatalf("r0 stats %+v: want 300 dispatched, its own 300 expired claims reclaimed, none taken over", st)
+	}
+	for k, n := range logs[0].starts {
+		if n != 1 {
+			t.Fatalf("start %s sent %d times in one Tick, want once", k, n)
+		}
+	}
+	// r0's leader lease has expired: r1 leads and sweeps, but r0's
+	// dispatch leases were renewed by its reclaim.
+	clk.Add(1500 * time.Millisecond)
+	must(t, srvs[1].Tick(ctx))
+	if got := srvs[1].Stats().TakenOver; got != 0 {
+		t.Fatalf("r1 took over %d of r0's reclaimed starts, want 0", got)
+	}
+	// r0 stops for good: its starts are taken over after the lease.
+	clk.Add(time.Second)
+	must(t, srvs[1].Tick(ctx))
+	if got := srvs[1].Stats().TakenOver; got != 300 {
+		t.Fatalf("r1 took over %d starts of the stopped r0, want 300", got)
+	}
+}

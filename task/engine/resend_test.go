@@ -153,3 +153,45 @@ func TestUnreachableStartIsRetriedSoon(t *testing.T) {
 		t.Fatalf("%d starts delivered 5 s after an unreachable send, want 1", n)
 	}
 }
+
+// TestUnreachableRetriesAreNotResends: the 5-second retries of a start
+// whose device is not connected are refused by the transport at once;
+// they count in Stats.Unreachable, not in Stats.Resent, which counts
+// starts that actually went out again.
+func TestUnreachableRetriesAreNotResends(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	inv := inmem.New()
+	must(t, inv.PutGroups(ctx, scope.AdminGroup{ID: "g", Name: "g"}))
+	must(t, inv.PutDevices(ctx, scope.Device{ID: "d1", GroupID: "g", Connected: true}))
+	clk := clock.NewMock()
+	clk.Set(t0)
+	store := memstore.New()
+	srv, err := engine.New(engine.Config{Store: store, Inventory: inv, Clock: clk, Location: time.UTC, EngineClockLeases: true, RetryInterval: time.Minute})
+	must(t, err)
+	m, err := task.New(task.Config{Store: store, Registry: registry(t), Inventory: inv, Clock: clk, Location: time.UTC, Dispatcher: srv})
+	must(t, err)
+	ep := &unreachable{}
+	must(t, srv.Open(ctx, m, ep))
+	tk, err := m.Create(ctx, task.System, task.Task{Name: "scan", Application: appES, Type: "virus_scan", Scope: scope.Scope{Kind: scope.Group, Group: "g"}})
+	must(t, err)
+	_, err = m.Start(ctx, task.System, tk.ID)
+	must(t, err)
+	must(t, srv.Tick(ctx)) // dispatched, refused
+	for range 4 {
+		clk.Add(5 * time.Second)
+		must(t, srv.Tick(ctx)) // retried, refused
+	}
+	st := srv.Stats()
+	if st.Dispatched != 1 || st.Resent != 0 || st.Unreachable != 5 {
+		t.Fatalf("stats %+v: want 1 dispatched, 0 resent, 5 refused as unreachable", st)
+	}
+	ep.up.Store(true)
+	clk.Add(5 * time.Second)
+	must(t, srv.Tick(ctx)) // goes out
+	clk.Add(time.Minute)
+	must(t, srv.Tick(ctx)) // unanswered: sent again
+	if st := srv.Stats(); st.Resent != 2 || st.Unreachable != 5 {
+		t.Fatalf("stats %+v: want 2 resent (the send after the device came back, the retry a minute later), 5 unreachable", st)
+	}
+}

@@ -114,10 +114,14 @@ type Config struct {
 	ReplicaID string
 	// LeaseTTL is how long a replica's claims and leader lease last
 	// (DefaultLeaseTTL); a replica that dies loses them after LeaseTTL
-	// and another replica takes over its due starts and duties.
+	// and another replica takes over its due starts and duties. The
+	// leader renews its lease every LeaseTTL/4 (at the first Tick after).
 	LeaseTTL time.Duration
-	// ClaimBatch is how many due starts one claim takes
-	// (DefaultClaimBatch, at most storage.MaxListLimit).
+	// ClaimBatch is how many due starts one claim takes (at most
+	// storage.MaxListLimit). Zero, the default, takes DefaultClaimBatch
+	// first and, while a Tick's claims come back full (a start on many
+	// devices), twice as many with each further claim, up to
+	// storage.MaxListLimit; a ClaimBatch set is the size of every claim.
 	ClaimBatch int
 	// DispatchWorkers is how many store connections dispatch due starts
 	// at once (DefaultDispatchWorkers, at most MaxDispatchWorkers): the
@@ -350,6 +354,12 @@ type leadership struct {
 	nextStale     time.Time
 	nextReconcile time.Time
 	afterClaim    func() // test hook (export_test.go)
+	// renewedAt: when the leader lease was last taken or renewed (the
+	// engine's clock, read before the call; zero: not held).
+	renewedAt time.Time
+	// growClaims: Config.ClaimBatch was left zero, so claims grow while
+	// they come back full (dispatchClaimed).
+	growClaims bool
 }
 
 // sinkState remembers the results written to the ResultSink (the last
@@ -367,10 +377,19 @@ type Stats struct {
 	Fired int64
 	// Dispatched counts starts sent to devices.
 	Dispatched int64
-	// Resent counts starts sent again because the device had not
-	// answered (after RetryInterval, backing off up to MaxRetryInterval,
-	// or at once when it became visible again).
+	// Resent counts starts sent again after their first dispatch
+	// because the device had not answered (after RetryInterval, backing
+	// off up to MaxRetryInterval, or at once when it became visible
+	// again), and the transport took them. Sends it refused at once are
+	// counted in Unreachable instead.
 	Resent int64
+	// Unreachable counts sends of a start (first or again) that the
+	// transport refused because the device was not connected to this
+	// server (transport.ErrUnreachable): nothing went out, and the start
+	// is tried again within seconds (a restarted server's devices are
+	// still reconnecting). A first send refused is counted in
+	// Dispatched too.
+	Unreachable int64
 	// Heartbeats counts device heartbeats handled.
 	Heartbeats int64
 	// ResultsApplied counts device results written to the store.
@@ -385,6 +404,12 @@ type Stats struct {
 	// TakenOver counts dispatched starts this replica took over from a
 	// replica whose lease expired, and resent.
 	TakenOver int64
+	// Reclaimed counts dispatched starts of this replica whose lease had
+	// expired before it renewed it (its Tick lagged: a long fan-out
+	// under load) and that its own stale sweep found: it keeps them
+	// under the new lease and resends them on their own schedule, so
+	// they are neither taken over nor sent again.
+	Reclaimed int64
 	// Undecodable counts tasks the server skipped because their stored
 	// settings cannot be decoded (task.DecodeError); each is logged.
 	Undecodable int64
@@ -442,7 +467,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DispatchWorkers == 0 {
 		cfg.DispatchWorkers = DefaultDispatchWorkers
 	}
-	if cfg.ClaimBatch == 0 {
+	grow := cfg.ClaimBatch == 0
+	if grow {
 		cfg.ClaimBatch = DefaultClaimBatch
 	}
 	srv := &Server{cfg: cfg, clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger, met: newMetrics(cfg.MeterProvider),
@@ -450,7 +476,7 @@ func New(cfg Config) (*Server, error) {
 		disp: dispatching{pending: map[dkey]*dispatch{}},
 		dev:  deviceSync{num: map[scope.DeviceID]int32{}, zones: map[string]*time.Location{}, stale: true},
 		upd:  updatesState{updKeys: map[string]bool{}},
-		lead: leadership{owner: replicaOwner(cfg.ReplicaID)},
+		lead: leadership{owner: replicaOwner(cfg.ReplicaID), growClaims: grow},
 	}
 	srv.in.written = sync.NewCond(&srv.mu)
 	srv.observeConnected(cfg.MeterProvider)
