@@ -399,7 +399,10 @@ type Stats struct {
 
 	// Fenced counts dispatched starts this replica stopped resending
 	// because its lease was gone: another replica took them over (a newer
-	// epoch) or the device answered through another replica.
+	// epoch), or the device's answer was already stored (through another
+	// replica, or through this one's intake while its batch was being
+	// written: with devices answering within a second, as long polls do,
+	// most of a big start's Fenced are such answers, not takeovers).
 	Fenced int64
 	// TakenOver counts dispatched starts this replica took over from a
 	// replica whose lease expired, and resent.
