@@ -106,17 +106,27 @@ func TestRunEndSurvivesAKillBetweenItsWrites(t *testing.T) {
 		end    func(t *testing.T, a *agent.Agent, clk *clock.Mock, x *slowExec)
 		starts int // executor starts before the kill
 		want   transport.State
+		// again is what the server sends again to the restarted agent
+		// (nil: the start).
+		again func(a *agent.Agent)
 	}{
-		{"completed", false, startTick, func(_ *testing.T, _ *agent.Agent, _ *clock.Mock, x *slowExec) {
+		{name: "completed", before: startTick, end: func(_ *testing.T, _ *agent.Agent, _ *clock.Mock, x *slowExec) {
 			x.mu.Lock()
 			done := x.done[7]
 			x.mu.Unlock()
 			done(agent.Outcome{State: transport.StateCompleted})
-		}, 1, transport.StateCompleted},
-		{"stopped by the server", false, startTick, func(_ *testing.T, a *agent.Agent, _ *clock.Mock, _ *slowExec) { stopRun(a, "m", 7) }, 1, transport.StateStopped},
-		{"application not running", true, func(*testing.T, *agent.Agent, *clock.Mock) {}, func(_ *testing.T, a *agent.Agent, _ *clock.Mock, _ *slowExec) {
-			start(a, m, 7)
-		}, 0, transport.StateAppNotRunning},
+		}, starts: 1, want: transport.StateCompleted},
+		{name: "stopped by the server", before: startTick, end: func(_ *testing.T, a *agent.Agent, _ *clock.Mock, _ *slowExec) { stopRun(a, "m", 7) },
+			starts: 1, want: transport.StateStopped},
+		{name: "stopped before it started", before: func(t *testing.T, a *agent.Agent, clk *clock.Mock) {
+			a.Handle(ctx, transport.Message{Kind: transport.Deliver, Definition: m})
+			tick(t, a, clk, time.Minute)
+		}, end: func(_ *testing.T, a *agent.Agent, _ *clock.Mock, _ *slowExec) { stopRun(a, "m", 7) }, want: transport.StateStopped,
+			// The server dropped the start and resends StopRun until the
+			// device reports a final state.
+			again: func(a *agent.Agent) { stopRun(a, "m", 7) }},
+		{name: "application not running", appOff: true, before: func(*testing.T, *agent.Agent, *clock.Mock) {},
+			end: func(_ *testing.T, a *agent.Agent, _ *clock.Mock, _ *slowExec) { start(a, m, 7) }, want: transport.StateAppNotRunning},
 	} {
 		// The writes the end makes, counted on a run that is not killed.
 		total := -1
@@ -167,7 +177,11 @@ func TestRunEndSurvivesAKillBetweenItsWrites(t *testing.T) {
 				t.Fatal(err)
 			}
 			a2.Attach(&endpoint{down: true})
-			start(a2, m, 7) // the server resends the start
+			if c.again != nil {
+				c.again(a2)
+			} else {
+				start(a2, m, 7) // the server resends the start
+			}
 			tick(t, a2, clk, time.Minute)
 			if !c.appOff && len(x2.starts) != 0 {
 				t.Errorf("%s, killed after %d of %d writes: run 7 started again after the restart", c.name, n, total)
