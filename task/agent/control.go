@@ -142,9 +142,13 @@ func (a *Agent) stopRun(ctx context.Context, m transport.Message, now time.Time)
 	a.stopTask(ctx, t, now)
 	if !running {
 		t.Done = appendDone(t.Done, id)
-		a.save(ctx, t)
+		// Queued before the task is stored with the run done: killed in
+		// between, the agent meets the server's next StopRun with the run
+		// not done and reports it again (the same key). The other order
+		// lost it: the next StopRun found the run done ("ended already").
 		a.report(ctx, t, result{RunID: id, Seq: seq, State: transport.StateStopped, DueAt: due, FinishedAt: now.UTC(),
 			Message: "stopped before it started on the device"})
+		a.save(ctx, t)
 	}
 }
 

@@ -136,7 +136,10 @@
 //
 // Every state change is written to the Store before it is acted on: a run
 // is recorded as running before the executor starts it, so an agent
-// restarted mid-run reports that run failed once and never reruns it. Every
+// restarted mid-run reports that run failed once and never reruns it. A
+// run's end is queued in the outbox before the task is stored without the
+// run, so an agent killed between the two writes still sends the end (its
+// report of the run failed then has the same key and is ignored). Every
 // result, event and report goes into the outbox with an idempotency key and
 // stays there until the server acknowledges it; the agent resends
 // unacknowledged messages every RetryInterval and whenever a heartbeat is

@@ -593,9 +593,10 @@ func (a *Agent) begin(ctx context.Context, t *LocalTask, s transport.Start, now 
 			return
 		}
 		t.Done = appendDone(t.Done, s.RunID)
-		a.save(ctx, t)
+		// Queued before the task is stored with the run done (see end).
 		a.report(ctx, t, result{RunID: s.RunID, Seq: transport.SeqDevice, State: transport.StateAppNotRunning, DueAt: s.At.UTC(), FinishedAt: now.UTC(),
 			Message: "the application " + def.Application + " is not running"})
+		a.save(ctx, t)
 		return
 	}
 	if waited {
@@ -710,9 +711,14 @@ func (a *Agent) end(ctx context.Context, t *LocalTask, o Outcome, now time.Time)
 	r := t.Running
 	r.Seq++
 	t.Running = nil
-	a.save(ctx, t)
+	// The result is queued before the task is stored without its run:
+	// an agent killed in between finds the run still executing and
+	// reports it failed with the same key (Seq), which the outbox
+	// ignores, so the queued end goes out. The other order lost the
+	// result: the task said the run was over, the outbox had no end.
 	a.report(ctx, t, result{RunID: r.RunID, Seq: r.Seq, State: o.State, DueAt: r.At.UTC(), StartedAt: r.StartedAt.UTC(), FinishedAt: now.UTC(),
 		Progress: 100, Message: o.Message, RestartRequired: o.State == transport.StateRestartRequired})
+	a.save(ctx, t)
 	t.spareRun = r // for the task's next run
 	if t.Def.Task.Schedule.ShutdownAfter && a.cfg.Power != nil && o.State != transport.StateStopped {
 		if err := a.cfg.Power.Shutdown(ctx); err != nil {
