@@ -109,7 +109,7 @@ func demo(ctx context.Context, o options, out io.Writer) (err error) {
 		return err
 	}
 	victim := devices[0]
-	d.say("step 2: results refused (server outage); killing %s with its result of run %d in its outbox", victim, run2)
+	d.say("step 2: results refused (server outage); killing %s with reports of run %d in its outbox (if it dies before its end is queued, it reports the run failed)", victim, run2)
 	if err := d.kill(victim); err != nil {
 		return err
 	}
