@@ -963,37 +963,19 @@ func (inv *Inventory) DevicesByName(ctx context.Context, name scope.Address) ([]
 // ConnectedDevices implements scope.ConnectionChecker with one query on
 // the primary key.
 func (inv *Inventory) ConnectedDevices(ctx context.Context, ids []scope.DeviceID) ([]scope.DeviceID, error) {
-	s := inv.store()
-	if err := s.checkOpen(); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	out := []scope.DeviceID{}
-	if len(ids) == 0 {
-		return out, nil
-	}
-	strs := make([]string, len(ids))
-	for i, id := range ids {
-		strs[i] = string(id)
-	}
-	slices.Sort(strs)
-	strs = slices.Compact(strs)
-	list, err := inv.idList(strs)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.r.SelectContext(ctx, &out, `SELECT id FROM devices WHERE connected AND `+inv.inList("id"), list); err != nil {
-		return nil, fmt.Errorf("sqlstore: connected devices: %w", ctxOrMapped(ctx, err))
-	}
-	slices.Sort(out)
-	return out, nil
+	return inv.devicesAmong(ctx, ids, "connected AND ", "connected devices")
 }
 
 // ExistingDevices implements scope.DeviceChecker with one query on the
 // primary key.
 func (inv *Inventory) ExistingDevices(ctx context.Context, ids []scope.DeviceID) ([]scope.DeviceID, error) {
+	return inv.devicesAmong(ctx, ids, "", "existing devices")
+}
+
+// devicesAmong returns, sorted, the devices of ids (deduplicated) that
+// are in the inventory and meet cond (an SQL condition ending in "AND ",
+// or empty), with one query on the primary key.
+func (inv *Inventory) devicesAmong(ctx context.Context, ids []scope.DeviceID, cond, what string) ([]scope.DeviceID, error) {
 	s := inv.store()
 	if err := s.checkOpen(); err != nil {
 		return nil, err
@@ -1015,8 +997,8 @@ func (inv *Inventory) ExistingDevices(ctx context.Context, ids []scope.DeviceID)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.r.SelectContext(ctx, &out, `SELECT id FROM devices WHERE `+inv.inList("id"), list); err != nil {
-		return nil, fmt.Errorf("sqlstore: existing devices: %w", ctxOrMapped(ctx, err))
+	if err := s.r.SelectContext(ctx, &out, `SELECT id FROM devices WHERE `+cond+inv.inList("id"), list); err != nil {
+		return nil, fmt.Errorf("sqlstore: %s: %w", what, ctxOrMapped(ctx, err))
 	}
 	slices.Sort(out)
 	return out, nil
