@@ -122,23 +122,7 @@ func (u *unreachable) Send(ctx context.Context, m transport.Message) error {
 // waited a minute to send them again.
 func TestUnreachableStartIsRetriedSoon(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	inv := inmem.New()
-	must(t, inv.PutGroups(ctx, scope.AdminGroup{ID: "g", Name: "g"}))
-	must(t, inv.PutDevices(ctx, scope.Device{ID: "d1", GroupID: "g", Connected: true}))
-	clk := clock.NewMock()
-	clk.Set(t0)
-	store := memstore.New()
-	srv, err := engine.New(engine.Config{Store: store, Inventory: inv, Clock: clk, Location: time.UTC, EngineClockLeases: true, RetryInterval: time.Minute})
-	must(t, err)
-	m, err := task.New(task.Config{Store: store, Registry: registry(t), Inventory: inv, Clock: clk, Location: time.UTC, Dispatcher: srv})
-	must(t, err)
-	ep := &unreachable{}
-	must(t, srv.Open(ctx, m, ep))
-	tk, err := m.Create(ctx, task.System, task.Task{Name: "scan", Application: appES, Type: "virus_scan", Scope: scope.Scope{Kind: scope.Group, Group: "g"}})
-	must(t, err)
-	_, err = m.Start(ctx, task.System, tk.ID)
-	must(t, err)
+	ctx, clk, srv, ep := startOnUnreachable(t)
 	must(t, srv.Tick(ctx)) // sent into the void
 	ep.up.Store(true)      // the device is back
 	clk.Add(5 * time.Second)
@@ -160,23 +144,7 @@ func TestUnreachableStartIsRetriedSoon(t *testing.T) {
 // starts that actually went out again.
 func TestUnreachableRetriesAreNotResends(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	inv := inmem.New()
-	must(t, inv.PutGroups(ctx, scope.AdminGroup{ID: "g", Name: "g"}))
-	must(t, inv.PutDevices(ctx, scope.Device{ID: "d1", GroupID: "g", Connected: true}))
-	clk := clock.NewMock()
-	clk.Set(t0)
-	store := memstore.New()
-	srv, err := engine.New(engine.Config{Store: store, Inventory: inv, Clock: clk, Location: time.UTC, EngineClockLeases: true, RetryInterval: time.Minute})
-	must(t, err)
-	m, err := task.New(task.Config{Store: store, Registry: registry(t), Inventory: inv, Clock: clk, Location: time.UTC, Dispatcher: srv})
-	must(t, err)
-	ep := &unreachable{}
-	must(t, srv.Open(ctx, m, ep))
-	tk, err := m.Create(ctx, task.System, task.Task{Name: "scan", Application: appES, Type: "virus_scan", Scope: scope.Scope{Kind: scope.Group, Group: "g"}})
-	must(t, err)
-	_, err = m.Start(ctx, task.System, tk.ID)
-	must(t, err)
+	ctx, clk, srv, ep := startOnUnreachable(t)
 	must(t, srv.Tick(ctx)) // dispatched, refused
 	for range 4 {
 		clk.Add(5 * time.Second)
@@ -194,4 +162,28 @@ func TestUnreachableRetriesAreNotResends(t *testing.T) {
 	if st := srv.Stats(); st.Resent != 2 || st.Unreachable != 5 {
 		t.Fatalf("stats %+v: want 2 resent (the send after the device came back, the retry a minute later), 5 unreachable", st)
 	}
+}
+
+// startOnUnreachable starts a task on one device behind an endpoint
+// that refuses every send until ep.up is set, with a mock clock.
+func startOnUnreachable(t *testing.T) (context.Context, *clock.Mock, *engine.Server, *unreachable) {
+	t.Helper()
+	ctx := context.Background()
+	inv := inmem.New()
+	must(t, inv.PutGroups(ctx, scope.AdminGroup{ID: "g", Name: "g"}))
+	must(t, inv.PutDevices(ctx, scope.Device{ID: "d1", GroupID: "g", Connected: true}))
+	clk := clock.NewMock()
+	clk.Set(t0)
+	store := memstore.New()
+	srv, err := engine.New(engine.Config{Store: store, Inventory: inv, Clock: clk, Location: time.UTC, EngineClockLeases: true, RetryInterval: time.Minute})
+	must(t, err)
+	m, err := task.New(task.Config{Store: store, Registry: registry(t), Inventory: inv, Clock: clk, Location: time.UTC, Dispatcher: srv})
+	must(t, err)
+	ep := &unreachable{}
+	must(t, srv.Open(ctx, m, ep))
+	tk, err := m.Create(ctx, task.System, task.Task{Name: "scan", Application: appES, Type: "virus_scan", Scope: scope.Scope{Kind: scope.Group, Group: "g"}})
+	must(t, err)
+	_, err = m.Start(ctx, task.System, tk.ID)
+	must(t, err)
+	return ctx, clk, srv, ep
 }
