@@ -202,25 +202,7 @@ func TestProtocol2MessagesDecode(t *testing.T) {
 	st.Key, st.Start = "s/t1/1", &transport.Start{TaskID: "t1", RunID: transport.RunID(at, transport.Manual), At: at, Due: at.Add(time.Minute), Manual: true}
 	st.Definition = want["deliver"].Definition
 	want["start"] = st
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := transport.DecodeBytes(b)
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		w, ok := want[strings.TrimSuffix(filepath.Base(f), ".json")]
-		if !ok {
-			t.Fatalf("%s: no expectation", f)
-		}
-		w.Version = 2
-		w = beforeQuiet(w)
-		if diff := cmp.Diff(w, got, compactRaw); diff != "" {
-			t.Errorf("%s (-want +got):\n%s", f, diff)
-		}
-	}
+	decodeAsOlder(t, files, want, 2)
 }
 
 // beforeQuiet returns a golden message as protocols 1 to 3 sent it: their
@@ -245,25 +227,7 @@ func TestProtocol3MessagesDecode(t *testing.T) {
 		t.Fatalf("protocol 3 samples: %d files, %v", len(files), err)
 	}
 	want := golden()
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := transport.DecodeBytes(b)
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		w, ok := want[strings.TrimSuffix(filepath.Base(f), ".json")]
-		if !ok {
-			t.Fatalf("%s: no expectation", f)
-		}
-		w.Version = 3
-		w = beforeQuiet(w)
-		if diff := cmp.Diff(w, got, compactRaw); diff != "" {
-			t.Errorf("%s (-want +got):\n%s", f, diff)
-		}
-	}
+	decodeAsOlder(t, files, want, 3)
 }
 
 // An agent of protocol 2 decodes a Definition's task as a task.Task: a
@@ -375,4 +339,29 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("a decoded message does not encode: %v", err)
 		}
 	})
+}
+
+// decodeAsOlder checks that each older protocol's sample file decodes to
+// its golden message as that protocol sent it (its version, no Quiet).
+func decodeAsOlder(t *testing.T, files []string, want map[string]transport.Message, version int) {
+	t.Helper()
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := transport.DecodeBytes(b)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		w, ok := want[strings.TrimSuffix(filepath.Base(f), ".json")]
+		if !ok {
+			t.Fatalf("%s: no expectation", f)
+		}
+		w.Version = version
+		w = beforeQuiet(w)
+		if diff := cmp.Diff(w, got, compactRaw); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", f, diff)
+		}
+	}
 }
