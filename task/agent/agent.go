@@ -250,6 +250,12 @@ type Agent struct {
 	// taskWake is the tasks' part of wakeAt (nextWake): while nothing is
 	// dirty, Tick before it only sends the heartbeat and flushes.
 	taskWake time.Time
+	// wakes holds each task's own wake (in sorted order, noWake: none)
+	// as of the last visit, valid while wakesOK; wakeUpdates: a task
+	// follows the updates fallback. See tasksWake.
+	wakes       []time.Time
+	wakesOK     bool
+	wakeUpdates bool
 	// held is the heartbeat's list of held tasks, shared (never changed)
 	// by the heartbeats sent until the tasks are visited again.
 	held   []transport.HeldTask
@@ -378,6 +384,7 @@ func (a *Agent) Device() transport.DeviceID { return a.cfg.Device }
 
 func (a *Agent) sorted() []*LocalTask {
 	if a.order == nil {
+		a.wakesOK = false
 		a.order = make([]*LocalTask, 0, len(a.tasks))
 		for _, t := range a.tasks {
 			a.order = append(a.order, t)

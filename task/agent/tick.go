@@ -63,15 +63,35 @@ func (a *Agent) Tick(ctx context.Context) error {
 	// is due before taskWake: only the heartbeat or an outbox retry is
 	// due (most ticks of a fleet), and the tasks are not visited.
 	visit := a.dirty || completed || !now.Before(a.taskWake)
+	// partial: only time made the visit due (nothing changed any task
+	// since the last visit), so the tasks whose own wake (a.wakes, from
+	// that visit) is still ahead have nothing to do and are not touched
+	// (each touch of a task is a cache miss in a large fleet).
+	partial := visit && !a.dirty && !completed && a.wakesOK
 	if visit {
-		a.dirty = false
-		a.heldOK = false // what changed the tasks set dirty
-		a.collect(ctx)
-		for _, t := range a.sorted() {
-			a.tickTask(ctx, t, now)
+		if !partial {
+			a.heldOK = false // what changed the tasks set dirty
 		}
-		a.updatesFallback(ctx, now)
-		a.collect(ctx) // synchronous executors finish inside Start
+		a.dirty = false
+		if a.collect(ctx) {
+			partial = false // a run of any task finished meanwhile
+		}
+		order := a.sorted()
+		for i, t := range order {
+			if partial && a.wakes[i].After(now) {
+				continue // not due; a zero wake is never After
+			}
+			a.tickTask(ctx, t, now)
+			if partial {
+				a.wakes[i] = time.Time{} // recomputed by nextWake
+			}
+		}
+		if a.updatesFallback(ctx, now) {
+			partial = false // it may have queued starts of any task
+		}
+		if a.collect(ctx) { // synchronous executors finish inside Start
+			partial = false // possibly of a task not ticked
+		}
 	}
 	if a.ep != nil && !now.Before(a.nextBeat) {
 		a.nextBeat = now.Add(a.cfg.Heartbeat)
@@ -81,7 +101,7 @@ func (a *Agent) Tick(ctx context.Context) error {
 		a.flush(ctx, now)
 	}
 	if visit {
-		a.wakeAt = a.nextWake(now)
+		a.wakeAt = a.nextWake(now, partial && !a.dirty)
 	} else {
 		a.wakeAt = a.combineWake(now)
 	}
@@ -120,9 +140,10 @@ func (a *Agent) clockBack(now time.Time) {
 }
 
 // nextWake returns the earliest instant at which Tick has something to do,
-// and sets taskWake.
-func (a *Agent) nextWake(now time.Time) time.Time {
-	tw, atOnce := a.tasksWake(now)
+// and sets taskWake. With partial, only the tasks the visit ticked (their
+// wakes zeroed) are looked at again: the others' wakes still hold.
+func (a *Agent) nextWake(now time.Time, partial bool) time.Time {
+	tw, atOnce := a.tasksWake(now, partial)
 	if atOnce {
 		a.taskWake = now
 		return now
@@ -150,54 +171,43 @@ func (a *Agent) combineWake(now time.Time) time.Time {
 	return w
 }
 
+// noWake marks, in a.wakes, a task with nothing to do until something
+// changes it (after every real instant).
+var noWake = time.Unix(1<<62, 0)
+
 // tasksWake returns the earliest instant at which a task has something to
-// do (zero: none), or atOnce.
-func (a *Agent) tasksWake(now time.Time) (w time.Time, atOnce bool) {
-	min := func(t time.Time) {
-		if !t.IsZero() && (w.IsZero() || t.Before(w)) {
-			w = t
-		}
+// do (zero: none), or atOnce. It records each task's own wake in a.wakes
+// (in sorted order; wakesOK when every entry holds), which a partial
+// visit reads; with partial it recomputes only the zeroed entries.
+func (a *Agent) tasksWake(now time.Time, partial bool) (w time.Time, atOnce bool) {
+	order := a.sorted()
+	if !partial || !a.wakesOK || len(a.wakes) != len(order) {
+		partial = false
+		a.wakes = slices.Grow(a.wakes[:0], len(order))[:len(order)]
+		a.wakeUpdates = false
 	}
-	updates := false
-	for _, t := range a.tasks {
-		if r := t.Running; r != nil {
-			if r.Executing {
-				if max, ok := t.Def.Task.Schedule.MaxRunDuration(); ok && !r.Paused {
-					min(r.StartedAt.Add(max + r.PausedFor))
-				}
-			} else {
-				min(r.NextPrompt)
-				min(r.RestartAt)
-			}
+	a.wakesOK = false // until every entry is computed
+	for i, t := range order {
+		if partial && !a.wakes[i].IsZero() {
 			continue
 		}
-		if t.Waiting != nil && !suspended(t) {
-			if t.appCheck.IsZero() {
-				return now, true
-			}
-			min(t.appCheck)
+		tw, now0, upd := a.taskWakeOf(t, now)
+		if now0 {
+			return now, true
 		}
-		for _, q := range t.Queue {
-			if q.Due.IsZero() {
-				return now, true
-			}
-			min(q.Due)
+		a.wakeUpdates = a.wakeUpdates || upd
+		if tw.IsZero() {
+			tw = noWake
 		}
-		if t.Def.Task.Schedule.Kind == schedule.OnUpdates && (!t.Transient || a.dpDown) {
-			updates = true
-		}
-		if t.Transient {
-			continue
-		}
-		if !t.nextOK {
-			t.nextDue, t.nextOK = time.Time{}, true
-			if nx, ok := t.Def.Task.Schedule.Next(t.Cursor, a.loc); ok {
-				t.nextDue = nx.Add(a.offset(t))
-			}
-		}
-		min(t.nextDue)
+		a.wakes[i] = tw
 	}
-	if updates {
+	a.wakesOK = true
+	for _, tw := range a.wakes {
+		if tw != noWake && (w.IsZero() || tw.Before(w)) {
+			w = tw
+		}
+	}
+	if a.wakeUpdates {
 		due := a.updAt.Add(UpdatesOverdue)
 		if a.dpDown {
 			due = now
@@ -205,9 +215,59 @@ func (a *Agent) tasksWake(now time.Time) (w time.Time, atOnce bool) {
 		if !a.lastFall.IsZero() && a.lastFall.Add(UpdatesFallbackEvery).After(due) {
 			due = a.lastFall.Add(UpdatesFallbackEvery)
 		}
-		min(due)
+		if !due.IsZero() && (w.IsZero() || due.Before(w)) {
+			w = due
+		}
 	}
 	return w, false
+}
+
+// taskWakeOf returns the earliest instant at which the task has something
+// to do (zero: none), or atOnce, and whether it follows the "when new
+// updates are downloaded" fallback.
+func (a *Agent) taskWakeOf(t *LocalTask, now time.Time) (w time.Time, atOnce, updates bool) {
+	min := func(t time.Time) {
+		if !t.IsZero() && (w.IsZero() || t.Before(w)) {
+			w = t
+		}
+	}
+	if r := t.Running; r != nil {
+		if r.Executing {
+			if max, ok := t.Def.Task.Schedule.MaxRunDuration(); ok && !r.Paused {
+				min(r.StartedAt.Add(max + r.PausedFor))
+			}
+		} else {
+			min(r.NextPrompt)
+			min(r.RestartAt)
+		}
+		return w, false, false
+	}
+	if t.Waiting != nil && !suspended(t) {
+		if t.appCheck.IsZero() {
+			return now, true, false
+		}
+		min(t.appCheck)
+	}
+	for _, q := range t.Queue {
+		if q.Due.IsZero() {
+			return now, true, false
+		}
+		min(q.Due)
+	}
+	if t.Def.Task.Schedule.Kind == schedule.OnUpdates && (!t.Transient || a.dpDown) {
+		updates = true
+	}
+	if t.Transient {
+		return w, false, updates
+	}
+	if !t.nextOK {
+		t.nextDue, t.nextOK = time.Time{}, true
+		if nx, ok := t.Def.Task.Schedule.Next(t.Cursor, a.loc); ok {
+			t.nextDue = nx.Add(a.offset(t))
+		}
+	}
+	min(t.nextDue)
+	return w, false, updates
 }
 
 func (a *Agent) heartbeat(ctx context.Context) {
@@ -347,15 +407,19 @@ func (a *Agent) flush(ctx context.Context, now time.Time) {
 // maxMerge bounds the outbox entries merged into one message.
 const maxMerge = 256
 
-func (a *Agent) collect(ctx context.Context) {
+// collect finishes the runs completed meanwhile; it reports whether
+// there were any.
+func (a *Agent) collect(ctx context.Context) bool {
+	any := false
 	for {
 		a.cmu.Lock()
 		cs := a.compl
 		a.compl = nil
 		a.cmu.Unlock()
 		if len(cs) == 0 {
-			return
+			return any
 		}
+		any = true
 		for _, c := range cs {
 			t := a.tasks[c.taskID]
 			if t == nil || t.Running == nil || t.Running.RunID != c.runID || !t.Running.Executing {
@@ -777,7 +841,8 @@ func (a *Agent) followRestart(ctx context.Context, t *LocalTask, now time.Time) 
 // updatesFallback runs "when new updates are downloaded" tasks every hour
 // while no updates arrived for UpdatesOverdue or the distribution point is
 // unreachable.
-func (a *Agent) updatesFallback(ctx context.Context, now time.Time) {
+// It reports whether it was due (and may have changed tasks).
+func (a *Agent) updatesFallback(ctx context.Context, now time.Time) bool {
 	due := a.updAt.Add(UpdatesOverdue)
 	if a.dpDown {
 		due = now
@@ -786,7 +851,7 @@ func (a *Agent) updatesFallback(ctx context.Context, now time.Time) {
 		due = a.lastFall.Add(UpdatesFallbackEvery)
 	}
 	if due.After(now) {
-		return
+		return false
 	}
 	any := false
 	overdue := !now.Before(a.updAt.Add(UpdatesOverdue))
@@ -807,7 +872,7 @@ func (a *Agent) updatesFallback(ctx context.Context, now time.Time) {
 	}
 	a.lastFall = due
 	if !any {
-		return
+		return true
 	}
 	_ = a.cfg.Store.SetMeta(ctx, "fallback", due, 0)
 	for _, t := range a.sorted() {
@@ -815,6 +880,7 @@ func (a *Agent) updatesFallback(ctx context.Context, now time.Time) {
 			a.tickTask(ctx, t, now)
 		}
 	}
+	return true
 }
 
 // Handle receives a message from the server.

@@ -9,6 +9,7 @@ import (
 	"github.com/benbjohnson/clock"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/taskfleet/taskfleet/restart"
 	"github.com/taskfleet/taskfleet/schedule"
 	"github.com/taskfleet/taskfleet/task/agent"
 	"github.com/taskfleet/taskfleet/task/transport"
@@ -141,5 +142,90 @@ func TestHeartbeatListsTheHeldTasksAsTheyChange(t *testing.T) {
 		if d := cmp.Diff(want, beat()); d != "" {
 			t.Fatalf("held after the withdrawal (-want +got):\n%s", d)
 		}
+	}
+}
+
+// heldExec holds the runs of task "m" (they finish only when the executor
+// starts a run of another task, from inside that Start) and finishes every
+// other run at once.
+type heldExec struct {
+	held   []func(agent.Outcome)
+	starts []agent.Run
+}
+
+func (x *heldExec) AppRunning(context.Context, string) bool { return true }
+func (x *heldExec) Start(_ context.Context, r agent.Run, done func(agent.Outcome)) error {
+	x.starts = append(x.starts, r)
+	if r.TaskID == "m" {
+		x.held = append(x.held, done)
+		return nil
+	}
+	for _, d := range x.held {
+		d(agent.Outcome{State: transport.StateCompleted})
+	}
+	x.held = nil
+	done(agent.Outcome{State: transport.StateCompleted})
+	return nil
+}
+func (x *heldExec) Stop(context.Context, string, int64) error { return nil }
+
+// A tick at a scheduled task's activation visits only the tasks due then;
+// a run of another task that finishes during that visit still lets that
+// task's queued start begin at the next wake (not only when something
+// else changes the tasks).
+func TestRunFinishedDuringAnotherTasksActivationLetsItsQueueStart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := clock.NewMock()
+	clk.Set(t0)
+	x := &heldExec{}
+	a, err := agent.New(ctx, agent.Config{Device: "d1", Store: agent.NewMemStore(), Executor: x, Clock: clk, Heartbeat: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Attach(&endpoint{})
+	p := def("p")
+	p.Task.Schedule = schedule.Default(schedule.EveryMinutes, t0.Add(20*time.Minute), time.UTC)
+	p.Task.Schedule.Every = 30
+	p.LastManual = nil
+	a.Handle(ctx, transport.Message{Kind: transport.Deliver, Definition: &p})
+	m := manualDef(restart.Policy{})
+	start(a, m, 1)
+	if err := a.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	start(a, m, 2) // queued: run 1 is still running
+	end := t0.Add(time.Hour)
+	for now := t0; !now.After(end); now = now.Add(time.Minute) {
+		if w := a.NextWake(); w.IsZero() || !w.After(now) {
+			if err := a.Tick(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		clk.Add(time.Minute)
+	}
+	type start struct {
+		Task string
+		Run  int64
+		At   time.Time
+	}
+	var got []start
+	for _, r := range x.starts {
+		got = append(got, start{r.TaskID, r.RunID, r.StartedAt})
+	}
+	act := slices.Collect(p.Task.Schedule.Between(t0, end, time.UTC))
+	if len(act) != 2 {
+		t.Fatalf("activations %v, want 2", act)
+	}
+	want := []start{
+		{"m", 1, t0},
+		{"p", transport.RunID(act[0], transport.Scheduled), act[0]},
+		// Run 1 finished inside p's start: run 2 begins at the next
+		// minute's tick.
+		{"m", 2, act[0].Add(time.Minute)},
+		{"p", transport.RunID(act[1], transport.Scheduled), act[1]},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("starts (-want +got):\n%s", d)
 	}
 }

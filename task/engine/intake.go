@@ -773,6 +773,16 @@ type invalidBatch struct {
 // acknowledge sends each device one Ack with the keys of its recorded
 // messages.
 func (s *Server) acknowledge(ctx context.Context, ok []pendingAck) {
+	if len(ok) == 1 { // one message (the usual batch): no grouping
+		a := ok[0]
+		switch {
+		case len(a.merged) > 0:
+			_ = s.send(ctx, transport.Message{Kind: transport.Ack, Device: a.device, Acks: a.merged[:len(a.merged):len(a.merged)]})
+		case a.key != "":
+			_ = s.send(ctx, transport.Message{Kind: transport.Ack, Device: a.device, Acks: []string{a.key}})
+		}
+		return
+	}
 	byDev := map[scope.DeviceID][]string{}
 	var order []scope.DeviceID
 	for _, a := range ok {
