@@ -41,6 +41,11 @@
 //		})
 //	}
 //
+// A store copies what it keeps: callers reuse the slices they pass (the
+// Manager refills one results buffer and one events buffer per batch),
+// and a store may not hold on to them after the call returns
+// (storagetest's CallerBuffersReused).
+//
 // Claimer is optional: without it the engine runs one replica per store
 // (it refuses a second). Lease calls take Now (nil: your store's clock);
 // a store must honour it, which is how the suite tests lease expiry

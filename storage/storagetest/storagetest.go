@@ -86,6 +86,7 @@ func Run(t *testing.T, h Harness) {
 		{"ResultsListAndDue", testResultsListDue},
 		{"StatisticsCounters", testStatisticsCounters},
 		{"Events", testEvents},
+		{"CallerBuffersReused", testCallerBuffersReused},
 		{"EngineState", testEngineState},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"ConcurrentResults", testConcurrentResults},
@@ -703,6 +704,39 @@ func testEvents(t *testing.T, s storage.Store, _ Features) {
 		t.Fatal("a purged event's key was accepted again")
 	}
 	testEventsOneBatch(t, s)
+}
+
+// testCallerBuffersReused: a store copies what it keeps. The Manager
+// reuses the slices it passes to UpsertResults and AppendEvents for its
+// next batch, so a store that kept them would see its stored results and
+// history change under it.
+func testCallerBuffersReused(t *testing.T, s storage.Store, _ Features) {
+	create(t, s, NewTaskRecord("t", "T"))
+	rs := []storage.ResultRecord{{TaskID: "t", DeviceID: "d1", RunID: 1, Seq: 1, State: "running", UpdatedAt: base, Message: "first"}}
+	if _, err := s.UpsertResults(ctx(), storage.UpsertResultsParams{Results: rs}); err != nil {
+		t.Fatal(err)
+	}
+	evs := []storage.EventRecord{{TaskID: "t", DeviceID: "d1", RunID: 1, At: base, Level: "progress", Severity: "info", Message: "first", Key: "k1"}}
+	if _, err := s.AppendEvents(ctx(), storage.AppendEventsParams{Events: evs}); err != nil {
+		t.Fatal(err)
+	}
+	// The caller's next batch overwrites its buffers.
+	rs[0] = storage.ResultRecord{TaskID: "t", DeviceID: "d2", RunID: 9, Seq: 9, State: "failed", UpdatedAt: base.Add(time.Hour), Message: "reused"}
+	evs[0] = storage.EventRecord{TaskID: "t", DeviceID: "d2", RunID: 9, At: base.Add(time.Hour), Level: "error", Severity: "critical", Message: "reused", Key: "k2"}
+	got, err := s.ListResults(ctx(), storage.ListResultsParams{TaskID: "t", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].DeviceID != "d1" || got[0].State != "running" || got[0].Message != "first" || got[0].RunID != 1 {
+		t.Fatalf("results after the caller reused its buffer: %+v, want d1's running result of run 1", got)
+	}
+	ev, err := s.ListEvents(ctx(), storage.ListEventsParams{TaskID: "t", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ev) != 1 || ev[0].DeviceID != "d1" || ev[0].Message != "first" || ev[0].Key != "k1" || ev[0].Level != "progress" {
+		t.Fatalf("events after the caller reused its buffer: %+v, want d1's first event", ev)
+	}
 }
 
 // testEventsOneBatch: within one call, only the first event of a key is
