@@ -121,9 +121,11 @@ func (s *Store) DispatchDue(ctx context.Context, p storage.DispatchParams) ([]st
 	if s.dialect == Postgres {
 		// The due rows are locked by the CTE and updated through their
 		// ctid (a TID scan, no index probe); the state is checked again
-		// on the row being updated.
+		// on the row being updated. The task's revision comes along from
+		// the CTE's join: joining tasks again for the answer cost about
+		// 7% of the statement.
 		rows, err := s.w.QueryContext(ctx, `WITH due AS (
-    SELECT r.ctid FROM results r
+    SELECT r.ctid, t.revision FROM results r
     JOIN tasks t ON t.id = r.task_id AND NOT t.suspended
     WHERE r.state = `+from+` AND r.due_at <= $1
     ORDER BY r.due_at, r.task_id, r.device_id
@@ -133,12 +135,11 @@ upd AS (
     UPDATE results r SET state = $3, seq = $4, updated_at = $5, lease_owner = $6, lease_epoch = r.lease_epoch + 1,
         lease_until = `+pgLeaseNow(8)+` + $7 * interval '1 microsecond'
     FROM due WHERE r.ctid = due.ctid AND r.state = `+from+`
-    RETURNING r.task_id, r.device_id, r.run_id, r.seq, r.due_at, r.lease_epoch),
+    RETURNING r.task_id, r.device_id, r.run_id, r.seq, r.due_at, r.lease_epoch, due.revision),
 log AS (
     INSERT INTO dispatch_log (task_id, device_id, run_id, epoch, owner)
     SELECT task_id, device_id, run_id, lease_epoch, $6 FROM upd)
-SELECT upd.task_id, upd.device_id, upd.run_id, upd.seq, upd.due_at, upd.lease_epoch, t.revision
-FROM upd JOIN tasks t ON t.id = upd.task_id`,
+SELECT task_id, device_id, run_id, seq, due_at, lease_epoch, revision FROM upd`,
 			s.tv(p.Before), p.Limit, p.State, p.Seq, s.tv(p.At), p.Owner, p.TTL.Microseconds(), s.leaseNow(p.Now))
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: dispatch due: %w", mapErr(err))
