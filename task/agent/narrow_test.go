@@ -1,0 +1,352 @@
+package agent_test
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/benbjohnson/clock"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/taskfleet/taskfleet/restart"
+	"github.com/taskfleet/taskfleet/schedule"
+	"github.com/taskfleet/taskfleet/task/agent"
+	"github.com/taskfleet/taskfleet/task/transport"
+)
+
+// The tests of this file guard the agent's narrow visits: a message about
+// one task (a start, a stop order, a pause or resume, a new revision) and
+// the end of one task's run make the next Tick visit that task only, and
+// leave the other tasks' wakes as they were. Each drives an agent of
+// several tasks both by NextWake (as a simulation or a host that sleeps
+// until then) and by a Tick every minute, and checks that every run of
+// every task still starts, and ends, at its exact instant.
+
+// taskExec finishes the runs of the tasks not in hold at once; the runs
+// of the tasks in hold execute until the test finishes them (finish) or
+// the agent stops them. Its runs can be paused.
+type taskExec struct {
+	mu     sync.Mutex
+	hold   map[string]bool
+	starts []started
+	done   map[string]func(agent.Outcome) // by task: the run executing
+}
+
+// started is one start the executor saw.
+type started struct {
+	Task string
+	Run  int64
+	At   time.Time
+}
+
+func (x *taskExec) AppRunning(context.Context, string) bool { return true }
+
+func (x *taskExec) Start(_ context.Context, r agent.Run, done func(agent.Outcome)) error {
+	x.mu.Lock()
+	x.starts = append(x.starts, started{r.TaskID, r.RunID, r.StartedAt})
+	held := x.hold[r.TaskID]
+	if held {
+		if x.done == nil {
+			x.done = map[string]func(agent.Outcome){}
+		}
+		x.done[r.TaskID] = done
+	}
+	x.mu.Unlock()
+	if !held {
+		done(agent.Outcome{State: transport.StateCompleted})
+	}
+	return nil
+}
+
+func (x *taskExec) Stop(_ context.Context, taskID string, _ int64) error {
+	x.mu.Lock()
+	delete(x.done, taskID)
+	x.mu.Unlock()
+	return nil
+}
+
+func (x *taskExec) Pause(context.Context, string, int64) error  { return nil }
+func (x *taskExec) Resume(context.Context, string, int64) error { return nil }
+
+// finish ends the executing run of task id (from the test, as an
+// application's goroutine would).
+func (x *taskExec) finish(t *testing.T, id string) {
+	t.Helper()
+	x.mu.Lock()
+	done := x.done[id]
+	delete(x.done, id)
+	x.mu.Unlock()
+	if done == nil {
+		t.Fatalf("no run of %s executing", id)
+	}
+	done(agent.Outcome{State: transport.StateCompleted})
+}
+
+func (x *taskExec) startList() []started {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return slices.Clone(x.starts)
+}
+
+// narrowAgent returns an agent on a mock clock at t0 with a heartbeat of
+// an hour (heartbeats do not wake it in between).
+func narrowAgent(t *testing.T, x agent.Executor) (*agent.Agent, *clock.Mock, *endpoint) {
+	t.Helper()
+	clk := clock.NewMock()
+	clk.Set(t0)
+	a, err := agent.New(context.Background(), agent.Config{Device: "d1", Store: agent.NewMemStore(), Executor: x, Clock: clk, Heartbeat: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := &endpoint{}
+	a.Attach(ep)
+	return a, clk, ep
+}
+
+// every10 is a task scheduled every 10 minutes from t0+10m, without a
+// randomized delay.
+func every10(id string) transport.Definition {
+	d := def(id)
+	d.Task.Schedule = schedule.Default(schedule.EveryMinutes, t0.Add(10*time.Minute), time.UTC)
+	d.Task.Schedule.Every = 10
+	d.LastManual = nil
+	return d
+}
+
+// heldManual is a delivered (held, not transient) task with a manual
+// schedule: the server starts it with StartRun messages that carry no
+// definition.
+func heldManual(id string) transport.Definition {
+	d := def(id)
+	d.Task.Schedule = schedule.Default(schedule.Manual, t0, time.UTC)
+	d.LastManual = nil
+	return d
+}
+
+// driveModes are the two ways the tests tick the agent.
+var driveModes = []struct {
+	name   string
+	byWake bool
+}{{"by NextWake", true}, {"every minute", false}}
+
+// drive steps the clock a minute at a time up to end; at each instant it
+// first calls at (messages, finished runs), then ticks the agent: always,
+// or, byWake, only when NextWake says it is due.
+func drive(t *testing.T, a *agent.Agent, clk *clock.Mock, end time.Time, byWake bool, at func(now time.Time)) {
+	t.Helper()
+	ctx := context.Background()
+	for now := clk.Now(); !now.After(end); now = now.Add(time.Minute) {
+		clk.Set(now)
+		at(now)
+		if w := a.NextWake(); !byWake || w.IsZero() || !w.After(now) {
+			if err := a.Tick(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func deliverDef(a *agent.Agent, d transport.Definition) {
+	a.Handle(context.Background(), transport.Message{Kind: transport.Deliver, Definition: &d})
+}
+
+// startRun sends a StartRun of run of task id without a definition (the
+// device holds the task).
+func startRun(a *agent.Agent, id string, run int64, at time.Time) {
+	a.Handle(context.Background(), transport.Message{Kind: transport.StartRun, Start: &transport.Start{TaskID: id, RunID: run, At: at}})
+}
+
+// A StartRun that arrives at the instant another task's activation is due
+// starts both then; StartRuns between activations start their runs at
+// once and leave the scheduled task on time.
+func TestStartRunAtAnotherTasksActivationStartsBoth(t *testing.T) {
+	t.Parallel()
+	for _, mode := range driveModes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			x := &taskExec{}
+			a, clk, _ := narrowAgent(t, x)
+			deliverDef(a, every10("p"))
+			deliverDef(a, heldManual("q"))
+			m := manualDef(restart.Policy{})
+			at := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Minute) }
+			drive(t, a, clk, at(60), mode.byWake, func(now time.Time) {
+				switch now {
+				case at(20): // p's activation
+					start(a, m, 1) // transient: the StartRun carries the definition
+					startRun(a, "q", 1, now)
+				case at(25):
+					start(a, m, 2)
+				case at(30): // p's activation
+					startRun(a, "q", 2, now)
+				case at(47):
+					startRun(a, "q", 3, now)
+				}
+			})
+			want := []started{
+				{"p", transport.RunID(at(10), transport.Scheduled), at(10)},
+				{"m", 1, at(20)}, {"p", transport.RunID(at(20), transport.Scheduled), at(20)}, {"q", 1, at(20)},
+				{"m", 2, at(25)},
+				{"p", transport.RunID(at(30), transport.Scheduled), at(30)}, {"q", 2, at(30)},
+				{"p", transport.RunID(at(40), transport.Scheduled), at(40)},
+				{"q", 3, at(47)},
+				{"p", transport.RunID(at(50), transport.Scheduled), at(50)},
+				{"p", transport.RunID(at(60), transport.Scheduled), at(60)},
+			}
+			if d := cmp.Diff(want, x.startList()); d != "" {
+				t.Errorf("starts (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+// The end of one task's run lets that task's queued start begin at once,
+// also at the instant another task's activation is due (both start then),
+// and a run's end between activations leaves the scheduled task on time.
+func TestRunEndAtAnotherTasksActivationStartsBoth(t *testing.T) {
+	t.Parallel()
+	for _, mode := range driveModes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			x := &taskExec{hold: map[string]bool{"h": true}}
+			a, clk, ep := narrowAgent(t, x)
+			deliverDef(a, every10("p"))
+			deliverDef(a, heldManual("h"))
+			at := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Minute) }
+			drive(t, a, clk, at(50), mode.byWake, func(now time.Time) {
+				switch now {
+				case at(1):
+					startRun(a, "h", 1, now)
+				case at(2):
+					startRun(a, "h", 2, now) // waits for run 1
+				case at(20): // p's activation
+					x.finish(t, "h")
+				case at(33):
+					x.finish(t, "h")
+				case at(34):
+					startRun(a, "h", 3, now)
+				case at(40): // p's activation
+					x.finish(t, "h")
+				}
+			})
+			want := []started{
+				{"h", 1, at(1)},
+				{"p", transport.RunID(at(10), transport.Scheduled), at(10)},
+				{"h", 2, at(20)}, {"p", transport.RunID(at(20), transport.Scheduled), at(20)},
+				{"p", transport.RunID(at(30), transport.Scheduled), at(30)},
+				{"h", 3, at(34)},
+				{"p", transport.RunID(at(40), transport.Scheduled), at(40)},
+				{"p", transport.RunID(at(50), transport.Scheduled), at(50)},
+			}
+			if d := cmp.Diff(want, x.startList()); d != "" {
+				t.Errorf("starts (-want +got):\n%s", d)
+			}
+			var ends []time.Time
+			for _, r := range ep.results() {
+				if r.TaskID == "h" {
+					ends = append(ends, r.FinishedAt)
+				}
+			}
+			if d := cmp.Diff([]time.Time{at(20), at(33), at(40)}, ends); d != "" {
+				t.Errorf("h's runs ended at (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+// A run's maximum time holds while messages about other tasks and other
+// tasks' runs come and go; pausing and resuming the run (orders about its
+// own task) moves its end by the time it spent paused.
+func TestMaximumRunTimeHoldsWhileOtherTasksChange(t *testing.T) {
+	t.Parallel()
+	for _, mode := range driveModes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			x := &taskExec{hold: map[string]bool{"l": true, "k": true}}
+			a, clk, ep := narrowAgent(t, x)
+			deliverDef(a, every10("p"))
+			deliverDef(a, heldManual("q"))
+			for _, id := range []string{"l", "k"} {
+				d := heldManual(id)
+				d.Task.Schedule.StopAfter = schedule.Limit{Enabled: true, Minutes: 30}
+				deliverDef(a, d)
+			}
+			at := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Minute) }
+			drive(t, a, clk, at(60), mode.byWake, func(now time.Time) {
+				switch now {
+				case at(1):
+					startRun(a, "l", 1, now) // ends failed_timeout at 31
+					startRun(a, "k", 1, now) // paused 12-22: ends at 41
+				case at(5), at(25), at(31), at(36):
+					startRun(a, "q", now.Sub(t0).Milliseconds(), now)
+				case at(12):
+					order(a, transport.PauseRun, "k", 1, 4)
+				case at(22):
+					order(a, transport.ResumeRun, "k", 1, 5)
+				}
+			})
+			ends := map[string][]time.Time{}
+			for _, r := range ep.results() {
+				if r.State == transport.StateFailedTimeout {
+					ends[r.TaskID] = append(ends[r.TaskID], r.FinishedAt)
+				}
+			}
+			want := map[string][]time.Time{"l": {at(31)}, "k": {at(41)}}
+			if d := cmp.Diff(want, ends); d != "" {
+				t.Errorf("runs stopped at their maximum time (-want +got):\n%s", d)
+			}
+			qs := 0
+			for _, s := range x.startList() {
+				if s.Task == "q" {
+					qs++
+				}
+			}
+			if qs != 4 {
+				t.Errorf("%d starts of q, want 4", qs)
+			}
+		})
+	}
+}
+
+// A new revision of a held task with an earlier schedule starts at the new
+// schedule's first activation, not at the old revision's next one, while
+// the other tasks keep theirs.
+func TestNewRevisionStartsAtItsSchedule(t *testing.T) {
+	t.Parallel()
+	for _, mode := range driveModes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			x := &taskExec{}
+			a, clk, _ := narrowAgent(t, x)
+			at := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Minute) }
+			r := every10("r")
+			r.Task.Schedule = schedule.Default(schedule.EveryMinutes, at(30), time.UTC)
+			r.Task.Schedule.Every = 30
+			deliverDef(a, r)
+			deliverDef(a, every10("p"))
+			drive(t, a, clk, at(50), mode.byWake, func(now time.Time) {
+				if now == at(5) {
+					r2 := r
+					r2.Task.Revision++
+					r2.Task.Schedule = schedule.Default(schedule.EveryMinutes, at(12), time.UTC)
+					r2.Task.Schedule.Every = 30
+					deliverDef(a, r2)
+				}
+			})
+			want := []started{
+				{"p", transport.RunID(at(10), transport.Scheduled), at(10)},
+				{"r", transport.RunID(at(12), transport.Scheduled), at(12)},
+				{"p", transport.RunID(at(20), transport.Scheduled), at(20)},
+				{"p", transport.RunID(at(30), transport.Scheduled), at(30)},
+				{"p", transport.RunID(at(40), transport.Scheduled), at(40)},
+				{"r", transport.RunID(at(42), transport.Scheduled), at(42)},
+				{"p", transport.RunID(at(50), transport.Scheduled), at(50)},
+			}
+			if d := cmp.Diff(want, x.startList()); d != "" {
+				t.Errorf("starts (-want +got):\n%s", d)
+			}
+		})
+	}
+}
