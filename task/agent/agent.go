@@ -256,6 +256,10 @@ type Agent struct {
 	wakes       []time.Time
 	wakesOK     bool
 	wakeUpdates bool
+	// touched: a message or a finished run changed some tasks, whose
+	// entries in wakes it zeroed (rewake), since the last visit; the next
+	// Tick visits those tasks (and the due ones), not all of them.
+	touched bool
 	// held is the heartbeat's list of held tasks, shared (never changed)
 	// by the heartbeats sent until the tasks are visited again.
 	held   []transport.HeldTask
@@ -390,8 +394,39 @@ func (a *Agent) sorted() []*LocalTask {
 			a.order = append(a.order, t)
 		}
 		sort.Slice(a.order, func(i, j int) bool { return a.order[i].Def.Task.ID < a.order[j].Def.Task.ID })
+		for i, t := range a.order {
+			t.idx = i
+		}
 	}
 	return a.order
+}
+
+// rewake marks t changed by something other than time (a message about
+// it, the end of its run): its entry in wakes is zeroed, so the next
+// visit ticks it and recomputes its wake, and the other tasks' wakes
+// still hold. It reports false when wakes does not hold an entry of t
+// (they are rebuilt, or t is new): then only a visit of every task is
+// safe.
+func (a *Agent) rewake(t *LocalTask) bool {
+	if !a.wakesOK || a.order == nil || t.idx >= len(a.wakes) || t.idx >= len(a.order) || a.order[t.idx] != t {
+		return false
+	}
+	a.wakes[t.idx] = time.Time{}
+	return true
+}
+
+// touch is Handle's note that a message changed task t (nil: none): the
+// next Tick visits t, or every task when t's wake is not kept (rewake).
+func (a *Agent) touch(t *LocalTask) {
+	a.wake.Store(0)
+	if t == nil {
+		return
+	}
+	if a.rewake(t) {
+		a.touched = true
+	} else {
+		a.dirty = true
+	}
 }
 
 // Run ticks every interval until ctx is done (goroutine mode). The

@@ -10,6 +10,7 @@ import (
 	"github.com/benbjohnson/clock"
 
 	"github.com/taskfleet/taskfleet/restart"
+	"github.com/taskfleet/taskfleet/schedule"
 	"github.com/taskfleet/taskfleet/task/agent"
 	"github.com/taskfleet/taskfleet/task/transport"
 )
@@ -212,3 +213,89 @@ func TestRunEndSurvivesAKillBetweenItsWrites(t *testing.T) {
 type appOffExec struct{ *slowExec }
 
 func (appOffExec) AppRunning(context.Context, string) bool { return false }
+
+// A scheduled activation is never lost nor run twice when the agent is
+// killed while it starts the run: whichever of the activation's writes
+// the process dies after, the agent restarted a minute later has exactly
+// one final result of the activation in its outbox (the run's end, failed
+// when it was executing when the agent died, or missed when its start was
+// not recorded), and starts it at most once, only when no earlier start
+// of it was recorded.
+func TestScheduledStartSurvivesAKillBetweenItsWrites(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	act := t0.Add(10 * time.Minute)
+	run := transport.RunID(act, transport.Scheduled)
+	for _, c := range []struct {
+		name      string
+		appOff    bool
+		runMissed bool
+	}{{"completed", false, false}, {"completed, runs missed tasks", false, true}, {"application not running", true, false}} {
+		total := -1
+		for n := 0; total < 0 || n <= total; n++ {
+			clk := clock.NewMock()
+			clk.Set(t0)
+			mem := agent.NewMemStore()
+			st := &crashStore{MemStore: mem}
+			x := &exec{running: !c.appOff, out: agent.Outcome{State: transport.StateCompleted}}
+			a, err := agent.New(ctx, agent.Config{Device: "d1", Store: st, Executor: x, Clock: clk})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.Attach(&endpoint{down: true}) // nothing is acknowledged
+			d := def("p")
+			d.Task.Schedule = schedule.Default(schedule.EveryMinutes, act, time.UTC)
+			d.Task.Schedule.Every = 60
+			d.Task.Schedule.RunMissed = c.runMissed
+			d.LastManual = nil
+			a.Handle(ctx, transport.Message{Kind: transport.Deliver, Definition: &d})
+			tick(t, a, clk, 9*time.Minute)
+			clk.Set(act)
+			if total < 0 {
+				st.arm(1 << 30)
+			} else {
+				st.arm(n)
+			}
+			if err := a.Tick(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if total < 0 {
+				total, n = st.writes, -1
+				if total == 0 {
+					t.Fatalf("%s: the activation wrote nothing", c.name)
+				}
+				continue
+			}
+			// Killed after n of the activation's writes; a new agent on
+			// the same store a minute later.
+			clk.Set(act.Add(time.Minute))
+			x2 := &exec{running: !c.appOff, out: agent.Outcome{State: transport.StateCompleted}}
+			a2, err := agent.New(ctx, agent.Config{Device: "d1", Store: mem, Executor: x2, Clock: clk})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a2.Attach(&endpoint{down: true})
+			if err := a2.Tick(ctx); err != nil {
+				t.Fatal(err)
+			}
+			ms, err := mem.Outbox(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var finals []transport.State
+			for _, m := range ms {
+				for _, r := range m.Results {
+					if r.RunID == run && transport.State(r.State).Final() {
+						finals = append(finals, transport.State(r.State))
+					}
+				}
+			}
+			if len(finals) != 1 {
+				t.Errorf("%s, killed after %d of %d writes: final results of the activation in the outbox %v, want one", c.name, n, total, finals)
+			}
+			if x2.starts > 1 || x2.starts == 1 && len(finals) == 1 && finals[0] != transport.StateCompleted {
+				t.Errorf("%s, killed after %d of %d writes: the restarted agent started the activation %d times (finals %v)", c.name, n, total, x2.starts, finals)
+			}
+		}
+	}
+}

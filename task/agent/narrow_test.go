@@ -278,12 +278,12 @@ func TestMaximumRunTimeHoldsWhileOtherTasksChange(t *testing.T) {
 				switch now {
 				case at(1):
 					startRun(a, "l", 1, now) // ends failed_timeout at 31
-					startRun(a, "k", 1, now) // paused 12-22: ends at 41
+					startRun(a, "k", 1, now) // paused 12-35: ends at 54
 				case at(5), at(25), at(31), at(36):
 					startRun(a, "q", now.Sub(t0).Milliseconds(), now)
 				case at(12):
 					order(a, transport.PauseRun, "k", 1, 4)
-				case at(22):
+				case at(35): // after the paused run's unpaused end (31)
 					order(a, transport.ResumeRun, "k", 1, 5)
 				}
 			})
@@ -293,7 +293,7 @@ func TestMaximumRunTimeHoldsWhileOtherTasksChange(t *testing.T) {
 					ends[r.TaskID] = append(ends[r.TaskID], r.FinishedAt)
 				}
 			}
-			want := map[string][]time.Time{"l": {at(31)}, "k": {at(41)}}
+			want := map[string][]time.Time{"l": {at(31)}, "k": {at(54)}}
 			if d := cmp.Diff(want, ends); d != "" {
 				t.Errorf("runs stopped at their maximum time (-want +got):\n%s", d)
 			}

@@ -61,6 +61,10 @@ type LocalTask struct {
 	// belongs to (the agent's or MemStore's, never shared between them)
 	// for the next run (not stored).
 	spareRun *RunState
+	// idx is the task's place in the agent's order (and wakes) as of its
+	// last rebuild (not stored; trusted only where order[idx] is the
+	// task).
+	idx int
 }
 
 // RunState is a run in progress.

@@ -42,7 +42,7 @@ func (a *Agent) Tick(ctx context.Context) error {
 	a.cmu.Lock()
 	completed := len(a.compl) > 0
 	a.cmu.Unlock()
-	if !a.dirty && !completed && now.Before(a.wakeAt) {
+	if !a.dirty && !a.touched && !completed && now.Before(a.wakeAt) {
 		// Nothing is due (the fast path of simulations); at most the
 		// outbox has to go out because the server answered.
 		if a.flushNow && a.ep != nil {
@@ -62,19 +62,22 @@ func (a *Agent) Tick(ctx context.Context) error {
 	// Nothing changed since the last visit of the tasks and none of them
 	// is due before taskWake: only the heartbeat or an outbox retry is
 	// due (most ticks of a fleet), and the tasks are not visited.
-	visit := a.dirty || completed || !now.Before(a.taskWake)
-	// partial: only time made the visit due (nothing changed any task
-	// since the last visit), so the tasks whose own wake (a.wakes, from
-	// that visit) is still ahead have nothing to do and are not touched
-	// (each touch of a task is a cache miss in a large fleet).
-	partial := visit && !a.dirty && !completed && a.wakesOK
+	visit := a.dirty || a.touched || completed || !now.Before(a.taskWake)
+	// partial: time, messages about single tasks (touched) or ends of
+	// single tasks' runs made the visit due, and nothing changed the
+	// tasks as a whole (dirty) since the last visit: the tasks whose own
+	// wake (a.wakes, from that visit; zeroed by rewake for a task a
+	// message or a run's end changed) is still ahead have nothing to do
+	// and are not touched (each touch of a task is a cache miss in a
+	// large fleet).
+	partial := visit && !a.dirty && a.wakesOK && a.order != nil
 	if visit {
 		if !partial {
 			a.heldOK = false // what changed the tasks set dirty
 		}
-		a.dirty = false
+		a.dirty, a.touched = false, false
 		if a.collect(ctx) {
-			partial = false // a run of any task finished meanwhile
+			partial = false // a finished run's task has no wake entry
 		}
 		order := a.sorted()
 		for i, t := range order {
@@ -90,7 +93,7 @@ func (a *Agent) Tick(ctx context.Context) error {
 			partial = false // it may have queued starts of any task
 		}
 		if a.collect(ctx) { // synchronous executors finish inside Start
-			partial = false // possibly of a task not ticked
+			partial = false // a finished run's task has no wake entry
 		}
 	}
 	if a.ep != nil && !now.Before(a.nextBeat) {
@@ -407,25 +410,28 @@ func (a *Agent) flush(ctx context.Context, now time.Time) {
 // maxMerge bounds the outbox entries merged into one message.
 const maxMerge = 256
 
-// collect finishes the runs completed meanwhile; it reports whether
-// there were any.
-func (a *Agent) collect(ctx context.Context) bool {
-	any := false
+// collect finishes the runs completed meanwhile, and zeroes their tasks'
+// wakes (rewake: a partial visit ticks them, or recomputes their wakes).
+// It reports whether the wake of such a task could not be kept (only a
+// visit of every task is then safe).
+func (a *Agent) collect(ctx context.Context) (all bool) {
 	for {
 		a.cmu.Lock()
 		cs := a.compl
 		a.compl = nil
 		a.cmu.Unlock()
 		if len(cs) == 0 {
-			return any
+			return all
 		}
-		any = true
 		for _, c := range cs {
 			t := a.tasks[c.taskID]
 			if t == nil || t.Running == nil || t.Running.RunID != c.runID || !t.Running.Executing {
 				continue // stopped or timed out meanwhile
 			}
 			a.finish(ctx, t, c.out)
+			if !a.rewake(t) {
+				all = true
+			}
 		}
 	}
 }
@@ -891,7 +897,14 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 		return
 	}
 	now := a.clk.Now()
-	if m.Kind != transport.Ack && m.Kind != transport.Sync && m.Kind != transport.Wake {
+	switch m.Kind {
+	case transport.Ack, transport.Sync, transport.Wake:
+		// Change no task (a Sync with news sets dirty below).
+	case transport.Deliver, transport.StartRun, transport.StopRun, transport.PauseRun, transport.ResumeRun:
+		// About one task: touch marks it below, and the next Tick
+		// visits it (not every task).
+		a.wake.Store(0)
+	default:
 		a.dirty = true
 		a.wake.Store(0)
 	}
@@ -908,6 +921,8 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 				t.Slot, t.nextOK = m.Slot, false
 				a.save(ctx, t)
 			}
+			a.heldOK = false // a new revision or slot
+			a.touch(t)
 		}
 	case transport.Withdraw:
 		if t := a.tasks[m.TaskID]; t != nil {
@@ -928,6 +943,8 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 		t := a.tasks[m.Start.TaskID]
 		if m.Definition != nil && (t == nil || t.Transient) {
 			t = a.deliver(ctx, *m.Definition, true, m.SentAt, now)
+			a.heldOK = false
+			a.touch(t)
 		}
 		if t == nil {
 			return // the definition arrives with the next heartbeat; the server resends
@@ -936,6 +953,7 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 		if slices.Contains(t.Done, s.RunID) || (t.Running != nil && t.Running.RunID == s.RunID) || (t.Waiting != nil && t.Waiting.RunID == s.RunID) || slices.ContainsFunc(t.Queue, func(q transport.Start) bool { return q.RunID == s.RunID }) {
 			return
 		}
+		a.touch(t)
 		if a.stoppedBefore(ctx, s.TaskID, s.RunID) {
 			t.Done = appendDone(t.Done, s.RunID) // stopped before it arrived
 			a.save(ctx, t)
@@ -945,8 +963,10 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 		a.save(ctx, t)
 	case transport.StopRun:
 		a.stopRun(ctx, m, now)
+		a.touch(a.tasks[m.TaskID])
 	case transport.PauseRun, transport.ResumeRun:
 		a.control(ctx, m, now)
+		a.touch(a.tasks[m.TaskID])
 		if m.Key != "" && a.ep != nil {
 			// The order is applied and the run's new state queued in
 			// the outbox: the server may stop resending it.
