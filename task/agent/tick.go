@@ -453,11 +453,19 @@ func (a *Agent) tickTask(ctx context.Context, t *LocalTask, now time.Time) {
 			return // one run per task at a time; due starts wait
 		}
 	}
+	// unsaved: dueActivations changed t (its cursor, queue, missed runs)
+	// and left the write to the caller: a begin below writes t anyway
+	// (each of its paths does, before the run starts), so one write
+	// records both; otherwise t is written at the end. Nothing leaves
+	// the agent between the two changes but what begin queues before
+	// its write (as the other order would), so an agent killed in
+	// between restarts as if killed before the activation.
+	unsaved := false
 	if !t.Transient && (!t.nextOK || !t.nextDue.After(now)) {
 		if suspended(t) {
 			a.skipActivations(ctx, t, now)
 		} else {
-			a.dueActivations(ctx, t, now)
+			unsaved = a.dueActivations(ctx, t, now)
 		}
 	}
 	if w := t.Waiting; w != nil && t.Running == nil && !suspended(t) && !now.Before(t.appCheck) {
@@ -465,6 +473,7 @@ func (a *Agent) tickTask(ctx context.Context, t *LocalTask, now time.Time) {
 		if a.cfg.Executor.AppRunning(ctx, t.Def.Task.Application) {
 			t.Waiting = nil
 			a.begin(ctx, t, *w, now)
+			unsaved = false
 		}
 	}
 	if t.Running == nil && !suspended(t) {
@@ -474,8 +483,12 @@ func (a *Agent) tickTask(ctx context.Context, t *LocalTask, now time.Time) {
 			}
 			t.Queue = slices.Delete(t.Queue, i, i+1)
 			a.begin(ctx, t, s, now)
+			unsaved = false
 			break
 		}
+	}
+	if unsaved {
+		a.save(ctx, t)
 	}
 }
 
@@ -489,10 +502,12 @@ func (a *Agent) offset(t *LocalTask) time.Duration {
 // them) are missed: with "run missed tasks" the latest of them runs once
 // now and the others are recorded missed; without it every one is
 // recorded missed (the newest maxMissed of a long gap individually).
-func (a *Agent) dueActivations(ctx context.Context, t *LocalTask, now time.Time) {
-	s := t.Def.Task.Schedule
+// It reports whether it changed t, which the caller then writes to the
+// store (see tickTask).
+func (a *Agent) dueActivations(ctx context.Context, t *LocalTask, now time.Time) (changed bool) {
+	s := &t.Def.Task.Schedule
 	if !s.Timed() {
-		return
+		return false
 	}
 	off := a.offset(t)
 	if !t.nextOK {
@@ -504,14 +519,13 @@ func (a *Agent) dueActivations(ctx context.Context, t *LocalTask, now time.Time)
 	if t.nextDue.IsZero() || t.nextDue.After(now) {
 		// Nothing due (the first activation below is Next(Cursor)):
 		// the common case, and the range below allocates.
-		return
+		return false
 	}
 	awake := a.awakeSince.Add(-a.cfg.MissedTolerance)
 	reached := t.visibleFrom().Add(-a.cfg.MissedTolerance)
 	// g is allocated at the first missed activation: the loop body is a
 	// closure, so a value declared here would be allocated every visit.
 	var g *missedGap
-	changed := false
 	for act := range s.Between(t.Cursor, now, a.loc) {
 		due := act.Add(off)
 		if due.After(now) {
@@ -542,8 +556,8 @@ func (a *Agent) dueActivations(ctx context.Context, t *LocalTask, now time.Time)
 	}
 	if changed {
 		t.nextOK = false
-		a.save(ctx, t)
 	}
+	return changed
 }
 
 // missedGap collects the missed activations of one visit, oldest first:
