@@ -350,3 +350,70 @@ func TestNewRevisionStartsAtItsSchedule(t *testing.T) {
 		})
 	}
 }
+
+// sentKeys returns the outbox keys of the messages sent so far (each key
+// a merged message carries).
+func (e *endpoint) sentKeys() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for _, m := range e.sent {
+		switch {
+		case len(m.Merged) > 0:
+			out = append(out, m.Merged...)
+		case m.Key != "" && m.Kind != transport.Heartbeat && m.Kind != transport.Ack:
+			out = append(out, m.Key)
+		}
+	}
+	return out
+}
+
+// Once the server has acknowledged every message of the outbox, the
+// agent's next wake is its next heartbeat or activation, not an outbox
+// retry that would find nothing to send; while a message is still
+// unacknowledged, the retry comes after RetryInterval and resends it.
+func TestAcknowledgedOutboxNeedsNoRetryWake(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, c := range []struct {
+		name     string
+		ackAll   bool
+		wantWake time.Duration // after the run's tick
+	}{{"all acknowledged", true, time.Hour}, {"one left", false, time.Minute}} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			x := &taskExec{}
+			a, clk, ep := narrowAgent(t, x)
+			deliverDef(a, heldManual("q"))
+			if err := a.Tick(ctx); err != nil { // the first heartbeat
+				t.Fatal(err)
+			}
+			startRun(a, "q", 1, t0)
+			if err := a.Tick(ctx); err != nil {
+				t.Fatal(err)
+			}
+			keys := ep.sentKeys()
+			if len(keys) != 2 {
+				t.Fatalf("sent %v, want the running and the completed result", keys)
+			}
+			if !c.ackAll {
+				keys = keys[:1]
+			}
+			a.Handle(ctx, transport.Message{Kind: transport.Ack, Device: "d1", Acks: keys})
+			if got, want := a.NextWake(), t0.Add(c.wantWake); !got.Equal(want) {
+				t.Fatalf("NextWake %v, want %v", got, want)
+			}
+			if c.ackAll {
+				return
+			}
+			sent := len(ep.sentKeys())
+			clk.Add(time.Minute)
+			if err := a.Tick(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := ep.sentKeys()[sent:]; len(got) != 1 || got[0] != ep.sentKeys()[1] {
+				t.Fatalf("the retry sent %v, want the unacknowledged %s", got, ep.sentKeys()[1])
+			}
+		})
+	}
+}

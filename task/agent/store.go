@@ -313,6 +313,20 @@ func (s *MemStore) appendOutbox(dst []transport.Message) ([]transport.Message, e
 	return out, nil
 }
 
+// outboxChecker is a Store that tells cheaply whether its outbox is
+// empty, so an acknowledgement of the last message ends the outbox's
+// retries at once (rather than at a retry that finds nothing to send).
+type outboxChecker interface {
+	outboxEmpty() bool
+}
+
+// outboxEmpty reports whether no message waits for acknowledgement.
+func (s *MemStore) outboxEmpty() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.outbox) == 0
+}
+
 // Remove implements Store.
 func (s *MemStore) Remove(_ context.Context, keys []string) error {
 	s.mu.Lock()

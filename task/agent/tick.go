@@ -926,6 +926,8 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 	case transport.Ack:
 		if err := a.cfg.Store.Remove(ctx, m.Acks); err != nil {
 			a.log.Error().Err(err).Msg("agent: outbox ack")
+		} else {
+			a.acked(now)
 		}
 	case transport.Deliver:
 		if m.Definition != nil {
@@ -1018,6 +1020,28 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 			_ = a.cfg.Power.Shutdown(ctx)
 		}
 	}
+}
+
+// acked follows an acknowledgement: when the store tells cheaply that
+// the outbox is now empty (outboxChecker), it is no longer busy, and the
+// wake its retry set is dropped. (Otherwise the next retry finds it
+// empty: a Tick and an outbox read for nothing, after most runs.)
+func (a *Agent) acked(now time.Time) {
+	o, ok := a.cfg.Store.(outboxChecker)
+	if !a.outboxBusy || !ok || !o.outboxEmpty() {
+		return
+	}
+	a.outboxBusy = false
+	if a.dirty || a.touched || a.flushNow || !a.wakeAt.Equal(a.nextFlush) || !a.taskWake.IsZero() && !a.taskWake.After(now) {
+		// Due anyway, or the retry did not set the wake.
+		return
+	}
+	a.wakeAt = a.combineWake(now)
+	a.cmu.Lock()
+	if len(a.compl) == 0 && a.wake.Load() != 0 { // else due at once
+		a.wake.Store(a.wakeAt.UnixNano())
+	}
+	a.cmu.Unlock()
 }
 
 // deliver stores a definition sent at sent (the server's clock), keeping
