@@ -417,3 +417,117 @@ func TestAcknowledgedOutboxNeedsNoRetryWake(t *testing.T) {
 		})
 	}
 }
+
+// plainStore hides MemStore's shortcuts: the agent sees only the Store
+// interface (as with agentsqlite or a host's store).
+type plainStore struct{ agent.Store }
+
+// Every flush sends exactly the messages of the outbox, each once, in
+// their order: after duplicates of a key, a flush that failed, a key
+// enqueued again after its acknowledgement, and an agent restarted on an
+// outbox it did not fill.
+func TestFlushSendsExactlyTheOutbox(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, plain := range []bool{false, true} {
+		name := "MemStore"
+		if plain {
+			name = "Store interface only"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			mem := agent.NewMemStore()
+			var st agent.Store = mem
+			if plain {
+				st = plainStore{mem}
+			}
+			clk := clock.NewMock()
+			clk.Set(t0)
+			x := &taskExec{}
+			ep := &endpoint{}
+			newAgent := func() *agent.Agent {
+				a, err := agent.New(ctx, agent.Config{Device: "d1", Store: st, Executor: x, Clock: clk, Heartbeat: time.Hour})
+				if err != nil {
+					t.Fatal(err)
+				}
+				a.Attach(ep)
+				return a
+			}
+			a := newAgent()
+			deliverDef(a, heldManual("q"))
+			outboxKeys := func() []string {
+				ms, err := mem.Outbox(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var ks []string
+				for _, m := range ms {
+					ks = append(ks, m.Key)
+				}
+				return ks
+			}
+			event := func(key string) {
+				if err := a.ReportEvent(ctx, key, agent.Event{TaskID: "q", Level: transport.EventInfo, Severity: transport.SeverityInfo, Message: key}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// tickSends ticks a minute later and checks that the agent
+			// sent exactly the outbox (nothing acknowledges meanwhile).
+			tickSends := func(step string, wantN int) {
+				t.Helper()
+				clk.Add(time.Minute)
+				before := len(ep.sentKeys())
+				if err := a.Tick(ctx); err != nil {
+					t.Fatal(err)
+				}
+				want := outboxKeys()
+				got := slices.Clip(ep.sentKeys()[before:])
+				if len(got) == 0 {
+					got = nil
+				}
+				if ep.down {
+					got = nil
+				}
+				if len(want) != wantN {
+					t.Fatalf("%s: outbox %v, want %d messages", step, want, wantN)
+				}
+				if d := cmp.Diff(want, got); d != "" {
+					t.Fatalf("%s: sent (-outbox +sent):\n%s", step, d)
+				}
+			}
+			ack := func() { a.Handle(ctx, transport.Message{Kind: transport.Ack, Device: "d1", Acks: outboxKeys()}) }
+
+			tickSends("the first tick", 0)
+			event("k1")
+			event("k1") // a duplicate: ignored
+			tickSends("an event and its duplicate", 1)
+			ack()
+			event("k1") // the same key again, after its acknowledgement
+			startRun(a, "q", 1, clk.Now())
+			tickSends("the key again and a run", 3)
+			ep.mu.Lock()
+			ep.down = true
+			ep.mu.Unlock()
+			event("k2")
+			clk.Add(time.Minute)
+			if err := a.Tick(ctx); err != nil { // the send fails
+				t.Fatal(err)
+			}
+			ep.mu.Lock()
+			ep.down = false
+			ep.mu.Unlock()
+			event("k3")
+			tickSends("after a failed flush", 5)
+			ack()
+			event("k4")
+			tickSends("after the acknowledgement", 1)
+			// A new agent on the outbox the old one left.
+			_ = a.Close()
+			a = newAgent()
+			event("k5")
+			tickSends("after a restart", 2)
+			ack()
+			tickSends("all acknowledged", 0)
+		})
+	}
+}
