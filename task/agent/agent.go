@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -269,6 +270,14 @@ type Agent struct {
 	hb *transport.HeartbeatInfo
 	// obuf is flush's reused buffer for a MemStore's outbox.
 	obuf []transport.Message
+	// fresh mirrors the outbox while freshOK: the messages enqueued
+	// since the outbox was last known empty (outboxBusy false), in their
+	// order, without duplicate keys. Only this agent writes the outbox,
+	// so then it holds exactly them, and flush sends fresh without
+	// reading the store back (after most runs). The first flush ends the
+	// mirror (the outbox then keeps what is not acknowledged).
+	fresh   []transport.Message
+	freshOK bool
 	// outboxBusy: the outbox may hold messages (cleared when a flush finds
 	// it empty).
 	outboxBusy bool
@@ -624,6 +633,13 @@ func (a *Agent) enqueue(ctx context.Context, m transport.Message) error {
 	m.SentAt = a.clk.Now().UTC()
 	if err := a.cfg.Store.Enqueue(ctx, m); err != nil {
 		return fmt.Errorf("agent: outbox: %w", err)
+	}
+	if !a.outboxBusy {
+		clear(a.fresh)
+		a.fresh, a.freshOK = a.fresh[:0], true
+	}
+	if a.freshOK && !slices.ContainsFunc(a.fresh, func(f transport.Message) bool { return f.Key == m.Key }) {
+		a.fresh = append(a.fresh, m) // the store ignored a duplicate key
 	}
 	a.flushNow = true
 	a.wake.Store(0)

@@ -337,7 +337,14 @@ func (a *Agent) flush(ctx context.Context, now time.Time) {
 	a.nextFlush = now.Add(a.cfg.RetryInterval)
 	var ms []transport.Message
 	var err error
-	if o, ok := a.cfg.Store.(outboxAppender); ok {
+	if a.freshOK {
+		// The outbox is exactly fresh (see Agent.fresh).
+		ms, a.freshOK = a.fresh, false
+		defer func() {
+			clear(ms) // hold no sent message until the next flush
+			a.fresh = ms[:0]
+		}()
+	} else if o, ok := a.cfg.Store.(outboxAppender); ok {
 		ms, err = o.appendOutbox(a.obuf[:0])
 		if err == nil {
 			a.obuf = ms
@@ -924,6 +931,9 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 	}
 	switch m.Kind {
 	case transport.Ack:
+		// An acknowledgement before the flush (of a key sent before and
+		// enqueued again) would leave fresh holding a removed message.
+		a.freshOK = false
 		if err := a.cfg.Store.Remove(ctx, m.Acks); err != nil {
 			a.log.Error().Err(err).Msg("agent: outbox ack")
 		} else {
