@@ -370,7 +370,8 @@ func (e *endpoint) sentKeys() []string {
 
 // Once the server has acknowledged every message of the outbox, the
 // agent's next wake is its next heartbeat or activation, not an outbox
-// retry that would find nothing to send; while a message is still
+// retry that would find nothing to send (nor a send at once that a Sync
+// asked for while the messages waited); while a message is still
 // unacknowledged, the retry comes after RetryInterval and resends it.
 func TestAcknowledgedOutboxNeedsNoRetryWake(t *testing.T) {
 	t.Parallel()
@@ -378,8 +379,10 @@ func TestAcknowledgedOutboxNeedsNoRetryWake(t *testing.T) {
 	for _, c := range []struct {
 		name     string
 		ackAll   bool
+		sync     bool          // a Sync comes before the acknowledgement
 		wantWake time.Duration // after the run's tick
-	}{{"all acknowledged", true, time.Hour}, {"one left", false, time.Minute}} {
+	}{{"all acknowledged", true, false, time.Hour}, {"all acknowledged after a Sync", true, true, time.Hour},
+		{"one left", false, false, time.Minute}, {"one left after a Sync", false, true, 0}} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			x := &taskExec{}
@@ -399,8 +402,15 @@ func TestAcknowledgedOutboxNeedsNoRetryWake(t *testing.T) {
 			if !c.ackAll {
 				keys = keys[:1]
 			}
+			if c.sync {
+				a.Handle(ctx, transport.Message{Kind: transport.Sync, Device: "d1", SyncInfo: &transport.SyncInfo{}})
+			}
 			a.Handle(ctx, transport.Message{Kind: transport.Ack, Device: "d1", Acks: keys})
-			if got, want := a.NextWake(), t0.Add(c.wantWake); !got.Equal(want) {
+			want := t0.Add(c.wantWake)
+			if c.wantWake == 0 {
+				want = time.Time{} // at once
+			}
+			if got := a.NextWake(); !got.Equal(want) {
 				t.Fatalf("NextWake %v, want %v", got, want)
 			}
 			if c.ackAll {

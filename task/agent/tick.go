@@ -1033,22 +1033,23 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 }
 
 // acked follows an acknowledgement: when the store tells cheaply that
-// the outbox is now empty (outboxChecker), it is no longer busy, and the
-// wake its retry set is dropped. (Otherwise the next retry finds it
-// empty: a Tick and an outbox read for nothing, after most runs.)
+// the outbox is now empty (outboxChecker), it is no longer busy, nothing
+// is left to send at once (a Sync may have asked for it while the
+// messages waited), and the wake the retry or the send set is dropped.
+// (Otherwise a Tick finds the outbox empty: a wake and an outbox read for
+// nothing, after most runs.)
 func (a *Agent) acked(now time.Time) {
 	o, ok := a.cfg.Store.(outboxChecker)
 	if !a.outboxBusy || !ok || !o.outboxEmpty() {
 		return
 	}
-	a.outboxBusy = false
-	if a.dirty || a.touched || a.flushNow || !a.wakeAt.Equal(a.nextFlush) || !a.taskWake.IsZero() && !a.taskWake.After(now) {
-		// Due anyway, or the retry did not set the wake.
-		return
+	a.outboxBusy, a.flushNow = false, false
+	if a.dirty || a.touched || !a.taskWake.IsZero() && !a.taskWake.After(now) {
+		return // due anyway
 	}
 	a.wakeAt = a.combineWake(now)
 	a.cmu.Lock()
-	if len(a.compl) == 0 && a.wake.Load() != 0 { // else due at once
+	if len(a.compl) == 0 { // else due at once
 		a.wake.Store(a.wakeAt.UnixNano())
 	}
 	a.cmu.Unlock()
