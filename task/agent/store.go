@@ -143,8 +143,8 @@ type MemStore struct {
 	// value of a Message's size would be allocated on every Enqueue).
 	outbox map[string]int64
 	// queue holds the outbox in enqueue order; entries whose key was
-	// removed (or re-enqueued later) are dropped lazily by Outbox, so
-	// reading the outbox needs no sort.
+	// removed (or re-enqueued later) are dropped lazily, by Outbox and
+	// by Remove (see there), so reading the outbox needs no sort.
 	queue  []outboxEntry
 	order  int64
 	meta   map[string]metaValue
@@ -337,7 +337,31 @@ func (s *MemStore) Remove(_ context.Context, keys []string) error {
 	for _, k := range keys {
 		delete(s.outbox, k)
 	}
+	// Removed entries are dropped from the queue here too, not only when
+	// the outbox is read (an agent that sends what it enqueued does not
+	// read it back): at once when the outbox is empty, otherwise once
+	// they are most of the queue.
+	switch {
+	case len(s.outbox) == 0:
+		clear(s.queue)
+		s.queue = s.queue[:0]
+	case len(s.queue) > 2*len(s.outbox)+16:
+		s.compact()
+	}
 	return nil
+}
+
+// compact drops the queue's entries whose key was removed (or enqueued
+// again later), keeping the order of the others.
+func (s *MemStore) compact() {
+	live := s.queue[:0]
+	for _, e := range s.queue {
+		if order, ok := s.outbox[e.m.Key]; ok && order == e.order {
+			live = append(live, e)
+		}
+	}
+	clear(s.queue[len(live):])
+	s.queue = live
 }
 
 // Meta implements Store.
