@@ -143,7 +143,14 @@
 // result, event and report goes into the outbox with an idempotency key and
 // stays there until the server acknowledges it; the agent resends
 // unacknowledged messages every RetryInterval and whenever a heartbeat is
-// answered. The store of subpackage agentsqlite (modernc.org/sqlite, driver
+// answered. (On a MemStore, an acknowledgement that empties the outbox
+// ends the retries at once; a Store that cannot tell that cheaply ends
+// them at the next retry, which finds the outbox empty.) A scheduled
+// activation's new cursor is written together with its run's start (one
+// write, before the executor starts it): an agent killed in between
+// restarts as if killed just before the activation, which is then missed
+// (or caught up, with "run missed tasks"), never run twice. The store of
+// subpackage agentsqlite (modernc.org/sqlite, driver
 // "sqlite") keeps all of it across restarts; MemStore is for tests and
 // simulations. The SQL driver lives in that subpackage so an agent built
 // with another store links none; agenttest.RunStore is the conformance
