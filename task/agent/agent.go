@@ -289,6 +289,11 @@ type Agent struct {
 
 	cmu   sync.Mutex
 	compl []completion
+
+	// mem is Config.Store when it is exactly a *MemStore (not a type that
+	// embeds one and may override its methods): save and acked use its
+	// shortcuts.
+	mem *MemStore
 }
 
 type completion struct {
@@ -348,6 +353,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, errs.Invalid("SleepGap", cfg.SleepGap.String(), "must be at least Heartbeat ("+cfg.Heartbeat.String()+")")
 	}
 	a := &Agent{cfg: cfg, clk: cfg.Clock, loc: cfg.Location, log: cfg.Logger, met: newMetrics(cfg.MeterProvider, cfg.Store), tasks: map[string]*LocalTask{}, withdrawn: map[string][]int64{}, dirty: true, outboxBusy: true}
+	a.mem, _ = cfg.Store.(*MemStore)
 	a.bootAt = a.clk.Now()
 	a.awakeSince, a.lastTick = a.bootAt, a.bootAt
 	ts, err := cfg.Store.Tasks(ctx)
@@ -648,7 +654,13 @@ func (a *Agent) enqueue(ctx context.Context, m transport.Message) error {
 }
 
 func (a *Agent) save(ctx context.Context, t *LocalTask) {
-	if err := a.cfg.Store.PutTask(ctx, *t); err != nil {
+	var err error
+	if a.mem != nil {
+		err = a.mem.putTask(t)
+	} else {
+		err = a.cfg.Store.PutTask(ctx, *t)
+	}
+	if err != nil {
 		a.log.Error().Err(err).Str("task", t.Def.Task.ID).Msg("agent: save task")
 	}
 }

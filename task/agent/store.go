@@ -200,6 +200,13 @@ func cloneTask(t LocalTask) LocalTask {
 
 // PutTask implements Store.
 func (s *MemStore) PutTask(_ context.Context, t LocalTask) error {
+	return s.putTask(&t)
+}
+
+// putTask is PutTask from *t, which it does not change or keep: the
+// agent's save on a MemStore (Agent.mem) copies the task once, not twice
+// (into the argument, then into the store's copy).
+func (s *MemStore) putTask(t *LocalTask) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(); err != nil {
@@ -209,30 +216,28 @@ func (s *MemStore) PutTask(_ context.Context, t LocalTask) error {
 	// returns clones): copy into them rather than allocate new ones.
 	old := s.tasks[t.Def.Task.ID]
 	if old == nil {
-		c := cloneTask(t)
+		c := cloneTask(*t)
 		s.tasks[t.Def.Task.ID] = &c
 		return nil
 	}
-	t.Done = copyInto(old.Done, t.Done)
-	t.Queue = copyInto(old.Queue, t.Queue)
+	done := copyInto(old.Done, t.Done)
+	queue := copyInto(old.Queue, t.Queue)
 	// The stored run state is the store's: updated in place, kept
 	// as a spare when the run ends, reused when the next one begins.
-	spare := old.spareRun
+	spare, run := old.spareRun, old.Running
 	if t.Running != nil {
-		r := old.Running
-		if r == nil {
-			r, spare = spare, nil
-			if r == nil {
-				r = new(RunState)
+		if run == nil {
+			run, spare = spare, nil
+			if run == nil {
+				run = new(RunState)
 			}
 		}
-		*r = *t.Running
-		t.Running = r
-	} else if old.Running != nil {
-		spare = old.Running
+		*run = *t.Running
+	} else if run != nil {
+		spare, run = run, nil
 	}
-	t.spareRun = spare
-	*old = t
+	*old = *t
+	old.Done, old.Queue, old.Running, old.spareRun = done, queue, run, spare
 	return nil
 }
 
@@ -313,14 +318,10 @@ func (s *MemStore) appendOutbox(dst []transport.Message) ([]transport.Message, e
 	return out, nil
 }
 
-// outboxChecker is a Store that tells cheaply whether its outbox is
-// empty, so an acknowledgement of the last message ends the outbox's
-// retries at once (rather than at a retry that finds nothing to send).
-type outboxChecker interface {
-	outboxEmpty() bool
-}
-
-// outboxEmpty reports whether no message waits for acknowledgement.
+// outboxEmpty reports whether no message waits for acknowledgement: on a
+// MemStore (Agent.mem) an acknowledgement of the last message ends the
+// outbox's retries at once (rather than at a retry that finds nothing to
+// send).
 func (s *MemStore) outboxEmpty() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -1033,14 +1033,13 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 }
 
 // acked follows an acknowledgement: when the store tells cheaply that
-// the outbox is now empty (outboxChecker), it is no longer busy, nothing
+// the outbox is now empty (a MemStore: Agent.mem), it is no longer busy, nothing
 // is left to send at once (a Sync may have asked for it while the
 // messages waited), and the wake the retry or the send set is dropped.
 // (Otherwise a Tick finds the outbox empty: a wake and an outbox read for
 // nothing, after most runs.)
 func (a *Agent) acked(now time.Time) {
-	o, ok := a.cfg.Store.(outboxChecker)
-	if !a.outboxBusy || !ok || !o.outboxEmpty() {
+	if !a.outboxBusy || a.mem == nil || !a.mem.outboxEmpty() {
 		return
 	}
 	a.outboxBusy, a.flushNow = false, false
