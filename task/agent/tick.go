@@ -969,8 +969,7 @@ func (a *Agent) Handle(ctx context.Context, m transport.Message) {
 		t := a.tasks[m.Start.TaskID]
 		if m.Definition != nil && (t == nil || t.Transient) {
 			t = a.deliver(ctx, *m.Definition, true, m.SentAt, now)
-			a.heldOK = false
-			a.touch(t)
+			a.touch(t) // transient: not in the heartbeat's held list
 		}
 		if t == nil {
 			return // the definition arrives with the next heartbeat; the server resends
