@@ -279,7 +279,13 @@ func (s *Store) openSQLite(cfg Config) error {
 		sep = "&"
 	}
 	dsn := path + sep + strings.Join(params, "&")
-	w, err := sqlx.Open("sqlite", dsn)
+	// The writer keeps its temporary files in memory (temp_store): the
+	// statement journals SQLite writes for every multi-row statement
+	// inside a transaction (so a failing statement is undone alone) went
+	// to a temporary file, a write system call per page, about a tenth
+	// of the CPU of a simulated week. They only ever undo one statement
+	// of the open transaction: durability is the WAL's, unchanged.
+	w, err := sqlx.Open("sqlite", dsn+"&_pragma=temp_store(memory)")
 	if err != nil {
 		return fmt.Errorf("sqlstore: open sqlite: %w", err)
 	}
