@@ -724,7 +724,8 @@ type memoFacts struct {
 	f   facts
 }
 
-// maxFactsMemo bounds factsMemo (about 0.5 KB a device).
+// maxFactsMemo bounds factsMemo (about 0.8 KB a device in the simulation:
+// 200 MB at most).
 const maxFactsMemo = 1 << 18
 
 // decode returns the facts of device id stored as raw. The result may be
