@@ -9,8 +9,9 @@ import (
 	"github.com/taskfleet/taskfleet/task"
 )
 
-// Each result update is one history event keyed by device, run and
-// sequence; a redelivery adds none.
+// Each result update is one history event keyed by run, device and
+// sequence ("result/<run>/<device>/<seq>": the run first, so a batch's
+// keys are neighbours in the store's key index); a redelivery adds none.
 func TestResultEventsAreKeyedByDeviceRunAndSeq(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -33,9 +34,9 @@ func TestResultEventsAreKeyedByDeviceRunAndSeq(t *testing.T) {
 		got = append(got, ev{e.Key, e.Message})
 	}
 	want := []ev{
-		{"result/dev-01/1767225600000000001/1", "running on dev-01"},
-		{"result/dev-01/1767225600000000001/2", "completed on dev-01"},
-		{"result/dev-02/7/1", "failed on dev-02: access denied"},
+		{"result/1767225600000000001/dev-01/1", "running on dev-01"},
+		{"result/1767225600000000001/dev-01/2", "completed on dev-01"},
+		{"result/7/dev-02/1", "failed on dev-02: access denied"},
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Fatalf("events (-want +got):\n%s", d)

@@ -581,8 +581,12 @@ func (m *Manager) recordResultEvents(ctx context.Context, tasks map[string]*Task
 		if r.Message != "" {
 			msg += ": " + r.Message
 		}
-		key = append(append(append(key[:0], "result/"...), r.DeviceID...), '/')
-		key = append(strconv.AppendInt(key, r.RunID, 10), '/')
+		// "result/<run>/<device>/<seq>": the run first, so the keys of
+		// a batch (a few runs, many devices) sit side by side in the
+		// store's key index instead of one per device all over it (on
+		// SQLite, device first cost a fifth of a simulated week's CPU).
+		key = strconv.AppendInt(append(key[:0], "result/"...), r.RunID, 10)
+		key = append(append(append(key, '/'), r.DeviceID...), '/')
 		key = strconv.AppendInt(key, r.Seq, 10)
 		events = append(events, storage.EventRecord{
 			TaskID: r.TaskID, DeviceID: r.DeviceID, RunID: r.RunID, At: r.UpdatedAt,

@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -81,8 +82,9 @@ func TestSQLitePragmas(t *testing.T) {
 		cfg  sqlstore.Config
 		want map[string]string
 	}{
-		{"defaults", sqlstore.Config{}, map[string]string{"journal_mode": "wal", "foreign_keys": "1", "synchronous": "2", "busy_timeout": "5000"}},
-		{"normal sync", sqlstore.Config{Synchronous: sqlstore.SyncNormal, BusyTimeout: 250 * time.Millisecond}, map[string]string{"journal_mode": "wal", "foreign_keys": "1", "synchronous": "1", "busy_timeout": "250"}},
+		// temp_store 2: the writer's statement journals are in memory.
+		{"defaults", sqlstore.Config{}, map[string]string{"journal_mode": "wal", "foreign_keys": "1", "synchronous": "2", "busy_timeout": "5000", "temp_store": "2"}},
+		{"normal sync", sqlstore.Config{Synchronous: sqlstore.SyncNormal, BusyTimeout: 250 * time.Millisecond}, map[string]string{"journal_mode": "wal", "foreign_keys": "1", "synchronous": "1", "busy_timeout": "250", "temp_store": "2"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -134,5 +136,57 @@ func TestSQLiteBusyIsRetryable(t *testing.T) {
 	err = b.CreateTask(context.Background(), storage.CreateTaskParams{Task: rec, Revision: storage.RevisionRecord{Number: 1, Body: rec.Body}})
 	if !errors.Is(err, storage.ErrRetryable) {
 		t.Fatalf("write while another process holds the lock = %v, want ErrRetryable", err)
+	}
+}
+
+// A multi-row statement that fails halfway inside a transaction is undone
+// alone (SQLite's statement journal, which the writer keeps in memory):
+// the transaction's earlier writes stay and commit, none of the failed
+// statement's rows do, also when the statement touched many pages.
+func TestSQLiteFailedStatementUndoneAlone(t *testing.T) {
+	t.Parallel()
+	s := openSQLiteFile(t)
+	defer s.Close()
+	ctx := context.Background()
+	values := func(fill string, n int, lastNull bool) string {
+		var b strings.Builder
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			owner := "'o'"
+			if lastNull && i == n-1 {
+				owner = "NULL" // leaders.owner is NOT NULL: the statement fails here
+			}
+			fmt.Fprintf(&b, "('n-%04d-%s', %s, 1, 0)", i, strings.Repeat(fill, 200), owner)
+		}
+		return b.String()
+	}
+	tx, err := s.DB().BeginTxx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	// Interleaved names ("n-0001-aaa...", "n-0001-bbb..."), so the
+	// failing statement writes into every page the first one filled:
+	// pages that need the statement journal.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO leaders (name, owner, epoch, until) VALUES `+values("a", 500, false)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO leaders (name, owner, epoch, until) VALUES `+values("b", 500, true)); err == nil {
+		t.Fatal("a statement with a NULL owner succeeded")
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var kept, undone int
+	if err := s.DB().GetContext(ctx, &kept, `SELECT COUNT(*) FROM leaders WHERE name LIKE '%aaa'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DB().GetContext(ctx, &undone, `SELECT COUNT(*) FROM leaders WHERE name LIKE '%bbb'`); err != nil {
+		t.Fatal(err)
+	}
+	if kept != 500 || undone != 0 {
+		t.Fatalf("after the failed statement: %d of the first statement's 500 rows, %d of the failed one's (want 500 and 0)", kept, undone)
 	}
 }

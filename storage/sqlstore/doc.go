@@ -44,7 +44,10 @@
 // deletion. Schema
 // version 2 adds the device inventory: admin_groups (the group tree) and
 // devices (indexed columns plus the other facts as JSON), read and written
-// through Store.Inventory and Store.Devices (see Inventory). Schema
+// through Store.Inventory and Store.Devices (see Inventory); a store
+// remembers the decoded facts of up to 2^18 devices and decodes a device's
+// JSON again only when the stored JSON changed (compared at every read).
+// Schema
 // version 3 adds dispatch claims for several engine replicas on one
 // database (storage.Claimer and storage.Leader): lease_owner, lease_epoch
 // and lease_until on results, dispatch_log (one row per dispatched run,
@@ -155,7 +158,11 @@
 // (Config.BusyTimeout, default 5s). Writes go through one dedicated
 // connection whose transactions begin IMMEDIATE; reads use a pool of
 // Config.SQLiteReaders connections that WAL lets run beside the writer.
-// ":memory:" is one private connection for everything.
+// ":memory:" is one private connection for everything. The writer keeps
+// its temporary files in memory (temp_store=MEMORY): the statement
+// journals with which SQLite undoes one failed statement of an open
+// transaction, written for every multi-row statement, no longer go
+// through a temporary file; they play no part in durability.
 //
 // Durability: synchronous=FULL by default (SyncFull): every commit is
 // synced, so nothing committed is lost — neither when the process is

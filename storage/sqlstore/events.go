@@ -170,18 +170,20 @@ func (s *Store) appendEventsSQLite(ctx context.Context, tx *sqlx.Tx, evs []stora
 			return 0, err
 		}
 	}
-	write := kept[:0:0]
+	// The events to write, as indexes into kept (a copy of each record
+	// was a tenth of a simulated week's allocations).
+	write := make([]int, 0, len(kept))
 	for i := range kept {
 		e := &kept[i]
 		if e.Key == "" || (first[i] && reserved[tk{e.TaskID, e.Key}]) {
-			write = append(write, *e)
+			write = append(write, i)
 		}
 	}
 	for rest := write; len(rest) > 0; {
 		k, rows := chunkOf(len(rest))
 		args = args[:0]
-		for i := range rest[:rows] {
-			e := &rest[i]
+		for _, i := range rest[:rows] {
+			e := &kept[i]
 			args = append(args, e.TaskID, e.DeviceID, e.RunID, microsOf(e.At), e.Level, e.Severity, e.Message, e.Key)
 		}
 		rest = rest[rows:]

@@ -159,7 +159,8 @@ func knownOnly[T any](ctx context.Context, s *Store, tx *sqlx.Tx, items []T, tas
 // twice, keeping each device's records in batch order: round k holds every
 // device's k-th record. Applying the rounds in order gives exactly the
 // result (and count) of applying the records one by one, and PostgreSQL's
-// ON CONFLICT never touches a row twice in one statement.
+// ON CONFLICT never touches a row twice in one statement (PostgreSQL only:
+// SQLite applies a statement's rows one by one).
 func rounds(rs []storage.ResultRecord) [][]storage.ResultRecord {
 	type key struct{ task, dev string }
 	seen := make(map[key]int, len(rs))
@@ -190,8 +191,9 @@ func rounds(rs []storage.ResultRecord) [][]storage.ResultRecord {
 }
 
 // UpsertResults implements storage.ResultStore: one transaction per call.
-// SQLite drops results of unknown tasks first, then writes each round with
-// multi-row INSERT ... ON CONFLICT statements. PostgreSQL writes each
+// SQLite drops results of unknown tasks first, then writes the batch in
+// order with multi-row INSERT ... ON CONFLICT statements (SQLite applies
+// their rows one by one, so a device repeated in a batch needs no rounds). PostgreSQL writes each
 // round with one statement that also filters unknown tasks; a batch
 // without repeated devices (the usual case) is that single statement in
 // autocommit: one round trip, atomic.
@@ -213,14 +215,12 @@ func (s *Store) UpsertResults(ctx context.Context, p storage.UpsertResultsParams
 			if err != nil || len(kept) == 0 {
 				return err
 			}
-			for _, round := range rounds(kept) {
-				n, err := s.upsertSQLite(ctx, tx, round)
-				if err != nil {
-					return err
-				}
-				total += int(n)
-			}
-			return nil
+			// No rounds (see rounds): SQLite applies the rows of a
+			// multi-row upsert one after the other, each seeing the rows
+			// before it, which is applying the records one by one.
+			n, err := s.upsertSQLite(ctx, tx, kept)
+			total = int(n)
+			return err
 		})
 	}
 	if err != nil {

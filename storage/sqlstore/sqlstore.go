@@ -210,6 +210,8 @@ type Store struct {
 	// renews (SQLite) are the prepared multi-row lease renewals, sized
 	// like upserts.
 	renews []*sql.Stmt
+	// facts remembers decoded device facts (Inventory reads).
+	facts factsMemo
 	// upsertCalls counts UpsertResults calls, to compact PostgreSQL's
 	// result counters now and then.
 	upsertCalls atomic.Uint64
@@ -279,7 +281,13 @@ func (s *Store) openSQLite(cfg Config) error {
 		sep = "&"
 	}
 	dsn := path + sep + strings.Join(params, "&")
-	w, err := sqlx.Open("sqlite", dsn)
+	// The writer keeps its temporary files in memory (temp_store): the
+	// statement journals SQLite writes for every multi-row statement
+	// inside a transaction (so a failing statement is undone alone) went
+	// to a temporary file, a write system call per page, about a tenth
+	// of the CPU of a simulated week. They only ever undo one statement
+	// of the open transaction: durability is the WAL's, unchanged.
+	w, err := sqlx.Open("sqlite", dsn+"&_pragma=temp_store(memory)")
 	if err != nil {
 		return fmt.Errorf("sqlstore: open sqlite: %w", err)
 	}
