@@ -44,10 +44,7 @@
 // deletion. Schema
 // version 2 adds the device inventory: admin_groups (the group tree) and
 // devices (indexed columns plus the other facts as JSON), read and written
-// through Store.Inventory and Store.Devices (see Inventory); a store
-// remembers the decoded facts of up to 2^18 devices and decodes a device's
-// JSON again only when the stored JSON changed (compared at every read).
-// Schema
+// through Store.Inventory and Store.Devices (see Inventory). Schema
 // version 3 adds dispatch claims for several engine replicas on one
 // database (storage.Claimer and storage.Leader): lease_owner, lease_epoch
 // and lease_until on results, dispatch_log (one row per dispatched run,

@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -185,10 +184,8 @@ func factsOf(d *scope.Device) facts {
 	return f
 }
 
-// apply sets d's facts from f; d shares no slice or map with f (f may be
-// factsMemo's).
 func (f *facts) apply(d *scope.Device) {
-	d.IPs, d.Tags = slices.Clone(f.IPs), slices.Clone(f.Tags) // nil stays nil, empty stays empty
+	d.IPs, d.Tags = f.IPs, f.Tags
 	if f.Software != nil {
 		d.Software = make([]scope.Software, len(f.Software))
 		for i, sw := range f.Software {
@@ -706,52 +703,7 @@ func (inv *Inventory) DeleteDevice(ctx context.Context, id scope.DeviceID) error
 	return nil
 }
 
-// factsMemo remembers, per device, the facts decoded from the stored JSON
-// and that JSON: a device read again whose stored facts are byte for byte
-// the same is not decoded again. Resolving a device-selection scope reads
-// the whole inventory at every start of its task, and decoding the facts
-// was most of that (7% of the CPU of a simulated week on SQLite). The
-// stored JSON is compared at every read, so a change by any process is
-// seen at once. At most maxFactsMemo devices are remembered: when full it
-// starts over.
-type factsMemo struct {
-	mu sync.Mutex
-	m  map[string]memoFacts
-}
-
-type memoFacts struct {
-	raw string
-	f   facts
-}
-
-// maxFactsMemo bounds factsMemo (about 0.8 KB a device in the simulation:
-// 200 MB at most).
-const maxFactsMemo = 1 << 18
-
-// decode returns the facts of device id stored as raw. The result may be
-// shared with the memo: callers copy it out (facts.apply) and never
-// change it.
-func (m *factsMemo) decode(id string, raw []byte) (facts, error) {
-	m.mu.Lock()
-	e, ok := m.m[id]
-	m.mu.Unlock()
-	if ok && e.raw == string(raw) {
-		return e.f, nil
-	}
-	var f facts
-	if err := json.Unmarshal(raw, &f); err != nil {
-		return facts{}, err
-	}
-	m.mu.Lock()
-	if m.m == nil || len(m.m) >= maxFactsMemo {
-		m.m = make(map[string]memoFacts)
-	}
-	m.m[id] = memoFacts{raw: string(raw), f: f}
-	m.mu.Unlock()
-	return f, nil
-}
-
-func (inv *Inventory) scanDevice(sc scanner) (*scope.Device, error) {
+func scanDevice(sc scanner) (*scope.Device, error) {
 	var (
 		d                                 scope.Device
 		id, netbios, dns, srv, role, zone string
@@ -764,8 +716,8 @@ func (inv *Inventory) scanDevice(sc scanner) (*scope.Device, error) {
 	}
 	d.ID, d.GroupID, d.NetBIOSName, d.DNSName = scope.DeviceID(id), scope.GroupID(group.String), netbios, dns
 	d.Server, d.LastSeen, d.TimeZone = scope.ServerRef{ID: srv, Role: scope.ServerRole(role)}, seen.T, zone
-	f, err := inv.facts.decode(id, raw)
-	if err != nil {
+	var f facts
+	if err := json.Unmarshal(raw, &f); err != nil {
 		return nil, fmt.Errorf("device %q: stored facts: %w", id, err)
 	}
 	f.apply(&d)
@@ -778,7 +730,7 @@ func (inv *Inventory) Device(ctx context.Context, id scope.DeviceID) (*scope.Dev
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
-	d, err := inv.scanDevice(s.r.QueryRowContext(ctx, s.r.Rebind(`SELECT `+deviceCols+` FROM devices WHERE id = ?`), string(id)))
+	d, err := scanDevice(s.r.QueryRowContext(ctx, s.r.Rebind(`SELECT `+deviceCols+` FROM devices WHERE id = ?`), string(id)))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: device %q: %w", id, mapErr(err))
 	}
@@ -868,7 +820,7 @@ func (inv *Inventory) devicePage(ctx context.Context, q, after string) ([]*scope
 	defer rows.Close()
 	page := make([]*scope.Device, 0, devicesPage)
 	for rows.Next() {
-		d, err := inv.scanDevice(rows)
+		d, err := scanDevice(rows)
 		if err != nil {
 			return nil, ctxOrMapped(ctx, err)
 		}

@@ -210,8 +210,6 @@ type Store struct {
 	// renews (SQLite) are the prepared multi-row lease renewals, sized
 	// like upserts.
 	renews []*sql.Stmt
-	// facts remembers decoded device facts (Inventory reads).
-	facts factsMemo
 	// upsertCalls counts UpsertResults calls, to compact PostgreSQL's
 	// result counters now and then.
 	upsertCalls atomic.Uint64
