@@ -113,7 +113,11 @@ func rawDrain(ctx context.Context, tb testing.TB, pool *pgxpool.Pool, claim stri
 // workers and 2,000-run batches, the starts sent), once drained by the
 // raw claim (rawClaim, one connection, the baseline; raw2 with two
 // connections, as the engine uses), and once copied into a bare queue
-// table and drained from there. The order alternates between ops.
+// table and drained from there. The order alternates between ops. Every
+// side starts from vacuumed tables (TASKFLEET_BENCH_NO_VACUUM=1 leaves
+// the VACUUM out). Since schema version 11 taskfleet dispatches from
+// result_queue, not from results; the raw claim on results reads an index
+// of its own (rawResultsDue), which the schema no longer has.
 //
 //   - runs/s: taskfleet's dispatch rate (BenchmarkDispatch's figure).
 //   - raw-rows/s, raw2-rows/s: the raw claim rate with one / two connections.

@@ -76,7 +76,9 @@ type Claimer interface {
 type DispatchParams struct {
 	// Owner identifies the replica (unique per process lifetime).
 	Owner string
-	// FromState is the dispatchable state (typically "scheduled").
+	// FromState is the dispatchable state (typically "scheduled"). A
+	// store may dispatch from one state only, the one it keeps a queue of
+	// (sqlstore on PostgreSQL: "scheduled"); another is ErrInvalid there.
 	FromState string
 	// State and Seq are written to the dispatched results (UpdatedAt At).
 	State string

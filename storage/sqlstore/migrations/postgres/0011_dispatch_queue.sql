@@ -50,7 +50,11 @@ CREATE TABLE result_leases (
     until      timestamptz NOT NULL,
     PRIMARY KEY (task_id, device_id)
 );
-CREATE INDEX result_leases_until ON result_leases (until);
+-- No index on until: ClaimStale (the leader's sweep, once per LeaseTTL)
+-- reads this table whole, which holds only the starts in flight, in
+-- narrow rows; an index would cost every dispatched run an index entry
+-- (about 5% of DispatchDue) and make every lease renewal rewrite it
+-- (RenewClaims stays a HOT update without one).
 
 -- Results already dispatched and leased keep their lease: the lease row
 -- takes the dispatched state and seq, and the result goes back to
