@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -888,7 +889,10 @@ func TestQueueConcurrentWriters(t *testing.T) {
 	s := openPG(t)
 	defer s.Close()
 	ctx := context.Background()
-	const keys, iterations = 240, 30
+	keys, iterations := 240, 30
+	if n, err := strconv.Atoi(os.Getenv("TASKFLEET_QUEUE_STRESS")); err == nil && n > 0 {
+		iterations = n // a longer run by hand; CI runs the default
+	}
 	tasks := []string{"t", "u"}
 	for _, task := range tasks {
 		qCreateTask(t, s, task)
@@ -898,13 +902,28 @@ func TestQueueConcurrentWriters(t *testing.T) {
 		}
 		qSchedule(t, s, task, devs...)
 	}
+	// Task v is due first and deleted once its first results are
+	// dispatched, with others of them still queued.
+	qCreateTask(t, s, "v")
+	var early []storage.ResultRecord
+	for i := range 40 {
+		r := qRec("v", fmt.Sprintf("d%03d", i), 1, 1, "scheduled")
+		r.DueAt = qBase.Add(-time.Minute)
+		early = append(early, r)
+	}
+	qUpsert(t, s, early...)
+	var vDispatched atomic.Int64
 	// retry runs f until it does not fail with ErrRetryable (a deadlock
 	// or serialization failure PostgreSQL broke; the contract says retry).
+	var retries, takeovers, applied atomic.Int64
 	retry := func(f func() error) error {
 		for {
 			err := f()
 			if !errors.Is(err, storage.ErrRetryable) {
 				return err
+			}
+			if retries.Add(1) <= 3 {
+				t.Logf("retrying: %v", err)
 			}
 		}
 	}
@@ -913,12 +932,23 @@ func TestQueueConcurrentWriters(t *testing.T) {
 	var mu sync.Mutex
 	dispatched := map[string]int{} // task/device/run -> claims from DispatchDue
 	dispatches := 0
-	var wg sync.WaitGroup
+	// The dispatchers and the sweep run at least iterations rounds and
+	// on until the writers (a fixed number of batches) are done.
+	var wg, writers sync.WaitGroup
+	writersDone := make(chan struct{})
+	writersFinished := func() bool {
+		select {
+		case <-writersDone:
+			return true
+		default:
+			return false
+		}
+	}
 	errc := make(chan error, 16)
 	for w, owner := range []string{"a", "b"} {
 		wg.Go(func() {
 			now := qBase
-			for i := range iterations {
+			for i := 0; i < iterations || !writersFinished(); i++ { // until the writers are done
 				p := qDispatchP(owner, 7+w)
 				p.Now = &now
 				var cs []storage.Claim
@@ -929,6 +959,9 @@ func TestQueueConcurrentWriters(t *testing.T) {
 				mu.Lock()
 				for _, k := range claimKeys(cs) {
 					dispatched[k]++
+					if strings.HasPrefix(k, "v/") {
+						vDispatched.Add(1)
+					}
 				}
 				dispatches += len(cs)
 				mu.Unlock()
@@ -939,7 +972,7 @@ func TestQueueConcurrentWriters(t *testing.T) {
 		})
 	}
 	wg.Go(func() { // the leader's sweep: take over expired leases, renew them
-		for i := range iterations {
+		for i := 0; i < iterations || !writersFinished(); i++ {
 			now := qBase.Add(time.Duration(i+2) * time.Minute)
 			var cs []storage.Claim
 			if err := retry(func() (err error) {
@@ -949,6 +982,7 @@ func TestQueueConcurrentWriters(t *testing.T) {
 				errc <- fmt.Errorf("claim stale: %w", err)
 				return
 			}
+			takeovers.Add(int64(len(cs)))
 			if err := retry(func() error {
 				_, err := s.RenewClaims(ctx, storage.RenewParams{Owner: "c", State: "pending", Seq: qDispSeq, TTL: 30 * time.Second, Claims: cs, Now: &now})
 				return err
@@ -958,8 +992,42 @@ func TestQueueConcurrentWriters(t *testing.T) {
 			}
 		}
 	})
+	writers.Go(func() { // deletes task v once some of it is leased
+		for vDispatched.Load() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		if err := retry(func() error { return s.DeleteTask(ctx, storage.DeleteTaskParams{ID: "v"}) }); err != nil {
+			errc <- fmt.Errorf("delete task: %w", err)
+		}
+	})
+	writers.Go(func() { // stops or reschedules the runs next in line for dispatch
+		rnd := rand.New(rand.NewPCG(7, 42))
+		for i := range iterations {
+			due, err := s.DueResults(ctx, storage.DueResultsParams{State: "scheduled", Before: qBase, Limit: 6})
+			if err != nil {
+				errc <- err
+				return
+			}
+			var batch []storage.ResultRecord
+			for _, r := range due {
+				if rnd.IntN(2) == 0 {
+					batch = append(batch, qRec(r.TaskID, r.DeviceID, r.RunID, r.Seq+5, "stopped"))
+				} else {
+					batch = append(batch, qRec(r.TaskID, r.DeviceID, nextRun.Add(1), 1, "scheduled"))
+				}
+			}
+			if err := retry(func() error {
+				n, err := s.UpsertResults(ctx, storage.UpsertResultsParams{Results: batch})
+				applied.Add(int64(n))
+				return err
+			}); err != nil {
+				errc <- fmt.Errorf("upsert (iteration %d): %w", i, err)
+				return
+			}
+		}
+	})
 	for w := range 2 {
-		wg.Go(func() {
+		writers.Go(func() {
 			rnd := rand.New(rand.NewPCG(uint64(w), 42))
 			for i := range iterations {
 				var batch []storage.ResultRecord
@@ -987,15 +1055,20 @@ func TestQueueConcurrentWriters(t *testing.T) {
 					case k <= 1: // a new run
 						batch = append(batch, qRec(task, dev, nextRun.Add(1), 1, "scheduled"))
 					case k <= 3 && cur.State == "pending": // the device answers
-						batch = append(batch, qRec(task, dev, cur.RunID, cur.Seq+1, []string{"running", "completed"}[k-2]))
+						answer := qRec(task, dev, cur.RunID, cur.Seq+1, []string{"running", "completed"}[k-2])
+						answer.RestartRequired = k == 3
+						batch = append(batch, answer)
 					case k == 4: // a stop
-						batch = append(batch, qRec(task, dev, cur.RunID, cur.Seq+5, "stopped"))
+						stop := qRec(task, dev, cur.RunID, cur.Seq+5, "stopped")
+						stop.RestartRequired = rnd.IntN(2) == 0
+						batch = append(batch, stop)
 					default: // a stale or equal record
 						batch = append(batch, qRec(task, dev, cur.RunID, cur.Seq, "failed"))
 					}
 				}
 				if err := retry(func() error {
-					_, err := s.UpsertResults(ctx, storage.UpsertResultsParams{Results: batch})
+					n, err := s.UpsertResults(ctx, storage.UpsertResultsParams{Results: batch})
+					applied.Add(int64(n))
 					return err
 				}); err != nil {
 					errc <- fmt.Errorf("upsert (iteration %d): %w", i, err)
@@ -1004,13 +1077,16 @@ func TestQueueConcurrentWriters(t *testing.T) {
 			}
 		})
 	}
+	writers.Wait()
+	close(writersDone)
 	wg.Wait()
 	close(errc)
 	for err := range errc {
 		t.Fatal(err)
 	}
-	if dispatches == 0 {
-		t.Fatal("nothing was dispatched")
+	t.Logf("%d dispatched, %d taken over, %d records applied, %d retries", dispatches, takeovers.Load(), applied.Load(), retries.Load())
+	if dispatches == 0 || takeovers.Load() == 0 || applied.Load() == 0 {
+		t.Fatal("the race did not dispatch, take over and write")
 	}
 	for k, n := range dispatched {
 		if n > 1 {
@@ -1018,6 +1094,12 @@ func TestQueueConcurrentWriters(t *testing.T) {
 		}
 	}
 	mustQueueInvariants(t, s)
+	for _, table := range []string{"results", "result_queue", "result_leases", "result_deltas"} {
+		var n int
+		if err := s.DB().Get(&n, `SELECT COUNT(*) FROM `+table+` WHERE task_id = 'v'`); err != nil || n != 0 {
+			t.Fatalf("%d rows of the deleted task v in %s (%v)", n, table, err)
+		}
+	}
 	ledger := qLedger(t, s)
 	rows := 0
 	for k, n := range ledger {
