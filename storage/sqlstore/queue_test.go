@@ -740,6 +740,13 @@ func TestQueueBatchEqualsOneByOne(t *testing.T) {
 			if d := cmp.Diff(list(single), list(batch)); d != "" {
 				t.Fatalf("results (-one by one +batch):\n%s", d)
 			}
+			// Every read of both agrees with the one-by-one store's list.
+			want := map[string]qView{}
+			for _, r := range list(single) {
+				want[r.DeviceID] = viewOf(r)
+			}
+			checkViews(t, batch, "t", want)
+			checkViews(t, single, "t", want)
 			qs, ls := qTables(t, single, "t")
 			qb, lb := qTables(t, batch, "t")
 			if d := cmp.Diff(qs, qb); d != "" {
@@ -876,6 +883,7 @@ func TestQueueDispatchFromOtherState(t *testing.T) {
 	if d := cmp.Diff(before, qSnapshot(t, s)); d != "" {
 		t.Fatalf("a refused dispatch changed the tables (-before +after):\n%s", d)
 	}
+	checkViews(t, s, "t", map[string]qView{"d0": pendingView(1), "d1": scheduledView(1), "d2": {Run: 1, Seq: 3, State: "running"}})
 	mustQueueInvariants(t, s)
 }
 
