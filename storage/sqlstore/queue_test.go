@@ -1321,3 +1321,85 @@ UNION ALL SELECT 'restart ' || SUM(restart) FROM result_deltas WHERE task_id = '
 	checkViews(t, s, "t", want)
 	mustQueueInvariants(t, s)
 }
+
+// TestQueueIngestPaths: PostgreSQL writes a batch by COPY (new devices),
+// by the upsert (existing ones, and new ones the sample missed), or, when
+// COPY meets a device that exists, again by the upsert alone in a new
+// transaction. Each path keeps the dispatch tables in step: afterwards
+// the invariants hold and one dispatch sends every queued run exactly
+// once, the batch's new run where it has one.
+func TestQueueIngestPaths(t *testing.T) {
+	t.Parallel()
+	dev := func(i int) string { return fmt.Sprintf("d%05d", i) }
+	span := func(from, to int) []int {
+		var out []int
+		for i := from; i < to; i++ {
+			out = append(out, i)
+		}
+		return out
+	}
+	cat := func(parts ...[]int) []int { return slices.Concat(parts...) }
+	// Devices 0..999 are scheduled (run 1) before each case, and 0..299
+	// dispatched; every record of a case schedules run 2.
+	for _, tc := range []struct {
+		name string
+		devs []int
+	}{
+		{"all new (COPY)", span(1000, 2000)},
+		{"all existing, leased and queued (upsert)", span(0, 1000)},
+		{"one new hidden among existing (upsert inserts)", cat(span(0, 501), []int{5007}, span(501, 1000))},
+		{"one leased hidden among new (COPY fails, upsert alone)", cat(span(1000, 1501), []int{7}, span(1501, 2000))},
+		{"one queued hidden among new (COPY fails, upsert alone)", cat(span(1000, 1501), []int{707}, span(1501, 2000))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := openPG(t)
+			defer s.Close()
+			qCreateTask(t, s, "t")
+			var devs []string
+			for _, i := range span(0, 1000) {
+				devs = append(devs, dev(i))
+			}
+			qSchedule(t, s, "t", devs...)
+			if cs := qDispatch(t, s, "a", 300); len(cs) != 300 || cs[299].DeviceID != dev(299) {
+				t.Fatalf("setup dispatch: %d claims", len(cs))
+			}
+			var batch []storage.ResultRecord
+			run := map[int]int64{}
+			for _, i := range span(0, 1000) {
+				run[i] = 1
+			}
+			for _, i := range tc.devs {
+				batch = append(batch, qRec("t", dev(i), 2, 1, "scheduled"))
+				run[i] = 2
+			}
+			if n := qUpsert(t, s, batch...); n != len(batch) {
+				t.Fatalf("UpsertResults applied %d, want %d", n, len(batch))
+			}
+			mustQueueInvariants(t, s)
+			// Due now: every device not leased by the setup dispatch,
+			// and every device of the batch.
+			var want []string
+			for i, r := range run {
+				if i >= 300 || r == 2 {
+					want = append(want, fmt.Sprintf("t/%s/%d", dev(i), r))
+				}
+			}
+			sort.Strings(want)
+			if d := cmp.Diff(want, claimKeys(qDispatch(t, s, "b", storage.MaxListLimit))); d != "" {
+				t.Fatalf("dispatch after the batch (-want +got):\n%s", d)
+			}
+			if more := qDispatch(t, s, "b", 10); len(more) != 0 {
+				t.Fatalf("dispatched again: %+v", more)
+			}
+			st, err := s.TaskStatistics(context.Background(), "t")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(storage.Statistics{ByState: map[string]int{"pending": len(run)}, Total: len(run)}, st); d != "" {
+				t.Fatalf("statistics (-want +got):\n%s", d)
+			}
+			mustQueueInvariants(t, s)
+		})
+	}
+}
