@@ -1001,7 +1001,9 @@ func TestQueueConcurrentWriters(t *testing.T) {
 		}
 	})
 	writers.Go(func() { // deletes task v once some of it is leased
-		for vDispatched.Load() == 0 {
+		// (A bound, so a store that never dispatches v fails below
+		// instead of hanging.)
+		for i := 0; vDispatched.Load() == 0 && i < 5000; i++ {
 			time.Sleep(time.Millisecond)
 		}
 		if err := retry(func() error { return s.DeleteTask(ctx, storage.DeleteTaskParams{ID: "v"}) }); err != nil {
@@ -1093,7 +1095,7 @@ func TestQueueConcurrentWriters(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d dispatched, %d taken over, %d records applied, %d retries", dispatches, takeovers.Load(), applied.Load(), retries.Load())
-	if dispatches == 0 || takeovers.Load() == 0 || applied.Load() == 0 {
+	if dispatches == 0 || takeovers.Load() == 0 || applied.Load() == 0 || vDispatched.Load() == 0 {
 		t.Fatal("the race did not dispatch, take over and write")
 	}
 	for k, n := range dispatched {
@@ -1124,10 +1126,13 @@ func TestQueueConcurrentWriters(t *testing.T) {
 	}
 	// Draining the queue dispatches every scheduled result once more at
 	// most, and leaves none scheduled.
-	for {
+	for i := 0; ; i++ {
 		cs := qDispatch(t, s, "d", 100)
 		if len(cs) == 0 {
 			break
+		}
+		if i == 100 {
+			t.Fatal("the queue does not drain")
 		}
 		for _, k := range claimKeys(cs) {
 			if ledger[k] > 0 {
