@@ -355,10 +355,22 @@ func (s *Store) RenewClaims(ctx context.Context, p storage.RenewParams) ([]stora
 		for i, c := range p.Claims {
 			tasks[i], devs[i], runs[i], epochs[i] = c.TaskID, c.DeviceID, c.RunID, c.Epoch
 		}
-		rows, err := s.w.QueryContext(ctx, `UPDATE result_leases r SET until = `+pgLeaseNow(9)+` + $1 * interval '1 microsecond'
-FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS c(task_id, device_id, run_id, epoch)
-WHERE r.task_id = c.task_id COLLATE "C" AND r.device_id = c.device_id COLLATE "C" AND r.run_id = c.run_id
-  AND r.epoch = c.epoch AND r.owner = $6 AND r.state = $7 AND r.seq = $8
+		// The leases are locked in key order first (lk), as every other
+		// statement that waits for lease rows takes them (pgCleanLeases),
+		// so a renewal and a writer's clean-up never deadlock.
+		rows, err := s.w.QueryContext(ctx, `WITH c AS (
+    SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS c (task_id, device_id, run_id, epoch)),
+lk AS (
+    SELECT r.task_id, r.device_id FROM result_leases r
+    JOIN c ON r.task_id = c.task_id COLLATE "C" AND r.device_id = c.device_id COLLATE "C"
+    WHERE r.run_id = c.run_id AND r.epoch = c.epoch AND r.owner = $6 AND r.state = $7 AND r.seq = $8
+    ORDER BY r.task_id, r.device_id
+    FOR UPDATE OF r)
+UPDATE result_leases r SET until = `+pgLeaseNow(9)+` + $1 * interval '1 microsecond'
+FROM lk, c
+WHERE r.task_id = lk.task_id AND r.device_id = lk.device_id
+  AND r.task_id = c.task_id COLLATE "C" AND r.device_id = c.device_id COLLATE "C"
+  AND r.run_id = c.run_id AND r.epoch = c.epoch AND r.owner = $6 AND r.state = $7 AND r.seq = $8
 RETURNING r.task_id, r.device_id`,
 			p.TTL.Microseconds(), tasks, devs, runs, epochs, p.Owner, p.State, p.Seq, s.leaseNow(p.Now))
 		if err != nil {

@@ -53,7 +53,8 @@ queued AS (
 SELECT COUNT(*) FROM ins`
 
 // pgCleanQueue and pgCleanLeases follow every round of pgUpsert, in this
-// order, as statements of their own: they delete the queue and lease rows
+// order, as statements of their own (pgCleanLeases locks the leases in
+// key order first, as RenewClaims does, so the two never deadlock): they delete the queue and lease rows
 // of the round's keys ($1, $2) that no longer match their result (the
 // round or a concurrent writer changed it), and count a deleted lease's
 // result back from the lease's state to scheduled. The queue statement
@@ -66,10 +67,17 @@ USING unnest($1::text[], $2::text[]) AS k (task_id, device_id)
 WHERE q.task_id = k.task_id COLLATE "C" AND q.device_id = k.device_id COLLATE "C"
   AND NOT EXISTS (SELECT 1 FROM results r WHERE r.task_id = q.task_id AND r.device_id = q.device_id
       AND r.state = '` + queuedState + `' AND r.run_id = q.run_id AND r.seq = q.seq)`
-	pgCleanLeases = `WITH gone AS (
- DELETE FROM result_leases l
- USING unnest($1::text[], $2::text[]) AS k (task_id, device_id)
- WHERE l.task_id = k.task_id COLLATE "C" AND l.device_id = k.device_id COLLATE "C"
+	pgCleanLeases = `WITH lk AS (
+ SELECT l.task_id, l.device_id FROM result_leases l
+ JOIN unnest($1::text[], $2::text[]) AS k (task_id, device_id)
+   ON l.task_id = k.task_id COLLATE "C" AND l.device_id = k.device_id COLLATE "C"
+ WHERE NOT EXISTS (SELECT 1 FROM results r WHERE r.task_id = l.task_id AND r.device_id = l.device_id
+       AND r.state = '` + queuedState + `' AND r.run_id = l.run_id AND r.seq = l.base_seq)
+ ORDER BY l.task_id, l.device_id
+ FOR UPDATE OF l),
+gone AS (
+ DELETE FROM result_leases l USING lk
+ WHERE l.task_id = lk.task_id AND l.device_id = lk.device_id
    AND NOT EXISTS (SELECT 1 FROM results r WHERE r.task_id = l.task_id AND r.device_id = l.device_id
        AND r.state = '` + queuedState + `' AND r.run_id = l.run_id AND r.seq = l.base_seq)
  RETURNING l.task_id, l.state)
