@@ -81,6 +81,8 @@ type DispatchParams struct {
 	// (sqlstore on PostgreSQL: "scheduled"); another is ErrInvalid there.
 	FromState string
 	// State and Seq are written to the dispatched results (UpdatedAt At).
+	// State must differ from FromState (else ErrInvalid: the result would
+	// stay due and be dispatched again).
 	State string
 	Seq   int64
 	At    time.Time

@@ -111,8 +111,13 @@ func (s *Store) DispatchDue(ctx context.Context, p storage.DispatchParams) ([]st
 	if err != nil {
 		bad = append(bad, err.(*errs.ValidationError))
 	}
-	if p.State == "" {
+	switch p.State {
+	case "":
 		bad = append(bad, errs.Invalid("state", "", "must not be empty"))
+	case p.FromState:
+		// A result dispatched into its dispatchable state stays due and
+		// would be dispatched again at the next call.
+		bad = append(bad, errs.Invalid("state", p.State, "must differ from from_state"))
 	}
 	if err := bad.Err(); err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/taskfleet/taskfleet/storage"
+	"github.com/taskfleet/taskfleet/storage/sqlstore"
 )
 
 // TestQueueRenewalsAndCleanupsDoNotDeadlock: a replica renewing the
@@ -102,4 +103,29 @@ func TestQueueRenewalsAndCleanupsDoNotDeadlock(t *testing.T) {
 		t.Errorf("%d calls failed retryably (deadlocks), want none; first: %s", len(retried), retried[0])
 	}
 	mustQueueInvariants(t, s)
+}
+
+// TestDispatchIntoTheDispatchableStateIsRefused: a dispatch whose State
+// is its FromState would leave every result due, to be dispatched again
+// at the next call; both dialects refuse it with ErrInvalid and change
+// nothing.
+func TestDispatchIntoTheDispatchableStateIsRefused(t *testing.T) {
+	for _, d := range []struct {
+		name string
+		open func(testing.TB) *sqlstore.Store
+	}{{"sqlite", openSQLiteFile}, {"postgres", openPG}} {
+		t.Run(d.name, func(t *testing.T) {
+			s := d.open(t)
+			qCreateTask(t, s, "t")
+			qSchedule(t, s, "t", "d1", "d2")
+			p := qDispatchP("r0", 10)
+			p.State = p.FromState
+			if cs, err := s.DispatchDue(context.Background(), p); !errors.Is(err, storage.ErrInvalid) || len(cs) != 0 {
+				t.Fatalf("DispatchDue into %q = %d claims, %v; want ErrInvalid", p.State, len(cs), err)
+			}
+			if cs := qDispatch(t, s, "r0", 10); len(cs) != 2 {
+				t.Fatalf("a proper dispatch afterwards took %d, want 2", len(cs))
+			}
+		})
+	}
 }
