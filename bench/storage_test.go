@@ -335,7 +335,13 @@ FROM generate_series(1, %[1]d) AS i`, storageLargeTotal, storageLargeDue)
 	}
 	analyze := "ANALYZE"
 	if engine == "postgres" {
-		analyze = "VACUUM ANALYZE results"
+		// Schema version 11 queues the scheduled results of PostgreSQL
+		// in result_queue, as UpsertResults would have.
+		if _, err := s.DB().Exec(`INSERT INTO result_queue (task_id, device_id, run_id, seq, due_at)
+SELECT task_id, device_id, run_id, seq, due_at FROM results WHERE state = 'scheduled'`); err != nil {
+			b.Fatal(err)
+		}
+		analyze = "VACUUM ANALYZE results, result_queue"
 	}
 	if _, err := s.DB().Exec(analyze); err != nil {
 		b.Fatal(err)

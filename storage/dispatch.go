@@ -76,9 +76,13 @@ type Claimer interface {
 type DispatchParams struct {
 	// Owner identifies the replica (unique per process lifetime).
 	Owner string
-	// FromState is the dispatchable state (typically "scheduled").
+	// FromState is the dispatchable state (typically "scheduled"). A
+	// store may dispatch from one state only, the one it keeps a queue of
+	// (sqlstore on PostgreSQL: "scheduled"); another is ErrInvalid there.
 	FromState string
 	// State and Seq are written to the dispatched results (UpdatedAt At).
+	// State must differ from FromState (else ErrInvalid: the result would
+	// stay due and be dispatched again).
 	State string
 	Seq   int64
 	At    time.Time

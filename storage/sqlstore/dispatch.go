@@ -111,35 +111,52 @@ func (s *Store) DispatchDue(ctx context.Context, p storage.DispatchParams) ([]st
 	if err != nil {
 		bad = append(bad, err.(*errs.ValidationError))
 	}
-	if p.State == "" {
+	switch p.State {
+	case "":
 		bad = append(bad, errs.Invalid("state", "", "must not be empty"))
+	case p.FromState:
+		// A result dispatched into its dispatchable state stays due and
+		// would be dispatched again at the next call.
+		bad = append(bad, errs.Invalid("state", p.State, "must differ from from_state"))
 	}
 	if err := bad.Err(); err != nil {
 		return nil, err
 	}
 	var out []storage.Claim
 	if s.dialect == Postgres {
-		// The due rows are locked by the CTE and updated through their
-		// ctid (a TID scan, no index probe); the state is checked again
-		// on the row being updated. The task's revision comes along from
-		// the CTE's join: joining tasks again for the answer cost about
-		// 7% of the statement.
+		if p.FromState != queuedState {
+			return nil, errs.Invalid("from_state", p.FromState, "must be "+queuedState+" on PostgreSQL (the state result_queue holds)")
+		}
+		// The due queue rows of tasks that exist and are not suspended
+		// are locked by the CTE and deleted through their ctid (a delete
+		// marks the row; it writes no index entry); each becomes a lease
+		// row with the new state and seq, a ledger row, and the counters
+		// move from scheduled to the new state. The result rows are not
+		// written: a lease row overlays its result until the device
+		// answers (schema version 11). A queue row deleted by a
+		// concurrent writer between this statement's snapshot and its
+		// lock is skipped by the lock (SKIP LOCKED) or by the delete.
 		rows, err := s.w.QueryContext(ctx, `WITH due AS (
-    SELECT r.ctid, t.revision FROM results r
-    JOIN tasks t ON t.id = r.task_id AND NOT t.suspended
-    WHERE r.state = `+from+` AND r.due_at <= $1
-    ORDER BY r.due_at, r.task_id, r.device_id
+    SELECT q.ctid, t.revision FROM result_queue q
+    JOIN tasks t ON t.id = q.task_id AND NOT t.suspended
+    WHERE q.due_at <= $1
+    ORDER BY q.due_at, q.task_id, q.device_id
     LIMIT $2
-    FOR UPDATE OF r SKIP LOCKED),
-upd AS (
-    UPDATE results r SET state = $3, seq = $4, updated_at = $5, lease_owner = $6, lease_epoch = r.lease_epoch + 1,
-        lease_until = `+pgLeaseNow(8)+` + $7 * interval '1 microsecond'
-    FROM due WHERE r.ctid = due.ctid AND r.state = `+from+`
-    RETURNING r.task_id, r.device_id, r.run_id, r.seq, r.due_at, r.lease_epoch, due.revision),
+    FOR UPDATE OF q SKIP LOCKED),
+del AS (
+    DELETE FROM result_queue q USING due WHERE q.ctid = due.ctid
+    RETURNING q.task_id, q.device_id, q.run_id, q.seq, q.due_at, due.revision),
+lease AS (
+    INSERT INTO result_leases (task_id, device_id, run_id, base_seq, seq, state, due_at, updated_at, owner, epoch, until)
+    SELECT task_id, device_id, run_id, seq, $4, $3, due_at, $5, $6, 1, `+pgLeaseNow(8)+` + $7 * interval '1 microsecond' FROM del),
 log AS (
     INSERT INTO dispatch_log (task_id, device_id, run_id, epoch, owner)
-    SELECT task_id, device_id, run_id, lease_epoch, $6 FROM upd)
-SELECT task_id, device_id, run_id, seq, due_at, lease_epoch, revision FROM upd`,
+    SELECT task_id, device_id, run_id, 1, $6 FROM del),
+counted AS (
+    INSERT INTO result_deltas (task_id, state, n, restart)
+    SELECT g.task_id, v.state, v.n, 0 FROM (SELECT task_id, COUNT(*) AS c FROM del GROUP BY task_id) g,
+        LATERAL (VALUES ('`+queuedState+`', -g.c), ($3, g.c)) AS v (state, n))
+SELECT task_id, device_id, run_id, $4::bigint, due_at, 1::bigint, revision FROM del`,
 			s.tv(p.Before), p.Limit, p.State, p.Seq, s.tv(p.At), p.Owner, p.TTL.Microseconds(), s.leaseNow(p.Now))
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: dispatch due: %w", mapErr(err))
@@ -255,19 +272,17 @@ func (s *Store) ClaimStale(ctx context.Context, p storage.StaleParams) ([]storag
 	var out []storage.Claim
 	if s.dialect == Postgres {
 		rows, err := s.w.QueryContext(ctx, `WITH stale AS (
-    SELECT r.task_id, r.device_id FROM results r
-    JOIN tasks t ON t.id = r.task_id AND NOT t.suspended
-    WHERE r.state = `+state+` AND r.seq = $1 AND r.lease_owner <> '' AND r.lease_until < `+pgLeaseNow(5)+`
-    ORDER BY r.due_at, r.task_id, r.device_id
+    SELECT l.ctid, t.revision FROM result_leases l
+    JOIN tasks t ON t.id = l.task_id AND NOT t.suspended
+    WHERE l.until < `+pgLeaseNow(5)+` AND l.state = `+state+` AND l.seq = $1
+    ORDER BY l.due_at, l.task_id, l.device_id
     LIMIT $2
-    FOR UPDATE OF r SKIP LOCKED),
+    FOR UPDATE OF l SKIP LOCKED),
 upd AS (
-    UPDATE results r SET lease_owner = $3, lease_epoch = r.lease_epoch + 1, lease_until = `+pgLeaseNow(5)+` + $4 * interval '1 microsecond'
-    FROM stale WHERE r.task_id = stale.task_id AND r.device_id = stale.device_id
-      AND r.state = `+state+` AND r.seq = $1 AND r.lease_until < `+pgLeaseNow(5)+`
-    RETURNING r.task_id, r.device_id, r.run_id, r.seq, r.due_at, r.lease_epoch)
-SELECT upd.task_id, upd.device_id, upd.run_id, upd.seq, upd.due_at, upd.lease_epoch, t.revision
-FROM upd JOIN tasks t ON t.id = upd.task_id`,
+    UPDATE result_leases l SET owner = $3, epoch = l.epoch + 1, until = `+pgLeaseNow(5)+` + $4 * interval '1 microsecond'
+    FROM stale WHERE l.ctid = stale.ctid AND l.until < `+pgLeaseNow(5)+`
+    RETURNING l.task_id, l.device_id, l.run_id, l.seq, l.due_at, l.epoch, stale.revision)
+SELECT task_id, device_id, run_id, seq, due_at, epoch, revision FROM upd`,
 			p.Seq, p.Limit, p.Owner, p.TTL.Microseconds(), s.leaseNow(p.Now))
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: claim stale: %w", mapErr(err))
@@ -345,10 +360,22 @@ func (s *Store) RenewClaims(ctx context.Context, p storage.RenewParams) ([]stora
 		for i, c := range p.Claims {
 			tasks[i], devs[i], runs[i], epochs[i] = c.TaskID, c.DeviceID, c.RunID, c.Epoch
 		}
-		rows, err := s.w.QueryContext(ctx, `UPDATE results r SET lease_until = `+pgLeaseNow(9)+` + $1 * interval '1 microsecond'
-FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS c(task_id, device_id, run_id, epoch)
-WHERE r.task_id = c.task_id COLLATE "C" AND r.device_id = c.device_id COLLATE "C" AND r.run_id = c.run_id
-  AND r.lease_epoch = c.epoch AND r.lease_owner = $6 AND r.state = $7 AND r.seq = $8
+		// The leases are locked in key order first (lk), as every other
+		// statement that waits for lease rows takes them (pgCleanLeases),
+		// so a renewal and a writer's clean-up never deadlock.
+		rows, err := s.w.QueryContext(ctx, `WITH c AS (
+    SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS c (task_id, device_id, run_id, epoch)),
+lk AS (
+    SELECT r.task_id, r.device_id FROM result_leases r
+    JOIN c ON r.task_id = c.task_id COLLATE "C" AND r.device_id = c.device_id COLLATE "C"
+    WHERE r.run_id = c.run_id AND r.epoch = c.epoch AND r.owner = $6 AND r.state = $7 AND r.seq = $8
+    ORDER BY r.task_id, r.device_id
+    FOR UPDATE OF r)
+UPDATE result_leases r SET until = `+pgLeaseNow(9)+` + $1 * interval '1 microsecond'
+FROM lk, c
+WHERE r.task_id = lk.task_id AND r.device_id = lk.device_id
+  AND r.task_id = c.task_id COLLATE "C" AND r.device_id = c.device_id COLLATE "C"
+  AND r.run_id = c.run_id AND r.epoch = c.epoch AND r.owner = $6 AND r.state = $7 AND r.seq = $8
 RETURNING r.task_id, r.device_id`,
 			p.TTL.Microseconds(), tasks, devs, runs, epochs, p.Owner, p.State, p.Seq, s.leaseNow(p.Now))
 		if err != nil {

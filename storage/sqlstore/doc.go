@@ -30,8 +30,8 @@
 //
 // Tables: tasks (indexed columns plus the JSON body, and the run counter
 // of AllocateRunID), revisions (task, number), results (one row per task
-// and device; indexes for the due-run query on (state, due_at) and for
-// listing and statistics on (task, state)), events (indexes on (task, id)
+// and device; indexes for listing and statistics on (task, state), and on
+// SQLite for the due-run query on (state, due_at)), events (indexes on (task, id)
 // for listing and (task, at) for retention purges) and event_keys (the
 // de-duplication keys, kept after a purge so a late duplicate stays
 // refused). Deleting a task removes all of them in one transaction
@@ -47,7 +47,8 @@
 // through Store.Inventory and Store.Devices (see Inventory). Schema
 // version 3 adds dispatch claims for several engine replicas on one
 // database (storage.Claimer and storage.Leader): lease_owner, lease_epoch
-// and lease_until on results, dispatch_log (one row per dispatched run,
+// and lease_until on results (on PostgreSQL in result_leases since
+// version 11, below), dispatch_log (one row per dispatched run,
 // deliberately without a unique key so an audit would see a duplicate)
 // and leaders (named leader leases). Lease expiry is judged by the
 // database's clock unless the caller passes Now in the lease params
@@ -66,6 +67,44 @@
 // results (the starts in flight), which ClaimStale reads: the leader's
 // sweep for dispatched starts whose replica's lease expired no longer
 // scans the whole results table every LeaseTTL.
+//
+// Schema version 11 (PostgreSQL; SQLite keeps dispatching on results)
+// moves dispatch out of the results table, which it rewrote whole for
+// every dispatched run at about half the claim rate of a bare queue:
+//
+//   - result_queue holds a row (key, run, seq, due time) for each result
+//     in state "scheduled" that no replica has dispatched. DispatchDue
+//     claims by deleting queue rows (a delete marks the row and writes
+//     no index entry), so DispatchParams.FromState must be "scheduled"
+//     on PostgreSQL (another state is ErrInvalid).
+//   - result_leases holds a row for each dispatched result no device has
+//     answered: the state and seq DispatchDue gave it, its update time,
+//     the result's own seq underneath (base_seq) and the lease (owner,
+//     epoch, until). ClaimStale and RenewClaims write only here. The
+//     leader's sweep (ClaimStale) reads the table whole: it holds only
+//     the starts in flight, and without an index on until a dispatch
+//     writes one index entry less and a renewal is a HOT update. A lease's epoch starts at 1 for each
+//     dispatch.
+//   - The result row stays as it was scheduled until the device answers.
+//     GetResult, ListResults and DueResults read a leased result through
+//     its lease row: its state, seq and update time are the lease's.
+//     TaskStatistics counts it in the lease's state: DispatchDue writes
+//     the counter deltas itself (no trigger on the two tables).
+//   - UpsertResults keeps both tables in step in its transaction: a record
+//     competes with the lease's (run, seq) when the result is leased; a
+//     result it leaves in state "scheduled" gets its queue row; and after
+//     each round, one statement deletes the round's queue rows that no
+//     longer match their result and, on its own snapshot taken after any
+//     replica dispatching those rows has committed, another deletes the
+//     leases that no longer match (counting their results back). The
+//     COPY path of new devices adds their queue rows by COPY too.
+//   - DeleteTask deletes the task's queue rows, then its leases, then its
+//     results.
+//
+// The migration moves the in-flight dispatches over (a pending result
+// with a lease owner becomes a lease row over its result, set back to
+// "scheduled"), queues the scheduled results, drops results_due and
+// results_leased and the three lease columns of results.
 //
 // The hierarchy migration (hierarchy_nodes, hierarchy_children,
 // hierarchy_copies, hierarchy_reports, hierarchy_figures) keeps the

@@ -15,6 +15,65 @@ import (
 
 var resultColumns = strings.Split(strings.ReplaceAll(resultCols, " ", ""), ",")
 
+// queueColumns are result_queue's columns, in the order queueRow gives.
+var queueColumns = []string{"task_id", "device_id", "run_id", "seq", "due_at"}
+
+// queueRows returns the result_queue rows of the COPY rows (splitFresh's)
+// in state queuedState.
+func queueRows(fresh [][]any) [][]any {
+	var out [][]any
+	for _, f := range fresh {
+		if f[4].(string) == queuedState {
+			out = append(out, []any{f[0], f[1], f[2], f[3], f[5]})
+		}
+	}
+	return out
+}
+
+// copyFresh COPYs fresh rows into results and the scheduled ones into
+// result_queue; a unique-key violation (a device taken to be new had a
+// result) is errCopyRace, after rolling back.
+func copyFresh(ctx context.Context, pc *pgx.Conn, fresh [][]any) (int, error) {
+	n, err := pc.CopyFrom(ctx, pgx.Identifier{"results"}, resultColumns, pgx.CopyFromRows(fresh))
+	if err == nil {
+		if q := queueRows(fresh); len(q) > 0 {
+			_, err = pc.CopyFrom(ctx, pgx.Identifier{"result_queue"}, queueColumns, pgx.CopyFromRows(q))
+		}
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" {
+		if _, rerr := pc.Exec(ctx, "ROLLBACK"); rerr != nil {
+			return 0, errors.Join(err, rerr)
+		}
+		return 0, errCopyRace
+	}
+	return int(n), err
+}
+
+// queueRound queues one round of the upsert on b: pgUpsert, then
+// pgCleanQueue and pgCleanLeases (readRound reads their answers).
+func queueRound(b *pgx.Batch, round []storage.ResultRecord) {
+	args := pgUpsertArgs(sortedRound(round))
+	b.Queue(pgUpsert, args...)
+	b.Queue(pgCleanQueue, args[0], args[1])
+	b.Queue(pgCleanLeases, args[0], args[1])
+}
+
+// readRound reads the answers of one round queued by queueRound: the
+// number of results it inserted or replaced.
+func readRound(br pgx.BatchResults) (int, error) {
+	var n int64
+	if err := br.QueryRow().Scan(&n); err != nil {
+		return 0, err
+	}
+	for range 2 {
+		if _, err := br.Exec(); err != nil {
+			return 0, err
+		}
+	}
+	return int(n), nil
+}
+
 // upsertPostgresBatch writes a batch on PostgreSQL in one transaction:
 //
 //  1. lock the batch's tasks FOR KEY SHARE (a concurrent DeleteTask waits,
@@ -209,35 +268,29 @@ func upsertPostgresPipelined(ctx context.Context, pc *pgx.Conn, rs []storage.Res
 		})
 	}
 	if len(fresh) > 0 {
-		n, err := pc.CopyFrom(ctx, pgx.Identifier{"results"}, resultColumns, pgx.CopyFromRows(fresh))
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == "23505" {
-			if _, rerr := pc.Exec(ctx, "ROLLBACK"); rerr != nil {
-				return 0, errors.Join(err, rerr)
-			}
-			return 0, errCopyRace
-		}
+		n, err := copyFresh(ctx, pc, fresh)
 		if err != nil {
 			return 0, err
 		}
-		total = int(n)
+		total = n
 	}
 	b = &pgx.Batch{}
+	upserts := 0
 	for _, round := range rounds(rest) {
 		if len(round) > 0 {
-			b.Queue(pgUpsert, pgUpsertArgs(sortedRound(round))...)
+			queueRound(b, round)
+			upserts++
 		}
 	}
-	upserts := b.Len()
 	b.Queue("COMMIT")
 	br = pc.SendBatch(ctx, b)
 	for range upserts {
-		tag, err := br.Exec()
+		n, err := readRound(br)
 		if err != nil {
 			_ = br.Close()
 			return 0, err
 		}
-		total += int(tag.RowsAffected())
+		total += n
 	}
 	if _, err := br.Exec(); err != nil {
 		_ = br.Close()
@@ -316,11 +369,17 @@ func upsertPostgresTx(ctx context.Context, tx pgx.Tx, rs []storage.ResultRecord)
 		if len(round) == 0 {
 			continue
 		}
-		tag, err := tx.Exec(ctx, pgUpsert, pgUpsertArgs(sortedRound(round))...)
+		b := &pgx.Batch{}
+		queueRound(b, round)
+		br := tx.SendBatch(ctx, b)
+		n, err := readRound(br)
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
 		if err != nil {
 			return 0, err
 		}
-		total += int(tag.RowsAffected())
+		total += n
 	}
 	return total, nil
 }

@@ -26,22 +26,70 @@ const upsertSet = ` ON CONFLICT (task_id, device_id) DO UPDATE SET
 // results of existing tasks and holds FOR KEY SHARE on them until the
 // transaction ends, so a concurrent DeleteTask waits (and then deletes
 // these results too) instead of leaving orphans.
-var pgUpsert = `WITH known AS (SELECT id FROM tasks WHERE id = ANY($13::text[]) FOR KEY SHARE)
-INSERT INTO results (` + resultCols + `)
+//
+// Since schema version 11 the statement also keeps the dispatch tables
+// in step: a record does not replace a result whose lease row holds an
+// equal or newer (run, seq) (the dispatched state is what it competes
+// with), every result the round leaves in state scheduled gets its queue
+// row (replacing an older run's), and it answers with the number of
+// results it inserted or replaced. pgCleanQueue and pgCleanLeases follow.
+var pgUpsert = `WITH known AS (SELECT id FROM tasks WHERE id = ANY($13::text[]) FOR KEY SHARE),
+ins AS (
+ INSERT INTO results (` + resultCols + `)
  SELECT u.task_id, u.device_id, u.run_id, u.seq, u.state,
   ` + pgMicros("u.due_at") + `, ` + pgMicros("u.started_at") + `, ` + pgMicros("u.finished_at") + `, ` + pgMicros("u.updated_at") + `,
   u.progress, u.message, u.restart_required
  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[],
   $7::bigint[], $8::bigint[], $9::bigint[], $10::int[], $11::text[], $12::bool[])
   AS u (task_id, device_id, run_id, seq, state, due_at, started_at, finished_at, updated_at, progress, message, restart_required)
- JOIN known ON known.id = u.task_id` + upsertSet
+ JOIN known ON known.id = u.task_id
+ WHERE NOT EXISTS (SELECT 1 FROM result_leases l WHERE l.task_id = u.task_id COLLATE "C" AND l.device_id = u.device_id COLLATE "C"
+  AND (l.run_id, l.seq) >= (u.run_id, u.seq))` + upsertSet + `
+ RETURNING task_id, device_id, run_id, seq, state, due_at),
+queued AS (
+ INSERT INTO result_queue (task_id, device_id, run_id, seq, due_at)
+ SELECT task_id, device_id, run_id, seq, due_at FROM ins WHERE state = '` + queuedState + `'
+ ON CONFLICT (task_id, device_id) DO UPDATE SET run_id = excluded.run_id, seq = excluded.seq, due_at = excluded.due_at)
+SELECT COUNT(*) FROM ins`
 
-// pgMicros is the SQL turning col, microseconds since the Unix epoch, into
-// a timestamptz. Times travel as int64 arrays because pgx encodes them
-// several times faster than []time.Time, and the client's encoding was the
-// largest cost of a batch. Seconds and microseconds are scaled apart so
-// every factor stays far below 2^53 and the arithmetic is exact for any
-// time.Time PostgreSQL can store.
+// pgCleanQueue and pgCleanLeases follow every round of pgUpsert, in this
+// order, as statements of their own (pgCleanLeases locks the leases in
+// key order first, as RenewClaims does, so the two never deadlock): they delete the queue and lease rows
+// of the round's keys ($1, $2) that no longer match their result (the
+// round or a concurrent writer changed it), and count a deleted lease's
+// result back from the lease's state to scheduled. The queue statement
+// comes first and alone because it may wait for a replica dispatching the
+// same row; the lease statement's snapshot, taken after that wait, then
+// sees the lease that replica wrote.
+const (
+	pgCleanQueue = `DELETE FROM result_queue q
+USING unnest($1::text[], $2::text[]) AS k (task_id, device_id)
+WHERE q.task_id = k.task_id COLLATE "C" AND q.device_id = k.device_id COLLATE "C"
+  AND NOT EXISTS (SELECT 1 FROM results r WHERE r.task_id = q.task_id AND r.device_id = q.device_id
+      AND r.state = '` + queuedState + `' AND r.run_id = q.run_id AND r.seq = q.seq)`
+	pgCleanLeases = `WITH lk AS (
+ SELECT l.task_id, l.device_id FROM result_leases l
+ JOIN unnest($1::text[], $2::text[]) AS k (task_id, device_id)
+   ON l.task_id = k.task_id COLLATE "C" AND l.device_id = k.device_id COLLATE "C"
+ WHERE NOT EXISTS (SELECT 1 FROM results r WHERE r.task_id = l.task_id AND r.device_id = l.device_id
+       AND r.state = '` + queuedState + `' AND r.run_id = l.run_id AND r.seq = l.base_seq)
+ ORDER BY l.task_id, l.device_id
+ FOR UPDATE OF l),
+gone AS (
+ DELETE FROM result_leases l USING lk
+ WHERE l.task_id = lk.task_id AND l.device_id = lk.device_id
+   AND NOT EXISTS (SELECT 1 FROM results r WHERE r.task_id = l.task_id AND r.device_id = l.device_id
+       AND r.state = '` + queuedState + `' AND r.run_id = l.run_id AND r.seq = l.base_seq)
+ RETURNING l.task_id, l.state)
+INSERT INTO result_deltas (task_id, state, n, restart)
+SELECT g.task_id, v.state, v.n, 0 FROM (SELECT task_id, state, COUNT(*) AS c FROM gone GROUP BY task_id, state) g,
+ LATERAL (VALUES (g.state, -g.c), ('` + queuedState + `', g.c)) AS v (state, n)`
+)
+
+// queuedState is the state of the results PostgreSQL keeps in
+// result_queue, the only state DispatchDue takes from there.
+const queuedState = "scheduled"
+
 func pgMicros(col string) string {
 	return "(timestamptz 'epoch' + interval '1 second' * (" + col + " / 1000000) + interval '1 microsecond' * (" + col + " % 1000000))"
 }
@@ -342,24 +390,65 @@ func (s *Store) ListResults(ctx context.Context, p storage.ListResultsParams) ([
 	}
 	var b strings.Builder
 	args := []any{p.TaskID}
-	b.WriteString("SELECT " + resultCols + " FROM results WHERE task_id = ?")
-	if len(p.States) > 0 {
-		b.WriteString(" AND state IN (?" + strings.Repeat(",?", len(p.States)-1) + ")")
-		for _, st := range p.States {
-			args = append(args, st)
+	if s.dialect == Postgres {
+		s.listResultsPG(&b, &args, p, limit)
+	} else {
+		b.WriteString("SELECT " + resultCols + " FROM results WHERE task_id = ?")
+		if len(p.States) > 0 {
+			b.WriteString(" AND state IN (?" + strings.Repeat(",?", len(p.States)-1) + ")")
+			for _, st := range p.States {
+				args = append(args, st)
+			}
 		}
+		if p.AfterDevice != "" {
+			b.WriteString(" AND device_id > ?")
+			args = append(args, p.AfterDevice)
+		}
+		b.WriteString(" ORDER BY device_id LIMIT ?")
+		args = append(args, limit)
 	}
-	if p.AfterDevice != "" {
-		b.WriteString(" AND device_id > ?")
-		args = append(args, p.AfterDevice)
-	}
-	b.WriteString(" ORDER BY device_id LIMIT ?")
-	args = append(args, limit)
 	out, err := s.queryResults(ctx, s.r.Rebind(b.String()), args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: list results of task %q: %w", p.TaskID, err)
 	}
 	return out, nil
+}
+
+// listResultsPG writes ListResults' query on PostgreSQL: results read
+// through their lease rows. With states, the results in those states that
+// no lease overlays and the leased results in those states are two index
+// scans merged by device.
+func (s *Store) listResultsPG(b *strings.Builder, args *[]any, p storage.ListResultsParams, limit int) {
+	after := ""
+	if p.AfterDevice != "" {
+		*args = append(*args, p.AfterDevice)
+		after = fmt.Sprintf(" AND %%s.device_id > $%d", len(*args))
+	}
+	if len(p.States) == 0 {
+		b.WriteString("SELECT " + overlayCols + " FROM results r LEFT JOIN result_leases l ON l.task_id = r.task_id AND l.device_id = r.device_id WHERE r.task_id = $1")
+		if after != "" {
+			fmt.Fprintf(b, after, "r")
+		}
+		*args = append(*args, limit)
+		fmt.Fprintf(b, " ORDER BY r.device_id LIMIT $%d", len(*args))
+		return
+	}
+	*args = append(*args, p.States)
+	states := len(*args)
+	fmt.Fprintf(b, `SELECT * FROM (
+SELECT `+resultCols+` FROM results r WHERE r.task_id = $1 AND r.state = ANY($%d::text[])`, states)
+	if after != "" {
+		fmt.Fprintf(b, after, "r")
+	}
+	b.WriteString(` AND NOT EXISTS (SELECT 1 FROM result_leases l WHERE l.task_id = r.task_id AND l.device_id = r.device_id)
+UNION ALL
+SELECT ` + overlayCols + ` FROM result_leases l JOIN results r ON r.task_id = l.task_id AND r.device_id = l.device_id`)
+	fmt.Fprintf(b, ` WHERE l.task_id = $1 AND l.state = ANY($%d::text[])`, states)
+	if after != "" {
+		fmt.Fprintf(b, after, "l")
+	}
+	*args = append(*args, limit)
+	fmt.Fprintf(b, ") x ORDER BY device_id LIMIT $%d", len(*args))
 }
 
 // DueResults implements storage.ResultStore. Scheduled results are an
@@ -379,6 +468,23 @@ func (s *Store) DueResults(ctx context.Context, p storage.DueResultsParams) ([]s
 		return nil, err
 	}
 	q := s.w.Rebind(`SELECT ` + resultCols + ` FROM results WHERE state = ` + state + ` AND due_at <= ? ORDER BY due_at, task_id, device_id LIMIT ?`)
+	if s.dialect == Postgres {
+		if p.State == queuedState {
+			// The queue holds exactly the scheduled results no lease
+			// overlays, with their due times indexed.
+			q = `SELECT ` + overlayCols + ` FROM result_queue q JOIN results r ON r.task_id = q.task_id AND r.device_id = q.device_id
+LEFT JOIN result_leases l ON false
+WHERE q.due_at <= $1 ORDER BY q.due_at, q.task_id, q.device_id LIMIT $2`
+		} else {
+			q = `SELECT * FROM (
+SELECT ` + resultCols + ` FROM results r WHERE r.state = ` + state + ` AND r.due_at <= $1
+  AND NOT EXISTS (SELECT 1 FROM result_leases l WHERE l.task_id = r.task_id AND l.device_id = r.device_id)
+UNION ALL
+SELECT ` + overlayCols + ` FROM result_leases l JOIN results r ON r.task_id = l.task_id AND r.device_id = l.device_id
+WHERE l.state = ` + state + ` AND l.due_at <= $1) x
+ORDER BY due_at, task_id, device_id LIMIT $2`
+		}
+	}
 	out, err := s.queryResults(ctx, q, s.tv(p.Before), limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: due results: %w", err)

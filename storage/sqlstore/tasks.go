@@ -21,6 +21,8 @@ type queries struct {
 	purgeEvents                                                                             string
 	// PostgreSQL only.
 	deleteDeltas, compactDeltas string
+	// PostgreSQL only: the dispatch tables (schema version 11).
+	deleteQueue, deleteLeases string
 }
 
 const taskCols = `id, name, search_name, unique_name, application, task_type, kind, group_id, device_id, revision, suspended, created_at, updated_at, body`
@@ -28,6 +30,12 @@ const taskCols = `id, name, search_name, unique_name, application, task_type, ki
 const revisionCols = `task_id, number, author, at, action, body, diff`
 
 const resultCols = `task_id, device_id, run_id, seq, state, due_at, started_at, finished_at, updated_at, progress, message, restart_required`
+
+// overlayCols are resultCols of results r read through its lease row l
+// (PostgreSQL): a dispatched result shows the lease's state, seq and
+// update time.
+const overlayCols = `r.task_id, r.device_id, r.run_id, COALESCE(l.seq, r.seq), COALESCE(l.state, r.state), r.due_at,
+ r.started_at, r.finished_at, COALESCE(l.updated_at, r.updated_at), r.progress, r.message, r.restart_required`
 
 const eventCols = `id, task_id, device_id, run_id, at, level, severity, message, key`
 
@@ -54,6 +62,12 @@ func buildQueries(db *sqlx.DB) queries {
 		// scanning the task's results.
 		q.statistics = `SELECT state, SUM(n), SUM(restart), COUNT(*) FROM result_deltas WHERE task_id = $1 GROUP BY state`
 		q.deleteDeltas = `DELETE FROM result_deltas WHERE task_id = $1`
+		q.deleteQueue = `DELETE FROM result_queue WHERE task_id = $1`
+		q.deleteLeases = `DELETE FROM result_leases WHERE task_id = $1`
+		// A result under a lease reads with the lease's state, seq and
+		// update time (see migration 11).
+		q.getResult = `SELECT ` + overlayCols + ` FROM results r LEFT JOIN result_leases l ON l.task_id = r.task_id AND l.device_id = r.device_id
+WHERE r.task_id = $1 AND r.device_id = $2`
 		q.compactDeltas = `WITH gone AS (DELETE FROM result_deltas WHERE task_id = $1 RETURNING state, n, restart)
 INSERT INTO result_deltas (task_id, state, n, restart)
 SELECT $1, state, SUM(n), SUM(restart) FROM gone GROUP BY state HAVING SUM(n) <> 0 OR SUM(restart) <> 0`
@@ -188,6 +202,16 @@ func (s *Store) DeleteTask(ctx context.Context, p storage.DeleteTaskParams) erro
 		// After the task row: on PostgreSQL its delete waited for
 		// every UpsertResults holding FOR KEY SHARE on it, so this
 		// statement's snapshot sees their results.
+		if s.dialect == Postgres {
+			// The queue first, alone: its delete waits for a replica
+			// dispatching the task's rows, and the lease statement's
+			// snapshot, taken after, sees the leases it wrote.
+			for _, q := range []string{s.q.deleteQueue, s.q.deleteLeases} {
+				if _, err = tx.ExecContext(ctx, q, p.ID); err != nil {
+					return err
+				}
+			}
+		}
 		if _, err = tx.ExecContext(ctx, s.q.deleteResults, p.ID); err != nil {
 			return err
 		}

@@ -307,6 +307,13 @@ func TestReplicasExactlyOnce(t *testing.T) {
 	db := st.DB()
 	_, err = db.ExecContext(ctx, `CREATE TABLE deliveries (task_id text, device_id text, run_id bigint, replica text)`)
 	must(t, err)
+	// A takeover raises a lease row's epoch; the lease row is gone once
+	// the device answers, so a trigger keeps a record of each.
+	_, err = db.ExecContext(ctx, `CREATE TABLE takeovers (task_id text, device_id text, run_id bigint, epoch bigint);
+CREATE FUNCTION record_takeover() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO takeovers VALUES (NEW.task_id, NEW.device_id, NEW.run_id, NEW.epoch); RETURN NULL; END $$;
+CREATE TRIGGER lease_taken_over AFTER UPDATE ON result_leases FOR EACH ROW WHEN (NEW.epoch > OLD.epoch) EXECUTE FUNCTION record_takeover()`)
+	must(t, err)
 	for i := range tasks {
 		tk, err := m.Create(ctx, task.System, task.Task{Name: fmt.Sprintf("scan %d", i), Application: appES, Type: "virus_scan", Scope: groupScope("g-all"), Schedule: sched(schedule.Manual, nil)})
 		must(t, err)
@@ -332,7 +339,7 @@ func TestReplicasExactlyOnce(t *testing.T) {
 	}
 	procs[0].kill()
 	atKill := count(`SELECT COUNT(*) FROM dispatch_log`)
-	held := count(fmt.Sprintf(`SELECT COUNT(*) FROM results WHERE lease_owner = 'r0' AND state = 'pending' AND seq = %d`, transport.SeqDispatched))
+	held := count(fmt.Sprintf(`SELECT COUNT(*) FROM result_leases WHERE owner = 'r0' AND state = 'pending' AND seq = %d`, transport.SeqDispatched))
 	procs[0] = startReplica(t, dsn, "r0", "")
 	if !procs[1].wait("stalled") {
 		t.Fatal("r1 exited before its stall ended")
@@ -351,7 +358,7 @@ func TestReplicasExactlyOnce(t *testing.T) {
 	distinct := count(`SELECT COUNT(*) FROM (SELECT DISTINCT task_id, device_id, run_id FROM dispatch_log) k`)
 	delivered := count(`SELECT COUNT(*) FROM (SELECT DISTINCT task_id, device_id, run_id FROM deliveries) k`)
 	deliveries := count(`SELECT COUNT(*) FROM deliveries`)
-	takenOver := count(`SELECT COUNT(*) FROM results WHERE lease_epoch > 1`)
+	takenOver := count(`SELECT COUNT(*) FROM (SELECT DISTINCT task_id, device_id, run_id FROM takeovers) k`)
 	byOwner := count(`SELECT COUNT(DISTINCT owner) FROM dispatch_log`)
 	orphans := count(`SELECT COUNT(*) FROM deliveries d WHERE NOT EXISTS (SELECT 1 FROM dispatch_log l WHERE l.task_id = d.task_id AND l.device_id = d.device_id AND l.run_id = d.run_id)`)
 	t.Logf("killed r0 after %d of %d dispatches holding %d unanswered; %d runs taken over after their lease expired; %d deliveries for %d runs (redeliveries are de-duplicated by the device's idempotency key); %d replicas dispatched",
