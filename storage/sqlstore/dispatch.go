@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jmoiron/sqlx"
 
 	"github.com/taskfleet/taskfleet/internal/errs"
@@ -362,7 +363,10 @@ func (s *Store) RenewClaims(ctx context.Context, p storage.RenewParams) ([]stora
 		}
 		// The leases are locked in key order first (lk), as every other
 		// statement that waits for lease rows takes them (pgCleanLeases),
-		// so a renewal and a writer's clean-up never deadlock.
+		// so a renewal and a writer's clean-up never deadlock. A lease
+		// changed by another transaction before the lock is re-checked
+		// against its claim by the lock itself; the update then writes
+		// the rows held.
 		rows, err := s.w.QueryContext(ctx, `WITH c AS (
     SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS c (task_id, device_id, run_id, epoch)),
 lk AS (
@@ -372,12 +376,13 @@ lk AS (
     ORDER BY r.task_id, r.device_id
     FOR UPDATE OF r)
 UPDATE result_leases r SET until = `+pgLeaseNow(9)+` + $1 * interval '1 microsecond'
-FROM lk, c
+FROM lk
 WHERE r.task_id = lk.task_id AND r.device_id = lk.device_id
-  AND r.task_id = c.task_id COLLATE "C" AND r.device_id = c.device_id COLLATE "C"
-  AND r.run_id = c.run_id AND r.epoch = c.epoch AND r.owner = $6 AND r.state = $7 AND r.seq = $8
 RETURNING r.task_id, r.device_id`,
-			p.TTL.Microseconds(), tasks, devs, runs, epochs, p.Owner, p.State, p.Seq, s.leaseNow(p.Now))
+			// Planned for the real arrays (an unnamed statement): a plan
+			// cached for a guessed ten claims can compare every claim with
+			// every lease (see pgCustomPlans).
+			pgx.QueryExecModeExec, p.TTL.Microseconds(), tasks, devs, runs, epochs, p.Owner, p.State, p.Seq, s.leaseNow(p.Now))
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: renew claims: %w", mapErr(err))
 		}

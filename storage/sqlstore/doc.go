@@ -100,6 +100,14 @@
 //     COPY path of new devices adds their queue rows by COPY too.
 //   - DeleteTask deletes the task's queue rows, then its leases, then its
 //     results.
+//   - Both tables churn: every dispatched run deletes a queue row and
+//     inserts a lease, every answer deletes a lease. Autovacuum cleans
+//     them up within its naptime (a minute by default). Until it has, the
+//     dead index entries of earlier fan-outs lie in front of the due scan:
+//     ten fan-outs of 20,000 runs two seconds apart, with no vacuum
+//     between them, dispatch at about 0.75x the rate of freshly vacuumed
+//     tables (bench/README.md). A host that fans out many times a minute
+//     can lower autovacuum_naptime, or the tables' autovacuum thresholds.
 //
 // The migration moves the in-flight dispatches over (a pending result
 // with a lease owner becomes a lease row over its result, set back to
