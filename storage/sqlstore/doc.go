@@ -133,6 +133,10 @@
 // PostgreSQL text keys use COLLATE "C": listings are in byte order, the
 // same as every other backend, whatever the database's locale.
 //
+// PostgreSQL 12 or later is required: the result upsert sets
+// plan_cache_mode for its transaction (version 12), and the schema uses
+// EXECUTE FUNCTION triggers (version 11). CI runs PostgreSQL 15.
+//
 // # Time semantics
 //
 // The store never reads the clock: every time comes in the records. Times
