@@ -22,6 +22,7 @@ import (
 // (ErrRetryable), which makes an engine's intake resend a whole batch.
 func TestQueueRenewalsAndCleanupsDoNotDeadlock(t *testing.T) {
 	s := openPG(t)
+	defer s.Close()
 	ctx := context.Background()
 	qCreateTask(t, s, "t")
 	const devices, rounds = 600, 25
@@ -116,6 +117,7 @@ func TestDispatchIntoTheDispatchableStateIsRefused(t *testing.T) {
 	}{{"sqlite", openSQLiteFile}, {"postgres", openPG}} {
 		t.Run(d.name, func(t *testing.T) {
 			s := d.open(t)
+			defer s.Close()
 			qCreateTask(t, s, "t")
 			qSchedule(t, s, "t", "d1", "d2")
 			p := qDispatchP("r0", 10)
